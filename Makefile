@@ -1,0 +1,70 @@
+# The project's single entry point. Every target first makes sure the Debian
+# packages it needs are installed (scripts/install-deps.sh, idempotent).
+#
+#   make test      dependencies, build, the whole suite: plain, ASan+UBSan, TSan
+#   make build     dependencies and the plain build
+#   make check     the plain build's suite only (fast loop while developing)
+#   make sanitize  ASan+UBSan build and its suite
+#   make tsan      TSan build and its suite
+#   make bench     benchmarks (Release build), printing numbers
+#   make format    clang-format in place;  make lint: clang-tidy
+#   make clean     remove every build directory
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+JOBS ?= $(shell nproc)
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+BENCH_DIR ?= build-bench
+CTEST_FLAGS ?= --output-on-failure --timeout 900 -j $(JOBS)
+
+# configure(dir, extra cmake args): configure once; afterwards the build
+# itself re-runs CMake when a CMakeLists.txt changes.
+define configure
+	@if [ ! -f $(1)/build.ninja ]; then \
+	  cmake -S . -B $(1) -G Ninja $(2); \
+	fi
+endef
+
+.PHONY: all deps build check test sanitize tsan bench format lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+check: build
+	ctest --test-dir $(BUILD_DIR) $(CTEST_FLAGS)
+
+sanitize: deps
+	$(call configure,$(ASAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=address -DQUORATE_BUILD_BENCHMARKS=OFF)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ctest --test-dir $(ASAN_DIR) $(CTEST_FLAGS)
+
+tsan: deps
+	$(call configure,$(TSAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=thread -DQUORATE_BUILD_BENCHMARKS=OFF)
+	cmake --build $(TSAN_DIR) -j $(JOBS)
+	ctest --test-dir $(TSAN_DIR) $(CTEST_FLAGS) -LE lint
+
+# The whole suite: the plain build first (fastest feedback), then both
+# sanitizer builds. Each part ends with CTest's summary.
+test: check sanitize tsan
+
+bench: deps
+	$(call configure,$(BENCH_DIR),-DCMAKE_BUILD_TYPE=Release -DQUORATE_BUILD_TESTS=ON)
+	cmake --build $(BENCH_DIR) -j $(JOBS) --target run_benchmarks
+	scripts/run-benchmarks.sh $(BENCH_DIR)
+
+format: deps
+	scripts/format.sh
+
+lint: build
+	scripts/lint.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR)

@@ -1,0 +1,28 @@
+# Compiler settings for the project's own code. Generated protobuf and gRPC
+# code does not get these (see proto/CMakeLists.txt).
+
+set(QUORATE_WARNING_FLAGS
+  -Wall -Wextra -Wpedantic -Wshadow -Werror
+  -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough
+  -Wformat=2 -Wmissing-declarations -Wundef)
+
+# quorate_target_defaults(<target>): warnings as errors plus the sanitizer
+# flags selected by QUORATE_SANITIZE. Every target built from our sources
+# calls this.
+function(quorate_target_defaults target)
+  target_compile_options(${target} PRIVATE ${QUORATE_WARNING_FLAGS})
+endfunction()
+
+# Sanitizers apply to everything compiled in the build, generated code too,
+# so that ASan/TSan see every access our process makes through our code.
+if(QUORATE_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined -fno-sanitize-recover=all)
+elseif(QUORATE_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(NOT QUORATE_SANITIZE STREQUAL "")
+  message(FATAL_ERROR
+    "QUORATE_SANITIZE must be empty, 'address' or 'thread', not '${QUORATE_SANITIZE}'")
+endif()

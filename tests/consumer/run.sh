@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the build in BUILD_DIR into a fresh temporary prefix, then builds
+# and runs the consumer project against it twice: with
+# find_package(quorate CONFIG REQUIRED) and with pkg-config. Any mistake in
+# the export (a missing header, target, dependency or path) fails here.
+#   run.sh BUILD_DIR CONSUMER_SOURCE_DIR EXPECTED_VERSION
+set -euo pipefail
+build=$1
+consumer=$2
+version=$3
+work=$(mktemp -d "${TMPDIR:-/tmp}/quorate-consumer.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+echo "== install into $prefix"
+cmake --install "$build" --prefix "$prefix" >"$work/install.log" || {
+  cat "$work/install.log"
+  exit 1
+}
+
+echo "== find_package(quorate CONFIG REQUIRED)"
+cmake -S "$consumer" -B "$work/cmake-build" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_PACKAGE_NO_SYSTEM_PACKAGE_REGISTRY=ON \
+  >"$work/configure.log" 2>&1 || {
+  cat "$work/configure.log"
+  exit 1
+}
+cmake --build "$work/cmake-build" >"$work/build.log" 2>&1 || {
+  cat "$work/build.log"
+  exit 1
+}
+"$work/cmake-build/consumer" "$version"
+
+echo "== pkg-config quorate"
+pc_dir=$(dirname "$(find "$prefix" -name quorate.pc | head -n 1)")
+export PKG_CONFIG_PATH=$pc_dir
+pc_version=$(pkg-config --modversion quorate)
+if [[ $pc_version != "$version" ]]; then
+  echo "pkg-config reports version '$pc_version', expected '$version'" >&2
+  exit 1
+fi
+# shellcheck disable=SC2046
+c++ -std=c++17 -Wall -Werror "$consumer/main.cc" -o "$work/pc-consumer" \
+  $(pkg-config --cflags --libs quorate)
+"$work/pc-consumer" "$version"
+echo "consumer: ok"
