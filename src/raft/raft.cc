@@ -892,9 +892,21 @@ void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
       pr.probe_sent = false;
       break;
     case Progress::State::kReplicate:
-      // A lost append can leave the window full forever; free a slot so a
-      // new append exposes the gap and the member is probed again.
+      // Appends may have been lost. A lost append can leave the window full
+      // forever: free a slot. And if everything was sent but the member
+      // still lags, an empty append at the end of what we sent exposes the
+      // gap: the member rejects it and is probed again.
       if (pr.inflights.Full()) pr.inflights.FreeFirst();
+      if (pr.match < log_.last_index() && pr.next > log_.last_index()) {
+        Message probe;
+        probe.set_type(MESSAGE_TYPE_APPEND);
+        probe.set_to(pr.id);
+        probe.set_index(pr.next - 1);
+        probe.set_log_term(*log_.Term(pr.next - 1));
+        probe.set_commit(commit_);
+        Send(std::move(probe));
+        return;
+      }
       break;
     case Progress::State::kSnapshot:
       if (now_ns_ - pr.snapshot_sent_ns >= 2 * config_.heartbeat_interval_ns) {

@@ -1,0 +1,390 @@
+#include "raft/cluster.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "util/check.h"
+
+namespace quorate::raft::testing {
+
+Config Cluster::DefaultConfig() {
+  Config c;
+  c.heartbeat_interval_ns = 10;
+  c.election_timeout_ns = 100;
+  return c;
+}
+
+Cluster::Cluster(int voters, int learners, uint64_t seed, Config base)
+    : base_(base), seed_(seed) {
+  ConfState conf;
+  for (int i = 1; i <= voters; ++i) conf.add_voters(static_cast<uint64_t>(i));
+  for (int i = voters + 1; i <= voters + learners; ++i) {
+    conf.add_learners(static_cast<uint64_t>(i));
+  }
+  for (int i = 1; i <= voters + learners; ++i) {
+    const auto id = static_cast<uint64_t>(i);
+    Member& m = members_[id];
+    m.id = id;
+    *m.disk.snapshot.mutable_conf_state() = conf;
+    m.raft = Boot(m);
+  }
+}
+
+void Cluster::AddBlankMember(uint64_t id) {
+  QUORATE_CHECK(members_.count(id) == 0) << "member " << id << " exists";
+  Member& m = members_[id];
+  m.id = id;
+  m.raft = Boot(m);
+}
+
+std::unique_ptr<Raft> Cluster::Boot(Member& m) {
+  // Each member has its own generator, seeded from the cluster seed and
+  // the member id, so runs replay exactly.
+  m.random = std::make_unique<SeededRandom>(seed_ * 1000003 + m.id);
+  Config c = base_;
+  c.id = m.id;
+  c.random = m.random.get();
+  RestoredState restored;
+  restored.hard_state = m.disk.hard_state;
+  restored.snapshot = m.disk.snapshot;
+  restored.snapshot_data = m.disk.snapshot_data;
+  restored.entries = m.disk.entries;
+  restored.applied = m.disk.snapshot.index();
+  auto raft = Raft::Create(c, std::move(restored), now_ns_);
+  QUORATE_CHECK(raft.ok()) << raft.status();
+  m.applied_index = m.disk.snapshot.index();
+  return *std::move(raft);
+}
+
+Raft& Cluster::raft(uint64_t id) {
+  Member& m = member(id);
+  QUORATE_CHECK(m.raft != nullptr) << "member " << id << " is down";
+  return *m.raft;
+}
+
+Member& Cluster::member(uint64_t id) {
+  auto it = members_.find(id);
+  QUORATE_CHECK(it != members_.end()) << "no member " << id;
+  return it->second;
+}
+
+const Member& Cluster::member(uint64_t id) const {
+  auto it = members_.find(id);
+  QUORATE_CHECK(it != members_.end()) << "no member " << id;
+  return it->second;
+}
+
+std::vector<uint64_t> Cluster::ids() const {
+  std::vector<uint64_t> out;
+  for (const auto& [id, m] : members_) out.push_back(id);
+  return out;
+}
+
+void Cluster::Persist(Member& m, const Ready& rd) {
+  Disk& d = m.disk;
+  if (rd.snapshot.has_value()) {
+    d.snapshot = rd.snapshot->metadata;
+    d.snapshot_data = rd.snapshot->data;
+    d.entries.clear();
+  }
+  if (!rd.entries.empty()) {
+    const uint64_t first = rd.entries.front().index();
+    const uint64_t base = d.snapshot.index();
+    QUORATE_CHECK_GT(first, base) << "entries overwrite the snapshot";
+    QUORATE_CHECK_LE(first, base + d.entries.size() + 1) << "gap on disk";
+    d.entries.resize(first - base - 1);
+    d.entries.insert(d.entries.end(), rd.entries.begin(), rd.entries.end());
+  }
+  if (rd.hard_state.has_value()) d.hard_state = *rd.hard_state;
+}
+
+void Cluster::Apply(Member& m, const Ready& rd) {
+  if (rd.snapshot.has_value()) {
+    m.applied_index = rd.snapshot->metadata.index();
+  }
+  for (const Entry& e : rd.committed_entries) {
+    QUORATE_CHECK_EQ(e.index(), m.applied_index + 1)
+        << "member " << m.id << " applied out of order";
+    m.applied_index = e.index();
+    m.applied.push_back(e);
+    auto [it, inserted] =
+        applied_.emplace(e.index(), std::make_pair(e.term(), e.data()));
+    if (!inserted &&
+        (it->second.first != e.term() || it->second.second != e.data()) &&
+        violation_.empty()) {
+      violation_ =
+          absl::StrCat("state machine safety: member ", m.id, " applied term ",
+                       e.term(), " at index ", e.index(),
+                       " where another applied term ", it->second.first);
+    }
+  }
+  for (const ReadState& r : rd.read_states) m.reads.push_back(r);
+  for (uint64_t id : rd.failed_reads) m.failed_reads.push_back(id);
+}
+
+void Cluster::Track(Member& m) {
+  const Raft& r = *m.raft;
+  if (r.term() < m.max_term_seen && violation_.empty()) {
+    violation_ = absl::StrCat("member ", m.id, " term went back from ",
+                              m.max_term_seen, " to ", r.term());
+  }
+  if (r.commit() < m.max_commit_seen && violation_.empty()) {
+    violation_ = absl::StrCat("member ", m.id, " commit went back from ",
+                              m.max_commit_seen, " to ", r.commit());
+  }
+  m.max_term_seen = std::max(m.max_term_seen, r.term());
+  m.max_commit_seen = std::max(m.max_commit_seen, r.commit());
+  if (r.role() == Role::kLeader) {
+    auto [it, inserted] = leaders_.emplace(r.term(), m.id);
+    if (!inserted && it->second != m.id && violation_.empty()) {
+      violation_ = absl::StrCat("election safety: members ", it->second,
+                                " and ", m.id, " both led term ", r.term());
+    }
+  }
+}
+
+bool Cluster::ProcessReadies() {
+  bool any = false;
+  for (auto& [id, m] : members_) {
+    if (m.raft == nullptr) continue;
+    Track(m);
+    if (!m.raft->HasReady()) continue;
+    any = true;
+    Ready rd = m.raft->GetReady();
+    for (Message& msg : rd.messages) network_.push_back(std::move(msg));
+    Persist(m, rd);
+    for (Message& msg : rd.messages_after_persist) {
+      network_.push_back(std::move(msg));
+    }
+    Apply(m, rd);
+    m.raft->Advance();
+    Track(m);
+  }
+  return any;
+}
+
+std::vector<Message> Cluster::DeliverOnce() {
+  ProcessReadies();
+  std::deque<Message> batch;
+  batch.swap(network_);
+  std::vector<Message> delivered;
+  for (Message& msg : batch) {
+    if (IsCut(msg.from(), msg.to())) continue;
+    auto it = members_.find(msg.to());
+    if (it == members_.end() || it->second.raft == nullptr) continue;
+    if (on_deliver) on_deliver(msg);
+    ++delivered_;
+    QUORATE_CHECK(it->second.raft->Step(msg, now_ns_).ok());
+    delivered.push_back(std::move(msg));
+  }
+  ProcessReadies();
+  return delivered;
+}
+
+std::vector<Message> Cluster::Stabilize() {
+  std::vector<Message> all;
+  ProcessReadies();
+  while (!network_.empty()) {
+    std::vector<Message> step = DeliverOnce();
+    for (Message& m : step) all.push_back(std::move(m));
+  }
+  return all;
+}
+
+void Cluster::AdvanceTime(int64_t ns) {
+  const int64_t end = now_ns_ + ns;
+  for (int guard = 0;; ++guard) {
+    QUORATE_CHECK_LT(guard, 10'000'000) << "time does not advance";
+    int64_t next = end;
+    for (auto& [id, m] : members_) {
+      if (m.raft != nullptr) next = std::min(next, m.raft->NextDeadline());
+    }
+    next = std::max(next, now_ns_);
+    now_ns_ = next;
+    for (auto& [id, m] : members_) {
+      if (m.raft != nullptr && m.raft->NextDeadline() <= now_ns_) {
+        m.raft->Tick(now_ns_);
+      }
+    }
+    Stabilize();
+    if (now_ns_ >= end) break;
+  }
+}
+
+void Cluster::Partition(const std::vector<uint64_t>& a,
+                        const std::vector<uint64_t>& b) {
+  for (uint64_t x : a) {
+    for (uint64_t y : b) CutBoth(x, y);
+  }
+}
+
+void Cluster::Isolate(uint64_t id) {
+  for (const auto& [other, m] : members_) {
+    if (other != id) CutBoth(id, other);
+  }
+}
+
+void Cluster::Crash(uint64_t id) {
+  Member& m = member(id);
+  m.raft.reset();
+  // Messages from and to a crashed member are lost.
+  std::erase_if(network_, [&](const Message& msg) {
+    return msg.from() == id || msg.to() == id;
+  });
+}
+
+void Cluster::Restart(uint64_t id) {
+  Member& m = member(id);
+  QUORATE_CHECK(m.raft == nullptr) << "member " << id << " is up";
+  // The applied state machine is rebuilt from the snapshot and the log.
+  m.applied.clear();
+  m.raft = Boot(m);
+  m.max_commit_seen = m.raft->commit();
+}
+
+absl::Status Cluster::Compact(uint64_t id) {
+  Member& m = member(id);
+  Raft& r = raft(id);
+  const uint64_t index = m.applied_index;
+  SnapshotMetadata md = r.SnapshotMetadataAt(index);
+  // The "state machine" is the list of applied entries' data.
+  std::string data;
+  for (const Entry& e : m.applied) {
+    if (e.index() <= index) absl::StrAppend(&data, e.data(), ";");
+  }
+  auto bytes = std::make_shared<const std::string>(std::move(data));
+  absl::Status s = r.Compact(md, bytes);
+  if (!s.ok()) return s;
+  Disk& d = m.disk;
+  const uint64_t drop = index - d.snapshot.index();
+  d.entries.erase(d.entries.begin(),
+                  d.entries.begin() + static_cast<std::ptrdiff_t>(drop));
+  d.snapshot = md;
+  d.snapshot_data = bytes;
+  return absl::OkStatus();
+}
+
+uint64_t Cluster::Leader() const {
+  uint64_t leader = 0;
+  uint64_t term = 0;
+  for (const auto& [id, m] : members_) {
+    if (m.raft == nullptr || m.raft->role() != Role::kLeader) continue;
+    if (m.raft->term() > term) {
+      term = m.raft->term();
+      leader = id;
+    }
+  }
+  return leader;
+}
+
+bool Cluster::Elect(uint64_t id) {
+  // Let every lease lapse first, so that votes are granted.
+  AdvanceTime(base_.election_timeout_ns);
+  if (raft(id).role() == Role::kLeader) return true;
+  raft(id).Campaign(now_ns_);
+  Stabilize();
+  return raft(id).role() == Role::kLeader;
+}
+
+std::string Cluster::CheckInvariants() {
+  for (auto& [id, m] : members_) {
+    if (m.raft != nullptr) Track(m);
+  }
+  if (!violation_.empty()) return violation_;
+  // Log matching over every pair of live members.
+  for (auto a = members_.begin(); a != members_.end(); ++a) {
+    if (a->second.raft == nullptr) continue;
+    for (auto b = std::next(a); b != members_.end(); ++b) {
+      if (b->second.raft == nullptr) continue;
+      const RaftLog& la = a->second.raft->log();
+      const RaftLog& lb = b->second.raft->log();
+      const uint64_t lo = std::max(la.first_index(), lb.first_index());
+      const uint64_t hi = std::min(la.last_index(), lb.last_index());
+      // Find the highest index where both have the same term; everything
+      // up to it must agree.
+      for (uint64_t i = hi; i >= lo && i > 0; --i) {
+        if (la.At(i).term() != lb.At(i).term()) continue;
+        for (uint64_t j = lo; j <= i; ++j) {
+          const Entry& ea = la.At(j);
+          const Entry& eb = lb.At(j);
+          if (ea.term() != eb.term() || ea.data() != eb.data()) {
+            return absl::StrCat("log matching: members ", a->first, " and ",
+                                b->first, " share entry ", i, " (term ",
+                                la.At(i).term(), ") but differ at ", j);
+          }
+        }
+        break;
+      }
+    }
+  }
+  return "";
+}
+
+std::string Describe(const Message& m) {
+  std::string type = MessageType_Name(m.type());
+  type = type.substr(std::string("MESSAGE_TYPE_").size());
+  std::string out =
+      absl::StrCat(m.from(), "->", m.to(), " ", type, " term=", m.term());
+  switch (m.type()) {
+    case MESSAGE_TYPE_APPEND: {
+      absl::StrAppend(&out, " prev=", m.index(), "/", m.log_term(),
+                      " commit=", m.commit());
+      if (m.entries_size() > 0) {
+        std::vector<std::string> es;
+        for (const Entry& e : m.entries()) {
+          es.push_back(absl::StrCat(e.index(), "/", e.term(),
+                                    e.data().empty() ? "" : ":", e.data()));
+        }
+        absl::StrAppend(&out, " entries=[", absl::StrJoin(es, " "), "]");
+      }
+      break;
+    }
+    case MESSAGE_TYPE_APPEND_RESPONSE:
+      absl::StrAppend(&out, " index=", m.index());
+      if (m.reject()) {
+        absl::StrAppend(&out, " reject hint=", m.reject_hint_index(), "/",
+                        m.reject_hint_term());
+      }
+      break;
+    case MESSAGE_TYPE_PRE_VOTE:
+    case MESSAGE_TYPE_VOTE:
+      absl::StrAppend(&out, " last=", m.index(), "/", m.log_term(),
+                      m.transfer() ? " transfer" : "");
+      break;
+    case MESSAGE_TYPE_PRE_VOTE_RESPONSE:
+    case MESSAGE_TYPE_VOTE_RESPONSE:
+      absl::StrAppend(&out, m.reject() ? " reject" : " grant");
+      break;
+    case MESSAGE_TYPE_HEARTBEAT:
+      absl::StrAppend(&out, " commit=", m.commit(), " round=", m.round());
+      break;
+    case MESSAGE_TYPE_HEARTBEAT_RESPONSE:
+      absl::StrAppend(&out, " round=", m.round());
+      break;
+    case MESSAGE_TYPE_SNAPSHOT:
+      absl::StrAppend(&out, " snap=", m.snapshot().metadata().index(), "/",
+                      m.snapshot().metadata().term(),
+                      " offset=", m.snapshot().offset(),
+                      " bytes=", m.snapshot().data().size(),
+                      m.snapshot().last() ? " last" : "");
+      break;
+    case MESSAGE_TYPE_SNAPSHOT_RESPONSE:
+      absl::StrAppend(
+          &out, " snap=", m.index(), " offset=", m.snapshot().offset(),
+          m.snapshot().last() ? " done" : "", m.reject() ? " reject" : "");
+      break;
+    case MESSAGE_TYPE_READ_INDEX:
+      absl::StrAppend(&out, " id=", m.request_id());
+      break;
+    case MESSAGE_TYPE_READ_INDEX_RESPONSE:
+      absl::StrAppend(&out, " id=", m.request_id(), " index=", m.index());
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+}  // namespace quorate::raft::testing
