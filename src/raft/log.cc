@@ -14,13 +14,13 @@ RaftLog::RaftLog(uint64_t snapshot_index, uint64_t snapshot_term)
       unpersisted_from_(snapshot_index + 1) {}
 
 uint64_t RaftLog::last_term() const {
-  return entries_.empty() ? snapshot_term_ : entries_.back().term();
+  return entries_.empty() ? snapshot_term_ : entries_.back()->term();
 }
 
 std::optional<uint64_t> RaftLog::Term(uint64_t index) const {
   if (index == snapshot_index_) return snapshot_term_;
   if (index < snapshot_index_ || index > last_index()) return std::nullopt;
-  return entries_[index - first_index()].term();
+  return entries_[index - first_index()]->term();
 }
 
 bool RaftLog::MatchTerm(uint64_t index, uint64_t term) const {
@@ -28,7 +28,7 @@ bool RaftLog::MatchTerm(uint64_t index, uint64_t term) const {
   return t.has_value() && *t == term;
 }
 
-const Entry& RaftLog::At(uint64_t index) const {
+const EntryPtr& RaftLog::Ptr(uint64_t index) const {
   QUORATE_CHECK(index >= first_index() && index <= last_index())
       << "entry " << index << " outside [" << first_index() << ", "
       << last_index() << "]";
@@ -44,15 +44,19 @@ bool RaftLog::IsUpToDate(uint64_t last_term, uint64_t last_index) const {
 uint64_t RaftLog::FindConflictByTerm(uint64_t index, uint64_t term) const {
   index = std::min(index, last_index());
   while (index > snapshot_index_) {
-    if (entries_[index - first_index()].term() <= term) return index;
+    if (entries_[index - first_index()]->term() <= term) return index;
     --index;
   }
   return snapshot_index_;
 }
 
 void RaftLog::Append(Entry entry) {
-  QUORATE_CHECK_EQ(entry.index(), last_index() + 1) << "non-contiguous append";
-  QUORATE_CHECK_GE(entry.term(), last_term()) << "term went back in the log";
+  Append(std::make_shared<const Entry>(std::move(entry)));
+}
+
+void RaftLog::Append(EntryPtr entry) {
+  QUORATE_CHECK_EQ(entry->index(), last_index() + 1) << "non-contiguous append";
+  QUORATE_CHECK_GE(entry->term(), last_term()) << "term went back in the log";
   entries_.push_back(std::move(entry));
 }
 

@@ -18,12 +18,17 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "quorate/raft.pb.h"
 
 namespace quorate::raft {
+
+// Entries are immutable once in the log and shared, not copied, with the
+// Readies that hand them out for persisting and applying.
+using EntryPtr = std::shared_ptr<const Entry>;
 
 class RaftLog {
  public:
@@ -42,7 +47,8 @@ class RaftLog {
   std::optional<uint64_t> Term(uint64_t index) const;
   bool MatchTerm(uint64_t index, uint64_t term) const;
   // Requires first_index() <= index <= last_index().
-  const Entry& At(uint64_t index) const;
+  const Entry& At(uint64_t index) const { return *Ptr(index); }
+  const EntryPtr& Ptr(uint64_t index) const;
 
   // Raft §5.4.1: is a log ending at (last_term, last_index) at least as
   // up-to-date as this one?
@@ -55,6 +61,7 @@ class RaftLog {
 
   // Appends one entry; its index must be last_index() + 1.
   void Append(Entry entry);
+  void Append(EntryPtr entry);
   // Removes every entry from `index` on. Requires index > snapshot_index().
   void Truncate(uint64_t index);
   // Discards entries up to and including `index`, which becomes the
@@ -63,8 +70,8 @@ class RaftLog {
   // Replaces the whole log with a snapshot at (index, term).
   void Reset(uint64_t index, uint64_t term);
 
-  // Calls emit(entry) for entries in [lo, hi]: at most `max_bytes` of data,
-  // but at least one entry when lo <= hi. Returns the last index emitted
+  // Calls emit(const EntryPtr&) for entries in [lo, hi]: at most `max_bytes` of
+  // data, but at least one entry when lo <= hi. Returns the last index emitted
   // (lo - 1 if none).
   template <typename Emit>
   uint64_t Slice(uint64_t lo, uint64_t hi, uint64_t max_bytes,
@@ -86,7 +93,7 @@ class RaftLog {
  private:
   uint64_t snapshot_index_;
   uint64_t snapshot_term_;
-  std::deque<Entry> entries_;
+  std::deque<EntryPtr> entries_;
   uint64_t stable_index_;
   uint64_t unpersisted_from_;
 };
@@ -97,9 +104,9 @@ uint64_t RaftLog::Slice(uint64_t lo, uint64_t hi, uint64_t max_bytes,
   uint64_t bytes = 0;
   uint64_t last = lo - 1;
   for (uint64_t i = lo; i <= hi; ++i) {
-    const Entry& e = At(i);
+    const EntryPtr& e = Ptr(i);
     // Per-entry framing overhead, so that empty entries still count.
-    const uint64_t size = e.data().size() + 16;
+    const uint64_t size = e->data().size() + 16;
     if (i > lo && bytes + size > max_bytes) break;
     bytes += size;
     emit(e);

@@ -322,7 +322,7 @@ void Raft::Send(Message m) {
   }
 }
 
-absl::Status Raft::Step(const Message& m, int64_t now_ns) {
+absl::Status Raft::Step(Message m, int64_t now_ns) {
   QUORATE_CHECK_GE(now_ns, now_ns_) << "monotonic time went back";
   now_ns_ = now_ns;
   if (m.to() != config_.id) {
@@ -412,7 +412,7 @@ void Raft::HandleVoteRequest(const Message& m) {
   Send(std::move(resp));
 }
 
-void Raft::StepFollower(const Message& m) {
+void Raft::StepFollower(Message& m) {
   switch (m.type()) {
     case MESSAGE_TYPE_APPEND:
     case MESSAGE_TYPE_HEARTBEAT:
@@ -448,7 +448,7 @@ void Raft::StepFollower(const Message& m) {
   }
 }
 
-void Raft::StepCandidate(const Message& m) {
+void Raft::StepCandidate(Message& m) {
   switch (m.type()) {
     case MESSAGE_TYPE_APPEND:
     case MESSAGE_TYPE_HEARTBEAT:
@@ -520,7 +520,7 @@ void Raft::StepLeader(const Message& m) {
 // ---------------------------------------------------------------------------
 // Follower side of replication.
 
-void Raft::HandleAppend(const Message& m) {
+void Raft::HandleAppend(Message& m) {
   Message resp;
   resp.set_type(MESSAGE_TYPE_APPEND_RESPONSE);
   resp.set_to(m.from());
@@ -546,7 +546,7 @@ void Raft::HandleAppend(const Message& m) {
   Send(std::move(resp));
 }
 
-bool Raft::MaybeAppend(const Message& m, uint64_t* last_new) {
+bool Raft::MaybeAppend(Message& m, uint64_t* last_new) {
   if (!log_.MatchTerm(m.index(), m.log_term())) return false;
   *last_new = m.index() + static_cast<uint64_t>(m.entries_size());
   int first_new = m.entries_size();
@@ -566,10 +566,9 @@ bool Raft::MaybeAppend(const Message& m, uint64_t* last_new) {
       RebuildMembership();
     }
     for (int i = first_new; i < m.entries_size(); ++i) {
-      log_.Append(m.entries(i));
-      if (m.entries(i).type() == ENTRY_TYPE_CONF_CHANGE) {
-        ApplyConfEntry(m.entries(i));
-      }
+      const bool conf = m.entries(i).type() == ENTRY_TYPE_CONF_CHANGE;
+      log_.Append(std::move(*m.mutable_entries(i)));
+      if (conf) ApplyConfEntry(log_.At(log_.last_index()));
     }
   }
   CommitTo(std::min(m.commit(), *last_new));
@@ -788,9 +787,9 @@ void Raft::SendAppend(Progress& pr, bool allow_empty) {
   uint64_t bytes = 0;
   const uint64_t last = have_entries ? log_.Slice(pr.next, log_.last_index(),
                                                   config_.max_message_bytes,
-                                                  [&](const Entry& e) {
-                                                    bytes += EntryBytes(e);
-                                                    *m.add_entries() = e;
+                                                  [&](const EntryPtr& e) {
+                                                    bytes += EntryBytes(*e);
+                                                    *m.add_entries() = *e;
                                                   })
                                      : pr.next - 1;
   switch (pr.state) {
@@ -1286,16 +1285,16 @@ Ready Raft::GetReady() {
     const uint64_t from = std::max(log_.unpersisted_from(), log_.first_index());
     rd.entries.reserve(log_.last_index() - from + 1);
     for (uint64_t i = from; i <= log_.last_index(); ++i) {
-      rd.entries.push_back(log_.At(i));
+      rd.entries.push_back(log_.Ptr(i));
     }
     log_.MarkHandedOut();
     rd.must_sync = true;
   }
   const uint64_t apply_to = std::min(commit_, log_.last_index());
   if (next_apply_ <= apply_to) {
-    const uint64_t last =
-        log_.Slice(next_apply_, apply_to, config_.max_committed_bytes_per_ready,
-                   [&](const Entry& e) { rd.committed_entries.push_back(e); });
+    const uint64_t last = log_.Slice(
+        next_apply_, apply_to, config_.max_committed_bytes_per_ready,
+        [&](const EntryPtr& e) { rd.committed_entries.push_back(e); });
     next_apply_ = last + 1;
   }
   rd.messages = std::move(messages_);

@@ -144,13 +144,14 @@ struct Ready {
   // A snapshot received from the leader: persist, then apply first.
   std::optional<Snapshot> snapshot;
   // Entries to persist; may overwrite the log's suffix from entries[0].
-  std::vector<Entry> entries;
+  // Shared with the core's log, immutable.
+  std::vector<EntryPtr> entries;
   // Safe to send before anything is durable.
   std::vector<Message> messages;
   // Send only after snapshot, entries and hard_state are durable.
   std::vector<Message> messages_after_persist;
   // Apply in order, after the writes above are durable.
-  std::vector<Entry> committed_entries;
+  std::vector<EntryPtr> committed_entries;
   // Reads confirmed by a quorum round.
   std::vector<ReadState> read_states;
   // Local ReadIndex requests that will never be answered (this member lost
@@ -195,7 +196,8 @@ class Raft {
 
   // Handles a message from a peer. Messages for another member, or from
   // members of older terms, are ignored as Raft says.
-  absl::Status Step(const Message& message, int64_t now_ns);
+  // Taken by value: entries are moved, not copied, into the log.
+  absl::Status Step(Message message, int64_t now_ns);
 
   // Appends a command to the log. Leader only: UNAVAILABLE elsewhere (the
   // caller may retry at the leader; leader() names it when known), and
@@ -279,10 +281,10 @@ class Raft {
 
   // Message handling.
   void StepLeader(const Message& m);
-  void StepCandidate(const Message& m);
-  void StepFollower(const Message& m);
+  void StepCandidate(Message& m);
+  void StepFollower(Message& m);
   void HandleVoteRequest(const Message& m);
-  void HandleAppend(const Message& m);
+  void HandleAppend(Message& m);
   void HandleHeartbeat(const Message& m);
   void HandleSnapshot(const Message& m);
   void HandleAppendResponse(const Message& m, Progress& pr);
@@ -316,7 +318,7 @@ class Raft {
 
   // Appends entries from a leader after (index, log_term); returns false on
   // a log mismatch.
-  bool MaybeAppend(const Message& m, uint64_t* last_new);
+  bool MaybeAppend(Message& m, uint64_t* last_new);
   void CommitTo(uint64_t index);
   void Send(Message m);
   void FailPendingReads();

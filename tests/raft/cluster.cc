@@ -90,12 +90,12 @@ void Cluster::Persist(Member& m, const Ready& rd) {
     d.entries.clear();
   }
   if (!rd.entries.empty()) {
-    const uint64_t first = rd.entries.front().index();
+    const uint64_t first = rd.entries.front()->index();
     const uint64_t base = d.snapshot.index();
     QUORATE_CHECK_GT(first, base) << "entries overwrite the snapshot";
     QUORATE_CHECK_LE(first, base + d.entries.size() + 1) << "gap on disk";
     d.entries.resize(first - base - 1);
-    d.entries.insert(d.entries.end(), rd.entries.begin(), rd.entries.end());
+    for (const EntryPtr& e : rd.entries) d.entries.push_back(*e);
   }
   if (rd.hard_state.has_value()) d.hard_state = *rd.hard_state;
 }
@@ -104,7 +104,8 @@ void Cluster::Apply(Member& m, const Ready& rd) {
   if (rd.snapshot.has_value()) {
     m.applied_index = rd.snapshot->metadata.index();
   }
-  for (const Entry& e : rd.committed_entries) {
+  for (const EntryPtr& ep : rd.committed_entries) {
+    const Entry& e = *ep;
     QUORATE_CHECK_EQ(e.index(), m.applied_index + 1)
         << "member " << m.id << " applied out of order";
     m.applied_index = e.index();

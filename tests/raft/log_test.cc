@@ -93,10 +93,10 @@ TEST(RaftLogTest, SliceRespectsByteLimitButSendsOne) {
     log.Append(e);
   }
   int n = 0;
-  EXPECT_EQ(log.Slice(1, 10, 350, [&](const Entry&) { ++n; }), 3u);
+  EXPECT_EQ(log.Slice(1, 10, 350, [&](const EntryPtr&) { ++n; }), 3u);
   EXPECT_EQ(n, 3);
   n = 0;
-  EXPECT_EQ(log.Slice(4, 10, 1, [&](const Entry&) { ++n; }), 4u);
+  EXPECT_EQ(log.Slice(4, 10, 1, [&](const EntryPtr&) { ++n; }), 4u);
   EXPECT_EQ(n, 1);
 }
 
