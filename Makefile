@@ -7,6 +7,7 @@
 #   make sanitize  ASan+UBSan build and its suite
 #   make tsan      TSan build and its suite
 #   make bench     benchmarks (Release build), printing numbers
+#   make coverage  line coverage of src/ by the unit tests
 #   make format    clang-format in place;  make lint: clang-tidy
 #   make clean     remove every build directory
 
@@ -16,6 +17,7 @@ JOBS ?= $(shell nproc)
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
+COV_DIR ?= build-coverage
 BENCH_DIR ?= build-bench
 CTEST_FLAGS ?= --output-on-failure --timeout 900 -j $(JOBS)
 
@@ -27,7 +29,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build check test sanitize tsan bench format lint clean
+.PHONY: all deps build check test sanitize tsan bench coverage format lint clean
 
 all: build
 
@@ -60,6 +62,19 @@ bench: deps
 	cmake --build $(BENCH_DIR) -j $(JOBS) --target run_benchmarks
 	scripts/run-benchmarks.sh $(BENCH_DIR)
 
+# Line coverage of src/ by the unit tests (gcov + gcovr).
+coverage: deps
+	$(call configure,$(COV_DIR),-DCMAKE_BUILD_TYPE=Debug -DQUORATE_BUILD_BENCHMARKS=OFF -DCMAKE_CXX_FLAGS=--coverage -DCMAKE_EXE_LINKER_FLAGS=--coverage)
+	cmake --build $(COV_DIR) -j $(JOBS)
+	find $(COV_DIR) -name '*.gcda' -delete
+	ctest --test-dir $(COV_DIR) $(CTEST_FLAGS) -L unit
+	gcovr --root . --filter 'src/' --exclude-directories '.*CompilerId.*' \
+	  --object-directory $(COV_DIR) --txt $(COV_DIR)/coverage.txt
+	@cat $(COV_DIR)/coverage.txt
+	@echo "consensus core (src/raft/):"
+	@gcovr --root . --filter 'src/raft/' --exclude-directories '.*CompilerId.*' \
+	  --object-directory $(COV_DIR) --print-summary --txt /dev/null
+
 format: deps
 	scripts/format.sh
 
@@ -67,4 +82,4 @@ lint: build
 	scripts/lint.sh $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR) $(COV_DIR)

@@ -761,6 +761,9 @@ void Raft::SendAppend(Progress& pr, bool allow_empty) {
   const std::optional<uint64_t> prev_term = log_.Term(pr.next - 1);
   if (!prev_term.has_value()) {
     // The entries this member needs were compacted away.
+    QUORATE_CHECK_LT(pr.next - 1, log_.first_index())
+        << "member " << pr.id
+        << " acknowledged entries beyond the leader's log";
     QUORATE_CHECK(latest_snapshot_ != nullptr)
         << "log compacted to " << log_.snapshot_index() << " without snapshot";
     pr.BecomeSnapshot(latest_snapshot_->metadata.index());

@@ -262,8 +262,11 @@ class Raft {
     // The read is safe once this round is confirmed by a quorum.
     uint64_t round;
   };
+  // No default member initializers: clang 14 cannot default-construct a
+  // nested class that has them inside std::optional in its own enclosing
+  // class.
   struct IncomingSnapshot {
-    uint64_t from = 0;
+    uint64_t from;
     SnapshotMetadata metadata;
     std::string data;
   };

@@ -110,15 +110,18 @@ void Cluster::Apply(Member& m, const Ready& rd) {
         << "member " << m.id << " applied out of order";
     m.applied_index = e.index();
     m.applied.push_back(e);
+    const uint64_t term_now = m.raft->term();
     auto [it, inserted] =
-        applied_.emplace(e.index(), std::make_pair(e.term(), e.data()));
-    if (!inserted &&
-        (it->second.first != e.term() || it->second.second != e.data()) &&
+        applied_.emplace(e.index(), AppliedEntry{e.term(), e.data(), term_now});
+    if (inserted) continue;
+    it->second.committed_by_term =
+        std::min(it->second.committed_by_term, term_now);
+    if ((it->second.term != e.term() || it->second.data != e.data()) &&
         violation_.empty()) {
       violation_ =
           absl::StrCat("state machine safety: member ", m.id, " applied term ",
                        e.term(), " at index ", e.index(),
-                       " where another applied term ", it->second.first);
+                       " where another applied term ", it->second.term);
     }
   }
   for (const ReadState& r : rd.read_states) m.reads.push_back(r);
@@ -294,6 +297,22 @@ std::string Cluster::CheckInvariants() {
     if (m.raft != nullptr) Track(m);
   }
   if (!violation_.empty()) return violation_;
+  // Leader completeness: an entry committed in term t is in the log of
+  // every leader of a later term, unless compacted into its snapshot.
+  for (const auto& [id, m] : members_) {
+    if (m.raft == nullptr || m.raft->role() != Role::kLeader) continue;
+    const RaftLog& log = m.raft->log();
+    for (const auto& [index, applied] : applied_) {
+      if (index <= log.snapshot_index()) continue;
+      if (m.raft->term() <= applied.committed_by_term) continue;
+      if (!log.MatchTerm(index, applied.term)) {
+        return absl::StrCat("leader completeness: leader ", id, " of term ",
+                            m.raft->term(), " lacks entry ", index, " (term ",
+                            applied.term, ") committed by term ",
+                            applied.committed_by_term);
+      }
+    }
+  }
   // Log matching over every pair of live members.
   for (auto a = members_.begin(); a != members_.end(); ++a) {
     if (a->second.raft == nullptr) continue;

@@ -11,6 +11,7 @@
 //  - election safety: at most one leader per term;
 //  - log matching: two logs with an entry of the same index and term agree
 //    on every entry up to it;
+//  - leader completeness: a leader's log holds every committed entry;
 //  - state machine safety: members apply the same entry at each index;
 //  - monotonic term and commit per member, across restarts.
 #ifndef QUORATE_TESTS_RAFT_CLUSTER_H_
@@ -145,8 +146,15 @@ class Cluster {
   std::set<std::pair<uint64_t, uint64_t>> cut_;
   // Election safety: term -> leader.
   std::map<uint64_t, uint64_t> leaders_;
-  // State machine safety: index -> (term, data) applied first.
-  std::map<uint64_t, std::pair<uint64_t, std::string>> applied_;
+  // State machine safety: index -> the entry applied first there, and the
+  // lowest term an applying member was in when it applied it (an upper
+  // bound of the term in which it was committed).
+  struct AppliedEntry {
+    uint64_t term;
+    std::string data;
+    uint64_t committed_by_term;
+  };
+  std::map<uint64_t, AppliedEntry> applied_;
   std::string violation_;
   uint64_t delivered_ = 0;
 };
