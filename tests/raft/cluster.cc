@@ -176,6 +176,7 @@ std::vector<Message> Cluster::DeliverOnce() {
   std::vector<Message> delivered;
   for (Message& msg : batch) {
     if (IsCut(msg.from(), msg.to())) continue;
+    if (drop_if && drop_if(msg)) continue;
     auto it = members_.find(msg.to());
     if (it == members_.end() || it->second.raft == nullptr) continue;
     if (on_deliver) on_deliver(msg);

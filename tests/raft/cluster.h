@@ -127,6 +127,8 @@ class Cluster {
   // violation, or "" if none.
   std::string CheckInvariants();
 
+  // Optional filter: a message for which it returns true is lost.
+  std::function<bool(const Message&)> drop_if;
   // Optional observer of every delivered message (transcripts).
   std::function<void(const Message&)> on_deliver;
   // Messages delivered since construction.

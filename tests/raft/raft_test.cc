@@ -917,6 +917,93 @@ TEST_F(RaftTest, Snapshot_LaggingFollowerCatchesUpInChunks) {
   EXPECT_EQ(c.member(3).applied.back().data(), "after-1");
 }
 
+TEST_F(RaftTest, Snapshot_LostChunkIsResentFromReceiverOffset) {
+  Config cfg = Cluster::DefaultConfig();
+  cfg.snapshot_chunk_bytes = 16;
+  Cluster& c = Make(3, 0, 1, cfg);
+  ASSERT_TRUE(c.Elect(1));
+  c.Isolate(3);
+  ProposeN(1, 10, "entry-");
+  ASSERT_TRUE(c.Compact(1).ok());
+  c.Heal();
+  // Lose the second chunk, once.
+  bool dropped = false;
+  c.drop_if = [&](const Message& m) {
+    if (dropped || m.type() != MESSAGE_TYPE_SNAPSHOT ||
+        m.snapshot().offset() == 0) {
+      return false;
+    }
+    dropped = true;
+    return true;
+  };
+  c.Stabilize();
+  c.AdvanceTime(kHeartbeat);
+  ASSERT_TRUE(dropped);
+  ASSERT_NE(c.raft(3).log().snapshot_index(), c.raft(1).log().snapshot_index());
+  c.AdvanceTime(10 * kHeartbeat);
+  EXPECT_EQ(c.raft(3).log().snapshot_index(), c.raft(1).log().snapshot_index());
+  EXPECT_EQ(*c.member(3).disk.snapshot_data, *c.member(1).disk.snapshot_data);
+  EXPECT_EQ(c.raft(3).commit(), c.raft(1).commit());
+}
+
+TEST_F(RaftTest, Snapshot_OversizedSnapshotIsRefused) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  Message m;
+  m.set_type(MESSAGE_TYPE_SNAPSHOT);
+  m.set_from(1);
+  m.set_to(2);
+  m.set_term(c.raft(2).term());
+  SnapshotChunk* chunk = m.mutable_snapshot();
+  chunk->mutable_metadata()->set_index(1000);
+  chunk->mutable_metadata()->set_term(1);
+  chunk->set_total_size(Cluster::DefaultConfig().max_snapshot_bytes + 1);
+  ASSERT_TRUE(c.raft(2).Step(m, c.now()).ok());
+  Ready rd = c.raft(2).GetReady();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  EXPECT_TRUE(rd.messages_after_persist[0].reject());
+  EXPECT_FALSE(rd.snapshot.has_value());
+  c.raft(2).Advance();
+  // A later chunk of a snapshot it is not receiving is refused too.
+  chunk->set_total_size(100);
+  chunk->set_offset(50);
+  chunk->set_data("x");
+  ASSERT_TRUE(c.raft(2).Step(m, c.now()).ok());
+  rd = c.raft(2).GetReady();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  EXPECT_TRUE(rd.messages_after_persist[0].reject());
+  c.raft(2).Advance();
+  c.DropAll();
+}
+
+TEST_F(RaftTest, Status_ReportsRoleTermAndMembers) {
+  Cluster& c = Make(3, 1);
+  ASSERT_TRUE(c.Elect(2));
+  ProposeN(2, 2);
+  const Status s = c.raft(2).GetStatus();
+  EXPECT_EQ(s.id, 2u);
+  EXPECT_EQ(s.role, Role::kLeader);
+  EXPECT_EQ(s.leader, 2u);
+  EXPECT_EQ(s.vote, 2u);
+  EXPECT_EQ(s.commit, s.last_index);
+  EXPECT_EQ(s.applied, s.commit);
+  EXPECT_EQ(s.voters, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(s.learners, (std::vector<uint64_t>{4}));
+  EXPECT_STREQ(RoleName(c.raft(4).GetStatus().role), "learner");
+}
+
+TEST_F(RaftTest, ReportUnreachable_StopsPipelining) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  ProposeN(1, 2);
+  ASSERT_EQ(c.raft(1).progress(2)->state, Progress::State::kReplicate);
+  c.raft(1).ReportUnreachable(2);
+  EXPECT_EQ(c.raft(1).progress(2)->state, Progress::State::kProbe);
+  EXPECT_EQ(c.raft(2).progress(1), nullptr);  // not a leader
+  ProposeN(1, 2);
+  EXPECT_EQ(c.raft(2).log().last_index(), c.raft(1).log().last_index());
+}
+
 TEST_F(RaftTest, Compact_RefusesUnappliedOrMismatchedSnapshots) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));
