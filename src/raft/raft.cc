@@ -315,7 +315,11 @@ void Raft::Campaign(int64_t now_ns) {
 void Raft::Send(Message m) {
   m.set_from(config_.id);
   if (m.term() == 0) m.set_term(term_);
-  if (MustWaitForPersist(m.type())) {
+  // Raft Figure 2: a member answers only after its current term is on
+  // disk. While a new term is not yet handed out for persisting, every
+  // message waits; once handed out, the next Ready comes only after
+  // Advance(), that is after the term is durable.
+  if (MustWaitForPersist(m.type()) || term_ != persisted_hard_state_.term()) {
     messages_after_persist_.push_back(std::move(m));
   } else {
     messages_.push_back(std::move(m));
@@ -957,7 +961,10 @@ bool Raft::MaybeCommit() {
   const uint64_t index = match_scratch_[quorum - 1];
   // Raft §5.4.2: only entries of the current term are committed by
   // counting replicas.
-  if (index <= commit_ || log_.Term(index) != term_) return false;
+  if (index <= commit_) return false;
+  if (log_.Term(index) != term_ && !config_.unsafe.commit_previous_terms) {
+    return false;
+  }
   for (uint64_t i = commit_ + 1; i <= index; ++i) {
     const Entry& e = log_.At(i);
     if (e.term() == term_) {

@@ -103,6 +103,14 @@ struct Config {
   // Not owned; must outlive the core. Required.
   Random* random = nullptr;
 
+  // Deliberately broken behaviour, so that the simulator can show its
+  // checkers catch it. Never set outside tests: each one breaks safety.
+  struct Unsafe {
+    // Commit entries of earlier terms by counting replicas (the bug that
+    // Raft §5.4.2 and Figure 8 rule out).
+    bool commit_previous_terms = false;
+  } unsafe;
+
   absl::Status Validate() const;
 };
 

@@ -46,12 +46,7 @@ std::unique_ptr<Raft> Cluster::Boot(Member& m) {
   Config c = base_;
   c.id = m.id;
   c.random = m.random.get();
-  RestoredState restored;
-  restored.hard_state = m.disk.hard_state;
-  restored.snapshot = m.disk.snapshot;
-  restored.snapshot_data = m.disk.snapshot_data;
-  restored.entries = m.disk.entries;
-  restored.applied = m.disk.snapshot.index();
+  RestoredState restored = m.disk.Restore();
   auto raft = Raft::Create(c, std::move(restored), now_ns_);
   QUORATE_CHECK(raft.ok()) << raft.status();
   m.applied_index = m.disk.snapshot.index();
@@ -82,22 +77,48 @@ std::vector<uint64_t> Cluster::ids() const {
   return out;
 }
 
-void Cluster::Persist(Member& m, const Ready& rd) {
-  Disk& d = m.disk;
+void Disk::Persist(const Ready& rd) {
   if (rd.snapshot.has_value()) {
-    d.snapshot = rd.snapshot->metadata;
-    d.snapshot_data = rd.snapshot->data;
-    d.entries.clear();
+    snapshot = rd.snapshot->metadata;
+    snapshot_data = rd.snapshot->data;
+    entries.clear();
   }
   if (!rd.entries.empty()) {
     const uint64_t first = rd.entries.front()->index();
-    const uint64_t base = d.snapshot.index();
+    const uint64_t base = snapshot.index();
     QUORATE_CHECK_GT(first, base) << "entries overwrite the snapshot";
-    QUORATE_CHECK_LE(first, base + d.entries.size() + 1) << "gap on disk";
-    d.entries.resize(first - base - 1);
-    for (const EntryPtr& e : rd.entries) d.entries.push_back(*e);
+    QUORATE_CHECK_LE(first, base + entries.size() + 1) << "gap on disk";
+    entries.resize(first - base - 1);
+    for (const EntryPtr& e : rd.entries) entries.push_back(*e);
   }
-  if (rd.hard_state.has_value()) d.hard_state = *rd.hard_state;
+  if (rd.hard_state.has_value()) hard_state = *rd.hard_state;
+}
+
+void Disk::Compact(const SnapshotMetadata& md,
+                   std::shared_ptr<const std::string> data) {
+  const uint64_t drop = md.index() - snapshot.index();
+  QUORATE_CHECK_LE(drop, entries.size()) << "compacting beyond the log";
+  entries.erase(entries.begin(),
+                entries.begin() + static_cast<std::ptrdiff_t>(drop));
+  snapshot = md;
+  snapshot_data = std::move(data);
+}
+
+RestoredState Disk::Restore() const {
+  RestoredState restored;
+  restored.hard_state = hard_state;
+  restored.snapshot = snapshot;
+  restored.snapshot_data = snapshot_data;
+  restored.entries = entries;
+  restored.applied = snapshot.index();
+  return restored;
+}
+
+void Cluster::Persist(Member& m, const Ready& rd) {
+  m.disk.Persist(rd);
+  if (rd.hard_state.has_value()) {
+    invariants_.OnPersisted(m.id, m.disk.hard_state);
+  }
 }
 
 void Cluster::Apply(Member& m, const Ready& rd) {
@@ -110,44 +131,13 @@ void Cluster::Apply(Member& m, const Ready& rd) {
         << "member " << m.id << " applied out of order";
     m.applied_index = e.index();
     m.applied.push_back(e);
-    const uint64_t term_now = m.raft->term();
-    auto [it, inserted] =
-        applied_.emplace(e.index(), AppliedEntry{e.term(), e.data(), term_now});
-    if (inserted) continue;
-    it->second.committed_by_term =
-        std::min(it->second.committed_by_term, term_now);
-    if ((it->second.term != e.term() || it->second.data != e.data()) &&
-        violation_.empty()) {
-      violation_ =
-          absl::StrCat("state machine safety: member ", m.id, " applied term ",
-                       e.term(), " at index ", e.index(),
-                       " where another applied term ", it->second.term);
-    }
+    invariants_.OnApplied(m.id, e, m.raft->term());
   }
   for (const ReadState& r : rd.read_states) m.reads.push_back(r);
   for (uint64_t id : rd.failed_reads) m.failed_reads.push_back(id);
 }
 
-void Cluster::Track(Member& m) {
-  const Raft& r = *m.raft;
-  if (r.term() < m.max_term_seen && violation_.empty()) {
-    violation_ = absl::StrCat("member ", m.id, " term went back from ",
-                              m.max_term_seen, " to ", r.term());
-  }
-  if (r.commit() < m.max_commit_seen && violation_.empty()) {
-    violation_ = absl::StrCat("member ", m.id, " commit went back from ",
-                              m.max_commit_seen, " to ", r.commit());
-  }
-  m.max_term_seen = std::max(m.max_term_seen, r.term());
-  m.max_commit_seen = std::max(m.max_commit_seen, r.commit());
-  if (r.role() == Role::kLeader) {
-    auto [it, inserted] = leaders_.emplace(r.term(), m.id);
-    if (!inserted && it->second != m.id && violation_.empty()) {
-      violation_ = absl::StrCat("election safety: members ", it->second,
-                                " and ", m.id, " both led term ", r.term());
-    }
-  }
-}
+void Cluster::Track(Member& m) { invariants_.Observe(m.id, *m.raft); }
 
 bool Cluster::ProcessReadies() {
   bool any = false;
@@ -246,7 +236,7 @@ void Cluster::Restart(uint64_t id) {
   // The applied state machine is rebuilt from the snapshot and the log.
   m.applied.clear();
   m.raft = Boot(m);
-  m.max_commit_seen = m.raft->commit();
+  invariants_.OnRestart(id, *m.raft);
 }
 
 absl::Status Cluster::Compact(uint64_t id) {
@@ -262,12 +252,7 @@ absl::Status Cluster::Compact(uint64_t id) {
   auto bytes = std::make_shared<const std::string>(std::move(data));
   absl::Status s = r.Compact(md, bytes);
   if (!s.ok()) return s;
-  Disk& d = m.disk;
-  const uint64_t drop = index - d.snapshot.index();
-  d.entries.erase(d.entries.begin(),
-                  d.entries.begin() + static_cast<std::ptrdiff_t>(drop));
-  d.snapshot = md;
-  d.snapshot_data = bytes;
+  m.disk.Compact(md, bytes);
   return absl::OkStatus();
 }
 
@@ -294,53 +279,14 @@ bool Cluster::Elect(uint64_t id) {
 }
 
 std::string Cluster::CheckInvariants() {
+  std::vector<std::pair<uint64_t, const Raft*>> live;
   for (auto& [id, m] : members_) {
-    if (m.raft != nullptr) Track(m);
+    if (m.raft == nullptr) continue;
+    Track(m);
+    live.emplace_back(id, m.raft.get());
   }
-  if (!violation_.empty()) return violation_;
-  // Leader completeness: an entry committed in term t is in the log of
-  // every leader of a later term, unless compacted into its snapshot.
-  for (const auto& [id, m] : members_) {
-    if (m.raft == nullptr || m.raft->role() != Role::kLeader) continue;
-    const RaftLog& log = m.raft->log();
-    for (const auto& [index, applied] : applied_) {
-      if (index <= log.snapshot_index()) continue;
-      if (m.raft->term() <= applied.committed_by_term) continue;
-      if (!log.MatchTerm(index, applied.term)) {
-        return absl::StrCat("leader completeness: leader ", id, " of term ",
-                            m.raft->term(), " lacks entry ", index, " (term ",
-                            applied.term, ") committed by term ",
-                            applied.committed_by_term);
-      }
-    }
-  }
-  // Log matching over every pair of live members.
-  for (auto a = members_.begin(); a != members_.end(); ++a) {
-    if (a->second.raft == nullptr) continue;
-    for (auto b = std::next(a); b != members_.end(); ++b) {
-      if (b->second.raft == nullptr) continue;
-      const RaftLog& la = a->second.raft->log();
-      const RaftLog& lb = b->second.raft->log();
-      const uint64_t lo = std::max(la.first_index(), lb.first_index());
-      const uint64_t hi = std::min(la.last_index(), lb.last_index());
-      // Find the highest index where both have the same term; everything
-      // up to it must agree.
-      for (uint64_t i = hi; i >= lo && i > 0; --i) {
-        if (la.At(i).term() != lb.At(i).term()) continue;
-        for (uint64_t j = lo; j <= i; ++j) {
-          const Entry& ea = la.At(j);
-          const Entry& eb = lb.At(j);
-          if (ea.term() != eb.term() || ea.data() != eb.data()) {
-            return absl::StrCat("log matching: members ", a->first, " and ",
-                                b->first, " share entry ", i, " (term ",
-                                la.At(i).term(), ") but differ at ", j);
-          }
-        }
-        break;
-      }
-    }
-  }
-  return "";
+  invariants_.CheckLogs(live);
+  return invariants_.violation();
 }
 
 std::string Describe(const Message& m) {

@@ -6,14 +6,9 @@
 // is a plain number that only the test moves. Nothing here sleeps, reads a
 // clock or draws unseeded randomness.
 //
-// Invariants are checked continuously (CheckInvariants) and by the
-// fixtures' TearDown():
-//  - election safety: at most one leader per term;
-//  - log matching: two logs with an entry of the same index and term agree
-//    on every entry up to it;
-//  - leader completeness: a leader's log holds every committed entry;
-//  - state machine safety: members apply the same entry at each index;
-//  - monotonic term and commit per member, across restarts.
+// The invariants of raft/invariants.h are checked after every step, and
+// CheckInvariants() (called by the fixtures' TearDown()) reports the first
+// violation.
 #ifndef QUORATE_TESTS_RAFT_CLUSTER_H_
 #define QUORATE_TESTS_RAFT_CLUSTER_H_
 
@@ -29,17 +24,27 @@
 #include <vector>
 
 #include "quorate/raft.pb.h"
+#include "raft/invariants.h"
 #include "raft/raft.h"
 #include "raft/random.h"
 
 namespace quorate::raft::testing {
 
-// What a member has made durable.
+// What a member has made durable: an in-memory stand-in for storage that
+// follows the Ready contract exactly.
 struct Disk {
   HardState hard_state;
   SnapshotMetadata snapshot;
   std::shared_ptr<const std::string> snapshot_data;
   std::vector<Entry> entries;  // after snapshot.index
+
+  // Makes a Ready's snapshot, entries and hard state durable.
+  void Persist(const Ready& rd);
+  // Replaces the log prefix up to `md.index()` with a snapshot.
+  void Compact(const SnapshotMetadata& md,
+               std::shared_ptr<const std::string> data);
+  // What a restarting member reads back.
+  RestoredState Restore() const;
 };
 
 struct Member {
@@ -52,8 +57,6 @@ struct Member {
   uint64_t applied_index = 0;
   std::vector<ReadState> reads;
   std::vector<uint64_t> failed_reads;
-  uint64_t max_term_seen = 0;
-  uint64_t max_commit_seen = 0;
 };
 
 class Cluster {
@@ -146,18 +149,7 @@ class Cluster {
   std::map<uint64_t, Member> members_;
   std::deque<Message> network_;
   std::set<std::pair<uint64_t, uint64_t>> cut_;
-  // Election safety: term -> leader.
-  std::map<uint64_t, uint64_t> leaders_;
-  // State machine safety: index -> the entry applied first there, and the
-  // lowest term an applying member was in when it applied it (an upper
-  // bound of the term in which it was committed).
-  struct AppliedEntry {
-    uint64_t term;
-    std::string data;
-    uint64_t committed_by_term;
-  };
-  std::map<uint64_t, AppliedEntry> applied_;
-  std::string violation_;
+  Invariants invariants_;
   uint64_t delivered_ = 0;
 };
 

@@ -1,0 +1,45 @@
+// A linearizability checker for histories of single-key registers, in the
+// manner of Porcupine: Wing & Gong's search with Lowe's just-in-time
+// linearization and memoization of (linearized set, state), run
+// separately for each key (P-compositionality).
+//
+// An operation whose outcome is unknown (a write whose client gave up) has
+// return time kNever: it may take effect at any point after its call, or
+// never. A read whose outcome is unknown is left out of the history: it had
+// no effect and observed nothing.
+#ifndef QUORATE_TESTS_SIM_LINEARIZABILITY_H_
+#define QUORATE_TESTS_SIM_LINEARIZABILITY_H_
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace quorate::sim {
+
+struct RegisterOp {
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+  std::string key;
+  bool is_write = false;
+  // Written value, or value the read returned; "" is the initial (absent)
+  // value.
+  std::string value;
+  int64_t call = 0;
+  int64_t ret = kNever;
+  uint64_t id = 0;  // for reports
+};
+
+struct LinearizabilityResult {
+  bool ok = true;
+  // When not ok: the key whose history has no linearization, and the
+  // number of operations on it.
+  std::string key;
+  size_t ops = 0;
+};
+
+LinearizabilityResult CheckLinearizable(const std::vector<RegisterOp>& history);
+
+}  // namespace quorate::sim
+
+#endif  // QUORATE_TESTS_SIM_LINEARIZABILITY_H_
