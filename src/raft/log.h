@@ -12,7 +12,9 @@
 //  - stable_index() only moves forward through MarkStable(), which the core
 //    calls from Advance() once the runtime reported the entries durable, and
 //    back through Truncate(), because overwritten entries are no longer the
-//    ones on disk.
+//    ones on disk. Reset() (a snapshot from the leader) sets it to the
+//    snapshot index at once; the core itself tracks whether that snapshot
+//    is durable yet.
 #ifndef QUORATE_RAFT_LOG_H_
 #define QUORATE_RAFT_LOG_H_
 
@@ -29,6 +31,10 @@ namespace quorate::raft {
 // Entries are immutable once in the log and shared, not copied, with the
 // Readies that hand them out for persisting and applying.
 using EntryPtr = std::shared_ptr<const Entry>;
+
+// Bytes an entry counts for in message, in-flight and uncommitted limits:
+// its data plus a fixed overhead, so that empty entries count too.
+inline uint64_t EntryBytes(const Entry& e) { return e.data().size() + 16; }
 
 class RaftLog {
  public:
@@ -105,8 +111,7 @@ uint64_t RaftLog::Slice(uint64_t lo, uint64_t hi, uint64_t max_bytes,
   uint64_t last = lo - 1;
   for (uint64_t i = lo; i <= hi; ++i) {
     const EntryPtr& e = Ptr(i);
-    // Per-entry framing overhead, so that empty entries still count.
-    const uint64_t size = e->data().size() + 16;
+    const uint64_t size = EntryBytes(*e);
     if (i > lo && bytes + size > max_bytes) break;
     bytes += size;
     emit(e);

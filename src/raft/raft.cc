@@ -27,9 +27,6 @@ bool MustWaitForPersist(MessageType type) {
          type == MESSAGE_TYPE_SNAPSHOT_RESPONSE;
 }
 
-// Per-entry accounting for uncommitted bytes and message sizes.
-uint64_t EntryBytes(const Entry& e) { return e.data().size() + 16; }
-
 }  // namespace
 
 const char* RoleName(Role role) {
@@ -173,6 +170,14 @@ int64_t Raft::QuorumContactNs() const {
 void Raft::Tick(int64_t now_ns) {
   QUORATE_CHECK_GE(now_ns, now_ns_) << "monotonic time went back";
   now_ns_ = now_ns;
+  // A forwarded read whose request or answer was lost fails after 2T, so
+  // that the set of waiting reads cannot fill up for good.
+  while (!forwarded_expiry_.empty() &&
+         forwarded_expiry_.front().first <= now_ns_) {
+    const uint64_t id = forwarded_expiry_.front().second;
+    forwarded_expiry_.pop_front();
+    if (forwarded_reads_.erase(id) > 0) failed_reads_.push_back(id);
+  }
   if (role_ == Role::kLeader) {
     if (config_.check_quorum &&
         now_ns_ - QuorumContactNs() >= config_.election_timeout_ns) {
@@ -181,6 +186,12 @@ void Raft::Tick(int64_t now_ns) {
       return;
     }
     if (transfer_target_ != 0 && now_ns_ >= transfer_deadline_ns_) {
+      if (timeout_now_sent_) {
+        // The target may still campaign with the transfer flag, which lifts
+        // every lease: never lead on in this term.
+        BecomeFollower(term_, 0);
+        return;
+      }
       AbortTransfer();
     }
     if (now_ns_ >= heartbeat_due_ns_) StartRound();
@@ -197,7 +208,12 @@ void Raft::Tick(int64_t now_ns) {
 
 int64_t Raft::NextDeadline() const {
   if (role_ != Role::kLeader) {
-    return membership_.IsVoter(config_.id) ? election_deadline_ns_ : kNever;
+    int64_t deadline =
+        membership_.IsVoter(config_.id) ? election_deadline_ns_ : kNever;
+    if (!forwarded_expiry_.empty()) {
+      deadline = std::min(deadline, forwarded_expiry_.front().first);
+    }
+    return deadline;
   }
   int64_t deadline = heartbeat_due_ns_;
   if (config_.check_quorum) {
@@ -224,6 +240,7 @@ void Raft::Reset(uint64_t term) {
   votes_.clear();
   progress_.clear();
   transfer_target_ = 0;
+  timeout_now_sent_ = false;
   FailPendingReads();
   round_ = 0;
   confirmed_round_ = 0;
@@ -305,7 +322,8 @@ void Raft::StartElection(bool pre_vote, bool transfer) {
 void Raft::Campaign(int64_t now_ns) {
   QUORATE_CHECK_GE(now_ns, now_ns_) << "monotonic time went back";
   now_ns_ = now_ns;
-  if (role_ == Role::kLeader) return;
+  // Our own vote would break the promise of a round we acknowledged.
+  if (role_ == Role::kLeader || InLease()) return;
   StartElection(config_.pre_vote, /*transfer=*/false);
 }
 
@@ -395,9 +413,14 @@ absl::Status Raft::Step(Message m, int64_t now_ns) {
 void Raft::HandleVoteRequest(const Message& m) {
   const bool pre = m.type() == MESSAGE_TYPE_PRE_VOTE;
   // We may grant a repeat of our vote, a vote in a term where we have
-  // neither voted nor seen a leader, or a PreVote for a later term.
-  const bool can_vote = vote_ == m.from() || (vote_ == 0 && leader_ == 0) ||
-                        (pre && m.term() > term_);
+  // neither voted nor seen a leader, or a PreVote for a later term; but
+  // never, without the transfer flag, while the lease of a leader we heard
+  // from lasts (whatever the request's term: a member can reach a new term
+  // with no vote and no leader while still in lease).
+  const bool in_lease = !m.transfer() && InLease() && vote_ != m.from();
+  const bool can_vote =
+      !in_lease && (vote_ == m.from() || (vote_ == 0 && leader_ == 0) ||
+                    (pre && m.term() > term_));
   Message resp;
   resp.set_type(pre ? MESSAGE_TYPE_PRE_VOTE_RESPONSE
                     : MESSAGE_TYPE_VOTE_RESPONSE);
@@ -608,7 +631,12 @@ void Raft::HandleSnapshot(const Message& m) {
     ack(chunk.total_size(), true);
     return;
   }
-  if (chunk.offset() == 0) {
+  const bool receiving_this =
+      incoming_snapshot_.has_value() &&
+      incoming_snapshot_->metadata.index() == md.index() &&
+      incoming_snapshot_->metadata.term() == md.term();
+  if (chunk.offset() == 0 &&
+      !(receiving_this && !incoming_snapshot_->data.empty())) {
     if (chunk.total_size() > config_.max_snapshot_bytes) {
       resp.set_reject(true);
       ack(0, false);
@@ -617,9 +645,7 @@ void Raft::HandleSnapshot(const Message& m) {
     incoming_snapshot_.emplace();
     incoming_snapshot_->from = m.from();
     incoming_snapshot_->metadata = md;
-  } else if (!incoming_snapshot_ ||
-             incoming_snapshot_->metadata.index() != md.index() ||
-             incoming_snapshot_->metadata.term() != md.term()) {
+  } else if (!receiving_this) {
     // A chunk of a snapshot we are not receiving: start over.
     resp.set_reject(true);
     ack(0, false);
@@ -664,6 +690,7 @@ void Raft::HandleSnapshot(const Message& m) {
         md, std::make_shared<const std::string>(std::move(snap.data))});
     ready_snapshot_ = *restored;
     latest_snapshot_ = std::move(restored);
+    snapshot_unstable_ = true;
   }
   ack(chunk.total_size(), true);
 }
@@ -715,14 +742,14 @@ absl::StatusOr<uint64_t> Raft::Propose(std::string data, int64_t now_ns) {
     return absl::UnavailableError(absl::StrCat(
         "leadership is being transferred to member ", transfer_target_));
   }
-  if (uncommitted_bytes_ + data.size() > config_.max_uncommitted_bytes) {
+  Entry e;
+  e.set_type(ENTRY_TYPE_NORMAL);
+  e.set_data(std::move(data));
+  if (uncommitted_bytes_ + EntryBytes(e) > config_.max_uncommitted_bytes) {
     return absl::ResourceExhaustedError(
         absl::StrCat(uncommitted_bytes_, " bytes are waiting to commit (limit ",
                      config_.max_uncommitted_bytes, ")"));
   }
-  Entry e;
-  e.set_type(ENTRY_TYPE_NORMAL);
-  e.set_data(std::move(data));
   AppendLeaderEntry(std::move(e));
   return log_.last_index();
 }
@@ -865,9 +892,9 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
       pr.BecomeReplicate();
     }
     pr.inflights.FreeUpTo(m.index());
-    if (MaybeCommit()) {
-      replication_pending_ = true;
-    }
+    if (MaybeCommit()) replication_pending_ = true;
+    // Committing this member's removal made us step down: `pr` is gone.
+    if (role_ != Role::kLeader) return;
   } else if (pr.state == Progress::State::kProbe) {
     pr.probe_sent = false;
   }
@@ -878,12 +905,18 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
     SendAppend(pr, /*allow_empty=*/false);
     if (pr.next == before) break;
   }
-  if (transfer_target_ == pr.id && pr.match == log_.last_index()) {
+  if (transfer_target_ == pr.id && !timeout_now_sent_ &&
+      pr.match == log_.last_index()) {
     SendTimeoutNow(pr.id);
   }
 }
 
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
+  if (transfer_target_ == pr.id && pr.match == log_.last_index()) {
+    // Again, in case the first TimeoutNow was lost. Repeats are harmless:
+    // once one is sent this leader never leads on in this term.
+    SendTimeoutNow(pr.id);
+  }
   if (m.round() > pr.acked_round && !pr.learner) {
     pr.acked_round = m.round();
     const uint64_t confirmed = ConfirmedRound();
@@ -896,6 +929,7 @@ void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   switch (pr.state) {
     case Progress::State::kProbe:
       pr.probe_sent = false;
+      if (pr.match < log_.last_index()) SendAppend(pr, /*allow_empty=*/true);
       break;
     case Progress::State::kReplicate:
       // Appends may have been lost. A lost append can leave the window full
@@ -929,8 +963,8 @@ void Raft::HandleSnapshotResponse(const Message& m, Progress& pr) {
     return;  // answers an older snapshot
   }
   if (m.reject()) {
+    // Start over, at the heartbeat cadence rather than in a tight loop.
     pr.snapshot_offset = 0;
-    SendSnapshotChunk(pr);
     return;
   }
   if (m.snapshot().last()) {
@@ -939,6 +973,9 @@ void Raft::HandleSnapshotResponse(const Message& m, Progress& pr) {
     SendAppend(pr, /*allow_empty=*/true);
     return;
   }
+  // Only progress moves the stream on: duplicate and stale acks would
+  // otherwise start parallel streams.
+  if (m.snapshot().offset() <= pr.snapshot_offset) return;
   pr.snapshot_offset = m.snapshot().offset();
   SendSnapshotChunk(pr);
 }
@@ -948,7 +985,8 @@ bool Raft::MaybeCommit() {
   match_scratch_.clear();
   for (uint64_t v : membership_.voters()) {
     if (v == config_.id) {
-      match_scratch_.push_back(log_.stable_index());
+      // A snapshot received from the old leader may not be durable yet.
+      match_scratch_.push_back(snapshot_unstable_ ? 0 : log_.stable_index());
     } else if (const Progress* pr = FindProgress(v)) {
       match_scratch_.push_back(pr->match);
     }
@@ -1043,6 +1081,8 @@ absl::Status Raft::ReadIndex(uint64_t request_id, int64_t now_ns) {
         absl::StrCat(forwarded_reads_.size(), " reads are already waiting"));
   }
   forwarded_reads_.insert(request_id);
+  forwarded_expiry_.emplace_back(now_ns_ + 2 * config_.election_timeout_ns,
+                                 request_id);
   Message m;
   m.set_type(MESSAGE_TYPE_READ_INDEX);
   m.set_to(leader_);
@@ -1090,6 +1130,7 @@ void Raft::FailPendingReads() {
   pending_reads_.clear();
   for (uint64_t id : forwarded_reads_) failed_reads_.push_back(id);
   forwarded_reads_.clear();
+  forwarded_expiry_.clear();
 }
 
 absl::Status Raft::TransferLeadership(uint64_t target, int64_t now_ns) {
@@ -1126,13 +1167,17 @@ absl::Status Raft::TransferLeadership(uint64_t target, int64_t now_ns) {
 }
 
 void Raft::SendTimeoutNow(uint64_t to) {
+  timeout_now_sent_ = true;
   Message m;
   m.set_type(MESSAGE_TYPE_TIMEOUT_NOW);
   m.set_to(to);
   Send(std::move(m));
 }
 
-void Raft::AbortTransfer() { transfer_target_ = 0; }
+void Raft::AbortTransfer() {
+  transfer_target_ = 0;
+  timeout_now_sent_ = false;
+}
 
 void Raft::ReportUnreachable(uint64_t peer) {
   if (role_ != Role::kLeader) return;
@@ -1290,6 +1335,7 @@ Ready Raft::GetReady() {
     rd.snapshot = std::move(ready_snapshot_);
     ready_snapshot_.reset();
     rd.must_sync = true;
+    snapshot_handed_out_ = true;
   }
   if (log_.HasUnpersisted()) {
     const uint64_t from = std::max(log_.unpersisted_from(), log_.first_index());
@@ -1323,6 +1369,10 @@ void Raft::Advance() {
   QUORATE_CHECK(ready_outstanding_) << "Advance() without GetReady()";
   ready_outstanding_ = false;
   log_.MarkStable();
+  if (snapshot_handed_out_ && !ready_snapshot_.has_value()) {
+    snapshot_unstable_ = false;
+  }
+  snapshot_handed_out_ = false;
   // The leader's own entries now count toward the commit quorum.
   if (MaybeCommit()) replication_pending_ = true;
 }

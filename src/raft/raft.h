@@ -376,15 +376,22 @@ class Raft {
   uint64_t confirmed_round_ = 0;  // last round acknowledged by a quorum
   bool round_wanted_ = false;     // reads wait for a round not yet started
   std::deque<PendingRead> pending_reads_;
-  // Follower: ids of local reads forwarded to the leader, unanswered.
+  // Follower: ids of local reads forwarded to the leader, unanswered, and
+  // when each expires (in request order, so expiry times increase).
   std::set<uint64_t> forwarded_reads_;
+  std::deque<std::pair<int64_t, uint64_t>> forwarded_expiry_;
   uint64_t transfer_target_ = 0;
+  bool timeout_now_sent_ = false;
   int64_t transfer_deadline_ns_ = 0;
   bool replication_pending_ = false;  // appends to broadcast at GetReady
   std::vector<uint64_t> match_scratch_;
 
   // Follower state.
   std::optional<IncomingSnapshot> incoming_snapshot_;
+  // A snapshot from the leader replaced the log and is not durable yet:
+  // the log's stable index does not count until Advance() says so.
+  bool snapshot_unstable_ = false;
+  bool snapshot_handed_out_ = false;
 
   // Ready under construction.
   HardState persisted_hard_state_;

@@ -33,6 +33,11 @@ void Invariants::Observe(uint64_t id, const Raft& r) {
 
 void Invariants::OnRestart(uint64_t id, const Raft& r) {
   MemberState& m = members_[id];
+  if (r.term() < m.max_durable_term) {
+    Fail(absl::StrCat("member ", id, " restarted in term ", r.term(),
+                      " after making term ", m.max_durable_term, " durable"));
+  }
+  m.max_term = r.term();
   m.max_commit = r.commit();
   Observe(id, r);
 }
@@ -57,6 +62,11 @@ void Invariants::OnPersisted(uint64_t id, const HardState& hs) {
                       m.max_durable_commit, " to ", hs.commit()));
   }
   m.max_durable_commit = std::max(m.max_durable_commit, hs.commit());
+  if (hs.term() < m.max_durable_term) {
+    Fail(absl::StrCat("member ", id, " durable term went back from ",
+                      m.max_durable_term, " to ", hs.term()));
+  }
+  m.max_durable_term = std::max(m.max_durable_term, hs.term());
   if (hs.vote() == 0) return;
   auto [it, inserted] = m.votes.emplace(hs.term(), hs.vote());
   if (!inserted && it->second != hs.vote()) {

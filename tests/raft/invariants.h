@@ -8,9 +8,8 @@
 //  - log matching: two logs that hold an entry with the same index and term
 //    agree on every entry up to it;
 //  - state machine safety: members apply the same entry at each index;
-//  - a member's term never decreases, even across restarts; its commit
-//    index never decreases while it runs, and its durable commit never
-//    decreases;
+//  - a member's term and commit index never decrease while it runs, and
+//    its durable term and commit never decrease, even across restarts;
 //  - at most one vote per term per member, even across restarts.
 //
 // The first violation is kept; later ones are ignored.
@@ -32,8 +31,8 @@ class Invariants {
  public:
   // After any step of a running member.
   void Observe(uint64_t id, const Raft& raft);
-  // A member restarted: its in-memory commit index starts again from what
-  // was durable.
+  // A member restarted: its in-memory term and commit start again from what
+  // was durable, which must not be behind anything it made durable before.
   void OnRestart(uint64_t id, const Raft& raft);
   // A member applied `entry` while in term `term_now`.
   void OnApplied(uint64_t id, const Entry& entry, uint64_t term_now);
@@ -58,6 +57,7 @@ class Invariants {
   };
   struct MemberState {
     uint64_t max_term = 0;
+    uint64_t max_durable_term = 0;
     uint64_t max_commit = 0;
     uint64_t max_durable_commit = 0;
     std::map<uint64_t, uint64_t> votes;  // term -> vote, as persisted

@@ -437,6 +437,7 @@ TEST_F(RaftTest, Ready_VoteRequestsWaitForPersistOfOwnVote) {
   Config cfg = Cluster::DefaultConfig();
   cfg.pre_vote = false;  // the candidate sends Vote directly
   Cluster& c = Make(3, 0, 1, cfg);
+  c.SkipTime(kElection);  // past the lease every member takes at start
   Raft& r = c.raft(1);
   r.Campaign(c.now());
   ASSERT_TRUE(r.HasReady());
@@ -560,6 +561,32 @@ TEST_F(RaftTest, TransferFlagLiftsLease_Sec4_2_3) {
   ASSERT_EQ(rd.messages_after_persist.size(), 1u);
   EXPECT_FALSE(rd.messages_after_persist[0].reject());
   c.raft(2).Advance();
+  c.DropAll();
+}
+
+TEST_F(RaftTest, LeaseAlsoRefusesVotesAtCurrentTerm_Sec4_2_3) {
+  Config cfg = Cluster::DefaultConfig();
+  cfg.pre_vote = false;
+  Cluster& c = Make(3, 0, 1, cfg);
+  ASSERT_TRUE(c.Elect(1));
+  const uint64_t term = c.raft(1).term();
+  // A higher term reaches the leader through a non-vote message: it steps
+  // down to term+1 with no vote and no leader, but its lease still runs.
+  Message bump = Msg(MESSAGE_TYPE_APPEND_RESPONSE, 3, 1, term + 1);
+  ASSERT_TRUE(c.raft(1).Step(bump, c.now()).ok());
+  ASSERT_EQ(c.raft(1).term(), term + 1);
+  c.DropAll();
+  c.ProcessReadies();
+  c.DropAll();
+  Message vote = Msg(MESSAGE_TYPE_VOTE, 3, 1, term + 1);
+  vote.set_index(c.raft(1).log().last_index());
+  vote.set_log_term(c.raft(1).log().last_term());
+  ASSERT_TRUE(c.raft(1).Step(vote, c.now()).ok());
+  Ready rd = c.raft(1).GetReady();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  EXPECT_TRUE(rd.messages_after_persist[0].reject());
+  EXPECT_FALSE(rd.hard_state.has_value() && rd.hard_state->vote() == 3);
+  c.raft(1).Advance();
   c.DropAll();
 }
 
@@ -695,6 +722,19 @@ TEST_F(RaftTest, ReadIndex_WaitsForFirstCommitInTerm_Sec6_4) {
             c.raft(2).log().At(c.raft(2).commit()).index());
 }
 
+TEST_F(RaftTest, ReadIndex_LostForwardedReadFailsAfter2T) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  c.Cut(2, 1);  // 2 still hears the leader, but its request is lost
+  ASSERT_TRUE(c.raft(2).ReadIndex(5, c.now()).ok());
+  c.AdvanceTime(2 * kElection - 1);
+  EXPECT_TRUE(c.member(2).failed_reads.empty());
+  c.AdvanceTime(1);
+  ASSERT_EQ(c.member(2).failed_reads.size(), 1u);
+  EXPECT_EQ(c.member(2).failed_reads[0], 5u);
+  EXPECT_TRUE(c.member(2).reads.empty());
+}
+
 TEST_F(RaftTest, ReadIndex_NoLeaderIsUnavailable) {
   Cluster& c = Make(3);
   EXPECT_EQ(c.raft(2).ReadIndex(1, c.now()).code(),
@@ -729,14 +769,32 @@ TEST_F(RaftTest, Transfer_CatchesUpLaggingTargetFirst_Sec3_10) {
   EXPECT_EQ(c.raft(3).log().last_index(), c.raft(1).log().last_index());
 }
 
-TEST_F(RaftTest, Transfer_AbortsAfterElectionTimeout_Sec3_10) {
+TEST_F(RaftTest, Transfer_AbortsIfTargetNeverCaughtUp_Sec3_10) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));
-  c.Cut(1, 3);
+  c.Isolate(3);
+  ProposeN(1, 3);  // 3 lags and cannot be caught up
   ASSERT_TRUE(c.raft(1).TransferLeadership(3, c.now()).ok());
   c.AdvanceTime(kElection + 1);
   EXPECT_EQ(c.raft(1).role(), Role::kLeader);
   EXPECT_TRUE(c.raft(1).Propose("x", c.now()).ok());
+}
+
+TEST_F(RaftTest, Transfer_StepsDownIfTimeoutNowSentButTargetLost_Sec3_10) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  // 3 is up to date and receives TimeoutNow, but nobody hears it: its
+  // transfer-flagged campaign would lift leases whenever it arrived, so the
+  // old leader must not lead on in this term.
+  c.Cut(3, 1);
+  c.Cut(3, 2);
+  ASSERT_TRUE(c.raft(1).TransferLeadership(3, c.now()).ok());
+  const uint64_t term = c.raft(1).term();
+  c.AdvanceTime(kElection + 1);
+  EXPECT_FALSE(c.raft(1).role() == Role::kLeader && c.raft(1).term() == term);
+  c.Heal();
+  c.AdvanceTime(4 * kElection);
+  EXPECT_NE(c.Leader(), 0u);
 }
 
 TEST_F(RaftTest, Transfer_ZeroPicksMostUpToDateVoter) {
@@ -840,6 +898,42 @@ TEST_F(RaftTest, Membership_RemovedLeaderStepsDownAfterCommit_Sec4_2_2) {
   const uint64_t leader = c.Leader();
   EXPECT_TRUE(leader == 2 || leader == 3);
   EXPECT_EQ(c.raft(leader).membership().voters().size(), 2u);
+}
+
+TEST_F(RaftTest, Membership_RemovedLeaderWithAppendsInFlight_Sec4_2_2) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  ASSERT_TRUE(
+      c.raft(1)
+          .ProposeConfChange(Change(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
+          .ok());
+  // More entries right behind the removal: appends are in flight when the
+  // acknowledgement that commits the removal arrives.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(c.raft(1).Propose("after-" + std::to_string(i), c.now()).ok());
+    c.ProcessReadies();
+  }
+  c.Stabilize();
+  EXPECT_NE(c.raft(1).role(), Role::kLeader);
+  c.AdvanceTime(4 * kElection);
+  EXPECT_NE(c.Leader(), 0u);
+}
+
+TEST_F(RaftTest, Membership_NewMemberCatchesUpOnIdleCluster) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  ProposeN(1, 3);
+  c.AddBlankMember(4);
+  c.Cut(1, 4);  // the first probes are lost
+  ASSERT_TRUE(
+      c.raft(1)
+          .ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_LEARNER, 4), c.now())
+          .ok());
+  c.AdvanceTime(3 * kHeartbeat);
+  c.Heal();
+  // No new proposals: heartbeats alone must restart the probe.
+  c.AdvanceTime(5 * kHeartbeat);
+  EXPECT_EQ(c.raft(4).log().last_index(), c.raft(1).log().last_index());
 }
 
 TEST_F(RaftTest, Membership_InvalidChangeIsRejected) {

@@ -1,0 +1,148 @@
+// quorate-sim: runs seeds of the deterministic cluster simulation.
+//
+//   quorate-sim --seed=N --runs=K [--members=3|5] [--scenario=NAME|random]
+//               [--trace] [--check_determinism] [--rho=0.01]
+//               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
+//               forget-vote-on-restart]
+//
+// Runs K seeds starting at N (K=0: without end, printing progress). Without
+// --members, each seed picks 3 or 5 members. For each failure it prints the
+// command that replays it. It ends with "X passed, Y failed" and exits 1 if
+// anything failed.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "sim/simulator.h"
+
+namespace {
+
+int Usage(const std::string& why) {
+  std::cerr << "quorate-sim: " << why << "\n"
+            << "usage: quorate-sim --seed=N --runs=K [--members=3|5] "
+               "[--scenario=NAME|random] [--trace] [--check_determinism]\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using quorate::sim::SimOptions;
+  uint64_t seed = 1;
+  uint64_t runs = 1;
+  int members = 0;  // 0: chosen per seed
+  bool check_determinism = false;
+  SimOptions base;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+    if (name == "--seed") {
+      if (!absl::SimpleAtoi(value, &seed)) return Usage("bad --seed");
+    } else if (name == "--runs") {
+      if (!absl::SimpleAtoi(value, &runs)) return Usage("bad --runs");
+    } else if (name == "--members") {
+      if (!absl::SimpleAtoi(value, &members) ||
+          (members != 3 && members != 5)) {
+        return Usage("--members must be 3 or 5");
+      }
+    } else if (name == "--scenario") {
+      std::vector<quorate::sim::Fault> faults;
+      if (!quorate::sim::ParseScenario(value, &faults)) {
+        return Usage("unknown scenario '" + value + "'");
+      }
+      base.scenario = value;
+    } else if (name == "--trace") {
+      base.trace = true;
+    } else if (name == "--check_determinism") {
+      check_determinism = true;
+    } else if (name == "--rho") {
+      if (!absl::SimpleAtod(value, &base.rho) || base.rho < 0 ||
+          base.rho >= 1) {
+        return Usage("bad --rho");
+      }
+    } else if (name == "--drift_beyond_rho") {
+      base.drift_beyond_rho = true;
+    } else if (name == "--unsafe") {
+      if (value == "commit-previous-terms") {
+        base.unsafe_commit_previous_terms = true;
+      } else if (value == "forget-vote-on-restart") {
+        base.unsafe_forget_vote_on_restart = true;
+      } else {
+        return Usage("unknown --unsafe variant '" + value + "'");
+      }
+    } else {
+      return Usage("unknown flag " + arg);
+    }
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t passed = 0;
+  uint64_t failed = 0;
+  uint64_t liveness_failed = 0;
+  double simulated_s = 0;
+  std::map<std::string, uint64_t> faults;
+  for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
+    SimOptions o = base;
+    o.seed = seed + k;
+    o.members = members != 0 ? members : (o.seed % 2 == 0 ? 5 : 3);
+    const quorate::sim::SimResult r = quorate::sim::RunSimulation(o);
+    simulated_s += static_cast<double>(r.simulated_ns) / 1e9;
+    for (const std::string& f : r.faults) ++faults[f];
+    std::string problem;
+    if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
+    if (r.safety_ok && !r.liveness_ok) {
+      problem = "LIVENESS: " + r.liveness_violation;
+      ++liveness_failed;
+    }
+    if (problem.empty() && check_determinism) {
+      const quorate::sim::SimResult again = quorate::sim::RunSimulation(o);
+      if (again.trace_hash != r.trace_hash) {
+        problem = absl::StrCat("NONDETERMINISTIC: trace hash ", r.trace_hash,
+                               " then ", again.trace_hash);
+      }
+    }
+    if (base.trace) std::cout << r.trace;
+    if (problem.empty()) {
+      ++passed;
+    } else {
+      ++failed;
+      std::cout << "FAIL seed=" << o.seed << " members=" << o.members << " "
+                << problem << "\n  replay: quorate-sim --seed=" << o.seed
+                << " --runs=1 --members=" << o.members
+                << " --scenario=" << o.scenario
+                << (o.unsafe_commit_previous_terms
+                        ? " --unsafe=commit-previous-terms"
+                        : "")
+                << (o.unsafe_forget_vote_on_restart
+                        ? " --unsafe=forget-vote-on-restart"
+                        : "")
+                << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
+                << " --trace\n";
+    }
+    if (runs == 0 && (k + 1) % 1000 == 0) {
+      const double real_s = std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - start)
+                                .count();
+      std::cout << "progress: " << (k + 1) << " seeds, " << failed
+                << " failed, " << static_cast<uint64_t>((k + 1) * 3600 / real_s)
+                << " seeds/hour" << std::endl;
+    }
+  }
+  const double real_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::cout << "faults:";
+  for (const auto& [f, n] : faults) std::cout << " " << f << "=" << n;
+  std::cout << "\nsimulated " << simulated_s << " s in " << real_s
+            << " s real: " << (real_s > 0 ? simulated_s / real_s : 0)
+            << "x real time; " << liveness_failed << " liveness failures\n";
+  std::cout << passed << " passed, " << failed << " failed\n";
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,994 @@
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "quorate/raft.pb.h"
+#include "raft/cluster.h"
+#include "raft/invariants.h"
+#include "raft/raft.h"
+#include "raft/random.h"
+#include "sim/linearizability.h"
+#include "util/check.h"
+
+namespace quorate::sim {
+
+const char* FaultName(Fault fault) {
+  switch (fault) {
+    case Fault::kSymmetricPartition:
+      return "symmetric";
+    case Fault::kOneWayPartition:
+      return "one-way";
+    case Fault::kIsolateMember:
+      return "single";
+    case Fault::kIsolateZone:
+      return "zone";
+    case Fault::kRandomHalves:
+      return "halves";
+    case Fault::kMajoritiesRing:
+      return "ring";
+    case Fault::kBridge:
+      return "bridge";
+    case Fault::kSwizzleClog:
+      return "swizzle";
+    case Fault::kCrash:
+      return "crash";
+    case Fault::kDiskStall:
+      return "disk-stall";
+    case Fault::kNetworkChaos:
+      return "network";
+    case Fault::kClockDrift:
+      return "clock-drift";
+  }
+  return "unknown";
+}
+
+bool ParseScenario(const std::string& name, std::vector<Fault>* faults) {
+  faults->clear();
+  for (int i = 0; i < kFaultCount; ++i) {
+    const auto f = static_cast<Fault>(i);
+    if (name == "random" || name == FaultName(f)) faults->push_back(f);
+  }
+  return !faults->empty();
+}
+
+namespace {
+
+using raft::Entry;
+using raft::EntryPtr;
+using raft::Message;
+using raft::ReadState;
+using raft::Ready;
+using raft::SeededRandom;
+
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kHeartbeat = 20 * kMs;
+constexpr int64_t kT = 100 * kMs;  // minimum election timeout
+constexpr int64_t kChaosNs = 40 * kT;
+constexpr int64_t kLivenessBoundNs = 10 * kT;
+constexpr int64_t kTailNs = 3 * kT;
+constexpr int kClients = 3;
+constexpr int kWriteAttempts = 3;
+constexpr int64_t kAttemptTimeout = 3 * kT;
+constexpr uint64_t kSnapshotEvery = 64;
+const char* const kKeys[] = {"a", "b", "c"};
+
+// The simulator's one generator, with its own distribution code.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : r_(seed) {}
+  uint64_t Next() { return r_.Next(); }
+  uint64_t Uniform(uint64_t n) { return r_.Uniform(n); }
+  // Uniform in [lo, hi].
+  int64_t Range(int64_t lo, int64_t hi) {
+    return lo +
+           static_cast<int64_t>(Uniform(static_cast<uint64_t>(hi - lo) + 1));
+  }
+  // True with probability ppm / 1e6.
+  bool Chance(uint64_t ppm) { return Uniform(1'000'000) < ppm; }
+  // Uniform in [-1, 1], from 53 random bits.
+  double Signed() {
+    const double unit = static_cast<double>(Next() >> 11) * 0x1.0p-53;
+    return 2 * unit - 1;
+  }
+  template <typename T>
+  void Shuffle(std::vector<T>* v) {
+    for (size_t i = v->size(); i > 1; --i) {
+      std::swap((*v)[i - 1], (*v)[Uniform(i)]);
+    }
+  }
+
+ private:
+  SeededRandom r_;
+};
+
+enum class EventKind {
+  kDeliver,
+  kTick,
+  kDiskDone,
+  kRestart,
+  kClientNext,
+  kClientRetry,
+  kClientTimeout,
+  kNemesisStart,
+  kNemesisStep,
+  kNemesisStop,
+  kHeal,
+  kEnd,
+};
+
+struct Event {
+  EventKind kind;
+  int member = -1;
+  int client = -1;
+  uint64_t gen = 0;
+  Message message{};
+};
+
+struct Member {
+  uint64_t id = 0;
+  int zone = 0;
+  bool up = true;
+  std::unique_ptr<SeededRandom> random;
+  std::unique_ptr<raft::Raft> raft;
+  raft::testing::Disk disk;
+  // Clock: local = local_base + rate * (real - real_base).
+  double rate = 1.0;
+  int64_t local_base = 0;
+  int64_t real_base = 0;
+  uint64_t timer_gen = 0;
+  int64_t timer_at = -1;
+  // The Ready being persisted, if any.
+  std::optional<Ready> writing;
+  uint64_t disk_gen = 0;
+  int64_t stall_until = 0;
+  // Replicated register.
+  std::map<std::string, std::string> kv;
+  std::set<uint64_t> applied_ops;
+  uint64_t applied = 0;
+  // Client requests waiting here: write op id / read request id -> client.
+  std::map<uint64_t, int> waiting_writes;
+  std::map<uint64_t, int> waiting_reads;
+  std::vector<std::pair<uint64_t, int>> confirmed_reads;  // (index, client)
+};
+
+struct Client {
+  bool active = false;
+  RegisterOp op;
+  uint64_t op_id = 0;
+  int attempts = 0;  // write attempts that entered some log
+  bool maybe_applied = false;
+  uint64_t gen = 0;  // invalidates stale timeouts
+  uint64_t leader_hint = 0;
+  bool liveness = false;  // the heal-phase probe writer
+};
+
+class Simulator {
+ public:
+  explicit Simulator(const SimOptions& o)
+      : opt_(o), rng_(o.seed * 0x9e3779b97f4a7c15ULL + 1) {
+    ParseScenario(o.scenario, &scenario_);
+    QUORATE_CHECK(!scenario_.empty()) << "unknown scenario " << o.scenario;
+  }
+
+  SimResult Run();
+
+ private:
+  // Time and events.
+  void Schedule(int64_t at, Event e) {
+    queue_.emplace(std::make_pair(at, seq_++), std::move(e));
+  }
+  void Trace(const std::string& what);
+  void Hash(uint64_t v) {
+    hash_ ^= v;
+    hash_ *= 1099511628211ULL;
+  }
+  int64_t LocalNow(const Member& m) const {
+    return m.local_base + static_cast<int64_t>(
+                              static_cast<double>(now_ - m.real_base) * m.rate);
+  }
+  int64_t RealAt(const Member& m, int64_t local) const;
+  void SetRate(Member& m, double rate);
+
+  // Members.
+  void Boot(Member& m);
+  void Drive(Member& m);
+  void Complete(Member& m, Ready rd);
+  void Apply(Member& m, const Entry& e);
+  void ServeReads(Member& m);
+  void MaybeCompact(Member& m);
+  void ScheduleTimer(Member& m);
+  void Crash(Member& m);
+  void Restart(Member& m);
+  void Send(Message m);
+  void Deliver(Member& m, Message msg);
+  Member& member(uint64_t id) { return members_[id - 1]; }
+  std::vector<std::pair<uint64_t, const raft::Raft*>> Live() const;
+  void CheckSafety();
+
+  // Clients.
+  void ClientNext(int c);
+  void Submit(int c);
+  void ClientTimeout(int c);
+  void Finish(int c, bool known, int64_t ret);
+  void Retry(int c, int64_t delay);
+  Member* PickTarget(Client& cl);
+
+  // Nemesis.
+  void StartFault();
+  void StepFault();
+  void StopFault();
+  void HealAll();
+  void Cut(uint64_t from, uint64_t to) { cuts_.insert({from, to}); }
+  void CutBoth(uint64_t a, uint64_t b) {
+    Cut(a, b);
+    Cut(b, a);
+  }
+  void Split(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+    for (uint64_t x : a) {
+      for (uint64_t y : b) CutBoth(x, y);
+    }
+  }
+  std::vector<uint64_t> Ids() const {
+    std::vector<uint64_t> ids;
+    for (const Member& m : members_) ids.push_back(m.id);
+    return ids;
+  }
+
+  const SimOptions opt_;
+  std::vector<Fault> scenario_;
+  Rng rng_;
+  int64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::map<std::pair<int64_t, uint64_t>, Event> queue_;
+  std::vector<Member> members_;
+  std::vector<Client> clients_;
+  std::set<std::pair<uint64_t, uint64_t>> cuts_;
+  raft::testing::Invariants invariants_;
+  std::vector<RegisterOp> history_;
+  std::set<uint64_t> acknowledged_;
+  uint64_t next_op_id_ = 1;
+  uint64_t next_read_id_ = 1;
+  uint64_t hash_ = 1469598103934665603ULL;
+  SimResult result_;
+  bool healed_ = false;
+  int64_t heal_at_ = 0;
+  int64_t liveness_acked_at_ = -1;
+  uint64_t events_since_check_ = 0;
+  // Network faults.
+  bool net_chaos_ = false;
+  uint64_t drop_ppm_ = 0;
+  uint64_t dup_ppm_ = 0;
+  uint64_t slow_ppm_ = 0;
+  // The fault in progress.
+  std::optional<Fault> fault_;
+  std::vector<std::pair<uint64_t, uint64_t>> swizzle_todo_;
+  std::vector<std::pair<uint64_t, uint64_t>> swizzle_cut_;
+  bool swizzle_healing_ = false;
+};
+
+void Simulator::Trace(const std::string& what) {
+  if (opt_.trace) absl::StrAppend(&result_.trace, now_, " ", what, "\n");
+}
+
+int64_t Simulator::RealAt(const Member& m, int64_t local) const {
+  if (local <= LocalNow(m)) return now_;
+  int64_t t =
+      m.real_base + static_cast<int64_t>(std::ceil(
+                        static_cast<double>(local - m.local_base) / m.rate));
+  t = std::max(t, now_);
+  // Rounding may land one nanosecond early.
+  while (m.local_base + static_cast<int64_t>(
+                            static_cast<double>(t - m.real_base) * m.rate) <
+         local) {
+    ++t;
+  }
+  return t;
+}
+
+void Simulator::SetRate(Member& m, double rate) {
+  m.local_base = LocalNow(m);
+  m.real_base = now_;
+  m.rate = rate;
+  Trace(absl::StrCat("clock ", m.id, " rate ", rate));
+}
+
+// ---------------------------------------------------------------------------
+// Members.
+
+void Simulator::Boot(Member& m) {
+  m.random = std::make_unique<SeededRandom>(rng_.Next());
+  raft::Config c;
+  c.id = m.id;
+  c.random = m.random.get();
+  c.heartbeat_interval_ns = kHeartbeat;
+  c.election_timeout_ns = kT;
+  c.snapshot_chunk_bytes = 256;
+  c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
+  auto r = raft::Raft::Create(c, m.disk.Restore(), LocalNow(m));
+  QUORATE_CHECK(r.ok()) << r.status();
+  m.raft = *std::move(r);
+  m.up = true;
+  m.kv.clear();
+  m.applied_ops.clear();
+  m.applied = m.disk.snapshot.index();
+  if (m.disk.snapshot_data != nullptr) {
+    // Snapshot data: "k <key> <value>" and "o <op id>" lines.
+    for (absl::string_view line :
+         absl::StrSplit(*m.disk.snapshot_data, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      uint64_t op = 0;
+      if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
+      if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
+        m.applied_ops.insert(op);
+      }
+    }
+  }
+}
+
+void Simulator::ScheduleTimer(Member& m) {
+  const int64_t deadline = m.raft->NextDeadline();
+  if (deadline == std::numeric_limits<int64_t>::max()) return;
+  const int64_t at = RealAt(m, deadline);
+  if (at == m.timer_at) return;
+  m.timer_at = at;
+  Event e{EventKind::kTick, static_cast<int>(m.id), -1, ++m.timer_gen, {}};
+  Schedule(at, std::move(e));
+}
+
+void Simulator::Drive(Member& m) {
+  while (m.up && !m.writing.has_value()) {
+    invariants_.Observe(m.id, *m.raft);
+    if (!m.raft->HasReady()) break;
+    Ready rd = m.raft->GetReady();
+    for (Message& msg : rd.messages) Send(std::move(msg));
+    const bool writes = rd.hard_state.has_value() || rd.snapshot.has_value() ||
+                        !rd.entries.empty();
+    if (!writes) {
+      Complete(m, std::move(rd));
+      continue;
+    }
+    // Simulated fsync: short, unless the disk is stalled.
+    int64_t done = now_ + rng_.Range(50'000, 500'000);
+    done = std::max(done, m.stall_until);
+    m.writing = std::move(rd);
+    Schedule(done, Event{EventKind::kDiskDone,
+                         static_cast<int>(m.id),
+                         -1,
+                         ++m.disk_gen,
+                         {}});
+  }
+  if (m.up) {
+    invariants_.Observe(m.id, *m.raft);
+    ScheduleTimer(m);
+  }
+}
+
+void Simulator::Complete(Member& m, Ready rd) {
+  m.disk.Persist(rd);
+  if (rd.hard_state.has_value()) {
+    invariants_.OnPersisted(m.id, m.disk.hard_state);
+  }
+  for (Message& msg : rd.messages_after_persist) Send(std::move(msg));
+  if (rd.snapshot.has_value()) {
+    // Rebuild the register from the snapshot, as Boot() does.
+    auto keep_raft = std::move(m.raft);
+    auto keep_random = std::move(m.random);
+    m.kv.clear();
+    m.applied_ops.clear();
+    for (absl::string_view line :
+         absl::StrSplit(*rd.snapshot->data, '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      uint64_t op = 0;
+      if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
+      if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
+        m.applied_ops.insert(op);
+      }
+    }
+    m.raft = std::move(keep_raft);
+    m.random = std::move(keep_random);
+    m.applied = rd.snapshot->metadata.index();
+  }
+  for (const EntryPtr& e : rd.committed_entries) {
+    QUORATE_CHECK_EQ(e->index(), m.applied + 1) << "apply out of order";
+    Apply(m, *e);
+    invariants_.OnApplied(m.id, *e, m.raft->term());
+    m.applied = e->index();
+  }
+  for (const ReadState& rs : rd.read_states) {
+    auto it = m.waiting_reads.find(rs.request_id);
+    if (it == m.waiting_reads.end()) continue;
+    m.confirmed_reads.emplace_back(rs.index, it->second);
+    m.waiting_reads.erase(it);
+  }
+  for (uint64_t id : rd.failed_reads) {
+    auto it = m.waiting_reads.find(id);
+    if (it == m.waiting_reads.end()) continue;
+    const int c = it->second;
+    m.waiting_reads.erase(it);
+    Retry(c, rng_.Range(kMs, 5 * kMs));
+  }
+  ServeReads(m);
+  m.raft->Advance();
+  MaybeCompact(m);
+}
+
+void Simulator::Apply(Member& m, const Entry& e) {
+  if (e.data().empty()) return;
+  // "w <op id> <key> <value>"
+  std::vector<std::string> f = absl::StrSplit(e.data(), ' ');
+  uint64_t op = 0;
+  QUORATE_CHECK(f.size() == 4 && absl::SimpleAtoi(f[1], &op))
+      << "bad command " << e.data();
+  // Each operation takes effect once, however often it was retried.
+  if (m.applied_ops.insert(op).second) m.kv[f[2]] = f[3];
+  auto it = m.waiting_writes.find(op);
+  if (it == m.waiting_writes.end()) return;
+  const int c = it->second;
+  m.waiting_writes.erase(it);
+  Client& cl = clients_[c];
+  if (!cl.active || cl.op_id != op) return;
+  acknowledged_.insert(op);
+  if (cl.liveness && liveness_acked_at_ < 0) liveness_acked_at_ = now_;
+  Finish(c, /*known=*/true, now_);
+}
+
+void Simulator::ServeReads(Member& m) {
+  auto& reads = m.confirmed_reads;
+  for (auto it = reads.begin(); it != reads.end();) {
+    if (it->first > m.applied) {
+      ++it;
+      continue;
+    }
+    Client& cl = clients_[it->second];
+    if (cl.active && !cl.op.is_write) {
+      auto v = m.kv.find(cl.op.key);
+      cl.op.value = v == m.kv.end() ? "" : v->second;
+      Finish(it->second, /*known=*/true, now_);
+    }
+    it = reads.erase(it);
+  }
+}
+
+void Simulator::MaybeCompact(Member& m) {
+  raft::Raft& r = *m.raft;
+  if (m.applied < r.log().snapshot_index() + kSnapshotEvery) return;
+  const uint64_t index = std::min(m.applied, r.log().stable_index());
+  if (index <= r.log().snapshot_index()) return;
+  if (index != m.applied) return;  // the register is at `applied`
+  std::string data;
+  for (const auto& [k, v] : m.kv) absl::StrAppend(&data, "k ", k, " ", v, "\n");
+  for (uint64_t op : m.applied_ops) absl::StrAppend(&data, "o ", op, "\n");
+  auto bytes = std::make_shared<const std::string>(std::move(data));
+  raft::SnapshotMetadata md = r.SnapshotMetadataAt(index);
+  const absl::Status s = r.Compact(md, bytes);
+  QUORATE_CHECK(s.ok()) << s;
+  m.disk.Compact(md, bytes);
+  Trace(absl::StrCat("compact ", m.id, " at ", index));
+}
+
+void Simulator::Send(Message msg) {
+  const uint64_t from = msg.from();
+  const uint64_t to = msg.to();
+  Hash(static_cast<uint64_t>(now_));
+  Hash(from << 8 | to);
+  Hash(static_cast<uint64_t>(msg.type()) << 32 | msg.term());
+  if (cuts_.count({from, to}) > 0) return;
+  if (net_chaos_ && rng_.Chance(drop_ppm_)) return;
+  auto delay = [&] {
+    if (net_chaos_ && rng_.Chance(slow_ppm_)) {
+      return rng_.Range(5 * kMs, 60 * kMs);
+    }
+    return rng_.Range(100'000, 2 * kMs);
+  };
+  if (net_chaos_ && rng_.Chance(dup_ppm_)) {
+    Schedule(now_ + delay(),
+             Event{EventKind::kDeliver, static_cast<int>(to), -1, 0, msg});
+  }
+  Schedule(now_ + delay(), Event{EventKind::kDeliver, static_cast<int>(to), -1,
+                                 0, std::move(msg)});
+}
+
+void Simulator::Deliver(Member& m, Message msg) {
+  if (!m.up) return;
+  if (opt_.trace) {
+    Trace(absl::StrCat("deliver ", raft::testing::Describe(msg)));
+  }
+  const absl::Status s = m.raft->Step(std::move(msg), LocalNow(m));
+  QUORATE_CHECK(s.ok()) << s;
+  Drive(m);
+}
+
+void Simulator::Crash(Member& m) {
+  if (!m.up) return;
+  Trace(absl::StrCat("crash ", m.id));
+  m.up = false;
+  m.raft.reset();
+  m.writing.reset();  // never made durable: lost
+  m.kv.clear();
+  m.applied_ops.clear();
+  m.waiting_writes.clear();
+  m.waiting_reads.clear();
+  m.confirmed_reads.clear();
+  ++m.timer_gen;
+  ++m.disk_gen;
+  m.timer_at = -1;
+}
+
+void Simulator::Restart(Member& m) {
+  if (m.up) return;
+  Trace(absl::StrCat("restart ", m.id));
+  if (opt_.unsafe_forget_vote_on_restart) m.disk.hard_state.set_vote(0);
+  Boot(m);
+  invariants_.OnRestart(m.id, *m.raft);
+  Drive(m);
+}
+
+std::vector<std::pair<uint64_t, const raft::Raft*>> Simulator::Live() const {
+  std::vector<std::pair<uint64_t, const raft::Raft*>> live;
+  for (const Member& m : members_) {
+    if (m.up) live.emplace_back(m.id, m.raft.get());
+  }
+  return live;
+}
+
+void Simulator::CheckSafety() {
+  invariants_.CheckLogs(Live());
+  if (!invariants_.ok() && result_.safety_ok) {
+    result_.safety_ok = false;
+    result_.safety_violation = invariants_.violation();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Clients.
+
+Member* Simulator::PickTarget(Client& cl) {
+  if (cl.leader_hint != 0 && member(cl.leader_hint).up) {
+    return &member(cl.leader_hint);
+  }
+  std::vector<Member*> up;
+  for (Member& m : members_) {
+    if (m.up) up.push_back(&m);
+  }
+  if (up.empty()) return nullptr;
+  return up[rng_.Uniform(up.size())];
+}
+
+void Simulator::ClientNext(int c) {
+  Client& cl = clients_[c];
+  if (now_ >= heal_at_ + kLivenessBoundNs && !cl.liveness) return;
+  if (cl.liveness && liveness_acked_at_ >= 0) return;
+  cl.active = true;
+  cl.op = RegisterOp{};
+  cl.op_id = next_op_id_++;
+  cl.op.id = cl.op_id;
+  cl.op.key = cl.liveness ? "live" : kKeys[rng_.Uniform(3)];
+  cl.op.is_write = cl.liveness || rng_.Chance(600'000);
+  if (cl.op.is_write) cl.op.value = absl::StrCat("v", cl.op_id);
+  cl.op.call = now_;
+  cl.attempts = 0;
+  cl.maybe_applied = false;
+  Submit(c);
+}
+
+void Simulator::Submit(int c) {
+  Client& cl = clients_[c];
+  if (!cl.active) return;
+  // Give up on an operation after 10 T in all.
+  if (now_ - cl.op.call > 10 * kT) {
+    Finish(c, /*known=*/false, now_);
+    return;
+  }
+  Member* m = PickTarget(cl);
+  if (m == nullptr) {
+    Retry(c, rng_.Range(5 * kMs, 20 * kMs));
+    return;
+  }
+  const uint64_t gen = ++cl.gen;
+  absl::Status s;
+  if (cl.op.is_write) {
+    auto idx = m->raft->Propose(
+        absl::StrCat("w ", cl.op_id, " ", cl.op.key, " ", cl.op.value),
+        LocalNow(*m));
+    s = idx.status();
+    if (s.ok()) {
+      ++cl.attempts;
+      cl.maybe_applied = true;
+      m->waiting_writes[cl.op_id] = c;
+    }
+  } else {
+    const uint64_t rid = next_read_id_++;
+    s = m->raft->ReadIndex(rid, LocalNow(*m));
+    if (s.ok()) m->waiting_reads[rid] = c;
+  }
+  if (!s.ok()) {
+    // Not accepted here: follow the leader hint, or try someone else.
+    cl.leader_hint = m->raft->leader();
+    Retry(c, rng_.Range(kMs, 10 * kMs));
+    return;
+  }
+  cl.leader_hint = m->id;
+  Schedule(now_ + kAttemptTimeout,
+           Event{EventKind::kClientTimeout, -1, c, gen, {}});
+  Drive(*m);
+}
+
+void Simulator::Retry(int c, int64_t delay) {
+  Client& cl = clients_[c];
+  Schedule(now_ + delay, Event{EventKind::kClientRetry, -1, c, ++cl.gen, {}});
+}
+
+void Simulator::ClientTimeout(int c) {
+  Client& cl = clients_[c];
+  if (!cl.active) return;
+  cl.leader_hint = 0;
+  for (Member& m : members_) {
+    std::erase_if(m.waiting_writes,
+                  [&](const auto& w) { return w.second == c; });
+    std::erase_if(m.waiting_reads,
+                  [&](const auto& w) { return w.second == c; });
+    std::erase_if(m.confirmed_reads,
+                  [&](const auto& w) { return w.second == c; });
+  }
+  if (cl.op.is_write && cl.attempts >= kWriteAttempts) {
+    Finish(c, /*known=*/false, now_);
+    return;
+  }
+  // Retry with the same operation id: applied at most once.
+  Submit(c);
+}
+
+void Simulator::Finish(int c, bool known, int64_t ret) {
+  Client& cl = clients_[c];
+  cl.active = false;
+  ++cl.gen;
+  if (known) {
+    cl.op.ret = ret;
+    history_.push_back(cl.op);
+  } else if (cl.op.is_write && cl.maybe_applied) {
+    // The write may or may not have taken effect.
+    cl.op.ret = RegisterOp::kNever;
+    history_.push_back(cl.op);
+  }
+  // A read whose outcome is unknown observed nothing: left out.
+  Trace(absl::StrCat("client ", c, cl.op.is_write ? " write " : " read ",
+                     cl.op.key, "=", cl.op.value, known ? " ok" : " unknown"));
+  Schedule(now_ + rng_.Range(0, 20 * kMs),
+           Event{EventKind::kClientNext, -1, c, 0, {}});
+}
+
+// ---------------------------------------------------------------------------
+// Nemesis.
+
+void Simulator::StartFault() {
+  if (healed_ || now_ >= kChaosNs) return;
+  const Fault f = scenario_[rng_.Uniform(scenario_.size())];
+  fault_ = f;
+  result_.faults.insert(FaultName(f));
+  Trace(absl::StrCat("fault ", FaultName(f)));
+  Hash(0xfa17 + static_cast<uint64_t>(f));
+  std::vector<uint64_t> ids = Ids();
+  rng_.Shuffle(&ids);
+  const size_t n = ids.size();
+  switch (f) {
+    case Fault::kSymmetricPartition: {
+      const size_t k = 1 + rng_.Uniform(n - 1);
+      Split({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k)},
+            {ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end()});
+      break;
+    }
+    case Fault::kOneWayPartition: {
+      const bool outgoing = rng_.Chance(500'000);
+      for (size_t i = 1; i < n; ++i) {
+        if (outgoing) {
+          Cut(ids[0], ids[i]);
+        } else {
+          Cut(ids[i], ids[0]);
+        }
+      }
+      break;
+    }
+    case Fault::kIsolateMember:
+      Split({ids[0]}, {ids.begin() + 1, ids.end()});
+      break;
+    case Fault::kIsolateZone: {
+      const int zone = static_cast<int>(rng_.Uniform(3));
+      std::vector<uint64_t> in, out;
+      for (const Member& m : members_)
+        (m.zone == zone ? in : out).push_back(m.id);
+      Split(in, out);
+      break;
+    }
+    case Fault::kRandomHalves:
+      Split({ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n / 2)},
+            {ids.begin() + static_cast<std::ptrdiff_t>(n / 2), ids.end()});
+      break;
+    case Fault::kMajoritiesRing:
+      // Ring order is the shuffled order; each member keeps its neighbours
+      // within distance n/2 (for 5: the two adjacent ones).
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = i + 1; j < n; ++j) {
+          const size_t d = std::min(j - i, n - (j - i));
+          if (d > (n - 1) / 2 / 1 && n > 3) CutBoth(ids[i], ids[j]);
+          if (n == 3 && d > 1) CutBoth(ids[i], ids[j]);
+        }
+      }
+      break;
+    case Fault::kBridge: {
+      // ids[0] is the bridge; the others split into two halves that reach
+      // each other only through it.
+      std::vector<uint64_t> rest(ids.begin() + 1, ids.end());
+      const size_t half = rest.size() / 2;
+      Split({rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(half)},
+            {rest.begin() + static_cast<std::ptrdiff_t>(half), rest.end()});
+      break;
+    }
+    case Fault::kSwizzleClog: {
+      swizzle_todo_.clear();
+      swizzle_cut_.clear();
+      swizzle_healing_ = false;
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = i + 1; j < n; ++j) {
+          swizzle_todo_.emplace_back(ids[i], ids[j]);
+        }
+      }
+      rng_.Shuffle(&swizzle_todo_);
+      swizzle_todo_.resize(1 + rng_.Uniform(swizzle_todo_.size()));
+      Schedule(now_ + rng_.Range(kT / 4, kT), Event{EventKind::kNemesisStep});
+      return;  // StepFault() ends it
+    }
+    case Fault::kCrash: {
+      const size_t k = 1 + rng_.Uniform(n / 2 + 1);  // sometimes a majority
+      for (size_t i = 0; i < k; ++i) {
+        Member& m = member(ids[i]);
+        Crash(m);
+        Schedule(now_ + rng_.Range(kT / 2, 6 * kT),
+                 Event{EventKind::kRestart, static_cast<int>(m.id)});
+      }
+      break;
+    }
+    case Fault::kDiskStall:
+      member(ids[0]).stall_until = now_ + rng_.Range(kT, 8 * kT);
+      break;
+    case Fault::kNetworkChaos:
+      net_chaos_ = true;
+      drop_ppm_ = static_cast<uint64_t>(rng_.Range(20'000, 300'000));
+      dup_ppm_ = static_cast<uint64_t>(rng_.Range(0, 100'000));
+      slow_ppm_ = static_cast<uint64_t>(rng_.Range(50'000, 400'000));
+      break;
+    case Fault::kClockDrift: {
+      const double bound = opt_.drift_beyond_rho ? 10 * opt_.rho : opt_.rho;
+      for (Member& m : members_) SetRate(m, 1 + bound * rng_.Signed());
+      break;
+    }
+  }
+  Schedule(std::min(now_ + rng_.Range(2 * kT, 12 * kT), kChaosNs),
+           Event{EventKind::kNemesisStop});
+}
+
+void Simulator::StepFault() {
+  if (fault_ != Fault::kSwizzleClog) return;
+  if (!swizzle_healing_) {
+    const auto link = swizzle_todo_.back();
+    swizzle_todo_.pop_back();
+    CutBoth(link.first, link.second);
+    swizzle_cut_.push_back(link);
+    Trace(absl::StrCat("swizzle cut ", link.first, "-", link.second));
+    if (swizzle_todo_.empty()) {
+      swizzle_healing_ = true;
+      rng_.Shuffle(&swizzle_cut_);
+    }
+  } else {
+    const auto link = swizzle_cut_.back();
+    swizzle_cut_.pop_back();
+    cuts_.erase(link);
+    cuts_.erase({link.second, link.first});
+    Trace(absl::StrCat("swizzle heal ", link.first, "-", link.second));
+    if (swizzle_cut_.empty()) {
+      StopFault();
+      return;
+    }
+  }
+  Schedule(now_ + rng_.Range(kT / 4, kT), Event{EventKind::kNemesisStep});
+}
+
+void Simulator::StopFault() {
+  if (!fault_.has_value()) return;
+  Trace(absl::StrCat("fault ends ", FaultName(*fault_)));
+  cuts_.clear();
+  net_chaos_ = false;
+  if (*fault_ == Fault::kClockDrift && opt_.drift_beyond_rho) {
+    for (Member& m : members_) SetRate(m, 1 + opt_.rho * rng_.Signed());
+  }
+  fault_.reset();
+  // Crashed members restart on their own schedule; stalls end by
+  // themselves.
+  Schedule(now_ + rng_.Range(kT / 2, 3 * kT), Event{EventKind::kNemesisStart});
+}
+
+void Simulator::HealAll() {
+  Trace("heal all");
+  healed_ = true;
+  heal_at_ = now_;
+  fault_.reset();
+  cuts_.clear();
+  net_chaos_ = false;
+  for (Member& m : members_) {
+    if (std::abs(m.rate - 1) > opt_.rho)
+      SetRate(m, 1 + opt_.rho * rng_.Signed());
+    if (!m.up) Restart(m);
+    if (m.stall_until > now_) {
+      m.stall_until = 0;
+      if (m.writing.has_value()) {
+        Schedule(now_ + rng_.Range(50'000, 500'000),
+                 Event{EventKind::kDiskDone, static_cast<int>(m.id), -1,
+                       ++m.disk_gen});
+      }
+    }
+  }
+  // A dedicated client must get one write through within the bound.
+  Client probe;
+  probe.liveness = true;
+  clients_.push_back(probe);
+  ClientNext(static_cast<int>(clients_.size() - 1));
+}
+
+// ---------------------------------------------------------------------------
+
+SimResult Simulator::Run() {
+  QUORATE_CHECK(opt_.members >= 1) << "need members";
+  raft::ConfState conf;
+  members_.resize(static_cast<size_t>(opt_.members));
+  static const int kZones5[] = {0, 0, 1, 1, 2};
+  for (int i = 0; i < opt_.members; ++i) {
+    Member& m = members_[static_cast<size_t>(i)];
+    m.id = static_cast<uint64_t>(i + 1);
+    m.zone = opt_.members == 5 ? kZones5[i] : i % 3;
+    m.rate = 1 + opt_.rho * rng_.Signed();
+    conf.add_voters(m.id);
+  }
+  for (Member& m : members_) {
+    *m.disk.snapshot.mutable_conf_state() = conf;
+    Boot(m);
+    invariants_.OnRestart(m.id, *m.raft);
+  }
+  for (Member& m : members_) Drive(m);
+  clients_.resize(kClients);
+  heal_at_ = kChaosNs;
+  for (int c = 0; c < kClients; ++c) {
+    Schedule(rng_.Range(0, kT), Event{EventKind::kClientNext, -1, c});
+  }
+  Schedule(rng_.Range(kT, 3 * kT), Event{EventKind::kNemesisStart});
+  Schedule(kChaosNs, Event{EventKind::kHeal});
+  Schedule(kChaosNs + kLivenessBoundNs + kTailNs, Event{EventKind::kEnd});
+
+  bool done = false;
+  while (!done && !queue_.empty()) {
+    auto node = queue_.extract(queue_.begin());
+    now_ = node.key().first;
+    Event& e = node.mapped();
+    ++result_.events;
+    Hash(static_cast<uint64_t>(e.kind) << 48 | static_cast<uint64_t>(now_));
+    Member* m =
+        e.member > 0 ? &member(static_cast<uint64_t>(e.member)) : nullptr;
+    switch (e.kind) {
+      case EventKind::kDeliver:
+        Deliver(*m, std::move(e.message));
+        break;
+      case EventKind::kTick:
+        if (m->up && e.gen == m->timer_gen) {
+          m->timer_at = -1;
+          m->raft->Tick(LocalNow(*m));
+          Drive(*m);
+        }
+        break;
+      case EventKind::kDiskDone:
+        if (m->up && e.gen == m->disk_gen && m->writing.has_value()) {
+          Ready rd = std::move(*m->writing);
+          m->writing.reset();
+          Complete(*m, std::move(rd));
+          Drive(*m);
+        }
+        break;
+      case EventKind::kRestart:
+        Restart(*m);
+        break;
+      case EventKind::kClientNext:
+        ClientNext(e.client);
+        break;
+      case EventKind::kClientRetry:
+        if (e.gen == clients_[e.client].gen) Submit(e.client);
+        break;
+      case EventKind::kClientTimeout:
+        if (e.gen == clients_[e.client].gen) ClientTimeout(e.client);
+        break;
+      case EventKind::kNemesisStart:
+        StartFault();
+        break;
+      case EventKind::kNemesisStep:
+        StepFault();
+        break;
+      case EventKind::kNemesisStop:
+        if (fault_.has_value() && *fault_ != Fault::kSwizzleClog) StopFault();
+        break;
+      case EventKind::kHeal:
+        HealAll();
+        break;
+      case EventKind::kEnd:
+        done = true;
+        break;
+    }
+    if (++events_since_check_ >= 256) {
+      events_since_check_ = 0;
+      CheckSafety();
+    }
+    if (!result_.safety_ok) break;
+  }
+  CheckSafety();
+  result_.simulated_ns = now_;
+  result_.operations = history_.size();
+  result_.acknowledged = acknowledged_.size();
+  result_.leaders = invariants_.leaders_seen();
+
+  if (result_.safety_ok) {
+    // No acknowledged write lost: the most advanced live member has applied
+    // every write a client was told succeeded.
+    const Member* best = nullptr;
+    for (const Member& mm : members_) {
+      if (mm.up && (best == nullptr || mm.applied > best->applied)) best = &mm;
+    }
+    for (uint64_t op : acknowledged_) {
+      if (best == nullptr || best->applied_ops.count(op) == 0) {
+        result_.safety_ok = false;
+        result_.safety_violation =
+            absl::StrCat("acknowledged write ", op, " lost");
+        break;
+      }
+    }
+  }
+  if (result_.safety_ok) {
+    const LinearizabilityResult lin = CheckLinearizable(history_);
+    if (!lin.ok) {
+      result_.safety_ok = false;
+      result_.safety_violation =
+          absl::StrCat("history of key '", lin.key, "' (", lin.ops,
+                       " operations) is not linearizable");
+    }
+  }
+  if (liveness_acked_at_ < 0 ||
+      liveness_acked_at_ > heal_at_ + kLivenessBoundNs) {
+    result_.liveness_ok = false;
+    result_.liveness_violation = absl::StrCat(
+        "no write committed within ", kLivenessBoundNs / kMs,
+        "ms of healing (leader: ",
+        [&] {
+          for (const Member& mm : members_) {
+            if (mm.up && mm.raft->role() == raft::Role::kLeader) {
+              return absl::StrCat(mm.id);
+            }
+          }
+          return std::string("none");
+        }(),
+        ")");
+  }
+  Hash(result_.events);
+  result_.trace_hash = hash_;
+  return result_;
+}
+
+}  // namespace
+
+SimResult RunSimulation(const SimOptions& options) {
+  Simulator sim(options);
+  return sim.Run();
+}
+
+}  // namespace quorate::sim
