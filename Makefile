@@ -8,6 +8,7 @@
 #   make tsan      TSan build and its suite
 #   make bench     benchmarks (Release build), printing numbers
 #   make coverage  line coverage of src/ by the unit tests
+#   make soak      simulation seeds without end
 #   make format    clang-format in place;  make lint: clang-tidy
 #   make clean     remove every build directory
 
@@ -29,7 +30,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build check test sanitize tsan bench coverage format lint clean
+.PHONY: all deps build check test sanitize tsan bench coverage soak format lint clean
 
 all: build
 
@@ -61,6 +62,12 @@ bench: deps
 	$(call configure,$(BENCH_DIR),-DCMAKE_BUILD_TYPE=Release -DQUORATE_BUILD_TESTS=ON)
 	cmake --build $(BENCH_DIR) -j $(JOBS) --target run_benchmarks
 	scripts/run-benchmarks.sh $(BENCH_DIR)
+
+# Simulation seeds without end, from a seed taken from the clock; prints
+# progress (seeds per hour) every 1,000 seeds and every failure with the
+# command that replays it. Stop it with Ctrl-C.
+soak: build
+	$(BUILD_DIR)/tests/sim/quorate-sim --seed=$$(date +%s)000 --runs=0
 
 # Line coverage of src/ by the unit tests (gcov + gcovr).
 coverage: deps

@@ -9,9 +9,13 @@
 // with QUORATE_REWRITE_GOLDEN=1 and review the diff.
 //
 // Commands:
+// A script containing the line "# expect-violation" runs a deliberately
+// broken core (cluster ... unsafe=commit-previous-terms) and passes only if
+// the invariant checker reports a violation.
+//
 //   cluster voters=N [learners=M] [seed=S] [prevote=false]
 //           [checkquorum=false] [chunk=BYTES]
-//           [maxmsg=BYTES]
+//           [maxmsg=BYTES] [unsafe=commit-previous-terms]
 //   campaign ID | elect ID | tick NS | skip NS (no ticks) | stabilize
 //   deliver (one wave of messages) | drop
 //   partition A B / C D | isolate ID | cut FROM TO | heal
@@ -92,6 +96,9 @@ class ScenarioDriver {
       if (kv.first == "checkquorum") cfg.check_quorum = kv.second != "false";
       if (kv.first == "chunk") cfg.snapshot_chunk_bytes = Id(kv.second);
       if (kv.first == "maxmsg") cfg.max_message_bytes = Id(kv.second);
+      if (kv.first == "unsafe" && kv.second == "commit-previous-terms") {
+        cfg.unsafe.commit_previous_terms = true;
+      }
     }
     c_ = std::make_unique<Cluster>(voters, learners, seed, cfg);
     Say(absl::StrCat("heartbeat=", cfg.heartbeat_interval_ns,
@@ -321,7 +328,12 @@ TEST_P(ScenarioTest, MatchesGoldenTranscript) {
   EXPECT_TRUE(got == want) << "golden transcript differs: " << path << "\n"
                            << FirstDifference(want, got)
                            << "(rerun with QUORATE_REWRITE_GOLDEN=1 to accept)";
-  EXPECT_EQ(got.find("!! violation"), std::string::npos) << got;
+  // A script that runs a deliberately broken core says so on a line
+  // "# expect-violation": then the checker must report one.
+  const bool expect_violation =
+      want.find("\n# expect-violation\n") != std::string::npos;
+  EXPECT_EQ(got.find("!! violation") != std::string::npos, expect_violation)
+      << got;
 }
 
 std::string Name(const ::testing::TestParamInfo<std::string>& info) {

@@ -3,7 +3,7 @@
 //   quorate-sim --seed=N --runs=K [--members=3|5] [--scenario=NAME|random]
 //               [--trace] [--check_determinism] [--rho=0.01]
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
-//               forget-vote-on-restart]
+//               forget-vote-on-restart|stale-reads|ack-on-propose]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
         base.unsafe_commit_previous_terms = true;
       } else if (value == "forget-vote-on-restart") {
         base.unsafe_forget_vote_on_restart = true;
+      } else if (value == "stale-reads") {
+        base.unsafe_stale_reads = true;
+      } else if (value == "ack-on-propose") {
+        base.unsafe_ack_on_propose = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -123,6 +127,8 @@ int main(int argc, char** argv) {
                 << (o.unsafe_forget_vote_on_restart
                         ? " --unsafe=forget-vote-on-restart"
                         : "")
+                << (o.unsafe_stale_reads ? " --unsafe=stale-reads" : "")
+                << (o.unsafe_ack_on_propose ? " --unsafe=ack-on-propose" : "")
                 << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
                 << " --trace\n";
     }

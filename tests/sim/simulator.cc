@@ -272,6 +272,9 @@ class Simulator {
   std::vector<std::pair<uint64_t, uint64_t>> swizzle_todo_;
   std::vector<std::pair<uint64_t, uint64_t>> swizzle_cut_;
   bool swizzle_healing_ = false;
+  // During a crash fault: crash the next member that makes a new vote
+  // durable, right after the write (a targeted fault for vote durability).
+  bool crash_after_vote_ = false;
 };
 
 void Simulator::Trace(const std::string& what) {
@@ -372,9 +375,20 @@ void Simulator::Drive(Member& m) {
 }
 
 void Simulator::Complete(Member& m, Ready rd) {
+  const uint64_t vote_before = m.disk.hard_state.vote();
+  const uint64_t term_before = m.disk.hard_state.term();
   m.disk.Persist(rd);
   if (rd.hard_state.has_value()) {
     invariants_.OnPersisted(m.id, m.disk.hard_state);
+    if (crash_after_vote_ && m.disk.hard_state.vote() != 0 &&
+        (vote_before != m.disk.hard_state.vote() ||
+         term_before != m.disk.hard_state.term())) {
+      crash_after_vote_ = false;
+      Crash(m);
+      Schedule(now_ + rng_.Range(kMs, kT),
+               Event{EventKind::kRestart, static_cast<int>(m.id)});
+      return;
+    }
   }
   for (Message& msg : rd.messages_after_persist) Send(std::move(msg));
   if (rd.snapshot.has_value()) {
@@ -599,11 +613,25 @@ void Simulator::Submit(int c) {
         absl::StrCat("w ", cl.op_id, " ", cl.op.key, " ", cl.op.value),
         LocalNow(*m));
     s = idx.status();
+    if (s.ok() && opt_.unsafe_ack_on_propose) {
+      // Broken on purpose: acknowledge before the write is committed.
+      acknowledged_.insert(cl.op_id);
+      if (cl.liveness && liveness_acked_at_ < 0) liveness_acked_at_ = now_;
+      Finish(c, /*known=*/true, now_);
+      Drive(*m);
+      return;
+    }
     if (s.ok()) {
       ++cl.attempts;
       cl.maybe_applied = true;
       m->waiting_writes[cl.op_id] = c;
     }
+  } else if (opt_.unsafe_stale_reads) {
+    // Broken on purpose: answer from local state at once.
+    auto v = m->kv.find(cl.op.key);
+    cl.op.value = v == m->kv.end() ? "" : v->second;
+    Finish(c, /*known=*/true, now_);
+    return;
   } else {
     const uint64_t rid = next_read_id_++;
     s = m->raft->ReadIndex(rid, LocalNow(*m));
@@ -746,6 +774,7 @@ void Simulator::StartFault() {
       return;  // StepFault() ends it
     }
     case Fault::kCrash: {
+      crash_after_vote_ = rng_.Chance(500'000);
       const size_t k = 1 + rng_.Uniform(n / 2 + 1);  // sometimes a majority
       for (size_t i = 0; i < k; ++i) {
         Member& m = member(ids[i]);
@@ -805,6 +834,7 @@ void Simulator::StopFault() {
   Trace(absl::StrCat("fault ends ", FaultName(*fault_)));
   cuts_.clear();
   net_chaos_ = false;
+  crash_after_vote_ = false;
   if (*fault_ == Fault::kClockDrift && opt_.drift_beyond_rho) {
     for (Member& m : members_) SetRate(m, 1 + opt_.rho * rng_.Signed());
   }

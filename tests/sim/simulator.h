@@ -55,6 +55,8 @@ struct SimOptions {
   // Deliberately broken variants, for showing that checkers can fail.
   bool unsafe_commit_previous_terms = false;   // the core counts old terms
   bool unsafe_forget_vote_on_restart = false;  // storage loses the vote
+  bool unsafe_stale_reads = false;     // reads served locally, no ReadIndex
+  bool unsafe_ack_on_propose = false;  // writes acknowledged before commit
 };
 
 struct SimResult {
