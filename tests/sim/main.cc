@@ -2,6 +2,7 @@
 //
 //   quorate-sim --seed=N --runs=K [--members=3|5] [--scenario=NAME|random]
 //               [--trace] [--check_determinism] [--rho=0.01]
+//               [--delay=MIN_US-MAX_US[:tail]]
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
 //               forget-vote-on-restart|stale-reads|ack-on-propose]
 //
@@ -67,6 +68,25 @@ int main(int argc, char** argv) {
           base.rho >= 1) {
         return Usage("bad --rho");
       }
+    } else if (name == "--delay") {
+      // MIN_US-MAX_US[:tail]
+      const size_t dash = value.find('-');
+      const size_t colon = value.find(':');
+      int64_t lo = 0;
+      int64_t hi = 0;
+      if (dash == std::string::npos ||
+          !absl::SimpleAtoi(value.substr(0, dash), &lo) ||
+          !absl::SimpleAtoi(value.substr(dash + 1, colon == std::string::npos
+                                                       ? std::string::npos
+                                                       : colon - dash - 1),
+                            &hi) ||
+          lo < 0 || hi < lo) {
+        return Usage("--delay must be MIN_US-MAX_US or MIN_US-MAX_US:tail");
+      }
+      base.delay_min_ns = lo * 1000;
+      base.delay_max_ns = hi * 1000;
+      base.delay_tail =
+          colon != std::string::npos && value.substr(colon + 1) == "tail";
     } else if (name == "--drift_beyond_rho") {
       base.drift_beyond_rho = true;
     } else if (name == "--unsafe") {
@@ -130,6 +150,8 @@ int main(int argc, char** argv) {
                 << (o.unsafe_stale_reads ? " --unsafe=stale-reads" : "")
                 << (o.unsafe_ack_on_propose ? " --unsafe=ack-on-propose" : "")
                 << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
+                << " --delay=" << o.delay_min_ns / 1000 << "-"
+                << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
                 << " --trace\n";
     }
     if (runs == 0 && (k + 1) % 1000 == 0) {

@@ -500,7 +500,12 @@ void Simulator::Send(Message msg) {
     if (net_chaos_ && rng_.Chance(slow_ppm_)) {
       return rng_.Range(5 * kMs, 60 * kMs);
     }
-    return rng_.Range(100'000, 2 * kMs);
+    const int64_t lo = opt_.delay_min_ns;
+    const int64_t hi = opt_.delay_max_ns;
+    if (opt_.delay_tail && !rng_.Chance(opt_.delay_tail_ppm)) {
+      return rng_.Range(lo, lo + (hi - lo) / 10);
+    }
+    return rng_.Range(lo, hi);
   };
   if (net_chaos_ && rng_.Chance(dup_ppm_)) {
     Schedule(now_ + delay(),

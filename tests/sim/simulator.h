@@ -52,6 +52,13 @@ struct SimOptions {
   // may run up to 10ρ off, for negative tests.
   double rho = 0.01;
   bool drift_beyond_rho = false;
+  // One-way message delay outside network-chaos faults: uniform in
+  // [min, max], or with "tail", uniform in [min, min + (max - min) / 10]
+  // except for tail_ppm of the messages, uniform in the whole range.
+  int64_t delay_min_ns = 100'000;
+  int64_t delay_max_ns = 2'000'000;
+  bool delay_tail = false;
+  uint64_t delay_tail_ppm = 10'000;
   // Deliberately broken variants, for showing that checkers can fail.
   bool unsafe_commit_previous_terms = false;   // the core counts old terms
   bool unsafe_forget_vote_on_restart = false;  // storage loses the vote
