@@ -4,6 +4,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "util/check.h"
 
@@ -150,21 +151,27 @@ bool Raft::InLease() const {
   return now_ns_ < last_leader_contact_ns_ + config_.election_timeout_ns;
 }
 
-int64_t Raft::QuorumContactNs() const {
-  std::vector<int64_t> heard;
-  heard.reserve(membership_.voters().size());
+template <typename T, typename ValueOf>
+std::optional<T> Raft::QuorumValue(T self, ValueOf value_of) const {
+  absl::InlinedVector<T, 8> values;
   for (uint64_t v : membership_.voters()) {
     if (v == config_.id) {
-      heard.push_back(now_ns_);
+      values.push_back(self);
     } else if (const Progress* pr = FindProgress(v)) {
-      heard.push_back(pr->last_heard_ns);
+      values.push_back(value_of(*pr));
     }
   }
   const size_t quorum = membership_.Quorum();
-  if (heard.size() < quorum) return std::numeric_limits<int64_t>::min();
-  std::nth_element(heard.begin(), heard.begin() + (quorum - 1), heard.end(),
+  if (values.size() < quorum) return std::nullopt;
+  std::nth_element(values.begin(), values.begin() + (quorum - 1), values.end(),
                    std::greater<>());
-  return heard[quorum - 1];
+  return values[quorum - 1];
+}
+
+int64_t Raft::QuorumContactNs() const {
+  return QuorumValue<int64_t>(
+             now_ns_, [](const Progress& pr) { return pr.last_heard_ns; })
+      .value_or(std::numeric_limits<int64_t>::min());
 }
 
 void Raft::Tick(int64_t now_ns) {
@@ -982,21 +989,12 @@ void Raft::HandleSnapshotResponse(const Message& m, Progress& pr) {
 
 bool Raft::MaybeCommit() {
   if (role_ != Role::kLeader) return false;
-  match_scratch_.clear();
-  for (uint64_t v : membership_.voters()) {
-    if (v == config_.id) {
-      // A snapshot received from the old leader may not be durable yet.
-      match_scratch_.push_back(snapshot_unstable_ ? 0 : log_.stable_index());
-    } else if (const Progress* pr = FindProgress(v)) {
-      match_scratch_.push_back(pr->match);
-    }
-  }
-  const size_t quorum = membership_.Quorum();
-  if (match_scratch_.size() < quorum) return false;
-  std::nth_element(match_scratch_.begin(),
-                   match_scratch_.begin() + (quorum - 1), match_scratch_.end(),
-                   std::greater<>());
-  const uint64_t index = match_scratch_[quorum - 1];
+  // A snapshot received from the old leader may not be durable yet.
+  const std::optional<uint64_t> quorum_match =
+      QuorumValue<uint64_t>(snapshot_unstable_ ? 0 : log_.stable_index(),
+                            [](const Progress& pr) { return pr.match; });
+  if (!quorum_match.has_value()) return false;
+  const uint64_t index = *quorum_match;
   // Raft §5.4.2: only entries of the current term are committed by
   // counting replicas.
   if (index <= commit_) return false;
@@ -1023,20 +1021,9 @@ bool Raft::MaybeCommit() {
 }
 
 uint64_t Raft::ConfirmedRound() const {
-  std::vector<uint64_t> acked;
-  acked.reserve(membership_.voters().size());
-  for (uint64_t v : membership_.voters()) {
-    if (v == config_.id) {
-      acked.push_back(round_);
-    } else if (const Progress* pr = FindProgress(v)) {
-      acked.push_back(pr->acked_round);
-    }
-  }
-  const size_t quorum = membership_.Quorum();
-  if (acked.size() < quorum) return 0;
-  std::nth_element(acked.begin(), acked.begin() + (quorum - 1), acked.end(),
-                   std::greater<>());
-  return acked[quorum - 1];
+  return QuorumValue<uint64_t>(
+             round_, [](const Progress& pr) { return pr.acked_round; })
+      .value_or(0);
 }
 
 void Raft::StartRound() {

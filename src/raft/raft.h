@@ -303,6 +303,10 @@ class Raft {
   void HandleSnapshotResponse(const Message& m, Progress& pr);
   void HandleReadRequest(uint64_t from, uint64_t request_id);
   bool InLease() const;
+  // The quorum-th largest of a per-voter value: `self` for this member,
+  // value_of(progress) for the others. nullopt without enough voters.
+  template <typename T, typename ValueOf>
+  std::optional<T> QuorumValue(T self, ValueOf value_of) const;
   // The time by which a quorum of voters (self included) was last heard.
   int64_t QuorumContactNs() const;
   // The highest heartbeat round acknowledged by a quorum of voters.
@@ -384,7 +388,6 @@ class Raft {
   bool timeout_now_sent_ = false;
   int64_t transfer_deadline_ns_ = 0;
   bool replication_pending_ = false;  // appends to broadcast at GetReady
-  std::vector<uint64_t> match_scratch_;
 
   // Follower state.
   std::optional<IncomingSnapshot> incoming_snapshot_;
