@@ -1,0 +1,607 @@
+#include "storage/storage.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "quorate/storage.pb.h"
+#include "storage/crc32c.h"
+#include "util/status_macros.h"
+
+namespace quorate::storage {
+
+namespace {
+
+void PutU32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) {
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
+  }
+  return v;
+}
+
+}  // namespace
+
+namespace internal {
+
+std::string Frame(int type, const std::string& payload) {
+  std::string out;
+  out.reserve(kFrameHeaderBytes + payload.size());
+  PutU32(&out, static_cast<uint32_t>(payload.size()));
+  const char t = static_cast<char>(type);
+  out.push_back(t);
+  PutU32(&out, Crc32c(Crc32c(&t, 1), payload.data(), payload.size()));
+  out.append(payload);
+  return out;
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::kFrameHeaderBytes;
+using internal::kMaxRecordBytes;
+
+constexpr uint32_t kFormatVersion = 1;
+
+enum class Parse { kRecord, kEnd, kBad };
+
+struct Record {
+  int type = 0;
+  absl::string_view payload;
+  size_t next = 0;
+};
+
+bool AllZero(absl::string_view data) {
+  return std::all_of(data.begin(), data.end(), [](char c) { return c == 0; });
+}
+
+// Reads the record at `offset`. kEnd: only zeros (preallocated space) or
+// nothing follows. kBad: a record that is cut short or fails its checksum.
+Parse ParseRecord(absl::string_view data, size_t offset, Record* rec,
+                  std::string* why) {
+  const absl::string_view rest = data.substr(offset);
+  if (rest.size() < kFrameHeaderBytes) {
+    if (AllZero(rest)) return Parse::kEnd;
+    *why = "record header cut short";
+    return Parse::kBad;
+  }
+  const uint32_t len = GetU32(rest.data());
+  const int type = static_cast<uint8_t>(rest[4]);
+  const uint32_t crc = GetU32(rest.data() + 5);
+  if (len == 0 && type == 0 && crc == 0 && AllZero(rest)) return Parse::kEnd;
+  if (len > kMaxRecordBytes || len > rest.size() - kFrameHeaderBytes) {
+    *why = absl::StrCat("record length ", len, " runs past the end");
+    return Parse::kBad;
+  }
+  const char t = static_cast<char>(type);
+  const uint32_t actual =
+      Crc32c(Crc32c(&t, 1), rest.data() + kFrameHeaderBytes, len);
+  if (actual != crc) {
+    *why = absl::StrFormat("checksum mismatch (stored %08x, computed %08x)",
+                           crc, actual);
+    return Parse::kBad;
+  }
+  rec->type = type;
+  rec->payload = rest.substr(kFrameHeaderBytes, len);
+  rec->next = offset + kFrameHeaderBytes + len;
+  return Parse::kRecord;
+}
+
+// Whether a valid record starts anywhere after `offset`: if so, a bad
+// record at `offset` is corruption, not a torn final write.
+bool AnyValidRecordAfter(absl::string_view data, size_t offset) {
+  for (size_t p = offset + 1; p + kFrameHeaderBytes <= data.size(); ++p) {
+    const int type = static_cast<uint8_t>(data[p + 4]);
+    if (type == 0 || type > storage::RecordType_MAX) continue;
+    Record rec;
+    std::string why;
+    if (ParseRecord(data, p, &rec, &why) == Parse::kRecord) return true;
+  }
+  return false;
+}
+
+std::string SegmentName(uint64_t seq, uint64_t first_index) {
+  return absl::StrFormat("%016x-%016x.wal", seq, first_index);
+}
+
+std::string SnapshotName(uint64_t index, uint64_t term) {
+  return absl::StrFormat("snap-%016x-%016x.snap", index, term);
+}
+
+bool ParseHex(absl::string_view s, uint64_t* out) {
+  if (s.size() != 16) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    v = (v << 4) | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+// "<a>-<b><suffix>" with both numbers 16 hex digits.
+bool ParseName(absl::string_view name, absl::string_view prefix,
+               absl::string_view suffix, uint64_t* a, uint64_t* b) {
+  if (name.size() != prefix.size() + 33 + suffix.size()) return false;
+  if (name.substr(0, prefix.size()) != prefix) return false;
+  if (name.substr(name.size() - suffix.size()) != suffix) return false;
+  name.remove_prefix(prefix.size());
+  return name[16] == '-' && ParseHex(name.substr(0, 16), a) &&
+         ParseHex(name.substr(17, 16), b);
+}
+
+}  // namespace
+
+Storage::Storage(const StorageOptions& options)
+    : options_(options),
+      fs_(options.fs != nullptr ? options.fs : PosixFileSystem()) {}
+
+Storage::~Storage() = default;
+
+absl::Status Storage::Fail(absl::Status status) {
+  if (error_.ok()) error_ = status;
+  return status;
+}
+
+absl::Status Storage::CheckUsable() const {
+  if (error_.ok()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("storage in ", options_.dir,
+                   " stopped after an earlier error: ", error_.message()));
+}
+
+absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
+    const StorageOptions& options, raft::RestoredState* restored,
+    RecoveryInfo* info) {
+  if (options.dir.empty()) {
+    return absl::InvalidArgumentError("no data directory given");
+  }
+  if (options.keep_snapshots < 1) {
+    return absl::InvalidArgumentError("keep_snapshots must be at least 1");
+  }
+  if (options.segment_bytes < 4096) {
+    return absl::InvalidArgumentError("segment_bytes must be at least 4096");
+  }
+  std::unique_ptr<Storage> s(new Storage(options));
+  QUORATE_RETURN_IF_ERROR(s->fs_->CreateDir(options.dir));
+  QUORATE_ASSIGN_OR_RETURN(s->lock_,
+                           s->fs_->Lock(JoinPath(options.dir, "LOCK")));
+  RecoveryInfo local;
+  *restored = raft::RestoredState{};
+  QUORATE_RETURN_IF_ERROR(s->Recover(restored, info ? info : &local));
+  return s;
+}
+
+absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
+  QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           fs_->ListDir(options_.dir));
+  std::vector<std::pair<uint64_t, std::string>> snaps;
+  for (const std::string& name : names) {
+    uint64_t index, term;
+    if (ParseName(name, "snap-", ".snap", &index, &term)) {
+      snaps.emplace_back(index, name);
+    }
+  }
+  std::sort(snaps.rbegin(), snaps.rend());
+  for (const auto& [index, name] : snaps) {
+    const std::string path = JoinPath(options_.dir, name);
+    auto contents = fs_->ReadFile(path);
+    std::string why;
+    Record rec;
+    SnapshotHeader header;
+    if (!contents.ok()) {
+      why = std::string(contents.status().message());
+    } else if (ParseRecord(*contents, 0, &rec, &why) != Parse::kRecord ||
+               rec.type != RECORD_TYPE_SNAPSHOT_HEADER) {
+      if (why.empty()) why = "no snapshot header";
+    } else if (!header.ParseFromArray(rec.payload.data(),
+                                      static_cast<int>(rec.payload.size()))) {
+      why = "unreadable snapshot header";
+    } else if (contents->size() - rec.next != header.data_size()) {
+      why = absl::StrCat("data is ", contents->size() - rec.next,
+                         " bytes, header says ", header.data_size());
+    } else if (Crc32c(contents->data() + rec.next, header.data_size()) !=
+               header.data_crc32c()) {
+      why = "data checksum mismatch";
+    } else if (header.metadata().index() != index) {
+      why = "file name and header disagree on the index";
+    } else if (!options_.cluster_id.empty() && !header.cluster_id().empty() &&
+               header.cluster_id() != options_.cluster_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "snapshot ", path, " belongs to cluster '", header.cluster_id(),
+          "', not '", options_.cluster_id, "'"));
+    }
+    if (!why.empty()) {
+      if (options_.log) {
+        options_.log(
+            absl::StrCat("skipping invalid snapshot ", path, ": ", why));
+      }
+      continue;
+    }
+    restored->snapshot = header.metadata();
+    restored->snapshot_data =
+        std::make_shared<const std::string>(contents->substr(rec.next));
+    restored->applied = header.metadata().index();
+    snapshot_index_ = header.metadata().index();
+    snapshot_path_ = path;
+    return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Storage::Recover(raft::RestoredState* restored,
+                              RecoveryInfo* info) {
+  QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           fs_->ListDir(options_.dir));
+  for (const std::string& name : names) {
+    // Leftovers of a snapshot write a crash interrupted.
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
+      QUORATE_RETURN_IF_ERROR(fs_->Remove(JoinPath(options_.dir, name)));
+    }
+    uint64_t seq, first;
+    if (ParseName(name, "", ".wal", &seq, &first)) {
+      segments_.push_back(Segment{seq, first, JoinPath(options_.dir, name)});
+    }
+  }
+  std::sort(segments_.begin(), segments_.end(),
+            [](const Segment& a, const Segment& b) { return a.seq < b.seq; });
+  for (size_t i = 1; i < segments_.size(); ++i) {
+    if (segments_[i].seq != segments_[i - 1].seq + 1) {
+      return absl::DataLossError(absl::StrCat(
+          "log segment ", segments_[i - 1].seq + 1, " is missing between ",
+          segments_[i - 1].path, " and ", segments_[i].path));
+    }
+  }
+  QUORATE_RETURN_IF_ERROR(LoadSnapshot(restored));
+
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    QUORATE_RETURN_IF_ERROR(RecoverSegment(
+        segments_[i], i + 1 == segments_.size(), restored, info));
+  }
+  info->segments = segments_.size();
+
+  // Keep what the snapshot does not cover; the rest must follow it without
+  // a gap.
+  const uint64_t snap = restored->snapshot.index();
+  std::vector<raft::Entry>& entries = restored->entries;
+  auto covered =
+      std::find_if(entries.begin(), entries.end(),
+                   [&](const raft::Entry& e) { return e.index() > snap; });
+  entries.erase(entries.begin(), covered);
+  if (!entries.empty() && entries.front().index() != snap + 1) {
+    return absl::DataLossError(absl::StrCat(
+        "the log in ", options_.dir, " starts at entry ",
+        entries.front().index(), " but the newest valid snapshot ends at ",
+        snap, ": entries are missing"));
+  }
+  last_index_ = entries.empty() ? snap : entries.back().index();
+  restored->hard_state = hard_state_;
+  if (hard_state_.commit() > last_index_) {
+    return absl::DataLossError(absl::StrCat(
+        "the hard state in ", options_.dir, " commits entry ",
+        hard_state_.commit(), " but the log ends at ", last_index_));
+  }
+  // A previous process may have died with writes still only in the OS's
+  // cache. The consensus core takes everything recovered as durable (its
+  // votes and acknowledgements depend on it), so make it so.
+  for (const Segment& seg : segments_) {
+    QUORATE_ASSIGN_OR_RETURN(auto file,
+                             fs_->OpenWritable(seg.path, /*create=*/false, 0));
+    QUORATE_RETURN_IF_ERROR(file->Sync());
+  }
+  if (!snapshot_path_.empty()) {
+    QUORATE_ASSIGN_OR_RETURN(
+        auto file, fs_->OpenWritable(snapshot_path_, /*create=*/false, 0));
+    QUORATE_RETURN_IF_ERROR(file->Sync());
+  }
+  QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+  if (segments_.empty()) return StartSegment(last_index_ + 1);
+  // Appends continue in the last segment, after its last valid record.
+  QUORATE_ASSIGN_OR_RETURN(
+      active_, fs_->OpenWritable(segments_.back().path, /*create=*/false, 0));
+  return absl::OkStatus();
+}
+
+absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
+                                     raft::RestoredState* restored,
+                                     RecoveryInfo* info) {
+  QUORATE_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(seg.path));
+  info->bytes += data.size();
+  std::vector<raft::Entry>& entries = restored->entries;
+  size_t offset = 0;
+  bool header_seen = false;
+  auto corrupt = [&](const std::string& why) {
+    return absl::DataLossError(absl::StrCat("corrupt log record in ", seg.path,
+                                            " at offset ", offset, ": ", why));
+  };
+  while (true) {
+    Record rec;
+    std::string why;
+    const Parse p = ParseRecord(data, offset, &rec, &why);
+    if (p == Parse::kEnd) break;
+    if (p == Parse::kBad) {
+      if (!last || AnyValidRecordAfter(data, offset)) return corrupt(why);
+      // A write torn by a crash: nothing after it was ever synced. Zero
+      // it out so that new records start clean.
+      if (options_.log) {
+        options_.log(absl::StrCat("cutting off torn final record in ", seg.path,
+                                  " at offset ", offset, " (", why, ")"));
+      }
+      size_t end = data.size();
+      while (end > offset && data[end - 1] == 0) --end;
+      QUORATE_ASSIGN_OR_RETURN(
+          auto file, fs_->OpenWritable(seg.path, /*create=*/false, 0));
+      QUORATE_RETURN_IF_ERROR(
+          file->WriteAt(offset, std::string(end - offset, '\0')));
+      QUORATE_RETURN_IF_ERROR(file->Sync());
+      info->truncated_torn_tail = true;
+      if (!header_seen) {
+        // Torn while the segment was being created: it never held
+        // anything acknowledged.
+        QUORATE_RETURN_IF_ERROR(fs_->Remove(seg.path));
+        QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+        segments_.pop_back();
+        return absl::OkStatus();
+      }
+      break;
+    }
+    ++info->records;
+    const int payload_size = static_cast<int>(rec.payload.size());
+    if (!header_seen) {
+      SegmentHeader header;
+      if (rec.type != RECORD_TYPE_SEGMENT_HEADER ||
+          !header.ParseFromArray(rec.payload.data(), payload_size)) {
+        return corrupt("the segment does not start with its header");
+      }
+      if (header.sequence() != seg.seq ||
+          header.first_index() != seg.first_index) {
+        return corrupt("the header does not match the file name");
+      }
+      if (!options_.cluster_id.empty() && !header.cluster_id().empty() &&
+          header.cluster_id() != options_.cluster_id) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "data directory ", options_.dir, " belongs to cluster '",
+            header.cluster_id(), "', not '", options_.cluster_id, "'"));
+      }
+      // A segment replaces the log from its first index on; a later first
+      // index than the log's end means a snapshot replaced everything
+      // before it.
+      while (!entries.empty() && entries.back().index() >= seg.first_index) {
+        entries.pop_back();
+      }
+      if (!entries.empty() && entries.back().index() + 1 < seg.first_index) {
+        entries.clear();
+      }
+      header_seen = true;
+    } else if (rec.type == RECORD_TYPE_ENTRY) {
+      raft::Entry e;
+      if (!e.ParseFromArray(rec.payload.data(), payload_size)) {
+        return corrupt("unreadable entry");
+      }
+      if (!entries.empty() && e.index() != entries.back().index() + 1) {
+        return corrupt(absl::StrCat("entry ", e.index(), " follows entry ",
+                                    entries.back().index()));
+      }
+      if (entries.empty() && e.index() < seg.first_index) {
+        return corrupt(absl::StrCat("entry ", e.index(),
+                                    " before the segment's first index ",
+                                    seg.first_index));
+      }
+      entries.push_back(std::move(e));
+    } else if (rec.type == RECORD_TYPE_HARD_STATE) {
+      if (!hard_state_.ParseFromArray(rec.payload.data(), payload_size)) {
+        return corrupt("unreadable hard state");
+      }
+    } else if (rec.type == RECORD_TYPE_TRUNCATE) {
+      Truncate t;
+      if (!t.ParseFromArray(rec.payload.data(), payload_size)) {
+        return corrupt("unreadable truncation");
+      }
+      while (!entries.empty() && entries.back().index() >= t.first_index()) {
+        entries.pop_back();
+      }
+    } else {
+      return corrupt(absl::StrCat("unknown record type ", rec.type));
+    }
+    offset = rec.next;
+  }
+  if (last) active_offset_ = offset;
+  return absl::OkStatus();
+}
+
+absl::Status Storage::StartSegment(uint64_t first_index) {
+  // The previous segment's tail must be durable before a later segment can
+  // be: recovery accepts a torn tail only in the last segment.
+  if (active_ != nullptr && active_dirty_) {
+    if (absl::Status s = active_->Sync(); !s.ok()) return Fail(s);
+    active_dirty_ = false;
+  }
+  const uint64_t seq = segments_.empty() ? 1 : segments_.back().seq + 1;
+  const std::string path =
+      JoinPath(options_.dir, SegmentName(seq, first_index));
+  auto file = fs_->OpenWritable(path, /*create=*/true, options_.segment_bytes);
+  if (!file.ok()) return Fail(file.status());
+  SegmentHeader header;
+  header.set_format_version(kFormatVersion);
+  header.set_cluster_id(options_.cluster_id);
+  header.set_sequence(seq);
+  header.set_first_index(first_index);
+  // Each segment carries the hard state, so older segments can go.
+  const std::string head =
+      internal::Frame(RECORD_TYPE_SEGMENT_HEADER, header.SerializeAsString()) +
+      internal::Frame(RECORD_TYPE_HARD_STATE, hard_state_.SerializeAsString());
+  absl::Status s = (*file)->WriteAt(0, head);
+  if (s.ok()) s = (*file)->Sync();
+  if (s.ok()) s = fs_->SyncDir(options_.dir);
+  if (!s.ok()) return Fail(s);
+  segments_.push_back(Segment{seq, first_index, path});
+  active_ = *std::move(file);
+  active_offset_ = head.size();
+  active_dirty_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status Storage::AppendRecord(int type, const std::string& payload) {
+  const std::string frame = internal::Frame(type, payload);
+  const uint64_t header_bytes = kFrameHeaderBytes * 2 + 64;
+  if (active_offset_ + frame.size() > options_.segment_bytes &&
+      active_offset_ > header_bytes) {
+    QUORATE_RETURN_IF_ERROR(StartSegment(last_index_ + 1));
+  }
+  if (absl::Status s = active_->WriteAt(active_offset_, frame); !s.ok()) {
+    return Fail(s);
+  }
+  active_offset_ += frame.size();
+  active_dirty_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Storage::Write(const std::optional<raft::Snapshot>& snapshot,
+                            const std::vector<raft::EntryPtr>& entries,
+                            const std::optional<raft::HardState>& hard_state) {
+  QUORATE_RETURN_IF_ERROR(CheckUsable());
+  if (snapshot.has_value()) {
+    // The leader's snapshot replaces the whole log: save it, start a
+    // segment after it, then drop every older segment.
+    const raft::SnapshotMetadata& md = snapshot->metadata;
+    QUORATE_RETURN_IF_ERROR(SaveSnapshot(md, *snapshot->data));
+    QUORATE_RETURN_IF_ERROR(StartSegment(md.index() + 1));
+    last_index_ = md.index();
+    QUORATE_RETURN_IF_ERROR(RemoveSegmentsBefore(segments_.size() - 1));
+  }
+  if (!entries.empty()) {
+    const uint64_t first = entries.front()->index();
+    if (first <= last_index_) {
+      Truncate t;
+      t.set_first_index(first);
+      QUORATE_RETURN_IF_ERROR(
+          AppendRecord(RECORD_TYPE_TRUNCATE, t.SerializeAsString()));
+      last_index_ = first - 1;
+    }
+    if (first != last_index_ + 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "entry ", first, " would leave a gap after entry ", last_index_));
+    }
+    for (const raft::EntryPtr& e : entries) {
+      QUORATE_RETURN_IF_ERROR(
+          AppendRecord(RECORD_TYPE_ENTRY, e->SerializeAsString()));
+      last_index_ = e->index();
+    }
+  }
+  if (hard_state.has_value()) {
+    QUORATE_RETURN_IF_ERROR(
+        AppendRecord(RECORD_TYPE_HARD_STATE, hard_state->SerializeAsString()));
+    hard_state_ = *hard_state;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Storage::Sync() {
+  QUORATE_RETURN_IF_ERROR(CheckUsable());
+  if (!active_dirty_) return absl::OkStatus();
+  if (absl::Status s = active_->Sync(); !s.ok()) return Fail(s);
+  active_dirty_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status Storage::SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
+                                       const std::string& data) {
+  SnapshotHeader header;
+  header.set_format_version(kFormatVersion);
+  header.set_cluster_id(options_.cluster_id);
+  *header.mutable_metadata() = metadata;
+  header.set_data_size(data.size());
+  header.set_data_crc32c(Crc32c(data.data(), data.size()));
+  const std::string name = SnapshotName(metadata.index(), metadata.term());
+  const std::string path = JoinPath(options_.dir, name);
+  const std::string tmp = path + ".tmp";
+  QUORATE_RETURN_IF_ERROR(fs_->Remove(tmp));
+  QUORATE_ASSIGN_OR_RETURN(auto file,
+                           fs_->OpenWritable(tmp, /*create=*/true, 0));
+  const std::string head =
+      internal::Frame(RECORD_TYPE_SNAPSHOT_HEADER, header.SerializeAsString());
+  QUORATE_RETURN_IF_ERROR(file->WriteAt(0, head));
+  QUORATE_RETURN_IF_ERROR(file->WriteAt(head.size(), data));
+  QUORATE_RETURN_IF_ERROR(file->Sync());
+  QUORATE_RETURN_IF_ERROR(fs_->Rename(tmp, path));
+  return fs_->SyncDir(options_.dir);
+}
+
+absl::Status Storage::SaveSnapshot(const raft::SnapshotMetadata& metadata,
+                                   const std::string& data) {
+  QUORATE_RETURN_IF_ERROR(CheckUsable());
+  if (absl::Status s = SaveSnapshotFile(metadata, data); !s.ok()) {
+    return Fail(s);
+  }
+  snapshot_index_ = std::max(snapshot_index_, metadata.index());
+  // Keep the newest `keep_snapshots`.
+  auto names = fs_->ListDir(options_.dir);
+  if (!names.ok()) return Fail(names.status());
+  std::vector<std::pair<uint64_t, std::string>> snaps;
+  for (const std::string& name : *names) {
+    uint64_t index, term;
+    if (ParseName(name, "snap-", ".snap", &index, &term)) {
+      snaps.emplace_back(index, name);
+    }
+  }
+  std::sort(snaps.rbegin(), snaps.rend());
+  bool removed = false;
+  for (size_t i = static_cast<size_t>(options_.keep_snapshots);
+       i < snaps.size(); ++i) {
+    if (absl::Status s = fs_->Remove(JoinPath(options_.dir, snaps[i].second));
+        !s.ok()) {
+      return Fail(s);
+    }
+    removed = true;
+  }
+  if (removed) {
+    if (absl::Status s = fs_->SyncDir(options_.dir); !s.ok()) return Fail(s);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Storage::RemoveSegmentsBefore(size_t keep_from) {
+  if (keep_from == 0) return absl::OkStatus();
+  for (size_t i = 0; i < keep_from; ++i) {
+    if (absl::Status s = fs_->Remove(segments_[i].path); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  segments_.erase(segments_.begin(),
+                  segments_.begin() + static_cast<std::ptrdiff_t>(keep_from));
+  if (absl::Status s = fs_->SyncDir(options_.dir); !s.ok()) return Fail(s);
+  return absl::OkStatus();
+}
+
+absl::Status Storage::Compact(uint64_t index) {
+  QUORATE_RETURN_IF_ERROR(CheckUsable());
+  if (index > snapshot_index_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot compact the log to ", index,
+                     ": the newest snapshot ends at ", snapshot_index_));
+  }
+  // Segment i holds only entries below the next segment's first index.
+  size_t keep_from = 0;
+  while (keep_from + 1 < segments_.size() &&
+         segments_[keep_from + 1].first_index <= index + 1) {
+    ++keep_from;
+  }
+  return RemoveSegmentsBefore(keep_from);
+}
+
+}  // namespace quorate::storage

@@ -1,0 +1,163 @@
+// storage/storage.h: a member's durable state: the write-ahead log, the hard
+// state and snapshots, in one data directory.
+//
+//   raft::RestoredState restored;
+//   QUORATE_ASSIGN_OR_RETURN(auto storage,
+//                            Storage::Open(options, &restored));
+//   ... raft::Raft::Create(config, std::move(restored), now) ...
+//   // For each Ready, off the node loop (GroupCommitWriter does this):
+//   QUORATE_RETURN_IF_ERROR(storage->Write(rd.snapshot, rd.entries,
+//                                          rd.hard_state));
+//   QUORATE_RETURN_IF_ERROR(storage->Sync());   // one fdatasync per batch
+//
+// On disk (`dir`):
+//   LOCK                              flock()ed while a process has it open
+//   <seq:16 hex>-<first index:16 hex>.wal   log segments, preallocated
+//   snap-<index:16 hex>-<term:16 hex>.snap  snapshots
+// Every record is framed as [u32 length][u8 type][u32 CRC32C of type and
+// payload][payload], little-endian; the payload is a storage.proto or
+// raft.proto message. A segment starts with a SegmentHeader and the hard
+// state current when it was created, so whole segments can be removed.
+// Entries, hard state and truncations are records of the log, so one
+// fdatasync makes a whole Ready durable atomically.
+//
+// Recovery validates every record, and fsyncs every file it read and the
+// directory: a previous process may have died with writes only in the OS's
+// cache, and the consensus core treats what it recovers as durable. A bad
+// record at the end of the last
+// segment (a write torn by a crash) is cut off and reported through
+// Options::log; a bad record anywhere else, or a missing segment, fails
+// Open() with DATA_LOSS naming the file and offset. Nothing is ever dropped
+// silently.
+//
+// After any write or sync error (disk full: RESOURCE_EXHAUSTED; I/O error:
+// INTERNAL), the Storage refuses every further write with
+// FAILED_PRECONDITION: what reached the disk after the last successful
+// Sync() may be partial, and only reopening (recovery) sorts it out.
+//
+// Not thread-safe: one thread (the writer) uses it at a time.
+#ifndef QUORATE_STORAGE_STORAGE_H_
+#define QUORATE_STORAGE_STORAGE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "quorate/raft.pb.h"
+#include "raft/raft.h"
+#include "storage/file.h"
+
+namespace quorate::storage {
+
+struct StorageOptions {
+  std::string dir;
+  // Not owned. PosixFileSystem() unless a test injects another.
+  FileSystem* fs = nullptr;
+  // Size of each log segment, preallocated when it is created.
+  uint64_t segment_bytes = 64 << 20;
+  // How many snapshots to keep (the newest ones); at least 1.
+  int keep_snapshots = 2;
+  // Written into every segment and snapshot; a directory of another
+  // cluster is refused.
+  std::string cluster_id;
+  // Receives notable events (a torn tail cut off, a bad snapshot skipped).
+  std::function<void(const std::string&)> log;
+};
+
+// Numbers about what recovery found, for logs and tests.
+struct RecoveryInfo {
+  uint64_t segments = 0;
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  bool truncated_torn_tail = false;
+};
+
+class Storage {
+ public:
+  // Opens (creating if needed) and recovers the data directory. Fills
+  // `restored` with what the consensus core needs at start.
+  static absl::StatusOr<std::unique_ptr<Storage>> Open(
+      const StorageOptions& options, raft::RestoredState* restored,
+      RecoveryInfo* info = nullptr);
+
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Writes what a Ready asks to persist, in order: a snapshot received from
+  // the leader (which replaces the whole log), entries (which replace the
+  // log from their first index), the hard state. Durable only after Sync().
+  absl::Status Write(const std::optional<raft::Snapshot>& snapshot,
+                     const std::vector<raft::EntryPtr>& entries,
+                     const std::optional<raft::HardState>& hard_state);
+  // One fdatasync for everything written since the last Sync().
+  absl::Status Sync();
+
+  // Saves a snapshot the state machine took (temporary file, fsync,
+  // rename, fsync of the directory) and removes snapshots beyond
+  // keep_snapshots. Then Compact(metadata.index()) may drop the log below.
+  absl::Status SaveSnapshot(const raft::SnapshotMetadata& metadata,
+                            const std::string& data);
+  // Removes whole segments whose entries are all at or below `index`,
+  // which must be covered by a saved snapshot.
+  absl::Status Compact(uint64_t index);
+
+  // The first error that stopped this storage; OK while it works.
+  const absl::Status& error() const { return error_; }
+  uint64_t last_index() const { return last_index_; }
+  uint64_t segment_count() const { return segments_.size(); }
+  // Bytes of records in the last segment (where the next record goes).
+  uint64_t tail_offset() const { return active_offset_; }
+
+ private:
+  struct Segment {
+    uint64_t seq;
+    uint64_t first_index;
+    std::string path;
+  };
+
+  explicit Storage(const StorageOptions& options);
+  absl::Status Recover(raft::RestoredState* restored, RecoveryInfo* info);
+  absl::Status RecoverSegment(const Segment& seg, bool last,
+                              raft::RestoredState* restored,
+                              RecoveryInfo* info);
+  absl::Status LoadSnapshot(raft::RestoredState* restored);
+  // Starts a new segment whose next entry is `first_index`.
+  absl::Status StartSegment(uint64_t first_index);
+  absl::Status AppendRecord(int type, const std::string& payload);
+  absl::Status SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
+                                const std::string& data);
+  absl::Status RemoveSegmentsBefore(size_t keep_from);
+  // Records the first error and returns it.
+  absl::Status Fail(absl::Status status);
+  absl::Status CheckUsable() const;
+
+  StorageOptions options_;
+  FileSystem* fs_;
+  std::unique_ptr<DirLock> lock_;
+  std::vector<Segment> segments_;
+  std::unique_ptr<WritableFile> active_;  // the last segment
+  uint64_t active_offset_ = 0;            // where its next record goes
+  bool active_dirty_ = false;
+  uint64_t last_index_ = 0;
+  uint64_t snapshot_index_ = 0;
+  std::string snapshot_path_;  // the snapshot recovery loaded, if any
+  raft::HardState hard_state_;
+  absl::Status error_;
+};
+
+// Framing, exposed for tests and tools.
+namespace internal {
+inline constexpr size_t kFrameHeaderBytes = 9;
+inline constexpr uint32_t kMaxRecordBytes = 256u << 20;
+std::string Frame(int type, const std::string& payload);
+}  // namespace internal
+
+}  // namespace quorate::storage
+
+#endif  // QUORATE_STORAGE_STORAGE_H_

@@ -1,0 +1,73 @@
+#include "storage/writer.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace quorate::storage {
+
+GroupCommitWriter::GroupCommitWriter(Storage* storage, size_t max_queued)
+    : storage_(storage), max_queued_(max_queued), thread_([this] { Run(); }) {}
+
+GroupCommitWriter::~GroupCommitWriter() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+absl::Status GroupCommitWriter::Submit(Request request) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::FailedPreconditionError("writer is stopping");
+  if (queue_.size() >= max_queued_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(queue_.size(), " writes are already queued"));
+  }
+  queue_.push_back(std::move(request));
+  return absl::OkStatus();
+}
+
+uint64_t GroupCommitWriter::syncs() const {
+  absl::MutexLock lock(&mu_);
+  return syncs_;
+}
+
+uint64_t GroupCommitWriter::requests() const {
+  absl::MutexLock lock(&mu_);
+  return requests_;
+}
+
+void GroupCommitWriter::Run() {
+  while (true) {
+    std::deque<Request> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](GroupCommitWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->stopping_ || !w->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // stopping, and nothing left
+      batch.swap(queue_);
+    }
+    // Write everything, then one sync. A failure fails this request and
+    // every later one: the storage refuses writes after an error.
+    absl::Status status;
+    for (const Request& r : batch) {
+      if (status.ok())
+        status = storage_->Write(r.snapshot, r.entries, r.hard_state);
+    }
+    if (status.ok()) status = storage_->Sync();
+    {
+      absl::MutexLock lock(&mu_);
+      ++syncs_;
+      requests_ += batch.size();
+    }
+    for (Request& r : batch) {
+      if (r.done) r.done(status);
+    }
+  }
+}
+
+}  // namespace quorate::storage

@@ -1,0 +1,69 @@
+// storage/writer.h: persists Readies on a thread of its own, so that the
+// node loop never waits for the disk.
+//
+//   GroupCommitWriter writer(storage.get());
+//   writer.Submit({rd.snapshot, rd.entries, rd.hard_state,
+//                  [&](absl::Status s) { post_to_loop(...); }});
+//
+// Everything queued while a sync runs is written and synced together: one
+// fdatasync per batch (group commit). `done` runs on the writer thread,
+// after the request's writes are durable (or failed), in submission order
+// and never under a lock. The queue is bounded: Submit() answers
+// RESOURCE_EXHAUSTED rather than letting it grow.
+#ifndef QUORATE_STORAGE_WRITER_H_
+#define QUORATE_STORAGE_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "raft/raft.h"
+#include "storage/storage.h"
+
+namespace quorate::storage {
+
+class GroupCommitWriter {
+ public:
+  struct Request {
+    std::optional<raft::Snapshot> snapshot;
+    std::vector<raft::EntryPtr> entries;
+    std::optional<raft::HardState> hard_state;
+    std::function<void(absl::Status)> done;
+  };
+
+  // `storage` is used only from the writer thread from now on, and must
+  // outlive the writer.
+  explicit GroupCommitWriter(Storage* storage, size_t max_queued = 4096);
+  // Finishes what is queued, then stops.
+  ~GroupCommitWriter();
+  GroupCommitWriter(const GroupCommitWriter&) = delete;
+  GroupCommitWriter& operator=(const GroupCommitWriter&) = delete;
+
+  absl::Status Submit(Request request);
+
+  // Batches written and syncs done so far.
+  uint64_t syncs() const;
+  uint64_t requests() const;
+
+ private:
+  void Run();
+
+  Storage* const storage_;
+  const size_t max_queued_;
+  mutable absl::Mutex mu_;
+  std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace quorate::storage
+
+#endif  // QUORATE_STORAGE_WRITER_H_

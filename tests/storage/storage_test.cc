@@ -1,0 +1,511 @@
+#include "storage/storage.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "storage/mem_fs.h"
+#include "storage/writer.h"
+
+namespace quorate::storage {
+namespace {
+
+using testing::MemFileSystem;
+
+raft::EntryPtr E(uint64_t index, uint64_t term, const std::string& data = "") {
+  raft::Entry e;
+  e.set_index(index);
+  e.set_term(term);
+  e.set_data(data.empty() ? "entry-" + std::to_string(index) : data);
+  return std::make_shared<const raft::Entry>(std::move(e));
+}
+
+std::vector<raft::EntryPtr> Range(uint64_t from, uint64_t to, uint64_t term,
+                                  size_t bytes = 0) {
+  std::vector<raft::EntryPtr> out;
+  for (uint64_t i = from; i <= to; ++i) {
+    out.push_back(E(i, term, bytes == 0 ? "" : std::string(bytes, 'x')));
+  }
+  return out;
+}
+
+raft::HardState HS(uint64_t term, uint64_t vote, uint64_t commit) {
+  raft::HardState hs;
+  hs.set_term(term);
+  hs.set_vote(vote);
+  hs.set_commit(commit);
+  return hs;
+}
+
+std::vector<uint64_t> Indexes(const raft::RestoredState& r) {
+  std::vector<uint64_t> out;
+  for (const raft::Entry& e : r.entries) out.push_back(e.index());
+  return out;
+}
+
+std::vector<uint64_t> Seq(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> out;
+  for (uint64_t i = from; i <= to; ++i) out.push_back(i);
+  return out;
+}
+
+class StorageTest : public ::testing::Test {
+ protected:
+  StorageOptions Options() {
+    StorageOptions o;
+    o.dir = "/data";
+    o.fs = &fs_;
+    o.segment_bytes = segment_bytes_;
+    o.cluster_id = "c1";
+    o.log = [this](const std::string& s) { logs_.push_back(s); };
+    return o;
+  }
+
+  std::unique_ptr<Storage> OpenOk(raft::RestoredState* r) {
+    auto s = Storage::Open(Options(), r);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  // Writes and syncs.
+  void Put(Storage* s, std::vector<raft::EntryPtr> entries,
+           std::optional<raft::HardState> hs = std::nullopt) {
+    ASSERT_TRUE(s->Write(std::nullopt, entries, hs).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+
+  MemFileSystem fs_;
+  uint64_t segment_bytes_ = 64 << 10;
+  std::vector<std::string> logs_;
+};
+
+TEST_F(StorageTest, Open_EmptyDirectoryStartsEmptyLog) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  EXPECT_TRUE(r.entries.empty());
+  EXPECT_EQ(r.hard_state.term(), 0u);
+  EXPECT_EQ(s->segment_count(), 1u);
+  // The first segment is preallocated.
+  ASSERT_NE(fs_.File("/data/0000000000000001-0000000000000001.wal"), nullptr);
+  EXPECT_EQ(
+      fs_.File("/data/0000000000000001-0000000000000001.wal")->data.size(),
+      segment_bytes_);
+}
+
+TEST_F(StorageTest, Open_SecondOpenOfSameDirectoryIsRefused) {
+  raft::RestoredState r;
+  auto first = OpenOk(&r);
+  auto second = Storage::Open(Options(), &r);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("in use"), absl::string_view::npos);
+  first.reset();
+  EXPECT_TRUE(Storage::Open(Options(), &r).ok());
+}
+
+TEST_F(StorageTest, WriteSyncReopen_RoundTrips) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 10, 1), HS(1, 2, 7));
+  }
+  auto s = OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 10));
+  EXPECT_EQ(r.entries[4].data(), "entry-5");
+  EXPECT_EQ(r.hard_state.term(), 1u);
+  EXPECT_EQ(r.hard_state.vote(), 2u);
+  EXPECT_EQ(r.hard_state.commit(), 7u);
+  EXPECT_EQ(s->last_index(), 10u);
+}
+
+TEST_F(StorageTest, Crash_LosesOnlyWhatWasNotSynced) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 5, 1), HS(1, 1, 3));
+    ASSERT_TRUE(s->Write(std::nullopt, Range(6, 8, 1), HS(2, 2, 5)).ok());
+  }
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 5));
+  EXPECT_EQ(r.hard_state.term(), 1u);
+  EXPECT_EQ(r.hard_state.commit(), 3u);
+}
+
+TEST_F(StorageTest, Conflict_TruncatesSuffix) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 10, 1));
+    Put(s.get(), Range(6, 7, 2));
+    EXPECT_EQ(s->last_index(), 7u);
+    // A gap is refused.
+    EXPECT_EQ(s->Write(std::nullopt, Range(9, 9, 2), std::nullopt).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 7));
+  EXPECT_EQ(r.entries[5].term(), 2u);
+  EXPECT_EQ(r.entries[4].term(), 1u);
+}
+
+TEST_F(StorageTest, Segments_RollOverAndCompactWholeSegments) {
+  segment_bytes_ = 4096;
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    for (uint64_t i = 1; i <= 100; ++i) Put(s.get(), Range(i, i, 1, 200));
+    const uint64_t segments = s->segment_count();
+    EXPECT_GT(segments, 4u);
+    raft::SnapshotMetadata md;
+    md.set_index(60);
+    md.set_term(1);
+    md.mutable_conf_state()->add_voters(1);
+    EXPECT_EQ(s->Compact(60).code(), absl::StatusCode::kFailedPrecondition);
+    ASSERT_TRUE(s->SaveSnapshot(md, "state at 60").ok());
+    ASSERT_TRUE(s->Compact(60).ok());
+    EXPECT_LT(s->segment_count(), segments);
+    EXPECT_GE(s->segment_count(), 2u);
+  }
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 60u);
+  EXPECT_EQ(*r.snapshot_data, "state at 60");
+  EXPECT_EQ(r.applied, 60u);
+  EXPECT_EQ(Indexes(r), Seq(61, 100));
+}
+
+TEST_F(StorageTest, HardStateSurvivesCompactionOfOldSegments) {
+  segment_bytes_ = 4096;
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 1, 3), HS(3, 2, 1));
+    for (uint64_t i = 2; i <= 80; ++i) Put(s.get(), Range(i, i, 3, 200));
+    raft::SnapshotMetadata md;
+    md.set_index(70);
+    md.set_term(3);
+    ASSERT_TRUE(s->SaveSnapshot(md, "s").ok());
+    ASSERT_TRUE(s->Compact(70).ok());
+  }
+  OpenOk(&r);
+  EXPECT_EQ(r.hard_state.term(), 3u);
+  EXPECT_EQ(r.hard_state.vote(), 2u);
+}
+
+TEST_F(StorageTest, LeaderSnapshot_ReplacesTheWholeLog) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 20, 1));
+    raft::Snapshot snap;
+    snap.metadata.set_index(100);
+    snap.metadata.set_term(4);
+    snap.data = std::make_shared<const std::string>("leader state");
+    ASSERT_TRUE(s->Write(snap, {}, HS(4, 0, 100)).ok());
+    ASSERT_TRUE(s->Sync().ok());
+    EXPECT_EQ(s->segment_count(), 1u);
+    Put(s.get(), Range(101, 103, 4));
+  }
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 100u);
+  EXPECT_EQ(*r.snapshot_data, "leader state");
+  EXPECT_EQ(Indexes(r), Seq(101, 103));
+  EXPECT_EQ(r.hard_state.commit(), 100u);
+}
+
+TEST_F(StorageTest, Snapshots_KeepOnlyTheNewest) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  Put(s.get(), Range(1, 40, 1));
+  for (uint64_t i : {10, 20, 30, 40}) {
+    raft::SnapshotMetadata md;
+    md.set_index(i);
+    md.set_term(1);
+    ASSERT_TRUE(s->SaveSnapshot(md, "at " + std::to_string(i)).ok());
+  }
+  int snaps = 0;
+  for (const std::string& p : fs_.Paths()) {
+    if (p.find(".snap") != std::string::npos) ++snaps;
+  }
+  EXPECT_EQ(snaps, 2);
+  EXPECT_NE(fs_.File("/data/snap-0000000000000028-0000000000000001.snap"),
+            nullptr);
+}
+
+TEST_F(StorageTest, Snapshot_NewestCorruptFallsBackToOlder) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 40, 1));
+    for (uint64_t i : {10, 20}) {
+      raft::SnapshotMetadata md;
+      md.set_index(i);
+      md.set_term(1);
+      ASSERT_TRUE(s->SaveSnapshot(md, "at " + std::to_string(i)).ok());
+    }
+  }
+  fs_.File("/data/snap-0000000000000014-0000000000000001.snap")->data.back() ^=
+      1;
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 10u);
+  ASSERT_FALSE(logs_.empty());
+  EXPECT_NE(logs_.back().find("skipping invalid snapshot"), std::string::npos);
+  EXPECT_EQ(Indexes(r), Seq(11, 40));
+}
+
+TEST_F(StorageTest, Recovery_MissingSegmentIsDataLossNamingFiles) {
+  segment_bytes_ = 4096;
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    for (uint64_t i = 1; i <= 60; ++i) Put(s.get(), Range(i, i, 1, 200));
+    ASSERT_GE(s->segment_count(), 3u);
+  }
+  std::string second;
+  for (const std::string& p : fs_.Paths()) {
+    if (p.find("/0000000000000002-") != std::string::npos) second = p;
+  }
+  ASSERT_FALSE(second.empty());
+  ASSERT_TRUE(fs_.Remove(second).ok());
+  auto s = Storage::Open(Options(), &r);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.status().message().find("segment 2 is missing"),
+            absl::string_view::npos)
+      << s.status();
+}
+
+TEST_F(StorageTest, Recovery_CorruptRecordBeforeTailIsDataLossWithOffset) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 10, 1));
+  }
+  const std::string path = "/data/0000000000000001-0000000000000001.wal";
+  std::string& data = fs_.File(path)->data;
+  const size_t pos = data.find("entry-3");
+  ASSERT_NE(pos, std::string::npos);
+  data[pos] ^= 0x20;
+  auto s = Storage::Open(Options(), &r);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(s.status().message().find(path), absl::string_view::npos);
+  EXPECT_NE(s.status().message().find("at offset"), absl::string_view::npos);
+  EXPECT_NE(s.status().message().find("checksum"), absl::string_view::npos);
+}
+
+TEST_F(StorageTest, Recovery_TornTailIsCutOffAndLogged) {
+  raft::RestoredState r;
+  uint64_t before = 0;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 5, 1));
+    before = s->tail_offset();
+    Put(s.get(), Range(6, 6, 1));
+  }
+  // The last record was half written when the machine died.
+  std::string& data =
+      fs_.File("/data/0000000000000001-0000000000000001.wal")->data;
+  for (size_t i = before + 12; i < before + 40; ++i) data[i] = 0;
+  RecoveryInfo info;
+  auto s = Storage::Open(Options(), &r, &info);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(info.truncated_torn_tail);
+  EXPECT_EQ(Indexes(r), Seq(1, 5));
+  ASSERT_FALSE(logs_.empty());
+  EXPECT_NE(logs_.back().find("torn final record"), std::string::npos);
+  // Appends continue cleanly after the cut.
+  Put(s->get(), Range(6, 7, 2));
+  s->reset();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 7));
+}
+
+TEST_F(StorageTest, Recovery_OtherClusterIsRefused) {
+  raft::RestoredState r;
+  OpenOk(&r).reset();
+  StorageOptions o = Options();
+  o.cluster_id = "other";
+  auto s = Storage::Open(o, &r);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("belongs to cluster 'c1'"),
+            absl::string_view::npos);
+}
+
+TEST_F(StorageTest, DiskFull_StopsWritesAndRestartShowsNoPartialState) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 5, 1), HS(1, 1, 5));
+    fs_.SetWriteBudget(100);
+    absl::Status st = s->Write(std::nullopt, Range(6, 20, 1, 50), HS(1, 1, 9));
+    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_NE(st.message().find("No space left"), absl::string_view::npos);
+    // Stopped: no further writes or syncs, even with space again.
+    fs_.SetWriteBudget(-1);
+    EXPECT_EQ(s->Write(std::nullopt, Range(6, 6, 1), std::nullopt).code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(s->Sync().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 5));
+  EXPECT_EQ(r.hard_state.commit(), 5u);
+}
+
+TEST_F(StorageTest, DiskFull_EvenPartialWriteThatReachesDiskIsCutAtRestart) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 5, 1));
+    fs_.SetWriteBudget(30);
+    EXPECT_FALSE(
+        s->Write(std::nullopt, Range(6, 6, 1, 100), std::nullopt).ok());
+  }
+  // No crash: the partial record is still in the file.
+  fs_.SetWriteBudget(-1);
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 5));
+}
+
+TEST_F(StorageTest, IoErrorOnSync_StopsWrites) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 3, 1));
+    fs_.FailSyncs(true);
+    ASSERT_TRUE(s->Write(std::nullopt, Range(4, 4, 1), std::nullopt).ok());
+    absl::Status st = s->Sync();
+    EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+    EXPECT_NE(st.message().find("Input/output error"), absl::string_view::npos);
+    fs_.FailSyncs(false);
+    EXPECT_EQ(s->Write(std::nullopt, Range(5, 5, 1), std::nullopt).code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 3));
+}
+
+TEST_F(StorageTest, IoErrorOnWrite_StopsWrites) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  fs_.FailWrites(true);
+  EXPECT_EQ(s->Write(std::nullopt, Range(1, 1, 1), std::nullopt).code(),
+            absl::StatusCode::kInternal);
+  fs_.FailWrites(false);
+  EXPECT_EQ(s->Write(std::nullopt, Range(1, 1, 1), std::nullopt).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(s->error().ok());
+}
+
+TEST_F(StorageTest, GroupCommitWriter_PersistsInOrderOffTheCaller) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  std::vector<uint64_t> done;
+  absl::Mutex mu;
+  {
+    GroupCommitWriter writer(s.get());
+    for (uint64_t i = 1; i <= 200; ++i) {
+      GroupCommitWriter::Request req;
+      req.entries = Range(i, i, 1);
+      req.hard_state = HS(1, 1, i);
+      req.done = [&, i](absl::Status st) {
+        EXPECT_TRUE(st.ok()) << st;
+        absl::MutexLock lock(&mu);
+        done.push_back(i);
+      };
+      ASSERT_TRUE(writer.Submit(std::move(req)).ok());
+    }
+    // The destructor finishes what is queued.
+    EXPECT_LE(writer.syncs(), 200u);
+  }
+  ASSERT_EQ(done.size(), 200u);
+  EXPECT_TRUE(std::is_sorted(done.begin(), done.end()));
+  s.reset();
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 200));
+  EXPECT_EQ(r.hard_state.commit(), 200u);
+}
+
+TEST_F(StorageTest, GroupCommitWriter_FullQueueIsResourceExhausted) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  absl::Notification in_callback;
+  absl::Notification release;
+  GroupCommitWriter writer(s.get(), /*max_queued=*/1);
+  auto request = [](uint64_t i, std::function<void(absl::Status)> done) {
+    GroupCommitWriter::Request req;
+    req.entries = Range(i, i, 1);
+    req.done = std::move(done);
+    return req;
+  };
+  // The first request's callback holds the writer thread.
+  ASSERT_TRUE(writer
+                  .Submit(request(1,
+                                  [&](absl::Status) {
+                                    in_callback.Notify();
+                                    release.WaitForNotification();
+                                  }))
+                  .ok());
+  in_callback.WaitForNotification();
+  EXPECT_TRUE(writer.Submit(request(2, nullptr)).ok());
+  EXPECT_EQ(writer.Submit(request(3, nullptr)).code(),
+            absl::StatusCode::kResourceExhausted);
+  release.Notify();
+}
+
+// The real file system, in a temporary directory.
+class PosixStorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/quorate-storage-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(PosixStorageTest, RoundTripLockAndPreallocation) {
+  StorageOptions o;
+  o.dir = dir_ + "/data";
+  o.segment_bytes = 1 << 20;
+  raft::RestoredState r;
+  {
+    auto s = Storage::Open(o, &r);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto again = Storage::Open(o, &r);
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+    ASSERT_TRUE(
+        (*s)->Write(std::nullopt, Range(1, 50, 1, 100), HS(1, 1, 40)).ok());
+    ASSERT_TRUE((*s)->Sync().ok());
+    raft::SnapshotMetadata md;
+    md.set_index(30);
+    md.set_term(1);
+    ASSERT_TRUE((*s)->SaveSnapshot(md, "snap").ok());
+  }
+  EXPECT_EQ(std::filesystem::file_size(
+                o.dir + "/0000000000000001-0000000000000001.wal"),
+            1u << 20);
+  auto s = Storage::Open(o, &r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(r.snapshot.index(), 30u);
+  EXPECT_EQ(Indexes(r), Seq(31, 50));
+  EXPECT_EQ(r.hard_state.commit(), 40u);
+}
+
+TEST_F(PosixStorageTest, UnusableDirectoryIsAClearError) {
+  StorageOptions o;
+  o.dir = dir_ + "/no/such/parent";
+  raft::RestoredState r;
+  auto s = Storage::Open(o, &r);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find(o.dir), absl::string_view::npos)
+      << s.status();
+}
+
+}  // namespace
+}  // namespace quorate::storage
