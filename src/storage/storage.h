@@ -129,7 +129,9 @@ class Storage {
   absl::Status LoadSnapshot(raft::RestoredState* restored);
   // Starts a new segment whose next entry is `first_index`.
   absl::Status StartSegment(uint64_t first_index);
-  absl::Status AppendRecord(int type, const std::string& payload);
+  // Frames `msg` into the pending buffer (written by Flush()).
+  absl::Status AppendRecord(int type, const google::protobuf::MessageLite& msg);
+  absl::Status Flush();
   absl::Status SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
                                 const std::string& data);
   absl::Status RemoveSegmentsBefore(size_t keep_from);
@@ -143,7 +145,9 @@ class Storage {
   std::vector<Segment> segments_;
   std::unique_ptr<WritableFile> active_;  // the last segment
   uint64_t active_offset_ = 0;            // where its next record goes
-  bool active_dirty_ = false;
+  uint64_t flushed_offset_ = 0;           // end of what was written to it
+  std::string pending_;                   // framed records not yet written
+  bool active_dirty_ = false;             // written but not synced
   uint64_t last_index_ = 0;
   uint64_t snapshot_index_ = 0;
   std::string snapshot_path_;  // the snapshot recovery loaded, if any
@@ -155,7 +159,12 @@ class Storage {
 namespace internal {
 inline constexpr size_t kFrameHeaderBytes = 9;
 inline constexpr uint32_t kMaxRecordBytes = 256u << 20;
-std::string Frame(int type, const std::string& payload);
+// Records are written in one pwrite per batch, or whenever this many bytes
+// are pending.
+inline constexpr size_t kFlushBytes = 4u << 20;
+// Appends `msg` framed as a record of `type` to `out`.
+void AppendFrame(std::string* out, int type,
+                 const google::protobuf::MessageLite& msg);
 }  // namespace internal
 
 }  // namespace quorate::storage
