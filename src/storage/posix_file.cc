@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "storage/file.h"
@@ -121,14 +123,20 @@ class PosixFs final : public FileSystem {
     const int flags = O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
     const int fd = ::open(path.c_str(), flags, 0640);
     if (fd < 0) return Errno(create ? "create" : "open", path, errno);
+    auto file = std::make_unique<PosixWritableFile>(path, fd);
     if (preallocate > 0) {
+      // Reserve first, so that a full disk fails here and not halfway.
       const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(preallocate));
-      if (err != 0) {
-        ::close(fd);
-        return Errno("preallocate", path, err);
+      if (err != 0) return Errno("preallocate", path, err);
+      const std::string zeros(1 << 20, '\0');
+      for (uint64_t off = 0; off < preallocate; off += zeros.size()) {
+        const uint64_t n = std::min<uint64_t>(zeros.size(), preallocate - off);
+        absl::Status s =
+            file->WriteAt(off, absl::string_view(zeros).substr(0, n));
+        if (!s.ok()) return s;
       }
     }
-    return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+    return std::unique_ptr<WritableFile>(std::move(file));
   }
 
   absl::Status Rename(const std::string& from, const std::string& to) override {
