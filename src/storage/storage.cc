@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "quorate/storage.pb.h"
 #include "storage/crc32c.h"
+#include "storage/segment_preparer.h"
 #include "util/status_macros.h"
 
 namespace quorate::storage {
@@ -186,6 +187,10 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
   QUORATE_RETURN_IF_ERROR(s->fs_->CreateDir(options.dir));
   QUORATE_ASSIGN_OR_RETURN(s->lock_,
                            s->fs_->Lock(JoinPath(options.dir, "LOCK")));
+  if (options.prepare_segments_ahead) {
+    s->preparer_ = std::make_unique<SegmentPreparer>(s->fs_, options.dir,
+                                                     options.segment_bytes);
+  }
   RecoveryInfo local;
   *restored = raft::RestoredState{};
   QUORATE_RETURN_IF_ERROR(s->Recover(restored, info ? info : &local));
@@ -445,7 +450,18 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
   const uint64_t seq = segments_.empty() ? 1 : segments_.back().seq + 1;
   const std::string path =
       JoinPath(options_.dir, SegmentName(seq, first_index));
-  auto file = fs_->OpenWritable(path, /*create=*/true, options_.segment_bytes);
+  absl::StatusOr<std::unique_ptr<WritableFile>> file;
+  if (preparer_ != nullptr) {
+    // A zero-filled, synced file is waiting under a temporary name.
+    absl::StatusOr<SegmentPreparer::Prepared> prepared = preparer_->Take();
+    if (!prepared.ok()) return Fail(prepared.status());
+    if (absl::Status s = fs_->Rename(prepared->path, path); !s.ok()) {
+      return Fail(s);
+    }
+    file = std::move(prepared->file);
+  } else {
+    file = fs_->OpenWritable(path, /*create=*/true, options_.segment_bytes);
+  }
   if (!file.ok()) return Fail(file.status());
   SegmentHeader header;
   header.set_format_version(kFormatVersion);

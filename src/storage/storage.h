@@ -67,7 +67,14 @@ struct StorageOptions {
   std::string cluster_id;
   // Receives notable events (a torn tail cut off, a bad snapshot skipped).
   std::function<void(const std::string&)> log;
+  // Prepare the next segment (create, zero-fill, sync) on a background
+  // thread, so that starting a segment costs the writer only a rename.
+  // Needs a thread-safe FileSystem; tests with an in-memory one turn it
+  // off.
+  bool prepare_segments_ahead = true;
 };
+
+class SegmentPreparer;
 
 // Numbers about what recovery found, for logs and tests.
 struct RecoveryInfo {
@@ -142,6 +149,7 @@ class Storage {
   StorageOptions options_;
   FileSystem* fs_;
   std::unique_ptr<DirLock> lock_;
+  std::unique_ptr<SegmentPreparer> preparer_;
   std::vector<Segment> segments_;
   std::unique_ptr<WritableFile> active_;  // the last segment
   uint64_t active_offset_ = 0;            // where its next record goes

@@ -24,6 +24,7 @@ StorageOptions Options(MemFileSystem* fs, uint64_t segment_bytes = 1 << 20) {
   StorageOptions o;
   o.dir = kDir;
   o.fs = fs;
+  o.prepare_segments_ahead = false;  // MemFileSystem is single-threaded
   o.segment_bytes = segment_bytes;
   o.cluster_id = "c1";
   return o;

@@ -59,6 +59,7 @@ class StorageTest : public ::testing::Test {
     StorageOptions o;
     o.dir = "/data";
     o.fs = &fs_;
+    o.prepare_segments_ahead = false;  // MemFileSystem is single-threaded
     o.segment_bytes = segment_bytes_;
     o.cluster_id = "c1";
     o.log = [this](const std::string& s) { logs_.push_back(s); };
