@@ -104,6 +104,9 @@ class Storage {
                      const std::optional<raft::HardState>& hard_state);
   // One fdatasync for everything written since the last Sync().
   absl::Status Sync();
+  // Hands buffered records to the file system without waiting for them to
+  // be durable (Sync() does this first anyway).
+  absl::Status Flush();
 
   // Saves a snapshot the state machine took (temporary file, fsync,
   // rename, fsync of the directory) and removes snapshots beyond
@@ -138,7 +141,6 @@ class Storage {
   absl::Status StartSegment(uint64_t first_index);
   // Frames `msg` into the pending buffer (written by Flush()).
   absl::Status AppendRecord(int type, const google::protobuf::MessageLite& msg);
-  absl::Status Flush();
   absl::Status SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
                                 const std::string& data);
   absl::Status RemoveSegmentsBefore(size_t keep_from);

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   uint64_t passed = 0;
   uint64_t failed = 0;
   uint64_t liveness_failed = 0;
+  uint64_t storage_events = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
     o.members = members != 0 ? members : (o.seed % 2 == 0 ? 5 : 3);
     const quorate::sim::SimResult r = quorate::sim::RunSimulation(o);
     simulated_s += static_cast<double>(r.simulated_ns) / 1e9;
+    storage_events += r.storage_events;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -170,7 +172,8 @@ int main(int argc, char** argv) {
   for (const auto& [f, n] : faults) std::cout << " " << f << "=" << n;
   std::cout << "\nsimulated " << simulated_s << " s in " << real_s
             << " s real: " << (real_s > 0 ? simulated_s / real_s : 0)
-            << "x real time; " << liveness_failed << " liveness failures\n";
+            << "x real time; " << liveness_failed << " liveness failures; "
+            << storage_events << " torn writes cut off at recovery\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

@@ -16,6 +16,8 @@
 #include "raft/raft.h"
 #include "raft/random.h"
 #include "sim/linearizability.h"
+#include "storage/mem_fs.h"
+#include "storage/storage.h"
 #include "util/check.h"
 
 namespace quorate::sim {
@@ -138,7 +140,10 @@ struct Member {
   bool up = true;
   std::unique_ptr<SeededRandom> random;
   std::unique_ptr<raft::Raft> raft;
-  raft::testing::Disk disk;
+  // The member's disk, and the real storage code on it.
+  std::unique_ptr<storage::testing::MemFileSystem> fs;
+  std::unique_ptr<storage::Storage> storage;
+  raft::HardState persisted;  // hard state last made durable
   // Clock: local = local_base + rate * (real - real_base).
   double rate = 1.0;
   int64_t local_base = 0;
@@ -199,6 +204,7 @@ class Simulator {
 
   // Members.
   void Boot(Member& m);
+  void LoadRegister(Member& m, const std::string& data);
   void Drive(Member& m);
   void Complete(Member& m, Ready rd);
   void Apply(Member& m, const Entry& e);
@@ -252,6 +258,7 @@ class Simulator {
   std::vector<Client> clients_;
   std::set<std::pair<uint64_t, uint64_t>> cuts_;
   raft::testing::Invariants invariants_;
+  raft::ConfState initial_conf_;
   std::vector<RegisterOp> history_;
   std::set<uint64_t> acknowledged_;
   uint64_t next_op_id_ = 1;
@@ -315,23 +322,51 @@ void Simulator::Boot(Member& m) {
   c.election_timeout_ns = kT;
   c.snapshot_chunk_bytes = 256;
   c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
-  auto r = raft::Raft::Create(c, m.disk.Restore(), LocalNow(m));
+  storage::StorageOptions so;
+  so.dir = "/data";
+  so.fs = m.fs.get();
+  so.segment_bytes = 16 << 10;  // small: segments roll over often
+  so.cluster_id = "sim";
+  so.prepare_segments_ahead = false;  // one thread only
+  so.log = [this, id = m.id](const std::string& what) {
+    ++result_.storage_events;
+    Trace(absl::StrCat("storage ", id, ": ", what));
+  };
+  raft::RestoredState restored;
+  auto st = storage::Storage::Open(so, &restored);
+  QUORATE_CHECK(st.ok()) << "member " << m.id << ": " << st.status();
+  m.storage = *std::move(st);
+  if (restored.snapshot.index() == 0 && !restored.snapshot.has_conf_state()) {
+    // A new member: the initial configuration is a snapshot at index 0.
+    raft::SnapshotMetadata bootstrap;
+    *bootstrap.mutable_conf_state() = initial_conf_;
+    QUORATE_CHECK(m.storage->SaveSnapshot(bootstrap, "").ok());
+    restored.snapshot = bootstrap;
+    restored.snapshot_data = std::make_shared<const std::string>();
+  }
+  if (opt_.unsafe_forget_vote_on_restart) restored.hard_state.set_vote(0);
+  m.persisted = restored.hard_state;
+  m.kv.clear();
+  m.applied_ops.clear();
+  m.applied = restored.snapshot.index();
+  if (restored.snapshot_data != nullptr)
+    LoadRegister(m, *restored.snapshot_data);
+  auto r = raft::Raft::Create(c, std::move(restored), LocalNow(m));
   QUORATE_CHECK(r.ok()) << r.status();
   m.raft = *std::move(r);
   m.up = true;
+}
+
+void Simulator::LoadRegister(Member& m, const std::string& data) {
+  // Snapshot data: "k <key> <value>" and "o <op id>" lines.
   m.kv.clear();
   m.applied_ops.clear();
-  m.applied = m.disk.snapshot.index();
-  if (m.disk.snapshot_data != nullptr) {
-    // Snapshot data: "k <key> <value>" and "o <op id>" lines.
-    for (absl::string_view line :
-         absl::StrSplit(*m.disk.snapshot_data, '\n', absl::SkipEmpty())) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      uint64_t op = 0;
-      if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
-      if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
-        m.applied_ops.insert(op);
-      }
+  for (absl::string_view line : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    uint64_t op = 0;
+    if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
+    if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
+      m.applied_ops.insert(op);
     }
   }
 }
@@ -358,7 +393,11 @@ void Simulator::Drive(Member& m) {
       Complete(m, std::move(rd));
       continue;
     }
-    // Simulated fsync: short, unless the disk is stalled.
+    // The writes reach the file system now; the sync completes later:
+    // short, unless the disk is stalled. A crash in between may tear them.
+    QUORATE_CHECK(
+        m.storage->Write(rd.snapshot, rd.entries, rd.hard_state).ok());
+    QUORATE_CHECK(m.storage->Flush().ok());
     int64_t done = now_ + rng_.Range(50'000, 500'000);
     done = std::max(done, m.stall_until);
     m.writing = std::move(rd);
@@ -375,14 +414,14 @@ void Simulator::Drive(Member& m) {
 }
 
 void Simulator::Complete(Member& m, Ready rd) {
-  const uint64_t vote_before = m.disk.hard_state.vote();
-  const uint64_t term_before = m.disk.hard_state.term();
-  m.disk.Persist(rd);
+  const raft::HardState before = m.persisted;
+  QUORATE_CHECK(m.storage->Sync().ok()) << m.storage->error();
   if (rd.hard_state.has_value()) {
-    invariants_.OnPersisted(m.id, m.disk.hard_state);
-    if (crash_after_vote_ && m.disk.hard_state.vote() != 0 &&
-        (vote_before != m.disk.hard_state.vote() ||
-         term_before != m.disk.hard_state.term())) {
+    m.persisted = *rd.hard_state;
+    invariants_.OnPersisted(m.id, m.persisted);
+    if (crash_after_vote_ && m.persisted.vote() != 0 &&
+        (before.vote() != m.persisted.vote() ||
+         before.term() != m.persisted.term())) {
       crash_after_vote_ = false;
       Crash(m);
       Schedule(now_ + rng_.Range(kMs, kT),
@@ -392,22 +431,7 @@ void Simulator::Complete(Member& m, Ready rd) {
   }
   for (Message& msg : rd.messages_after_persist) Send(std::move(msg));
   if (rd.snapshot.has_value()) {
-    // Rebuild the register from the snapshot, as Boot() does.
-    auto keep_raft = std::move(m.raft);
-    auto keep_random = std::move(m.random);
-    m.kv.clear();
-    m.applied_ops.clear();
-    for (absl::string_view line :
-         absl::StrSplit(*rd.snapshot->data, '\n', absl::SkipEmpty())) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      uint64_t op = 0;
-      if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
-      if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
-        m.applied_ops.insert(op);
-      }
-    }
-    m.raft = std::move(keep_raft);
-    m.random = std::move(keep_random);
+    LoadRegister(m, *rd.snapshot->data);
     m.applied = rd.snapshot->metadata.index();
   }
   for (const EntryPtr& e : rd.committed_entries) {
@@ -482,9 +506,10 @@ void Simulator::MaybeCompact(Member& m) {
   for (uint64_t op : m.applied_ops) absl::StrAppend(&data, "o ", op, "\n");
   auto bytes = std::make_shared<const std::string>(std::move(data));
   raft::SnapshotMetadata md = r.SnapshotMetadataAt(index);
+  QUORATE_CHECK(m.storage->SaveSnapshot(md, *bytes).ok());
   const absl::Status s = r.Compact(md, bytes);
   QUORATE_CHECK(s.ok()) << s;
-  m.disk.Compact(md, bytes);
+  QUORATE_CHECK(m.storage->Compact(index).ok());
   Trace(absl::StrCat("compact ", m.id, " at ", index));
 }
 
@@ -530,7 +555,9 @@ void Simulator::Crash(Member& m) {
   Trace(absl::StrCat("crash ", m.id));
   m.up = false;
   m.raft.reset();
-  m.writing.reset();  // never made durable: lost
+  m.writing.reset();  // never made durable: lost, or torn
+  m.storage.reset();
+  m.fs->CrashTorn([this](uint64_t n) { return rng_.Uniform(n + 1); });
   m.kv.clear();
   m.applied_ops.clear();
   m.waiting_writes.clear();
@@ -544,7 +571,6 @@ void Simulator::Crash(Member& m) {
 void Simulator::Restart(Member& m) {
   if (m.up) return;
   Trace(absl::StrCat("restart ", m.id));
-  if (opt_.unsafe_forget_vote_on_restart) m.disk.hard_state.set_vote(0);
   Boot(m);
   invariants_.OnRestart(m.id, *m.raft);
   Drive(m);
@@ -890,8 +916,9 @@ SimResult Simulator::Run() {
     m.rate = 1 + opt_.rho * rng_.Signed();
     conf.add_voters(m.id);
   }
+  initial_conf_ = conf;
   for (Member& m : members_) {
-    *m.disk.snapshot.mutable_conf_state() = conf;
+    m.fs = std::make_unique<storage::testing::MemFileSystem>();
     Boot(m);
     invariants_.OnRestart(m.id, *m.raft);
   }

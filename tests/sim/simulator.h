@@ -78,6 +78,7 @@ struct SimResult {
   uint64_t operations = 0;       // client operations in the history
   uint64_t acknowledged = 0;     // writes acknowledged to clients
   uint64_t leaders = 0;          // distinct terms with a leader
+  uint64_t storage_events = 0;   // torn tails cut off at recovery, etc.
   std::set<std::string> faults;  // fault kinds injected
 };
 

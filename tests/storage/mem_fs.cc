@@ -162,6 +162,36 @@ void MemFileSystem::Crash() {
   locks_->clear();
 }
 
+void MemFileSystem::CrashTorn(const std::function<uint64_t(uint64_t)>& choose) {
+  for (auto& [path, f] : durable_names_) {
+    // The unsynced changes lie between the first and last byte where the
+    // current contents differ from the durable ones.
+    const std::string& now = f->data;
+    std::string& disk = f->durable;
+    const size_t n = std::max(now.size(), disk.size());
+    size_t first = 0;
+    while (first < n && first < now.size() && first < disk.size() &&
+           now[first] == disk[first]) {
+      ++first;
+    }
+    if (first == n) continue;
+    size_t last = n;  // one past the last differing byte
+    while (last > first && last <= now.size() && last <= disk.size() &&
+           now[last - 1] == disk[last - 1]) {
+      --last;
+    }
+    const size_t cut = first + static_cast<size_t>(choose(last - first));
+    if (disk.size() < std::min(cut, now.size())) {
+      disk.resize(std::min(cut, now.size()), '\0');
+    }
+    std::copy(
+        now.begin() + static_cast<std::ptrdiff_t>(first),
+        now.begin() + static_cast<std::ptrdiff_t>(std::min(cut, now.size())),
+        disk.begin() + static_cast<std::ptrdiff_t>(first));
+  }
+  Crash();
+}
+
 std::unique_ptr<MemFileSystem> MemFileSystem::Clone() const {
   auto out = std::make_unique<MemFileSystem>();
   std::map<const FileData*, std::shared_ptr<FileData>> copies;

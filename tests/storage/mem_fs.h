@@ -12,6 +12,7 @@
 #define QUORATE_TESTS_STORAGE_MEM_FS_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -44,6 +45,10 @@ class MemFileSystem final : public FileSystem {
   // Loses everything not made durable. Locks are released (the process
   // died).
   void Crash();
+  // Like Crash(), but each file keeps a prefix of its unsynced changes,
+  // cut at a point chosen by `choose(n)` in [0, n]: a write torn by the
+  // crash.
+  void CrashTorn(const std::function<uint64_t(uint64_t)>& choose);
   // A deep copy (files are not shared), without locks.
   std::unique_ptr<MemFileSystem> Clone() const;
 
