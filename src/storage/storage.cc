@@ -187,6 +187,15 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
   QUORATE_RETURN_IF_ERROR(s->fs_->CreateDir(options.dir));
   QUORATE_ASSIGN_OR_RETURN(s->lock_,
                            s->fs_->Lock(JoinPath(options.dir, "LOCK")));
+  // Leftovers of snapshot writes and segment preparation a crash
+  // interrupted; removed before the preparer starts making new ones.
+  QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           s->fs_->ListDir(options.dir));
+  for (const std::string& name : names) {
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
+      QUORATE_RETURN_IF_ERROR(s->fs_->Remove(JoinPath(options.dir, name)));
+    }
+  }
   if (options.prepare_segments_ahead) {
     s->preparer_ = std::make_unique<SegmentPreparer>(s->fs_, options.dir,
                                                      options.segment_bytes);
@@ -259,10 +268,6 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
   QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
                            fs_->ListDir(options_.dir));
   for (const std::string& name : names) {
-    // Leftovers of a snapshot write a crash interrupted.
-    if (name.size() > 4 && name.substr(name.size() - 4) == ".tmp") {
-      QUORATE_RETURN_IF_ERROR(fs_->Remove(JoinPath(options_.dir, name)));
-    }
     uint64_t seq, first;
     if (ParseName(name, "", ".wal", &seq, &first)) {
       segments_.push_back(Segment{seq, first, JoinPath(options_.dir, name)});

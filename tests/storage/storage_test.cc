@@ -323,6 +323,21 @@ TEST_F(StorageTest, Recovery_TornTailIsCutOffAndLogged) {
   EXPECT_EQ(Indexes(r), Seq(1, 7));
 }
 
+TEST_F(StorageTest, Recovery_RemovesLeftoverTemporaryFiles) {
+  raft::RestoredState r;
+  OpenOk(&r).reset();
+  // A crash in the middle of a snapshot write and of segment preparation.
+  for (const char* name :
+       {"/data/snap-0000000000000005-0000000000000001.snap.tmp",
+        "/data/prepared-3.wal.tmp"}) {
+    ASSERT_TRUE(fs_.OpenWritable(name, /*create=*/true, 0).ok());
+  }
+  OpenOk(&r);
+  for (const std::string& p : fs_.Paths()) {
+    EXPECT_EQ(p.find(".tmp"), std::string::npos) << p;
+  }
+}
+
 TEST_F(StorageTest, Recovery_OtherClusterIsRefused) {
   raft::RestoredState r;
   OpenOk(&r).reset();
