@@ -15,9 +15,10 @@ SegmentPreparer::SegmentPreparer(FileSystem* fs, std::string dir,
 
 SegmentPreparer::~SegmentPreparer() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
+  changed_.SignalAll();
   thread_.join();
   // A prepared file nobody took is a leftover *.tmp: remove it now (the
   // next recovery would too).
@@ -28,12 +29,8 @@ void SegmentPreparer::Run() {
   uint64_t n = 0;
   while (true) {
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](SegmentPreparer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || !p->ready_.has_value();
-          },
-          this));
+      MutexLock lock(&mu_);
+      while (!stopping_ && ready_.has_value()) changed_.Wait(&mu_);
       if (stopping_) return;
     }
     const std::string path =
@@ -48,20 +45,23 @@ void SegmentPreparer::Run() {
     } else {
       result = s;
     }
-    absl::MutexLock lock(&mu_);
-    ready_ = std::move(result);
+    {
+      MutexLock lock(&mu_);
+      ready_ = std::move(result);
+    }
+    changed_.SignalAll();
   }
 }
 
 absl::StatusOr<SegmentPreparer::Prepared> SegmentPreparer::Take() {
-  absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(
-      +[](SegmentPreparer* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-        return p->ready_.has_value();
-      },
-      this));
-  absl::StatusOr<Prepared> out = std::move(*ready_);
-  ready_.reset();  // wakes the thread to prepare the next one
+  absl::StatusOr<Prepared> out;
+  {
+    MutexLock lock(&mu_);
+    while (!ready_.has_value()) changed_.Wait(&mu_);
+    out = std::move(*ready_);
+    ready_.reset();
+  }
+  changed_.SignalAll();  // the thread prepares the next one
   return out;
 }
 

@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "storage/file.h"
+#include "util/mutex.h"
 
 namespace quorate::storage {
 
@@ -43,7 +43,8 @@ class SegmentPreparer {
   FileSystem* const fs_;
   const std::string dir_;
   const uint64_t bytes_;
-  absl::Mutex mu_;
+  Mutex mu_;
+  CondVar changed_;  // ready_ or stopping_ changed
   std::optional<absl::StatusOr<Prepared>> ready_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

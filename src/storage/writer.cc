@@ -11,30 +11,34 @@ GroupCommitWriter::GroupCommitWriter(Storage* storage, size_t max_queued)
 
 GroupCommitWriter::~GroupCommitWriter() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
+  work_.SignalAll();
   thread_.join();
 }
 
 absl::Status GroupCommitWriter::Submit(Request request) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::FailedPreconditionError("writer is stopping");
-  if (queue_.size() >= max_queued_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(queue_.size(), " writes are already queued"));
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return absl::FailedPreconditionError("writer is stopping");
+    if (queue_.size() >= max_queued_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(queue_.size(), " writes are already queued"));
+    }
+    queue_.push_back(std::move(request));
   }
-  queue_.push_back(std::move(request));
+  work_.Signal();
   return absl::OkStatus();
 }
 
 uint64_t GroupCommitWriter::syncs() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return syncs_;
 }
 
 uint64_t GroupCommitWriter::requests() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return requests_;
 }
 
@@ -42,12 +46,8 @@ void GroupCommitWriter::Run() {
   while (true) {
     std::deque<Request> batch;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](GroupCommitWriter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
-            return w->stopping_ || !w->queue_.empty();
-          },
-          this));
+      MutexLock lock(&mu_);
+      while (!stopping_ && queue_.empty()) work_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping, and nothing left
       batch.swap(queue_);
     }
@@ -60,7 +60,7 @@ void GroupCommitWriter::Run() {
     }
     if (status.ok()) status = storage_->Sync();
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       ++syncs_;
       requests_ += batch.size();
     }

@@ -22,9 +22,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "raft/raft.h"
 #include "storage/storage.h"
+#include "util/mutex.h"
 
 namespace quorate::storage {
 
@@ -56,7 +56,8 @@ class GroupCommitWriter {
 
   Storage* const storage_;
   const size_t max_queued_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
+  CondVar work_;  // signalled when a request is queued or on stop
   std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
