@@ -103,6 +103,13 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
   r->log_.MarkAllStable();
   r->term_ = restored.hard_state.term();
   r->vote_ = restored.hard_state.vote();
+  // A crash can keep a Ready's entries but not its hard state (storage
+  // makes a prefix of the records durable). Entries of a later term mean
+  // that term was reached: take it, with no vote in it.
+  if (r->log_.last_term() > r->term_) {
+    r->term_ = r->log_.last_term();
+    r->vote_ = 0;
+  }
   r->commit_ =
       std::max({restored.hard_state.commit(), snap.index(), restored.applied});
   r->next_apply_ = std::max(restored.applied, snap.index()) + 1;

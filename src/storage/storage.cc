@@ -103,13 +103,30 @@ Parse ParseRecord(absl::string_view data, size_t offset, Record* rec,
 
 // Whether a valid record starts anywhere after `offset`: if so, a bad
 // record at `offset` is corruption, not a torn final write.
-bool AnyValidRecordAfter(absl::string_view data, size_t offset) {
+// Where the next valid record after `offset` starts, if any.
+std::optional<size_t> NextValidRecord(absl::string_view data, size_t offset) {
   for (size_t p = offset + 1; p + kFrameHeaderBytes <= data.size(); ++p) {
     const int type = static_cast<uint8_t>(data[p + 4]);
     if (type == 0 || type > storage::RecordType_MAX) continue;
     Record rec;
     std::string why;
-    if (ParseRecord(data, p, &rec, &why) == Parse::kRecord) return true;
+    if (ParseRecord(data, p, &rec, &why) == Parse::kRecord) return p;
+  }
+  return std::nullopt;
+}
+
+// Whether [from, to) shows the mark of a write that never finished: a zero
+// record header at `from`, or a whole zero 512-byte sector. Pages of an
+// unsynced write reach the disk in any order, so a torn write can leave
+// valid records after a hole; a flipped bit in synced data leaves no hole.
+bool HasHole(absl::string_view data, size_t from, size_t to) {
+  if (AllZero(data.substr(from, std::min(kFrameHeaderBytes, to - from)))) {
+    return true;
+  }
+  constexpr size_t kSector = 512;
+  for (size_t c = (from + kSector - 1) / kSector * kSector; c + kSector <= to;
+       c += kSector) {
+    if (AllZero(data.substr(c, kSector))) return true;
   }
   return false;
 }
@@ -294,6 +311,14 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
   // a gap.
   const uint64_t snap = restored->snapshot.index();
   std::vector<raft::Entry>& entries = restored->entries;
+  // A snapshot that does not match the log's entry at its index replaced
+  // the log (Raft §7): a crash left the old suffix behind; drop it.
+  for (const raft::Entry& e : entries) {
+    if (e.index() == snap && e.term() != restored->snapshot.term()) {
+      entries.clear();
+      break;
+    }
+  }
   auto covered =
       std::find_if(entries.begin(), entries.end(),
                    [&](const raft::Entry& e) { return e.index() > snap; });
@@ -305,6 +330,12 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
         snap, ": entries are missing"));
   }
   last_index_ = entries.empty() ? snap : entries.back().index();
+  if (!segments_.empty() && segments_.back().first_index > last_index_ + 1) {
+    return absl::DataLossError(absl::StrCat(
+        "the log in ", options_.dir, " resumes at entry ",
+        segments_.back().first_index, " but the newest valid snapshot ends at ",
+        snap, ": entries are missing"));
+  }
   restored->hard_state = hard_state_;
   if (hard_state_.commit() > last_index_) {
     return absl::DataLossError(absl::StrCat(
@@ -327,6 +358,8 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
   QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
   if (segments_.empty()) return StartSegment(last_index_ + 1);
   // Appends continue in the last segment, after its last valid record.
+  active_offset_ = segments_end_[segments_.back().seq];
+  flushed_offset_ = active_offset_;
   QUORATE_ASSIGN_OR_RETURN(
       active_, fs_->OpenWritable(segments_.back().path, /*create=*/false, 0));
   return absl::OkStatus();
@@ -348,9 +381,28 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
     Record rec;
     std::string why;
     const Parse p = ParseRecord(data, offset, &rec, &why);
+    if (p == Parse::kEnd && !header_seen) {
+      // Created but never given its header (a crash, or a full disk while
+      // preallocating): it never held anything acknowledged.
+      if (!last) return corrupt("the segment has no header");
+      if (options_.log) {
+        options_.log(
+            absl::StrCat("removing segment without header ", seg.path));
+      }
+      QUORATE_RETURN_IF_ERROR(fs_->Remove(seg.path));
+      QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
+      segments_.pop_back();
+      return absl::OkStatus();
+    }
     if (p == Parse::kEnd) break;
     if (p == Parse::kBad) {
-      if (!last || AnyValidRecordAfter(data, offset)) return corrupt(why);
+      // A torn final write: in the last segment, with nothing valid after
+      // it, or only after a hole. (The header is synced before any record
+      // is appended, so records after a bad header mean corruption.)
+      const std::optional<size_t> next = NextValidRecord(data, offset);
+      const bool torn = last && (!next.has_value() ||
+                                 (header_seen && HasHole(data, offset, *next)));
+      if (!torn) return corrupt(why);
       // A write torn by a crash: nothing after it was ever synced. Zero
       // it out so that new records start clean.
       if (options_.log) {
@@ -435,10 +487,7 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
     }
     offset = rec.next;
   }
-  if (last) {
-    active_offset_ = offset;
-    flushed_offset_ = offset;
-  }
+  segments_end_[seg.seq] = offset;
   return absl::OkStatus();
 }
 
@@ -492,6 +541,11 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
 absl::Status Storage::AppendRecord(int type,
                                    const google::protobuf::MessageLite& msg) {
   const size_t size = msg.ByteSizeLong();
+  if (size > internal::kMaxRecordBytes) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("a record of ", size, " bytes exceeds the limit of ",
+                     internal::kMaxRecordBytes)));
+  }
   const uint64_t header_bytes = kFrameHeaderBytes * 2 + 64;
   if (active_offset_ + kFrameHeaderBytes + size > options_.segment_bytes &&
       active_offset_ > header_bytes) {
@@ -506,6 +560,7 @@ absl::Status Storage::AppendRecord(int type,
 }
 
 absl::Status Storage::Flush() {
+  QUORATE_RETURN_IF_ERROR(CheckUsable());
   if (pending_.empty()) return absl::OkStatus();
   if (absl::Status s = active_->WriteAt(flushed_offset_, pending_); !s.ok()) {
     return Fail(s);
@@ -531,15 +586,25 @@ absl::Status Storage::Write(const std::optional<raft::Snapshot>& snapshot,
   }
   if (!entries.empty()) {
     const uint64_t first = entries.front()->index();
-    if (first <= last_index_) {
-      Truncate t;
-      t.set_first_index(first);
-      QUORATE_RETURN_IF_ERROR(AppendRecord(RECORD_TYPE_TRUNCATE, t));
-      last_index_ = first - 1;
+    if (first > last_index_ + 1 || first <= snapshot_index_) {
+      // A caller bug: stop rather than write a log recovery cannot read.
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("entry ", first, " does not follow the log (last entry ",
+                       last_index_, ", snapshot ", snapshot_index_, ")")));
     }
-    if (first != last_index_ + 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "entry ", first, " would leave a gap after entry ", last_index_));
+    if (first <= last_index_) {
+      // A conflict replaces the log from `first`. Below the active
+      // segment's start, a new segment starting at `first` says so (so that
+      // every segment holds only entries at or above its first index, as
+      // Compact() assumes); inside it, a truncation record does.
+      last_index_ = first - 1;
+      if (first < segments_.back().first_index) {
+        QUORATE_RETURN_IF_ERROR(StartSegment(first));
+      } else {
+        Truncate t;
+        t.set_first_index(first);
+        QUORATE_RETURN_IF_ERROR(AppendRecord(RECORD_TYPE_TRUNCATE, t));
+      }
     }
     for (const raft::EntryPtr& e : entries) {
       QUORATE_RETURN_IF_ERROR(AppendRecord(RECORD_TYPE_ENTRY, *e));

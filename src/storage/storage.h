@@ -41,6 +41,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -153,11 +154,12 @@ class Storage {
   std::unique_ptr<DirLock> lock_;
   std::unique_ptr<SegmentPreparer> preparer_;
   std::vector<Segment> segments_;
-  std::unique_ptr<WritableFile> active_;  // the last segment
-  uint64_t active_offset_ = 0;            // where its next record goes
-  uint64_t flushed_offset_ = 0;           // end of what was written to it
-  std::string pending_;                   // framed records not yet written
-  bool active_dirty_ = false;             // written but not synced
+  std::map<uint64_t, uint64_t> segments_end_;  // recovery: seq -> end offset
+  std::unique_ptr<WritableFile> active_;       // the last segment
+  uint64_t active_offset_ = 0;                 // where its next record goes
+  uint64_t flushed_offset_ = 0;                // end of what was written to it
+  std::string pending_;                        // framed records not yet written
+  bool active_dirty_ = false;                  // written but not synced
   uint64_t last_index_ = 0;
   uint64_t snapshot_index_ = 0;
   std::string snapshot_path_;  // the snapshot recovery loaded, if any

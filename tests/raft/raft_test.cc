@@ -103,6 +103,25 @@ TEST_F(RaftTest, Create_RejectsCommitBeyondLog) {
   EXPECT_EQ(Raft::Create(c, r, 0).status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST_F(RaftTest, Create_TakesTermOfEntriesNewerThanHardState) {
+  SeededRandom rng(1);
+  Config c = Cluster::DefaultConfig();
+  c.id = 1;
+  c.random = &rng;
+  RestoredState r;
+  r.snapshot.mutable_conf_state()->add_voters(1);
+  r.hard_state.set_term(2);
+  r.hard_state.set_vote(1);
+  Entry e;
+  e.set_term(4);
+  e.set_index(1);
+  r.entries.push_back(e);
+  auto raft = Raft::Create(c, r, 0);
+  ASSERT_TRUE(raft.ok());
+  EXPECT_EQ((*raft)->term(), 4u);
+  EXPECT_EQ((*raft)->GetStatus().vote, 0u);
+}
+
 // --- §5.1 terms. ------------------------------------------------------------
 
 TEST_F(RaftTest, FollowerUpdatesTermFromMessage_Sec5_1) {
