@@ -5,6 +5,11 @@ set(QUORATE_WARNING_FLAGS
   -Wall -Wextra -Wpedantic -Wshadow -Werror
   -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough
   -Wformat=2 -Wmissing-declarations -Wundef)
+# clang checks the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED
+# annotations (util/mutex.h) at compile time.
+if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  list(APPEND QUORATE_WARNING_FLAGS -Wthread-safety)
+endif()
 
 # quorate_target_defaults(<target>): warnings as errors plus the sanitizer
 # flags selected by QUORATE_SANITIZE. Every target built from our sources
