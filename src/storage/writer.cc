@@ -37,11 +37,6 @@ uint64_t GroupCommitWriter::syncs() const {
   return syncs_;
 }
 
-uint64_t GroupCommitWriter::requests() const {
-  MutexLock lock(&mu_);
-  return requests_;
-}
-
 void GroupCommitWriter::Run() {
   while (true) {
     std::deque<Request> batch;
@@ -62,7 +57,6 @@ void GroupCommitWriter::Run() {
     {
       MutexLock lock(&mu_);
       ++syncs_;
-      requests_ += batch.size();
     }
     for (Request& r : batch) {
       if (r.done) r.done(status);

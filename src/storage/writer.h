@@ -47,9 +47,8 @@ class GroupCommitWriter {
 
   absl::Status Submit(Request request);
 
-  // Batches written and syncs done so far.
+  // Batches synced so far (one fdatasync each).
   uint64_t syncs() const;
-  uint64_t requests() const;
 
  private:
   void Run();
@@ -61,7 +60,6 @@ class GroupCommitWriter {
   std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -170,7 +170,6 @@ std::vector<Message> Cluster::DeliverOnce() {
     auto it = members_.find(msg.to());
     if (it == members_.end() || it->second.raft == nullptr) continue;
     if (on_deliver) on_deliver(msg);
-    ++delivered_;
     QUORATE_CHECK(it->second.raft->Step(msg, now_ns_).ok());
     delivered.push_back(std::move(msg));
   }
@@ -287,6 +286,13 @@ std::string Cluster::CheckInvariants() {
   }
   invariants_.CheckLogs(live);
   return invariants_.violation();
+}
+
+ConfChange MakeConfChange(ConfChangeType type, uint64_t id) {
+  ConfChange cc;
+  cc.set_type(type);
+  cc.set_member_id(id);
+  return cc;
 }
 
 std::string Describe(const Message& m) {

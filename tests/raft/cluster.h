@@ -134,8 +134,6 @@ class Cluster {
   std::function<bool(const Message&)> drop_if;
   // Optional observer of every delivered message (transcripts).
   std::function<void(const Message&)> on_deliver;
-  // Messages delivered since construction.
-  uint64_t delivered() const { return delivered_; }
 
  private:
   void Persist(Member& m, const Ready& rd);
@@ -150,8 +148,10 @@ class Cluster {
   std::deque<Message> network_;
   std::set<std::pair<uint64_t, uint64_t>> cut_;
   Invariants invariants_;
-  uint64_t delivered_ = 0;
 };
+
+// A single-server membership change of `id`.
+ConfChange MakeConfChange(ConfChangeType type, uint64_t id);
 
 // One-line, stable rendering of a message for transcripts.
 std::string Describe(const Message& m);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "raft/cluster.h"
+
 namespace quorate::raft {
 namespace {
 
@@ -41,28 +43,24 @@ TEST(ProgressTest, ReplicateFallsBackToMatch) {
   EXPECT_EQ(pr.next, 6u);
 }
 
-ConfChange Change(ConfChangeType type, uint64_t id) {
-  ConfChange cc;
-  cc.set_type(type);
-  cc.set_member_id(id);
-  return cc;
-}
-
 TEST(MembershipTest, SingleServerChanges) {
   ConfState cs;
   cs.add_voters(3);
   cs.add_voters(1);
   Membership m(cs);
   EXPECT_EQ(m.Quorum(), 2u);
-  EXPECT_TRUE(m.Apply(Change(CONF_CHANGE_TYPE_ADD_LEARNER, 4)));
-  EXPECT_FALSE(m.Apply(Change(CONF_CHANGE_TYPE_ADD_VOTER, 4)));
-  EXPECT_TRUE(m.Apply(Change(CONF_CHANGE_TYPE_PROMOTE_LEARNER, 4)));
+  EXPECT_TRUE(
+      m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_LEARNER, 4)));
+  EXPECT_FALSE(m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_VOTER, 4)));
+  EXPECT_TRUE(
+      m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_PROMOTE_LEARNER, 4)));
   EXPECT_EQ(m.voters(), (std::vector<uint64_t>{1, 3, 4}));
   EXPECT_EQ(m.Quorum(), 2u);
-  EXPECT_TRUE(m.Apply(Change(CONF_CHANGE_TYPE_REMOVE, 1)));
-  EXPECT_TRUE(m.Apply(Change(CONF_CHANGE_TYPE_REMOVE, 3)));
-  EXPECT_FALSE(m.Apply(Change(CONF_CHANGE_TYPE_REMOVE, 4)));  // last voter
-  EXPECT_FALSE(m.Apply(Change(CONF_CHANGE_TYPE_ADD_VOTER, 0)));
+  EXPECT_TRUE(m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 1)));
+  EXPECT_TRUE(m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 3)));
+  EXPECT_FALSE(m.Apply(
+      testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 4)));  // last voter
+  EXPECT_FALSE(m.Apply(testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_VOTER, 0)));
 }
 
 }  // namespace

@@ -833,20 +833,13 @@ TEST_F(RaftTest, Transfer_ZeroPicksMostUpToDateVoter) {
 
 // --- §4 membership. ---------------------------------------------------------
 
-ConfChange Change(ConfChangeType type, uint64_t id) {
-  ConfChange cc;
-  cc.set_type(type);
-  cc.set_member_id(id);
-  return cc;
-}
-
 TEST_F(RaftTest, Membership_AddVoterReplicatesAndVotes_Sec4_1) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));
   ProposeN(1, 3);
   c.AddBlankMember(4);
-  auto idx = c.raft(1).ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_VOTER, 4),
-                                         c.now());
+  auto idx = c.raft(1).ProposeConfChange(
+      testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_VOTER, 4), c.now());
   ASSERT_TRUE(idx.ok()) << idx.status();
   c.AdvanceTime(3 * kHeartbeat);
   EXPECT_GE(c.raft(1).commit(), *idx);
@@ -862,11 +855,13 @@ TEST_F(RaftTest, Membership_OneChangeAtATime_Sec4_1) {
   c.Isolate(3);
   ASSERT_TRUE(
       c.raft(1)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_LEARNER, 4), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_LEARNER, 4), c.now())
           .ok());
   EXPECT_EQ(
       c.raft(1)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_LEARNER, 5), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_LEARNER, 5), c.now())
           .status()
           .code(),
       absl::StatusCode::kUnavailable);
@@ -888,7 +883,8 @@ TEST_F(RaftTest, Membership_LeaderCommitsInTermBeforeChange_Errata) {
       c.raft(2).commit() < c.raft(2).log().last_index()) {
     EXPECT_EQ(
         c.raft(2)
-            .ProposeConfChange(Change(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
+            .ProposeConfChange(
+                testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
             .status()
             .code(),
         absl::StatusCode::kUnavailable);
@@ -900,15 +896,16 @@ TEST_F(RaftTest, Membership_LeaderCommitsInTermBeforeChange_Errata) {
   ASSERT_NE(leader, 0u);
   EXPECT_TRUE(
       c.raft(leader)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
           .ok());
 }
 
 TEST_F(RaftTest, Membership_RemovedLeaderStepsDownAfterCommit_Sec4_2_2) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));
-  auto idx =
-      c.raft(1).ProposeConfChange(Change(CONF_CHANGE_TYPE_REMOVE, 1), c.now());
+  auto idx = c.raft(1).ProposeConfChange(
+      testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 1), c.now());
   ASSERT_TRUE(idx.ok());
   c.Stabilize();
   EXPECT_NE(c.raft(1).role(), Role::kLeader);
@@ -924,7 +921,8 @@ TEST_F(RaftTest, Membership_RemovedLeaderWithAppendsInFlight_Sec4_2_2) {
   ASSERT_TRUE(c.Elect(1));
   ASSERT_TRUE(
       c.raft(1)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_REMOVE, 1), c.now())
           .ok());
   // More entries right behind the removal: appends are in flight when the
   // acknowledgement that commits the removal arrives.
@@ -946,7 +944,8 @@ TEST_F(RaftTest, Membership_NewMemberCatchesUpOnIdleCluster) {
   c.Cut(1, 4);  // the first probes are lost
   ASSERT_TRUE(
       c.raft(1)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_LEARNER, 4), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_LEARNER, 4), c.now())
           .ok());
   c.AdvanceTime(3 * kHeartbeat);
   c.Heal();
@@ -960,12 +959,14 @@ TEST_F(RaftTest, Membership_InvalidChangeIsRejected) {
   ASSERT_TRUE(c.Elect(1));
   EXPECT_EQ(
       c.raft(1)
-          .ProposeConfChange(Change(CONF_CHANGE_TYPE_ADD_VOTER, 2), c.now())
+          .ProposeConfChange(
+              testing::MakeConfChange(CONF_CHANGE_TYPE_ADD_VOTER, 2), c.now())
           .status()
           .code(),
       absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c.raft(1)
-                .ProposeConfChange(Change(CONF_CHANGE_TYPE_PROMOTE_LEARNER, 9),
+                .ProposeConfChange(testing::MakeConfChange(
+                                       CONF_CHANGE_TYPE_PROMOTE_LEARNER, 9),
                                    c.now())
                 .status()
                 .code(),
@@ -995,8 +996,9 @@ TEST_F(RaftTest, Learner_PromotedBecomesVoter) {
   ASSERT_TRUE(c.Elect(1));
   ProposeN(1, 2);
   ASSERT_TRUE(c.raft(1)
-                  .ProposeConfChange(
-                      Change(CONF_CHANGE_TYPE_PROMOTE_LEARNER, 4), c.now())
+                  .ProposeConfChange(testing::MakeConfChange(
+                                         CONF_CHANGE_TYPE_PROMOTE_LEARNER, 4),
+                                     c.now())
                   .ok());
   c.Stabilize();
   EXPECT_EQ(c.raft(4).role(), Role::kFollower);
