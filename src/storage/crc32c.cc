@@ -26,6 +26,42 @@ constexpr std::array<std::array<uint32_t, 256>, 8> MakeTables() {
 }
 constexpr auto kTables = MakeTables();
 
+// The hardware loop runs three independent streams over adjacent blocks of
+// this many bytes and joins them; one stream waits on each crc32's latency.
+constexpr size_t kStreamBytes = 256;
+
+// Tables of the linear map "extend a raw CRC register by kStreamBytes zero
+// bytes": Shift(r) is the register after r is followed by that many zeros.
+// Since extending by data D from r gives Shift(r) ^ (D extended from 0),
+// blocks summed from 0 in parallel join as Shift(a) ^ b.
+constexpr std::array<std::array<uint32_t, 256>, 4> MakeShiftTables() {
+  std::array<uint32_t, 32> basis{};
+  for (int bit = 0; bit < 32; ++bit) {
+    uint32_t r = uint32_t{1} << bit;
+    for (size_t i = 0; i < kStreamBytes; ++i) {
+      r = (r >> 8) ^ kTables[0][r & 0xff];
+    }
+    basis[static_cast<size_t>(bit)] = r;
+  }
+  std::array<std::array<uint32_t, 256>, 4> t{};
+  for (size_t k = 0; k < 4; ++k) {
+    for (uint32_t v = 0; v < 256; ++v) {
+      uint32_t r = 0;
+      for (size_t bit = 0; bit < 8; ++bit) {
+        if ((v >> bit) & 1) r ^= basis[8 * k + bit];
+      }
+      t[k][v] = r;
+    }
+  }
+  return t;
+}
+constexpr auto kShift = MakeShiftTables();
+
+inline uint32_t Shift(uint32_t r) {
+  return kShift[0][r & 0xff] ^ kShift[1][(r >> 8) & 0xff] ^
+         kShift[2][(r >> 16) & 0xff] ^ kShift[3][r >> 24];
+}
+
 }  // namespace
 
 uint32_t Crc32cPortable(uint32_t crc, const void* data, size_t n) {
@@ -52,6 +88,23 @@ __attribute__((target("sse4.2"))) static uint32_t Sse42(uint32_t crc,
                                                         size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);
   uint64_t c = ~crc;
+  while (n >= 3 * kStreamBytes) {
+    uint64_t b = 0;
+    uint64_t d = 0;
+    for (size_t i = 0; i < kStreamBytes; i += 8) {
+      uint64_t w0, w1, w2;
+      std::memcpy(&w0, p + i, 8);
+      std::memcpy(&w1, p + kStreamBytes + i, 8);
+      std::memcpy(&w2, p + 2 * kStreamBytes + i, 8);
+      c = __builtin_ia32_crc32di(c, w0);
+      b = __builtin_ia32_crc32di(b, w1);
+      d = __builtin_ia32_crc32di(d, w2);
+    }
+    c = Shift(Shift(static_cast<uint32_t>(c)) ^ static_cast<uint32_t>(b)) ^
+        static_cast<uint32_t>(d);
+    p += 3 * kStreamBytes;
+    n -= 3 * kStreamBytes;
+  }
   while (n >= 8) {
     uint64_t word;
     std::memcpy(&word, p, 8);

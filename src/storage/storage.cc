@@ -32,8 +32,15 @@ uint32_t GetU32(const char* p) {
 
 namespace internal {
 
+uint32_t FrameCrc(uint32_t salt, char type, const void* payload, size_t n) {
+  char prefix[5];
+  for (int i = 0; i < 4; ++i) prefix[i] = static_cast<char>(salt >> (8 * i));
+  prefix[4] = type;
+  return Crc32c(Crc32c(prefix, sizeof prefix), payload, n);
+}
+
 void AppendFrame(std::string* out, int type,
-                 const google::protobuf::MessageLite& msg) {
+                 const google::protobuf::MessageLite& msg, uint32_t salt) {
   const size_t size = msg.ByteSizeLong();
   const size_t at = out->size();
   out->resize(at + kFrameHeaderBytes + size);
@@ -44,7 +51,7 @@ void AppendFrame(std::string* out, int type,
   std::string header;
   PutU32(&header, static_cast<uint32_t>(size));
   header.push_back(t);
-  PutU32(&header, Crc32c(Crc32c(&t, 1), payload, size));
+  PutU32(&header, FrameCrc(salt, t, payload, size));
   std::copy(header.begin(), header.end(), frame);
 }
 
@@ -71,8 +78,8 @@ bool AllZero(absl::string_view data) {
 
 // Reads the record at `offset`. kEnd: only zeros (preallocated space) or
 // nothing follows. kBad: a record that is cut short or fails its checksum.
-Parse ParseRecord(absl::string_view data, size_t offset, Record* rec,
-                  std::string* why) {
+Parse ParseRecord(absl::string_view data, size_t offset, uint32_t salt,
+                  Record* rec, std::string* why) {
   const absl::string_view rest = data.substr(offset);
   if (rest.size() < kFrameHeaderBytes) {
     if (AllZero(rest)) return Parse::kEnd;
@@ -87,9 +94,8 @@ Parse ParseRecord(absl::string_view data, size_t offset, Record* rec,
     *why = absl::StrCat("record length ", len, " runs past the end");
     return Parse::kBad;
   }
-  const char t = static_cast<char>(type);
-  const uint32_t actual =
-      Crc32c(Crc32c(&t, 1), rest.data() + kFrameHeaderBytes, len);
+  const uint32_t actual = internal::FrameCrc(
+      salt, static_cast<char>(type), rest.data() + kFrameHeaderBytes, len);
   if (actual != crc) {
     *why = absl::StrFormat("checksum mismatch (stored %08x, computed %08x)",
                            crc, actual);
@@ -101,16 +107,16 @@ Parse ParseRecord(absl::string_view data, size_t offset, Record* rec,
   return Parse::kRecord;
 }
 
-// Whether a valid record starts anywhere after `offset`: if so, a bad
-// record at `offset` is corruption, not a torn final write.
-// Where the next valid record after `offset` starts, if any.
-std::optional<size_t> NextValidRecord(absl::string_view data, size_t offset) {
+// Where the next valid record after `offset` starts, if any: if there is
+// one, a bad record at `offset` is corruption or a torn write, not the end.
+std::optional<size_t> NextValidRecord(absl::string_view data, size_t offset,
+                                      uint32_t salt) {
   for (size_t p = offset + 1; p + kFrameHeaderBytes <= data.size(); ++p) {
     const int type = static_cast<uint8_t>(data[p + 4]);
     if (type == 0 || type > storage::RecordType_MAX) continue;
     Record rec;
     std::string why;
-    if (ParseRecord(data, p, &rec, &why) == Parse::kRecord) return p;
+    if (ParseRecord(data, p, salt, &rec, &why) == Parse::kRecord) return p;
   }
   return std::nullopt;
 }
@@ -130,6 +136,15 @@ bool HasHole(absl::string_view data, size_t from, size_t to) {
   }
   return false;
 }
+
+// Salts the checksums of a segment's records, so that the records an older
+// segment left in a recycled file never parse as this segment's. Distinct
+// salts give distinct checksums for the same bytes (CRCs are linear), so
+// this is certain, not probable. Snapshot files use salt 0.
+uint32_t SegmentSalt(uint64_t seq) { return static_cast<uint32_t>(seq); }
+
+// Compacted segments kept for reuse (at most this many).
+constexpr size_t kKeepRecycled = 2;
 
 std::string SegmentName(uint64_t seq, uint64_t first_index) {
   return absl::StrFormat("%016x-%016x.wal", seq, first_index);
@@ -242,7 +257,8 @@ absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
     SnapshotHeader header;
     if (!contents.ok()) {
       why = std::string(contents.status().message());
-    } else if (ParseRecord(*contents, 0, &rec, &why) != Parse::kRecord ||
+    } else if (ParseRecord(*contents, 0, /*salt=*/0, &rec, &why) !=
+                   Parse::kRecord ||
                rec.type != RECORD_TYPE_SNAPSHOT_HEADER) {
       if (why.empty()) why = "no snapshot header";
     } else if (!header.ParseFromArray(rec.payload.data(),
@@ -360,6 +376,7 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
   // Appends continue in the last segment, after its last valid record.
   active_offset_ = segments_end_[segments_.back().seq];
   flushed_offset_ = active_offset_;
+  active_salt_ = SegmentSalt(segments_.back().seq);
   QUORATE_ASSIGN_OR_RETURN(
       active_, fs_->OpenWritable(segments_.back().path, /*create=*/false, 0));
   return absl::OkStatus();
@@ -373,6 +390,8 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
   std::vector<raft::Entry>& entries = restored->entries;
   size_t offset = 0;
   bool header_seen = false;
+  bool recycled = false;
+  const uint32_t salt = SegmentSalt(seg.seq);
   auto corrupt = [&](const std::string& why) {
     return absl::DataLossError(absl::StrCat("corrupt log record in ", seg.path,
                                             " at offset ", offset, ": ", why));
@@ -380,7 +399,7 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
   while (true) {
     Record rec;
     std::string why;
-    const Parse p = ParseRecord(data, offset, &rec, &why);
+    const Parse p = ParseRecord(data, offset, salt, &rec, &why);
     if (p == Parse::kEnd && !header_seen) {
       // Created but never given its header (a crash, or a full disk while
       // preallocating): it never held anything acknowledged.
@@ -396,12 +415,26 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
     }
     if (p == Parse::kEnd) break;
     if (p == Parse::kBad) {
+      const std::optional<size_t> next = NextValidRecord(data, offset, salt);
+      if (recycled && !next.has_value()) {
+        // What follows is the older segment's data (or a torn final
+        // write over it; in a segment before the last, the next segment's
+        // header checks where this one ends).
+        if (last && options_.log) {
+          options_.log(absl::StrCat("log ends at offset ", offset,
+                                    " of recycled segment ", seg.path));
+        }
+        break;
+      }
       // A torn final write: in the last segment, with nothing valid after
       // it, or only after a hole. (The header is synced before any record
-      // is appended, so records after a bad header mean corruption.)
-      const std::optional<size_t> next = NextValidRecord(data, offset);
-      const bool torn = last && (!next.has_value() ||
-                                 (header_seen && HasHole(data, offset, *next)));
+      // is appended, so records after a bad header mean corruption.) A
+      // recycled segment has no zeroed holes to tell a torn write from a
+      // damaged record, so a bad record with valid ones after it is
+      // corruption there.
+      const bool torn =
+          last && (!next.has_value() ||
+                   (header_seen && !recycled && HasHole(data, offset, *next)));
       if (!torn) return corrupt(why);
       // A write torn by a crash: nothing after it was ever synced. Zero
       // it out so that new records start clean.
@@ -445,6 +478,15 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
             "data directory ", options_.dir, " belongs to cluster '",
             header.cluster_id(), "', not '", options_.cluster_id, "'"));
       }
+      if (auto prev = segments_end_.find(seg.seq - 1);
+          prev != segments_end_.end() && header.previous_end() != 0 &&
+          prev->second != header.previous_end()) {
+        return absl::DataLossError(absl::StrCat(
+            "log segment ", seg.seq - 1, " ends at offset ", prev->second,
+            " but ", seg.path, " says it ends at ", header.previous_end(),
+            ": records are missing or damaged"));
+      }
+      recycled = header.recycled();
       // A segment replaces the log from its first index on; a later first
       // index than the log's end means a snapshot replaced everything
       // before it.
@@ -501,11 +543,24 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
       active_dirty_ = false;
     }
   }
+  const uint64_t previous_end = active_ != nullptr ? active_offset_ : 0;
   const uint64_t seq = segments_.empty() ? 1 : segments_.back().seq + 1;
   const std::string path =
       JoinPath(options_.dir, SegmentName(seq, first_index));
   absl::StatusOr<std::unique_ptr<WritableFile>> file;
-  if (preparer_ != nullptr) {
+  const bool recycle = !recycled_.empty();
+  if (recycle) {
+    // A compacted segment's file: its blocks are allocated and written, so
+    // writing over them costs no allocation and no zero-filling. Its old
+    // records stay behind ours but fail our salted checksums. A crash
+    // before our header is durable leaves a segment without a valid
+    // header, which recovery removes.
+    if (absl::Status s = fs_->Rename(recycled_.back(), path); !s.ok()) {
+      return Fail(s);
+    }
+    recycled_.pop_back();
+    file = fs_->OpenWritable(path, /*create=*/false, 0);
+  } else if (preparer_ != nullptr) {
     // A zero-filled, synced file is waiting under a temporary name.
     absl::StatusOr<SegmentPreparer::Prepared> prepared = preparer_->Take();
     if (!prepared.ok()) return Fail(prepared.status());
@@ -522,16 +577,20 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
   header.set_cluster_id(options_.cluster_id);
   header.set_sequence(seq);
   header.set_first_index(first_index);
+  header.set_recycled(recycle);
+  header.set_previous_end(previous_end);
   // Each segment carries the hard state, so older segments can go.
   std::string head;
-  internal::AppendFrame(&head, RECORD_TYPE_SEGMENT_HEADER, header);
-  internal::AppendFrame(&head, RECORD_TYPE_HARD_STATE, hard_state_);
+  const uint32_t salt = SegmentSalt(seq);
+  internal::AppendFrame(&head, RECORD_TYPE_SEGMENT_HEADER, header, salt);
+  internal::AppendFrame(&head, RECORD_TYPE_HARD_STATE, hard_state_, salt);
   absl::Status s = (*file)->WriteAt(0, head);
   if (s.ok()) s = (*file)->Sync();
   if (s.ok()) s = fs_->SyncDir(options_.dir);
   if (!s.ok()) return Fail(s);
   segments_.push_back(Segment{seq, first_index, path});
   active_ = *std::move(file);
+  active_salt_ = salt;
   active_offset_ = head.size();
   flushed_offset_ = active_offset_;
   active_dirty_ = false;
@@ -553,7 +612,7 @@ absl::Status Storage::AppendRecord(int type,
   }
   // Framed in place in the pending buffer: no intermediate copies, and one
   // write per batch rather than one per record.
-  internal::AppendFrame(&pending_, type, msg);
+  internal::AppendFrame(&pending_, type, msg, active_salt_);
   active_offset_ += kFrameHeaderBytes + size;
   if (pending_.size() >= internal::kFlushBytes) return Flush();
   return absl::OkStatus();
@@ -642,7 +701,8 @@ absl::Status Storage::SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
   QUORATE_ASSIGN_OR_RETURN(auto file,
                            fs_->OpenWritable(tmp, /*create=*/true, 0));
   std::string head;
-  internal::AppendFrame(&head, RECORD_TYPE_SNAPSHOT_HEADER, header);
+  internal::AppendFrame(&head, RECORD_TYPE_SNAPSHOT_HEADER, header,
+                        /*salt=*/0);
   QUORATE_RETURN_IF_ERROR(file->WriteAt(0, head));
   QUORATE_RETURN_IF_ERROR(file->WriteAt(head.size(), data));
   QUORATE_RETURN_IF_ERROR(file->Sync());
@@ -686,9 +746,18 @@ absl::Status Storage::SaveSnapshot(const raft::SnapshotMetadata& metadata,
 absl::Status Storage::RemoveSegmentsBefore(size_t keep_from) {
   if (keep_from == 0) return absl::OkStatus();
   for (size_t i = 0; i < keep_from; ++i) {
-    if (absl::Status s = fs_->Remove(segments_[i].path); !s.ok()) {
-      return Fail(s);
+    absl::Status s;
+    if (options_.recycle_segments && recycled_.size() < kKeepRecycled) {
+      // Kept for reuse under a temporary name (removed at the next start).
+      const std::string to =
+          JoinPath(options_.dir,
+                   absl::StrFormat("recycled-%016x.wal.tmp", segments_[i].seq));
+      s = fs_->Rename(segments_[i].path, to);
+      if (s.ok()) recycled_.push_back(to);
+    } else {
+      s = fs_->Remove(segments_[i].path);
     }
+    if (!s.ok()) return Fail(s);
   }
   segments_.erase(segments_.begin(),
                   segments_.begin() + static_cast<std::ptrdiff_t>(keep_from));

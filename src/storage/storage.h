@@ -14,10 +14,14 @@
 //   LOCK                              flock()ed while a process has it open
 //   <seq:16 hex>-<first index:16 hex>.wal   log segments, preallocated
 //   snap-<index:16 hex>-<term:16 hex>.snap  snapshots
-// Every record is framed as [u32 length][u8 type][u32 CRC32C of type and
-// payload][payload], little-endian; the payload is a storage.proto or
-// raft.proto message. A segment starts with a SegmentHeader and the hard
-// state current when it was created, so whole segments can be removed.
+//   recycled-<seq:16 hex>.wal.tmp     compacted segments kept for reuse
+// Every record is framed as [u32 length][u8 type][u32 CRC32C of salt, type
+// and payload][payload], little-endian; the payload is a storage.proto or
+// raft.proto message. The salt is the segment's sequence number (0 in
+// snapshots), so a recycled segment's older records never parse as its
+// own. A segment starts with a SegmentHeader and the hard state current
+// when it was created, so whole segments can be removed; the header also
+// says where the previous segment ends, which recovery checks.
 // Entries, hard state and truncations are records of the log, so one
 // fdatasync makes a whole Ready durable atomically.
 //
@@ -73,6 +77,9 @@ struct StorageOptions {
   // Needs a thread-safe FileSystem; tests with an in-memory one turn it
   // off.
   bool prepare_segments_ahead = true;
+  // Reuse the files of compacted segments for new ones: writing over
+  // allocated blocks is cheaper than allocating and zero-filling new ones.
+  bool recycle_segments = true;
 };
 
 class SegmentPreparer;
@@ -158,6 +165,8 @@ class Storage {
   std::unique_ptr<WritableFile> active_;       // the last segment
   uint64_t active_offset_ = 0;                 // where its next record goes
   uint64_t flushed_offset_ = 0;                // end of what was written to it
+  uint32_t active_salt_ = 0;                   // its records' checksum salt
+  std::vector<std::string> recycled_;          // compacted files to reuse
   std::string pending_;                        // framed records not yet written
   bool active_dirty_ = false;                  // written but not synced
   uint64_t last_index_ = 0;
@@ -176,7 +185,10 @@ inline constexpr uint32_t kMaxRecordBytes = 256u << 20;
 inline constexpr size_t kFlushBytes = 4u << 20;
 // Appends `msg` framed as a record of `type` to `out`.
 void AppendFrame(std::string* out, int type,
-                 const google::protobuf::MessageLite& msg);
+                 const google::protobuf::MessageLite& msg, uint32_t salt);
+// The checksum of a record: CRC32C of the salt (4 bytes, little-endian),
+// the type byte and the payload.
+uint32_t FrameCrc(uint32_t salt, char type, const void* payload, size_t n);
 }  // namespace internal
 
 }  // namespace quorate::storage

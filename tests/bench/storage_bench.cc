@@ -2,10 +2,12 @@
 // limit of the same disk measured in the same run, and recovery time.
 //
 // BM_Append/<entry bytes>/<batch>: Storage::Write of `batch` entries, then
-// Storage::Sync(). BM_RawSync/<entry bytes>/<batch>: pwrite of the same
-// number of bytes at the end of a preallocated file, then fdatasync: the
-// physical limit for that batch. Compare items_per_second of the two.
-// BM_Recovery/<MiB>: Storage::Open() of a log of that size.
+// Storage::Sync(), on a new, growing log. BM_AppendSteady: the same on the
+// log of a member that has run a while (compacted segments are reused).
+// BM_RawSync/<entry bytes>/<batch>: pwrite of the same number of bytes at the
+// end of a preallocated file, then fdatasync: the physical limit for that
+// batch. Compare items_per_second of the two. BM_Recovery/<MiB>:
+// Storage::Open() of a log of that size.
 //
 // Files go to $QUORATE_BENCH_DIR, else the current directory (the disk a
 // data directory would be on), in a temporary folder removed afterwards.
@@ -44,7 +46,13 @@ std::vector<raft::EntryPtr> Batch(uint64_t first, int64_t n, size_t bytes) {
   return out;
 }
 
-void BM_Append(benchmark::State& state) {
+// Appends batches with one Sync() each. `steady`: the log of a member that
+// has run a while. Whenever it grows past two segments the state machine's
+// snapshot is saved and the log compacted (inside the timed loop), so new
+// segments reuse compacted files; a warm-up outside the timing fills and
+// compacts the first segments. Without it: a new member's growing log,
+// whose segments are all new files zero-filled ahead of use.
+void RunAppend(benchmark::State& state, bool steady) {
   const auto bytes = static_cast<size_t>(state.range(0));
   const int64_t batch = state.range(1);
   const std::string dir = TempDir();
@@ -57,14 +65,38 @@ void BM_Append(benchmark::State& state) {
     uint64_t next = 1;
     raft::HardState hs;
     hs.set_term(1);
+    auto compact = [&] {
+      if ((*s)->segment_count() <= 2) return;
+      raft::SnapshotMetadata md;
+      md.set_index((*s)->last_index());
+      md.set_term(1);
+      if (!(*s)->SaveSnapshot(md, "state machine").ok()) std::abort();
+      if (!(*s)->Compact(md.index()).ok()) std::abort();
+    };
+    // Warm-up in large batches (the entry size does not matter to it).
+    for (int compactions = 0; steady && compactions < 2;) {
+      if (!(*s)->Write(std::nullopt, Batch(next, 256, 4096), std::nullopt)
+               .ok()) {
+        std::abort();
+      }
+      next += 256;
+      if ((*s)->segment_count() > 2) {
+        compact();
+        ++compactions;
+      }
+    }
+    if (!(*s)->Sync().ok()) std::abort();
+    // The caller's entries are made and freed outside the timing.
+    std::vector<raft::EntryPtr> entries;
     for (auto _ : state) {
       state.PauseTiming();
-      auto entries = Batch(next, batch, bytes);
+      entries = Batch(next, batch, bytes);
       hs.set_commit(next - 1);
       state.ResumeTiming();
       if (!(*s)->Write(std::nullopt, entries, hs).ok()) std::abort();
       if (!(*s)->Sync().ok()) std::abort();
       next += static_cast<uint64_t>(batch);
+      if (steady) compact();
     }
     state.SetItemsProcessed(state.iterations() * batch);
     state.SetBytesProcessed(state.iterations() * batch *
@@ -72,7 +104,15 @@ void BM_Append(benchmark::State& state) {
   }
   std::filesystem::remove_all(dir);
 }
+
+void BM_Append(benchmark::State& state) { RunAppend(state, false); }
 BENCHMARK(BM_Append)
+    ->ArgsProduct({{128, 4096}, {1, 16, 64, 256}})
+    ->UseRealTime()
+    ->MinTime(1.0);
+
+void BM_AppendSteady(benchmark::State& state) { RunAppend(state, true); }
+BENCHMARK(BM_AppendSteady)
     ->ArgsProduct({{128, 4096}, {1, 16, 64, 256}})
     ->UseRealTime()
     ->MinTime(1.0);

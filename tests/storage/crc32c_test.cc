@@ -29,10 +29,11 @@ TEST(Crc32cTest, ExtendingEqualsOneShot) {
 
 TEST(Crc32cTest, HardwareAndPortableAgree) {
   raft::SeededRandom rng(9);
-  std::string data(4099, '\0');
+  std::string data(20000, '\0');
   for (char& c : data) c = static_cast<char>(rng.Next());
   for (size_t off = 0; off < 9; ++off) {
-    for (size_t len : {0u, 1u, 7u, 8u, 9u, 63u, 64u, 1000u, 4090u}) {
+    for (size_t len : {0u, 1u, 7u, 8u, 9u, 63u, 64u, 767u, 768u, 769u, 1000u,
+                       1536u, 4090u, 19990u}) {
       const uint32_t portable =
           internal::Crc32cPortable(5, data.data() + off, len);
       uint32_t hw = 0;
