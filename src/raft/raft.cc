@@ -120,6 +120,8 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
   }
   r->RebuildMembership();
   r->persisted_hard_state_ = r->CurrentHardState();
+  r->durable_term_ = r->persisted_hard_state_.term();
+  r->handed_out_term_ = r->durable_term_;
   r->now_ns_ = now_ns;
   // A restarted member may have forgotten that it recently heard from a
   // leader; it keeps the disruptive-server promise by treating its start as
@@ -1355,13 +1357,25 @@ Ready Raft::GetReady() {
   read_states_.clear();
   rd.failed_reads = std::move(failed_reads_);
   failed_reads_.clear();
+  handed_out_term_ = persisted_hard_state_.term();
   ready_outstanding_ = true;
   return rd;
+}
+
+std::vector<Message> Raft::TakeMessages() {
+  // Messages in messages_ were classified as safe once the term they carry
+  // is durable; before the outstanding Ready completes that holds only if
+  // the term did not change in it.
+  if (!ready_outstanding_ || term_ != durable_term_) return {};
+  std::vector<Message> out = std::move(messages_);
+  messages_.clear();
+  return out;
 }
 
 void Raft::Advance() {
   QUORATE_CHECK(ready_outstanding_) << "Advance() without GetReady()";
   ready_outstanding_ = false;
+  durable_term_ = handed_out_term_;
   log_.MarkStable();
   if (snapshot_handed_out_ && !ready_snapshot_.has_value()) {
     snapshot_unstable_ = false;

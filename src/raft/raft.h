@@ -247,6 +247,13 @@ class Raft {
   bool HasReady() const;
   Ready GetReady();
   void Advance();
+  // While a Ready is outstanding (its writes not yet durable), the
+  // messages that may leave anyway: those that would go into the next
+  // Ready's `messages`, provided this member's current term is already
+  // durable. A leader's heartbeats so keep flowing while its disk is slow,
+  // and its followers do not start elections. Empty otherwise; what is
+  // not taken goes into the next Ready as usual.
+  std::vector<Message> TakeMessages();
 
   // Accessors.
   uint64_t id() const { return config_.id; }
@@ -398,6 +405,10 @@ class Raft {
 
   // Ready under construction.
   HardState persisted_hard_state_;
+  // Term of the hard state known durable (at Create(), and at each
+  // Advance() the one handed out before it).
+  uint64_t durable_term_ = 0;
+  uint64_t handed_out_term_ = 0;
   SoftState reported_soft_state_;
   std::optional<Snapshot> ready_snapshot_;
   std::vector<Message> messages_;

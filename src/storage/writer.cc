@@ -46,20 +46,35 @@ void GroupCommitWriter::Run() {
       if (queue_.empty()) return;  // stopping, and nothing left
       batch.swap(queue_);
     }
-    // Write everything, then one sync. A failure fails this request and
-    // every later one: the storage refuses writes after an error.
-    absl::Status status;
-    for (const Request& r : batch) {
-      if (status.ok())
-        status = storage_->Write(r.snapshot, r.entries, r.hard_state);
-    }
-    if (status.ok()) status = storage_->Sync();
-    {
-      MutexLock lock(&mu_);
-      ++syncs_;
-    }
-    for (Request& r : batch) {
-      if (r.done) r.done(status);
+    // Write everything up to the next task, then one sync. A failure fails
+    // this request and every later one: the storage refuses writes after
+    // an error.
+    auto from = batch.begin();
+    while (from != batch.end()) {
+      auto to = from;
+      absl::Status status;
+      for (; to != batch.end() && !to->task; ++to) {
+        if (status.ok()) {
+          status = storage_->Write(to->snapshot, to->entries, to->hard_state);
+        }
+      }
+      if (to != from) {
+        if (status.ok()) status = storage_->Sync();
+        {
+          MutexLock lock(&mu_);
+          ++syncs_;
+        }
+        for (auto r = from; r != to; ++r) {
+          if (r->done) r->done(status);
+        }
+      }
+      if (to != batch.end()) {
+        absl::Status s = storage_->error();
+        if (s.ok()) s = to->task(storage_);
+        if (to->done) to->done(s);
+        ++to;
+      }
+      from = to;
     }
   }
 }

@@ -34,6 +34,10 @@ class GroupCommitWriter {
     std::optional<raft::Snapshot> snapshot;
     std::vector<raft::EntryPtr> entries;
     std::optional<raft::HardState> hard_state;
+    // Run on the writer thread after everything queued before this request
+    // is durable (and before anything queued after it is written): saving
+    // a snapshot and compacting, say. Its status goes to `done`.
+    std::function<absl::Status(Storage*)> task;
     std::function<void(absl::Status)> done;
   };
 

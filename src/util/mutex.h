@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
 
 namespace quorate {
 
@@ -51,6 +52,15 @@ class CondVar {
   void Wait(Mutex* mu) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     std::unique_lock<std::mutex> lock(mu->m_, std::adopt_lock);
     cv_.wait(lock);
+    lock.release();
+  }
+  // As Wait(), but returns after `timeout` at the latest.
+  void WaitWithTimeout(Mutex* mu, absl::Duration timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    std::unique_lock<std::mutex> lock(mu->m_, std::adopt_lock);
+    if (timeout > absl::ZeroDuration()) {
+      cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout));
+    }
     lock.release();
   }
   void Signal() { cv_.notify_one(); }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "raft/cluster.h"
@@ -507,6 +508,59 @@ TEST_F(RaftTest, Ready_LeaderAppendsGoOutBeforeOwnPersist) {
   EXPECT_EQ(r.commit(), commit + 1);  // followers 2 and 3 form a quorum
   r.Advance();
   c.Stabilize();
+}
+
+TEST_F(RaftTest, Ready_TakeMessagesLetsHeartbeatsOutDuringASlowWrite) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  Raft& r = c.raft(1);
+  ASSERT_TRUE(r.Propose("x", c.now()).ok());
+  Ready rd = r.GetReady();  // its fsync is slow
+  ASSERT_EQ(rd.entries.size(), 1u);
+  EXPECT_TRUE(r.TakeMessages().empty());  // nothing new yet
+  const int64_t later =
+      c.now() + Cluster::DefaultConfig().heartbeat_interval_ns;
+  r.Tick(later);
+  EXPECT_FALSE(r.HasReady());  // one Ready at a time
+  std::set<uint64_t> heartbeats;
+  for (const Message& m : r.TakeMessages()) {
+    if (m.type() == MESSAGE_TYPE_HEARTBEAT) heartbeats.insert(m.to());
+  }
+  EXPECT_EQ(heartbeats, (std::set<uint64_t>{2, 3}));
+  r.Advance();
+  c.DropAll();
+}
+
+TEST_F(RaftTest, Ready_TakeMessagesHoldsEverythingWhileANewTermIsUnsynced) {
+  Config cfg = Cluster::DefaultConfig();
+  cfg.pre_vote = false;
+  Cluster& c = Make(3, 0, 1, cfg);
+  c.SkipTime(kElection);
+  Raft& r = c.raft(1);
+  r.Campaign(c.now());
+  Ready rd = r.GetReady();  // term 2 and the vote, not yet durable
+  ASSERT_TRUE(rd.hard_state.has_value());
+  // A pre-vote request is answered with a message that depends on the
+  // term: it must wait until the term is durable.
+  Message pv;
+  pv.set_type(MESSAGE_TYPE_PRE_VOTE);
+  pv.set_from(2);
+  pv.set_to(1);
+  pv.set_term(r.term() + 1);
+  pv.set_log_term(r.log().last_term());
+  pv.set_index(r.log().last_index());
+  ASSERT_TRUE(r.Step(pv, c.now()).ok());
+  EXPECT_TRUE(r.TakeMessages().empty());
+  r.Advance();
+  ASSERT_TRUE(r.HasReady());
+  Ready next = r.GetReady();
+  bool answered = false;
+  for (const Message& m : next.messages) {
+    answered |= m.type() == MESSAGE_TYPE_PRE_VOTE_RESPONSE && m.to() == 2;
+  }
+  EXPECT_TRUE(answered);
+  r.Advance();
+  c.DropAll();
 }
 
 TEST_F(RaftTest, Ready_SingleMemberCommitsOnlyAfterAdvance) {

@@ -1,0 +1,157 @@
+// node/node.h: one member as a running process: the consensus core driven
+// by an Asio loop, persisted by the storage writer, connected to its peers
+// by the transport.
+//
+//   NodeOptions o;  o.name = "n1";  o.data_dir = "/var/lib/quorate/n1"; ...
+//   QUORATE_ASSIGN_OR_RETURN(auto node, Node::Start(std::move(o)));
+//   node->Propose("command", absl::Seconds(2), [](absl::StatusOr<uint64_t> i) {
+//     ... applied at index *i, or failed ...
+//   });
+//   node->Stop(/*graceful=*/true);   // a leader hands over first
+//
+// THREADS. One loop thread owns the core and everything it touches. It
+// never waits on the disk or the network:
+//  - timers feed it the monotonic time (the core's next deadline);
+//  - message batches from the transport's threads arrive by posting, and
+//    at most `max_inbox` of them wait (more are dropped, as a network
+//    would; Raft retries);
+//  - each Ready's writes go to the GroupCommitWriter's thread; its
+//    completion is posted back, and only then are messages_after_persist
+//    sent, committed entries applied and the core advanced (the Ready
+//    contract of raft.h);
+//  - snapshots are saved and the log compacted on the writer thread too.
+// The state machine's methods and every callback run on the loop thread.
+#ifndef QUORATE_NODE_NODE_H_
+#define QUORATE_NODE_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "raft/raft.h"
+#include "storage/file.h"
+#include "transport/transport.h"
+
+namespace quorate::node {
+
+// The core's id for a member name: a 64-bit FNV-1a hash, never 0. Names
+// are what operators see; ids are what the log stores.
+uint64_t MemberId(absl::string_view name);
+
+// What the members agree on. Called on the loop thread only.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Committed commands, in index order, each exactly once since the last
+  // Restore().
+  virtual void Apply(uint64_t index, const std::string& command) = 0;
+  // The whole state, as of the last Apply().
+  virtual std::string Snapshot() const = 0;
+  // Replaces the whole state (from a snapshot of this member's or the
+  // leader's).
+  virtual absl::Status Restore(const std::string& snapshot) = 0;
+};
+
+struct MemberSpec {
+  std::string name;
+  std::string zone;
+  std::string address;  // HOST:PORT of its gRPC listener
+};
+
+struct NodeOptions {
+  std::string name;
+  std::string zone;
+  std::string cluster_id;
+  std::string listen;  // HOST:PORT
+  // The initial voters, this member among them. Used only when the data
+  // directory is new; afterwards the directory remembers them.
+  std::vector<MemberSpec> initial_members;
+  std::string data_dir;
+  absl::Duration heartbeat_interval = absl::Milliseconds(50);
+  absl::Duration election_timeout = absl::Milliseconds(500);
+  transport::TlsFiles tls;
+  // A snapshot is taken (and the log compacted) every this many applied
+  // entries.
+  uint64_t snapshot_every = 10000;
+  StateMachine* state_machine = nullptr;  // optional; not owned
+  // Tests: the file system under the data directory, and segment size.
+  storage::FileSystem* fs = nullptr;
+  uint64_t segment_bytes = 64 << 20;
+  size_t max_inbox = 16384;      // message batches waiting for the loop
+  size_t max_proposals = 65536;  // proposals waiting to be applied
+  // Notable events, one line each. Any thread.
+  std::function<void(const std::string&)> log;
+  // The role or term changed. Loop thread.
+  std::function<void(raft::Role role, uint64_t term)> on_role;
+  // The member stopped working by itself (its storage failed). Loop thread.
+  std::function<void(const absl::Status&)> on_fatal;
+};
+
+struct PeerStatus {
+  std::string name;
+  std::string zone;
+  std::string address;
+  bool voter = false;
+  bool reachable = false;
+  int64_t last_contact_ms = -1;  // since a message from it; -1: never
+};
+
+struct NodeStatus {
+  std::string name;
+  std::string zone;
+  std::string cluster_id;
+  std::string listen_address;
+  raft::Role role = raft::Role::kFollower;
+  uint64_t term = 0;
+  std::string leader;  // name; empty when no leader is known
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_log_index = 0;
+  uint64_t snapshot_index = 0;
+  std::vector<PeerStatus> peers;
+  absl::Status error;  // why the member stopped working, if it did
+};
+
+class Node {
+ public:
+  // Validates the options, opens (and recovers) the data directory, binds
+  // the listener and starts the loop. DATA_LOSS: the directory is corrupt
+  // (the message names the file and offset); nothing was changed.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(NodeOptions options);
+  ~Node();  // Stop(false)
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Proposes `command`. `done` runs on the loop thread with the index it
+  // was applied at; or UNAVAILABLE (not the leader; try the leader),
+  // RESOURCE_EXHAUSTED (too many waiting), ABORTED (leadership changed and
+  // the entry was replaced) or DEADLINE_EXCEEDED (outcome unknown).
+  void Propose(std::string command, absl::Duration timeout,
+               std::function<void(absl::StatusOr<uint64_t>)> done);
+
+  NodeStatus GetStatus() const;
+
+  // Stops the member. `graceful`: a leader first hands leadership to an
+  // up-to-date peer and waits (at most an election timeout) for it to
+  // take over. Idempotent.
+  void Stop(bool graceful);
+
+  std::string listen_address() const;
+
+  // Tests: starts an election now.
+  void Campaign();
+
+ private:
+  class Impl;
+  explicit Node(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace quorate::node
+
+#endif  // QUORATE_NODE_NODE_H_

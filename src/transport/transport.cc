@@ -1,0 +1,474 @@
+#include "transport/transport.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "quorate/peer.grpc.pb.h"
+#include "util/clock.h"
+#include "util/grpc_status.h"
+#include "util/mutex.h"
+
+namespace quorate::transport {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    const std::string& what) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the TLS ", what, " file '", path, "'"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the TLS ", what, " file '", path, "' holds no PEM data"));
+  }
+  return ss.str();
+}
+
+struct Pems {
+  std::string ca, cert, key;
+};
+
+absl::StatusOr<Pems> LoadPems(const TlsFiles& tls) {
+  if (tls.ca_file.empty() || tls.cert_file.empty() || tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "mutual TLS needs all three of the CA, certificate and key files");
+  }
+  Pems p;
+  absl::StatusOr<std::string> s = ReadPem(tls.ca_file, "CA");
+  if (!s.ok()) return s.status();
+  p.ca = *std::move(s);
+  s = ReadPem(tls.cert_file, "certificate");
+  if (!s.ok()) return s.status();
+  p.cert = *std::move(s);
+  s = ReadPem(tls.key_file, "key");
+  if (!s.ok()) return s.status();
+  p.key = *std::move(s);
+  return p;
+}
+
+int Ms(absl::Duration d) {
+  return static_cast<int>(absl::ToInt64Milliseconds(d));
+}
+
+class TransportImpl;
+
+// Receives the streams peers open to this member.
+class PeerService final : public peer::Peer::Service {
+ public:
+  explicit PeerService(TransportImpl* owner) : owner_(owner) {}
+  grpc::Status Stream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<peer::StreamAck, peer::PeerFrame>* stream)
+      override;
+
+ private:
+  TransportImpl* const owner_;
+};
+
+// One peer's outgoing stream and its queue, driven by a thread of its own.
+class PeerSender {
+ public:
+  PeerSender(TransportImpl* owner, PeerAddress peer,
+             std::shared_ptr<grpc::Channel> channel);
+  ~PeerSender();
+
+  void Enqueue(std::vector<raft::Message> messages);
+  PeerState State() const;
+  // Stops the thread (cancelling a stream it is blocked on) and joins it.
+  void Stop();
+
+ private:
+  void Run();
+  // Opens the stream and exchanges Hello; false (after logging why) if the
+  // peer cannot be reached or refuses.
+  bool Connect(
+      grpc::ClientContext* context,
+      std::unique_ptr<
+          grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>* stream);
+  void Disconnected(const grpc::Status& status);
+  void LogOnce(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  TransportImpl* const owner_;
+  const PeerAddress peer_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<peer::Peer::Stub> stub_;
+  mutable Mutex mu_;
+  CondVar changed_;  // queue, stop or connection state changed
+  std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_log_ ABSL_GUARDED_BY(mu_);
+  grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::thread thread_;
+};
+
+class TransportImpl final : public Transport {
+ public:
+  explicit TransportImpl(Options options)
+      : options_(std::move(options)), service_(this) {}
+  ~TransportImpl() override { Stop(); }
+
+  absl::Status Init(const std::vector<PeerAddress>& peers);
+
+  void Send(std::vector<raft::Message> messages) override {
+    std::map<uint64_t, std::vector<raft::Message>> by_peer;
+    for (raft::Message& m : messages) {
+      by_peer[m.to()].push_back(std::move(m));
+    }
+    for (auto& [to, batch] : by_peer) {
+      auto it = senders_.find(to);
+      if (it == senders_.end()) continue;  // not a peer (a bug upstream)
+      it->second->Enqueue(std::move(batch));
+    }
+  }
+
+  std::string listen_address() const override { return listen_address_; }
+
+  std::map<uint64_t, PeerState> Peers() const override {
+    std::map<uint64_t, PeerState> out;
+    for (const auto& [id, sender] : senders_) out[id] = sender->State();
+    MutexLock lock(&mu_);
+    for (auto& [id, state] : out) {
+      auto it = last_received_.find(id);
+      if (it != last_received_.end()) state.last_received_ns = it->second;
+    }
+    return out;
+  }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    for (auto& [id, sender] : senders_) sender->Stop();
+    if (server_ != nullptr) {
+      // Streams never end by themselves: cancel them now.
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+    }
+  }
+
+  const Options& options() const { return options_; }
+
+  void Log(const std::string& line) const {
+    if (options_.log) options_.log(line);
+  }
+
+  void Received(uint64_t from, std::vector<raft::Message> messages) {
+    {
+      MutexLock lock(&mu_);
+      last_received_[from] = MonotonicNowNs();
+    }
+    if (options_.on_messages && !messages.empty()) {
+      options_.on_messages(std::move(messages));
+    }
+  }
+
+  void Unreachable(uint64_t peer) const {
+    if (options_.on_unreachable) options_.on_unreachable(peer);
+  }
+
+ private:
+  const Options options_;
+  PeerService service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string listen_address_;
+  // Fixed after Init(); the senders lock themselves.
+  std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
+  mutable Mutex mu_;
+  std::map<uint64_t, int64_t> last_received_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stopped_{false};
+};
+
+grpc::Status PeerService::Stream(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<peer::StreamAck, peer::PeerFrame>* stream) {
+  const Transport::Options& o = owner_->options();
+  peer::PeerFrame frame;
+  if (!stream->Read(&frame)) return grpc::Status::CANCELLED;
+  if (!frame.has_hello()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a peer stream must start with Hello");
+  }
+  const peer::Hello hello = frame.hello();
+  if (hello.cluster_id() != o.cluster_id) {
+    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
+                             "' connecting from ", context->peer(),
+                             ": it belongs to cluster '", hello.cluster_id(),
+                             "', this member to cluster '", o.cluster_id, "'"));
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("member '", o.self.name, "' is in cluster '", o.cluster_id,
+                     "', not in cluster '", hello.cluster_id(), "'"));
+  }
+  if (hello.to() != o.self.id) {
+    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
+                             "' connecting from ", context->peer(),
+                             ": it meant to reach another member"));
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("this address serves member '",
+                                     o.self.name, "', not the one asked for"));
+  }
+  peer::StreamAck ack;
+  if (!stream->Write(ack)) return grpc::Status::CANCELLED;
+  while (stream->Read(&frame)) {
+    if (!frame.has_batch()) continue;
+    std::vector<raft::Message> messages;
+    messages.reserve(static_cast<size_t>(frame.batch().messages_size()));
+    for (raft::Message& m : *frame.mutable_batch()->mutable_messages()) {
+      // A stream speaks for the member that said Hello, and only to us.
+      if (m.from() != hello.from() || m.to() != o.self.id) continue;
+      messages.push_back(std::move(m));
+    }
+    owner_->Received(hello.from(), std::move(messages));
+  }
+  return grpc::Status::OK;
+}
+
+PeerSender::PeerSender(TransportImpl* owner, PeerAddress peer,
+                       std::shared_ptr<grpc::Channel> channel)
+    : owner_(owner),
+      peer_(std::move(peer)),
+      channel_(std::move(channel)),
+      stub_(peer::Peer::NewStub(channel_)),
+      thread_([this] { Run(); }) {}
+
+PeerSender::~PeerSender() { Stop(); }
+
+void PeerSender::Stop() {
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+    if (active_ != nullptr) active_->TryCancel();
+  }
+  changed_.SignalAll();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+    thread_.join();
+  }
+}
+
+void PeerSender::Enqueue(std::vector<raft::Message> messages) {
+  MutexLock lock(&mu_);
+  const size_t max = owner_->options().max_queued_messages;
+  for (raft::Message& m : messages) {
+    if (!connected_ || queue_.size() >= max) {
+      ++dropped_;
+      continue;
+    }
+    queue_.push_back(std::move(m));
+  }
+  changed_.Signal();
+}
+
+PeerState PeerSender::State() const {
+  MutexLock lock(&mu_);
+  PeerState s;
+  s.name = peer_.name;
+  s.address = peer_.address;
+  s.connected = connected_;
+  s.dropped = dropped_;
+  return s;
+}
+
+void PeerSender::LogOnce(const std::string& line) {
+  // A peer that stays down would otherwise log on every retry.
+  if (line == last_log_) return;
+  last_log_ = line;
+  owner_->Log(line);
+}
+
+bool PeerSender::Connect(
+    grpc::ClientContext* context,
+    std::unique_ptr<grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>*
+        stream) {
+  const Transport::Options& o = owner_->options();
+  if (!channel_->WaitForConnected(
+          absl::ToChronoTime(absl::Now() + o.connect_timeout))) {
+    MutexLock lock(&mu_);
+    LogOnce(absl::StrCat("cannot reach member '", peer_.name, "' at ",
+                         peer_.address, "; retrying"));
+    return false;
+  }
+  context->set_deadline(absl::ToChronoTime(absl::Now() + o.stream_lifetime));
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return false;
+    active_ = context;
+  }
+  *stream = stub_->Stream(context);
+  peer::PeerFrame hello;
+  hello.mutable_hello()->set_cluster_id(o.cluster_id);
+  hello.mutable_hello()->set_from(o.self.id);
+  hello.mutable_hello()->set_from_name(o.self.name);
+  hello.mutable_hello()->set_to(peer_.id);
+  peer::StreamAck ack;
+  if ((*stream)->Write(hello) && (*stream)->Read(&ack)) return true;
+  const grpc::Status status = (*stream)->Finish();
+  MutexLock lock(&mu_);
+  active_ = nullptr;
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    LogOnce(absl::StrCat("member '", peer_.name, "' at ", peer_.address,
+                         " refused this member: ", status.error_message()));
+  } else {
+    LogOnce(absl::StrCat("stream to member '", peer_.name, "' at ",
+                         peer_.address, " failed: ", status.error_message()));
+  }
+  return false;
+}
+
+void PeerSender::Run() {
+  const Transport::Options& o = owner_->options();
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = o.initial_backoff;
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>
+        stream;
+    if (Connect(&context, &stream)) {
+      {
+        MutexLock lock(&mu_);
+        connected_ = true;
+        if (!last_log_.empty()) {
+          owner_->Log(absl::StrCat("connected to member '", peer_.name, "' at ",
+                                   peer_.address));
+          last_log_.clear();
+        }
+      }
+      backoff = o.initial_backoff;
+      bool ok = true;
+      while (ok) {
+        peer::PeerFrame frame;
+        {
+          MutexLock lock(&mu_);
+          while (!stopping_ && queue_.empty()) changed_.Wait(&mu_);
+          if (stopping_) break;
+          size_t bytes = 0;
+          auto* batch = frame.mutable_batch();
+          while (!queue_.empty() && bytes < o.max_batch_bytes) {
+            bytes += queue_.front().ByteSizeLong();
+            *batch->add_messages() = std::move(queue_.front());
+            queue_.pop_front();
+          }
+        }
+        ok = stream->Write(frame);
+      }
+      stream->WritesDone();
+      const grpc::Status status = stream->Finish();
+      MutexLock lock(&mu_);
+      active_ = nullptr;
+      connected_ = false;
+      dropped_ += queue_.size();
+      queue_.clear();
+      if (stopping_) return;
+      LogOnce(absl::StrCat("lost the stream to member '", peer_.name, "' at ",
+                           peer_.address, ": ",
+                           status.ok() ? "closed" : status.error_message()));
+    }
+    owner_->Unreachable(peer_.id);
+    // Jittered exponential backoff: [0.5, 1.5) x backoff.
+    const double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+    const absl::Time until = absl::Now() + backoff * jitter;
+    backoff = std::min(backoff * 2, o.max_backoff);
+    MutexLock lock(&mu_);
+    while (!stopping_ && absl::Now() < until) {
+      changed_.WaitWithTimeout(&mu_, until - absl::Now());
+    }
+  }
+}
+
+absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
+  std::shared_ptr<grpc::ServerCredentials> server_creds;
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds;
+  if (options_.tls.enabled()) {
+    absl::StatusOr<Pems> pems = LoadPems(options_.tls);
+    if (!pems.ok()) return pems.status();
+    grpc::SslServerCredentialsOptions so(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    so.pem_root_certs = pems->ca;
+    so.pem_key_cert_pairs.push_back({pems->key, pems->cert});
+    server_creds = grpc::SslServerCredentials(so);
+    grpc::SslCredentialsOptions co;
+    co.pem_root_certs = pems->ca;
+    co.pem_private_key = pems->key;
+    co.pem_cert_chain = pems->cert;
+    channel_creds = grpc::SslCredentials(co);
+  } else {
+    server_creds = grpc::InsecureServerCredentials();
+    channel_creds = grpc::InsecureChannelCredentials();
+  }
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options_.listen, server_creds, &port);
+  builder.RegisterService(&service_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  // Peers ping often (keepalive below): allow it, without data too.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      Ms(options_.keepalive_time) / 2);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             Ms(options_.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             Ms(options_.keepalive_timeout));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options_.listen,
+                     "' (address in use, or not an address of this host)"));
+  }
+  listen_address_ = options_.listen.substr(0, options_.listen.rfind(':')) +
+                    ":" + std::to_string(port);
+
+  for (const PeerAddress& p : peers) {
+    if (p.id == options_.self.id) continue;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+    args.SetMaxSendMessageSize(options_.max_message_bytes);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Ms(options_.keepalive_time));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Ms(options_.keepalive_timeout));
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS,
+                Ms(options_.keepalive_time));
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                Ms(options_.initial_backoff));
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                Ms(options_.initial_backoff));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
+    // A channel of its own per peer, not shared through gRPC's pool.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel(p.address, channel_creds, args);
+    senders_[p.id] = std::make_unique<PeerSender>(this, p, std::move(channel));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Transport>> Transport::Start(
+    Options options, const std::vector<PeerAddress>& peers) {
+  if (options.self.id == 0) {
+    return absl::InvalidArgumentError("the member's id must not be 0");
+  }
+  auto t = std::make_unique<TransportImpl>(std::move(options));
+  if (absl::Status s = t->Init(peers); !s.ok()) return s;
+  return t;
+}
+
+}  // namespace quorate::transport

@@ -1,0 +1,113 @@
+// transport/transport.h: Raft messages between members over gRPC.
+//
+//   Transport::Options o;
+//   o.self = {id, "n1", ""};  o.cluster_id = "demo";  o.listen = "127.0.0.1:0";
+//   o.on_messages = [&](std::vector<raft::Message> m) { post_to_loop(...); };
+//   QUORATE_ASSIGN_OR_RETURN(auto t, Transport::Start(o, peers));
+//   t->Send(std::move(ready.messages));   // never blocks
+//
+// Each member keeps one long-lived stream to each peer for its outgoing
+// messages (the peer does the same the other way), so a pair of members
+// shares two streams on one or two HTTP/2 connections. A sender thread per
+// peer drains a bounded queue: everything queued while the previous batch
+// was being written goes out as the next batch, in one frame.
+//
+// The first frame of a stream is a Hello naming the cluster and both
+// members. A member of another cluster, or a stream meant for another
+// member, is refused with FAILED_PRECONDITION, and both sides log one clear
+// line. A broken stream is retried with jittered exponential backoff;
+// while a peer is unreachable its messages are dropped (Raft retries) and
+// `on_unreachable` tells the core to probe it gently.
+//
+// HTTP/2 keepalive pings every `keepalive_time` and gives up after
+// `keepalive_timeout` without an answer, so a black-holed link (packets
+// silently dropped: TCP alone would wait for minutes) breaks the stream
+// within about a second. Every stream has a deadline (`stream_lifetime`,
+// after which it is replaced) and every message a size limit.
+//
+// Thread-safety: all methods may be called from any thread. The callbacks
+// run on gRPC's threads and must not block.
+#ifndef QUORATE_TRANSPORT_TRANSPORT_H_
+#define QUORATE_TRANSPORT_TRANSPORT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "quorate/raft.pb.h"
+
+namespace quorate::transport {
+
+struct PeerAddress {
+  uint64_t id = 0;
+  std::string name;     // as in logs and /status
+  std::string address;  // HOST:PORT
+};
+
+// PEM files for mutual TLS. All three empty: plaintext. Each member's
+// certificate must be signed by `ca_file`; both sides check the other's.
+struct TlsFiles {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool enabled() const {
+    return !ca_file.empty() || !cert_file.empty() || !key_file.empty();
+  }
+};
+
+struct PeerState {
+  std::string name;
+  std::string address;
+  bool connected = false;  // our stream to it is up
+  // Monotonic time (ns) of the last batch received from it; 0 if never.
+  int64_t last_received_ns = 0;
+  uint64_t dropped = 0;  // messages dropped: queue full or link down
+};
+
+class Transport {
+ public:
+  struct Options {
+    PeerAddress self;
+    std::string cluster_id;
+    std::string listen;  // HOST:PORT; port 0 picks a free one
+    TlsFiles tls;
+    absl::Duration keepalive_time = absl::Milliseconds(300);
+    absl::Duration keepalive_timeout = absl::Milliseconds(700);
+    absl::Duration stream_lifetime = absl::Minutes(10);
+    absl::Duration connect_timeout = absl::Seconds(1);
+    absl::Duration initial_backoff = absl::Milliseconds(50);
+    absl::Duration max_backoff = absl::Seconds(2);
+    size_t max_queued_messages = 4096;  // per peer
+    size_t max_batch_bytes = 4 << 20;
+    int max_message_bytes = 64 << 20;
+    // Batches received, in order per peer. Must not block.
+    std::function<void(std::vector<raft::Message>)> on_messages;
+    // A peer's stream broke or could not be opened.
+    std::function<void(uint64_t peer)> on_unreachable;
+    std::function<void(const std::string&)> log;
+  };
+
+  // Binds `listen` and starts serving; then connects to `peers` lazily.
+  static absl::StatusOr<std::unique_ptr<Transport>> Start(
+      Options options, const std::vector<PeerAddress>& peers);
+  virtual ~Transport() = default;
+
+  // Queues messages for their peers. Never blocks; drops (and counts) what
+  // does not fit or has nowhere to go.
+  virtual void Send(std::vector<raft::Message> messages) = 0;
+  // The address actually bound (with the port chosen for port 0).
+  virtual std::string listen_address() const = 0;
+  virtual std::map<uint64_t, PeerState> Peers() const = 0;
+  // Closes every stream and stops serving. Idempotent; the destructor does
+  // it too.
+  virtual void Stop() = 0;
+};
+
+}  // namespace quorate::transport
+
+#endif  // QUORATE_TRANSPORT_TRANSPORT_H_

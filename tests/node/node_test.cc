@@ -1,0 +1,506 @@
+// Members as real nodes in one process, talking gRPC over loopback: the
+// node loop, the storage writer and the transport together.
+#include "node/node.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "util/mutex.h"
+#include "util/port.h"
+
+namespace quorate::node {
+namespace {
+
+using quorate::testing::PortReservation;
+
+// Everything that happens in the cluster wakes the test's waits.
+struct Events {
+  Mutex mu;
+  CondVar changed;
+  std::vector<std::string> logs ABSL_GUARDED_BY(mu);
+  void Notify() { changed.SignalAll(); }
+};
+
+// Records applied commands.
+class ListMachine final : public StateMachine {
+ public:
+  explicit ListMachine(Events* events) : events_(events) {}
+  void Apply(uint64_t, const std::string& command) override {
+    {
+      MutexLock lock(&mu_);
+      applied_.push_back(command);
+    }
+    events_->Notify();
+  }
+  std::string Snapshot() const override {
+    MutexLock lock(&mu_);
+    return absl::StrJoin(applied_, ",");
+  }
+  absl::Status Restore(const std::string& snapshot) override {
+    MutexLock lock(&mu_);
+    applied_.clear();
+    if (!snapshot.empty()) applied_ = absl::StrSplit(snapshot, ',');
+    return absl::OkStatus();
+  }
+  std::vector<std::string> applied() const {
+    MutexLock lock(&mu_);
+    return applied_;
+  }
+
+ private:
+  Events* const events_;
+  mutable Mutex mu_;
+  std::vector<std::string> applied_ ABSL_GUARDED_BY(mu_);
+};
+
+// A file system whose syncs block while the gate is closed.
+class GatedFileSystem final : public storage::FileSystem {
+ public:
+  void Close() {
+    MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  void Open() {
+    {
+      MutexLock lock(&mu_);
+      closed_ = false;
+    }
+    opened_.SignalAll();
+  }
+  int blocked() {
+    MutexLock lock(&mu_);
+    return blocked_;
+  }
+
+  absl::Status CreateDir(const std::string& d) override {
+    return base_->CreateDir(d);
+  }
+  absl::StatusOr<std::vector<std::string>> ListDir(
+      const std::string& d) override {
+    return base_->ListDir(d);
+  }
+  absl::StatusOr<std::string> ReadFile(const std::string& p) override {
+    return base_->ReadFile(p);
+  }
+  absl::StatusOr<std::unique_ptr<storage::WritableFile>> OpenWritable(
+      const std::string& p, bool create, uint64_t preallocate) override {
+    auto f = base_->OpenWritable(p, create, preallocate);
+    if (!f.ok()) return f.status();
+    return std::unique_ptr<storage::WritableFile>(
+        new File(this, *std::move(f)));
+  }
+  absl::Status Rename(const std::string& a, const std::string& b) override {
+    return base_->Rename(a, b);
+  }
+  absl::Status Remove(const std::string& p) override {
+    return base_->Remove(p);
+  }
+  absl::Status SyncDir(const std::string& d) override {
+    return base_->SyncDir(d);
+  }
+  absl::StatusOr<std::unique_ptr<storage::DirLock>> Lock(
+      const std::string& p) override {
+    return base_->Lock(p);
+  }
+
+ private:
+  class File final : public storage::WritableFile {
+   public:
+    File(GatedFileSystem* fs, std::unique_ptr<storage::WritableFile> f)
+        : fs_(fs), f_(std::move(f)) {}
+    absl::Status WriteAt(uint64_t o, absl::string_view d) override {
+      return f_->WriteAt(o, d);
+    }
+    absl::Status Sync() override {
+      fs_->Pass();
+      return f_->Sync();
+    }
+
+   private:
+    GatedFileSystem* const fs_;
+    std::unique_ptr<storage::WritableFile> f_;
+  };
+
+  void Pass() {
+    MutexLock lock(&mu_);
+    if (!closed_) return;
+    ++blocked_;
+    while (closed_) opened_.Wait(&mu_);
+    --blocked_;
+  }
+
+  storage::FileSystem* const base_ = storage::PosixFileSystem();
+  Mutex mu_;
+  CondVar opened_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  int blocked_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class NodeClusterTest : public ::testing::Test {
+ protected:
+  static constexpr absl::Duration kWait = absl::Seconds(20);
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/quorate-node-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+  }
+  void TearDown() override {
+    for (auto& [name, d] : disks_) d->Open();  // a failed test may stall one
+    for (auto& [name, m] : members_) {
+      if (m.node != nullptr) m.node->Stop(false);
+    }
+    members_.clear();
+    std::filesystem::remove_all(root_);
+  }
+
+  struct Member {
+    std::unique_ptr<PortReservation> port;
+    std::string zone;
+    std::unique_ptr<ListMachine> machine;
+    std::unique_ptr<Node> node;
+    std::string cluster_id = "test";
+    storage::FileSystem* fs = nullptr;
+  };
+
+  // Creates (does not start) members n1..nN.
+  void Define(int n) {
+    for (int i = 1; i <= n; ++i) {
+      Member& m = members_[absl::StrCat("n", i)];
+      m.port = std::make_unique<PortReservation>();
+      m.zone = std::string("az-") + static_cast<char>('a' + i % 3);
+    }
+  }
+
+  std::vector<MemberSpec> Specs() const {
+    std::vector<MemberSpec> out;
+    for (const auto& [name, m] : members_) {
+      out.push_back({name, m.zone, m.port->address()});
+    }
+    return out;
+  }
+
+  absl::Status StartMember(const std::string& name,
+                           uint64_t snapshot_every = 10000) {
+    Member& m = members_[name];
+    m.machine = std::make_unique<ListMachine>(&events_);
+    NodeOptions o;
+    o.name = name;
+    o.zone = m.zone;
+    o.cluster_id = m.cluster_id;
+    o.listen = m.port->address();
+    o.initial_members = Specs();
+    o.data_dir = root_ + "/" + name;
+    o.heartbeat_interval = absl::Milliseconds(20);
+    o.election_timeout = absl::Milliseconds(200);
+    o.snapshot_every = snapshot_every;
+    o.state_machine = m.machine.get();
+    o.fs = m.fs;
+    o.segment_bytes = 64 << 10;
+    o.log = [this, name](const std::string& line) {
+      {
+        MutexLock lock(&events_.mu);
+        events_.logs.push_back(name + ": " + line);
+      }
+      events_.Notify();
+    };
+    o.on_role = [this](raft::Role, uint64_t) { events_.Notify(); };
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(std::move(o));
+    if (!node.ok()) return node.status();
+    m.node = *std::move(node);
+    return absl::OkStatus();
+  }
+
+  void StartAll(uint64_t snapshot_every = 10000) {
+    for (auto& [name, m] : members_) {
+      ASSERT_TRUE(StartMember(name, snapshot_every).ok());
+    }
+  }
+
+  // Waits until `pred` holds, re-checking whenever something happens in
+  // the cluster (and at least every 50 ms: status fields such as the
+  // commit index change without an event).
+  bool Await(const std::function<bool()>& pred, absl::Duration limit = kWait) {
+    const absl::Time until = absl::Now() + limit;
+    while (!pred()) {
+      if (absl::Now() >= until) return false;
+      MutexLock lock(&events_.mu);
+      events_.changed.WaitWithTimeout(&events_.mu, absl::Milliseconds(50));
+    }
+    return true;
+  }
+
+  // The leader all running members agree on, or "".
+  std::string AgreedLeader() {
+    std::string leader;
+    uint64_t term = 0;
+    for (auto& [name, m] : members_) {
+      if (m.node == nullptr) continue;
+      NodeStatus s = m.node->GetStatus();
+      if (s.leader.empty()) return "";
+      if (leader.empty()) {
+        leader = s.leader;
+        term = s.term;
+      } else if (s.leader != leader || s.term != term) {
+        return "";
+      }
+    }
+    if (members_.count(leader) == 0 || members_[leader].node == nullptr ||
+        members_[leader].node->GetStatus().role != raft::Role::kLeader) {
+      return "";
+    }
+    return leader;
+  }
+
+  std::string AwaitLeader() {
+    std::string leader;
+    EXPECT_TRUE(Await([&] { return !(leader = AgreedLeader()).empty(); }))
+        << "no leader agreed on";
+    return leader;
+  }
+
+  // Proposes at `name` and waits for the outcome.
+  absl::StatusOr<uint64_t> ProposeAndWait(const std::string& name,
+                                          const std::string& command) {
+    Mutex mu;
+    std::optional<absl::StatusOr<uint64_t>> result;
+    members_[name].node->Propose(command, absl::Seconds(5),
+                                 [&](absl::StatusOr<uint64_t> r) {
+                                   MutexLock lock(&mu);
+                                   result = r;
+                                   events_.Notify();
+                                 });
+    Await([&] {
+      MutexLock lock(&mu);
+      return result.has_value();
+    });
+    MutexLock lock(&mu);
+    if (!result.has_value()) return absl::DeadlineExceededError("no answer");
+    return *result;
+  }
+
+  // Proposes `count` commands "<prefix><i>" through the current leader.
+  void ProposeMany(const std::string& prefix, int count) {
+    for (int i = 0; i < count; ++i) {
+      const std::string leader = AwaitLeader();
+      ASSERT_FALSE(leader.empty());
+      absl::StatusOr<uint64_t> r =
+          ProposeAndWait(leader, absl::StrCat(prefix, i));
+      if (!r.ok() && absl::IsUnavailable(r.status())) {
+        --i;  // leadership moved between the check and the proposal
+        continue;
+      }
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+
+  bool AllApplied(const std::vector<std::string>& expected) {
+    for (auto& [name, m] : members_) {
+      if (m.node == nullptr) continue;
+      if (m.machine->applied() != expected) return false;
+    }
+    return true;
+  }
+
+  std::vector<std::string> Expected(const std::string& prefix, int count) {
+    std::vector<std::string> out;
+    for (int i = 0; i < count; ++i) out.push_back(absl::StrCat(prefix, i));
+    return out;
+  }
+
+  std::string root_;
+  Events events_;
+  std::map<std::string, std::unique_ptr<GatedFileSystem>> disks_;
+  std::map<std::string, Member> members_;
+};
+
+TEST_F(NodeClusterTest, ThreeMembers_ElectOneLeader) {
+  Define(3);
+  StartAll();
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  int leaders = 0;
+  for (auto& [name, m] : members_) {
+    NodeStatus s = m.node->GetStatus();
+    if (s.role == raft::Role::kLeader) ++leaders;
+    EXPECT_EQ(s.peers.size(), 2u);
+  }
+  EXPECT_EQ(leaders, 1);
+  // Every member's streams to its peers are up, and the leader and its
+  // followers hear each other (followers do not talk among themselves).
+  EXPECT_TRUE(Await([&] {
+    for (auto& [name, m] : members_) {
+      for (const PeerStatus& p : m.node->GetStatus().peers) {
+        if (!p.reachable) return false;
+        if ((name == leader || p.name == leader) && p.last_contact_ms < 0) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }));
+}
+
+TEST_F(NodeClusterTest, Proposals_AreAppliedOnEveryMemberInOrder) {
+  Define(3);
+  StartAll();
+  ProposeMany("cmd-", 50);
+  EXPECT_TRUE(Await([&] { return AllApplied(Expected("cmd-", 50)); }));
+  // A follower refuses proposals and names no index.
+  const std::string leader = AwaitLeader();
+  for (auto& [name, m] : members_) {
+    if (name == leader) continue;
+    absl::StatusOr<uint64_t> r = ProposeAndWait(name, "x");
+    EXPECT_FALSE(r.ok());
+    break;
+  }
+}
+
+TEST_F(NodeClusterTest, LeaderStopsAbruptly_AnotherTakesOverAndCommits) {
+  Define(3);
+  StartAll();
+  ProposeMany("a-", 5);
+  const std::string old_leader = AwaitLeader();
+  const uint64_t old_term = members_[old_leader].node->GetStatus().term;
+  members_[old_leader].node->Stop(false);
+  members_[old_leader].node.reset();
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  EXPECT_NE(leader, old_leader);
+  EXPECT_GT(members_[leader].node->GetStatus().term, old_term);
+  ASSERT_TRUE(ProposeAndWait(leader, "after").ok());
+  std::vector<std::string> expected = Expected("a-", 5);
+  expected.push_back("after");
+  EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
+}
+
+TEST_F(NodeClusterTest, GracefulStopOfLeader_HandsLeadershipOver) {
+  Define(3);
+  StartAll();
+  ProposeMany("a-", 3);
+  const std::string old_leader = AwaitLeader();
+  members_[old_leader].node->Stop(true);
+  // The transfer happened before the stop returned: someone else already
+  // leads, without waiting for an election timeout.
+  std::string leader;
+  for (auto& [name, m] : members_) {
+    if (name == old_leader) continue;
+    NodeStatus s = m.node->GetStatus();
+    if (s.role == raft::Role::kLeader) leader = name;
+  }
+  EXPECT_FALSE(leader.empty()) << "nobody leads right after the handover";
+  members_[old_leader].node.reset();
+  ASSERT_FALSE(AwaitLeader().empty());
+}
+
+TEST_F(NodeClusterTest, RestartedFollower_CatchesUpFromTheLog) {
+  Define(3);
+  StartAll();
+  ProposeMany("a-", 10);
+  const std::string leader = AwaitLeader();
+  std::string follower = leader == "n1" ? "n2" : "n1";
+  members_[follower].node->Stop(false);
+  members_[follower].node.reset();
+  ProposeMany("b-", 10);
+  ASSERT_TRUE(StartMember(follower).ok());
+  std::vector<std::string> expected = Expected("a-", 10);
+  for (const std::string& s : Expected("b-", 10)) expected.push_back(s);
+  EXPECT_TRUE(Await([&] { return AllApplied(expected); }))
+      << absl::StrJoin(members_[follower].machine->applied(), ",");
+}
+
+TEST_F(NodeClusterTest, RestartedFollower_CatchesUpFromASnapshot) {
+  Define(3);
+  StartAll(/*snapshot_every=*/10);
+  ProposeMany("a-", 5);
+  const std::string leader = AwaitLeader();
+  std::string follower = leader == "n1" ? "n2" : "n1";
+  const uint64_t follower_last =
+      members_[follower].node->GetStatus().last_log_index;
+  members_[follower].node->Stop(false);
+  members_[follower].node.reset();
+  ProposeMany("b-", 40);
+  // The leader compacted past what the follower has.
+  ASSERT_TRUE(Await([&] {
+    return members_[leader].node->GetStatus().snapshot_index > follower_last;
+  }));
+  ASSERT_TRUE(StartMember(follower, 10).ok());
+  std::vector<std::string> expected = Expected("a-", 5);
+  for (const std::string& s : Expected("b-", 40)) expected.push_back(s);
+  EXPECT_TRUE(Await([&] { return AllApplied(expected); }))
+      << absl::StrJoin(members_[follower].machine->applied(), ",");
+  EXPECT_GT(members_[follower].node->GetStatus().snapshot_index, follower_last);
+}
+
+TEST_F(NodeClusterTest, MemberOfAnotherCluster_IsRefusedAndBothLog) {
+  Define(3);
+  members_["n3"].cluster_id = "intruder";
+  StartAll();
+  auto logged = [&](const std::string& who, const std::string& what) {
+    MutexLock lock(&events_.mu);
+    for (const std::string& l : events_.logs) {
+      if (l.rfind(who + ": ", 0) == 0 && l.find(what) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(Await([&] {
+    return logged("n1", "refused member 'n3'") &&
+           logged("n3", "refused this member") &&
+           logged("n3", "cluster 'test'");
+  }));
+  // n1 and n2 still form a cluster; n3 never joins it.
+  EXPECT_TRUE(Await([&] {
+    NodeStatus s1 = members_["n1"].node->GetStatus();
+    return !s1.leader.empty() && s1.leader != "n3";
+  }));
+  EXPECT_NE(members_["n3"].node->GetStatus().role, raft::Role::kLeader);
+}
+
+TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
+  // The leader's fsync blocks for many election timeouts. Its loop must
+  // keep sending heartbeats, so no follower starts an election.
+  Define(3);
+  for (auto& [name, m] : members_) {
+    disks_[name] = std::make_unique<GatedFileSystem>();
+    m.fs = disks_[name].get();
+  }
+  StartAll();
+  ProposeMany("a-", 3);
+  const std::string leader = AwaitLeader();
+  const uint64_t term = members_[leader].node->GetStatus().term;
+  disks_[leader]->Close();
+  members_[leader].node->Propose("stalled", absl::Seconds(30),
+                                 [](absl::StatusOr<uint64_t>) {});
+  ASSERT_TRUE(Await([&] { return disks_[leader]->blocked() > 0; }))
+      << "the leader's writer never reached its sync";
+  // Watch the cluster for five election timeouts (200 ms each) of stall.
+  const absl::Time until = absl::Now() + absl::Seconds(1);
+  Await([&] {
+    for (auto& [name, m] : members_) {
+      NodeStatus s = m.node->GetStatus();
+      EXPECT_EQ(s.term, term) << name << " saw an election during the stall";
+      EXPECT_EQ(s.leader, leader) << name;
+    }
+    return absl::Now() >= until;
+  });
+  EXPECT_GT(disks_[leader]->blocked(), 0) << "the stall ended too early";
+  disks_[leader]->Open();
+  std::vector<std::string> expected = Expected("a-", 3);
+  expected.push_back("stalled");
+  EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
+}
+
+}  // namespace
+}  // namespace quorate::node
