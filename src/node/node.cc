@@ -152,6 +152,8 @@ class Node::Impl {
   uint64_t applied_ = 0;
   int64_t scheduled_tick_ = 0;
   raft::SoftState soft_;
+  bool role_reported_ = false;
+  raft::Role reported_role_ = raft::Role::kFollower;
   uint64_t reported_term_ = 0;
   std::map<uint64_t, Proposal> proposals_;  // by index
 
@@ -305,8 +307,10 @@ void Node::Impl::Drive() {
   while (!failed_ && !ready_in_flight_ && raft_->HasReady()) {
     raft::Ready rd = raft_->GetReady();
     if (rd.soft_state.has_value()) soft_ = *rd.soft_state;
-    if (options_.on_role &&
-        (rd.soft_state.has_value() || raft_->term() != reported_term_)) {
+    if (options_.on_role && (!role_reported_ || soft_.role != reported_role_ ||
+                             raft_->term() != reported_term_)) {
+      role_reported_ = true;
+      reported_role_ = soft_.role;
       reported_term_ = raft_->term();
       options_.on_role(soft_.role, reported_term_);
     }

@@ -1,0 +1,133 @@
+// quorate/member.h: run one member of a Quorate cluster inside your
+// process.
+//
+//   quorate::MemberOptions o;
+//   o.id = "n1";  o.zone = "az-a";  o.cluster_id = "mail";
+//   o.listen_address = "10.0.0.1:7000";
+//   o.admin_address = "127.0.0.1:7100";          // /healthz and /status
+//   o.data_dir = "/var/lib/myservice/quorate";
+//   o.peers = {{"n1", "az-a", "10.0.0.1:7000"},
+//              {"n2", "az-b", "10.0.0.2:7000"},
+//              {"n3", "az-c", "10.0.0.3:7000"}};
+//   absl::StatusOr<std::unique_ptr<quorate::Member>> m =
+//       quorate::Member::Start(std::move(o));
+//   if (!m.ok()) { ... m.status().message() says what is wrong ... }
+//   ... (*m)->GetStatus().role ...
+//   (*m)->Stop();   // a leader hands over to an up-to-date peer first
+//
+// Every member of a cluster lists the same `peers` when it first starts;
+// afterwards its data directory remembers them, and `peers` is ignored.
+// All methods are thread-safe and never block without a deadline.
+#ifndef QUORATE_MEMBER_H_
+#define QUORATE_MEMBER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace quorate {
+
+struct PeerSpec {
+  std::string id;       // [a-z0-9-]{1,32}
+  std::string zone;     // availability zone label
+  std::string address;  // HOST:PORT of that member's listen_address
+};
+
+// Mutual TLS between members: PEM files. All empty: plaintext.
+struct TlsOptions {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct MemberOptions {
+  std::string id;              // [a-z0-9-]{1,32}, unique in the cluster
+  std::string zone;            // [a-z0-9-]{1,32}
+  std::string cluster_id;      // members of other clusters are refused
+  std::string listen_address;  // HOST:PORT for peers and clients
+  // HOST:PORT for the admin HTTP server (/healthz, /status); empty: none.
+  std::string admin_address;
+  // The initial voters, this member among them; only for a new data_dir.
+  std::vector<PeerSpec> peers;
+  std::string data_dir;
+  absl::Duration heartbeat_interval = absl::Milliseconds(50);
+  // T, the minimum election timeout; the actual one is in [T, 2T).
+  absl::Duration election_timeout = absl::Milliseconds(500);
+  // ρ: the bound on clock-rate drift between members the safety argument
+  // assumes (0.01 = 1 %).
+  double max_clock_drift = 0.01;
+  TlsOptions tls;
+  // Size of each write-ahead log segment (preallocated).
+  uint64_t wal_segment_bytes = 64 << 20;
+  // If set, one JSON object per line for every role change (see
+  // CONTRACTS.md), appended and flushed as it happens.
+  std::string event_log_path;
+  // Notable events, one line each. Default: standard error.
+  std::function<void(absl::string_view line)> log;
+  // The member stopped working by itself (its disk failed). Runs once, on
+  // an internal thread; do not call Stop() from it.
+  std::function<void(const absl::Status&)> on_fatal;
+};
+
+// Checks options without starting anything. The message says in plain
+// English what is wrong and how to fix it.
+absl::Status ValidateMemberOptions(const MemberOptions& options);
+
+enum class Role { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
+// "follower", "pre_candidate", "candidate", "leader", "learner".
+absl::string_view RoleName(Role role);
+
+struct PeerStatus {
+  std::string id;
+  std::string zone;
+  std::string address;
+  bool voter = false;
+  bool reachable = false;        // this member's stream to it is up
+  int64_t last_contact_ms = -1;  // since a message from it; -1: never
+};
+
+struct MemberStatus {
+  std::string id;
+  std::string zone;
+  std::string cluster_id;
+  std::string listen_address;
+  std::string admin_address;
+  Role role = Role::kFollower;
+  uint64_t term = 0;
+  std::string leader_id;  // empty when no leader is known
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_log_index = 0;
+  std::vector<PeerStatus> peers;
+  absl::Status error;  // why the member stopped working, if it did
+};
+
+class Member {
+ public:
+  // Validates the options, recovers the data directory, binds the
+  // addresses and starts. Errors: INVALID_ARGUMENT (options),
+  // DATA_LOSS (the data directory is corrupt: the message names the file
+  // and offset; nothing was changed), FAILED_PRECONDITION (the directory
+  // is in use by another process, or belongs to another cluster),
+  // UNAVAILABLE (an address cannot be bound).
+  static absl::StatusOr<std::unique_ptr<Member>> Start(MemberOptions options);
+
+  virtual ~Member() = default;  // Stop()s first
+
+  // A leader hands leadership to an up-to-date peer (waiting at most two
+  // election timeouts), then the member stops. Idempotent.
+  virtual void Stop() = 0;
+
+  virtual MemberStatus GetStatus() const = 0;
+};
+
+}  // namespace quorate
+
+#endif  // QUORATE_MEMBER_H_

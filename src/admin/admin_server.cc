@@ -1,0 +1,213 @@
+#include "admin/admin_server.h"
+
+// Asio with GCC 12 in C++20 mode needs <utility> first.
+#include <utility>
+//
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace quorate::admin {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string Quote(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+const char* Bool(bool b) { return b ? "true" : "false"; }
+
+// One connection: read a request, answer, repeat while the client keeps
+// the connection alive; every read has a deadline.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::function<node::NodeStatus()>* status)
+      : stream_(std::move(socket)), status_(status) {}
+
+  void Read() {
+    request_ = {};
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_read(stream_, buffer_, request_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!ec) self->Answer();
+                     });
+  }
+
+ private:
+  void Answer() {
+    auto res = std::make_shared<http::response<http::string_body>>();
+    res->version(request_.version());
+    res->keep_alive(request_.keep_alive());
+    res->set(http::field::server, "quorate");
+    const std::string target(request_.target());
+    const std::string path = target.substr(0, target.find('?'));
+    if (request_.method() != http::verb::get &&
+        request_.method() != http::verb::head) {
+      res->result(http::status::method_not_allowed);
+      res->set(http::field::content_type, "text/plain");
+      res->body() = "only GET is served here\n";
+    } else if (path == "/healthz") {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "text/plain");
+      res->body() = "ok\n";
+    } else if (path == "/status") {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "application/json");
+      res->body() = StatusJson((*status_)()) + "\n";
+    } else {
+      res->result(http::status::not_found);
+      res->set(http::field::content_type, "text/plain");
+      res->body() = "not found; try /healthz or /status\n";
+    }
+    res->prepare_payload();
+    stream_.expires_after(std::chrono::seconds(10));
+    http::async_write(
+        stream_, *res,
+        [self = shared_from_this(), res](beast::error_code ec, size_t) {
+          if (ec || !res->keep_alive()) {
+            beast::error_code ignored;
+            self->stream_.socket().shutdown(tcp::socket::shutdown_send,
+                                            ignored);
+            return;
+          }
+          self->Read();
+        });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http::request<http::string_body> request_;
+  std::function<node::NodeStatus()>* const status_;
+};
+
+class AdminServerImpl final : public AdminServer {
+ public:
+  explicit AdminServerImpl(std::function<node::NodeStatus()> status)
+      : status_(std::move(status)), acceptor_(io_) {}
+  ~AdminServerImpl() override { Stop(); }
+
+  absl::Status Bind(const std::string& address) {
+    const size_t colon = address.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("admin address '", address, "' is not HOST:PORT"));
+    }
+    boost::system::error_code ec;
+    const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
+    if (ec) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "admin address '", address, "' does not name an IP address"));
+    }
+    const tcp::endpoint ep(ip, static_cast<uint16_t>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      // As gRPC does, so that tests can hold a port reserved meanwhile.
+      using reuse_port =
+          asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+      acceptor_.set_option(reuse_port(true), ec);
+    }
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on admin address '", address, "': ", ec.message()));
+    }
+    address_ = absl::StrCat(address.substr(0, colon), ":",
+                            acceptor_.local_endpoint().port());
+    Accept();
+    thread_ = std::thread([this] { io_.run(); });
+    return absl::OkStatus();
+  }
+
+  std::string address() const override { return address_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) return;  // stopping
+      std::make_shared<Session>(std::move(socket), &status_)->Read();
+      Accept();
+    });
+  }
+
+  std::function<node::NodeStatus()> status_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::string address_;
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace
+
+std::string StatusJson(const node::NodeStatus& s) {
+  std::string peers;
+  for (const node::PeerStatus& p : s.peers) {
+    if (!peers.empty()) peers += ", ";
+    absl::StrAppend(
+        &peers, "{\"id\": ", Quote(p.name), ", \"zone\": ", Quote(p.zone),
+        ", \"address\": ", Quote(p.address), ", \"voter\": ", Bool(p.voter),
+        ", \"reachable\": ", Bool(p.reachable),
+        ", \"last_contact_ms\": ", p.last_contact_ms, "}");
+  }
+  return absl::StrCat(
+      "{\"id\": ", Quote(s.name), ", \"zone\": ", Quote(s.zone),
+      ", \"cluster_id\": ", Quote(s.cluster_id),
+      ", \"address\": ", Quote(s.listen_address),
+      ", \"role\": ", Quote(raft::RoleName(s.role)), ", \"term\": ", s.term,
+      ", \"leader_id\": ", Quote(s.leader),
+      ", \"commit_index\": ", s.commit_index,
+      ", \"applied_index\": ", s.applied_index,
+      ", \"last_log_index\": ", s.last_log_index,
+      ", \"snapshot_index\": ", s.snapshot_index,
+      ", \"error\": ", Quote(s.error.ok() ? "" : s.error.message()),
+      ", \"peers\": [", peers, "]}");
+}
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
+    const std::string& address, std::function<node::NodeStatus()> status) {
+  auto s = std::make_unique<AdminServerImpl>(std::move(status));
+  if (absl::Status st = s->Bind(address); !st.ok()) return st;
+  return s;
+}
+
+}  // namespace quorate::admin

@@ -1,0 +1,38 @@
+// admin/admin_server.h: the admin HTTP endpoint of a member (Boost.Beast).
+//
+//   GET /healthz   200 "ok" while the process serves
+//   GET /status    200, JSON: the member's view (CONTRACTS.md)
+// Anything else is 404 (405 for other methods). Read-only so far: write
+// operations will need authentication.
+//
+// One thread of its own runs the listener; each connection has a deadline
+// for every request, so a stuck client cannot hold it.
+#ifndef QUORATE_ADMIN_ADMIN_SERVER_H_
+#define QUORATE_ADMIN_ADMIN_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "node/node.h"
+
+namespace quorate::admin {
+
+// The /status document for `status`.
+std::string StatusJson(const node::NodeStatus& status);
+
+class AdminServer {
+ public:
+  // Binds `address` (HOST:PORT; port 0 picks one) and serves the status
+  // that `status` returns (called on the server's thread).
+  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(
+      const std::string& address, std::function<node::NodeStatus()> status);
+  virtual ~AdminServer() = default;
+  virtual std::string address() const = 0;  // with the port actually bound
+  virtual void Stop() = 0;                  // idempotent
+};
+
+}  // namespace quorate::admin
+
+#endif  // QUORATE_ADMIN_ADMIN_SERVER_H_
