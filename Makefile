@@ -1,6 +1,8 @@
 # The project's single entry point. Every target first makes sure the Debian
 # packages it needs are installed (scripts/install-deps.sh, idempotent).
 #
+#   make demo      dependencies, build, then a local 5-member cluster with a
+#                  live table (Ctrl-C stops it)
 #   make test      dependencies, build, the whole suite: plain, ASan+UBSan, TSan
 #   make build     dependencies and the plain build
 #   make check     the plain build's suite only (fast loop while developing)
@@ -30,7 +32,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build check test sanitize tsan bench coverage soak format lint clean
+.PHONY: all deps build demo check test sanitize tsan bench coverage soak format lint clean
 
 all: build
 
@@ -40,6 +42,9 @@ deps:
 build: deps
 	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD_DIR)
 
 check: build
 	ctest --test-dir $(BUILD_DIR) $(CTEST_FLAGS)

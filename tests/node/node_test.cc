@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,7 @@ class NodeClusterTest : public ::testing::Test {
     std::unique_ptr<Node> node;
     std::string cluster_id = "test";
     storage::FileSystem* fs = nullptr;
+    transport::TlsFiles tls;
   };
 
   // Creates (does not start) members n1..nN.
@@ -206,6 +208,7 @@ class NodeClusterTest : public ::testing::Test {
     o.snapshot_every = snapshot_every;
     o.state_machine = m.machine.get();
     o.fs = m.fs;
+    o.tls = m.tls;
     o.segment_bytes = 64 << 10;
     o.log = [this, name](const std::string& line) {
       {
@@ -240,12 +243,13 @@ class NodeClusterTest : public ::testing::Test {
     return true;
   }
 
-  // The leader all running members agree on, or "".
-  std::string AgreedLeader() {
+  // The leader all running members (or those in `among`) agree on, or "".
+  std::string AgreedLeader(const std::set<std::string>& among = {}) {
     std::string leader;
     uint64_t term = 0;
     for (auto& [name, m] : members_) {
       if (m.node == nullptr) continue;
+      if (!among.empty() && among.count(name) == 0) continue;
       NodeStatus s = m.node->GetStatus();
       if (s.leader.empty()) return "";
       if (leader.empty()) {
@@ -262,9 +266,9 @@ class NodeClusterTest : public ::testing::Test {
     return leader;
   }
 
-  std::string AwaitLeader() {
+  std::string AwaitLeader(const std::set<std::string>& among = {}) {
     std::string leader;
-    EXPECT_TRUE(Await([&] { return !(leader = AgreedLeader()).empty(); }))
+    EXPECT_TRUE(Await([&] { return !(leader = AgreedLeader(among)).empty(); }))
         << "no leader agreed on";
     return leader;
   }
@@ -500,6 +504,69 @@ TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
   std::vector<std::string> expected = Expected("a-", 3);
   expected.push_back("stalled");
   EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
+}
+
+// A throwaway CA, and certificates for 127.0.0.1 signed by it, made with
+// the openssl command line in `dir`. Returns false if openssl failed.
+bool MakeCertificates(const std::string& dir, const std::string& ca,
+                      const std::vector<std::string>& names) {
+  std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=", ca,
+      " -keyout ", ca, ".key -out ", ca, ".pem 2>/dev/null; ",
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext; ");
+  for (const std::string& n : names) {
+    absl::StrAppend(
+        &script, "openssl req -newkey rsa:2048 -nodes -subj /CN=", n,
+        " -keyout ", n, ".key -out ", n, ".csr 2>/dev/null; ",
+        "openssl x509 -req -in ", n, ".csr -CA ", ca, ".pem -CAkey ", ca,
+        ".key -CAcreateserial -days 2 -extfile san.ext -out ", n,
+        ".pem 2>/dev/null; ");
+  }
+  return std::system(("bash -c \"" + script + "\"").c_str()) == 0;
+}
+
+TEST_F(NodeClusterTest, MutualTls_MembersWithTheCaConnectOthersDoNot) {
+  Define(3);
+  ASSERT_TRUE(MakeCertificates(root_, "ca", {"n1", "n2", "n3"}));
+  ASSERT_TRUE(MakeCertificates(root_, "rogue-ca", {"rogue"}));
+  for (auto& [name, m] : members_) {
+    m.tls = {root_ + "/ca.pem", root_ + "/" + name + ".pem",
+             root_ + "/" + name + ".key"};
+  }
+  // n3 holds a certificate the others' CA did not sign.
+  members_["n3"].tls = {root_ + "/ca.pem", root_ + "/rogue.pem",
+                        root_ + "/rogue.key"};
+  StartAll();
+  const std::string leader = AwaitLeader({"n1", "n2"});
+  ASSERT_TRUE(leader == "n1" || leader == "n2") << leader;
+  ASSERT_TRUE(ProposeAndWait(leader, "over-tls").ok());
+  EXPECT_TRUE(Await([&] {
+    return members_["n1"].machine->applied() ==
+               std::vector<std::string>{"over-tls"} &&
+           members_["n2"].machine->applied() ==
+               std::vector<std::string>{"over-tls"};
+  }));
+  // n3 never gets a stream up to either of them, nor they to it.
+  for (const std::string name : {"n1", "n2"}) {
+    for (const PeerStatus& p : members_[name].node->GetStatus().peers) {
+      if (p.name == "n3") {
+        EXPECT_FALSE(p.reachable) << name;
+      } else {
+        EXPECT_TRUE(p.reachable) << name << " -> " << p.name;
+      }
+    }
+  }
+  EXPECT_TRUE(members_["n3"].machine->applied().empty());
+}
+
+TEST_F(NodeClusterTest, MutualTls_MissingFileIsAClearError) {
+  Define(1);
+  members_["n1"].tls = {root_ + "/nope.pem", root_ + "/n1.pem",
+                        root_ + "/n1.key"};
+  const absl::Status s = StartMember("n1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("nope.pem"), absl::string_view::npos) << s;
 }
 
 }  // namespace
