@@ -348,13 +348,26 @@ void PeerSender::Run() {
         }
       }
       backoff = o.initial_backoff;
+      // The peer sends nothing after its ack, so a read returns only when
+      // the stream breaks: that is how an idle stream (a follower's to
+      // another follower) notices a dead link, which a writer would only
+      // see at its next write.
+      bool broken = false;
+      std::thread reader([&] {
+        peer::StreamAck ignored;
+        while (stream->Read(&ignored)) {
+        }
+        MutexLock lock(&mu_);
+        broken = true;
+        changed_.SignalAll();
+      });
       bool ok = true;
       while (ok) {
         peer::PeerFrame frame;
         {
           MutexLock lock(&mu_);
-          while (!stopping_ && queue_.empty()) changed_.Wait(&mu_);
-          if (stopping_) break;
+          while (!stopping_ && !broken && queue_.empty()) changed_.Wait(&mu_);
+          if (stopping_ || broken) break;
           size_t bytes = 0;
           auto* batch = frame.mutable_batch();
           while (!queue_.empty() && bytes < o.max_batch_bytes) {
@@ -365,7 +378,8 @@ void PeerSender::Run() {
         }
         ok = stream->Write(frame);
       }
-      stream->WritesDone();
+      context.TryCancel();  // ends the reader's Read if the stream lives on
+      reader.join();
       const grpc::Status status = stream->Finish();
       MutexLock lock(&mu_);
       active_ = nullptr;

@@ -102,6 +102,8 @@ done
 if [[ -z $noticed ]]; then
   keep=1
   echo "FAIL: n1 still reports n3 reachable 10 s after the link was black-holed"
+  ss -tnio dst "$peer" || true
+  status "$host:7101"
   exit 1
 fi
 echo "black-holed link noticed after $noticed ms"
