@@ -1,23 +1,13 @@
 // quorate-node as separate processes on loopback: the contract of
 // CONTRACTS.md (flags, /status, signals, exit codes) and what a cluster of
 // processes does when one is killed with SIGKILL.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,118 +17,17 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "util/port.h"
-
-extern char** environ;
+#include "util/process.h"
 
 namespace quorate {
 namespace {
 
+using testing::HttpGet;
+using testing::JsonInt;
+using testing::JsonString;
 using testing::PortReservation;
-
-// GET http://127.0.0.1:port/path; "" if nothing answers.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string req =
-        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: x\r\n\r\n");
-    if (::write(fd, req.data(), req.size()) ==
-        static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-        out.append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  const size_t body = out.find("\r\n\r\n");
-  return body == std::string::npos ? "" : out.substr(body + 4);
-}
-
-// Top-level fields of the /status document (the first occurrence of the
-// key: member fields come before "peers").
-std::string JsonString(const std::string& doc, const std::string& key) {
-  const std::string k = absl::StrCat("\"", key, "\": \"");
-  const size_t at = doc.find(k);
-  if (at == std::string::npos) return "";
-  const size_t end = doc.find('"', at + k.size());
-  return doc.substr(at + k.size(), end - at - k.size());
-}
-int64_t JsonInt(const std::string& doc, const std::string& key) {
-  const std::string k = absl::StrCat("\"", key, "\": ");
-  const size_t at = doc.find(k);
-  if (at == std::string::npos) return -1;
-  size_t end = at + k.size();
-  while (end < doc.size() && (isdigit(doc[end]) || doc[end] == '-')) ++end;
-  int64_t v = -1;
-  if (!absl::SimpleAtoi(doc.substr(at + k.size(), end - at - k.size()), &v)) {
-    return -1;
-  }
-  return v;
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class Process {
- public:
-  Process(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<char*> argv;
-    for (const std::string& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc =
-        posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) pid_ = -1;
-  }
-  ~Process() {
-    if (pid_ > 0 && !exit_.has_value()) {
-      ::kill(pid_, SIGKILL);
-      Wait(absl::Seconds(10));
-    }
-  }
-  void Signal(int sig) { ::kill(pid_, sig); }
-  // The exit code (128 + signal if killed); nullopt if still running
-  // after `limit`.
-  std::optional<int> Wait(absl::Duration limit) {
-    if (exit_.has_value()) return exit_;
-    // A pidfd becomes readable when the process exits.
-    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    if (fd >= 0) {
-      pollfd p{fd, POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(limit)));
-      ::close(fd);
-    }
-    int status = 0;
-    if (::waitpid(pid_, &status, fd >= 0 ? WNOHANG : 0) == pid_) {
-      exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    return exit_;
-  }
-  bool started() const { return pid_ > 0; }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_;
-};
+using testing::Process;
+using testing::ReadAll;
 
 class QuorateNodeTest : public ::testing::Test {
  protected:
