@@ -34,6 +34,10 @@
 
 namespace quorate {
 
+enum class Role { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
+// "follower", "pre_candidate", "candidate", "leader", "learner".
+absl::string_view RoleName(Role role);
+
 struct PeerSpec {
   std::string id;       // [a-z0-9-]{1,32}
   std::string zone;     // availability zone label
@@ -74,15 +78,14 @@ struct MemberOptions {
   // The member stopped working by itself (its disk failed). Runs once, on
   // an internal thread; do not call Stop() from it.
   std::function<void(const absl::Status&)> on_fatal;
+  // This member's role or term changed. Runs on the member's loop thread:
+  // keep it short, and do not call Stop() from it.
+  std::function<void(Role role, uint64_t term)> on_role_change;
 };
 
 // Checks options without starting anything. The message says in plain
 // English what is wrong and how to fix it.
 absl::Status ValidateMemberOptions(const MemberOptions& options);
-
-enum class Role { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
-// "follower", "pre_candidate", "candidate", "leader", "learner".
-absl::string_view RoleName(Role role);
 
 struct PeerStatus {
   std::string id;

@@ -102,6 +102,9 @@ class MemberImpl final : public Member {
              options_.tls.key_file};
     o.log = [log = options_.log](const std::string& line) { log(line); };
     o.on_role = [this](raft::Role role, uint64_t term) {
+      if (options_.on_role_change) {
+        options_.on_role_change(static_cast<Role>(role), term);
+      }
       if (events_ == nullptr) return;
       events_->Write(absl::StrCat(
           "\"id\": \"", options_.id, "\", \"event\": \"role\", \"role\": \"",

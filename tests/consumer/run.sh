@@ -3,11 +3,14 @@
 # and runs the consumer project against it twice: with
 # find_package(quorate CONFIG REQUIRED) and with pkg-config. Any mistake in
 # the export (a missing header, target, dependency or path) fails here.
-#   run.sh BUILD_DIR CONSUMER_SOURCE_DIR EXPECTED_VERSION
+# Then it builds examples/minimal_member the same way and runs it: a member
+# started through the installed public API elects itself.
+#   run.sh BUILD_DIR CONSUMER_SOURCE_DIR EXPECTED_VERSION [EXAMPLES_DIR]
 set -euo pipefail
 build=$1
 consumer=$2
 version=$3
+examples=${4:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/quorate-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
@@ -43,4 +46,17 @@ fi
 c++ -std=c++17 -Wall -Werror "$consumer/main.cc" -o "$work/pc-consumer" \
   $(pkg-config --cflags --libs quorate)
 "$work/pc-consumer" "$version"
+if [[ -n $examples ]]; then
+  echo "== examples/minimal_member"
+  cmake -S "$examples/minimal_member" -B "$work/example-build" -G Ninja \
+    -DCMAKE_PREFIX_PATH="$prefix" >"$work/example-configure.log" 2>&1 || {
+    cat "$work/example-configure.log"
+    exit 1
+  }
+  cmake --build "$work/example-build" >"$work/example-build.log" 2>&1 || {
+    cat "$work/example-build.log"
+    exit 1
+  }
+  "$work/example-build/minimal_member" "$work/example-data"
+fi
 echo "consumer: ok"
