@@ -52,8 +52,7 @@ int main(int argc, char** argv) {
   const quorate::MemberStatus s = (*member)->GetStatus();
   std::printf("member %s leads cluster %s in term %llu; admin on %s\n",
               s.id.c_str(), s.cluster_id.c_str(),
-              static_cast<unsigned long long>(s.term),
-              s.admin_address.c_str());
+              static_cast<unsigned long long>(s.term), s.admin_address.c_str());
   (*member)->Stop();
   return 0;
 }

@@ -96,6 +96,8 @@ class Node::Impl {
   absl::Status Init();
   void Propose(std::string command, absl::Duration timeout,
                std::function<void(absl::StatusOr<uint64_t>)> done);
+  void Read(absl::Duration timeout,
+            std::function<void(absl::StatusOr<uint64_t>)> done);
   NodeStatus GetStatus() const;
   void Stop(bool graceful);
   std::string listen_address() const { return transport_->listen_address(); }
@@ -113,6 +115,15 @@ class Node::Impl {
     int64_t deadline_ns = 0;
     std::function<void(absl::StatusOr<uint64_t>)> done;
   };
+  struct PendingRead {
+    int64_t deadline_ns = 0;
+    uint64_t index = 0;  // 0 until the leader confirmed a read point
+    std::function<void(absl::StatusOr<uint64_t>)> done;
+  };
+  // Answers the confirmed reads whose index is applied.
+  void ServeReads();
+  // Fails every waiting proposal and read whose deadline passed.
+  void ExpireWaiting(int64_t now);
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
@@ -156,6 +167,8 @@ class Node::Impl {
   raft::Role reported_role_ = raft::Role::kFollower;
   uint64_t reported_term_ = 0;
   std::map<uint64_t, Proposal> proposals_;  // by index
+  std::map<uint64_t, PendingRead> reads_;   // by request id
+  uint64_t next_read_id_ = 1;
 
   std::atomic<size_t> inbox_{0};
   std::atomic<uint64_t> inbox_dropped_{0};
@@ -375,8 +388,34 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
           "applied"));
     }
   }
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = reads_.find(rs.request_id);
+    if (it != reads_.end()) it->second.index = rs.index;
+  }
+  for (uint64_t id : rd.failed_reads) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(absl::UnavailableError(
+        "leadership changed before the read was confirmed; retry"));
+  }
+  ServeReads();
   raft_->Advance();
   MaybeSnapshot();
+}
+
+void Node::Impl::ServeReads() {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.index == 0 || it->second.index > applied_) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    const uint64_t index = it->second.index;
+    it = reads_.erase(it);
+    done(index);
+  }
 }
 
 void Node::Impl::ApplySnapshot(const raft::Snapshot& snapshot) {
@@ -454,20 +493,33 @@ void Node::Impl::ScheduleSweep() {
   sweep_timer_.expires_after(std::chrono::milliseconds(50));
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    const int64_t now = MonotonicNowNs();
-    for (auto it = proposals_.begin(); it != proposals_.end();) {
-      if (it->second.deadline_ns > now) {
-        ++it;
-        continue;
-      }
-      it->second.done(absl::DeadlineExceededError(
-          "the proposal was not applied before its deadline; it may still "
-          "be"));
-      it = proposals_.erase(it);
-    }
+    ExpireWaiting(MonotonicNowNs());
     PublishStatus();
     ScheduleSweep();
   });
+}
+
+void Node::Impl::ExpireWaiting(int64_t now) {
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    if (it->second.deadline_ns > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = proposals_.erase(it);
+    done(absl::DeadlineExceededError(
+        "the proposal was not applied before its deadline; it may still be"));
+  }
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline_ns > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = reads_.erase(it);
+    done(absl::DeadlineExceededError(
+        "no read point was confirmed before the deadline"));
+  }
 }
 
 void Node::Impl::Fail(const absl::Status& status) {
@@ -481,6 +533,11 @@ void Node::Impl::Fail(const absl::Status& status) {
         absl::StrCat("the member stopped: ", status.message())));
   }
   proposals_.clear();
+  for (auto& [id, r] : reads_) {
+    r.done(absl::UnavailableError(
+        absl::StrCat("the member stopped: ", status.message())));
+  }
+  reads_.clear();
   {
     MutexLock lock(&mu_);
     status_.error = status;
@@ -559,6 +616,24 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
   });
 }
 
+void Node::Impl::Read(absl::Duration timeout,
+                      std::function<void(absl::StatusOr<uint64_t>)> done) {
+  const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
+  asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
+    if (failed_) {
+      done(absl::UnavailableError("the member stopped after an error"));
+      return;
+    }
+    const uint64_t id = next_read_id_++;
+    if (absl::Status s = raft_->ReadIndex(id, MonotonicNowNs()); !s.ok()) {
+      done(s);
+      return;
+    }
+    reads_[id] = PendingRead{deadline, 0, std::move(done)};
+    Drive();
+  });
+}
+
 void Node::Impl::BeginTransfer() {
   // On the loop: hand leadership to the most up-to-date reachable voter.
   if (failed_ || soft_.role != raft::Role::kLeader) {
@@ -632,6 +707,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 void Node::Propose(std::string command, absl::Duration timeout,
                    std::function<void(absl::StatusOr<uint64_t>)> done) {
   impl_->Propose(std::move(command), timeout, std::move(done));
+}
+void Node::Read(absl::Duration timeout,
+                std::function<void(absl::StatusOr<uint64_t>)> done) {
+  impl_->Read(timeout, std::move(done));
 }
 NodeStatus Node::GetStatus() const { return impl_->GetStatus(); }
 void Node::Stop(bool graceful) { impl_->Stop(graceful); }

@@ -134,6 +134,15 @@ class Node {
   void Propose(std::string command, absl::Duration timeout,
                std::function<void(absl::StatusOr<uint64_t>)> done);
 
+  // A linearizable read point: `done` runs on the loop thread once this
+  // member's state machine has applied everything committed before the
+  // call (the index is passed), so reading the state machine from `done`
+  // sees every write acknowledged before Read() was called. Works on any
+  // member (a follower asks its leader). UNAVAILABLE without a leader,
+  // DEADLINE_EXCEEDED after `timeout`.
+  void Read(absl::Duration timeout,
+            std::function<void(absl::StatusOr<uint64_t>)> done);
+
   NodeStatus GetStatus() const;
 
   // Stops the member. `graceful`: a leader first hands leadership to an

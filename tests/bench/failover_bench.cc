@@ -242,8 +242,8 @@ bool MeasureFailovers(Cluster& c, int runs, Summary* out) {
   for (int run = 0; run < runs; ++run) {
     int leader = -1;
     if (!Await([&] { return (leader = c.Leader()) >= 0; })) {
-      fprintf(stderr, "%s: no settled leader before run %d\n",
-              c.name().c_str(), run);
+      fprintf(stderr, "%s: no settled leader before run %d\n", c.name().c_str(),
+              run);
       return false;
     }
     const int64_t term = c.Term(leader);
@@ -344,10 +344,11 @@ int Main(int argc, char** argv) {
   std::filesystem::create_directories(dir + "/quorate");
   std::filesystem::create_directories(dir + "/etcd");
 
-  printf("Failover: kill -9 of the leader of 3 members on loopback until a "
-         "new leader's first entry is committed; heartbeat 50 ms, election "
-         "timeout 500 ms; %d runs each.\n",
-         runs);
+  printf(
+      "Failover: kill -9 of the leader of 3 members on loopback until a "
+      "new leader's first entry is committed; heartbeat 50 ms, election "
+      "timeout 500 ms; %d runs each.\n",
+      runs);
   Summary q;
   Usage q_leader, q_follower;
   bool ok;
@@ -357,8 +358,8 @@ int Main(int argc, char** argv) {
     int leader = -1;
     if (ok && !smoke && Await([&] { return (leader = c.Leader()) >= 0; })) {
       q_leader = MeasureIdle(c.Pid(leader), absl::Seconds(10));
-      q_follower = MeasureIdle(c.Pid((leader + 1) % kMembers),
-                               absl::Seconds(10));
+      q_follower =
+          MeasureIdle(c.Pid((leader + 1) % kMembers), absl::Seconds(10));
     }
   }
   if (!ok) {
@@ -368,10 +369,11 @@ int Main(int argc, char** argv) {
   printf("  quorate: median %.0f ms, max %.0f ms, min %.0f ms\n", q.Median(),
          q.Max(), q.Min());
   if (!smoke) {
-    printf("  quorate idle (10 s): leader RSS %.1f MiB, CPU %.2f %%; follower "
-           "RSS %.1f MiB, CPU %.2f %%\n",
-           q_leader.rss_mib, q_leader.cpu_percent, q_follower.rss_mib,
-           q_follower.cpu_percent);
+    printf(
+        "  quorate idle (10 s): leader RSS %.1f MiB, CPU %.2f %%; follower "
+        "RSS %.1f MiB, CPU %.2f %%\n",
+        q_leader.rss_mib, q_leader.cpu_percent, q_follower.rss_mib,
+        q_follower.cpu_percent);
   }
   const char* etcd = "/usr/bin/etcd";
   if (!smoke && ::access(etcd, X_OK) == 0) {
@@ -383,18 +385,20 @@ int Main(int argc, char** argv) {
       int leader = -1;
       if (ok && Await([&] { return (leader = c.Leader()) >= 0; })) {
         e_leader = MeasureIdle(c.Pid(leader), absl::Seconds(10));
-        e_follower = MeasureIdle(c.Pid((leader + 1) % kMembers),
-                                 absl::Seconds(10));
+        e_follower =
+            MeasureIdle(c.Pid((leader + 1) % kMembers), absl::Seconds(10));
       }
     }
     if (ok) {
-      printf("  etcd:    median %.0f ms, max %.0f ms, min %.0f ms (until a "
-             "put through a survivor commits)\n",
-             e.Median(), e.Max(), e.Min());
-      printf("  etcd idle (10 s): leader RSS %.1f MiB, CPU %.2f %%; follower "
-             "RSS %.1f MiB, CPU %.2f %%\n",
-             e_leader.rss_mib, e_leader.cpu_percent, e_follower.rss_mib,
-             e_follower.cpu_percent);
+      printf(
+          "  etcd:    median %.0f ms, max %.0f ms, min %.0f ms (until a "
+          "put through a survivor commits)\n",
+          e.Median(), e.Max(), e.Min());
+      printf(
+          "  etcd idle (10 s): leader RSS %.1f MiB, CPU %.2f %%; follower "
+          "RSS %.1f MiB, CPU %.2f %%\n",
+          e_leader.rss_mib, e_leader.cpu_percent, e_follower.rss_mib,
+          e_follower.cpu_percent);
       printf("  ratio quorate / etcd: median %.2f, max %.2f\n",
              q.Median() / e.Median(), q.Max() / e.Max());
     } else {

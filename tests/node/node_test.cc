@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -367,6 +368,37 @@ TEST_F(NodeClusterTest, Proposals_AreAppliedOnEveryMemberInOrder) {
     absl::StatusOr<uint64_t> r = ProposeAndWait(name, "x");
     EXPECT_FALSE(r.ok());
     break;
+  }
+}
+
+TEST_F(NodeClusterTest, Read_OnAFollowerSeesEveryAcknowledgedWrite) {
+  Define(3);
+  StartAll();
+  const std::string leader = AwaitLeader();
+  const std::string follower = leader == "n1" ? "n2" : "n1";
+  for (int i = 0; i < 20; ++i) {
+    const std::string w = absl::StrCat("w", i);
+    absl::StatusOr<uint64_t> index = ProposeAndWait(leader, w);
+    ASSERT_TRUE(index.ok()) << index.status();
+    // Right after the write is acknowledged, a read through the follower
+    // (which may not have applied it yet) must see it.
+    Mutex mu;
+    std::optional<bool> saw;
+    members_[follower].node->Read(
+        absl::Seconds(5), [&, w](absl::StatusOr<uint64_t> at) {
+          const std::vector<std::string> applied =
+              members_[follower].machine->applied();
+          MutexLock lock(&mu);
+          saw = at.ok() && *at >= *index && !applied.empty() &&
+                applied.back() == w;
+          events_.Notify();
+        });
+    ASSERT_TRUE(Await([&] {
+      MutexLock lock(&mu);
+      return saw.has_value();
+    }));
+    MutexLock lock(&mu);
+    EXPECT_TRUE(*saw) << "read " << i << " missed " << w;
   }
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "storage/mem_fs.h"
 #include "storage/writer.h"
@@ -590,6 +591,52 @@ TEST_F(StorageTest, GroupCommitWriter_PersistsInOrderOffTheCaller) {
   OpenOk(&r);
   EXPECT_EQ(Indexes(r), Seq(1, 200));
   EXPECT_EQ(r.hard_state.commit(), 200u);
+}
+
+TEST_F(StorageTest, GroupCommitWriter_TaskRunsAfterEarlierWritesAreDurable) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  std::vector<std::string> order;
+  uint64_t seen_last = 0;
+  absl::Mutex mu;
+  {
+    GroupCommitWriter writer(s.get());
+    auto write = [&](uint64_t i) {
+      GroupCommitWriter::Request req;
+      req.entries = Range(i, i, 1);
+      req.done = [&, i](absl::Status st) {
+        EXPECT_TRUE(st.ok()) << st;
+        absl::MutexLock lock(&mu);
+        order.push_back(absl::StrCat("w", i));
+      };
+      ASSERT_TRUE(writer.Submit(std::move(req)).ok());
+    };
+    for (uint64_t i = 1; i <= 10; ++i) write(i);
+    GroupCommitWriter::Request task;
+    task.task = [&](Storage* st) {
+      seen_last = st->last_index();
+      return absl::InternalError("task failed");
+    };
+    task.done = [&](absl::Status st) {
+      EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+      absl::MutexLock lock(&mu);
+      order.push_back("task");
+    };
+    ASSERT_TRUE(writer.Submit(std::move(task)).ok());
+    for (uint64_t i = 11; i <= 20; ++i) write(i);
+  }
+  // Everything before the task was written and synced (its callbacks ran,
+  // which happens after the sync) before it ran, and nothing after it; its
+  // failure is its own.
+  EXPECT_EQ(seen_last, 10u);
+  ASSERT_EQ(order.size(), 21u);
+  EXPECT_EQ(order[10], "task");
+  EXPECT_EQ(order[9], "w10");
+  EXPECT_EQ(order[11], "w11");
+  s.reset();
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 20));
 }
 
 TEST_F(StorageTest, GroupCommitWriter_FullQueueIsResourceExhausted) {

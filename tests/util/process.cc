@@ -49,17 +49,15 @@ std::string Http(int port, const std::string& request) {
 }  // namespace
 
 std::string HttpGet(int port, const std::string& path) {
-  return Http(port, absl::StrCat("GET ", path,
-                                 " HTTP/1.0\r\nHost: x\r\n\r\n"));
+  return Http(port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: x\r\n\r\n"));
 }
 
 std::string HttpPost(int port, const std::string& path,
                      const std::string& body) {
-  return Http(port,
-              absl::StrCat("POST ", path,
-                           " HTTP/1.0\r\nHost: x\r\nContent-Type: "
-                           "application/json\r\nContent-Length: ",
-                           body.size(), "\r\n\r\n", body));
+  return Http(port, absl::StrCat("POST ", path,
+                                 " HTTP/1.0\r\nHost: x\r\nContent-Type: "
+                                 "application/json\r\nContent-Length: ",
+                                 body.size(), "\r\n\r\n", body));
 }
 
 std::string JsonString(const std::string& doc, const std::string& key) {
@@ -99,10 +97,10 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-Process::Process(const std::vector<std::string>& args,
-                 const std::string& log) {
+Process::Process(const std::vector<std::string>& args, const std::string& log) {
   std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
