@@ -16,6 +16,11 @@ endif()
 # calls this.
 function(quorate_target_defaults target)
   target_compile_options(${target} PRIVATE ${QUORATE_WARNING_FLAGS})
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE" AND NOT QUORATE_SANITIZE STREQUAL "")
+    target_sources(${target} PRIVATE
+      ${PROJECT_SOURCE_DIR}/cmake/sanitizer_options.cc)
+  endif()
 endfunction()
 
 # Sanitizers apply to everything compiled in the build, generated code too,
