@@ -11,6 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "admin/admin_server.h"
+#include "coord/kv.h"
+#include "coord/kv_service.h"
 #include "node/node.h"
 #include "util/clock.h"
 #include "util/mutex.h"
@@ -95,6 +97,8 @@ class MemberImpl final : public Member {
       o.initial_members.push_back({p.id, p.zone, p.address});
     }
     o.data_dir = options_.data_dir;
+    o.state_machine = &kv_;
+    o.services = {&kv_service_};
     o.heartbeat_interval = options_.heartbeat_interval;
     o.segment_bytes = options_.wal_segment_bytes;
     o.election_timeout = options_.election_timeout;
@@ -117,6 +121,7 @@ class MemberImpl final : public Member {
         node::Node::Start(std::move(o));
     if (!n.ok()) return n.status();
     node_ = *std::move(n);
+    kv_service_.SetNode(node_.get());
     if (!options_.admin_address.empty()) {
       auto admin = admin::AdminServer::Start(
           options_.admin_address, [this] { return node_->GetStatus(); });
@@ -161,6 +166,10 @@ class MemberImpl final : public Member {
  private:
   MemberOptions options_;
   std::unique_ptr<EventLog> events_;
+  // The replicated store and its client API; they outlive the node, which
+  // serves the API and applies to the store.
+  coord::KvStore kv_;
+  coord::KvService kv_service_{&kv_};
   std::unique_ptr<node::Node> node_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> stopped_{false};

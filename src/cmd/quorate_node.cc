@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cmd/flags.h"
 #include "quorate/member.h"
 #include "quorate/version.h"
 
@@ -57,91 +58,6 @@ constexpr char kUsage[] =
   exit(2);
 }
 
-struct Flags {
-  std::map<std::string, std::string> values;
-  bool learner = false;
-};
-
-Flags ParseFlags(int argc, char** argv) {
-  static const char* const kKnown[] = {"id",
-                                       "zone",
-                                       "listen",
-                                       "admin",
-                                       "peers",
-                                       "data_dir",
-                                       "cluster_id",
-                                       "heartbeat_interval",
-                                       "election_timeout",
-                                       "max_clock_drift",
-                                       "event_log",
-                                       "tls_ca",
-                                       "segment_bytes",
-                                       "tls_cert",
-                                       "tls_key"};
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-help" || arg == "-h") {
-      fputs(kUsage, stdout);
-      exit(0);
-    }
-    if (arg == "--version" || arg == "-version") {
-      printf("quorate-node %s\n", quorate::Version());
-      exit(0);
-    }
-    if (arg.rfind("--", 0) == 0) {
-      arg = arg.substr(2);
-    } else if (arg.rfind("-", 0) == 0) {
-      arg = arg.substr(1);
-    } else {
-      UsageError(absl::StrCat("unexpected argument '", arg, "'"));
-    }
-    if (arg == "learner" || arg == "learner=true") {
-      f.learner = true;
-      continue;
-    }
-    if (arg == "nolearner" || arg == "learner=false") {
-      f.learner = false;
-      continue;
-    }
-    std::string name = arg;
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      UsageError(absl::StrCat("flag --", name, " needs a value"));
-    }
-    bool known = false;
-    for (const char* k : kKnown) known |= name == k;
-    if (!known) UsageError(absl::StrCat("unknown flag --", name));
-    f.values[name] = value;
-  }
-  return f;
-}
-
-absl::Duration DurationFlag(const Flags& f, const std::string& name,
-                            absl::Duration def) {
-  auto it = f.values.find(name);
-  if (it == f.values.end()) return def;
-  absl::Duration d;
-  if (!absl::ParseDuration(it->second, &d) || d <= absl::ZeroDuration()) {
-    UsageError(absl::StrCat("--", name, "='", it->second,
-                            "' is not a positive duration such as 50ms or "
-                            "1.5s"));
-  }
-  return d;
-}
-
-std::string Flag(const Flags& f, const std::string& name,
-                 const std::string& def = "") {
-  auto it = f.values.find(name);
-  return it == f.values.end() ? def : it->second;
-}
-
 std::vector<quorate::PeerSpec> ParsePeers(const std::string& value) {
   std::vector<quorate::PeerSpec> out;
   if (value.empty()) return out;
@@ -165,42 +81,65 @@ std::atomic<int> fatal_exit{0};
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
-  if (flags.learner) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-help" || a == "-h") {
+      fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--version" || a == "-version") {
+      printf("quorate-node %s\n", quorate::Version());
+      return 0;
+    }
+  }
+  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
+      argc, argv,
+      {"id", "zone", "listen", "admin", "peers", "data_dir", "cluster_id",
+       "heartbeat_interval", "election_timeout", "max_clock_drift", "event_log",
+       "tls_ca", "tls_cert", "tls_key", "segment_bytes"},
+      {"learner"});
+  if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
+  const quorate::cmd::Flags& flags = *parsed;
+  if (!flags.positional.empty()) {
+    UsageError(absl::StrCat("unexpected argument '", flags.positional[0], "'"));
+  }
+  if (flags.Bool("learner")) {
     UsageError(
         "--learner is not supported yet: members join as voters listed in "
         "--peers");
   }
   quorate::MemberOptions o;
-  o.id = Flag(flags, "id");
-  o.zone = Flag(flags, "zone", "default");
-  o.cluster_id = Flag(flags, "cluster_id");
-  o.listen_address = Flag(flags, "listen");
-  o.admin_address = Flag(flags, "admin", "127.0.0.1:0");
+  o.id = flags.Get("id");
+  o.zone = flags.Get("zone", "default");
+  o.cluster_id = flags.Get("cluster_id");
+  o.listen_address = flags.Get("listen");
+  o.admin_address = flags.Get("admin", "127.0.0.1:0");
   if (!o.admin_address.empty() && o.admin_address[0] == ':') {
     o.admin_address = "127.0.0.1" + o.admin_address;
   } else if (o.admin_address.find(':') == std::string::npos) {
     o.admin_address += ":0";
   }
-  o.peers = ParsePeers(Flag(flags, "peers"));
-  o.data_dir = Flag(flags, "data_dir");
-  o.heartbeat_interval =
-      DurationFlag(flags, "heartbeat_interval", absl::Milliseconds(50));
-  o.election_timeout =
-      DurationFlag(flags, "election_timeout", absl::Milliseconds(500));
-  const std::string drift = Flag(flags, "max_clock_drift", "0.01");
+  o.peers = ParsePeers(flags.Get("peers"));
+  o.data_dir = flags.Get("data_dir");
+  absl::StatusOr<absl::Duration> d =
+      flags.Duration("heartbeat_interval", absl::Milliseconds(50));
+  if (!d.ok()) UsageError(std::string(d.status().message()));
+  o.heartbeat_interval = *d;
+  d = flags.Duration("election_timeout", absl::Milliseconds(500));
+  if (!d.ok()) UsageError(std::string(d.status().message()));
+  o.election_timeout = *d;
+  const std::string drift = flags.Get("max_clock_drift", "0.01");
   if (!absl::SimpleAtod(drift, &o.max_clock_drift)) {
     UsageError(absl::StrCat("--max_clock_drift='", drift,
                             "' is not a number such as 0.01"));
   }
-  o.event_log_path = Flag(flags, "event_log");
-  const std::string segment = Flag(flags, "segment_bytes", "67108864");
+  o.event_log_path = flags.Get("event_log");
+  const std::string segment = flags.Get("segment_bytes", "67108864");
   if (!absl::SimpleAtoi(segment, &o.wal_segment_bytes)) {
     UsageError(absl::StrCat("--segment_bytes='", segment,
                             "' is not a number of bytes"));
   }
-  o.tls = {Flag(flags, "tls_ca"), Flag(flags, "tls_cert"),
-           Flag(flags, "tls_key")};
+  o.tls = {flags.Get("tls_ca"), flags.Get("tls_cert"), flags.Get("tls_key")};
   if (o.id.empty()) UsageError("--id is required");
   if (absl::Status s = quorate::ValidateMemberOptions(o); !s.ok()) {
     UsageError(std::string(s.message()));

@@ -95,7 +95,7 @@ class Node::Impl {
 
   absl::Status Init();
   void Propose(std::string command, absl::Duration timeout,
-               std::function<void(absl::StatusOr<uint64_t>)> done);
+               std::function<void(absl::StatusOr<Applied>)> done);
   void Read(absl::Duration timeout,
             std::function<void(absl::StatusOr<uint64_t>)> done);
   NodeStatus GetStatus() const;
@@ -113,7 +113,7 @@ class Node::Impl {
   struct Proposal {
     uint64_t term = 0;
     int64_t deadline_ns = 0;
-    std::function<void(absl::StatusOr<uint64_t>)> done;
+    std::function<void(absl::StatusOr<Applied>)> done;
   };
   struct PendingRead {
     int64_t deadline_ns = 0;
@@ -267,6 +267,7 @@ absl::Status Node::Impl::Init() {
   to.cluster_id = options_.cluster_id;
   to.listen = options_.listen;
   to.tls = options_.tls;
+  to.services = options_.services;
   to.log = options_.log;
   to.on_messages = [this](std::vector<raft::Message> messages) {
     if (inbox_.load() >= options_.max_inbox) {
@@ -372,16 +373,17 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
   for (const raft::EntryPtr& e : rd.committed_entries) {
     QUORATE_CHECK_EQ(e->index(), applied_ + 1) << "apply out of order";
     applied_ = e->index();
+    std::string result;
     if (e->type() == raft::ENTRY_TYPE_NORMAL && !e->data().empty() &&
         options_.state_machine != nullptr) {
-      options_.state_machine->Apply(e->index(), e->data());
+      result = options_.state_machine->Apply(e->index(), e->data());
     }
     auto it = proposals_.find(e->index());
     if (it == proposals_.end()) continue;
     Proposal p = std::move(it->second);
     proposals_.erase(it);
     if (e->term() == p.term) {
-      p.done(e->index());
+      p.done(Applied{e->index(), std::move(result)});
     } else {
       p.done(absl::AbortedError(
           "leadership changed and the proposal was replaced; it was not "
@@ -529,8 +531,10 @@ void Node::Impl::Fail(const absl::Status& status) {
                    "' stopped working: ", status.message()));
   raft_timer_.cancel();
   for (auto& [index, p] : proposals_) {
-    p.done(absl::UnavailableError(
-        absl::StrCat("the member stopped: ", status.message())));
+    // Already in the log: another member may still commit it.
+    p.done(absl::UnknownError(
+        absl::StrCat("the member stopped (", status.message(),
+                     "); the proposal's outcome is unknown")));
   }
   proposals_.clear();
   for (auto& [id, r] : reads_) {
@@ -553,6 +557,8 @@ void Node::Impl::PublishStatus() {
     status_.term = raft_->term();
     auto leader = members_.find(soft_.leader);
     status_.leader = leader != members_.end() ? leader->second.name() : "";
+    status_.leader_address =
+        leader != members_.end() ? leader->second.address() : "";
     status_.commit_index = raft_->commit();
     status_.applied_index = applied_;
     status_.last_log_index = raft_->log().last_index();
@@ -592,7 +598,7 @@ NodeStatus Node::Impl::GetStatus() const {
 }
 
 void Node::Impl::Propose(std::string command, absl::Duration timeout,
-                         std::function<void(absl::StatusOr<uint64_t>)> done) {
+                         std::function<void(absl::StatusOr<Applied>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   asio::post(io_, [this, command = std::move(command), deadline,
                    done = std::move(done)]() mutable {
@@ -705,7 +711,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 }
 
 void Node::Propose(std::string command, absl::Duration timeout,
-                   std::function<void(absl::StatusOr<uint64_t>)> done) {
+                   std::function<void(absl::StatusOr<Applied>)> done) {
   impl_->Propose(std::move(command), timeout, std::move(done));
 }
 void Node::Read(absl::Duration timeout,

@@ -4,8 +4,8 @@
 //
 //   NodeOptions o;  o.name = "n1";  o.data_dir = "/var/lib/quorate/n1"; ...
 //   QUORATE_ASSIGN_OR_RETURN(auto node, Node::Start(std::move(o)));
-//   node->Propose("command", absl::Seconds(2), [](absl::StatusOr<uint64_t> i) {
-//     ... applied at index *i, or failed ...
+//   node->Propose("command", absl::Seconds(2), [](absl::StatusOr<Applied> a) {
+//     ... applied at index a->index, or failed ...
 //   });
 //   node->Stop(/*graceful=*/true);   // a leader hands over first
 //
@@ -48,13 +48,20 @@ class StateMachine {
  public:
   virtual ~StateMachine() = default;
   // Committed commands, in index order, each exactly once since the last
-  // Restore().
-  virtual void Apply(uint64_t index, const std::string& command) = 0;
+  // Restore(). The result goes to the proposer (Applied::result); it must
+  // be a function of the state and the command only.
+  virtual std::string Apply(uint64_t index, const std::string& command) = 0;
   // The whole state, as of the last Apply().
   virtual std::string Snapshot() const = 0;
   // Replaces the whole state (from a snapshot of this member's or the
   // leader's).
   virtual absl::Status Restore(const std::string& snapshot) = 0;
+};
+
+// A proposal that was applied.
+struct Applied {
+  uint64_t index = 0;
+  std::string result;  // what StateMachine::Apply returned
 };
 
 struct MemberSpec {
@@ -75,6 +82,8 @@ struct NodeOptions {
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration election_timeout = absl::Milliseconds(500);
   transport::TlsFiles tls;
+  // More gRPC services on the listen address (the client API); not owned.
+  std::vector<grpc::Service*> services;
   // A snapshot is taken (and the log compacted) every this many applied
   // entries.
   uint64_t snapshot_every = 10000;
@@ -109,6 +118,7 @@ struct NodeStatus {
   raft::Role role = raft::Role::kFollower;
   uint64_t term = 0;
   std::string leader;  // name; empty when no leader is known
+  std::string leader_address;
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
   uint64_t last_log_index = 0;
@@ -128,11 +138,13 @@ class Node {
   Node& operator=(const Node&) = delete;
 
   // Proposes `command`. `done` runs on the loop thread with the index it
-  // was applied at; or UNAVAILABLE (not the leader; try the leader),
+  // was applied at and the state machine's result; or UNAVAILABLE (refused
+  // before anything was proposed: not the leader, or stopped),
   // RESOURCE_EXHAUSTED (too many waiting), ABORTED (leadership changed and
-  // the entry was replaced) or DEADLINE_EXCEEDED (outcome unknown).
+  // another entry took its place: not applied), DEADLINE_EXCEEDED or
+  // UNKNOWN (outcome unknown: it may still be applied).
   void Propose(std::string command, absl::Duration timeout,
-               std::function<void(absl::StatusOr<uint64_t>)> done);
+               std::function<void(absl::StatusOr<Applied>)> done);
 
   // A linearizable read point: `done` runs on the loop thread once this
   // member's state machine has applied everything committed before the

@@ -428,6 +428,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   int port = 0;
   builder.AddListeningPort(options_.listen, server_creds, &port);
   builder.RegisterService(&service_);
+  for (grpc::Service* extra : options_.services) builder.RegisterService(extra);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // Peers ping often (keepalive below): allow it, without data too.

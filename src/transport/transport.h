@@ -41,6 +41,10 @@
 #include "absl/time/time.h"
 #include "quorate/raft.pb.h"
 
+namespace grpc {
+class Service;
+}
+
 namespace quorate::transport {
 
 struct PeerAddress {
@@ -85,6 +89,9 @@ class Transport {
     size_t max_queued_messages = 4096;  // per peer
     size_t max_batch_bytes = 4 << 20;
     int max_message_bytes = 64 << 20;
+    // More services to serve on the same listener (the client API). Not
+    // owned; they must outlive the transport.
+    std::vector<grpc::Service*> services;
     // Batches received, in order per peer. Must not block.
     std::function<void(std::vector<raft::Message>)> on_messages;
     // A peer's stream broke or could not be opened.

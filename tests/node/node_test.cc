@@ -37,12 +37,13 @@ struct Events {
 class ListMachine final : public StateMachine {
  public:
   explicit ListMachine(Events* events) : events_(events) {}
-  void Apply(uint64_t, const std::string& command) override {
+  std::string Apply(uint64_t, const std::string& command) override {
     {
       MutexLock lock(&mu_);
       applied_.push_back(command);
     }
     events_->Notify();
+    return "applied " + command;
   }
   std::string Snapshot() const override {
     MutexLock lock(&mu_);
@@ -280,9 +281,16 @@ class NodeClusterTest : public ::testing::Test {
     Mutex mu;
     std::optional<absl::StatusOr<uint64_t>> result;
     members_[name].node->Propose(command, absl::Seconds(5),
-                                 [&](absl::StatusOr<uint64_t> r) {
+                                 [&, command](absl::StatusOr<Applied> r) {
                                    MutexLock lock(&mu);
-                                   result = r;
+                                   if (r.ok()) {
+                                     // The state machine's result comes back
+                                     // with the index.
+                                     EXPECT_EQ(r->result, "applied " + command);
+                                     result = r->index;
+                                   } else {
+                                     result = r.status();
+                                   }
                                    events_.Notify();
                                  });
     Await([&] {
@@ -518,7 +526,7 @@ TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
   const uint64_t term = members_[leader].node->GetStatus().term;
   disks_[leader]->Close();
   members_[leader].node->Propose("stalled", absl::Seconds(30),
-                                 [](absl::StatusOr<uint64_t>) {});
+                                 [](absl::StatusOr<Applied>) {});
   ASSERT_TRUE(Await([&] { return disks_[leader]->blocked() > 0; }))
       << "the leader's writer never reached its sync";
   // Watch the cluster for five election timeouts (200 ms each) of stall.

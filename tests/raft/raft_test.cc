@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "raft/cluster.h"
 
 namespace quorate::raft {
@@ -1214,7 +1215,7 @@ std::string Transcript(uint64_t seed) {
   c.AdvanceTime(3 * kElection);
   const uint64_t leader = c.Leader();
   for (int i = 0; i < 5 && leader != 0; ++i) {
-    (void)c.raft(leader).Propose("x" + std::to_string(i), c.now());
+    (void)c.raft(leader).Propose(absl::StrCat("x", i), c.now());
   }
   c.Partition({1, 2}, {3, 4, 5});
   c.AdvanceTime(5 * kElection);

@@ -1,0 +1,269 @@
+// quorate::Client (include/quorate/client.h) over the Kv gRPC service.
+#include "quorate/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "quorate/client.grpc.pb.h"
+#include "util/grpc_status.h"
+#include "util/mutex.h"
+
+namespace quorate {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Metadata(const grpc::ClientContext& ctx, const std::string& key) {
+  const auto& md = ctx.GetServerTrailingMetadata();
+  auto it = md.find(key);
+  return it == md.end() ? ""
+                        : std::string(it->second.data(), it->second.size());
+}
+
+class ClientImpl final : public Client {
+ public:
+  explicit ClientImpl(ClientOptions options) : o_(std::move(options)) {
+    std::random_device rd;
+    client_id_ = (uint64_t{rd()} << 32) | rd();
+    if (client_id_ == 0) client_id_ = 1;
+  }
+
+  absl::Status Init() {
+    if (o_.endpoints.empty()) {
+      return absl::InvalidArgumentError("no endpoints given");
+    }
+    if (o_.timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("the timeout must be positive");
+    }
+    const int tls = !o_.tls_ca_file.empty() + !o_.tls_cert_file.empty() +
+                    !o_.tls_key_file.empty();
+    if (tls == 0) {
+      creds_ = grpc::InsecureChannelCredentials();
+    } else if (tls == 3) {
+      grpc::SslCredentialsOptions so;
+      absl::StatusOr<std::string> f = ReadFile(o_.tls_ca_file);
+      if (!f.ok()) return f.status();
+      so.pem_root_certs = *f;
+      if (!(f = ReadFile(o_.tls_cert_file)).ok()) return f.status();
+      so.pem_cert_chain = *f;
+      if (!(f = ReadFile(o_.tls_key_file)).ok()) return f.status();
+      so.pem_private_key = *f;
+      creds_ = grpc::SslCredentials(so);
+    } else {
+      return absl::InvalidArgumentError(
+          "mutual TLS needs all three of the CA, certificate and key files");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Put(absl::string_view key,
+                               absl::string_view value) override {
+    client::PutRequest req;
+    req.set_key(std::string(key));
+    req.set_value(std::string(value));
+    SetOp(req.mutable_op());
+    client::PutResponse resp;
+    absl::Status s = Call(true, &client::Kv::Stub::Put, req, &resp);
+    if (!s.ok()) return s;
+    return resp.revision();
+  }
+
+  absl::StatusOr<uint64_t> Delete(absl::string_view key) override {
+    client::DeleteRequest req;
+    req.set_key(std::string(key));
+    SetOp(req.mutable_op());
+    client::DeleteResponse resp;
+    absl::Status s = Call(true, &client::Kv::Stub::Delete, req, &resp);
+    if (!s.ok()) return s;
+    return resp.revision();
+  }
+
+  absl::StatusOr<uint64_t> CompareAndSet(absl::string_view key,
+                                         uint64_t expected_revision,
+                                         absl::string_view value) override {
+    client::CasRequest req;
+    req.set_key(std::string(key));
+    req.set_expected_revision(expected_revision);
+    req.set_value(std::string(value));
+    SetOp(req.mutable_op());
+    client::CasResponse resp;
+    absl::Status s = Call(true, &client::Kv::Stub::Cas, req, &resp);
+    if (!s.ok()) return s;
+    return resp.revision();
+  }
+
+  absl::StatusOr<KeyValue> Get(absl::string_view key, bool stale) override {
+    client::GetRequest req;
+    req.set_key(std::string(key));
+    req.set_stale(stale);
+    client::GetResponse resp;
+    absl::Status s = Call(false, &client::Kv::Stub::Get, req, &resp);
+    if (!s.ok()) return s;
+    if (!resp.found()) {
+      return absl::NotFoundError(absl::StrCat("key '", key, "' not found"));
+    }
+    return KeyValue{resp.value(), resp.revision(), resp.read_revision()};
+  }
+
+  absl::StatusOr<std::vector<ClusterMember>> Members() override {
+    client::MemberStatusResponse first;
+    absl::Status s = Call(false, &client::Kv::Stub::MemberStatus,
+                          client::MemberStatusRequest(), &first);
+    if (!s.ok()) return s;
+    std::vector<ClusterMember> out;
+    for (int i = 0; i < first.member_ids_size(); ++i) {
+      ClusterMember m;
+      m.id = first.member_ids(i);
+      m.address = first.member_addresses(i);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.timeout));
+      client::MemberStatusResponse r;
+      const grpc::Status gs = Stub(m.address)->MemberStatus(
+          &ctx, client::MemberStatusRequest(), &r);
+      if (gs.ok()) {
+        m.zone = r.zone();
+        m.role = r.role();
+        m.term = r.term();
+        m.leader_id = r.leader_id();
+        m.commit_index = r.commit_index();
+      } else {
+        m.error = FromGrpcStatus(gs);
+      }
+      out.push_back(std::move(m));
+    }
+    return out;
+  }
+
+ private:
+  template <typename Op>
+  void SetOp(Op* op) {
+    op->set_client(client_id_);
+    op->set_seq(next_seq_.fetch_add(1) + 1);
+  }
+
+  client::Kv::Stub* Stub(const std::string& address) {
+    MutexLock lock(&mu_);
+    auto& stub = stubs_[address];
+    if (stub == nullptr) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(4 << 20);
+      stub =
+          client::Kv::NewStub(grpc::CreateCustomChannel(address, creds_, args));
+    }
+    return stub.get();
+  }
+
+  // The member to try next: the leader if known, else the endpoints in
+  // turn.
+  std::string Pick() {
+    MutexLock lock(&mu_);
+    if (!leader_.empty()) return leader_;
+    return o_.endpoints[next_endpoint_++ % o_.endpoints.size()];
+  }
+  void SetLeader(const std::string& address) {
+    MutexLock lock(&mu_);
+    leader_ = address;
+  }
+  void Forget(const std::string& address) {
+    MutexLock lock(&mu_);
+    if (leader_ == address) leader_.clear();
+  }
+
+  // Calls `rpc` until it succeeds, is refused for good, or the deadline
+  // passes. A write's retries carry the same operation id.
+  template <typename Rpc, typename Req, typename Resp>
+  absl::Status Call(bool write, Rpc rpc, const Req& req, Resp* resp) {
+    if (in_flight_.fetch_add(1) >= o_.max_in_flight) {
+      in_flight_.fetch_sub(1);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          o_.max_in_flight, " calls are already in flight on this client"));
+    }
+    struct Release {
+      std::atomic<size_t>* n;
+      ~Release() { n->fetch_sub(1); }
+    } release{&in_flight_};
+
+    const absl::Time deadline = absl::Now() + o_.timeout;
+    bool maybe_applied = false;
+    std::string last_error = "no member answered";
+    absl::Duration backoff = absl::Milliseconds(10);
+    while (absl::Now() < deadline) {
+      const std::string address = Pick();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(deadline));
+      const grpc::Status gs = (Stub(address)->*rpc)(&ctx, req, resp);
+      if (gs.ok()) {
+        SetLeader(address);
+        return absl::OkStatus();
+      }
+      const absl::Status s = FromGrpcStatus(gs);
+      // ABORTED: the leader changed and the write was not applied; retry
+      // it (with the same operation id) like an unreachable leader.
+      if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s) &&
+          !absl::IsAborted(s)) {
+        return s;
+      }
+      last_error = absl::StrCat(address, ": ", s.message());
+      const std::string hint = Metadata(ctx, "quorate-leader");
+      // A member that refused before proposing applied nothing; anything
+      // else (a broken connection, a deadline) may have.
+      if (write && !absl::IsAborted(s) &&
+          Metadata(ctx, "quorate-refused").empty()) {
+        maybe_applied = true;
+      }
+      if (!hint.empty() && hint != address) {
+        SetLeader(hint);
+        continue;
+      }
+      Forget(address);
+      const absl::Duration left = deadline - absl::Now();
+      absl::SleepFor(
+          std::min(backoff, left));  // jitter is not needed: one caller
+      backoff = std::min(backoff * 2, absl::Milliseconds(200));
+    }
+    if (write && maybe_applied) {
+      return absl::UnavailableError(absl::StrCat(
+          "no leader confirmed the write before the deadline; its outcome is "
+          "unknown (it may have been applied). Last error: ",
+          last_error));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "no leader answered before the deadline. Last error: ", last_error));
+  }
+
+  const ClientOptions o_;
+  uint64_t client_id_ = 0;
+  std::atomic<uint64_t> next_seq_{0};
+  std::atomic<size_t> in_flight_{0};
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
+  Mutex mu_;
+  std::map<std::string, std::unique_ptr<client::Kv::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
+  std::string leader_ ABSL_GUARDED_BY(mu_);
+  size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  auto c = std::make_unique<ClientImpl>(std::move(options));
+  if (absl::Status s = c->Init(); !s.ok()) return s;
+  return std::unique_ptr<Client>(std::move(c));
+}
+
+}  // namespace quorate

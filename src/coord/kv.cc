@@ -1,0 +1,195 @@
+#include "coord/kv.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace quorate::coord {
+namespace {
+
+client::KvResult Result(absl::StatusCode code, uint64_t revision,
+                        std::string message = "") {
+  client::KvResult r;
+  r.set_code(static_cast<int32_t>(code));
+  r.set_revision(revision);
+  r.set_message(std::move(message));
+  return r;
+}
+
+}  // namespace
+
+absl::Status CheckKeyValue(absl::string_view key, absl::string_view value) {
+  if (key.empty()) return absl::InvalidArgumentError("the key is empty");
+  if (key.size() > kMaxKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the key is ", key.size(), " bytes; the limit is ", kMaxKeyBytes));
+  }
+  if (value.size() > kMaxValueBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the value is ", value.size(), " bytes; the limit is ",
+                     kMaxValueBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResultStatus(const client::KvResult& result) {
+  return absl::Status(static_cast<absl::StatusCode>(result.code()),
+                      result.message());
+}
+
+std::string KvStore::Apply(uint64_t index, const std::string& command) {
+  client::KvCommand cmd;
+  if (!cmd.ParseFromString(command)) {
+    // Every member sees the same bytes and fails the same way.
+    return Result(absl::StatusCode::kInvalidArgument, 0,
+                  "an unreadable command was committed")
+        .SerializeAsString();
+  }
+  MutexLock lock(&mu_);
+  const client::OpId& op = cmd.op();
+  if (op.client() != 0) {
+    auto s = sessions_.find(op.client());
+    if (s != sessions_.end()) {
+      auto done = s->second.results.find(op.seq());
+      if (done != s->second.results.end()) {
+        s->second.last_used = index;
+        return done->second.SerializeAsString();  // a retry: applied once
+      }
+      const uint64_t newest =
+          s->second.results.empty() ? 0 : s->second.results.rbegin()->first;
+      if (!s->second.results.empty() && op.seq() + kSessionWindow <= newest) {
+        return Result(absl::StatusCode::kFailedPrecondition, revision_,
+                      absl::StrCat("operation ", op.seq(),
+                                   " is too old to tell whether it was "
+                                   "applied; it was not applied now"))
+            .SerializeAsString();
+      }
+    }
+  }
+  const client::KvResult result = Execute(cmd);
+  if (op.client() != 0) Remember(index, op, result);
+  return result.SerializeAsString();
+}
+
+client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
+  switch (cmd.kind_case()) {
+    case client::KvCommand::kPut: {
+      const client::PutRequest& p = cmd.put();
+      if (absl::Status s = CheckKeyValue(p.key(), p.value()); !s.ok()) {
+        return Result(s.code(), revision_, std::string(s.message()));
+      }
+      ++revision_;
+      data_[p.key()] = Value{p.value(), revision_};
+      return Result(absl::StatusCode::kOk, revision_);
+    }
+    case client::KvCommand::kDel: {
+      auto it = data_.find(cmd.del().key());
+      if (it == data_.end()) {
+        return Result(absl::StatusCode::kNotFound, revision_,
+                      "the key does not exist");
+      }
+      data_.erase(it);
+      ++revision_;
+      return Result(absl::StatusCode::kOk, revision_);
+    }
+    case client::KvCommand::kCas: {
+      const client::CasRequest& c = cmd.cas();
+      if (absl::Status s = CheckKeyValue(c.key(), c.value()); !s.ok()) {
+        return Result(s.code(), revision_, std::string(s.message()));
+      }
+      auto it = data_.find(c.key());
+      const uint64_t current = it == data_.end() ? 0 : it->second.revision;
+      if (current != c.expected_revision()) {
+        return Result(absl::StatusCode::kFailedPrecondition, current,
+                      absl::StrCat("the key's revision is ", current, ", not ",
+                                   c.expected_revision()));
+      }
+      ++revision_;
+      data_[c.key()] = Value{c.value(), revision_};
+      return Result(absl::StatusCode::kOk, revision_);
+    }
+    case client::KvCommand::KIND_NOT_SET:
+      break;
+  }
+  return Result(absl::StatusCode::kInvalidArgument, revision_,
+                "a command without an operation was committed");
+}
+
+void KvStore::Remember(uint64_t index, const client::OpId& op,
+                       const client::KvResult& result) {
+  Session& s = sessions_[op.client()];
+  s.last_used = index;
+  s.results[op.seq()] = result;
+  while (s.results.size() > kSessionWindow) s.results.erase(s.results.begin());
+  if (sessions_.size() <= kMaxSessions) return;
+  auto oldest = sessions_.begin();
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+    if (it->second.last_used < oldest->second.last_used) oldest = it;
+  }
+  sessions_.erase(oldest);
+}
+
+std::string KvStore::Snapshot() const {
+  MutexLock lock(&mu_);
+  client::KvSnapshot snap;
+  snap.set_revision(revision_);
+  for (const auto& [key, v] : data_) {
+    client::KvEntry* e = snap.add_entries();
+    e->set_key(key);
+    e->set_value(v.value);
+    e->set_revision(v.revision);
+  }
+  for (const auto& [id, s] : sessions_) {
+    client::KvSession* out = snap.add_sessions();
+    out->set_client(id);
+    out->set_last_used(s.last_used);
+    for (const auto& [seq, r] : s.results) {
+      out->add_seqs(seq);
+      *out->add_results() = r;
+    }
+  }
+  return snap.SerializeAsString();
+}
+
+absl::Status KvStore::Restore(const std::string& snapshot) {
+  client::KvSnapshot snap;
+  if (!snap.ParseFromString(snapshot)) {
+    return absl::DataLossError("the key-value snapshot is unreadable");
+  }
+  MutexLock lock(&mu_);
+  revision_ = snap.revision();
+  data_.clear();
+  for (const client::KvEntry& e : snap.entries()) {
+    data_[e.key()] = Value{e.value(), e.revision()};
+  }
+  sessions_.clear();
+  for (const client::KvSession& in : snap.sessions()) {
+    if (in.seqs_size() != in.results_size()) {
+      return absl::DataLossError("a client session in the snapshot is torn");
+    }
+    Session& s = sessions_[in.client()];
+    s.last_used = in.last_used();
+    for (int i = 0; i < in.seqs_size(); ++i)
+      s.results[in.seqs(i)] = in.results(i);
+  }
+  return absl::OkStatus();
+}
+
+std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {
+  MutexLock lock(&mu_);
+  auto it = data_.find(key);
+  if (it == data_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t KvStore::revision() const {
+  MutexLock lock(&mu_);
+  return revision_;
+}
+
+size_t KvStore::sessions() const {
+  MutexLock lock(&mu_);
+  return sessions_.size();
+}
+
+}  // namespace quorate::coord
