@@ -70,6 +70,8 @@ struct MemberOptions {
   TlsOptions tls;
   // Size of each write-ahead log segment (preallocated).
   uint64_t wal_segment_bytes = 64 << 20;
+  // A snapshot is taken, and the log compacted, every this many entries.
+  uint64_t snapshot_every_entries = 10000;
   // If set, one JSON object per line for every role change (see
   // CONTRACTS.md), appended and flushed as it happens.
   std::string event_log_path;

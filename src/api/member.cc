@@ -101,6 +101,7 @@ class MemberImpl final : public Member {
     o.services = {&kv_service_};
     o.heartbeat_interval = options_.heartbeat_interval;
     o.segment_bytes = options_.wal_segment_bytes;
+    o.snapshot_every = options_.snapshot_every_entries;
     o.election_timeout = options_.election_timeout;
     o.tls = {options_.tls.ca_file, options_.tls.cert_file,
              options_.tls.key_file};
@@ -245,6 +246,9 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
     return bad(
         "the maximum clock drift must be at least 0 and below 0.5 "
         "(0.01 means 1 %)");
+  }
+  if (o.snapshot_every_entries < 1) {
+    return bad("snapshots must be taken at least every 1 entries");
   }
   if (o.wal_segment_bytes < (64 << 10)) {
     return bad("log segments must be at least 64 KiB");

@@ -46,6 +46,7 @@ constexpr char kUsage[] =
   --max_clock_drift=0.01       bound on clock-rate drift (rho)
   --event_log=PATH             append one JSON line per role change
   --segment_bytes=67108864     size of each write-ahead log segment
+  --snapshot_entries=10000     snapshot and compact every this many entries
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
   --learner                    join as a non-voting member (not supported
                                yet: refused)
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
       argc, argv,
       {"id", "zone", "listen", "admin", "peers", "data_dir", "cluster_id",
        "heartbeat_interval", "election_timeout", "max_clock_drift", "event_log",
-       "tls_ca", "tls_cert", "tls_key", "segment_bytes"},
+       "tls_ca", "tls_cert", "tls_key", "segment_bytes", "snapshot_entries"},
       {"learner"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
@@ -134,6 +135,11 @@ int main(int argc, char** argv) {
                             "' is not a number such as 0.01"));
   }
   o.event_log_path = flags.Get("event_log");
+  const std::string snap = flags.Get("snapshot_entries", "10000");
+  if (!absl::SimpleAtoi(snap, &o.snapshot_every_entries)) {
+    UsageError(absl::StrCat("--snapshot_entries='", snap,
+                            "' is not a number of entries"));
+  }
   const std::string segment = flags.Get("segment_bytes", "67108864");
   if (!absl::SimpleAtoi(segment, &o.wal_segment_bytes)) {
     UsageError(absl::StrCat("--segment_bytes='", segment,

@@ -1,6 +1,7 @@
 // quorate-node as separate processes on loopback: the contract of
 // CONTRACTS.md (flags, /status, signals, exit codes) and what a cluster of
 // processes does when one is killed with SIGKILL.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -14,8 +15,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "quorate/client.grpc.pb.h"
 #include "util/port.h"
 #include "util/process.h"
 
@@ -53,6 +56,7 @@ class QuorateNodeTest : public ::testing::Test {
     std::unique_ptr<PortReservation> admin;
     std::string zone;
     std::string cluster_id = "proc";
+    std::vector<std::string> extra_flags;
     std::unique_ptr<Process> process;
   };
 
@@ -89,9 +93,43 @@ class QuorateNodeTest : public ::testing::Test {
             "--event_log=" + root_ + "/" + name + ".events"};
   }
 
+  std::vector<std::string> FullArgs(const std::string& name) {
+    std::vector<std::string> args = Args(name);
+    for (const std::string& f : members_[name].extra_flags) args.push_back(f);
+    return args;
+  }
+
+  std::string Endpoints(const std::vector<std::string>& names = {}) {
+    std::vector<std::string> out;
+    for (const auto& [name, m] : members_) {
+      if (names.empty() ||
+          std::find(names.begin(), names.end(), name) != names.end()) {
+        out.push_back(m.port->address());
+      }
+    }
+    return absl::StrJoin(out, ",");
+  }
+
+  struct Ctl {
+    int exit = -1;
+    std::string out;  // standard output and error
+  };
+  // Runs quoratectl with `args` and waits for it.
+  Ctl Quoratectl(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {QUORATECTL_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const std::string log = absl::StrCat(root_, "/ctl", ++ctl_runs_, ".out");
+    Process p(argv, log);
+    Ctl c;
+    c.exit = p.Wait(absl::Seconds(30)).value_or(-1);
+    c.out = ReadAll(log);
+    return c;
+  }
+  int ctl_runs_ = 0;
+
   void Start(const std::string& name) {
     members_[name].process =
-        std::make_unique<Process>(Args(name), root_ + "/" + name + ".log");
+        std::make_unique<Process>(FullArgs(name), root_ + "/" + name + ".log");
     ASSERT_TRUE(members_[name].process->started());
   }
 
@@ -291,6 +329,204 @@ TEST_F(QuorateNodeTest, CorruptLog_ExitsThreeNamingFileAndOffset) {
   EXPECT_NE(log.find(absl::StrCat("offset ", at)), std::string::npos) << log;
   // Nothing was truncated: the damaged file is still whole.
   EXPECT_GT(std::filesystem::file_size(segment), at + 64);
+}
+
+TEST_F(QuorateNodeTest, Quoratectl_EveryCommandAndExitCode) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  const std::string e = "--endpoints=" + Endpoints();
+  Ctl c = Quoratectl({e, "status"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  int lines = 0, leaders = 0;
+  for (absl::string_view line :
+       absl::StrSplit(c.out, '\n', absl::SkipEmpty())) {
+    ++lines;
+    if (line.find(" leader ") != absl::string_view::npos) ++leaders;
+  }
+  EXPECT_EQ(lines, 3) << c.out;
+  EXPECT_EQ(leaders, 1) << c.out;
+
+  c = Quoratectl({e, "put", "k", "v1"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "1\n");
+  c = Quoratectl({e, "get", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "v1\n");
+  c = Quoratectl({e, "get", "missing"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("not found"), std::string::npos) << c.out;
+  c = Quoratectl({e, "cas", "k", "7", "v2"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("revision is 1"), std::string::npos) << c.out;
+  c = Quoratectl({e, "cas", "k", "1", "v2"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "2\n");
+  c = Quoratectl({e, "cas", "new", "0", "x"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "3\n");
+  c = Quoratectl({e, "del", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "4\n");
+  c = Quoratectl({e, "del", "k"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  // Over the key limit (a value over its 1 MiB limit would not fit in one
+  // command-line argument).
+  c = Quoratectl({e, "put", std::string(5000, 'k'), "v"});
+  EXPECT_EQ(c.exit, 1) << c.out.substr(0, 200);
+  EXPECT_NE(c.out.find("limit"), std::string::npos) << c.out.substr(0, 200);
+  // Usage errors.
+  EXPECT_EQ(Quoratectl({e, "frobnicate"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "put", "only-key"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "cas", "k", "notanumber", "v"}).exit, 2);
+  EXPECT_EQ(Quoratectl({"get", "k"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "--bogus", "get", "k"}).exit, 2);
+  // Nobody there: unavailable.
+  PortReservation nobody;
+  c = Quoratectl(
+      {"--endpoints=" + nobody.address(), "--timeout=300ms", "get", "k"});
+  EXPECT_EQ(c.exit, 3) << c.out;
+  c = Quoratectl(
+      {"--endpoints=" + nobody.address(), "--timeout=300ms", "put", "k", "v"});
+  EXPECT_EQ(c.exit, 3) << c.out;
+}
+
+TEST_F(QuorateNodeTest, Writes_ReplicateToEveryProcess) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(Quoratectl({"--endpoints=" + Endpoints(), "put", "key",
+                          absl::StrCat("value-", i)})
+                  .exit,
+              0);
+  }
+  // Each member's own state (a stale read asks only it) has the last one.
+  for (auto& [name, m] : members_) {
+    EXPECT_TRUE(Await([&] {
+      return Quoratectl(
+                 {"--endpoints=" + Endpoints({name}), "--stale", "get", "key"})
+                 .out == "value-9\n";
+    })) << name;
+  }
+}
+
+TEST_F(QuorateNodeTest, AcknowledgedWrite_SurvivesKillOfTheLeader) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  ASSERT_EQ(
+      Quoratectl({"--endpoints=" + Endpoints(), "put", "mail-42", "processed"})
+          .exit,
+      0);
+  members_[leader].process->Signal(SIGKILL);
+  members_[leader].process->Wait(absl::Seconds(10));
+  members_[leader].process.reset();
+  std::vector<std::string> rest;
+  for (auto& [name, m] : members_) {
+    if (name != leader) rest.push_back(name);
+  }
+  const Ctl c = Quoratectl(
+      {"--endpoints=" + Endpoints(rest), "--timeout=10s", "get", "mail-42"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "processed\n");
+}
+
+TEST_F(QuorateNodeTest, RetriedWrite_IsAppliedOnce) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  auto stub = client::Kv::NewStub(grpc::CreateChannel(
+      members_[leader].port->address(), grpc::InsecureChannelCredentials()));
+  client::PutRequest req;
+  req.set_key("counter");
+  req.set_value("once");
+  req.mutable_op()->set_client(77);
+  req.mutable_op()->set_seq(1);
+  std::vector<uint64_t> revisions;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    client::PutResponse resp;
+    ASSERT_TRUE(stub->Put(&ctx, req, &resp).ok());
+    revisions.push_back(resp.revision());
+  }
+  EXPECT_EQ(revisions, std::vector<uint64_t>(3, revisions[0]));
+  // The cluster revision did not move past the one write.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  client::GetRequest get;
+  get.set_key("counter");
+  client::GetResponse got;
+  ASSERT_TRUE(stub->Get(&ctx, get, &got).ok());
+  EXPECT_EQ(got.read_revision(), revisions[0]);
+  EXPECT_EQ(got.revision(), revisions[0]);
+}
+
+TEST_F(QuorateNodeTest, CutOffFollower_ServesNoLinearizableRead) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  ASSERT_EQ(Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"}).exit,
+            0);
+  const std::string follower = leader == "n1" ? "n2" : "n1";
+  // Its local state has the write before we cut it off.
+  ASSERT_TRUE(Await([&] {
+    return Quoratectl(
+               {"--endpoints=" + Endpoints({follower}), "--stale", "get", "k"})
+               .out == "v\n";
+  }));
+  for (auto& [name, m] : members_) {
+    if (name != follower) m.process->Signal(SIGSTOP);
+  }
+  Ctl c = Quoratectl(
+      {"--endpoints=" + Endpoints({follower}), "--timeout=1s", "get", "k"});
+  EXPECT_EQ(c.exit, 3) << c.out;
+  c = Quoratectl(
+      {"--endpoints=" + Endpoints({follower}), "--stale", "get", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "v\n");
+  for (auto& [name, m] : members_) {
+    if (name != follower) m.process->Signal(SIGCONT);
+  }
+  c = Quoratectl(
+      {"--endpoints=" + Endpoints({follower}), "--timeout=10s", "get", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+}
+
+TEST_F(QuorateNodeTest, RestartedProcess_CatchesUpFromASnapshot) {
+  Define(3);
+  for (auto& [name, m] : members_) {
+    m.extra_flags = {"--snapshot_entries=5"};
+    Start(name);
+  }
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  const std::string follower = leader == "n1" ? "n2" : "n1";
+  const int64_t before = JsonInt(Status(follower), "last_log_index");
+  members_[follower].process->Signal(SIGKILL);
+  members_[follower].process->Wait(absl::Seconds(10));
+  members_[follower].process.reset();
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(Quoratectl({"--endpoints=" + Endpoints(), "put", "key",
+                          absl::StrCat("v", i)})
+                  .exit,
+              0);
+  }
+  // The leader compacted past everything the follower has.
+  ASSERT_TRUE(Await(
+      [&] { return JsonInt(Status(leader), "snapshot_index") > before + 1; }));
+  Start(follower);
+  EXPECT_TRUE(Await([&] {
+    return Quoratectl({"--endpoints=" + Endpoints({follower}), "--stale", "get",
+                       "key"})
+               .out == "v29\n";
+  }));
+  EXPECT_GT(JsonInt(Status(follower), "snapshot_index"), before);
 }
 
 }  // namespace

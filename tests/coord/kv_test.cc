@@ -1,0 +1,160 @@
+// The replicated key-value state machine on its own: commands in, results
+// and state out.
+#include "coord/kv.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace quorate::coord {
+namespace {
+
+class KvStoreTest : public ::testing::Test {
+ protected:
+  client::KvResult Run(const client::KvCommand& cmd) {
+    client::KvResult r;
+    EXPECT_TRUE(
+        r.ParseFromString(store_.Apply(++index_, cmd.SerializeAsString())));
+    return r;
+  }
+  client::KvCommand Put(const std::string& key, const std::string& value,
+                        uint64_t client = 0, uint64_t seq = 0) {
+    client::KvCommand c;
+    c.mutable_op()->set_client(client);
+    c.mutable_op()->set_seq(seq);
+    c.mutable_put()->set_key(key);
+    c.mutable_put()->set_value(value);
+    return c;
+  }
+  client::KvCommand Del(const std::string& key) {
+    client::KvCommand c;
+    c.mutable_del()->set_key(key);
+    return c;
+  }
+  client::KvCommand Cas(const std::string& key, uint64_t expected,
+                        const std::string& value) {
+    client::KvCommand c;
+    c.mutable_cas()->set_key(key);
+    c.mutable_cas()->set_expected_revision(expected);
+    c.mutable_cas()->set_value(value);
+    return c;
+  }
+
+  KvStore store_;
+  uint64_t index_ = 0;
+};
+
+TEST_F(KvStoreTest, Put_EachWriteTakesTheNextClusterRevision) {
+  EXPECT_EQ(Run(Put("a", "1")).revision(), 1u);
+  EXPECT_EQ(Run(Put("b", "2")).revision(), 2u);
+  EXPECT_EQ(Run(Put("a", "3")).revision(), 3u);
+  EXPECT_EQ(store_.revision(), 3u);
+  EXPECT_EQ(store_.Get("a")->value, "3");
+  EXPECT_EQ(store_.Get("a")->revision, 3u);
+  EXPECT_EQ(store_.Get("b")->revision, 2u);
+  EXPECT_FALSE(store_.Get("c").has_value());
+}
+
+TEST_F(KvStoreTest, Delete_MissingKeyIsNotFoundAndTakesNoRevision) {
+  Run(Put("a", "1"));
+  const client::KvResult missing = Run(Del("zz"));
+  EXPECT_EQ(missing.code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_EQ(store_.revision(), 1u);
+  EXPECT_EQ(Run(Del("a")).revision(), 2u);
+  EXPECT_FALSE(store_.Get("a").has_value());
+}
+
+TEST_F(KvStoreTest, Cas_WritesOnlyAtTheExpectedRevision) {
+  // 0 means "absent".
+  EXPECT_EQ(Run(Cas("k", 0, "first")).revision(), 1u);
+  const client::KvResult again = Run(Cas("k", 0, "second"));
+  EXPECT_EQ(ResultStatus(again).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(again.revision(), 1u);  // the key's current revision
+  EXPECT_EQ(store_.Get("k")->value, "first");
+  const client::KvResult stale = Run(Cas("k", 7, "x"));
+  EXPECT_EQ(ResultStatus(stale).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Run(Cas("k", 1, "third")).revision(), 2u);
+  EXPECT_EQ(store_.Get("k")->value, "third");
+  EXPECT_EQ(store_.revision(), 2u);  // refused CAS take no revision
+}
+
+TEST_F(KvStoreTest, Limits_OversizedKeysAndValuesAreInvalidArgument) {
+  EXPECT_EQ(CheckKeyValue("", "v").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckKeyValue(std::string(kMaxKeyBytes + 1, 'k'), "v").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckKeyValue("k", std::string(kMaxValueBytes + 1, 'v')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckKeyValue(std::string(kMaxKeyBytes, 'k'),
+                            std::string(kMaxValueBytes, 'v'))
+                  .ok());
+  // Even if one slipped into the log, applying it changes nothing.
+  const client::KvResult r =
+      Run(Put("k", std::string(kMaxValueBytes + 1, 'v')));
+  EXPECT_EQ(ResultStatus(r).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.revision(), 0u);
+}
+
+TEST_F(KvStoreTest, Duplicates_ARetriedOperationIsAppliedOnce) {
+  const client::KvResult first = Run(Put("a", "1", /*client=*/42, /*seq=*/1));
+  Run(Put("a", "2", 7, 1));  // another client's write in between
+  const client::KvResult retry = Run(Put("a", "1", 42, 1));
+  EXPECT_EQ(retry.revision(), first.revision());
+  EXPECT_EQ(store_.revision(), 2u);
+  EXPECT_EQ(store_.Get("a")->value, "2");  // the retry did not write again
+  // Operations without a client id are not deduplicated.
+  Run(Put("a", "3"));
+  Run(Put("a", "3"));
+  EXPECT_EQ(store_.revision(), 4u);
+}
+
+TEST_F(KvStoreTest, Duplicates_TooOldToTellIsRefused) {
+  for (uint64_t seq = 1; seq <= kSessionWindow + 5; ++seq) {
+    Run(Put("k", "v", 9, seq));
+  }
+  const uint64_t revision = store_.revision();
+  const client::KvResult old = Run(Put("k", "v", 9, 2));
+  EXPECT_EQ(ResultStatus(old).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.revision(), revision);
+  // A recent one is still recognized.
+  EXPECT_EQ(Run(Put("k", "v", 9, kSessionWindow + 5)).revision(), revision);
+}
+
+TEST_F(KvStoreTest, Sessions_TheLeastRecentlyUsedClientIsForgotten) {
+  for (uint64_t client = 1; client <= kMaxSessions; ++client) {
+    Run(Put("k", "v", client, 1));
+  }
+  Run(Put("k", "v", 1, 2));  // client 1 is now the most recent
+  Run(Put("k", "v", kMaxSessions + 1, 1));
+  EXPECT_EQ(store_.sessions(), kMaxSessions);
+  const uint64_t revision = store_.revision();
+  // Client 2 was forgotten: its retry is applied again; client 1's is not.
+  Run(Put("k", "v", 1, 2));
+  EXPECT_EQ(store_.revision(), revision);
+  Run(Put("k", "v", 2, 1));
+  EXPECT_EQ(store_.revision(), revision + 1);
+}
+
+TEST_F(KvStoreTest, Snapshot_RoundTripKeepsDataRevisionsAndSessions) {
+  Run(Put("a", "1", 5, 1));
+  Run(Put("b", std::string("\0binary\xff", 8), 5, 2));
+  Run(Del("a"));
+  const std::string snap = store_.Snapshot();
+  KvStore copy;
+  ASSERT_TRUE(copy.Restore(snap).ok());
+  EXPECT_EQ(copy.revision(), store_.revision());
+  EXPECT_FALSE(copy.Get("a").has_value());
+  EXPECT_EQ(copy.Get("b")->value, std::string("\0binary\xff", 8));
+  EXPECT_EQ(copy.Get("b")->revision, 2u);
+  EXPECT_EQ(copy.Snapshot(), snap);
+  // The sessions came along: a retry is still recognized.
+  client::KvResult r;
+  ASSERT_TRUE(r.ParseFromString(
+      copy.Apply(100, Put("b", "other", 5, 2).SerializeAsString())));
+  EXPECT_EQ(r.revision(), 2u);
+  EXPECT_EQ(copy.Get("b")->revision, 2u);
+  // A damaged snapshot is refused.
+  EXPECT_FALSE(copy.Restore("\xff\xff\xff").ok());
+}
+
+}  // namespace
+}  // namespace quorate::coord
