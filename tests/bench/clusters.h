@@ -1,0 +1,222 @@
+// tests/bench/clusters.h: 3-member clusters of real processes on loopback
+// for the benchmarks: Quorate (quorate-node) and etcd, with the same
+// heartbeat (50 ms) and election timeout (500 ms), fsync on in both.
+#ifndef QUORATE_TESTS_BENCH_CLUSTERS_H_
+#define QUORATE_TESTS_BENCH_CLUSTERS_H_
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "util/port.h"
+#include "util/process.h"
+
+namespace quorate::bench {
+
+using ::quorate::testing::HttpGet;
+using ::quorate::testing::HttpPost;
+using ::quorate::testing::JsonInt;
+using ::quorate::testing::JsonString;
+using ::quorate::testing::PortReservation;
+using ::quorate::testing::Process;
+
+constexpr int kMembers = 3;
+
+// Polls `pred` every 2 ms (a process outside can only be asked) until it
+// holds or `limit` passes.
+inline bool Await(const std::function<bool()>& pred,
+                  absl::Duration limit = absl::Seconds(30)) {
+  const absl::Time until = absl::Now() + limit;
+  while (!pred()) {
+    if (absl::Now() >= until) return false;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+// One kind of cluster: how to start a member and read its state.
+class Cluster {
+ public:
+  virtual ~Cluster() = default;
+  virtual std::string name() const = 0;
+  virtual void Start(int i) = 0;
+  virtual void Kill(int i) = 0;
+  virtual pid_t Pid(int i) const = 0;
+  // HOST:PORT of member i's gRPC client API.
+  virtual std::string ClientAddress(int i) const = 0;
+  // Index of the member every running one agrees leads, or -1.
+  virtual int Leader() = 0;
+  virtual int64_t Term(int i) = 0;
+  // Whether survivor `i` now has a leader in a term above `old_term` and
+  // that leader's first entry (or a write) is committed.
+  virtual bool FailedOver(int i, int64_t old_term) = 0;
+};
+
+class QuorateCluster final : public Cluster {
+ public:
+  QuorateCluster(std::string binary, std::string dir)
+      : binary_(std::move(binary)), dir_(std::move(dir)) {
+    for (int i = 0; i < kMembers; ++i) {
+      ports_.push_back(std::make_unique<PortReservation>());
+      admin_.push_back(std::make_unique<PortReservation>());
+      procs_.emplace_back();
+    }
+  }
+  std::string name() const override { return "quorate"; }
+  std::string ClientAddress(int i) const override {
+    return ports_[static_cast<size_t>(i)]->address();
+  }
+  void Start(int i) override {
+    std::vector<std::string> peers;
+    for (int k = 0; k < kMembers; ++k) {
+      peers.push_back(absl::StrCat("n", k, "@az-", k, "=",
+                                   ports_[static_cast<size_t>(k)]->address()));
+    }
+    const auto u = static_cast<size_t>(i);
+    procs_[u] = std::make_unique<Process>(
+        std::vector<std::string>{
+            binary_, absl::StrCat("--id=n", i), absl::StrCat("--zone=az-", i),
+            "--listen=" + ports_[u]->address(),
+            "--admin=" + admin_[u]->address(),
+            "--peers=" + absl::StrJoin(peers, ","),
+            absl::StrCat("--data_dir=", dir_, "/n", i), "--cluster_id=bench",
+            "--heartbeat_interval=50ms", "--election_timeout=500ms",
+            "--segment_bytes=4194304"},
+        absl::StrCat(dir_, "/n", i, ".log"));
+  }
+  void Kill(int i) override {
+    procs_[static_cast<size_t>(i)]->Signal(SIGKILL);
+    procs_[static_cast<size_t>(i)]->Wait(absl::Seconds(10));
+    procs_[static_cast<size_t>(i)].reset();
+  }
+  pid_t Pid(int i) const override {
+    return procs_[static_cast<size_t>(i)]->pid();
+  }
+  int Leader() override {
+    std::string leader;
+    for (int i = 0; i < kMembers; ++i) {
+      if (procs_[static_cast<size_t>(i)] == nullptr) continue;
+      const std::string s = Status(i);
+      const std::string l = JsonString(s, "leader_id");
+      if (l.empty() || (!leader.empty() && l != leader)) return -1;
+      if (JsonInt(s, "commit_index") < JsonInt(s, "last_log_index")) return -1;
+      leader = l;
+    }
+    int idx = -1;
+    if (leader.size() < 2 || !absl::SimpleAtoi(leader.substr(1), &idx)) {
+      return -1;
+    }
+    return idx;
+  }
+  int64_t Term(int i) override { return JsonInt(Status(i), "term"); }
+  bool FailedOver(int i, int64_t old_term) override {
+    const std::string s = Status(i);
+    return JsonString(s, "role") == "leader" && JsonInt(s, "term") > old_term &&
+           JsonInt(s, "commit_index") >= JsonInt(s, "last_log_index");
+  }
+
+ private:
+  std::string Status(int i) {
+    return HttpGet(admin_[static_cast<size_t>(i)]->port(), "/status");
+  }
+  const std::string binary_;
+  const std::string dir_;
+  std::vector<std::unique_ptr<PortReservation>> ports_, admin_;
+  std::vector<std::unique_ptr<Process>> procs_;
+};
+
+class EtcdCluster final : public Cluster {
+ public:
+  EtcdCluster(std::string binary, std::string dir)
+      : binary_(std::move(binary)), dir_(std::move(dir)) {
+    for (int i = 0; i < kMembers; ++i) {
+      peer_.push_back(std::make_unique<PortReservation>());
+      client_.push_back(std::make_unique<PortReservation>());
+      procs_.emplace_back();
+    }
+  }
+  std::string name() const override { return "etcd"; }
+  std::string ClientAddress(int i) const override {
+    return client_[static_cast<size_t>(i)]->address();
+  }
+  void Start(int i) override {
+    std::vector<std::string> initial;
+    for (int k = 0; k < kMembers; ++k) {
+      initial.push_back(absl::StrCat("e", k, "=http://",
+                                     peer_[static_cast<size_t>(k)]->address()));
+    }
+    const auto u = static_cast<size_t>(i);
+    const std::string peer_url = "http://" + peer_[u]->address();
+    const std::string client_url = "http://" + client_[u]->address();
+    procs_[u] = std::make_unique<Process>(
+        std::vector<std::string>{
+            binary_, absl::StrCat("--name=e", i),
+            absl::StrCat("--data-dir=", dir_, "/e", i),
+            "--listen-peer-urls=" + peer_url,
+            "--initial-advertise-peer-urls=" + peer_url,
+            "--listen-client-urls=" + client_url,
+            "--advertise-client-urls=" + client_url,
+            "--initial-cluster=" + absl::StrJoin(initial, ","),
+            "--initial-cluster-state=new", "--initial-cluster-token=bench",
+            "--heartbeat-interval=50", "--election-timeout=500",
+            "--log-level=error"},
+        absl::StrCat(dir_, "/e", i, ".log"));
+  }
+  void Kill(int i) override {
+    procs_[static_cast<size_t>(i)]->Signal(SIGKILL);
+    procs_[static_cast<size_t>(i)]->Wait(absl::Seconds(10));
+    procs_[static_cast<size_t>(i)].reset();
+  }
+  pid_t Pid(int i) const override {
+    return procs_[static_cast<size_t>(i)]->pid();
+  }
+  int Leader() override {
+    std::string leader;
+    int idx = -1;
+    for (int i = 0; i < kMembers; ++i) {
+      if (procs_[static_cast<size_t>(i)] == nullptr) continue;
+      const std::string s = Status(i);
+      const std::string l = JsonString(s, "leader");
+      if (l.empty() || l == "0" || (!leader.empty() && l != leader)) return -1;
+      leader = l;
+      if (JsonString(s, "member_id") == l) idx = i;
+    }
+    return idx;
+  }
+  int64_t Term(int i) override { return JsonInt(Status(i), "raftTerm"); }
+  bool FailedOver(int i, int64_t old_term) override {
+    const std::string s = Status(i);
+    const std::string l = JsonString(s, "leader");
+    if (l.empty() || l == "0" || JsonInt(s, "raftTerm") <= old_term) {
+      return false;
+    }
+    // "foo" = "bar", base64.
+    const std::string put =
+        HttpPost(client_[static_cast<size_t>(i)]->port(), "/v3/kv/put",
+                 R"({"key": "Zm9v", "value": "YmFy"})");
+    return put.find("\"revision\"") != std::string::npos;
+  }
+
+ private:
+  std::string Status(int i) {
+    return HttpPost(client_[static_cast<size_t>(i)]->port(),
+                    "/v3/maintenance/status", "{}");
+  }
+  const std::string binary_;
+  const std::string dir_;
+  std::vector<std::unique_ptr<PortReservation>> peer_, client_;
+  std::vector<std::unique_ptr<Process>> procs_;
+};
+
+}  // namespace quorate::bench
+
+#endif  // QUORATE_TESTS_BENCH_CLUSTERS_H_

@@ -1,0 +1,312 @@
+// Quorate and etcd 3.4 side by side, in one run, on the same machine and
+// loopback, with the same heartbeat (50 ms) and election timeout (500 ms),
+// fsync on in both: writes of 128-byte values per second with their p50
+// and p99 commit latency, with 1 and with 64 concurrent writers, and
+// linearizable reads per second with 64 readers.
+//
+// The same C++ load generator drives both, over gRPC: Quorate's Kv service,
+// and etcd's KV service through tests/bench/etcd_kv.proto. Every request
+// goes to the leader (etcd's followers would forward; Quorate's would
+// answer with the leader's address), over one HTTP/2 connection per
+// system shared by all workers. Each round runs both systems (alternating
+// which goes first); the table shows medians over the rounds.
+//
+//   kv_bench [--rounds=3] [--seconds=5] [--markdown=docs/benchmarks.md]
+//            [--smoke]
+// --markdown replaces the section between "<!-- kv_bench:begin -->" and
+// "<!-- kv_bench:end -->" in that file with the table. --smoke: Quorate
+// only, briefly (the test suite runs this).
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "bench/clusters.h"
+#include "etcd_kv.grpc.pb.h"
+#include "quorate/client.grpc.pb.h"
+
+namespace quorate {
+namespace {
+
+using bench::Await;
+using bench::Cluster;
+using bench::EtcdCluster;
+using bench::QuorateCluster;
+
+constexpr int kManyWorkers = 64;
+const std::string kValue(128, 'v');
+
+// One system's calls, as the load generator sees them.
+class Driver {
+ public:
+  virtual ~Driver() = default;
+  virtual bool Put(int worker, uint64_t i) = 0;
+  virtual bool Get() = 0;
+};
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() + std::chrono::seconds(5);
+}
+
+std::string Key(int worker, uint64_t i) {
+  return absl::StrCat("bench/", worker, "/", i % 1000);
+}
+
+class QuorateDriver final : public Driver {
+ public:
+  explicit QuorateDriver(const std::string& address)
+      : stub_(client::Kv::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+        client_base_(static_cast<uint64_t>(getpid()) << 20) {}
+  bool Put(int worker, uint64_t i) override {
+    client::PutRequest req;
+    req.set_key(Key(worker, i));
+    req.set_value(kValue);
+    req.mutable_op()->set_client(client_base_ + static_cast<uint64_t>(worker) +
+                                 1);
+    req.mutable_op()->set_seq(i + 1);
+    client::PutResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    return stub_->Put(&ctx, req, &resp).ok();
+  }
+  bool Get() override {
+    client::GetRequest req;
+    req.set_key("bench/0/0");
+    client::GetResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    return stub_->Get(&ctx, req, &resp).ok();
+  }
+
+ private:
+  std::unique_ptr<client::Kv::Stub> stub_;
+  const uint64_t client_base_;
+};
+
+class EtcdDriver final : public Driver {
+ public:
+  explicit EtcdDriver(const std::string& address)
+      : stub_(etcdserverpb::KV::NewStub(grpc::CreateChannel(
+            address, grpc::InsecureChannelCredentials()))) {}
+  bool Put(int worker, uint64_t i) override {
+    etcdserverpb::PutRequest req;
+    req.set_key(Key(worker, i));
+    req.set_value(kValue);
+    etcdserverpb::PutResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    return stub_->Put(&ctx, req, &resp).ok();
+  }
+  bool Get() override {
+    etcdserverpb::RangeRequest req;
+    req.set_key("bench/0/0");
+    etcdserverpb::RangeResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline());
+    return stub_->Range(&ctx, req, &resp).ok();
+  }
+
+ private:
+  std::unique_ptr<etcdserverpb::KV::Stub> stub_;
+};
+
+struct Load {
+  double ops_per_second = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  uint64_t errors = 0;
+};
+
+// `workers` threads issue calls back to back for `seconds`.
+Load Run(Driver& d, int workers, double seconds, bool writes) {
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<double>> lat(static_cast<size_t>(workers));
+  std::vector<uint64_t> errors(static_cast<size_t>(workers), 0);
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto& mine = lat[static_cast<size_t>(w)];
+      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        const absl::Time t0 = absl::Now();
+        const bool ok = writes ? d.Put(w, i) : d.Get();
+        if (ok) {
+          mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+        } else {
+          ++errors[static_cast<size_t>(w)];
+        }
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(seconds));  // the measured period itself
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  std::vector<double> all;
+  Load l;
+  for (int w = 0; w < workers; ++w) {
+    all.insert(all.end(), lat[static_cast<size_t>(w)].begin(),
+               lat[static_cast<size_t>(w)].end());
+    l.errors += errors[static_cast<size_t>(w)];
+  }
+  std::sort(all.begin(), all.end());
+  l.ops_per_second = static_cast<double>(all.size()) / elapsed;
+  if (!all.empty()) {
+    l.p50_ms = all[all.size() / 2];
+    l.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  }
+  return l;
+}
+
+// Metric name -> one value per round.
+using Results = std::map<std::string, std::vector<double>>;
+
+const char* const kMetrics[] = {"writes/s, 1 writer",
+                                "p50 ms, 1 writer",
+                                "p99 ms, 1 writer",
+                                "writes/s, 64 writers",
+                                "p50 ms, 64 writers",
+                                "p99 ms, 64 writers",
+                                "linearizable reads/s, 64 readers"};
+
+bool Measure(Cluster& c, double seconds, Results* out) {
+  for (int i = 0; i < bench::kMembers; ++i) c.Start(i);
+  int leader = -1;
+  if (!Await([&] { return (leader = c.Leader()) >= 0; })) {
+    fprintf(stderr, "%s: no leader\n", c.name().c_str());
+    return false;
+  }
+  std::unique_ptr<Driver> d;
+  if (c.name() == "etcd") {
+    d = std::make_unique<EtcdDriver>(c.ClientAddress(leader));
+  } else {
+    d = std::make_unique<QuorateDriver>(c.ClientAddress(leader));
+  }
+  Run(*d, 8, std::min(seconds, 1.0), true);  // warm-up
+  const Load one = Run(*d, 1, seconds, true);
+  const Load many = Run(*d, kManyWorkers, seconds, true);
+  const Load reads = Run(*d, kManyWorkers, seconds, false);
+  const uint64_t errors = one.errors + many.errors + reads.errors;
+  if (errors > 0) {
+    fprintf(stderr, "%s: %llu calls failed\n", c.name().c_str(),
+            static_cast<unsigned long long>(errors));
+  }
+  const double v[] = {one.ops_per_second,  one.p50_ms,  one.p99_ms,
+                      many.ops_per_second, many.p50_ms, many.p99_ms,
+                      reads.ops_per_second};
+  for (size_t k = 0; k < std::size(kMetrics); ++k) {
+    (*out)[kMetrics[k]].push_back(v[k]);
+  }
+  return true;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string Machine() {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGE_SIZE);
+  return absl::StrFormat("%d cores, %.0f GiB",
+                         std::thread::hardware_concurrency(),
+                         static_cast<double>(pages) * page / (1 << 30));
+}
+
+int Main(int argc, char** argv) {
+  int rounds = 3;
+  double seconds = 5;
+  bool smoke = false;
+  std::string markdown;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--smoke") {
+      smoke = true;
+      rounds = 1;
+      seconds = 0.3;
+    } else if (a.rfind("--rounds=", 0) == 0) {
+      rounds = std::max(1, std::atoi(a.substr(9).c_str()));
+    } else if (a.rfind("--seconds=", 0) == 0) {
+      seconds = std::max(0.1, std::atof(a.substr(10).c_str()));
+    } else if (a.rfind("--markdown=", 0) == 0) {
+      markdown = a.substr(11);
+    } else if (a.rfind("--benchmark_", 0) != 0) {
+      fprintf(stderr,
+              "usage: kv_bench [--rounds=N] [--seconds=S] [--markdown=FILE] "
+              "[--smoke]\n");
+      return 2;
+    }
+  }
+  const char* etcd = "/usr/bin/etcd";
+  const bool with_etcd = !smoke && ::access(etcd, X_OK) == 0;
+  char tmpl[] = "/tmp/quorate-kv-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return 1;
+  const std::string dir = tmpl;
+  Results q, e;
+  for (int round = 0; round < rounds; ++round) {
+    for (int k = 0; k < 2; ++k) {
+      const bool quorate_now = (k == 0) == (round % 2 == 0);
+      const std::string sub =
+          absl::StrCat(dir, "/r", round, quorate_now ? "q" : "e");
+      std::filesystem::create_directories(sub);
+      if (quorate_now) {
+        QuorateCluster c(QUORATE_NODE_BINARY, sub);
+        if (!Measure(c, seconds, &q)) return 1;
+      } else if (with_etcd) {
+        EtcdCluster c(etcd, sub);
+        if (!Measure(c, seconds, &e)) return 1;
+      }
+      std::filesystem::remove_all(sub);
+    }
+  }
+  std::filesystem::remove_all(dir);
+
+  std::string table = absl::StrFormat(
+      "Machine: %s. Command: `build-bench/tests/bench/kv_bench --rounds=%d "
+      "--seconds=%g`. Medians of %d rounds; 3 members on loopback, heartbeat "
+      "50 ms, election timeout 500 ms, fsync on, 128-byte values, requests "
+      "to the leader.\n\n| workload | Quorate | etcd 3.4 | Quorate / etcd |\n"
+      "|---|---|---|---|\n",
+      Machine(), rounds, seconds, rounds);
+  for (const char* m : kMetrics) {
+    const double qv = Median(q[m]);
+    const double ev = Median(e[m]);
+    absl::StrAppendFormat(
+        &table, "| %s | %.4g | %s | %s |\n", m, qv,
+        with_etcd ? absl::StrFormat("%.4g", ev) : "-",
+        with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
+  }
+  fputs(table.c_str(), stdout);
+  if (!markdown.empty()) {
+    std::ifstream in(markdown);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string doc = ss.str();
+    const std::string begin = "<!-- kv_bench:begin -->\n";
+    const std::string end = "<!-- kv_bench:end -->";
+    const size_t b = doc.find(begin);
+    const size_t x = doc.find(end);
+    if (b == std::string::npos || x == std::string::npos || x < b) {
+      fprintf(stderr, "%s has no kv_bench markers\n", markdown.c_str());
+      return 1;
+    }
+    doc = doc.substr(0, b + begin.size()) + table + doc.substr(x);
+    std::ofstream(markdown) << doc;
+    printf("(table written into %s)\n", markdown.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace quorate
+
+int main(int argc, char** argv) { return quorate::Main(argc, argv); }
