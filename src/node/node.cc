@@ -335,6 +335,21 @@ void Node::Impl::Drive() {
       Complete(std::move(rd), absl::OkStatus());
       continue;
     }
+    if (!rd.must_sync && !rd.snapshot.has_value() && rd.entries.empty()) {
+      // Only the commit index changed: nothing here must be durable before
+      // anything is sent or applied (a restarted member learns the commit
+      // index again). It goes to disk with the next synced write, and the
+      // Ready completes now.
+      storage::GroupCommitWriter::Request req;
+      req.hard_state = rd.hard_state;
+      req.sync = false;
+      req.done = [this](absl::Status s) {
+        if (!s.ok()) asio::post(io_, [this, s] { Fail(s); });
+      };
+      if (absl::Status s = writer_->Submit(std::move(req)); !s.ok()) Fail(s);
+      Complete(std::move(rd), absl::OkStatus());
+      continue;
+    }
     ready_in_flight_ = true;
     auto shared = std::make_shared<raft::Ready>(std::move(rd));
     storage::GroupCommitWriter::Request req;

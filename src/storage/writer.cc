@@ -53,14 +53,16 @@ void GroupCommitWriter::Run() {
     while (from != batch.end()) {
       auto to = from;
       absl::Status status;
+      bool sync = false;
       for (; to != batch.end() && !to->task; ++to) {
         if (status.ok()) {
           status = storage_->Write(to->snapshot, to->entries, to->hard_state);
         }
+        sync |= to->sync;
       }
       if (to != from) {
-        if (status.ok()) status = storage_->Sync();
-        {
+        if (status.ok()) status = sync ? storage_->Sync() : storage_->Flush();
+        if (sync) {
           MutexLock lock(&mu_);
           ++syncs_;
         }
