@@ -129,7 +129,9 @@ Usage MeasureIdle(pid_t pid, absl::Duration period) {
   int64_t kb = 0;
   if (at != std::string::npos) {
     size_t from = at + 6;
-    while (from < status.size() && status[from] == ' ') ++from;
+    while (from < status.size() && (status[from] == ' ' || status[from] == '\t')) {
+      ++from;
+    }
     size_t end = from;
     while (end < status.size() && isdigit(status[end])) ++end;
     (void)absl::SimpleAtoi(status.substr(from, end - from), &kb);

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -50,6 +51,29 @@ class Driver {
   virtual ~Driver() = default;
   virtual bool Put(int worker, uint64_t i) = 0;
   virtual bool Get() = 0;
+
+  // Failed calls by status code, with one message each, for the report.
+  std::string Errors() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    for (const auto& [code, e] : errors_) {
+      absl::StrAppend(&out, e.first, " x code ", code, " (", e.second, "); ");
+    }
+    return out;
+  }
+
+ protected:
+  bool Check(const grpc::Status& s) {
+    if (s.ok()) return true;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& e = errors_[s.error_code()];
+    if (e.first++ == 0) e.second = s.error_message();
+    return false;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int, std::pair<int, std::string>> errors_;
 };
 
 std::chrono::system_clock::time_point Deadline() {
@@ -76,7 +100,7 @@ class QuorateDriver final : public Driver {
     client::PutResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
-    return stub_->Put(&ctx, req, &resp).ok();
+    return Check(stub_->Put(&ctx, req, &resp));
   }
   bool Get() override {
     client::GetRequest req;
@@ -84,7 +108,7 @@ class QuorateDriver final : public Driver {
     client::GetResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
-    return stub_->Get(&ctx, req, &resp).ok();
+    return Check(stub_->Get(&ctx, req, &resp));
   }
 
  private:
@@ -104,7 +128,7 @@ class EtcdDriver final : public Driver {
     etcdserverpb::PutResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
-    return stub_->Put(&ctx, req, &resp).ok();
+    return Check(stub_->Put(&ctx, req, &resp));
   }
   bool Get() override {
     etcdserverpb::RangeRequest req;
@@ -112,7 +136,7 @@ class EtcdDriver final : public Driver {
     etcdserverpb::RangeResponse resp;
     grpc::ClientContext ctx;
     ctx.set_deadline(Deadline());
-    return stub_->Range(&ctx, req, &resp).ok();
+    return Check(stub_->Range(&ctx, req, &resp));
   }
 
  private:
@@ -128,6 +152,9 @@ struct Load {
 
 // `workers` threads issue calls back to back for `seconds`.
 Load Run(Driver& d, int workers, double seconds, bool writes) {
+  // Workers of each run are new clients: their operation ids start over.
+  static std::atomic<int> runs{0};
+  const int first_worker = 1000 * ++runs;
   std::atomic<bool> stop{false};
   std::vector<std::vector<double>> lat(static_cast<size_t>(workers));
   std::vector<uint64_t> errors(static_cast<size_t>(workers), 0);
@@ -138,7 +165,7 @@ Load Run(Driver& d, int workers, double seconds, bool writes) {
       auto& mine = lat[static_cast<size_t>(w)];
       for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
         const absl::Time t0 = absl::Now();
-        const bool ok = writes ? d.Put(w, i) : d.Get();
+        const bool ok = writes ? d.Put(first_worker + w, i) : d.Get();
         if (ok) {
           mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
         } else {
@@ -197,8 +224,8 @@ bool Measure(Cluster& c, double seconds, Results* out) {
   const Load reads = Run(*d, kManyWorkers, seconds, false);
   const uint64_t errors = one.errors + many.errors + reads.errors;
   if (errors > 0) {
-    fprintf(stderr, "%s: %llu calls failed\n", c.name().c_str(),
-            static_cast<unsigned long long>(errors));
+    fprintf(stderr, "%s: %llu calls failed: %s\n", c.name().c_str(),
+            static_cast<unsigned long long>(errors), d->Errors().c_str());
   }
   const double v[] = {one.ops_per_second,  one.p50_ms,  one.p99_ms,
                       many.ops_per_second, many.p50_ms, many.p99_ms,
