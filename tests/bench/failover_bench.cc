@@ -129,7 +129,8 @@ Usage MeasureIdle(pid_t pid, absl::Duration period) {
   int64_t kb = 0;
   if (at != std::string::npos) {
     size_t from = at + 6;
-    while (from < status.size() && (status[from] == ' ' || status[from] == '\t')) {
+    while (from < status.size() &&
+           (status[from] == ' ' || status[from] == '\t')) {
       ++from;
     }
     size_t end = from;

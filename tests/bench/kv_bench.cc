@@ -307,9 +307,14 @@ int Main(int argc, char** argv) {
   for (const char* m : kMetrics) {
     const double qv = Median(q[m]);
     const double ev = Median(e[m]);
+    // Rates as whole numbers, latencies to a hundredth of a millisecond.
+    const bool ms = std::string(m).find(" ms") != std::string::npos;
+    auto num = [ms](double v) {
+      return ms ? absl::StrFormat("%.2f", v) : absl::StrFormat("%.0f", v);
+    };
     absl::StrAppendFormat(
-        &table, "| %s | %.4g | %s | %s |\n", m, qv,
-        with_etcd ? absl::StrFormat("%.4g", ev) : "-",
+        &table, "| %s | %s | %s | %s |\n", m, num(qv),
+        with_etcd ? num(ev) : "-",
         with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
   }
   fputs(table.c_str(), stdout);
