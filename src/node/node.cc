@@ -699,9 +699,15 @@ void Node::Impl::Stop(bool graceful) {
     asio::post(io_, [this] { BeginTransfer(); });
     const absl::Time until = absl::Now() + 2 * options_.election_timeout;
     MutexLock lock(&mu_);
-    // The loop publishes after every Ready: wait for the role to change.
-    while (status_.role == raft::Role::kLeader && !transfer_abandoned_ &&
-           status_.error.ok() && absl::Now() < until) {
+    // The loop publishes after every Ready. The handover is complete when
+    // this member hears from another leader (stepping down alone happens as
+    // soon as the target asks for votes, before it has won).
+    auto handed_over = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return status_.role != raft::Role::kLeader && !status_.leader.empty() &&
+             status_.leader != options_.name;
+    };
+    while (!handed_over() && !transfer_abandoned_ && status_.error.ok() &&
+           absl::Now() < until) {
       status_changed_.WaitWithTimeout(&mu_, until - absl::Now());
     }
   }
