@@ -126,12 +126,14 @@ class ClientImpl final : public Client {
                           client::MemberStatusRequest(), &first);
     if (!s.ok()) return s;
     std::vector<ClusterMember> out;
+    // One deadline for the whole call, not one per member.
+    const absl::Time deadline = absl::Now() + o_.timeout;
     for (int i = 0; i < first.member_ids_size(); ++i) {
       ClusterMember m;
       m.id = first.member_ids(i);
       m.address = first.member_addresses(i);
       grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.timeout));
+      ctx.set_deadline(absl::ToChronoTime(deadline));
       client::MemberStatusResponse r;
       const grpc::Status gs = Stub(m.address)->MemberStatus(
           &ctx, client::MemberStatusRequest(), &r);
@@ -212,10 +214,13 @@ class ClientImpl final : public Client {
         return absl::OkStatus();
       }
       const absl::Status s = FromGrpcStatus(gs);
-      // ABORTED: the leader changed and the write was not applied; retry
-      // it (with the same operation id) like an unreachable leader.
+      // ABORTED: the leader changed and the write was not applied.
+      // CANCELLED: the member shut down mid-call. UNKNOWN: it stopped with
+      // the write proposed. All are retried (a write with the same
+      // operation id, so it is applied at most once) like an unreachable
+      // leader.
       if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s) &&
-          !absl::IsAborted(s)) {
+          !absl::IsAborted(s) && !absl::IsCancelled(s) && !absl::IsUnknown(s)) {
         return s;
       }
       last_error = absl::StrCat(address, ": ", s.message());

@@ -58,10 +58,12 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
       const uint64_t newest =
           s->second.results.empty() ? 0 : s->second.results.rbegin()->first;
       if (!s->second.results.empty() && op.seq() + kSessionWindow <= newest) {
-        return Result(absl::StatusCode::kFailedPrecondition, revision_,
+        // Not a refusal of the write itself (FAILED_PRECONDITION means a
+        // CAS conflict): its outcome is simply not known any more.
+        return Result(absl::StatusCode::kUnknown, revision_,
                       absl::StrCat("operation ", op.seq(),
                                    " is too old to tell whether it was "
-                                   "applied; it was not applied now"))
+                                   "applied earlier; it was not applied now"))
             .SerializeAsString();
       }
     }

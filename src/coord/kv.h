@@ -9,10 +9,10 @@
 // keeps, per client, the results of its last kSessionWindow operations; a
 // command whose op was already applied returns the stored result and
 // changes nothing, so a client may retry a write whose outcome it does not
-// know. An op older than the window is refused (FAILED_PRECONDITION): the
-// store can no longer tell. At most kMaxSessions clients are remembered;
-// the one used longest ago is forgotten first (by log index, so every
-// member forgets the same one).
+// know. An op older than the window is refused with UNKNOWN: the store can
+// no longer tell whether it was applied before. At most kMaxSessions clients
+// are remembered; the one used longest ago is forgotten first (by log index, so
+// every member forgets the same one).
 //
 // Apply() runs on the node loop; Get() and revision() may be called from
 // any thread.

@@ -103,7 +103,7 @@ class Node::Impl {
   std::string listen_address() const { return transport_->listen_address(); }
   void Campaign() {
     asio::post(io_, [this] {
-      if (failed_) return;
+      if (failed_ || closing_) return;
       raft_->Campaign(MonotonicNowNs());
       Drive();
     });
@@ -158,6 +158,7 @@ class Node::Impl {
   std::unique_ptr<transport::Transport> transport_;
   std::map<uint64_t, peer::MemberInfo> members_;  // by raft id
   bool ready_in_flight_ = false;
+  bool closing_ = false;  // Stop() began: handlers answer and return
   bool snapshot_in_flight_ = false;
   bool failed_ = false;
   uint64_t applied_ = 0;
@@ -168,7 +169,9 @@ class Node::Impl {
   uint64_t reported_term_ = 0;
   std::map<uint64_t, Proposal> proposals_;  // by index
   std::map<uint64_t, PendingRead> reads_;   // by request id
-  uint64_t next_read_id_ = 1;
+  // Random start: a leader may still answer reads this member forwarded
+  // before it restarted, and must not match them with new ones.
+  uint64_t next_read_id_ = (uint64_t{std::random_device{}()} << 32) | 1;
 
   std::atomic<size_t> inbox_{0};
   std::atomic<uint64_t> inbox_dropped_{0};
@@ -178,6 +181,7 @@ class Node::Impl {
   CondVar status_changed_;
   NodeStatus status_ ABSL_GUARDED_BY(mu_);
   bool transfer_abandoned_ ABSL_GUARDED_BY(mu_) = false;
+  bool drained_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 absl::Status Node::Impl::LoadMembers(const std::string& snapshot_data) {
@@ -277,7 +281,7 @@ absl::Status Node::Impl::Init() {
     ++inbox_;
     asio::post(io_, [this, m = std::move(messages)]() mutable {
       --inbox_;
-      if (failed_) return;
+      if (failed_ || closing_) return;
       const int64_t now = MonotonicNowNs();
       for (raft::Message& msg : m) (void)raft_->Step(std::move(msg), now);
       Drive();
@@ -285,7 +289,7 @@ absl::Status Node::Impl::Init() {
   };
   to.on_unreachable = [this](uint64_t peer) {
     asio::post(io_, [this, peer] {
-      if (!failed_) raft_->ReportUnreachable(peer);
+      if (!failed_ && !closing_) raft_->ReportUnreachable(peer);
     });
   };
   std::vector<transport::PeerAddress> peers;
@@ -318,6 +322,7 @@ absl::Status Node::Impl::Init() {
 }
 
 void Node::Impl::Drive() {
+  if (closing_) return;
   while (!failed_ && !ready_in_flight_ && raft_->HasReady()) {
     raft::Ready rd = raft_->GetReady();
     if (rd.soft_state.has_value()) soft_ = *rd.soft_state;
@@ -344,7 +349,11 @@ void Node::Impl::Drive() {
       req.hard_state = rd.hard_state;
       req.sync = false;
       req.done = [this](absl::Status s) {
-        if (!s.ok()) asio::post(io_, [this, s] { Fail(s); });
+        if (!s.ok()) {
+          asio::post(io_, [this, s] {
+            if (!closing_) Fail(s);
+          });
+        }
       };
       if (absl::Status s = writer_->Submit(std::move(req)); !s.ok()) Fail(s);
       Complete(std::move(rd), absl::OkStatus());
@@ -358,6 +367,7 @@ void Node::Impl::Drive() {
     req.hard_state = shared->hard_state;
     req.done = [this, shared](absl::Status s) {
       asio::post(io_, [this, shared, s] {
+        if (closing_) return;
         ready_in_flight_ = false;
         Complete(std::move(*shared), s);
         Drive();
@@ -384,7 +394,10 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
     return;
   }
   transport_->Send(std::move(rd.messages_after_persist));
-  if (rd.snapshot.has_value()) ApplySnapshot(*rd.snapshot);
+  if (rd.snapshot.has_value()) {
+    ApplySnapshot(*rd.snapshot);
+    if (failed_) return;
+  }
   for (const raft::EntryPtr& e : rd.committed_entries) {
     QUORATE_CHECK_EQ(e->index(), applied_ + 1) << "apply out of order";
     applied_ = e->index();
@@ -445,9 +458,9 @@ void Node::Impl::ApplySnapshot(const raft::Snapshot& snapshot) {
   // outcome is not known here.
   for (auto it = proposals_.begin();
        it != proposals_.end() && it->first <= applied_;) {
-    it->second.done(absl::AbortedError(
-        "a snapshot from the leader replaced the log; the outcome is "
-        "unknown"));
+    it->second.done(absl::UnknownError(
+        "a snapshot from the leader replaced the log; the proposal's "
+        "outcome is unknown"));
     it = proposals_.erase(it);
   }
 }
@@ -475,6 +488,7 @@ void Node::Impl::MaybeSnapshot() {
   };
   req.done = [this, md, data](absl::Status s) {
     asio::post(io_, [this, md, data, s] {
+      if (closing_) return;
       snapshot_in_flight_ = false;
       if (!s.ok()) {
         Fail(s);
@@ -498,7 +512,7 @@ void Node::Impl::ScheduleTick() {
   scheduled_tick_ = deadline;
   raft_timer_.expires_at(AtMonotonic(deadline));
   raft_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec || failed_) return;
+    if (ec || failed_ || closing_) return;
     scheduled_tick_ = 0;
     raft_->Tick(MonotonicNowNs());
     Drive();
@@ -509,7 +523,7 @@ void Node::Impl::ScheduleSweep() {
   // Proposals past their deadline fail; the outcome is unknown.
   sweep_timer_.expires_after(std::chrono::milliseconds(50));
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;
+    if (ec || closing_) return;
     ExpireWaiting(MonotonicNowNs());
     PublishStatus();
     ScheduleSweep();
@@ -614,11 +628,16 @@ NodeStatus Node::Impl::GetStatus() const {
 
 void Node::Impl::Propose(std::string command, absl::Duration timeout,
                          std::function<void(absl::StatusOr<Applied>)> done) {
+  if (stopped_.load()) {
+    done(absl::UnavailableError("the member is stopping"));
+    return;
+  }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   asio::post(io_, [this, command = std::move(command), deadline,
                    done = std::move(done)]() mutable {
-    if (failed_) {
-      done(absl::UnavailableError("the member stopped after an error"));
+    if (failed_ || closing_) {
+      done(absl::UnavailableError(failed_ ? "the member stopped after an error"
+                                          : "the member is stopping"));
       return;
     }
     if (proposals_.size() >= options_.max_proposals) {
@@ -632,6 +651,16 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
       done(index.status());
       return;
     }
+    // A proposal of an earlier term may still wait at this index: a new
+    // leader overwrote its entry, and this member leads again. It was not
+    // applied.
+    if (auto old = proposals_.find(*index); old != proposals_.end()) {
+      auto old_done = std::move(old->second.done);
+      proposals_.erase(old);
+      old_done(absl::AbortedError(
+          "leadership changed and another entry took the proposal's place; "
+          "it was not applied"));
+    }
     proposals_[*index] = Proposal{raft_->term(), deadline, std::move(done)};
     Drive();
   });
@@ -639,10 +668,15 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
 
 void Node::Impl::Read(absl::Duration timeout,
                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+  if (stopped_.load()) {
+    done(absl::UnavailableError("the member is stopping"));
+    return;
+  }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
-    if (failed_) {
-      done(absl::UnavailableError("the member stopped after an error"));
+    if (failed_ || closing_) {
+      done(absl::UnavailableError(failed_ ? "the member stopped after an error"
+                                          : "the member is stopping"));
       return;
     }
     const uint64_t id = next_read_id_++;
@@ -657,7 +691,7 @@ void Node::Impl::Read(absl::Duration timeout,
 
 void Node::Impl::BeginTransfer() {
   // On the loop: hand leadership to the most up-to-date reachable voter.
-  if (failed_ || soft_.role != raft::Role::kLeader) {
+  if (failed_ || closing_ || soft_.role != raft::Role::kLeader) {
     {
       MutexLock lock(&mu_);
       transfer_abandoned_ = true;
@@ -711,10 +745,43 @@ void Node::Impl::Stop(bool graceful) {
       status_changed_.WaitWithTimeout(&mu_, until - absl::Now());
     }
   }
+  if (thread_.joinable()) {
+    // Answer everything still waiting, so that no caller (and no gRPC call
+    // of the client API, which the server's shutdown waits for) is left
+    // hanging: what was proposed may still commit elsewhere.
+    asio::post(io_, [this] {
+      closing_ = true;
+      raft_timer_.cancel();
+      for (auto& [index, p] : proposals_) {
+        p.done(absl::UnknownError(
+            "the member stopped; the proposal's outcome is unknown"));
+      }
+      proposals_.clear();
+      for (auto& [id, r] : reads_) {
+        r.done(absl::UnavailableError("the member stopped"));
+      }
+      reads_.clear();
+      {
+        MutexLock lock(&mu_);
+        drained_ = true;
+      }
+      status_changed_.SignalAll();
+    });
+    MutexLock lock(&mu_);
+    const absl::Time until = absl::Now() + absl::Seconds(5);
+    while (!drained_ && absl::Now() < until) {
+      status_changed_.WaitWithTimeout(&mu_, until - absl::Now());
+    }
+  }
   if (transport_ != nullptr) transport_->Stop();
   work_.reset();
   io_.stop();
   if (thread_.joinable()) thread_.join();
+  // Handlers posted after the loop stopped see `closing_` and answer their
+  // callers; run them here, on this thread, now that the loop's is gone.
+  closing_ = true;
+  io_.restart();
+  io_.poll();
   // Queued writes finish; their completions are never run (the loop is
   // gone), and nothing is sent after this point.
   writer_.reset();

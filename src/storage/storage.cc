@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -137,12 +138,6 @@ bool HasHole(absl::string_view data, size_t from, size_t to) {
   return false;
 }
 
-// Salts the checksums of a segment's records, so that the records an older
-// segment left in a recycled file never parse as this segment's. Distinct
-// salts give distinct checksums for the same bytes (CRCs are linear), so
-// this is certain, not probable. Snapshot files use salt 0.
-uint32_t SegmentSalt(uint64_t seq) { return static_cast<uint32_t>(seq); }
-
 // Compacted segments kept for reuse (at most this many).
 constexpr size_t kKeepRecycled = 2;
 
@@ -232,10 +227,51 @@ absl::StatusOr<std::unique_ptr<Storage>> Storage::Open(
     s->preparer_ = std::make_unique<SegmentPreparer>(s->fs_, options.dir,
                                                      options.segment_bytes);
   }
+  QUORATE_RETURN_IF_ERROR(s->LoadSecret());
   RecoveryInfo local;
   *restored = raft::RestoredState{};
   QUORATE_RETURN_IF_ERROR(s->Recover(restored, info ? info : &local));
   return s;
+}
+
+uint32_t Storage::SegmentSalt(uint64_t seq) const {
+  return static_cast<uint32_t>(seq) ^ secret_;
+}
+
+absl::Status Storage::LoadSecret() {
+  const std::string path = JoinPath(options_.dir, "SALT");
+  QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           fs_->ListDir(options_.dir));
+  bool exists = false, segments = false;
+  for (const std::string& name : names) {
+    exists |= name == "SALT";
+    segments |= name.size() > 4 && name.substr(name.size() - 4) == ".wal";
+  }
+  if (exists) {
+    QUORATE_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(path));
+    if (data.size() != 8 || GetU32(data.data() + 4) != Crc32c(data.data(), 4)) {
+      return absl::DataLossError(absl::StrCat(
+          path, " is damaged: the log segments cannot be checked without it"));
+    }
+    secret_ = GetU32(data.data());
+    return absl::OkStatus();
+  }
+  if (segments) {
+    return absl::DataLossError(absl::StrCat(
+        path, " is missing: the log segments cannot be checked without it"));
+  }
+  // A new directory: a random secret, durable before any segment.
+  std::random_device rd;
+  secret_ = static_cast<uint32_t>(rd());
+  std::string data;
+  PutU32(&data, secret_);
+  PutU32(&data, Crc32c(data.data(), 4));
+  const std::string tmp = path + ".tmp";
+  QUORATE_ASSIGN_OR_RETURN(auto file, fs_->OpenWritable(tmp, true, 0));
+  QUORATE_RETURN_IF_ERROR(file->WriteAt(0, data));
+  QUORATE_RETURN_IF_ERROR(file->Sync());
+  QUORATE_RETURN_IF_ERROR(fs_->Rename(tmp, path));
+  return fs_->SyncDir(options_.dir);
 }
 
 absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
@@ -579,9 +615,9 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
   header.set_first_index(first_index);
   header.set_recycled(recycle);
   header.set_previous_end(previous_end);
+  const uint32_t salt = SegmentSalt(seq);
   // Each segment carries the hard state, so older segments can go.
   std::string head;
-  const uint32_t salt = SegmentSalt(seq);
   internal::AppendFrame(&head, RECORD_TYPE_SEGMENT_HEADER, header, salt);
   internal::AppendFrame(&head, RECORD_TYPE_HARD_STATE, hard_state_, salt);
   absl::Status s = (*file)->WriteAt(0, head);

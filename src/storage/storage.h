@@ -12,18 +12,24 @@
 //
 // On disk (`dir`):
 //   LOCK                              flock()ed while a process has it open
+//   SALT                              the directory's secret (4 bytes + CRC)
 //   <seq:16 hex>-<first index:16 hex>.wal   log segments, preallocated
 //   snap-<index:16 hex>-<term:16 hex>.snap  snapshots
 //   recycled-<seq:16 hex>.wal.tmp     compacted segments kept for reuse
 // Every record is framed as [u32 length][u8 type][u32 CRC32C of salt, type
 // and payload][payload], little-endian; the payload is a storage.proto or
-// raft.proto message. The salt is the segment's sequence number (0 in
-// snapshots), so a recycled segment's older records never parse as its
-// own. A segment starts with a SegmentHeader and the hard state current
-// when it was created, so whole segments can be removed; the header also
-// says where the previous segment ends, which recovery checks.
-// Entries, hard state and truncations are records of the log, so one
-// fdatasync makes a whole Ready durable atomically.
+// raft.proto message. A segment's salt is its sequence number XOR the
+// directory's random secret (the file SALT, written once when the
+// directory is created); snapshots use 0. Distinct sequence numbers give
+// distinct salts, and the same bytes under distinct salts always give
+// distinct checksums (CRCs are linear): a recycled segment's older records
+// never parse as its own. Clients never learn the secret, so data they
+// write cannot be crafted to look like a record of a future segment. A
+// segment starts with a SegmentHeader and the hard state current when it was
+// created, so whole segments can be removed; the header also says where the
+// previous segment ends, which recovery checks. Entries, hard state and
+// truncations are records of the log, so one fdatasync makes a whole Ready
+// durable atomically.
 //
 // Recovery validates every record, and fsyncs every file it read and the
 // directory: a previous process may have died with writes only in the OS's
@@ -32,7 +38,11 @@
 // segment (a write torn by a crash) is cut off and reported through
 // Options::log; a bad record anywhere else, or a missing segment, fails
 // Open() with DATA_LOSS naming the file and offset. Nothing is ever dropped
-// silently.
+// silently. In a recycled segment the older segment's bytes follow the last
+// record: a bad record with nothing valid after it ends the log there; one
+// with valid records after it is DATA_LOSS, since without zeroed holes a
+// torn write cannot be told from damage (only a power loss during an
+// unsynced write can leave that; a killed process cannot).
 //
 // After any write or sync error (disk full: RESOURCE_EXHAUSTED; I/O error:
 // INTERNAL), the Storage refuses every further write with
@@ -145,6 +155,10 @@ class Storage {
                               raft::RestoredState* restored,
                               RecoveryInfo* info);
   absl::Status LoadSnapshot(raft::RestoredState* restored);
+  // Reads the directory's secret (SALT), creating it in a new directory.
+  absl::Status LoadSecret();
+  // The checksum salt of segment `seq`'s records.
+  uint32_t SegmentSalt(uint64_t seq) const;
   // Starts a new segment whose next entry is `first_index`.
   absl::Status StartSegment(uint64_t first_index);
   // Frames `msg` into the pending buffer (written by Flush()).
@@ -166,6 +180,7 @@ class Storage {
   uint64_t active_offset_ = 0;                 // where its next record goes
   uint64_t flushed_offset_ = 0;                // end of what was written to it
   uint32_t active_salt_ = 0;                   // its records' checksum salt
+  uint32_t secret_ = 0;                        // this directory's (SALT)
   std::vector<std::string> recycled_;          // compacted files to reuse
   std::string pending_;                        // framed records not yet written
   bool active_dirty_ = false;                  // written but not synced

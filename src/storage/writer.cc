@@ -60,6 +60,8 @@ void GroupCommitWriter::Run() {
         }
         sync |= to->sync;
       }
+      // A task runs only after everything before it is durable.
+      if (to != batch.end()) sync = true;
       if (to != from) {
         if (status.ok()) status = sync ? storage_->Sync() : storage_->Flush();
         if (sync) {

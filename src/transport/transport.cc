@@ -158,6 +158,8 @@ class TransportImpl final : public Transport {
   }
 
   const Options& options() const { return options_; }
+  // Whether `id` is one of the peers this member was configured with.
+  bool IsPeer(uint64_t id) const { return senders_.count(id) > 0; }
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
@@ -209,6 +211,15 @@ grpc::Status PeerService::Stream(
         grpc::StatusCode::FAILED_PRECONDITION,
         absl::StrCat("member '", o.self.name, "' is in cluster '", o.cluster_id,
                      "', not in cluster '", hello.cluster_id(), "'"));
+  }
+  if (!owner_->IsPeer(hello.from())) {
+    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
+                             "' connecting from ", context->peer(),
+                             ": it is not a member of this cluster"));
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("member '", o.self.name, "' does not know a member '",
+                     hello.from_name(), "' in its cluster"));
   }
   if (hello.to() != o.self.id) {
     owner_->Log(absl::StrCat("refused member '", hello.from_name(),
@@ -348,6 +359,7 @@ void PeerSender::Run() {
         }
       }
       backoff = o.initial_backoff;
+      const absl::Time opened = absl::Now();
       // The peer sends nothing after its ack, so a read returns only when
       // the stream breaks: that is how an idle stream (a follower's to
       // another follower) notices a dead link, which a writer would only
@@ -387,6 +399,9 @@ void PeerSender::Run() {
       dropped_ += queue_.size();
       queue_.clear();
       if (stopping_) return;
+      if (absl::Now() - opened >= o.stream_lifetime - absl::Seconds(1)) {
+        continue;  // its deadline came: a planned replacement, at once
+      }
       LogOnce(absl::StrCat("lost the stream to member '", peer_.name, "' at ",
                            peer_.address, ": ",
                            status.ok() ? "closed" : status.error_message()));

@@ -512,6 +512,56 @@ TEST_F(NodeClusterTest, MemberOfAnotherCluster_IsRefusedAndBothLog) {
   EXPECT_NE(members_["n3"].node->GetStatus().role, raft::Role::kLeader);
 }
 
+TEST_F(NodeClusterTest, UnknownMember_IsRefusedEvenInTheSameCluster) {
+  Define(3);
+  StartAll();
+  ASSERT_FALSE(AwaitLeader().empty());
+  // n4 lists itself among the members; the others never heard of it.
+  members_["n4"].port = std::make_unique<PortReservation>();
+  members_["n4"].zone = "az-a";
+  ASSERT_TRUE(StartMember("n4").ok());
+  auto logged = [&](const std::string& what) {
+    MutexLock lock(&events_.mu);
+    for (const std::string& l : events_.logs) {
+      if (l.find(what) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(Await([&] {
+    return logged("refused member 'n4'") &&
+           logged("it is not a member of this cluster");
+  }));
+}
+
+TEST_F(NodeClusterTest, Stop_AnswersProposalsStillWaiting) {
+  Define(3);
+  StartAll();
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  for (auto& [name, m] : members_) {
+    if (name != leader) m.node->Stop(false);
+  }
+  // Without a quorum the proposal cannot commit; it waits.
+  Mutex mu;
+  std::optional<absl::Status> outcome;
+  members_[leader].node->Propose("stranded", absl::Seconds(60),
+                                 [&](absl::StatusOr<Applied> r) {
+                                   MutexLock lock(&mu);
+                                   outcome = r.status();
+                                 });
+  members_[leader].node->Stop(false);
+  MutexLock lock(&mu);
+  ASSERT_TRUE(outcome.has_value()) << "Stop() left a proposal unanswered";
+  EXPECT_EQ(outcome->code(), absl::StatusCode::kUnknown) << *outcome;
+  // And calls after the stop are answered at once.
+  std::optional<absl::Status> late;
+  members_[leader].node->Propose(
+      "late", absl::Seconds(1),
+      [&](absl::StatusOr<Applied> r) { late = r.status(); });
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(late->code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
   // The leader's fsync blocks for many election timeouts. Its loop must
   // keep sending heartbeats, so no follower starts an election.

@@ -492,6 +492,36 @@ TEST_F(StorageTest, Recovery_OtherClusterIsRefused) {
             absl::string_view::npos);
 }
 
+TEST_F(StorageTest, Salt_MissingOrDamagedIsDataLoss) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 3, 1));
+  }
+  ASSERT_NE(fs_.File("/data/SALT"), nullptr);
+  const std::string salt = fs_.File("/data/SALT")->data;
+  fs_.File("/data/SALT")->data[1] ^= 0x01;
+  auto damaged = Storage::Open(Options(), &r);
+  EXPECT_EQ(damaged.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(damaged.status().message().find("SALT is damaged"),
+            absl::string_view::npos)
+      << damaged.status();
+  ASSERT_TRUE(fs_.Remove("/data/SALT").ok());
+  auto missing = Storage::Open(Options(), &r);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(missing.status().message().find("SALT is missing"),
+            absl::string_view::npos)
+      << missing.status();
+  // Put back, everything reads again.
+  {
+    auto f = fs_.OpenWritable("/data/SALT", true, 0);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->WriteAt(0, salt).ok());
+  }
+  OpenOk(&r);
+  EXPECT_EQ(Indexes(r), Seq(1, 3));
+}
+
 TEST_F(StorageTest, DiskFull_StopsWritesAndRestartShowsNoPartialState) {
   raft::RestoredState r;
   {
