@@ -402,7 +402,9 @@ TEST_F(QuorateNodeTest, Writes_ReplicateToEveryProcess) {
               0);
   }
   // Each member's own state (a stale read asks only it) has the last one.
-  for (auto& [name, m] : members_) {
+  for (const auto& entry : members_) {
+    const std::string name = entry.first;  // clang 14: no lambda capture of
+                                           // structured bindings
     EXPECT_TRUE(Await([&] {
       return Quoratectl(
                  {"--endpoints=" + Endpoints({name}), "--stale", "get", "key"})
