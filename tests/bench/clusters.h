@@ -49,8 +49,13 @@ class Cluster {
   virtual ~Cluster() = default;
   virtual std::string name() const = 0;
   virtual void Start(int i) = 0;
-  virtual void Kill(int i) = 0;
-  virtual pid_t Pid(int i) const = 0;
+  // SIGKILL, and waits for it to die.
+  void Kill(int i) {
+    procs_[static_cast<size_t>(i)]->Signal(SIGKILL);
+    procs_[static_cast<size_t>(i)]->Wait(absl::Seconds(10));
+    procs_[static_cast<size_t>(i)].reset();
+  }
+  pid_t Pid(int i) const { return procs_[static_cast<size_t>(i)]->pid(); }
   // HOST:PORT of member i's gRPC client API.
   virtual std::string ClientAddress(int i) const = 0;
   // Index of the member every running one agrees leads, or -1.
@@ -59,6 +64,10 @@ class Cluster {
   // Whether survivor `i` now has a leader in a term above `old_term` and
   // that leader's first entry (or a write) is committed.
   virtual bool FailedOver(int i, int64_t old_term) = 0;
+
+ protected:
+  Cluster() : procs_(kMembers) {}
+  std::vector<std::unique_ptr<Process>> procs_;
 };
 
 class QuorateCluster final : public Cluster {
@@ -68,7 +77,6 @@ class QuorateCluster final : public Cluster {
     for (int i = 0; i < kMembers; ++i) {
       ports_.push_back(std::make_unique<PortReservation>());
       admin_.push_back(std::make_unique<PortReservation>());
-      procs_.emplace_back();
     }
   }
   std::string name() const override { return "quorate"; }
@@ -92,14 +100,6 @@ class QuorateCluster final : public Cluster {
             "--heartbeat_interval=50ms", "--election_timeout=500ms",
             "--segment_bytes=4194304"},
         absl::StrCat(dir_, "/n", i, ".log"));
-  }
-  void Kill(int i) override {
-    procs_[static_cast<size_t>(i)]->Signal(SIGKILL);
-    procs_[static_cast<size_t>(i)]->Wait(absl::Seconds(10));
-    procs_[static_cast<size_t>(i)].reset();
-  }
-  pid_t Pid(int i) const override {
-    return procs_[static_cast<size_t>(i)]->pid();
   }
   int Leader() override {
     std::string leader;
@@ -131,7 +131,6 @@ class QuorateCluster final : public Cluster {
   const std::string binary_;
   const std::string dir_;
   std::vector<std::unique_ptr<PortReservation>> ports_, admin_;
-  std::vector<std::unique_ptr<Process>> procs_;
 };
 
 class EtcdCluster final : public Cluster {
@@ -141,7 +140,6 @@ class EtcdCluster final : public Cluster {
     for (int i = 0; i < kMembers; ++i) {
       peer_.push_back(std::make_unique<PortReservation>());
       client_.push_back(std::make_unique<PortReservation>());
-      procs_.emplace_back();
     }
   }
   std::string name() const override { return "etcd"; }
@@ -170,14 +168,6 @@ class EtcdCluster final : public Cluster {
             "--heartbeat-interval=50", "--election-timeout=500",
             "--log-level=error"},
         absl::StrCat(dir_, "/e", i, ".log"));
-  }
-  void Kill(int i) override {
-    procs_[static_cast<size_t>(i)]->Signal(SIGKILL);
-    procs_[static_cast<size_t>(i)]->Wait(absl::Seconds(10));
-    procs_[static_cast<size_t>(i)].reset();
-  }
-  pid_t Pid(int i) const override {
-    return procs_[static_cast<size_t>(i)]->pid();
   }
   int Leader() override {
     std::string leader;
@@ -214,7 +204,6 @@ class EtcdCluster final : public Cluster {
   const std::string binary_;
   const std::string dir_;
   std::vector<std::unique_ptr<PortReservation>> peer_, client_;
-  std::vector<std::unique_ptr<Process>> procs_;
 };
 
 }  // namespace quorate::bench
