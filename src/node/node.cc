@@ -174,6 +174,7 @@ class Node::Impl {
   uint64_t next_read_id_ = (uint64_t{std::random_device{}()} << 32) | 1;
 
   std::atomic<size_t> inbox_{0};
+  std::atomic<size_t> queued_{0};  // Propose/Read calls posted, not yet run
   std::atomic<uint64_t> inbox_dropped_{0};
   std::atomic<bool> stopped_{false};
 
@@ -632,9 +633,17 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
     done(absl::UnavailableError("the member is stopping"));
     return;
   }
+  // Bounded before it is posted: a slow loop must not let calls pile up.
+  if (queued_.fetch_add(1) >= options_.max_proposals) {
+    queued_.fetch_sub(1);
+    done(absl::ResourceExhaustedError(
+        "too many proposals and reads are waiting on this member"));
+    return;
+  }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   asio::post(io_, [this, command = std::move(command), deadline,
                    done = std::move(done)]() mutable {
+    queued_.fetch_sub(1);
     if (failed_ || closing_) {
       done(absl::UnavailableError(failed_ ? "the member stopped after an error"
                                           : "the member is stopping"));
@@ -672,8 +681,15 @@ void Node::Impl::Read(absl::Duration timeout,
     done(absl::UnavailableError("the member is stopping"));
     return;
   }
+  if (queued_.fetch_add(1) >= options_.max_proposals) {
+    queued_.fetch_sub(1);
+    done(absl::ResourceExhaustedError(
+        "too many proposals and reads are waiting on this member"));
+    return;
+  }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
+    queued_.fetch_sub(1);
     if (failed_ || closing_) {
       done(absl::UnavailableError(failed_ ? "the member stopped after an error"
                                           : "the member is stopping"));

@@ -91,8 +91,10 @@ struct NodeOptions {
   // Tests: the file system under the data directory, and segment size.
   storage::FileSystem* fs = nullptr;
   uint64_t segment_bytes = 64 << 20;
-  size_t max_inbox = 16384;      // message batches waiting for the loop
-  size_t max_proposals = 65536;  // proposals waiting to be applied
+  size_t max_inbox = 16384;  // message batches waiting for the loop
+  // Proposals and reads waiting (posted to the loop, or for their entry or
+  // read point): RESOURCE_EXHAUSTED beyond, each bound on its own.
+  size_t max_proposals = 65536;
   // Notable events, one line each. Any thread.
   std::function<void(const std::string&)> log;
   // The role or term changed. Loop thread.
