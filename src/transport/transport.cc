@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -159,7 +160,7 @@ class TransportImpl final : public Transport {
 
   const Options& options() const { return options_; }
   // Whether `id` is one of the peers this member was configured with.
-  bool IsPeer(uint64_t id) const { return senders_.count(id) > 0; }
+  bool IsPeer(uint64_t id) const { return peer_ids_.count(id) > 0; }
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
@@ -184,6 +185,8 @@ class TransportImpl final : public Transport {
   PeerService service_;
   std::unique_ptr<grpc::Server> server_;
   std::string listen_address_;
+  // Fixed before the server starts: streams may arrive at once.
+  std::set<uint64_t> peer_ids_;
   // Fixed after Init(); the senders lock themselves.
   std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
   mutable Mutex mu_;
@@ -419,6 +422,9 @@ void PeerSender::Run() {
 }
 
 absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
+  for (const PeerAddress& p : peers) {
+    if (p.id != options_.self.id) peer_ids_.insert(p.id);
+  }
   std::shared_ptr<grpc::ServerCredentials> server_creds;
   std::shared_ptr<grpc::ChannelCredentials> channel_creds;
   if (options_.tls.enabled()) {
