@@ -49,6 +49,9 @@ for i in "${!names[@]}"; do
   peers+="${peers:+,}${names[$i]}@${zones[$i]}=127.0.0.1:$((base + i))"
 done
 
+endpoints=""
+for i in "${!names[@]}"; do endpoints+="${endpoints:+,}127.0.0.1:$((base + i))"; done
+
 declare -A pids
 start_member() {
   local i=$1
@@ -108,6 +111,7 @@ while true; do
     echo "$table"
     echo
     echo "Kill a member from another terminal: kill -9 PID  (try the leader)"
+    echo "Write and read: $build/src/quoratectl --endpoints=$endpoints put k v"
     echo "Keys: r = restart killed members, q or Ctrl-C = stop everything"
     key=""
     read -rsn1 -t 0.5 key || true
