@@ -204,6 +204,7 @@ class ClientImpl final : public Client {
     bool maybe_applied = false;
     std::string last_error = "no member answered";
     absl::Duration backoff = absl::Milliseconds(10);
+    int hops = 0;  // leader hints followed in a row
     while (absl::Now() < deadline) {
       const std::string address = Pick();
       grpc::ClientContext ctx;
@@ -231,14 +232,20 @@ class ClientImpl final : public Client {
           Metadata(ctx, "quorate-refused").empty()) {
         maybe_applied = true;
       }
-      if (!hint.empty() && hint != address) {
+      // Follow a hint at once, but not round and round between members
+      // whose views are stale.
+      if (!hint.empty() && hint != address && ++hops <= 3) {
         SetLeader(hint);
         continue;
       }
+      hops = 0;
       Forget(address);
+      // Jittered, so that the threads sharing this client spread out.
+      static thread_local std::mt19937 rng(std::random_device{}());
+      const double jitter =
+          std::uniform_real_distribution<double>(0.5, 1.5)(rng);
       const absl::Duration left = deadline - absl::Now();
-      absl::SleepFor(
-          std::min(backoff, left));  // jitter is not needed: one caller
+      absl::SleepFor(std::min(backoff * jitter, left));
       backoff = std::min(backoff * 2, absl::Milliseconds(200));
     }
     if (write && maybe_applied) {
