@@ -1,6 +1,8 @@
 #include "coord/kv.h"
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -135,11 +137,16 @@ std::string KvStore::Snapshot() const {
   MutexLock lock(&mu_);
   client::KvSnapshot snap;
   snap.set_revision(revision_);
-  for (const auto& [key, v] : data_) {
+  std::vector<const std::pair<const std::string, Value>*> sorted;
+  sorted.reserve(data_.size());
+  for (const auto& kv : data_) sorted.push_back(&kv);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
+  for (const auto* kv : sorted) {
     client::KvEntry* e = snap.add_entries();
-    e->set_key(key);
-    e->set_value(v.value);
-    e->set_revision(v.revision);
+    e->set_key(kv->first);
+    e->set_value(kv->second.value);
+    e->set_revision(kv->second.revision);
   }
   for (const auto& [id, s] : sessions_) {
     client::KvSession* out = snap.add_sessions();

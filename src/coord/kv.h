@@ -25,6 +25,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "node/node.h"
@@ -74,7 +75,9 @@ class KvStore final : public node::StateMachine {
 
   mutable Mutex mu_;
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, Value, std::less<>> data_ ABSL_GUARDED_BY(mu_);
+  // Hashed for speed; Snapshot() sorts, so snapshots stay identical on
+  // every member.
+  absl::flat_hash_map<std::string, Value> data_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
 };
 

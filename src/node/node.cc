@@ -157,6 +157,8 @@ class Node::Impl {
   std::unique_ptr<raft::Raft> raft_;
   std::unique_ptr<transport::Transport> transport_;
   std::map<uint64_t, peer::MemberInfo> members_;  // by raft id
+  uint64_t members_generation_ = 0;               // bumped when it changes
+  uint64_t published_members_ = ~uint64_t{0};     // generation in status_
   bool ready_in_flight_ = false;
   bool closing_ = false;  // Stop() began: handlers answer and return
   bool snapshot_in_flight_ = false;
@@ -194,6 +196,7 @@ absl::Status Node::Impl::LoadMembers(const std::string& snapshot_data) {
   }
   members_.clear();
   for (const peer::MemberInfo& m : snap.members()) members_[m.id()] = m;
+  ++members_generation_;
   if (options_.state_machine != nullptr) {
     return options_.state_machine->Restore(snap.state());
   }
@@ -593,16 +596,21 @@ void Node::Impl::PublishStatus() {
     status_.applied_index = applied_;
     status_.last_log_index = raft_->log().last_index();
     status_.snapshot_index = raft_->log().snapshot_index();
-    status_.peers.clear();
-    const raft::Membership& ms = raft_->membership();
-    for (const auto& [id, m] : members_) {
-      if (id == self_) continue;
-      PeerStatus p;
-      p.name = m.name();
-      p.zone = m.zone();
-      p.address = m.address();
-      p.voter = ms.IsVoter(id);
-      status_.peers.push_back(std::move(p));
+    // The member list changes only with a snapshot: rebuild it then, not
+    // after every Ready.
+    if (published_members_ != members_generation_) {
+      published_members_ = members_generation_;
+      status_.peers.clear();
+      const raft::Membership& ms = raft_->membership();
+      for (const auto& [id, m] : members_) {
+        if (id == self_) continue;
+        PeerStatus p;
+        p.name = m.name();
+        p.zone = m.zone();
+        p.address = m.address();
+        p.voter = ms.IsVoter(id);
+        status_.peers.push_back(std::move(p));
+      }
     }
   }
   status_changed_.SignalAll();
