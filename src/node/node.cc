@@ -122,6 +122,9 @@ class Node::Impl {
   };
   // Answers the confirmed reads whose index is applied.
   void ServeReads();
+  // Whether a Propose() or Read() may be posted to the loop; on OK it
+  // counts in queued_ until its handler runs.
+  absl::Status Admit();
   // Fails every waiting proposal and read whose deadline passed.
   void ExpireWaiting(int64_t now);
 
@@ -635,17 +638,21 @@ NodeStatus Node::Impl::GetStatus() const {
   return s;
 }
 
-void Node::Impl::Propose(std::string command, absl::Duration timeout,
-                         std::function<void(absl::StatusOr<Applied>)> done) {
-  if (stopped_.load()) {
-    done(absl::UnavailableError("the member is stopping"));
-    return;
-  }
+absl::Status Node::Impl::Admit() {
+  if (stopped_.load()) return absl::UnavailableError("the member is stopping");
   // Bounded before it is posted: a slow loop must not let calls pile up.
   if (queued_.fetch_add(1) >= options_.max_proposals) {
     queued_.fetch_sub(1);
-    done(absl::ResourceExhaustedError(
-        "too many proposals and reads are waiting on this member"));
+    return absl::ResourceExhaustedError(
+        "too many proposals and reads are waiting on this member");
+  }
+  return absl::OkStatus();
+}
+
+void Node::Impl::Propose(std::string command, absl::Duration timeout,
+                         std::function<void(absl::StatusOr<Applied>)> done) {
+  if (absl::Status s = Admit(); !s.ok()) {
+    done(s);
     return;
   }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
@@ -685,14 +692,8 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
 
 void Node::Impl::Read(absl::Duration timeout,
                       std::function<void(absl::StatusOr<uint64_t>)> done) {
-  if (stopped_.load()) {
-    done(absl::UnavailableError("the member is stopping"));
-    return;
-  }
-  if (queued_.fetch_add(1) >= options_.max_proposals) {
-    queued_.fetch_sub(1);
-    done(absl::ResourceExhaustedError(
-        "too many proposals and reads are waiting on this member"));
+  if (absl::Status s = Admit(); !s.ok()) {
+    done(s);
     return;
   }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
