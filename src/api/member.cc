@@ -5,7 +5,9 @@
 #include <stdio.h>
 
 #include <atomic>
+#include <deque>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -43,7 +45,9 @@ absl::Status CheckAddress(absl::string_view what, absl::string_view address) {
   return absl::OkStatus();
 }
 
-// Appends one JSON object per line, flushed each time.
+// Appends one JSON object per line, flushed each time, from a thread of its
+// own: events come from the node loop, which must not wait on a file.
+// Each line's time is taken when the event happens, not when it is written.
 class EventLog {
  public:
   static absl::StatusOr<std::unique_ptr<EventLog>> Open(
@@ -55,20 +59,51 @@ class EventLog {
     }
     return std::unique_ptr<EventLog>(new EventLog(f));
   }
-  ~EventLog() { fclose(file_); }
+  // Writes what is queued, then closes the file.
+  ~EventLog() {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    queued_.SignalAll();
+    thread_.join();
+    fclose(file_);
+  }
 
   void Write(const std::string& json_fields) {
-    const std::string line = absl::StrCat("{\"t_mono_ns\": ", MonotonicNowNs(),
-                                          ", ", json_fields, "}\n");
-    MutexLock lock(&mu_);
-    fputs(line.c_str(), file_);
-    fflush(file_);
+    std::string line = absl::StrCat("{\"t_mono_ns\": ", MonotonicNowNs(), ", ",
+                                    json_fields, "}\n");
+    {
+      MutexLock lock(&mu_);
+      lines_.push_back(std::move(line));
+    }
+    queued_.Signal();
   }
 
  private:
-  explicit EventLog(FILE* f) : file_(f) {}
-  Mutex mu_;
+  explicit EventLog(FILE* f) : file_(f), thread_([this] { Run(); }) {}
+
+  void Run() {
+    while (true) {
+      std::deque<std::string> lines;
+      {
+        MutexLock lock(&mu_);
+        while (!stopping_ && lines_.empty()) queued_.Wait(&mu_);
+        if (lines_.empty()) return;  // stopping, and all written
+        lines.swap(lines_);
+      }
+      for (const std::string& line : lines) fputs(line.c_str(), file_);
+      fflush(file_);
+    }
+  }
+
   FILE* const file_;
+  Mutex mu_;
+  CondVar queued_;
+  // Role changes: a handful per election, so no bound is needed.
+  std::deque<std::string> lines_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 class MemberImpl final : public Member {

@@ -37,6 +37,14 @@ class RaftTest : public ::testing::Test {
   }
 
   // Proposes `n` entries at the leader and stabilizes.
+  // Member 1's default configuration, drawing its randomness from `rng`.
+  static Config MemberOneConfig(SeededRandom* rng) {
+    Config c = Cluster::DefaultConfig();
+    c.id = 1;
+    c.random = rng;
+    return c;
+  }
+
   void ProposeN(uint64_t leader, int n, const std::string& prefix = "v") {
     for (int i = 0; i < n; ++i) {
       ASSERT_TRUE(
@@ -78,9 +86,7 @@ TEST_F(RaftTest, Config_RejectsInvalidSettings) {
 
 TEST_F(RaftTest, Create_RejectsGapInRestoredLog) {
   SeededRandom rng(1);
-  Config c = Cluster::DefaultConfig();
-  c.id = 1;
-  c.random = &rng;
+  Config c = MemberOneConfig(&rng);
   RestoredState r;
   r.snapshot.mutable_conf_state()->add_voters(1);
   Entry e;
@@ -97,9 +103,7 @@ TEST_F(RaftTest, Create_RejectsGapInRestoredLog) {
 
 TEST_F(RaftTest, Create_RejectsCommitBeyondLog) {
   SeededRandom rng(1);
-  Config c = Cluster::DefaultConfig();
-  c.id = 1;
-  c.random = &rng;
+  Config c = MemberOneConfig(&rng);
   RestoredState r;
   r.hard_state.set_commit(5);
   EXPECT_EQ(Raft::Create(c, r, 0).status().code(), absl::StatusCode::kDataLoss);
@@ -107,9 +111,7 @@ TEST_F(RaftTest, Create_RejectsCommitBeyondLog) {
 
 TEST_F(RaftTest, Create_TakesTermOfEntriesNewerThanHardState) {
   SeededRandom rng(1);
-  Config c = Cluster::DefaultConfig();
-  c.id = 1;
-  c.random = &rng;
+  Config c = MemberOneConfig(&rng);
   RestoredState r;
   r.snapshot.mutable_conf_state()->add_voters(1);
   r.hard_state.set_term(2);
@@ -177,9 +179,7 @@ TEST_F(RaftTest, RejectsMessagesFromOlderTerms_Sec5_1) {
 
 TEST_F(RaftTest, ElectionTimeoutIsRandomizedInTto2T_Sec5_2) {
   SeededRandom rng(7);
-  Config c = Cluster::DefaultConfig();
-  c.id = 1;
-  c.random = &rng;
+  Config c = MemberOneConfig(&rng);
   RestoredState r;
   r.snapshot.mutable_conf_state()->add_voters(1);
   r.snapshot.mutable_conf_state()->add_voters(2);

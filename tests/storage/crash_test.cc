@@ -17,8 +17,6 @@ namespace {
 
 using testing::MemFileSystem;
 
-const char kDir[] = "/data";
-
 // Every byte in the plain build; every 7th under the (slow) sanitizers.
 #ifdef QUORATE_SANITIZER_BUILD
 constexpr uint64_t kStride = 7;
@@ -28,23 +26,11 @@ constexpr uint64_t kStride = 1;
 const char kSegment[] = "/data/0000000000000001-0000000000000001.wal";
 
 StorageOptions Options(MemFileSystem* fs, uint64_t segment_bytes = 1 << 20) {
-  StorageOptions o;
-  o.dir = kDir;
-  o.fs = fs;
-  o.prepare_segments_ahead = false;  // MemFileSystem is single-threaded
-  o.segment_bytes = segment_bytes;
-  o.cluster_id = "c1";
-  return o;
+  return testing::MemStorageOptions(fs, segment_bytes);
 }
 
 raft::EntryPtr Entry(uint64_t index, uint64_t term, raft::SeededRandom* rng) {
-  raft::Entry e;
-  e.set_index(index);
-  e.set_term(term);
-  std::string data(1 + rng->Uniform(40), '\0');
-  for (char& c : data) c = static_cast<char>('a' + rng->Uniform(26));
-  e.set_data(data);
-  return std::make_shared<const raft::Entry>(std::move(e));
+  return testing::RandomEntry(index, term, rng, 1, 40);
 }
 
 // A known sequence of batches, each synced; remembers where each sync

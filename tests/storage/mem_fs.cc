@@ -219,4 +219,26 @@ std::vector<std::string> MemFileSystem::Paths() const {
   return out;
 }
 
+StorageOptions MemStorageOptions(MemFileSystem* fs, uint64_t segment_bytes) {
+  StorageOptions o;
+  o.dir = "/data";
+  o.fs = fs;
+  o.prepare_segments_ahead = false;
+  o.segment_bytes = segment_bytes;
+  o.cluster_id = "c1";
+  return o;
+}
+
+raft::EntryPtr RandomEntry(uint64_t index, uint64_t term,
+                           raft::SeededRandom* rng, uint64_t min_bytes,
+                           uint64_t spread) {
+  raft::Entry e;
+  e.set_index(index);
+  e.set_term(term);
+  std::string data(min_bytes + rng->Uniform(spread), '\0');
+  for (char& c : data) c = static_cast<char>('a' + rng->Uniform(26));
+  e.set_data(data);
+  return std::make_shared<const raft::Entry>(std::move(e));
+}
+
 }  // namespace quorate::storage::testing

@@ -19,7 +19,9 @@
 #include <string>
 #include <vector>
 
+#include "raft/random.h"
 #include "storage/file.h"
+#include "storage/storage.h"
 
 namespace quorate::storage::testing {
 
@@ -81,6 +83,15 @@ class MemFileSystem final : public FileSystem {
   bool fail_writes_ = false;
   uint64_t syncs_ = 0;
 };
+
+// Options for a Storage in "/data" on `fs` (cluster "c1"), without the
+// background segment preparer: MemFileSystem is single-threaded.
+StorageOptions MemStorageOptions(MemFileSystem* fs, uint64_t segment_bytes);
+
+// An entry with `min_bytes` to `min_bytes + spread - 1` random letters.
+raft::EntryPtr RandomEntry(uint64_t index, uint64_t term,
+                           raft::SeededRandom* rng, uint64_t min_bytes,
+                           uint64_t spread);
 
 }  // namespace quorate::storage::testing
 

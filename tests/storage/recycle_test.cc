@@ -27,12 +27,7 @@ constexpr uint64_t kStride = 1;
 constexpr uint64_t kSegmentBytes = 4096;
 
 StorageOptions Options(MemFileSystem* fs, std::vector<std::string>* logs) {
-  StorageOptions o;
-  o.dir = "/data";
-  o.fs = fs;
-  o.prepare_segments_ahead = false;  // MemFileSystem is single-threaded
-  o.segment_bytes = kSegmentBytes;
-  o.cluster_id = "c1";
+  StorageOptions o = testing::MemStorageOptions(fs, kSegmentBytes);
   if (logs != nullptr) {
     o.log = [logs](const std::string& s) { logs->push_back(s); };
   }
@@ -40,13 +35,7 @@ StorageOptions Options(MemFileSystem* fs, std::vector<std::string>* logs) {
 }
 
 raft::EntryPtr Entry(uint64_t index, uint64_t term, raft::SeededRandom* rng) {
-  raft::Entry e;
-  e.set_index(index);
-  e.set_term(term);
-  std::string data(20 + rng->Uniform(200), '\0');
-  for (char& c : data) c = static_cast<char>('a' + rng->Uniform(26));
-  e.set_data(data);
-  return std::make_shared<const raft::Entry>(std::move(e));
+  return testing::RandomEntry(index, term, rng, 20, 200);
 }
 
 std::vector<std::string> PathsWith(const MemFileSystem& fs,

@@ -57,12 +57,7 @@ std::vector<uint64_t> Seq(uint64_t from, uint64_t to) {
 class StorageTest : public ::testing::Test {
  protected:
   StorageOptions Options() {
-    StorageOptions o;
-    o.dir = "/data";
-    o.fs = &fs_;
-    o.prepare_segments_ahead = false;  // MemFileSystem is single-threaded
-    o.segment_bytes = segment_bytes_;
-    o.cluster_id = "c1";
+    StorageOptions o = testing::MemStorageOptions(&fs_, segment_bytes_);
     o.log = [this](const std::string& s) { logs_.push_back(s); };
     return o;
   }
