@@ -52,14 +52,7 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
   if (op.client() != 0) {
     auto s = sessions_.find(op.client());
     if (s != sessions_.end()) {
-      auto done = s->second.results.find(op.seq());
-      if (done != s->second.results.end()) {
-        s->second.last_used = index;
-        return done->second.SerializeAsString();  // a retry: applied once
-      }
-      const uint64_t newest =
-          s->second.results.empty() ? 0 : s->second.results.rbegin()->first;
-      if (!s->second.results.empty() && op.seq() + kSessionWindow <= newest) {
+      if (s->second.TooOld(op.seq())) {
         // Not a refusal of the write itself (FAILED_PRECONDITION means a
         // CAS conflict): its outcome is simply not known any more.
         return Result(absl::StatusCode::kUnknown, revision_,
@@ -67,6 +60,11 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
                                    " is too old to tell whether it was "
                                    "applied earlier; it was not applied now"))
             .SerializeAsString();
+      }
+      auto done = s->second.results.find(op.seq());
+      if (done != s->second.results.end()) {
+        s->second.last_used = index;
+        return done->second.SerializeAsString();  // a retry: applied once
       }
     }
   }
@@ -123,8 +121,14 @@ void KvStore::Remember(uint64_t index, const client::OpId& op,
                        const client::KvResult& result) {
   Session& s = sessions_[op.client()];
   s.last_used = index;
+  s.newest = std::max(s.newest, op.seq());
   s.results[op.seq()] = result;
-  while (s.results.size() > kSessionWindow) s.results.erase(s.results.begin());
+  if (s.results.size() > 2 * kSessionWindow) {
+    // At most kSessionWindow seqs are within the window: this halves the
+    // map at least, so each op pays O(1) for it.
+    absl::erase_if(s.results,
+                   [&s](const auto& kv) { return s.TooOld(kv.first); });
+  }
   if (sessions_.size() <= kMaxSessions) return;
   auto oldest = sessions_.begin();
   for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
@@ -152,9 +156,17 @@ std::string KvStore::Snapshot() const {
     client::KvSession* out = snap.add_sessions();
     out->set_client(id);
     out->set_last_used(s.last_used);
-    for (const auto& [seq, r] : s.results) {
+    // The ops within the window, by seq: the same bytes on every member,
+    // however its map was swept.
+    std::vector<uint64_t> seqs;
+    seqs.reserve(s.results.size());
+    for (const auto& kv : s.results) {
+      if (!s.TooOld(kv.first)) seqs.push_back(kv.first);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    for (uint64_t seq : seqs) {
       out->add_seqs(seq);
-      *out->add_results() = r;
+      *out->add_results() = s.results.at(seq);
     }
   }
   return snap.SerializeAsString();
@@ -178,8 +190,10 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
     }
     Session& s = sessions_[in.client()];
     s.last_used = in.last_used();
-    for (int i = 0; i < in.seqs_size(); ++i)
+    for (int i = 0; i < in.seqs_size(); ++i) {
+      s.newest = std::max(s.newest, in.seqs(i));
       s.results[in.seqs(i)] = in.results(i);
+    }
   }
   return absl::OkStatus();
 }

@@ -64,7 +64,13 @@ class KvStore final : public node::StateMachine {
  private:
   struct Session {
     uint64_t last_used = 0;  // log index of its last operation
-    std::map<uint64_t, client::KvResult> results;  // by seq
+    uint64_t newest = 0;     // the highest seq applied
+    // By seq. Holds every op within the window (seq + kSessionWindow >
+    // newest); older ones linger until the map doubles, but are never
+    // looked up.
+    absl::flat_hash_map<uint64_t, client::KvResult> results;
+
+    bool TooOld(uint64_t seq) const { return seq + kSessionWindow <= newest; }
   };
 
   client::KvResult Execute(const client::KvCommand& cmd)

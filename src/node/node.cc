@@ -373,6 +373,12 @@ void Node::Impl::Drive() {
     req.entries = shared->entries;
     req.hard_state = shared->hard_state;
     req.done = [this, shared](absl::Status s) {
+      // What waited for these writes goes out now, from the writer's
+      // thread: a follower's acknowledgement does not wait for the loop.
+      if (s.ok()) {
+        transport_->Send(std::move(shared->messages_after_persist));
+        shared->messages_after_persist.clear();
+      }
       asio::post(io_, [this, shared, s] {
         if (closing_) return;
         ready_in_flight_ = false;
@@ -808,7 +814,7 @@ void Node::Impl::Stop(bool graceful) {
   io_.restart();
   io_.poll();
   // Queued writes finish; their completions are never run (the loop is
-  // gone), and nothing is sent after this point.
+  // gone), and what they would send the stopped transport drops.
   writer_.reset();
   storage_.reset();
 }

@@ -119,6 +119,31 @@ TEST_F(KvStoreTest, Duplicates_TooOldToTellIsRefused) {
   EXPECT_EQ(Run(Put("k", "v", 9, kSessionWindow + 5)).revision(), revision);
 }
 
+TEST_F(KvStoreTest, Duplicates_TheWholeWindowSurvivesSweepsAndSnapshots) {
+  // Past twice the window, so the session's map has been swept.
+  const uint64_t last = 2 * kSessionWindow + 7;
+  for (uint64_t seq = 1; seq <= last; ++seq) Run(Put("k", "v", 9, seq));
+  const uint64_t revision = store_.revision();
+  KvStore copy;
+  ASSERT_TRUE(copy.Restore(store_.Snapshot()).ok());
+  EXPECT_EQ(copy.Snapshot(), store_.Snapshot());
+  for (KvStore* s : {&store_, &copy}) {
+    auto run = [s](const client::KvCommand& c) {
+      client::KvResult r;
+      EXPECT_TRUE(r.ParseFromString(s->Apply(1, c.SerializeAsString())));
+      return r;
+    };
+    // The oldest op within the window and the newest are recognized...
+    EXPECT_EQ(run(Put("k", "v", 9, last - kSessionWindow + 1)).revision(),
+              revision - kSessionWindow + 1);
+    EXPECT_EQ(run(Put("k", "v", 9, last)).revision(), revision);
+    // ...the one just before it is too old, on both.
+    EXPECT_EQ(ResultStatus(run(Put("k", "v", 9, last - kSessionWindow))).code(),
+              absl::StatusCode::kUnknown);
+    EXPECT_EQ(s->revision(), revision);
+  }
+}
+
 TEST_F(KvStoreTest, Sessions_TheLeastRecentlyUsedClientIsForgotten) {
   for (uint64_t client = 1; client <= kMaxSessions; ++client) {
     Run(Put("k", "v", client, 1));
