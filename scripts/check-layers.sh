@@ -11,7 +11,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 # Bottom to top. A layer may include itself and any layer to its left.
-layers=(util raft storage transport node coord guard admin api cmd)
+layers=(util raft storage transport node coord guard admin api chaos cmd)
 declare -A rank
 for i in "${!layers[@]}"; do rank[${layers[$i]}]=$i; done
 

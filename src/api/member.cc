@@ -71,8 +71,8 @@ class EventLog {
   }
 
   void Write(const std::string& json_fields) {
-    std::string line = absl::StrCat("{\"t_mono_ns\": ", MonotonicNowNs(), ", ",
-                                    json_fields, "}\n");
+    std::string line = absl::StrCat("{\"t_mono_ns\": ", KernelMonotonicNowNs(),
+                                    ", ", json_fields, "}\n");
     {
       MutexLock lock(&mu_);
       lines_.push_back(std::move(line));

@@ -2,7 +2,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <random>
@@ -12,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "quorate/peer.grpc.pb.h"
 #include "util/clock.h"
 #include "util/grpc_status.h"
@@ -56,6 +59,54 @@ absl::StatusOr<Pems> LoadPems(const TlsFiles& tls) {
   if (!s.ok()) return s.status();
   p.key = *std::move(s);
   return p;
+}
+
+// The fault hooks of transport.h, shared by every sender of a process.
+class FaultFile {
+ public:
+  struct Faults {
+    int64_t delay_ms = 0;
+    int duplicate_percent = 0;
+  };
+
+  explicit FaultFile(std::string path) : path_(std::move(path)) {}
+
+  Faults Current() {
+    if (path_.empty()) return {};
+    MutexLock lock(&mu_);
+    const int64_t now = MonotonicNowNs();
+    if (now - read_ns_ < 100'000'000) return faults_;
+    read_ns_ = now;
+    faults_ = {};
+    std::ifstream in(path_);
+    std::string word;
+    while (in >> word) {
+      const size_t eq = word.find('=');
+      if (eq == std::string::npos) continue;
+      const std::string key = word.substr(0, eq);
+      const int64_t value = std::atoll(word.c_str() + eq + 1);
+      if (key == "delay_ms") faults_.delay_ms = std::max<int64_t>(0, value);
+      if (key == "duplicate_percent") {
+        faults_.duplicate_percent =
+            static_cast<int>(std::clamp<int64_t>(value, 0, 100));
+      }
+    }
+    return faults_;
+  }
+
+ private:
+  const std::string path_;
+  Mutex mu_;
+  int64_t read_ns_ ABSL_GUARDED_BY(mu_) = -1'000'000'000'000;
+  Faults faults_ ABSL_GUARDED_BY(mu_);
+};
+
+FaultFile& ProcessFaults() {
+  static FaultFile* const faults = [] {
+    const char* path = std::getenv("QUORATE_FAULTS_FILE");
+    return new FaultFile(path == nullptr ? "" : path);
+  }();
+  return *faults;
 }
 
 int Ms(absl::Duration d) {
@@ -391,7 +442,18 @@ void PeerSender::Run() {
             queue_.pop_front();
           }
         }
+        const FaultFile::Faults faults = ProcessFaults().Current();
+        if (faults.delay_ms > 0) {
+          const double jitter =
+              std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+          absl::SleepFor(absl::Milliseconds(faults.delay_ms) * jitter);
+        }
         ok = stream->Write(frame);
+        if (ok && faults.duplicate_percent > 0 &&
+            std::uniform_int_distribution<int>(0, 99)(rng) <
+                faults.duplicate_percent) {
+          ok = stream->Write(frame);
+        }
       }
       context.TryCancel();  // ends the reader's Read if the stream lives on
       reader.join();

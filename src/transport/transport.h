@@ -25,6 +25,13 @@
 // within about a second. Every stream has a deadline (`stream_lifetime`,
 // after which it is replaced) and every message a size limit.
 //
+// Fault hooks, for chaos tests only: when the environment variable
+// QUORATE_FAULTS_FILE names a file, each sender reads it (at most every
+// 100 ms) and obeys `delay_ms=N` (every outgoing frame waits N ms, with
+// ±50 % jitter, before it is written) and `duplicate_percent=P` (a frame is
+// written twice with probability P %). A missing or empty file means no
+// faults. Packet loss and partitions are made with nftables instead.
+//
 // Thread-safety: all methods may be called from any thread. The callbacks
 // run on gRPC's threads and must not block.
 #ifndef QUORATE_TRANSPORT_TRANSPORT_H_

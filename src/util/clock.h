@@ -2,17 +2,29 @@
 #ifndef QUORATE_UTIL_CLOCK_H_
 #define QUORATE_UTIL_CLOCK_H_
 
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdint>
 
 namespace quorate {
 
-// CLOCK_MONOTONIC in nanoseconds: comparable between processes on one
-// machine (the event log relies on it), never decreasing.
+// CLOCK_MONOTONIC in nanoseconds, never decreasing.
 inline int64_t MonotonicNowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// CLOCK_MONOTONIC straight from the kernel, past any library that
+// interposes clock_gettime (libfaketime, which chaos runs use to make a
+// member's clock run fast or slow). For timestamps that other processes
+// compare, such as the event log's; the member's own timers keep
+// MonotonicNowNs(), so that a skewed clock really skews them.
+inline int64_t KernelMonotonicNowNs() {
+  timespec ts;
+  syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 

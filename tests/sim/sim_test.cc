@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "sim/linearizability.h"
+#include "chaos/linearizability.h"
 #include "sim/simulator.h"
 
 namespace quorate::sim {
 namespace {
+using chaos::CheckLinearizable;
+using chaos::RegisterOp;
 
 RegisterOp W(const std::string& key, const std::string& v, int64_t call,
              int64_t ret) {

@@ -10,12 +10,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "chaos/linearizability.h"
 #include "quorate/raft.pb.h"
 #include "raft/cluster.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
 #include "raft/random.h"
-#include "sim/linearizability.h"
 #include "storage/mem_fs.h"
 #include "storage/storage.h"
 #include "util/check.h"
@@ -63,6 +63,9 @@ bool ParseScenario(const std::string& name, std::vector<Fault>* faults) {
 
 namespace {
 
+using chaos::CheckLinearizable;
+using chaos::LinearizabilityResult;
+using chaos::RegisterOp;
 using raft::Entry;
 using raft::EntryPtr;
 using raft::Message;

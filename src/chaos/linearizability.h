@@ -7,15 +7,15 @@
 // return time kNever: it may take effect at any point after its call, or
 // never. A read whose outcome is unknown is left out of the history: it had
 // no effect and observed nothing.
-#ifndef QUORATE_TESTS_SIM_LINEARIZABILITY_H_
-#define QUORATE_TESTS_SIM_LINEARIZABILITY_H_
+#ifndef QUORATE_CHAOS_LINEARIZABILITY_H_
+#define QUORATE_CHAOS_LINEARIZABILITY_H_
 
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
-namespace quorate::sim {
+namespace quorate::chaos {
 
 struct RegisterOp {
   static constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
@@ -40,6 +40,6 @@ struct LinearizabilityResult {
 
 LinearizabilityResult CheckLinearizable(const std::vector<RegisterOp>& history);
 
-}  // namespace quorate::sim
+}  // namespace quorate::chaos
 
-#endif  // QUORATE_TESTS_SIM_LINEARIZABILITY_H_
+#endif  // QUORATE_CHAOS_LINEARIZABILITY_H_

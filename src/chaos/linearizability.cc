@@ -1,10 +1,10 @@
-#include "sim/linearizability.h"
+#include "chaos/linearizability.h"
 
 #include <algorithm>
 #include <map>
 #include <unordered_set>
 
-namespace quorate::sim {
+namespace quorate::chaos {
 namespace {
 
 // One key's history: values interned as small integers (0 = absent).
@@ -161,4 +161,4 @@ LinearizabilityResult CheckLinearizable(
   return LinearizabilityResult{};
 }
 
-}  // namespace quorate::sim
+}  // namespace quorate::chaos

@@ -1,0 +1,54 @@
+// chaos/check.h: the verdicts of a chaos run.
+//
+//  - linearizable: the register operations (and the final reads) have a
+//    linearization (chaos/linearizability.h); a write whose outcome is
+//    unknown may or may not have happened.
+//  - no acknowledged write lost: every put-once key that was acknowledged
+//    is read back, after the run, with the value written.
+//  - event log (../shared/design/CONTRACTS.md): at most one leader per
+//    term; every active window of term t ended (its active_until_mono_ns)
+//    before any member became leader in a later term. With no mode events
+//    (no partition guard yet) the second check has nothing to check and
+//    says so.
+#ifndef QUORATE_CHAOS_CHECK_H_
+#define QUORATE_CHAOS_CHECK_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "chaos/workload.h"
+
+namespace quorate::chaos {
+
+struct Verdict {
+  std::string name;
+  bool ok = true;
+  std::string detail;  // what was checked, or the violation
+};
+
+// One line of a member's event log.
+struct Event {
+  int64_t t_ns = 0;
+  std::string id;
+  std::string event;  // "role" or "mode"
+  std::string role;
+  std::string mode;
+  uint64_t term = 0;
+  int64_t active_until_ns = 0;
+  std::string reason;
+};
+
+// Parses an event log; a line that is not one of the contract's objects is
+// an error naming the file and line.
+absl::StatusOr<std::vector<Event>> ReadEventLog(const std::string& path);
+
+Verdict CheckLinearizability(const std::vector<Op>& history);
+Verdict CheckNoLostWrites(const std::vector<Op>& history);
+std::vector<Verdict> CheckEvents(const std::vector<Event>& events,
+                                 int64_t end_ns);
+
+}  // namespace quorate::chaos
+
+#endif  // QUORATE_CHAOS_CHECK_H_

@@ -1,0 +1,709 @@
+#include "chaos/runner.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "chaos/network.h"
+#include "chaos/sys.h"
+#include "chaos/timeline.h"
+#include "chaos/workload.h"
+#include "quorate/client.h"
+#include "util/clock.h"
+
+namespace quorate::chaos {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+constexpr const char* kFaketime =
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+std::string At(int64_t t_ns, int64_t t0) {
+  return absl::StrCat(
+      "+",
+      absl::Dec(static_cast<uint64_t>(std::max<int64_t>(0, t_ns - t0)) /
+                1'000'000),
+      " ms");
+}
+
+struct Member {
+  std::string id, zone, address, listen, admin, dir, log, events;
+  pid_t pid = -1;
+  bool stopped = false;  // SIGSTOP
+  bool expected_down = false;
+  double rate = 1.0;
+};
+
+// An empty or new directory; or one an earlier run wrote (it holds the
+// marker .quorate-chaos), whose files go: logs are appended to, and an
+// event log left from another run would be checked as this one's.
+absl::Status PrepareOutDir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create '", dir, "': ", ec.message()));
+  }
+  const fs::path marker = fs::path(dir) / ".quorate-chaos";
+  const bool earlier_run = fs::exists(marker, ec);
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    if (!earlier_run) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", dir,
+          "' holds files that are not a chaos run's: give an empty "
+          "or new directory"));
+    }
+    fs::remove_all(e.path(), ec);
+  }
+  std::ofstream(marker) << "a quorate-chaos run's directory\n";
+  return absl::OkStatus();
+}
+
+class Runner {
+ public:
+  explicit Runner(const RunOptions& o) : o_(o), rng_(o.seed) {}
+
+  RunResult Go();
+
+ private:
+  absl::Status Setup();
+  absl::Status StartMember(int i, double rate);
+  void KillMember(int i);
+  absl::Status RestartGracefully(int i, double rate);
+  int Leader();
+  absl::StatusOr<int> Target(const std::string& arg);
+  absl::StatusOr<std::string> Inject(const Step& step);
+  absl::Status Heal(const Step& step);
+  absl::Status SetRules(const std::vector<LinkRules>& rules);
+  absl::Status WriteFaults(const std::string& text);
+  void Sleep(absl::Duration d);
+  void NoteExits();
+  std::string Names(const std::set<int>& members) const;
+  std::set<int> Others(const std::set<int>& of) const;
+  std::string Report(const std::vector<Op>& history,
+                     const std::vector<Event>& events,
+                     const std::vector<Verdict>& verdicts, int64_t end_ns);
+
+  const RunOptions& o_;
+  std::mt19937_64 rng_;
+  std::unique_ptr<Network> net_;
+  std::vector<Member> m_;
+  std::unique_ptr<Client> admin_client_;
+  int64_t t0_ = 0;
+  // What the timeline and the report show.
+  std::vector<Period> periods_;  // nemeses
+  std::vector<Period> down_;     // per member: killed, stopped, skewed
+  std::vector<std::string> unexpected_exits_;
+  std::vector<std::string> log_;  // what was injected, in order
+};
+
+void Runner::Sleep(absl::Duration d) {
+  const absl::Time until = absl::Now() + d;
+  while (!g_interrupted.load() && absl::Now() < until) {
+    absl::SleepFor(std::min(until - absl::Now(), absl::Milliseconds(50)));
+    NoteExits();
+  }
+}
+
+void Runner::NoteExits() {
+  for (Member& mem : m_) {
+    int status = 0;
+    if (mem.pid > 0 && Exited(mem.pid, &status)) {
+      mem.pid = -1;
+      unexpected_exits_.push_back(absl::StrCat(
+          mem.id, " exited by itself at ", At(MonotonicNowNs(), t0_), " (",
+          WIFEXITED(status) ? absl::StrCat("exit ", WEXITSTATUS(status))
+                            : absl::StrCat("signal ", WTERMSIG(status)),
+          "; see ", mem.log, ")"));
+    }
+  }
+}
+
+absl::Status Runner::Setup() {
+  const Schedule& s = o_.schedule;
+  for (const std::string& stale : Network::RemoveStale()) {
+    if (!o_.quiet)
+      printf("removed %s, left by an earlier run\n", stale.c_str());
+  }
+  absl::StatusOr<std::unique_ptr<Network>> net =
+      Network::Create(absl::StrCat("qc", getpid()), s.members);
+  if (!net.ok()) return net.status();
+  net_ = *std::move(net);
+  for (int i = 0; i < s.members; ++i) {
+    Member mem;
+    mem.id = s.Id(i);
+    mem.zone = s.zones[i];
+    mem.address = net_->address(i);
+    mem.listen = mem.address + ":7000";
+    mem.admin = mem.address + ":7100";
+    mem.dir = absl::StrCat(o_.out_dir, "/", mem.id);
+    mem.log = absl::StrCat(o_.out_dir, "/", mem.id, ".log");
+    mem.events = absl::StrCat(o_.out_dir, "/", mem.id, ".events.jsonl");
+    m_.push_back(std::move(mem));
+  }
+  t0_ = MonotonicNowNs();
+  for (int i = 0; i < s.members; ++i) {
+    if (absl::Status st = StartMember(i, 1.0); !st.ok()) return st;
+  }
+  ClientOptions co;
+  for (const Member& mem : m_) co.endpoints.push_back(mem.listen);
+  co.timeout = absl::Seconds(1);
+  absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(co);
+  if (!c.ok()) return c.status();
+  admin_client_ = *std::move(c);
+  // A cluster that elects no leader in 20 s is a harness failure, not a
+  // verdict: nothing was injected yet.
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (Leader() < 0) {
+    NoteExits();
+    if (!unexpected_exits_.empty()) {
+      return absl::InternalError(
+          absl::StrCat("a member failed to start: ", unexpected_exits_[0]));
+    }
+    if (absl::Now() > give_up || g_interrupted.load()) {
+      return absl::DeadlineExceededError(
+          "the members elected no leader within 20 s of starting");
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runner::StartMember(int i, double rate) {
+  Member& mem = m_[i];
+  std::error_code ec;
+  std::filesystem::create_directories(mem.dir, ec);
+  std::string peers;
+  for (const Member& p : m_) {
+    absl::StrAppend(&peers, peers.empty() ? "" : ",", p.id, "@", p.zone, "=",
+                    p.listen);
+  }
+  SpawnOptions so;
+  for (const std::string& word : o_.command) {
+    so.argv.push_back(
+        absl::StrReplaceAll(word, {{"{id}", mem.id},
+                                   {"{zone}", mem.zone},
+                                   {"{address}", mem.address},
+                                   {"{listen}", mem.listen},
+                                   {"{admin}", mem.admin},
+                                   {"{peers}", peers},
+                                   {"{cluster}", o_.cluster_id},
+                                   {"{data_dir}", mem.dir + "/data"},
+                                   {"{event_log}", mem.events}}));
+  }
+  so.netns = net_->netns(i);
+  so.log_path = mem.log;
+  so.env["QUORATE_FAULTS_FILE"] = o_.out_dir + "/faults";
+  if (rate != 1.0) {
+    so.env["LD_PRELOAD"] = kFaketime;
+    so.env["FAKETIME"] = absl::StrCat("+0 x", rate);
+  }
+  absl::StatusOr<pid_t> pid = Spawn(so);
+  if (!pid.ok()) return pid.status();
+  mem.pid = *pid;
+  mem.rate = rate;
+  return absl::OkStatus();
+}
+
+void Runner::KillMember(int i) {
+  KillAndReap(m_[i].pid);
+  m_[i].pid = -1;
+  m_[i].stopped = false;
+}
+
+absl::Status Runner::RestartGracefully(int i, double rate) {
+  Member& mem = m_[i];
+  if (mem.pid > 0) {
+    kill(mem.pid, SIGTERM);
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    int status = 0;
+    while (!Exited(mem.pid, &status) && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    if (absl::Now() >= until) KillAndReap(mem.pid);
+    mem.pid = -1;
+  }
+  return StartMember(i, rate);
+}
+
+int Runner::Leader() {
+  absl::StatusOr<std::vector<ClusterMember>> ms = admin_client_->Members();
+  if (!ms.ok()) return -1;
+  for (const ClusterMember& cm : *ms) {
+    if (cm.role != "leader") continue;
+    for (size_t i = 0; i < m_.size(); ++i) {
+      if (m_[i].id == cm.id) return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+absl::StatusOr<int> Runner::Target(const std::string& arg) {
+  const int n = static_cast<int>(m_.size());
+  auto any = [&] { return std::uniform_int_distribution<int>(0, n - 1)(rng_); };
+  if (arg == "random") return any();
+  if (arg == "leader" || arg == "follower") {
+    const int leader = Leader();
+    if (arg == "leader") return leader >= 0 ? leader : any();
+    int f = any();
+    while (n > 1 && f == leader) f = any();
+    return f;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (m_[i].id == arg) return i;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", arg, "' is not a member (n1 ... n", n,
+                   "), leader, follower or random"));
+}
+
+std::string Runner::Names(const std::set<int>& members) const {
+  std::vector<std::string> ids;
+  for (int i : members) ids.push_back(m_[i].id);
+  return absl::StrJoin(ids, ",");
+}
+
+std::set<int> Runner::Others(const std::set<int>& of) const {
+  std::set<int> out;
+  for (int i = 0; i < static_cast<int>(m_.size()); ++i) {
+    if (!of.count(i)) out.insert(i);
+  }
+  return out;
+}
+
+absl::Status Runner::SetRules(const std::vector<LinkRules>& rules) {
+  return net_->ApplyAll(rules);
+}
+
+absl::Status Runner::WriteFaults(const std::string& text) {
+  const std::string path = o_.out_dir + "/faults";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // members never see half a file
+  if (ec) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+// Two groups that cannot hear each other: A's members drop B's packets
+// both ways, which cuts every link between them.
+std::vector<LinkRules> Split(int n, const std::set<int>& a,
+                             const std::set<int>& b) {
+  std::vector<LinkRules> rules(static_cast<size_t>(n));
+  for (int i : a) {
+    rules[i].deaf_to = b;
+    rules[i].mute_to = b;
+  }
+  return rules;
+}
+
+absl::StatusOr<std::string> Runner::Inject(const Step& step) {
+  const int n = static_cast<int>(m_.size());
+  const std::string& k = step.nemesis;
+  const std::vector<std::string>& a = step.args;
+  if (k == "quiet") return std::string("nothing");
+  if (k == "isolate" || k == "one-way" || k == "kill" || k == "pause" ||
+      k == "skew") {
+    absl::StatusOr<int> t = Target(a[0]);
+    if (!t.ok()) return t.status();
+    const int i = *t;
+    const std::string who = absl::StrCat(
+        m_[i].id, a[0] == m_[i].id ? "" : absl::StrCat(" (", a[0], ")"));
+    if (k == "isolate" || k == "one-way") {
+      std::vector<LinkRules> rules(static_cast<size_t>(n));
+      rules[i].deaf_to = Others({i});
+      if (k == "isolate") rules[i].mute_to = Others({i});
+      if (absl::Status s = SetRules(rules); !s.ok()) return s;
+      return k == "isolate"
+                 ? absl::StrCat(who, " cut off from every other member")
+                 : absl::StrCat(who,
+                                " hears no other member; they still hear it");
+    }
+    down_.push_back(Period{MonotonicNowNs(), 0, k, i});
+    if (k == "kill") {
+      KillMember(i);
+      m_[i].expected_down = true;
+      return absl::StrCat(who, " killed with SIGKILL");
+    }
+    if (k == "pause") {
+      kill(m_[i].pid, SIGSTOP);
+      m_[i].stopped = true;
+      return absl::StrCat(who, " stopped with SIGSTOP");
+    }
+    double rate = 1;
+    (void)absl::SimpleAtod(a[1], &rate);
+    if (absl::Status s = RestartGracefully(i, rate); !s.ok()) return s;
+    return absl::StrCat(who, " restarted with its clock at ", rate, "x");
+  }
+  if (k == "partition" || k == "partition-zone" || k == "partition-halves") {
+    std::set<int> side;
+    if (k == "partition") {
+      const std::vector<std::string> groups = absl::StrSplit(a[0], '|');
+      if (groups.size() != 2) {
+        return absl::InvalidArgumentError("'partition' takes two groups, A|B");
+      }
+      for (const std::string& id :
+           std::vector<std::string>(absl::StrSplit(groups[0], ','))) {
+        absl::StatusOr<int> t = Target(id);
+        if (!t.ok()) return t.status();
+        side.insert(*t);
+      }
+    } else if (k == "partition-zone") {
+      for (int i = 0; i < n; ++i) {
+        if (m_[i].zone == a[0]) side.insert(i);
+      }
+      if (side.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("no member is in zone '", a[0], "'"));
+      }
+    } else {
+      std::vector<int> order(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), rng_);
+      side.insert(order.begin(), order.begin() + n / 2);
+    }
+    const std::set<int> rest = Others(side);
+    if (absl::Status s = SetRules(Split(n, side, rest)); !s.ok()) return s;
+    return absl::StrCat(Names(side), " | ", Names(rest));
+  }
+  if (k == "ring") {
+    std::vector<LinkRules> rules(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      rules[i].deaf_to = Others({i, (i + 1) % n, (i + n - 1) % n});
+      rules[i].mute_to = rules[i].deaf_to;
+    }
+    if (absl::Status s = SetRules(rules); !s.ok()) return s;
+    return std::string(
+        "each member hears only its two neighbours in n1..nN order");
+  }
+  if (k == "bridge") {
+    std::vector<int> order(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng_);
+    const int bridge = order[0];
+    std::set<int> left(order.begin() + 1, order.begin() + 1 + (n - 1) / 2);
+    std::set<int> right = Others(left);
+    right.erase(bridge);
+    if (absl::Status s = SetRules(Split(n, left, right)); !s.ok()) return s;
+    return absl::StrCat(Names(left), " | ", Names(right), ", bridged by ",
+                        m_[bridge].id);
+  }
+  if (k == "loss") {
+    double p = 0;
+    (void)absl::SimpleAtod(a[0], &p);
+    std::vector<LinkRules> rules(static_cast<size_t>(n));
+    for (LinkRules& r : rules) r.loss_percent = static_cast<int>(p);
+    if (absl::Status s = SetRules(rules); !s.ok()) return s;
+    return absl::StrCat(static_cast<int>(p),
+                        " % of packets between members dropped");
+  }
+  if (k == "delay") {
+    if (absl::Status s = WriteFaults(absl::StrCat("delay_ms=", a[0])); !s.ok())
+      return s;
+    return absl::StrCat("peer frames delayed by ", a[0], " ms (±50 %)");
+  }
+  if (k == "duplicate") {
+    if (absl::Status s = WriteFaults(absl::StrCat("duplicate_percent=", a[0]));
+        !s.ok()) {
+      return s;
+    }
+    return absl::StrCat(a[0], " % of peer frames sent twice");
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown nemesis '", k, "'"));
+}
+
+absl::Status Runner::Heal(const Step& step) {
+  const int64_t now = MonotonicNowNs();
+  for (Period& p : down_) {
+    if (p.end_ns == 0) p.end_ns = now;
+  }
+  for (int i = 0; i < static_cast<int>(m_.size()); ++i) {
+    Member& mem = m_[i];
+    if (mem.stopped) {
+      kill(mem.pid, SIGCONT);
+      mem.stopped = false;
+    }
+    if (mem.pid < 0 && mem.expected_down) {
+      mem.expected_down = false;
+      if (absl::Status s = StartMember(i, 1.0); !s.ok()) return s;
+    }
+    if (mem.rate != 1.0) {
+      if (absl::Status s = RestartGracefully(i, 1.0); !s.ok()) return s;
+    }
+  }
+  if (step.nemesis == "delay" || step.nemesis == "duplicate") {
+    if (absl::Status s = WriteFaults(""); !s.ok()) return s;
+  }
+  return SetRules({});
+}
+
+RunResult Runner::Go() {
+  RunResult r;
+  if (absl::Status s = PrepareOutDir(o_.out_dir); !s.ok()) {
+    r.status = s;
+    return r;
+  }
+  if (absl::Status s = WriteFaults(""); !s.ok()) {
+    r.status = s;
+    return r;
+  }
+  auto say = [this](const std::string& line) {
+    log_.push_back(line);
+    if (!o_.quiet) {
+      printf("%s\n", line.c_str());
+      fflush(stdout);
+    }
+  };
+  r.status = Setup();
+  std::unique_ptr<Workload> workload;
+  if (r.status.ok()) {
+    say(absl::StrCat(At(MonotonicNowNs(), t0_), "  ", m_.size(),
+                     " members up, leader ",
+                     m_[Leader() < 0 ? 0 : Leader()].id));
+    WorkloadOptions wo;
+    for (const Member& mem : m_) wo.endpoints.push_back(mem.listen);
+    wo.clients = o_.schedule.clients;
+    wo.keys = o_.schedule.keys;
+    wo.rate = o_.schedule.rate;
+    wo.stale_reads = o_.stale_reads;
+    absl::StatusOr<std::unique_ptr<Workload>> w = Workload::Start(wo);
+    if (w.ok()) {
+      workload = *std::move(w);
+    } else {
+      r.status = w.status();
+    }
+  }
+  if (r.status.ok()) {
+    Sleep(o_.schedule.settle);
+    for (const Step& step : o_.schedule.steps) {
+      if (g_interrupted.load()) break;
+      const int64_t start = MonotonicNowNs();
+      absl::StatusOr<std::string> what = Inject(step);
+      if (!what.ok()) {
+        r.status = absl::Status(
+            what.status().code(),
+            absl::StrCat(step.Describe(), ": ", what.status().message()));
+        break;
+      }
+      say(absl::StrCat(At(start, t0_), "  ", step.Describe(), ": ", *what));
+      Sleep(step.duration);
+      if (absl::Status s = Heal(step); !s.ok()) {
+        r.status = s;
+        break;
+      }
+      if (step.nemesis != "quiet") {
+        periods_.push_back(Period{start, MonotonicNowNs(),
+                                  absl::StrCat(step.Describe(), ": ", *what),
+                                  -1});
+        say(absl::StrCat(At(MonotonicNowNs(), t0_), "  healed"));
+      }
+    }
+  }
+  if (g_interrupted.load() && r.status.ok()) {
+    r.status = absl::CancelledError("interrupted");
+  }
+  std::vector<Op> history;
+  if (workload != nullptr) {
+    workload->Stop();
+    if (r.status.ok()) {
+      // Every fault is healed: the cluster must serve again.
+      r.status = workload->FinalReads(absl::Seconds(30));
+    }
+    history = workload->History();
+  }
+  NoteExits();
+  const int64_t end_ns = MonotonicNowNs();
+  for (int i = 0; i < static_cast<int>(m_.size()); ++i) KillMember(i);
+  if (net_ != nullptr) net_->Destroy();
+  // The members' data goes; their logs and event logs stay with the report.
+  for (const Member& mem : m_) {
+    std::error_code ignored;
+    std::filesystem::remove_all(mem.dir, ignored);
+  }
+  std::vector<Event> events;
+  for (const Member& mem : m_) {
+    absl::StatusOr<std::vector<Event>> e = ReadEventLog(mem.events);
+    if (!e.ok()) {
+      if (r.status.ok()) r.status = e.status();
+      continue;
+    }
+    events.insert(events.end(), e->begin(), e->end());
+  }
+  if (r.status.ok()) {
+    r.verdicts.push_back(CheckLinearizability(history));
+    r.verdicts.push_back(CheckNoLostWrites(history));
+    for (Verdict& v : CheckEvents(events, end_ns)) r.verdicts.push_back(v);
+    Verdict up{"members stayed up", unexpected_exits_.empty(), ""};
+    up.detail = up.ok ? "no member exited by itself"
+                      : absl::StrCat("VIOLATION: ",
+                                     absl::StrJoin(unexpected_exits_, "; "));
+    r.verdicts.push_back(up);
+  }
+  r.report = Report(history, events, r.verdicts, end_ns);
+  if (!r.status.ok()) {
+    absl::StrAppend(&r.report,
+                    "\nThe run did not complete: ", r.status.ToString(), "\n");
+  }
+  std::ofstream(o_.out_dir + "/report.txt") << r.report;
+  TimelineInput ti;
+  ti.t0_ns = t0_;
+  ti.end_ns = end_ns;
+  for (const Member& mem : m_) ti.members.push_back(mem.id + " " + mem.zone);
+  ti.events = events;
+  ti.nemeses = periods_;
+  ti.outages = down_;
+  ti.history = history;
+  ti.title = absl::StrCat("Quorate chaos run: ", o_.out_dir);
+  std::ofstream(o_.out_dir + "/timeline.html") << TimelineHtml(ti);
+  return r;
+}
+
+std::string Runner::Report(const std::vector<Op>& history,
+                           const std::vector<Event>& events,
+                           const std::vector<Verdict>& verdicts,
+                           int64_t end_ns) {
+  std::string out = absl::StrCat("Quorate chaos run in ", o_.out_dir, "\n\n");
+  absl::StrAppend(&out, "Schedule:\n");
+  for (absl::string_view line :
+       absl::StrSplit(o_.schedule.Describe(), '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&out, "  ", line, "\n");
+  }
+  absl::StrAppend(&out, "\nMembers:\n");
+  for (const Member& mem : m_) {
+    absl::StrAppend(&out, "  ", mem.id, "  ", mem.zone, "  ", mem.listen,
+                    "  log ", mem.log, "\n");
+  }
+  absl::StrAppend(&out, "\nInjected (time since the members started):\n");
+  for (const std::string& line : log_) absl::StrAppend(&out, "  ", line, "\n");
+
+  absl::StrAppend(&out, "\nObserved:\n");
+  std::map<std::string, std::array<int, 3>>
+      counts;  // type -> ok/failed/unknown
+  for (const Op& op : history) {
+    if (op.client < 0) continue;
+    const char* type = op.type == Op::Type::kWrite  ? "register writes"
+                       : op.type == Op::Type::kRead ? "register reads"
+                                                    : "put-once writes";
+    counts[type][static_cast<int>(op.outcome)]++;
+  }
+  for (const auto& [type, c] : counts) {
+    absl::StrAppend(&out, "  ", type, ": ", c[0], " ok, ", c[1],
+                    " refused or failed, ", c[2], " outcome unknown\n");
+  }
+  for (const Period& p : periods_) {
+    int ok = 0, total = 0;
+    for (const Op& op : history) {
+      if (op.client < 0 || op.call_ns < p.start_ns || op.call_ns >= p.end_ns)
+        continue;
+      ++total;
+      if (op.outcome == Op::Outcome::kOk) ++ok;
+    }
+    absl::StrAppend(&out, "  during '", p.label, "': ", ok, " of ", total,
+                    " operations succeeded\n");
+  }
+  std::map<uint64_t, std::pair<std::string, int64_t>> leaders;
+  std::map<std::string, int> changes;
+  for (const Event& e : events) {
+    if (e.event == "role") ++changes[e.id];
+    if (e.event == "role" && e.role == "leader" && !leaders.count(e.term)) {
+      leaders[e.term] = {e.id, e.t_ns};
+    }
+  }
+  std::vector<std::string> ls;
+  for (const auto& [term, who] : leaders) {
+    ls.push_back(absl::StrCat("term ", term, ": ", who.first, " at ",
+                              At(who.second, t0_)));
+  }
+  absl::StrAppend(&out, "  leaders: ",
+                  ls.empty() ? "none logged" : absl::StrJoin(ls, "; "), "\n");
+  std::vector<std::string> cs;
+  for (const auto& [id, c] : changes) cs.push_back(absl::StrCat(id, " ", c));
+  absl::StrAppend(&out, "  role changes logged: ", absl::StrJoin(cs, ", "),
+                  "\n");
+  absl::StrAppend(&out, "  run length: ", At(end_ns, t0_), "\n");
+
+  absl::StrAppend(&out, "\nVerdicts:\n");
+  bool all = true;
+  for (const Verdict& v : verdicts) {
+    all = all && v.ok;
+    absl::StrAppend(&out, "  [", v.ok ? "ok" : "FAIL", "] ", v.name, ": ",
+                    v.detail, "\n");
+  }
+  absl::StrAppend(&out, "\nResult: ",
+                  verdicts.empty() ? "NO VERDICT"
+                  : all            ? "PASS"
+                                   : "FAIL",
+                  "\n");
+  return out;
+}
+
+}  // namespace
+
+bool RunResult::ok() const {
+  if (!status.ok()) return false;
+  for (const Verdict& v : verdicts) {
+    if (!v.ok) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> DefaultCommand(const std::string& node_binary) {
+  return {node_binary,
+          "--id={id}",
+          "--zone={zone}",
+          "--listen={listen}",
+          "--admin={admin}",
+          "--peers={peers}",
+          "--cluster_id={cluster}",
+          "--data_dir={data_dir}",
+          "--event_log={event_log}",
+          "--heartbeat_interval=50ms",
+          "--election_timeout=500ms",
+          "--segment_bytes=4194304"};
+}
+
+absl::Status CanRun() {
+  if (geteuid() != 0) {
+    return absl::FailedPreconditionError(
+        "quorate-chaos needs root (network namespaces and nftables)");
+  }
+  for (const char* tool : {"ip", "nft"}) {
+    if (!RunCommand({"sh", "-c", absl::StrCat("command -v ", tool)}).ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("quorate-chaos needs '", tool,
+                       "' (Debian packages iproute2 and nftables)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+RunResult Run(const RunOptions& options) {
+  Runner runner(options);
+  return runner.Go();
+}
+
+void Interrupt() { g_interrupted.store(true); }
+
+}  // namespace quorate::chaos

@@ -1,0 +1,61 @@
+// chaos/runner.h: one chaos run, from a schedule to a report.
+//
+//   RunOptions o;
+//   o.schedule = *ParseSchedule(text);
+//   o.command = {"/usr/bin/quorate-node", "--id={id}", ...};
+//   o.out_dir = "/tmp/run1";
+//   RunResult r = Run(o);   // report.txt and timeline.html in out_dir
+//
+// The member command is a template. Placeholders: {id} {zone} {address}
+// (the member's own IP) {listen} (address:7000, peers and clients) {admin}
+// (address:7100) {peers} (quorate-node's --peers value) {cluster}
+// {data_dir} {event_log}. Each member runs it in its own network
+// namespace; its output goes to <out_dir>/<id>.log.
+//
+// Namespaces, processes and links are removed when the run ends, fails or
+// is interrupted (Interrupt(), e.g. from a signal handler); a later run
+// removes what a killed one left.
+#ifndef QUORATE_CHAOS_RUNNER_H_
+#define QUORATE_CHAOS_RUNNER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "chaos/check.h"
+#include "chaos/schedule.h"
+
+namespace quorate::chaos {
+
+struct RunOptions {
+  Schedule schedule;
+  std::vector<std::string> command;  // the member template, split in words
+  std::string out_dir;
+  std::string cluster_id = "chaos";
+  bool stale_reads = false;  // a deliberately broken workload
+  uint64_t seed = 1;         // targets chosen at random
+  bool quiet = false;        // no progress lines on stdout
+};
+
+struct RunResult {
+  absl::Status status;  // the harness itself failed (setup, final reads)
+  std::vector<Verdict> verdicts;
+  bool ok() const;     // status ok and every verdict ok
+  std::string report;  // as written to report.txt
+};
+
+// The default member template: quorate-node with the flags of
+// ../shared/design/CONTRACTS.md.
+std::vector<std::string> DefaultCommand(const std::string& node_binary);
+
+// Why a run cannot happen here (not root, no ip or nft), or OK.
+absl::Status CanRun();
+
+RunResult Run(const RunOptions& options);
+
+// Makes a run in progress stop soon, clean up and report. Async-signal-safe.
+void Interrupt();
+
+}  // namespace quorate::chaos
+
+#endif  // QUORATE_CHAOS_RUNNER_H_

@@ -1,0 +1,183 @@
+#include "chaos/schedule.h"
+
+#include <map>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace quorate::chaos {
+namespace {
+
+// Arguments before the duration, by nemesis.
+const std::map<std::string, int>& Arity() {
+  static const auto* const arity =
+      new std::map<std::string, int>{{"isolate", 1},
+                                     {"one-way", 1},
+                                     {"partition", 1},
+                                     {"partition-zone", 1},
+                                     {"partition-halves", 0},
+                                     {"ring", 0},
+                                     {"bridge", 0},
+                                     {"kill", 1},
+                                     {"pause", 1},
+                                     {"skew", 2},
+                                     {"loss", 1},
+                                     {"delay", 1},
+                                     {"duplicate", 1},
+                                     {"quiet", 0}};
+  return *arity;
+}
+
+absl::Status LineError(int line, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", line, ": ", why));
+}
+
+}  // namespace
+
+std::string Step::Describe() const {
+  std::vector<std::string> words = {nemesis};
+  words.insert(words.end(), args.begin(), args.end());
+  words.push_back(absl::FormatDuration(duration));
+  return absl::StrJoin(words, " ");
+}
+
+absl::Duration Schedule::Length() const {
+  absl::Duration d = settle;
+  for (const Step& s : steps) d += s.duration;
+  return d;
+}
+
+std::string Schedule::Describe() const {
+  std::string out =
+      absl::StrCat("members ", members, "\nzones ", absl::StrJoin(zones, " "),
+                   "\nclients ", clients, "\nkeys ", keys, "\nrate ", rate,
+                   "\nsettle ", absl::FormatDuration(settle), "\n");
+  for (const Step& s : steps) absl::StrAppend(&out, s.Describe(), "\n");
+  return out;
+}
+
+absl::StatusOr<Schedule> ParseSchedule(const std::string& text) {
+  Schedule s;
+  bool zones_given = false;
+  int n = 0;
+  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
+    ++n;
+    absl::string_view line = raw.substr(0, raw.find('#'));
+    std::vector<std::string> w =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (w.empty()) continue;
+    const std::string& key = w[0];
+    auto number = [&](double* out) {
+      return w.size() == 2 && absl::SimpleAtod(w[1], out);
+    };
+    double v = 0;
+    if (key == "members" || key == "clients" || key == "keys") {
+      if (!number(&v) || v < 1 || v > 100 || v != static_cast<int>(v)) {
+        return LineError(
+            n, absl::StrCat("'", key, "' takes a whole number from 1 to 100"));
+      }
+      (key == "members"   ? s.members
+       : key == "clients" ? s.clients
+                          : s.keys) = static_cast<int>(v);
+    } else if (key == "rate") {
+      if (!number(&v) || v <= 0)
+        return LineError(n, "'rate' takes a positive number");
+      s.rate = v;
+    } else if (key == "zones") {
+      s.zones.assign(w.begin() + 1, w.end());
+      zones_given = true;
+    } else if (key == "settle") {
+      if (w.size() != 2 || !absl::ParseDuration(w[1], &s.settle)) {
+        return LineError(n, "'settle' takes a duration such as 2s");
+      }
+    } else {
+      auto it = Arity().find(key);
+      if (it == Arity().end()) {
+        return LineError(
+            n, absl::StrCat("unknown setting or nemesis '", key, "'"));
+      }
+      if (static_cast<int>(w.size()) != it->second + 2) {
+        return LineError(n, absl::StrCat("'", key, "' takes ", it->second,
+                                         " argument(s) and a duration"));
+      }
+      Step step;
+      step.nemesis = key;
+      step.args.assign(w.begin() + 1, w.end() - 1);
+      if (!absl::ParseDuration(w.back(), &step.duration) ||
+          step.duration <= absl::ZeroDuration()) {
+        return LineError(
+            n, absl::StrCat("'", w.back(), "' is not a duration such as 5s"));
+      }
+      const std::string* amount = nullptr;
+      if (key == "loss" || key == "duplicate" || key == "delay") {
+        amount = &step.args[0];
+      } else if (key == "skew") {
+        amount = &step.args[1];
+      }
+      if (amount != nullptr) {
+        const bool percent = key == "loss" || key == "duplicate";
+        if (!absl::SimpleAtod(*amount, &v) || v < 0 || (percent && v > 100) ||
+            (key == "skew" && v <= 0)) {
+          return LineError(
+              n, absl::StrCat("'", *amount, "' is not a valid amount for '",
+                              key, "'"));
+        }
+      }
+      s.steps.push_back(std::move(step));
+    }
+  }
+  if (!zones_given) {
+    for (int i = 0; i < s.members; ++i) {
+      s.zones.push_back(std::string("az-") + static_cast<char>('a' + i % 3));
+    }
+  }
+  if (static_cast<int>(s.zones.size()) != s.members) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'zones' names ", s.zones.size(), " zones for ", s.members,
+                     " members"));
+  }
+  return s;
+}
+
+Schedule RandomSchedule(uint64_t seed, absl::Duration length) {
+  Schedule s;
+  s.zones = {"az-a", "az-a", "az-b", "az-b", "az-c"};
+  std::mt19937_64 rng(seed);
+  auto pick = [&rng](const std::vector<std::string>& from) {
+    return from[std::uniform_int_distribution<size_t>(0, from.size() - 1)(rng)];
+  };
+  auto seconds = [&rng](int lo, int hi) {
+    return absl::Milliseconds(
+        std::uniform_int_distribution<int>(lo * 1000, hi * 1000)(rng));
+  };
+  const std::vector<std::string> kinds = {
+      "isolate", "one-way", "partition-zone", "partition-halves",
+      "ring",    "bridge",  "kill",           "pause",
+      "skew",    "loss",    "delay",          "duplicate"};
+  const std::vector<std::string> targets = {"leader", "follower", "random"};
+  while (s.Length() < length) {
+    Step step;
+    step.nemesis = pick(kinds);
+    const std::string& k = step.nemesis;
+    if (k == "isolate" || k == "one-way" || k == "kill" || k == "pause" ||
+        k == "skew") {
+      step.args.push_back(pick(targets));
+    }
+    if (k == "partition-zone")
+      step.args.push_back(pick({"az-a", "az-b", "az-c"}));
+    if (k == "skew") step.args.push_back(pick({"0.5", "0.8", "1.25", "2"}));
+    if (k == "loss" || k == "duplicate")
+      step.args.push_back(pick({"5", "20", "50"}));
+    if (k == "delay") step.args.push_back(pick({"5", "20", "100"}));
+    step.duration = seconds(2, 8);
+    s.steps.push_back(std::move(step));
+    s.steps.push_back(Step{"quiet", {}, seconds(2, 4)});
+  }
+  return s;
+}
+
+}  // namespace quorate::chaos

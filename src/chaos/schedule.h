@@ -1,0 +1,77 @@
+// chaos/schedule.h: what a chaos run does, read from a small text file or
+// drawn from a seed.
+//
+//   # 5 members in 3 zones; each line is a setting or a step.
+//   members 5
+//   zones az-a az-a az-b az-b az-c
+//   clients 4            # workload threads
+//   keys 5               # registers they write and read
+//   rate 40              # operations per second per client
+//   settle 2s            # before the first step
+//   partition-zone az-a 6s
+//   quiet 3s
+//   kill leader 3s
+//
+// A step is a nemesis and how long it lasts; when the time is up it is
+// undone (healed, restarted, resumed). Steps never overlap. Targets name a
+// member (n1 ... nN), or `leader`, `follower` or `random`, chosen when the
+// step starts. The nemeses:
+//   isolate T D           T cut off from every other member, both ways
+//   one-way T D           T hears no other member; they still hear T
+//   partition A|B D       two groups of members, e.g. n1,n2|n3,n4,n5
+//   partition-zone Z D    zone Z cut off from the other zones
+//   partition-halves D    random halves (the smaller side is a minority)
+//   ring D                majorities ring: each member hears its two
+//                         neighbours, so each sees a majority, no two the same
+//   bridge D              two halves that hear only one member between them
+//   kill T D              kill -9, restarted after D
+//   pause T D             SIGSTOP, SIGCONT after D
+//   skew T RATE D         restarted under libfaketime with its clock running
+//                         at RATE (e.g. 1.5 or 0.7), then restarted normally
+//   loss P D              P % of packets between members dropped at random
+//   delay MS D            every peer frame delayed by MS (±50 %)
+//   duplicate P D         P % of peer frames sent twice
+//   quiet D               nothing
+#ifndef QUORATE_CHAOS_SCHEDULE_H_
+#define QUORATE_CHAOS_SCHEDULE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace quorate::chaos {
+
+struct Step {
+  std::string nemesis;  // as in the file; "quiet" for none
+  std::vector<std::string> args;
+  absl::Duration duration;
+
+  std::string Describe() const;
+};
+
+struct Schedule {
+  int members = 5;
+  std::vector<std::string> zones;  // one per member
+  int clients = 4;
+  int keys = 5;
+  double rate = 40;
+  absl::Duration settle = absl::Seconds(2);
+  std::vector<Step> steps;
+
+  std::string Id(int member) const { return "n" + std::to_string(member + 1); }
+  absl::Duration Length() const;
+  std::string Describe() const;  // in the file's syntax
+};
+
+absl::StatusOr<Schedule> ParseSchedule(const std::string& text);
+
+// Random steps (each nemesis 2-8 s, then 2-4 s of quiet) until `length`,
+// on 5 members in zones az-a:2 az-b:2 az-c:1.
+Schedule RandomSchedule(uint64_t seed, absl::Duration length);
+
+}  // namespace quorate::chaos
+
+#endif  // QUORATE_CHAOS_SCHEDULE_H_
