@@ -11,6 +11,8 @@
 #   make bench     benchmarks (Release build), printing numbers
 #   make coverage  line coverage of src/ by the unit tests
 #   make soak      simulation seeds without end
+#   make chaos     the long chaos suite: random fault schedules on real
+#                  processes for 30 minutes, then a summary (needs root)
 #   make format    clang-format in place;  make lint: clang-tidy
 #   make clean     remove every build directory
 
@@ -32,7 +34,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build demo check test sanitize tsan bench coverage soak format lint clean
+.PHONY: all deps build demo check test sanitize tsan bench coverage soak chaos format lint clean
 
 all: build
 
@@ -73,6 +75,19 @@ bench: deps
 # command that replays it. Stop it with Ctrl-C.
 soak: build
 	$(BUILD_DIR)/tests/sim/quorate-sim --seed=$$(date +%s)000 --runs=0
+
+# Random chaos schedules (src/chaos/schedule.h) on 5 quorate-node
+# processes in 3 zones, one run after another for CHAOS_DURATION, each run
+# CHAOS_RUN_LENGTH long; prints each report and a summary at the end, and
+# exits 1 if any run found a violation. Reports, timelines and member logs
+# go under CHAOS_OUT (default: a new directory under /tmp). Needs root.
+CHAOS_DURATION ?= 30m
+CHAOS_RUN_LENGTH ?= 60s
+CHAOS_OUT ?=
+chaos: build
+	$(BUILD_DIR)/src/quorate-chaos --random --seed=$$(date +%s) \
+	  --duration=$(CHAOS_DURATION) --run_length=$(CHAOS_RUN_LENGTH) \
+	  --node_binary=$(BUILD_DIR)/src/quorate-node $(if $(CHAOS_OUT),--out=$(CHAOS_OUT))
 
 # Line coverage of src/ by the unit tests (gcov + gcovr).
 coverage: deps

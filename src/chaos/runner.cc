@@ -77,6 +77,26 @@ absl::Status PrepareOutDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// One JSON object per operation, in the order they completed; times in
+// nanoseconds since the members started.
+void WriteHistory(const std::string& path, const std::vector<Op>& history,
+                  int64_t t0) {
+  std::ofstream out(path);
+  for (const Op& op : history) {
+    const char* type = op.type == Op::Type::kWrite  ? "write"
+                       : op.type == Op::Type::kRead ? "read"
+                                                    : "put_once";
+    const char* outcome = op.outcome == Op::Outcome::kOk       ? "ok"
+                          : op.outcome == Op::Outcome::kFailed ? "failed"
+                                                               : "unknown";
+    out << "{\"client\": " << op.client << ", \"type\": \"" << type
+        << "\", \"key\": \"" << op.key << "\", \"value\": \"" << op.value
+        << "\", \"call_ns\": " << op.call_ns - t0
+        << ", \"return_ns\": " << op.return_ns - t0 << ", \"outcome\": \""
+        << outcome << "\"}\n";
+  }
+}
+
 class Runner {
  public:
   explicit Runner(const RunOptions& o) : o_(o), rng_(o.seed) {}
@@ -371,8 +391,14 @@ absl::StatusOr<std::string> Runner::Inject(const Step& step) {
         side.insert(*t);
       }
     } else if (k == "partition-zone") {
+      std::string zone = a[0];
+      if (zone == "leader") {
+        absl::StatusOr<int> leader = Target("leader");
+        if (!leader.ok()) return leader.status();
+        zone = m_[*leader].zone;
+      }
       for (int i = 0; i < n; ++i) {
-        if (m_[i].zone == a[0]) side.insert(i);
+        if (m_[i].zone == zone) side.insert(i);
       }
       if (side.empty()) {
         return absl::InvalidArgumentError(
@@ -551,8 +577,12 @@ RunResult Runner::Go() {
     }
     events.insert(events.end(), e->begin(), e->end());
   }
+  WriteHistory(o_.out_dir + "/history.jsonl", history, t0_);
   if (r.status.ok()) {
+    const int64_t check_start = MonotonicNowNs();
     r.verdicts.push_back(CheckLinearizability(history));
+    absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
+                    (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
     r.verdicts.push_back(CheckNoLostWrites(history));
     for (Verdict& v : CheckEvents(events, end_ns)) r.verdicts.push_back(v);
     Verdict up{"members stayed up", unexpected_exits_.empty(), ""};

@@ -168,7 +168,7 @@ Schedule RandomSchedule(uint64_t seed, absl::Duration length) {
       step.args.push_back(pick(targets));
     }
     if (k == "partition-zone")
-      step.args.push_back(pick({"az-a", "az-b", "az-c"}));
+      step.args.push_back(pick({"az-a", "az-b", "az-c", "leader"}));
     if (k == "skew") step.args.push_back(pick({"0.5", "0.8", "1.25", "2"}));
     if (k == "loss" || k == "duplicate")
       step.args.push_back(pick({"5", "20", "50"}));

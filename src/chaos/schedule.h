@@ -19,7 +19,8 @@
 //   isolate T D           T cut off from every other member, both ways
 //   one-way T D           T hears no other member; they still hear T
 //   partition A|B D       two groups of members, e.g. n1,n2|n3,n4,n5
-//   partition-zone Z D    zone Z cut off from the other zones
+//   partition-zone Z D    zone Z (or `leader`: the leader's) cut off from
+//                         the other zones
 //   partition-halves D    random halves (the smaller side is a minority)
 //   ring D                majorities ring: each member hears its two
 //                         neighbours, so each sees a majority, no two the same
