@@ -165,6 +165,9 @@ int main(int argc, char** argv) {
     const quorate::chaos::RunResult r = quorate::chaos::Run(o);
     ++runs;
     if (!o.quiet || !r.ok()) fputs(r.report.c_str(), stdout);
+    if (r.report.empty()) {
+      fprintf(stderr, "quorate-chaos: %s\n", r.status.ToString().c_str());
+    }
     std::string line = absl::StrCat("run ", i + 1, " (seed ", o.seed, "): ");
     if (!r.status.ok()) {
       ++incomplete;
