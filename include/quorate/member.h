@@ -21,6 +21,7 @@
 #ifndef QUORATE_MEMBER_H_
 #define QUORATE_MEMBER_H_
 
+#include <compare>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,6 +38,38 @@ namespace quorate {
 enum class Role { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
 // "follower", "pre_candidate", "candidate", "leader", "learner".
 absl::string_view RoleName(Role role);
+
+// Increases across the cluster with every new leader: the leader's term,
+// and the index of its first entry in that term. Give it to the resources
+// you act on; they refuse work carrying a token lower than one they have
+// already seen, which stops a member that paused beyond every bound.
+struct FencingToken {
+  uint64_t term = 0;
+  uint64_t index = 0;
+  auto operator<=>(const FencingToken&) const = default;
+};
+
+// May this member act now? A handle to its active window; copy it freely.
+//
+//   quorate::Permit p = member->GetPermit();
+//   quorate::FencingToken token;
+//   if (p.Valid(&token)) { ... act, presenting `token` to the resource ... }
+//
+// Valid() compares the window's deadline with the monotonic clock at the
+// moment of the call: no timer has to clear a flag, so a member whose
+// process stalled cannot act on a stale answer. Safe from any thread; a
+// few atomic loads and one clock read. The window already ends
+// `window_margin` early: finish each action within that margin of the
+// check, or check again.
+class Permit {
+ public:
+  bool Valid() const;
+  bool Valid(FencingToken* token) const;
+
+ private:
+  friend class MemberAccess;
+  std::shared_ptr<const void> cell_;
+};
 
 struct PeerSpec {
   std::string id;       // [a-z0-9-]{1,32}
@@ -83,6 +116,21 @@ struct MemberOptions {
   // This member's role or term changed. Runs on the member's loop thread:
   // keep it short, and do not call Stop() from it.
   std::function<void(Role role, uint64_t term)> on_role_change;
+
+  // The partition guard (docs/design.md, the safety argument). A member
+  // is active inside windows it renews through the leader every heartbeat;
+  // cut off from a quorum, its window lapses and it pauses before any other
+  // member can lead. The mode changes are told, in order, on a thread of
+  // the library's (never under a lock; do not block it for long):
+  std::function<void(const std::string& reason)> on_pause;
+  std::function<void(FencingToken token)> on_resume;
+  // After a pause, resume only once windows were held without a gap for
+  // this long (a flapping link does not flap the application). A pause is
+  // never delayed.
+  absl::Duration resume_dwell = absl::Milliseconds(500);
+  // Every window ends this much early: the longest an action may take
+  // after Permit::Valid() said yes.
+  absl::Duration window_margin = absl::Milliseconds(50);
 };
 
 // Checks options without starting anything. The message says in plain
@@ -112,6 +160,12 @@ struct MemberStatus {
   uint64_t last_log_index = 0;
   std::vector<PeerStatus> peers;
   absl::Status error;  // why the member stopped working, if it did
+  // The partition guard.
+  bool active = false;
+  std::string pause_reason;   // while paused
+  int64_t active_for_ms = 0;  // what is left of the window; 0 when paused
+  FencingToken token;         // of the latest window
+  uint64_t pauses = 0;        // since start
 };
 
 class Member {
@@ -131,6 +185,8 @@ class Member {
   virtual void Stop() = 0;
 
   virtual MemberStatus GetStatus() const = 0;
+  // This member's permit to act (see Permit). After Stop(), never valid.
+  virtual Permit GetPermit() const = 0;
 };
 
 }  // namespace quorate

@@ -51,7 +51,7 @@ const char* Bool(bool b) { return b ? "true" : "false"; }
 // the connection alive; every read has a deadline.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::function<node::NodeStatus()>* status)
+  Session(tcp::socket socket, std::function<MemberView()>* status)
       : stream_(std::move(socket)), status_(status) {}
 
   void Read() {
@@ -80,6 +80,13 @@ class Session : public std::enable_shared_from_this<Session> {
       res->result(http::status::ok);
       res->set(http::field::content_type, "text/plain");
       res->body() = "ok\n";
+    } else if (path == "/readyz") {
+      const MemberView v = (*status_)();
+      res->result(v.guard.active ? http::status::ok
+                                 : http::status::service_unavailable);
+      res->set(http::field::content_type, "text/plain");
+      res->body() = v.guard.active ? "active\n"
+                                   : "paused: " + v.guard.pause_reason + "\n";
     } else if (path == "/status") {
       res->result(http::status::ok);
       res->set(http::field::content_type, "application/json");
@@ -87,7 +94,7 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       res->result(http::status::not_found);
       res->set(http::field::content_type, "text/plain");
-      res->body() = "not found; try /healthz or /status\n";
+      res->body() = "not found; try /healthz, /readyz or /status\n";
     }
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(10));
@@ -107,12 +114,12 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
-  std::function<node::NodeStatus()>* const status_;
+  std::function<MemberView()>* const status_;
 };
 
 class AdminServerImpl final : public AdminServer {
  public:
-  explicit AdminServerImpl(std::function<node::NodeStatus()> status)
+  explicit AdminServerImpl(std::function<MemberView()> status)
       : status_(std::move(status)), acceptor_(io_) {}
   ~AdminServerImpl() override { Stop(); }
 
@@ -169,7 +176,7 @@ class AdminServerImpl final : public AdminServer {
     });
   }
 
-  std::function<node::NodeStatus()> status_;
+  std::function<MemberView()> status_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::string address_;
@@ -179,7 +186,9 @@ class AdminServerImpl final : public AdminServer {
 
 }  // namespace
 
-std::string StatusJson(const node::NodeStatus& s) {
+std::string StatusJson(const MemberView& view) {
+  const node::NodeStatus& s = view.node;
+  const guard::GuardStatus& g = view.guard;
   std::string peers;
   for (const node::PeerStatus& p : s.peers) {
     if (!peers.empty()) peers += ", ";
@@ -195,6 +204,13 @@ std::string StatusJson(const node::NodeStatus& s) {
       ", \"address\": ", Quote(s.listen_address),
       ", \"role\": ", Quote(raft::RoleName(s.role)), ", \"term\": ", s.term,
       ", \"leader_id\": ", Quote(s.leader),
+      ", \"mode\": ", Quote(g.active ? "active" : "paused"),
+      ", \"pause_reason\": ", Quote(g.pause_reason), ", \"active_for_ms\": ",
+      g.active
+          ? std::max<int64_t>(0, (g.active_until_ns - view.now_ns) / 1'000'000)
+          : 0,
+      ", \"fencing_token\": {\"term\": ", g.token.term,
+      ", \"index\": ", g.token.index, "}", ", \"pauses\": ", g.pauses,
       ", \"commit_index\": ", s.commit_index,
       ", \"applied_index\": ", s.applied_index,
       ", \"last_log_index\": ", s.last_log_index,
@@ -204,7 +220,7 @@ std::string StatusJson(const node::NodeStatus& s) {
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
-    const std::string& address, std::function<node::NodeStatus()> status) {
+    const std::string& address, std::function<MemberView()> status) {
   auto s = std::make_unique<AdminServerImpl>(std::move(status));
   if (absl::Status st = s->Bind(address); !st.ok()) return st;
   return s;

@@ -1,6 +1,7 @@
 // admin/admin_server.h: the admin HTTP endpoint of a member (Boost.Beast).
 //
 //   GET /healthz   200 "ok" while the process serves
+//   GET /readyz    200 while the member is active, 503 while it is paused
 //   GET /status    200, JSON: the member's view (CONTRACTS.md)
 // Anything else is 404 (405 for other methods). Read-only so far: write
 // operations will need authentication.
@@ -15,19 +16,27 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "guard/partition_guard.h"
 #include "node/node.h"
 
 namespace quorate::admin {
 
-// The /status document for `status`.
-std::string StatusJson(const node::NodeStatus& status);
+// What a member shows: its node's view and its guard's.
+struct MemberView {
+  node::NodeStatus node;
+  guard::GuardStatus guard;
+  int64_t now_ns = 0;  // when the guard's state was read (monotonic)
+};
+
+// The /status document.
+std::string StatusJson(const MemberView& view);
 
 class AdminServer {
  public:
-  // Binds `address` (HOST:PORT; port 0 picks one) and serves the status
-  // that `status` returns (called on the server's thread).
+  // Binds `address` (HOST:PORT; port 0 picks one) and serves the view
+  // that `view` returns (called on the server's thread).
   static absl::StatusOr<std::unique_ptr<AdminServer>> Start(
-      const std::string& address, std::function<node::NodeStatus()> status);
+      const std::string& address, std::function<MemberView()> view);
   virtual ~AdminServer() = default;
   virtual std::string address() const = 0;  // with the port actually bound
   virtual void Stop() = 0;                  // idempotent

@@ -5,9 +5,7 @@
 #include <stdio.h>
 
 #include <atomic>
-#include <deque>
 #include <set>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,9 +13,11 @@
 #include "admin/admin_server.h"
 #include "coord/kv.h"
 #include "coord/kv_service.h"
+#include "guard/partition_guard.h"
 #include "node/node.h"
 #include "util/clock.h"
 #include "util/mutex.h"
+#include "util/serial_executor.h"
 
 namespace quorate {
 namespace {
@@ -47,7 +47,9 @@ absl::Status CheckAddress(absl::string_view what, absl::string_view address) {
 
 // Appends one JSON object per line, flushed each time, from a thread of its
 // own: events come from the node loop, which must not wait on a file.
-// Each line's time is taken when the event happens, not when it is written.
+// Each line's time is taken when the event happens, not when it is written,
+// from the kernel's monotonic clock (util/clock.h), so that the logs of
+// members on one machine compare even when one's clock is skewed.
 class EventLog {
  public:
   static absl::StatusOr<std::unique_ptr<EventLog>> Open(
@@ -61,50 +63,61 @@ class EventLog {
   }
   // Writes what is queued, then closes the file.
   ~EventLog() {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    queued_.SignalAll();
-    thread_.join();
+    writer_.reset();
     fclose(file_);
   }
 
   void Write(const std::string& json_fields) {
     std::string line = absl::StrCat("{\"t_mono_ns\": ", KernelMonotonicNowNs(),
                                     ", ", json_fields, "}\n");
-    {
-      MutexLock lock(&mu_);
-      lines_.push_back(std::move(line));
-    }
-    queued_.Signal();
+    writer_->Post([f = file_, line = std::move(line)] {
+      fputs(line.c_str(), f);
+      fflush(f);
+    });
   }
 
  private:
-  explicit EventLog(FILE* f) : file_(f), thread_([this] { Run(); }) {}
-
-  void Run() {
-    while (true) {
-      std::deque<std::string> lines;
-      {
-        MutexLock lock(&mu_);
-        while (!stopping_ && lines_.empty()) queued_.Wait(&mu_);
-        if (lines_.empty()) return;  // stopping, and all written
-        lines.swap(lines_);
-      }
-      for (const std::string& line : lines) fputs(line.c_str(), file_);
-      fflush(file_);
-    }
-  }
+  explicit EventLog(FILE* f)
+      : file_(f), writer_(std::make_unique<SerialExecutor>()) {}
 
   FILE* const file_;
-  Mutex mu_;
-  CondVar queued_;
-  // Role changes: a handful per election, so no bound is needed.
-  std::deque<std::string> lines_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::unique_ptr<SerialExecutor> writer_;
 };
+
+guard::GuardOptions GuardOptionsOf(const MemberOptions& o) {
+  guard::GuardOptions g;
+  g.election_timeout_ns = absl::ToInt64Nanoseconds(o.election_timeout);
+  g.max_clock_drift = o.max_clock_drift;
+  g.margin_ns = absl::ToInt64Nanoseconds(o.window_margin);
+  g.dwell_ns = absl::ToInt64Nanoseconds(o.resume_dwell);
+  return g;
+}
+
+}  // namespace
+
+// Builds Permits (their constructor is private to the public header).
+class MemberAccess {
+ public:
+  static Permit MakePermit(std::shared_ptr<const guard::PermitCell> cell) {
+    Permit p;
+    p.cell_ = std::move(cell);
+    return p;
+  }
+};
+
+bool Permit::Valid() const { return Valid(nullptr); }
+
+bool Permit::Valid(FencingToken* token) const {
+  if (cell_ == nullptr) return false;
+  int64_t deadline = 0;
+  guard::Token t;
+  static_cast<const guard::PermitCell*>(cell_.get())->Read(&deadline, &t);
+  if (MonotonicNowNs() >= deadline) return false;
+  if (token != nullptr) *token = FencingToken{t.term, t.index};
+  return true;
+}
+
+namespace {
 
 class MemberImpl final : public Member {
  public:
@@ -158,10 +171,28 @@ class MemberImpl final : public Member {
     if (!n.ok()) return n.status();
     node_ = *std::move(n);
     kv_service_.SetNode(node_.get());
+    guard::PartitionGuard::Options go;
+    go.guard = GuardOptionsOf(options_);
+    go.renew_interval_ns =
+        absl::ToInt64Nanoseconds(options_.heartbeat_interval);
+    go.node = node_.get();
+    go.on_transition = [this](const guard::Transition& t) { ModeChanged(t); };
+    auto g = guard::PartitionGuard::Start(std::move(go));
+    if (!g.ok()) {
+      node_->Stop(false);
+      return g.status();
+    }
+    guard_ = *std::move(g);
     if (!options_.admin_address.empty()) {
-      auto admin = admin::AdminServer::Start(
-          options_.admin_address, [this] { return node_->GetStatus(); });
+      auto admin = admin::AdminServer::Start(options_.admin_address, [this] {
+        admin::MemberView v;
+        v.node = node_->GetStatus();
+        v.guard = guard_->Status();
+        v.now_ns = MonotonicNowNs();
+        return v;
+      });
       if (!admin.ok()) {
+        guard_->Stop();
         node_->Stop(false);
         return admin.status();
       }
@@ -173,8 +204,14 @@ class MemberImpl final : public Member {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    // The permit goes invalid first: a stopping member does not act.
+    if (guard_ != nullptr) guard_->Stop();
     if (node_ != nullptr) node_->Stop(/*graceful=*/true);
     if (admin_ != nullptr) admin_->Stop();
+  }
+
+  Permit GetPermit() const override {
+    return MemberAccess::MakePermit(guard_->permit());
   }
 
   MemberStatus GetStatus() const override {
@@ -196,6 +233,15 @@ class MemberImpl final : public Member {
       s.peers.push_back(
           {p.name, p.zone, p.address, p.voter, p.reachable, p.last_contact_ms});
     }
+    const guard::GuardStatus g = guard_->Status();
+    s.active = g.active;
+    s.pause_reason = g.pause_reason;
+    s.active_for_ms =
+        g.active ? std::max<int64_t>(
+                       0, (g.active_until_ns - MonotonicNowNs()) / 1'000'000)
+                 : 0;
+    s.token = {g.token.term, g.token.index};
+    s.pauses = g.pauses;
     return s;
   }
 
@@ -209,6 +255,45 @@ class MemberImpl final : public Member {
   std::unique_ptr<node::Node> node_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> stopped_{false};
+  // The application's on_pause/on_resume, in order, outside every lock.
+  // Destroyed after the guard (declared before it): queued calls still run.
+  SerialExecutor callbacks_;
+  std::unique_ptr<guard::PartitionGuard> guard_;
+
+  // On the guard's thread.
+  void ModeChanged(const guard::Transition& t) {
+    if (events_ != nullptr) {
+      if (t.active) {
+        events_->Write(absl::StrCat(
+            "\"id\": \"", options_.id,
+            "\", \"event\": \"mode\", \"mode\": \"active\", \"term\": ", t.term,
+            ", \"leader_id\": \"", node_->GetStatus().leader,
+            "\", \"fencing_token\": {\"term\": ", t.token.term,
+            ", \"index\": ", t.token.index, "}"));
+      } else {
+        // The deadline on the kernel's clock, like the line's own time
+        // (they differ only under a skewed clock, such as libfaketime's).
+        const int64_t until =
+            KernelMonotonicNowNs() - (MonotonicNowNs() - t.active_until_ns);
+        events_->Write(absl::StrCat(
+            "\"id\": \"", options_.id,
+            "\", \"event\": \"mode\", \"mode\": \"paused\", \"term\": ", t.term,
+            ", \"active_until_mono_ns\": ", until, ", \"reason\": \"", t.reason,
+            "\""));
+      }
+    }
+    options_.log(t.active ? absl::StrCat("active (term ", t.term, ")")
+                          : absl::StrCat("paused: ", t.reason));
+    if (t.active && options_.on_resume) {
+      callbacks_.Post([f = options_.on_resume, token = t.token] {
+        f(FencingToken{token.term, token.index});
+      });
+    }
+    if (!t.active && options_.on_pause) {
+      callbacks_.Post(
+          [f = options_.on_pause, reason = t.reason] { f(reason); });
+    }
+  }
 };
 
 static_assert(static_cast<int>(Role::kLeader) ==
@@ -281,6 +366,14 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
     return bad(
         "the maximum clock drift must be at least 0 and below 0.5 "
         "(0.01 means 1 %)");
+  }
+  if (o.resume_dwell < absl::ZeroDuration() ||
+      o.window_margin < absl::ZeroDuration()) {
+    return bad("the resume dwell and the window margin must not be negative");
+  }
+  if (absl::Status s = guard::ValidateGuardOptions(GuardOptionsOf(o));
+      !s.ok()) {
+    return s;
   }
   if (o.snapshot_every_entries < 1) {
     return bad("snapshots must be taken at least every 1 entries");

@@ -36,7 +36,7 @@ constexpr char kUsage[] =
   --id=n1                      member id, [a-z0-9-]{1,32}
   --zone=az-a                  availability-zone label
   --listen=HOST:PORT           gRPC address for peers and clients
-  --admin=HOST:PORT            admin HTTP (/healthz, /status); host defaults
+  --admin=HOST:PORT            admin HTTP (/healthz, /readyz, /status); host defaults
                                to 127.0.0.1, port to 0 (any free port)
   --peers=n1@az-a=HOST:PORT,.. the initial voters, this member included;
                                used only when --data_dir is new
@@ -45,7 +45,10 @@ constexpr char kUsage[] =
   --heartbeat_interval=50ms
   --election_timeout=500ms     the minimum; actual in [T, 2T)
   --max_clock_drift=0.01       bound on clock-rate drift (rho)
-  --event_log=PATH             append one JSON line per role change
+  --resume_dwell=500ms         after a pause, healthy this long before
+                               resuming (the partition guard)
+  --window_margin=50ms         every active window ends this much early
+  --event_log=PATH             append one JSON line per role or mode change
   --segment_bytes=67108864     size of each write-ahead log segment
   --snapshot_entries=10000     snapshot and compact every this many entries
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
@@ -102,7 +105,8 @@ int main(int argc, char** argv) {
       argc, argv,
       {"id", "zone", "listen", "admin", "peers", "data_dir", "cluster_id",
        "heartbeat_interval", "election_timeout", "max_clock_drift", "event_log",
-       "tls_ca", "tls_cert", "tls_key", "segment_bytes", "snapshot_entries"},
+       "tls_ca", "tls_cert", "tls_key", "segment_bytes", "snapshot_entries",
+       "resume_dwell", "window_margin"},
       {"learner"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
@@ -140,6 +144,17 @@ int main(int argc, char** argv) {
                             "' is not a number such as 0.01"));
   }
   o.event_log_path = flags.Get("event_log");
+  // Zero is allowed for both (Duration() wants positive ones).
+  for (const auto& [flag, field] :
+       {std::pair{"resume_dwell", &o.resume_dwell},
+        std::pair{"window_margin", &o.window_margin}}) {
+    if (!flags.Has(flag)) continue;
+    if (!absl::ParseDuration(flags.Get(flag), field) ||
+        *field < absl::ZeroDuration()) {
+      UsageError(absl::StrCat("--", flag, "='", flags.Get(flag),
+                              "' is not a duration such as 500ms"));
+    }
+  }
   const std::string snap = flags.Get("snapshot_entries", "10000");
   if (!absl::SimpleAtoi(snap, &o.snapshot_every_entries)) {
     UsageError(absl::StrCat("--snapshot_entries='", snap,

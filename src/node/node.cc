@@ -96,6 +96,11 @@ class Node::Impl {
   absl::Status Init();
   void Propose(std::string command, absl::Duration timeout,
                std::function<void(absl::StatusOr<Applied>)> done);
+  void Confirm(absl::Duration timeout,
+               std::function<void(absl::StatusOr<Confirmation>)> done);
+  void StartRead(absl::Duration timeout,
+                 std::function<void(absl::StatusOr<uint64_t>)> done,
+                 std::function<void(const raft::ReadState&)> confirmed);
   void Read(absl::Duration timeout,
             std::function<void(absl::StatusOr<uint64_t>)> done);
   NodeStatus GetStatus() const;
@@ -118,10 +123,16 @@ class Node::Impl {
   struct PendingRead {
     int64_t deadline_ns = 0;
     uint64_t index = 0;  // 0 until the leader confirmed a read point
+    // Errors, and (reads) the applied read point.
     std::function<void(absl::StatusOr<uint64_t>)> done;
+    // Confirm(): answered when the leader confirms, without waiting for
+    // the state machine.
+    std::function<void(const raft::ReadState&)> confirmed;
   };
   // Answers the confirmed reads whose index is applied.
   void ServeReads();
+  // Answers Confirm() calls whose round the leader confirmed.
+  void ConfirmRounds(const std::vector<raft::ReadState>& states);
   // Whether a Propose() or Read() may be posted to the loop; on OK it
   // counts in queued_ until its handler runs.
   absl::Status Admit();
@@ -341,6 +352,10 @@ void Node::Impl::Drive() {
       options_.on_role(soft_.role, reported_term_);
     }
     transport_->Send(std::move(rd.messages));
+    // Confirmations (Confirm()) need nothing of this member's disk: they
+    // are answered now, not after this Ready's fsync, so that a slow disk
+    // does not lapse the partition guard's windows.
+    ConfirmRounds(rd.read_states);
     const bool writes = rd.snapshot.has_value() || !rd.entries.empty() ||
                         rd.hard_state.has_value();
     if (!writes) {
@@ -446,6 +461,16 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
   ServeReads();
   raft_->Advance();
   MaybeSnapshot();
+}
+
+void Node::Impl::ConfirmRounds(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    auto it = reads_.find(rs.request_id);
+    if (it == reads_.end() || !it->second.confirmed) continue;
+    auto confirmed = std::move(it->second.confirmed);
+    reads_.erase(it);
+    confirmed(rs);
+  }
 }
 
 void Node::Impl::ServeReads() {
@@ -698,12 +723,30 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
 
 void Node::Impl::Read(absl::Duration timeout,
                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+  StartRead(timeout, std::move(done), nullptr);
+}
+
+void Node::Impl::Confirm(
+    absl::Duration timeout,
+    std::function<void(absl::StatusOr<Confirmation>)> done) {
+  auto shared = std::make_shared<decltype(done)>(std::move(done));
+  StartRead(
+      timeout, [shared](absl::StatusOr<uint64_t> s) { (*shared)(s.status()); },
+      [shared](const raft::ReadState& rs) {
+        (*shared)(Confirmation{rs.term, rs.term_start});
+      });
+}
+
+void Node::Impl::StartRead(
+    absl::Duration timeout, std::function<void(absl::StatusOr<uint64_t>)> done,
+    std::function<void(const raft::ReadState&)> confirmed) {
   if (absl::Status s = Admit(); !s.ok()) {
     done(s);
     return;
   }
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  asio::post(io_, [this, deadline, done = std::move(done)]() mutable {
+  asio::post(io_, [this, deadline, done = std::move(done),
+                   confirmed = std::move(confirmed)]() mutable {
     queued_.fetch_sub(1);
     if (failed_ || closing_) {
       done(absl::UnavailableError(failed_ ? "the member stopped after an error"
@@ -715,7 +758,8 @@ void Node::Impl::Read(absl::Duration timeout,
       done(s);
       return;
     }
-    reads_[id] = PendingRead{deadline, 0, std::move(done)};
+    reads_[id] =
+        PendingRead{deadline, 0, std::move(done), std::move(confirmed)};
     Drive();
   });
 }
@@ -832,6 +876,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
 void Node::Propose(std::string command, absl::Duration timeout,
                    std::function<void(absl::StatusOr<Applied>)> done) {
   impl_->Propose(std::move(command), timeout, std::move(done));
+}
+void Node::Confirm(absl::Duration timeout,
+                   std::function<void(absl::StatusOr<Confirmation>)> done) {
+  impl_->Confirm(timeout, std::move(done));
 }
 void Node::Read(absl::Duration timeout,
                 std::function<void(absl::StatusOr<uint64_t>)> done) {

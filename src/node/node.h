@@ -129,6 +129,13 @@ struct NodeStatus {
   absl::Status error;  // why the member stopped working, if it did
 };
 
+// A quorum round confirmed by the leader of `term`; `term_start` is the
+// index of that leader's first entry (see Node::Confirm).
+struct Confirmation {
+  uint64_t term = 0;
+  uint64_t term_start = 0;
+};
+
 class Node {
  public:
   // Validates the options, opens (and recovers) the data directory, binds
@@ -147,6 +154,14 @@ class Node {
   // UNKNOWN (outcome unknown: it may still be applied).
   void Propose(std::string command, absl::Duration timeout,
                std::function<void(absl::StatusOr<Applied>)> done);
+
+  // Asks the leader to confirm a quorum round that starts after it
+  // receives the request (the partition guard's renewal; docs/design.md).
+  // `done` runs on the loop thread as soon as the confirmation arrives,
+  // without waiting for the state machine; or with UNAVAILABLE (no leader,
+  // or leadership changed), RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED.
+  void Confirm(absl::Duration timeout,
+               std::function<void(absl::StatusOr<Confirmation>)> done);
 
   // A linearizable read point: `done` runs on the loop thread once this
   // member's state machine has applied everything committed before the

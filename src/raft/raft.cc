@@ -483,7 +483,8 @@ void Raft::StepFollower(Message& m) {
       break;
     case MESSAGE_TYPE_READ_INDEX_RESPONSE:
       if (forwarded_reads_.erase(m.request_id()) > 0) {
-        read_states_.push_back(ReadState{m.request_id(), m.index()});
+        read_states_.push_back(
+            ReadState{m.request_id(), m.index(), term_, m.term_start()});
       }
       break;
     default:
@@ -1107,13 +1108,15 @@ void Raft::ReleaseReads() {
     pending_reads_.pop_front();
     const uint64_t index = std::max(read.index, term_start_index_);
     if (read.from == config_.id) {
-      read_states_.push_back(ReadState{read.request_id, index});
+      read_states_.push_back(
+          ReadState{read.request_id, index, term_, term_start_index_});
     } else {
       Message m;
       m.set_type(MESSAGE_TYPE_READ_INDEX_RESPONSE);
       m.set_to(read.from);
       m.set_request_id(read.request_id);
       m.set_index(index);
+      m.set_term_start(term_start_index_);
       Send(std::move(m));
     }
   }

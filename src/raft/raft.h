@@ -137,6 +137,10 @@ struct SoftState {
 struct ReadState {
   uint64_t request_id = 0;
   uint64_t index = 0;
+  // The leader's term that confirmed it, and the index of that leader's
+  // first entry in the term.
+  uint64_t term = 0;
+  uint64_t term_start = 0;
 };
 
 struct Snapshot {

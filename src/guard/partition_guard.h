@@ -1,0 +1,90 @@
+// guard/partition_guard.h: runs a member's Guard (guard.h) against its
+// node: renews the window every heartbeat interval through Node::Confirm,
+// publishes the deadline for lock-free checks (PermitCell), and reports
+// every mode change, in order, to `on_transition`.
+//
+// Threads: one of its own (renewals, and noticing when a window lapses);
+// confirmations arrive on the node's loop. `on_transition` runs on the
+// guard's thread, outside its lock: it must not block (the member queues
+// the application's callbacks to a thread of their own).
+#ifndef QUORATE_GUARD_PARTITION_GUARD_H_
+#define QUORATE_GUARD_PARTITION_GUARD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "guard/guard.h"
+#include "node/node.h"
+#include "util/mutex.h"
+
+namespace quorate::guard {
+
+// The published window: its deadline on the member's monotonic clock (0
+// while paused) and its token. Written under the guard's lock, read
+// without one (a sequence lock): Read() is a few atomic loads.
+class PermitCell {
+ public:
+  void Write(int64_t deadline_ns, Token token);
+  void Read(int64_t* deadline_ns, Token* token) const;
+
+ private:
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<int64_t> deadline_ns_{0};
+  std::atomic<uint64_t> term_{0};
+  std::atomic<uint64_t> index_{0};
+};
+
+struct GuardStatus {
+  bool active = false;
+  std::string pause_reason;     // while paused
+  int64_t active_until_ns = 0;  // while active
+  int64_t last_contact_ns = 0;  // send time of the last confirmed renewal
+  uint64_t pauses = 0;
+  uint64_t term = 0;
+  Token token;
+};
+
+class PartitionGuard {
+ public:
+  struct Options {
+    GuardOptions guard;
+    int64_t renew_interval_ns = 50'000'000;
+    node::Node* node = nullptr;  // not owned; outlives the guard
+    std::function<void(const Transition&)> on_transition;
+  };
+
+  static absl::StatusOr<std::unique_ptr<PartitionGuard>> Start(Options options);
+  ~PartitionGuard();  // Stop()
+  // Stops renewing and pausing; the permit reads paused from now on.
+  void Stop();
+
+  std::shared_ptr<const PermitCell> permit() const { return cell_; }
+  GuardStatus Status() const;
+
+ private:
+  explicit PartitionGuard(Options options);
+  void Run();
+  void Confirmed(uint64_t id, absl::StatusOr<node::Confirmation> c);
+  // Under mu_: the deadline readers see.
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  const std::shared_ptr<PermitCell> cell_ = std::make_shared<PermitCell>();
+  mutable Mutex mu_;
+  CondVar changed_;
+  Guard guard_ ABSL_GUARDED_BY(mu_);
+  std::string pause_reason_ ABSL_GUARDED_BY(mu_) = "starting";
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Confirmations still to arrive (they reference this object).
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace quorate::guard
+
+#endif  // QUORATE_GUARD_PARTITION_GUARD_H_

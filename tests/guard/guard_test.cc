@@ -1,0 +1,145 @@
+// The partition guard's state machine, driven by hand: times are plain
+// numbers (milliseconds here, for reading).
+#include "guard/guard.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "guard/partition_guard.h"
+
+namespace quorate::guard {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+GuardOptions Options() {
+  GuardOptions o;
+  o.election_timeout_ns = 500 * kMs;
+  o.max_clock_drift = 0.01;
+  o.margin_ns = 50 * kMs;
+  o.dwell_ns = 300 * kMs;
+  return o;
+}
+
+TEST(GuardTest, TheWindowAllowsForDriftBothWaysAndTheMargin) {
+  // T (1 - rho) / (1 + rho) - margin = 500 * 0.99 / 1.01 - 50.
+  EXPECT_EQ(WindowLength(Options()), 490'099'009 - 50 * kMs);
+  GuardOptions o = Options();
+  o.margin_ns = 600 * kMs;
+  EXPECT_FALSE(ValidateGuardOptions(o).ok());
+  o = Options();
+  o.max_clock_drift = 1.0;
+  EXPECT_FALSE(ValidateGuardOptions(o).ok());
+  EXPECT_TRUE(ValidateGuardOptions(Options()).ok());
+}
+
+TEST(GuardTest, PausedAtStart_ActiveOnceConfirmed_PausedWhenTheWindowEnds) {
+  Guard g(Options(), 0);
+  EXPECT_FALSE(g.Evaluate(10 * kMs).has_value());
+  EXPECT_FALSE(g.active());
+  const uint64_t id = g.RenewalSent(100 * kMs);
+  EXPECT_FALSE(g.Evaluate(105 * kMs).has_value());  // not confirmed yet
+  g.Confirmed(id, 3, Token{3, 17});
+  std::optional<Transition> t = g.Evaluate(110 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->active);  // the first time: no dwell
+  EXPECT_EQ(t->term, 3u);
+  EXPECT_EQ(t->token, (Token{3, 17}));
+  const int64_t until = 100 * kMs + WindowLength(Options());
+  EXPECT_EQ(t->active_until_ns, until);
+  EXPECT_EQ(g.NextCheck(), until);
+  EXPECT_FALSE(g.Evaluate(until - 1).has_value());
+  // Noticed late, the pause still carries the deadline the window had.
+  t = g.Evaluate(until + 70 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_FALSE(t->active);
+  EXPECT_EQ(t->active_until_ns, until);
+  EXPECT_EQ(t->reason, "no quorum contact for 510ms");
+  EXPECT_EQ(g.pauses(), 1u);
+}
+
+TEST(GuardTest, PipelinedRenewalsExtendTheWindowAndNeverShrinkIt) {
+  Guard g(Options(), 0);
+  const uint64_t a = g.RenewalSent(0);
+  const uint64_t b = g.RenewalSent(50 * kMs);
+  const uint64_t c = g.RenewalSent(100 * kMs);
+  g.Confirmed(b, 1, Token{1, 1});
+  EXPECT_EQ(g.active_until_ns(), 50 * kMs + WindowLength(Options()));
+  // `a` was sent before `b`: it was dropped when `b` confirmed.
+  g.Confirmed(a, 1, Token{1, 1});
+  EXPECT_EQ(g.active_until_ns(), 50 * kMs + WindowLength(Options()));
+  EXPECT_EQ(g.pending(), 1u);
+  g.Confirmed(c, 1, Token{1, 1});
+  EXPECT_EQ(g.active_until_ns(), 100 * kMs + WindowLength(Options()));
+  g.Failed(g.RenewalSent(150 * kMs));
+  EXPECT_EQ(g.pending(), 0u);
+}
+
+TEST(GuardTest, AfterAPauseItResumesOnlyAfterTheDwell) {
+  Guard g(Options(), 0);
+  const int64_t w = WindowLength(Options());
+  g.Confirmed(g.RenewalSent(0), 1, Token{1, 1});
+  ASSERT_TRUE(g.Evaluate(1 * kMs)->active);
+  ASSERT_FALSE(g.Evaluate(w)->active);  // lapsed
+  // Healthy again from 1000 ms: not active before 1300 ms.
+  int64_t now = 1000 * kMs;
+  g.Confirmed(g.RenewalSent(now), 2, Token{2, 9});
+  EXPECT_FALSE(g.Evaluate(now + 10 * kMs).has_value());
+  EXPECT_EQ(g.NextCheck(), now + 300 * kMs);
+  for (int64_t t = now + 50 * kMs; t < now + 300 * kMs; t += 50 * kMs) {
+    g.Confirmed(g.RenewalSent(t), 2, Token{2, 9});
+    EXPECT_FALSE(g.Evaluate(t + kMs).has_value()) << t / kMs;
+  }
+  std::optional<Transition> t = g.Evaluate(now + 300 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->active);
+  EXPECT_EQ(t->token, (Token{2, 9}));
+}
+
+TEST(GuardTest, AGapRestartsTheDwell_AndAPauseIsNeverDelayed) {
+  Guard g(Options(), 0);
+  const int64_t w = WindowLength(Options());
+  g.Confirmed(g.RenewalSent(0), 1, Token{1, 1});
+  g.Evaluate(kMs);
+  g.Evaluate(w);  // paused
+  g.Confirmed(g.RenewalSent(1000 * kMs), 1, Token{1, 1});
+  EXPECT_FALSE(g.Evaluate(1100 * kMs).has_value());
+  // That window lapses before the dwell is over: a gap.
+  EXPECT_FALSE(g.Evaluate(1000 * kMs + w).has_value());
+  g.Confirmed(g.RenewalSent(2000 * kMs), 1, Token{1, 1});
+  // 300 ms after the first healthy renewal, but not after this one.
+  EXPECT_FALSE(g.Evaluate(2000 * kMs + 10 * kMs).has_value());
+  EXPECT_TRUE(g.Evaluate(2300 * kMs)->active);
+  // Active: the moment the window ends, it is paused.
+  EXPECT_FALSE(g.Evaluate(2000 * kMs + w)->active);
+}
+
+// PermitCell: readers on many threads never see a torn (deadline, token):
+// every value written pairs deadline d with token {d, d}.
+TEST(PermitCellTest, ReadersSeeWholeValues) {
+  PermitCell cell;
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        int64_t d = 0;
+        Token t;
+        cell.Read(&d, &t);
+        if (t.term != static_cast<uint64_t>(d) || t.index != t.term) ++torn;
+      }
+    });
+  }
+  for (int64_t d = 1; d <= 200000; ++d) {
+    cell.Write(d, Token{static_cast<uint64_t>(d), static_cast<uint64_t>(d)});
+  }
+  stop = true;
+  for (std::thread& r : readers) r.join();
+  EXPECT_EQ(torn.load(), 0);
+}
+
+}  // namespace
+}  // namespace quorate::guard
