@@ -141,8 +141,9 @@ Verdict CheckNoLostWrites(const std::vector<Op>& history) {
   return v;
 }
 
-std::vector<Verdict> CheckEvents(const std::vector<Event>& events,
-                                 int64_t end_ns) {
+std::vector<Verdict> CheckEvents(
+    const std::vector<Event>& events, int64_t end_ns,
+    const std::map<std::string, std::vector<int64_t>>& deaths) {
   std::vector<Verdict> out;
   // At most one leader per term.
   std::map<uint64_t, std::set<std::string>> leaders;
@@ -188,6 +189,12 @@ std::vector<Verdict> CheckEvents(const std::vector<Event>& events,
         if (list[j]->mode == "paused") {
           until = list[j]->active_until_ns;
           break;
+        }
+      }
+      // A process killed while active logged no pause: its death ended it.
+      if (auto d = deaths.find(id); d != deaths.end()) {
+        for (int64_t t : d->second) {
+          if (t >= list[i]->t_ns && t < until) until = t;
         }
       }
       for (auto it = led_at.upper_bound(term); it != led_at.end(); ++it) {

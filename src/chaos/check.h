@@ -14,6 +14,7 @@
 #define QUORATE_CHAOS_CHECK_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,8 +47,11 @@ absl::StatusOr<std::vector<Event>> ReadEventLog(const std::string& path);
 
 Verdict CheckLinearizability(const std::vector<Op>& history);
 Verdict CheckNoLostWrites(const std::vector<Op>& history);
-std::vector<Verdict> CheckEvents(const std::vector<Event>& events,
-                                 int64_t end_ns);
+// `deaths`: when each member's process was killed (SIGKILL), which ends a
+// window that logged no pause; otherwise such a window lasts to `end_ns`.
+std::vector<Verdict> CheckEvents(
+    const std::vector<Event>& events, int64_t end_ns,
+    const std::map<std::string, std::vector<int64_t>>& deaths = {});
 
 }  // namespace quorate::chaos
 

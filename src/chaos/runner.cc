@@ -364,6 +364,8 @@ absl::StatusOr<std::string> Runner::Inject(const Step& step) {
     down_.push_back(Period{MonotonicNowNs(), 0, k, i});
     if (k == "kill") {
       KillMember(i);
+      // Its death ends any window it held: from when it surely happened.
+      down_.back().start_ns = MonotonicNowNs();
       m_[i].expected_down = true;
       return absl::StrCat(who, " killed with SIGKILL");
     }
@@ -584,7 +586,13 @@ RunResult Runner::Go() {
     absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
                     (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
     r.verdicts.push_back(CheckNoLostWrites(history));
-    for (Verdict& v : CheckEvents(events, end_ns)) r.verdicts.push_back(v);
+    std::map<std::string, std::vector<int64_t>> deaths;
+    for (const Period& p : down_) {
+      if (p.label == "kill") deaths[m_[p.member].id].push_back(p.start_ns);
+    }
+    for (Verdict& v : CheckEvents(events, end_ns, deaths)) {
+      r.verdicts.push_back(v);
+    }
     Verdict up{"members stayed up", unexpected_exits_.empty(), ""};
     up.detail = up.ok ? "no member exited by itself"
                       : absl::StrCat("VIOLATION: ",

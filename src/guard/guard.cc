@@ -52,6 +52,14 @@ void Guard::Confirmed(uint64_t id, uint64_t term, Token token) {
   // waiting are now useless.
   pending_.erase(pending_.begin(), std::next(it));
   const int64_t until = sent + window_;
+  if (term_ != 0 && term != term_) {
+    // A window never spans two terms: the old one ends here (it must have
+    // ended already, or this leader could not have been elected), and the
+    // new term's windows start a new healthy run.
+    if (active_) term_ended_until_ns_ = active_until_ns_;
+    active_until_ns_ = 0;
+    healthy_since_ns_ = 0;
+  }
   // A gap (the window lapsed before this renewal was sent) starts a new
   // healthy run.
   if (healthy_since_ns_ == 0 || sent >= active_until_ns_) {
@@ -66,6 +74,19 @@ void Guard::Confirmed(uint64_t id, uint64_t term, Token token) {
 void Guard::Failed(uint64_t id) { pending_.erase(id); }
 
 std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
+  if (active_ && term_ended_until_ns_ != 0) {
+    // The last term's window, closed by a confirmation of a newer term.
+    active_ = false;
+    ++pauses_;
+    Transition t;
+    t.term = term_;
+    t.token = token_;
+    t.active_until_ns = std::min(term_ended_until_ns_, now_ns);
+    t.reason = "a new leader term began";
+    term_ended_until_ns_ = 0;
+    return t;
+  }
+  term_ended_until_ns_ = 0;
   const bool held = now_ns < active_until_ns_;
   if (!held) healthy_since_ns_ = 0;
   if (active_ && !held) {

@@ -16,7 +16,9 @@
 // Modes. Paused at start. Active once a window is held, and, after a
 // pause, only once the member has held windows without a gap for the
 // dwell time (hysteresis). Paused the moment the window lapses: a pause is
-// never delayed. Validity itself is the deadline, compared with the clock
+// never delayed. A window never spans two terms: a confirmation from a
+// newer term ends the old window (a pause) and starts a new healthy run.
+// Validity itself is the deadline, compared with the clock
 // when it is used (see quorate::Permit); Evaluate() only reports the
 // transitions, for callbacks and the event log.
 #ifndef QUORATE_GUARD_GUARD_H_
@@ -84,6 +86,9 @@ class Guard {
   int64_t NextCheck() const;
 
   bool active() const { return active_; }
+  // Whether the active window may be published (not while a newer term's
+  // confirmation is closing it; the next Evaluate() pauses).
+  bool publishable() const { return active_ && term_ended_until_ns_ == 0; }
   int64_t active_until_ns() const { return active_until_ns_; }
   uint64_t term() const { return term_; }
   Token token() const { return token_; }
@@ -99,6 +104,8 @@ class Guard {
   uint64_t next_id_ = 1;
   std::map<uint64_t, int64_t> pending_;  // id -> send time
   int64_t active_until_ns_ = 0;          // window held until (0: none yet)
+  // Set when a newer term's confirmation closed an active window: its end.
+  int64_t term_ended_until_ns_ = 0;
   uint64_t term_ = 0;
   Token token_;
   int64_t last_confirmed_sent_ns_ = 0;

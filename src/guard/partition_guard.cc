@@ -46,14 +46,23 @@ PartitionGuard::PartitionGuard(Options options)
 PartitionGuard::~PartitionGuard() { Stop(); }
 
 void PartitionGuard::Stop() {
+  std::optional<Transition> last;
   {
     MutexLock lock(&mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
     cell_->Write(0, guard_.token());
+    if (guard_.active()) {
+      // The window ends here, and the event log says so: a stopped member
+      // must not look active to whoever checks the log.
+      last = Transition{false, guard_.term(), guard_.token(),
+                        std::min(MonotonicNowNs(), guard_.active_until_ns()),
+                        "the member is stopping"};
+    }
   }
   changed_.SignalAll();
   if (thread_.joinable()) thread_.join();
+  if (last.has_value() && options_.on_transition) options_.on_transition(*last);
   // Confirmations in flight call back into this object: wait for them
   // (each ends by its deadline, or when the node stops).
   MutexLock lock(&mu_);
@@ -62,7 +71,8 @@ void PartitionGuard::Stop() {
 
 void PartitionGuard::Publish() {
   if (stopping_) return;
-  cell_->Write(guard_.active() ? guard_.active_until_ns() : 0, guard_.token());
+  cell_->Write(guard_.publishable() ? guard_.active_until_ns() : 0,
+               guard_.token());
 }
 
 void PartitionGuard::Confirmed(uint64_t id,

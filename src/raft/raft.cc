@@ -210,6 +210,12 @@ void Raft::Tick(int64_t now_ns) {
       }
       AbortTransfer();
     }
+    if (transfer_target_ != 0 && !timeout_now_sent_ && GrantsLapsed()) {
+      const Progress* pr = FindProgress(transfer_target_);
+      if (pr != nullptr && pr->match == log_.last_index()) {
+        SendTimeoutNow(transfer_target_);
+      }
+    }
     if (now_ns_ >= heartbeat_due_ns_) StartRound();
     return;
   }
@@ -240,6 +246,10 @@ int64_t Raft::NextDeadline() const {
   }
   if (transfer_target_ != 0) {
     deadline = std::min(deadline, transfer_deadline_ns_);
+    const int64_t lapse = grant_round_start_ns_ + config_.election_timeout_ns;
+    if (!timeout_now_sent_ && lapse > now_ns_) {
+      deadline = std::min(deadline, lapse);
+    }
   }
   return deadline;
 }
@@ -923,13 +933,14 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
     if (pr.next == before) break;
   }
   if (transfer_target_ == pr.id && !timeout_now_sent_ &&
-      pr.match == log_.last_index()) {
+      pr.match == log_.last_index() && GrantsLapsed()) {
     SendTimeoutNow(pr.id);
   }
 }
 
 void Raft::HandleHeartbeatResponse(const Message& m, Progress& pr) {
-  if (transfer_target_ == pr.id && pr.match == log_.last_index()) {
+  if (transfer_target_ == pr.id && pr.match == log_.last_index() &&
+      GrantsLapsed()) {
     // Again, in case the first TimeoutNow was lost. Repeats are harmless:
     // once one is sent this leader never leads on in this term.
     SendTimeoutNow(pr.id);
@@ -1038,6 +1049,7 @@ uint64_t Raft::ConfirmedRound() const {
 
 void Raft::StartRound() {
   ++round_;
+  round_start_ns_ = now_ns_;
   round_wanted_ = false;
   heartbeat_due_ns_ = now_ns_ + config_.heartbeat_interval_ns;
   // The leader acknowledges its own round as it starts it; it keeps the
@@ -1102,6 +1114,16 @@ void Raft::HandleReadRequest(uint64_t from, uint64_t request_id) {
 void Raft::ReleaseReads() {
   // Thesis §6.4: the leader must know the commit index of its term first.
   if (!committed_in_term_) return;
+  // A leader handing over confirms nothing more: every window it granted
+  // must end before its TimeoutNow lets another member lead
+  // (docs/design.md). Held reads go out if the transfer is abandoned, or
+  // fail when leadership moves.
+  if (transfer_target_ != 0) return;
+  if (!pending_reads_.empty() &&
+      pending_reads_.front().round <= confirmed_round_) {
+    // The confirmed round started no later than the newest one.
+    grant_round_start_ns_ = round_start_ns_;
+  }
   while (!pending_reads_.empty() &&
          pending_reads_.front().round <= confirmed_round_) {
     const PendingRead read = pending_reads_.front();
@@ -1156,13 +1178,24 @@ absl::Status Raft::TransferLeadership(uint64_t target, int64_t now_ns) {
         absl::StrCat("member ", target, " is not a voter"));
   }
   transfer_target_ = target;
-  transfer_deadline_ns_ = now_ns_ + config_.election_timeout_ns;
-  if (pr->match == log_.last_index()) {
+  // The granted windows lapse first (at most T), then the target has T to
+  // catch up and campaign.
+  transfer_deadline_ns_ =
+      std::max(now_ns_, grant_round_start_ns_ + config_.election_timeout_ns) +
+      config_.election_timeout_ns;
+  if (pr->match == log_.last_index() && GrantsLapsed()) {
     SendTimeoutNow(target);
-  } else {
+  } else if (pr->match != log_.last_index()) {
     SendAppend(*pr, /*allow_empty=*/false);
   }
   return absl::OkStatus();
+}
+
+bool Raft::GrantsLapsed() const {
+  // A window runs from before its request reached us (so before the round
+  // that confirmed it started) for at most T(1-rho)/(1+rho) of its
+  // holder's clock, which is less real time than T of ours.
+  return now_ns_ >= grant_round_start_ns_ + config_.election_timeout_ns;
 }
 
 void Raft::SendTimeoutNow(uint64_t to) {

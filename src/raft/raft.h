@@ -398,6 +398,13 @@ class Raft {
   uint64_t transfer_target_ = 0;
   bool timeout_now_sent_ = false;
   int64_t transfer_deadline_ns_ = 0;
+  // When the newest heartbeat round started, and when the newest round
+  // that answered ReadIndex requests did (granting partition-guard
+  // windows). A transfer's TimeoutNow waits until T after the latter.
+  int64_t round_start_ns_ = 0;
+  int64_t grant_round_start_ns_ = 0;
+  // Whether the windows this leader granted have all ended (see above).
+  bool GrantsLapsed() const;
   bool replication_pending_ = false;  // appends to broadcast at GetReady
 
   // Follower state.

@@ -148,9 +148,12 @@ TEST(Checkers, EventLogFromTheContract) {
   // The window really lasted until 960: term 8's leader at 950 overlaps.
   (*events)[2].active_until_ns = 960;
   EXPECT_FALSE(CheckEvents(*events, 2000)[1].ok);
-  // A window never closed overlaps every later leader.
+  // A window never closed overlaps every later leader...
   events->erase(events->begin() + 2);
   EXPECT_FALSE(CheckEvents(*events, 2000)[1].ok);
+  // ...unless its process was killed before that leader came.
+  EXPECT_TRUE(CheckEvents(*events, 2000, {{"n1", {940}}})[1].ok);
+  EXPECT_FALSE(CheckEvents(*events, 2000, {{"n1", {960}}})[1].ok);
   // Two leaders in one term.
   (*events)[2].term = 7;
   EXPECT_FALSE(CheckEvents(*events, 2000)[0].ok);

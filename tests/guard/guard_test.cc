@@ -116,6 +116,30 @@ TEST(GuardTest, AGapRestartsTheDwell_AndAPauseIsNeverDelayed) {
   EXPECT_FALSE(g.Evaluate(2000 * kMs + w)->active);
 }
 
+TEST(GuardTest, AWindowNeverSpansTwoTerms) {
+  Guard g(Options(), 0);
+  g.Confirmed(g.RenewalSent(0), 1, Token{1, 5});
+  ASSERT_TRUE(g.Evaluate(kMs)->active);
+  // A newer term's confirmation (possible only if the old window somehow
+  // outlived the election): the old window ends now, with a pause event,
+  // and the new term's window must dwell before it counts.
+  g.Confirmed(g.RenewalSent(100 * kMs), 2, Token{2, 9});
+  std::optional<Transition> t = g.Evaluate(110 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_FALSE(t->active);
+  EXPECT_EQ(t->active_until_ns, 110 * kMs);
+  EXPECT_EQ(t->reason, "a new leader term began");
+  EXPECT_FALSE(g.Evaluate(120 * kMs).has_value());
+  for (int64_t at = 150; at <= 400; at += 50) {
+    g.Confirmed(g.RenewalSent(at * kMs), 2, Token{2, 9});
+  }
+  t = g.Evaluate(400 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->active);
+  EXPECT_EQ(t->term, 2u);
+  EXPECT_EQ(t->token, (Token{2, 9}));
+}
+
 // PermitCell: readers on many threads never see a torn (deadline, token):
 // every value written pairs deadline d with token {d, d}.
 TEST(PermitCellTest, ReadersSeeWholeValues) {

@@ -843,6 +843,43 @@ TEST_F(RaftTest, Transfer_CatchesUpLaggingTargetFirst_Sec3_10) {
   EXPECT_EQ(c.raft(3).log().last_index(), c.raft(1).log().last_index());
 }
 
+// The partition guard's windows (docs/design.md): a follower's ReadIndex
+// answer carries the leader's term and its first index, the fencing token.
+TEST_F(RaftTest, ReadIndex_AnswerCarriesTheLeadersTermAndFirstIndex) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  const uint64_t first = c.raft(1).log().last_index();  // the term's entry
+  ProposeN(1, 3);
+  ASSERT_TRUE(c.raft(2).ReadIndex(7, c.now()).ok());
+  ASSERT_TRUE(c.raft(1).ReadIndex(8, c.now()).ok());
+  c.Stabilize();
+  for (uint64_t id : {2, 1}) {
+    ASSERT_EQ(c.member(id).reads.size(), 1u) << id;
+    EXPECT_EQ(c.member(id).reads[0].term, c.raft(1).term()) << id;
+    EXPECT_EQ(c.member(id).reads[0].term_start, first) << id;
+  }
+}
+
+// A leader that answered ReadIndex requests (granting windows) confirms no
+// more once it hands over, and sends TimeoutNow only T after the last
+// round that answered: by then every window it granted has ended.
+TEST_F(RaftTest, Transfer_WaitsUntilGrantedWindowsEnded) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  ASSERT_TRUE(c.raft(2).ReadIndex(1, c.now()).ok());
+  c.Stabilize();
+  ASSERT_EQ(c.member(2).reads.size(), 1u);
+  const int64_t granted = c.now();
+  ASSERT_TRUE(c.raft(1).TransferLeadership(3, c.now()).ok());
+  ASSERT_TRUE(c.raft(2).ReadIndex(2, c.now()).ok());
+  c.AdvanceTime(kElection - 2 * kHeartbeat);
+  EXPECT_EQ(c.raft(1).role(), Role::kLeader) << "no TimeoutNow yet";
+  EXPECT_EQ(c.raft(3).role(), Role::kFollower);
+  EXPECT_EQ(c.member(2).reads.size(), 1u) << "nothing confirmed meanwhile";
+  c.AdvanceTime(granted + kElection + 3 * kHeartbeat - c.now());
+  EXPECT_EQ(c.raft(3).role(), Role::kLeader);
+}
+
 TEST_F(RaftTest, Transfer_AbortsIfTargetNeverCaughtUp_Sec3_10) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));
