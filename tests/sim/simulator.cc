@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "chaos/linearizability.h"
+#include "guard/guard.h"
 #include "quorate/raft.pb.h"
 #include "raft/cluster.h"
 #include "raft/invariants.h"
@@ -48,6 +49,8 @@ const char* FaultName(Fault fault) {
       return "network";
     case Fault::kClockDrift:
       return "clock-drift";
+    case Fault::kTransfer:
+      return "transfer";
   }
   return "unknown";
 }
@@ -127,6 +130,9 @@ enum class EventKind {
   kNemesisStop,
   kHeal,
   kEnd,
+  kRenew,       // the partition guard's renewal, every heartbeat
+  kGuardCheck,  // when the guard's window ends or its dwell does
+  kTransferStep,
 };
 
 struct Event {
@@ -165,6 +171,23 @@ struct Member {
   std::map<uint64_t, int> waiting_writes;
   std::map<uint64_t, int> waiting_reads;
   std::vector<std::pair<uint64_t, int>> confirmed_reads;  // (index, client)
+  // The partition guard: renewal read ids -> the guard's renewal ids, and
+  // the window being held (an index into Simulator::windows_, or -1).
+  std::unique_ptr<guard::Guard> guard;
+  std::map<uint64_t, uint64_t> renewals;
+  uint64_t guard_gen = 0;
+  int64_t open_window = -1;
+  // The pending guard check (like timer_at/timer_gen for the core's).
+  int64_t guard_check_at = -1;
+  uint64_t guard_check_gen = 0;
+};
+
+// A window a member held, in real (simulated) time.
+struct GuardWindow {
+  uint64_t member = 0;
+  uint64_t term = 0;
+  int64_t start = 0;
+  int64_t end = -1;  // -1 while open
 };
 
 struct Client {
@@ -221,6 +244,14 @@ class Simulator {
   Member& member(uint64_t id) { return members_[id - 1]; }
   std::vector<std::pair<uint64_t, const raft::Raft*>> Live() const;
   void CheckSafety();
+
+  // The partition guard.
+  void StartGuard(Member& m);
+  void Renew(Member& m);
+  void GuardEvaluate(Member& m);
+  void ScheduleGuardCheck(Member& m);
+  void CloseWindow(Member& m, int64_t end);
+  void CheckWindows();
 
   // Clients.
   void ClientNext(int c);
@@ -285,7 +316,23 @@ class Simulator {
   // During a crash fault: crash the next member that makes a new vote
   // durable, right after the write (a targeted fault for vote durability).
   bool crash_after_vote_ = false;
+  // The partition guard's windows, and when each term got its leader.
+  std::vector<GuardWindow> windows_;
+  std::map<uint64_t, int64_t> leader_at_;
+  uint64_t next_renewal_id_ = 1;
 };
+
+// Renewal reads use ids of their own, apart from the clients'.
+constexpr uint64_t kRenewalIds = uint64_t{1} << 62;
+
+guard::GuardOptions SimGuardOptions(double rho) {
+  guard::GuardOptions g;
+  g.election_timeout_ns = kT;
+  g.max_clock_drift = rho;
+  g.margin_ns = 0;  // nothing acts here: the bare bound is what is checked
+  g.dwell_ns = 2 * kHeartbeat;
+  return g;
+}
 
 void Simulator::Trace(const std::string& what) {
   if (opt_.trace) absl::StrAppend(&result_.trace, now_, " ", what, "\n");
@@ -311,6 +358,96 @@ void Simulator::SetRate(Member& m, double rate) {
   m.real_base = now_;
   m.rate = rate;
   Trace(absl::StrCat("clock ", m.id, " rate ", rate));
+  if (m.up) {
+    ++m.guard_gen;  // its timers were set on the old rate
+    ++m.guard_check_gen;
+    m.guard_check_at = -1;
+    Schedule(now_,
+             Event{EventKind::kRenew, static_cast<int>(m.id), -1, m.guard_gen});
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The partition guard: each member renews a window every heartbeat through
+// ReadIndex, as src/guard/partition_guard.cc does through the node, on its
+// own (drifting) clock. Windows are recorded in real time and checked
+// against the moments later terms got their leaders.
+
+void Simulator::StartGuard(Member& m) {
+  m.guard =
+      std::make_unique<guard::Guard>(SimGuardOptions(opt_.rho), LocalNow(m));
+  m.renewals.clear();
+  m.open_window = -1;
+  Schedule(now_,
+           Event{EventKind::kRenew, static_cast<int>(m.id), -1, ++m.guard_gen});
+}
+
+void Simulator::Renew(Member& m) {
+  const uint64_t rid = kRenewalIds + next_renewal_id_++;
+  const uint64_t gid = m.guard->RenewalSent(LocalNow(m));
+  if (m.raft->ReadIndex(rid, LocalNow(m)).ok()) {
+    m.renewals[rid] = gid;
+  } else {
+    m.guard->Failed(gid);
+  }
+  Drive(m);
+  GuardEvaluate(m);
+  Schedule(RealAt(m, LocalNow(m) + kHeartbeat),
+           Event{EventKind::kRenew, static_cast<int>(m.id), -1, m.guard_gen});
+}
+
+void Simulator::GuardEvaluate(Member& m) {
+  while (std::optional<guard::Transition> t = m.guard->Evaluate(LocalNow(m))) {
+    if (t->active) {
+      m.open_window = static_cast<int64_t>(windows_.size());
+      windows_.push_back(GuardWindow{m.id, t->term, now_, -1});
+      Trace(absl::StrCat("guard ", m.id, " active term ", t->term));
+    } else {
+      // Its real end: when this member's clock read the deadline.
+      const int64_t local = LocalNow(m);
+      const int64_t end =
+          t->active_until_ns > local
+              ? RealAt(m, t->active_until_ns)
+              : now_ - static_cast<int64_t>(
+                           static_cast<double>(local - t->active_until_ns) /
+                           m.rate);
+      CloseWindow(m, end);
+      Trace(absl::StrCat("guard ", m.id, " paused: ", t->reason));
+    }
+  }
+  ScheduleGuardCheck(m);
+}
+
+void Simulator::ScheduleGuardCheck(Member& m) {
+  if (!m.up || m.guard == nullptr) return;
+  const int64_t next = m.guard->NextCheck();
+  if (next == INT64_MAX) return;
+  const int64_t at = std::max(now_, RealAt(m, next));
+  if (at == m.guard_check_at) return;
+  m.guard_check_at = at;
+  Schedule(at, Event{EventKind::kGuardCheck, static_cast<int>(m.id), -1,
+                     ++m.guard_check_gen});
+}
+
+void Simulator::CloseWindow(Member& m, int64_t end) {
+  if (m.open_window < 0) return;
+  windows_[static_cast<size_t>(m.open_window)].end = end;
+  m.open_window = -1;
+}
+
+void Simulator::CheckWindows() {
+  for (const GuardWindow& w : windows_) {
+    for (auto it = leader_at_.upper_bound(w.term); it != leader_at_.end();
+         ++it) {
+      if (w.end > it->second && result_.safety_ok) {
+        result_.safety_ok = false;
+        result_.safety_violation = absl::StrCat(
+            "partition guard: member ", w.member, "'s window of term ", w.term,
+            " lasted until ", w.end, " ns, but term ", it->first,
+            " had a leader at ", it->second, " ns");
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -358,6 +495,7 @@ void Simulator::Boot(Member& m) {
   QUORATE_CHECK(r.ok()) << r.status();
   m.raft = *std::move(r);
   m.up = true;
+  StartGuard(m);
 }
 
 void Simulator::LoadRegister(Member& m, const std::string& data) {
@@ -389,7 +527,21 @@ void Simulator::Drive(Member& m) {
     invariants_.Observe(m.id, *m.raft);
     if (!m.raft->HasReady()) break;
     Ready rd = m.raft->GetReady();
+    if (rd.soft_state.has_value() &&
+        rd.soft_state->role == raft::Role::kLeader) {
+      leader_at_.emplace(m.raft->term(), now_);
+    }
     for (Message& msg : rd.messages) Send(std::move(msg));
+    // Renewals are confirmed without waiting for this Ready's disk write,
+    // as the node does.
+    for (const ReadState& rs : rd.read_states) {
+      auto it = m.renewals.find(rs.request_id);
+      if (it == m.renewals.end()) continue;
+      m.guard->Confirmed(it->second, rs.term,
+                         guard::Token{rs.term, rs.term_start});
+      m.renewals.erase(it);
+    }
+    GuardEvaluate(m);
     const bool writes = rd.hard_state.has_value() || rd.snapshot.has_value() ||
                         !rd.entries.empty();
     if (!writes) {
@@ -450,6 +602,11 @@ void Simulator::Complete(Member& m, Ready rd) {
     m.waiting_reads.erase(it);
   }
   for (uint64_t id : rd.failed_reads) {
+    if (auto r = m.renewals.find(id); r != m.renewals.end()) {
+      m.guard->Failed(r->second);
+      m.renewals.erase(r);
+      continue;
+    }
     auto it = m.waiting_reads.find(id);
     if (it == m.waiting_reads.end()) continue;
     const int c = it->second;
@@ -556,6 +713,13 @@ void Simulator::Deliver(Member& m, Message msg) {
 void Simulator::Crash(Member& m) {
   if (!m.up) return;
   Trace(absl::StrCat("crash ", m.id));
+  // A dead process holds no window from now on.
+  CloseWindow(m, now_);
+  m.guard.reset();
+  m.renewals.clear();
+  ++m.guard_gen;
+  ++m.guard_check_gen;
+  m.guard_check_at = -1;
   m.up = false;
   m.raft.reset();
   m.writing.reset();  // never made durable: lost, or torn
@@ -832,6 +996,9 @@ void Simulator::StartFault() {
       for (Member& m : members_) SetRate(m, 1 + bound * rng_.Signed());
       break;
     }
+    case Fault::kTransfer:
+      Schedule(now_, Event{EventKind::kTransferStep});
+      break;
   }
   Schedule(std::min(now_ + rng_.Range(2 * kT, 12 * kT), kChaosNs),
            Event{EventKind::kNemesisStop});
@@ -869,9 +1036,7 @@ void Simulator::StopFault() {
   cuts_.clear();
   net_chaos_ = false;
   crash_after_vote_ = false;
-  if (*fault_ == Fault::kClockDrift && opt_.drift_beyond_rho) {
-    for (Member& m : members_) SetRate(m, 1 + opt_.rho * rng_.Signed());
-  }
+
   fault_.reset();
   // Crashed members restart on their own schedule; stalls end by
   // themselves.
@@ -916,7 +1081,10 @@ SimResult Simulator::Run() {
     Member& m = members_[static_cast<size_t>(i)];
     m.id = static_cast<uint64_t>(i + 1);
     m.zone = opt_.members == 5 ? kZones5[i] : i % 3;
-    m.rate = 1 + opt_.rho * rng_.Signed();
+    // With drift_beyond_rho, clocks run up to 10 rho off from the start,
+    // through every fault (until the heal phase): the guard's windows rely
+    // on rho, and the checker must catch them failing.
+    m.rate = 1 + (opt_.drift_beyond_rho ? 10 : 1) * opt_.rho * rng_.Signed();
     conf.add_voters(m.id);
   }
   initial_conf_ = conf;
@@ -990,6 +1158,30 @@ SimResult Simulator::Run() {
       case EventKind::kEnd:
         done = true;
         break;
+      case EventKind::kRenew:
+        if (m->up && e.gen == m->guard_gen) Renew(*m);
+        break;
+      case EventKind::kGuardCheck:
+        if (m->up && e.gen == m->guard_check_gen) {
+          m->guard_check_at = -1;
+          GuardEvaluate(*m);
+        }
+        break;
+      case EventKind::kTransferStep:
+        if (fault_ == Fault::kTransfer) {
+          // The current leader hands over to the most up-to-date voter.
+          for (Member& x : members_) {
+            if (x.up && x.raft->role() == raft::Role::kLeader) {
+              Trace(absl::StrCat("transfer from ", x.id));
+              (void)x.raft->TransferLeadership(0, LocalNow(x));
+              Drive(x);
+              break;
+            }
+          }
+          Schedule(now_ + rng_.Range(kT, 3 * kT),
+                   Event{EventKind::kTransferStep});
+        }
+        break;
     }
     if (++events_since_check_ >= 256) {
       events_since_check_ = 0;
@@ -998,6 +1190,14 @@ SimResult Simulator::Run() {
     if (!result_.safety_ok) break;
   }
   CheckSafety();
+  // Windows still open end at their deadlines (no renewal extends them
+  // any more).
+  for (Member& m : members_) {
+    if (m.up && m.guard != nullptr && m.open_window >= 0) {
+      CloseWindow(m, RealAt(m, m.guard->active_until_ns()));
+    }
+  }
+  CheckWindows();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

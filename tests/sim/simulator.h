@@ -10,7 +10,9 @@
 // then the checks:
 //  - the invariants of tests/raft/invariants.h, after every step;
 //  - no acknowledged write lost;
-//  - the client history is linearizable.
+//  - the client history is linearizable;
+//  - every member runs the partition guard (src/guard/): an active window
+//    of term t ends before any member becomes leader in a later term.
 // The same options always give the same run: same events, same trace hash.
 #ifndef QUORATE_TESTS_SIM_SIMULATOR_H_
 #define QUORATE_TESTS_SIM_SIMULATOR_H_
@@ -37,8 +39,9 @@ enum class Fault {
   kDiskStall,           // a member's writes take a long time
   kNetworkChaos,        // heavy loss, duplication, delay and reordering
   kClockDrift,          // clock rates drawn again within ±rho (or beyond)
+  kTransfer,            // the leader hands over to another voter, repeatedly
 };
-inline constexpr int kFaultCount = 12;
+inline constexpr int kFaultCount = 13;
 const char* FaultName(Fault fault);
 bool ParseScenario(const std::string& name, std::vector<Fault>* faults);
 
@@ -48,8 +51,9 @@ struct SimOptions {
   std::string scenario = "random";
   // Record a readable event trace (the hash is always computed).
   bool trace = false;
-  // ρ: bound on clock-rate drift. With drift_beyond_rho, drifting clocks
-  // may run up to 10ρ off, for negative tests.
+  // ρ: bound on clock-rate drift. With drift_beyond_rho, clocks run up to
+  // 10ρ off from the start and through every fault until the heal phase,
+  // for negative tests (the partition guard's windows assume ρ).
   double rho = 0.01;
   bool drift_beyond_rho = false;
   // One-way message delay outside network-chaos faults: uniform in
