@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,10 @@ class Session : public std::enable_shared_from_this<Session> {
       res->set(http::field::content_type, "text/plain");
       res->body() = v.guard.active ? "active\n"
                                    : "paused: " + v.guard.pause_reason + "\n";
+    } else if (path == "/metrics") {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "text/plain; version=0.0.4");
+      res->body() = MetricsText((*status_)());
     } else if (path == "/status") {
       res->result(http::status::ok);
       res->set(http::field::content_type, "application/json");
@@ -94,7 +99,7 @@ class Session : public std::enable_shared_from_this<Session> {
     } else {
       res->result(http::status::not_found);
       res->set(http::field::content_type, "text/plain");
-      res->body() = "not found; try /healthz, /readyz or /status\n";
+      res->body() = "not found; try /healthz, /readyz, /status or /metrics\n";
     }
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(10));
@@ -217,6 +222,79 @@ std::string StatusJson(const MemberView& view) {
       ", \"snapshot_index\": ", s.snapshot_index,
       ", \"error\": ", Quote(s.error.ok() ? "" : s.error.message()),
       ", \"peers\": [", peers, "]}");
+}
+
+std::string MetricsText(const MemberView& view) {
+  const node::NodeStatus& s = view.node;
+  const guard::GuardStatus& g = view.guard;
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ",
+                    type, "\n");
+  };
+  auto seconds = [](int64_t ns) {
+    return absl::StrCat(static_cast<double>(ns) / 1e9);
+  };
+  metric("quorate_role", "gauge", "1 for this member's current role");
+  for (raft::Role r :
+       {raft::Role::kFollower, raft::Role::kPreCandidate,
+        raft::Role::kCandidate, raft::Role::kLeader, raft::Role::kLearner}) {
+    absl::StrAppend(&out, "quorate_role{role=\"", raft::RoleName(r), "\"} ",
+                    r == s.role ? 1 : 0, "\n");
+  }
+  metric("quorate_term", "gauge", "current Raft term");
+  absl::StrAppend(&out, "quorate_term ", s.term, "\n");
+  metric("quorate_active", "gauge",
+         "1 while the member is active (inside its window), 0 while paused");
+  absl::StrAppend(&out, "quorate_active ", g.active ? 1 : 0, "\n");
+  metric("quorate_active_window_remaining_seconds", "gauge",
+         "what is left of the active window; 0 while paused");
+  absl::StrAppend(
+      &out, "quorate_active_window_remaining_seconds ",
+      seconds(g.active ? std::max<int64_t>(0, g.active_until_ns - view.now_ns)
+                       : 0),
+      "\n");
+  metric("quorate_quorum_contact_age_seconds", "gauge",
+         "since the last renewal a quorum confirmed was sent; -1 if never");
+  absl::StrAppend(&out, "quorate_quorum_contact_age_seconds ",
+                  g.last_contact_ns > 0
+                      ? seconds(view.now_ns - g.last_contact_ns)
+                      : std::string("-1"),
+                  "\n");
+  metric("quorate_pauses_total", "counter", "pauses since the member started");
+  absl::StrAppend(&out, "quorate_pauses_total ", g.pauses, "\n");
+  metric("quorate_fencing_token_term", "gauge",
+         "term of the latest window's token");
+  absl::StrAppend(&out, "quorate_fencing_token_term ", g.token.term, "\n");
+  metric("quorate_commit_index", "gauge", "highest committed log index known");
+  absl::StrAppend(&out, "quorate_commit_index ", s.commit_index, "\n");
+  metric("quorate_applied_index", "gauge", "highest log index applied");
+  absl::StrAppend(&out, "quorate_applied_index ", s.applied_index, "\n");
+  metric("quorate_last_log_index", "gauge", "last index in the log");
+  absl::StrAppend(&out, "quorate_last_log_index ", s.last_log_index, "\n");
+  metric("quorate_peer_reachable", "gauge",
+         "1 while the stream to the peer is up");
+  for (const node::PeerStatus& p : s.peers) {
+    absl::StrAppend(&out, "quorate_peer_reachable{peer=", Quote(p.name), "} ",
+                    p.reachable ? 1 : 0, "\n");
+  }
+  for (const auto& [name, help, field] :
+       {std::tuple{"quorate_peer_messages_sent_total",
+                   "messages sent to the peer",
+                   &node::PeerStatus::messages_sent},
+        std::tuple{"quorate_peer_messages_received_total",
+                   "messages received from the peer",
+                   &node::PeerStatus::messages_received},
+        std::tuple{"quorate_peer_messages_dropped_total",
+                   "messages to the peer dropped (queue full or link down)",
+                   &node::PeerStatus::messages_dropped}}) {
+    metric(name, "counter", help);
+    for (const node::PeerStatus& p : s.peers) {
+      absl::StrAppend(&out, name, "{peer=", Quote(p.name), "} ", p.*field,
+                      "\n");
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(

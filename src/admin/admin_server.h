@@ -3,6 +3,7 @@
 //   GET /healthz   200 "ok" while the process serves
 //   GET /readyz    200 while the member is active, 503 while it is paused
 //   GET /status    200, JSON: the member's view (CONTRACTS.md)
+//   GET /metrics   200, Prometheus text format
 // Anything else is 404 (405 for other methods). Read-only so far: write
 // operations will need authentication.
 //
@@ -30,6 +31,8 @@ struct MemberView {
 
 // The /status document.
 std::string StatusJson(const MemberView& view);
+// The /metrics page (Prometheus text exposition format 0.0.4).
+std::string MetricsText(const MemberView& view);
 
 class AdminServer {
  public:

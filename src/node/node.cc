@@ -662,6 +662,9 @@ NodeStatus Node::Impl::GetStatus() const {
     auto it = states.find(MemberId(p.name));
     if (it == states.end()) continue;
     p.reachable = it->second.connected;
+    p.messages_sent = it->second.sent;
+    p.messages_received = it->second.received;
+    p.messages_dropped = it->second.dropped;
     if (it->second.last_received_ns != 0) {
       p.last_contact_ms = (now - it->second.last_received_ns) / 1'000'000;
     }

@@ -110,6 +110,9 @@ struct PeerStatus {
   bool voter = false;
   bool reachable = false;
   int64_t last_contact_ms = -1;  // since a message from it; -1: never
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  uint64_t messages_dropped = 0;  // not sent: queue full or link down
 };
 
 struct NodeStatus {

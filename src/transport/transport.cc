@@ -161,6 +161,7 @@ class PeerSender {
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_log_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
@@ -195,6 +196,8 @@ class TransportImpl final : public Transport {
     for (auto& [id, state] : out) {
       auto it = last_received_.find(id);
       if (it != last_received_.end()) state.last_received_ns = it->second;
+      auto n = received_.find(id);
+      if (n != received_.end()) state.received = n->second;
     }
     return out;
   }
@@ -221,6 +224,7 @@ class TransportImpl final : public Transport {
     {
       MutexLock lock(&mu_);
       last_received_[from] = MonotonicNowNs();
+      received_[from] += messages.size();
     }
     if (options_.on_messages && !messages.empty()) {
       options_.on_messages(std::move(messages));
@@ -242,6 +246,7 @@ class TransportImpl final : public Transport {
   std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
   mutable Mutex mu_;
   std::map<uint64_t, int64_t> last_received_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> received_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};
 };
 
@@ -341,6 +346,7 @@ PeerState PeerSender::State() const {
   s.address = peer_.address;
   s.connected = connected_;
   s.dropped = dropped_;
+  s.sent = sent_;
   return s;
 }
 
@@ -449,6 +455,10 @@ void PeerSender::Run() {
           absl::SleepFor(absl::Milliseconds(faults.delay_ms) * jitter);
         }
         ok = stream->Write(frame);
+        if (ok) {
+          MutexLock lock(&mu_);
+          sent_ += static_cast<uint64_t>(frame.batch().messages_size());
+        }
         if (ok && faults.duplicate_percent > 0 &&
             std::uniform_int_distribution<int>(0, 99)(rng) <
                 faults.duplicate_percent) {

@@ -77,7 +77,9 @@ struct PeerState {
   bool connected = false;  // our stream to it is up
   // Monotonic time (ns) of the last batch received from it; 0 if never.
   int64_t last_received_ns = 0;
-  uint64_t dropped = 0;  // messages dropped: queue full or link down
+  uint64_t dropped = 0;   // messages dropped: queue full or link down
+  uint64_t sent = 0;      // messages written to its stream
+  uint64_t received = 0;  // messages received from it
 };
 
 class Transport {

@@ -193,6 +193,56 @@ TEST_F(QuorateNodeTest, ThreeProcesses_ElectALeaderAndReportIt) {
             std::string::npos);
 }
 
+// The partition guard as outside programs see it (CONTRACTS.md): /readyz,
+// the mode fields of /status, /metrics and the event log's mode events.
+TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  auto readyz = [this](const std::string& name) {
+    return HttpGet(members_[name].admin->port(), "/readyz");
+  };
+  auto metrics = [this](const std::string& name) {
+    return HttpGet(members_[name].admin->port(), "/metrics");
+  };
+  for (auto& [name, m] : members_) {
+    ASSERT_TRUE(Await([&] { return readyz(name) == "active\n"; }))
+        << name << ": " << readyz(name);
+    const std::string s = Status(name);
+    EXPECT_EQ(JsonString(s, "mode"), "active") << s;
+    EXPECT_EQ(JsonString(s, "pause_reason"), "") << s;
+    EXPECT_GT(JsonInt(s, "active_for_ms"), 0) << s;
+    const std::string mt = metrics(name);
+    EXPECT_NE(mt.find("\nquorate_active 1\n"), std::string::npos) << mt;
+    EXPECT_NE(mt.find("quorate_peer_messages_received_total{peer="),
+              std::string::npos);
+  }
+  EXPECT_NE(metrics(leader).find("quorate_role{role=\"leader\"} 1"),
+            std::string::npos);
+  // The leader alone: its window lapses and it pauses.
+  for (auto& [name, m] : members_) {
+    if (name != leader) m.process.reset();
+  }
+  ASSERT_TRUE(Await([&] {
+    return readyz(leader).rfind("paused: no quorum contact for", 0) == 0;
+  })) << readyz(leader);
+  const std::string s = Status(leader);
+  EXPECT_EQ(JsonString(s, "mode"), "paused") << s;
+  EXPECT_EQ(JsonInt(s, "active_for_ms"), 0) << s;
+  const std::string mt = metrics(leader);
+  EXPECT_NE(mt.find("\nquorate_active 0\n"), std::string::npos) << mt;
+  EXPECT_NE(mt.find("\nquorate_pauses_total 1\n"), std::string::npos) << mt;
+  const std::string events = ReadAll(root_ + "/" + leader + ".events");
+  EXPECT_NE(events.find("\"event\": \"mode\", \"mode\": \"active\""),
+            std::string::npos)
+      << events;
+  EXPECT_NE(events.find("\"event\": \"mode\", \"mode\": \"paused\""),
+            std::string::npos)
+      << events;
+  EXPECT_NE(events.find("\"active_until_mono_ns\": "), std::string::npos);
+}
+
 TEST_F(QuorateNodeTest, LeaderKilled_OthersElectAndCommit_ThenItCatchesUp) {
   Define(3);
   for (auto& [name, m] : members_) Start(name);
