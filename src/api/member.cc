@@ -155,6 +155,9 @@ class MemberImpl final : public Member {
              options_.tls.key_file};
     o.log = [log = options_.log](const std::string& line) { log(line); };
     o.on_role = [this](raft::Role role, uint64_t term) {
+      // A member that starts following or leading can renew its window at
+      // once: after a heal, this saves up to a heartbeat.
+      if (guard::PartitionGuard* g = guard_raw_.load()) g->Nudge();
       if (options_.on_role_change) {
         options_.on_role_change(static_cast<Role>(role), term);
       }
@@ -183,6 +186,7 @@ class MemberImpl final : public Member {
       return g.status();
     }
     guard_ = *std::move(g);
+    guard_raw_.store(guard_.get());
     if (!options_.admin_address.empty()) {
       auto admin = admin::AdminServer::Start(options_.admin_address, [this] {
         admin::MemberView v;
@@ -204,6 +208,7 @@ class MemberImpl final : public Member {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    guard_raw_.store(nullptr);
     // The permit goes invalid first: a stopping member does not act.
     if (guard_ != nullptr) guard_->Stop();
     if (node_ != nullptr) node_->Stop(/*graceful=*/true);
@@ -259,6 +264,8 @@ class MemberImpl final : public Member {
   // Destroyed after the guard (declared before it): queued calls still run.
   SerialExecutor callbacks_;
   std::unique_ptr<guard::PartitionGuard> guard_;
+  // For the node loop's role callback, which may run before guard_ is set.
+  std::atomic<guard::PartitionGuard*> guard_raw_{nullptr};
 
   // On the guard's thread.
   void ModeChanged(const guard::Transition& t) {

@@ -222,4 +222,61 @@ std::vector<Verdict> CheckEvents(
   return out;
 }
 
+Verdict CheckResume(const std::vector<Event>& events,
+                    const std::vector<Heal>& heals,
+                    const std::vector<std::string>& ids, int64_t bound_ns,
+                    const std::map<std::string, std::vector<int64_t>>& deaths) {
+  Verdict v{absl::StrCat("members resume within ", bound_ns / 1'000'000,
+                         " ms of a heal"),
+            true, ""};
+  std::vector<std::string> seen;
+  size_t checked = 0;
+  for (const Heal& h : heals) {
+    if (h.quiet_until_ns - h.at_ns < bound_ns) continue;  // no time to tell
+    ++checked;
+    int64_t slowest = 0;
+    std::string who;
+    for (const std::string& id : ids) {
+      // Its mode at the heal, and its first active event after it.
+      bool active = false;
+      int64_t last = 0;  // time of its last mode event before the heal
+      int64_t resumed = -1;
+      for (const Event& e : events) {  // events are in time order
+        if (e.id != id || e.event != "mode") continue;
+        if (e.t_ns <= h.at_ns) {
+          active = e.mode == "active";
+          last = e.t_ns;
+        } else if (e.mode == "active" && resumed < 0) {
+          resumed = e.t_ns;
+        }
+      }
+      if (auto d = deaths.find(id); d != deaths.end()) {
+        for (int64_t t : d->second) {
+          if (t > last && t <= h.at_ns) active = false;  // killed since
+        }
+      }
+      const int64_t took = active ? 0 : resumed < 0 ? -1 : resumed - h.at_ns;
+      if (took < 0 || took > bound_ns) {
+        v.ok = false;
+        v.detail = absl::StrCat(
+            "VIOLATION: ", id, took < 0 ? " never resumed" : " resumed ",
+            took < 0 ? "" : absl::StrCat(took / 1'000'000, " ms"),
+            " after the heal at ", Seconds(h.at_ns));
+        return v;
+      }
+      if (took > slowest) {
+        slowest = took;
+        who = id;
+      }
+    }
+    seen.push_back(
+        who.empty() ? "all active at once"
+                    : absl::StrCat(who, " after ", slowest / 1'000'000, " ms"));
+  }
+  v.detail = checked == 0 ? "no heal was followed by enough quiet to tell"
+                          : absl::StrCat("slowest per heal: ",
+                                         absl::StrJoin(seen, "; "));
+  return v;
+}
+
 }  // namespace quorate::chaos

@@ -53,6 +53,23 @@ std::vector<Verdict> CheckEvents(
     const std::vector<Event>& events, int64_t end_ns,
     const std::map<std::string, std::vector<int64_t>>& deaths = {});
 
+// A heal: when the faults were undone, and until when nothing else was
+// injected (the next step's start, or the end of the run).
+struct Heal {
+  int64_t at_ns = 0;
+  int64_t quiet_until_ns = 0;
+};
+
+// After every heal with at least `bound_ns` of quiet after it, every member
+// in `ids` is active within `bound_ns` (a member already active counts as
+// resumed at once). The detail lists the slowest resume per heal.
+// A member killed (see `deaths`) after its last mode event before the
+// heal counts as paused at the heal.
+Verdict CheckResume(
+    const std::vector<Event>& events, const std::vector<Heal>& heals,
+    const std::vector<std::string>& ids, int64_t bound_ns,
+    const std::map<std::string, std::vector<int64_t>>& deaths = {});
+
 }  // namespace quorate::chaos
 
 #endif  // QUORATE_CHAOS_CHECK_H_

@@ -582,16 +582,31 @@ RunResult Runner::Go() {
   WriteHistory(o_.out_dir + "/history.jsonl", history, t0_);
   if (r.status.ok()) {
     const int64_t check_start = MonotonicNowNs();
-    r.verdicts.push_back(CheckLinearizability(history));
-    absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
-                    (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
-    r.verdicts.push_back(CheckNoLostWrites(history));
     std::map<std::string, std::vector<int64_t>> deaths;
     for (const Period& p : down_) {
       if (p.label == "kill") deaths[m_[p.member].id].push_back(p.start_ns);
     }
+    r.verdicts.push_back(CheckLinearizability(history));
+    absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
+                    (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
+    r.verdicts.push_back(CheckNoLostWrites(history));
     for (Verdict& v : CheckEvents(events, end_ns, deaths)) {
       r.verdicts.push_back(v);
+    }
+    if (o_.schedule.resume_within > absl::ZeroDuration()) {
+      std::sort(events.begin(), events.end(),
+                [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
+      std::vector<chaos::Heal> heals;
+      for (size_t i = 0; i < periods_.size(); ++i) {
+        const int64_t next =
+            i + 1 < periods_.size() ? periods_[i + 1].start_ns : end_ns;
+        heals.push_back(chaos::Heal{periods_[i].end_ns, next});
+      }
+      std::vector<std::string> ids;
+      for (const Member& mem : m_) ids.push_back(mem.id);
+      r.verdicts.push_back(CheckResume(
+          events, heals, ids,
+          absl::ToInt64Nanoseconds(o_.schedule.resume_within), deaths));
     }
     Verdict up{"members stayed up", unexpected_exits_.empty(), ""};
     up.detail = up.ok ? "no member exited by itself"

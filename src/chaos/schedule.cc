@@ -52,10 +52,11 @@ absl::Duration Schedule::Length() const {
 }
 
 std::string Schedule::Describe() const {
-  std::string out =
-      absl::StrCat("members ", members, "\nzones ", absl::StrJoin(zones, " "),
-                   "\nclients ", clients, "\nkeys ", keys, "\nrate ", rate,
-                   "\nsettle ", absl::FormatDuration(settle), "\n");
+  std::string out = absl::StrCat(
+      "members ", members, "\nzones ", absl::StrJoin(zones, " "), "\nclients ",
+      clients, "\nkeys ", keys, "\nrate ", rate, "\nsettle ",
+      absl::FormatDuration(settle), "\nresume_within ",
+      absl::FormatDuration(resume_within), "\n");
   for (const Step& s : steps) absl::StrAppend(&out, s.Describe(), "\n");
   return out;
 }
@@ -90,9 +91,12 @@ absl::StatusOr<Schedule> ParseSchedule(const std::string& text) {
     } else if (key == "zones") {
       s.zones.assign(w.begin() + 1, w.end());
       zones_given = true;
-    } else if (key == "settle") {
-      if (w.size() != 2 || !absl::ParseDuration(w[1], &s.settle)) {
-        return LineError(n, "'settle' takes a duration such as 2s");
+    } else if (key == "settle" || key == "resume_within") {
+      absl::Duration* d = key == "settle" ? &s.settle : &s.resume_within;
+      if (w.size() != 2 || !absl::ParseDuration(w[1], d) ||
+          *d < absl::ZeroDuration()) {
+        return LineError(
+            n, absl::StrCat("'", key, "' takes a duration such as 2s"));
       }
     } else {
       auto it = Arity().find(key);

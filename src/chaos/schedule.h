@@ -8,6 +8,7 @@
 //   keys 5               # registers they write and read
 //   rate 40              # operations per second per client
 //   settle 2s            # before the first step
+//   resume_within 600ms  # after a heal, every member active again (0: off)
 //   partition-zone az-a 6s
 //   quiet 3s
 //   kill leader 3s
@@ -60,6 +61,10 @@ struct Schedule {
   int keys = 5;
   double rate = 40;
   absl::Duration settle = absl::Seconds(2);
+  // After each heal followed by at least this much quiet, every member
+  // must be active again within it (0: not checked). The default is the
+  // default member's resume dwell (500 ms) plus two heartbeats (50 ms).
+  absl::Duration resume_within = absl::Milliseconds(600);
   std::vector<Step> steps;
 
   std::string Id(int member) const { return "n" + std::to_string(member + 1); }

@@ -94,12 +94,19 @@ void PartitionGuard::Confirmed(uint64_t id,
 
 void PartitionGuard::Run() {
   int64_t next_renewal = 0;
+  int64_t last_renewal = 0;
   std::vector<Transition> report;
   // Locked by hand: it is let go around calls out of the guard.
   mu_.Lock();
   while (!stopping_) {
     int64_t now = MonotonicNowNs();
+    if (nudged_) {
+      nudged_ = false;
+      next_renewal =
+          std::min(next_renewal, last_renewal + options_.renew_interval_ns / 4);
+    }
     if (now >= next_renewal) {
+      last_renewal = now;
       const uint64_t id = guard_.RenewalSent(now);
       next_renewal = now + options_.renew_interval_ns;
       ++outstanding_;
@@ -132,6 +139,14 @@ void PartitionGuard::Run() {
     }
   }
   mu_.Unlock();
+}
+
+void PartitionGuard::Nudge() {
+  {
+    MutexLock lock(&mu_);
+    nudged_ = true;
+  }
+  changed_.SignalAll();
 }
 
 GuardStatus PartitionGuard::Status() const {

@@ -64,6 +64,10 @@ class PartitionGuard {
   void Stop();
 
   std::shared_ptr<const PermitCell> permit() const { return cell_; }
+  // A leader may have become known (a role change): renew now rather than
+  // at the next heartbeat, unless a renewal went out in the last quarter
+  // of one. Cheap and non-blocking; any thread.
+  void Nudge();
   GuardStatus Status() const;
 
  private:
@@ -80,6 +84,7 @@ class PartitionGuard {
   Guard guard_ ABSL_GUARDED_BY(mu_);
   std::string pause_reason_ ABSL_GUARDED_BY(mu_) = "starting";
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool nudged_ ABSL_GUARDED_BY(mu_) = false;
   // Confirmations still to arrive (they reference this object).
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;

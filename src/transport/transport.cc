@@ -556,8 +556,9 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
                 Ms(options_.keepalive_time));
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
                 Ms(options_.initial_backoff));
+    // gRPC gives each connection attempt at least this long.
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-                Ms(options_.initial_backoff));
+                Ms(options_.min_connect_timeout));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
     // A channel of its own per peer, not shared through gRPC's pool.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

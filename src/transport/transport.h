@@ -93,8 +93,14 @@ class Transport {
     absl::Duration keepalive_timeout = absl::Milliseconds(700);
     absl::Duration stream_lifetime = absl::Minutes(10);
     absl::Duration connect_timeout = absl::Seconds(1);
-    absl::Duration initial_backoff = absl::Milliseconds(50);
-    absl::Duration max_backoff = absl::Seconds(2);
+    // Reconnecting to a peer: attempts at least `min_connect_timeout` long
+    // (it must exceed the round trip between members), spaced by a
+    // jittered backoff from `initial_backoff` to `max_backoff`. Short, so
+    // that a healed partition is noticed within a heartbeat or two: the
+    // partition guard resumes only once its renewals get through again.
+    absl::Duration min_connect_timeout = absl::Milliseconds(100);
+    absl::Duration initial_backoff = absl::Milliseconds(10);
+    absl::Duration max_backoff = absl::Milliseconds(50);
     size_t max_queued_messages = 4096;  // per peer
     size_t max_batch_bytes = 4 << 20;
     int max_message_bytes = 64 << 20;
