@@ -527,8 +527,10 @@ RunResult Runner::Go() {
     Sleep(o_.schedule.settle);
     for (const Step& step : o_.schedule.steps) {
       if (g_interrupted.load()) break;
-      const int64_t start = MonotonicNowNs();
       absl::StatusOr<std::string> what = Inject(step);
+      // The fault is in effect once Inject() returns (nftables rules go in
+      // member by member, tens of milliseconds in all); periods start here.
+      const int64_t start = MonotonicNowNs();
       if (!what.ok()) {
         r.status = absl::Status(
             what.status().code(),
@@ -614,6 +616,10 @@ RunResult Runner::Go() {
                                      absl::StrJoin(unexpected_exits_, "; "));
     r.verdicts.push_back(up);
   }
+  std::sort(events.begin(), events.end(),
+            [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
+  r.events = events;
+  r.nemeses = periods_;
   r.report = Report(history, events, r.verdicts, end_ns);
   if (!r.status.ok()) {
     absl::StrAppend(&r.report,

@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "chaos/check.h"
 #include "chaos/schedule.h"
+#include "chaos/timeline.h"
 
 namespace quorate::chaos {
 
@@ -40,6 +41,10 @@ struct RunOptions {
 struct RunResult {
   absl::Status status;  // the harness itself failed (setup, final reads)
   std::vector<Verdict> verdicts;
+  // What happened, for tools that measure runs (tests/bench/guard_bench):
+  // every member's events in time order, and the nemesis periods.
+  std::vector<Event> events;
+  std::vector<Period> nemeses;
   bool ok() const;     // status ok and every verdict ok
   std::string report;  // as written to report.txt
 };

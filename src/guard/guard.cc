@@ -78,6 +78,7 @@ std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
     // The last term's window, closed by a confirmation of a newer term.
     active_ = false;
     ++pauses_;
+    paused_term_ = term_;  // the newer one: it has not dwelt yet
     Transition t;
     t.term = term_;
     t.token = token_;
@@ -91,6 +92,7 @@ std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
   if (!held) healthy_since_ns_ = 0;
   if (active_ && !held) {
     active_ = false;
+    paused_term_ = term_;
     ++pauses_;
     Transition t;
     t.active = false;
@@ -103,8 +105,12 @@ std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
                             (now_ns - since) / 1'000'000, "ms");
     return t;
   }
+  // The dwell damps a member's own flapping link: it applies to resuming
+  // under the leader term it paused in. Under a newer leader the cluster
+  // has moved on, and waiting would only delay the majority's recovery.
   if (!active_ && held &&
-      (!ever_active_ || now_ns - healthy_since_ns_ >= options_.dwell_ns)) {
+      (!ever_active_ || term_ > paused_term_ ||
+       now_ns - healthy_since_ns_ >= options_.dwell_ns)) {
     active_ = true;
     ever_active_ = true;
     Transition t;

@@ -13,11 +13,13 @@
 // go out every heartbeat interval, pipelined, so a healthy member's window
 // never lapses.
 //
-// Modes. Paused at start. Active once a window is held, and, after a
-// pause, only once the member has held windows without a gap for the
-// dwell time (hysteresis). Paused the moment the window lapses: a pause is
-// never delayed. A window never spans two terms: a confirmation from a
-// newer term ends the old window (a pause) and starts a new healthy run.
+// Modes. Paused at start. Active once a window is held; after a pause,
+// under the same leader term, only once the member has held windows
+// without a gap for the dwell time (hysteresis against its own flapping
+// link); under a newer term at once (the cluster moved on). Paused the
+// moment the window lapses: a pause is never delayed. A window never spans
+// two terms: a confirmation from a newer term ends the old window (a
+// pause), and the new term's windows must dwell before they count.
 // Validity itself is the deadline, compared with the clock
 // when it is used (see quorate::Permit); Evaluate() only reports the
 // transitions, for callbacks and the event log.
@@ -113,6 +115,7 @@ class Guard {
   int64_t healthy_since_ns_ = 0;
   bool active_ = false;
   bool ever_active_ = false;
+  uint64_t paused_term_ = 0;  // the term of the last pause
   uint64_t pauses_ = 0;
 };
 

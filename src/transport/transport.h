@@ -100,7 +100,7 @@ class Transport {
     // partition guard resumes only once its renewals get through again.
     absl::Duration min_connect_timeout = absl::Milliseconds(100);
     absl::Duration initial_backoff = absl::Milliseconds(10);
-    absl::Duration max_backoff = absl::Milliseconds(50);
+    absl::Duration max_backoff = absl::Milliseconds(30);
     size_t max_queued_messages = 4096;  // per peer
     size_t max_batch_bytes = 4 << 20;
     int max_message_bytes = 64 << 20;

@@ -83,19 +83,39 @@ TEST(GuardTest, AfterAPauseItResumesOnlyAfterTheDwell) {
   g.Confirmed(g.RenewalSent(0), 1, Token{1, 1});
   ASSERT_TRUE(g.Evaluate(1 * kMs)->active);
   ASSERT_FALSE(g.Evaluate(w)->active);  // lapsed
-  // Healthy again from 1000 ms: not active before 1300 ms.
+  // Healthy again, same leader term, from 1000 ms: not active before
+  // 1300 ms.
   int64_t now = 1000 * kMs;
-  g.Confirmed(g.RenewalSent(now), 2, Token{2, 9});
+  g.Confirmed(g.RenewalSent(now), 1, Token{1, 1});
   EXPECT_FALSE(g.Evaluate(now + 10 * kMs).has_value());
   EXPECT_EQ(g.NextCheck(), now + 300 * kMs);
   for (int64_t t = now + 50 * kMs; t < now + 300 * kMs; t += 50 * kMs) {
-    g.Confirmed(g.RenewalSent(t), 2, Token{2, 9});
+    g.Confirmed(g.RenewalSent(t), 1, Token{1, 1});
     EXPECT_FALSE(g.Evaluate(t + kMs).has_value()) << t / kMs;
   }
   std::optional<Transition> t = g.Evaluate(now + 300 * kMs);
   ASSERT_TRUE(t.has_value());
   EXPECT_TRUE(t->active);
-  EXPECT_EQ(t->token, (Token{2, 9}));
+  EXPECT_EQ(t->token, (Token{1, 1}));
+}
+
+TEST(GuardTest, UnderANewerLeaderItResumesAtOnce) {
+  Guard g(Options(), 0);
+  const int64_t w = WindowLength(Options());
+  g.Confirmed(g.RenewalSent(0), 1, Token{1, 1});
+  ASSERT_TRUE(g.Evaluate(1 * kMs)->active);
+  ASSERT_FALSE(g.Evaluate(w)->active);  // its leader is gone
+  // Another member leads in term 2: the cluster moved on; no dwell.
+  g.Confirmed(g.RenewalSent(900 * kMs), 2, Token{2, 40});
+  std::optional<Transition> t = g.Evaluate(905 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->active);
+  EXPECT_EQ(t->token, (Token{2, 40}));
+  // A flap after that, in term 2, dwells again.
+  ASSERT_FALSE(g.Evaluate(900 * kMs + w)->active);
+  g.Confirmed(g.RenewalSent(2000 * kMs), 2, Token{2, 40});
+  EXPECT_FALSE(g.Evaluate(2010 * kMs).has_value());
+  EXPECT_TRUE(g.Evaluate(2300 * kMs)->active);
 }
 
 TEST(GuardTest, AGapRestartsTheDwell_AndAPauseIsNeverDelayed) {
