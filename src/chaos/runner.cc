@@ -117,6 +117,9 @@ class Runner {
   void Sleep(absl::Duration d);
   void NoteExits();
   std::string Names(const std::set<int>& members) const;
+  // The clock-drift bound the members are told: enough for every skew in
+  // the schedule (at least 0.01, at most 0.49, what a member accepts).
+  std::string DriftBound() const;
   std::set<int> Others(const std::set<int>& of) const;
   std::string Report(const std::vector<Op>& history,
                      const std::vector<Event>& events,
@@ -227,7 +230,8 @@ absl::Status Runner::StartMember(int i, double rate) {
                                    {"{peers}", peers},
                                    {"{cluster}", o_.cluster_id},
                                    {"{data_dir}", mem.dir + "/data"},
-                                   {"{event_log}", mem.events}}));
+                                   {"{event_log}", mem.events},
+                                   {"{max_clock_drift}", DriftBound()}}));
   }
   so.netns = net_->netns(i);
   so.log_path = mem.log;
@@ -293,6 +297,10 @@ absl::StatusOr<int> Runner::Target(const std::string& arg) {
   return absl::InvalidArgumentError(
       absl::StrCat("'", arg, "' is not a member (n1 ... n", n,
                    "), leader, follower or random"));
+}
+
+std::string Runner::DriftBound() const {
+  return absl::StrCat(std::min(0.49, std::max(0.01, o_.schedule.MaxSkew())));
 }
 
 std::string Runner::Names(const std::set<int>& members) const {
@@ -654,6 +662,12 @@ std::string Runner::Report(const std::vector<Op>& history,
     absl::StrAppend(&out, "  ", mem.id, "  ", mem.zone, "  ", mem.listen,
                     "  log ", mem.log, "\n");
   }
+  if (o_.schedule.MaxSkew() > 0.49) {
+    absl::StrAppend(&out,
+                    "\nNote: a clock is skewed by more than any drift bound a "
+                    "member accepts (0.49): the partition guard's assumption "
+                    "is broken on purpose, and the window check may fail.\n");
+  }
   absl::StrAppend(&out, "\nInjected (time since the members started):\n");
   for (const std::string& line : log_) absl::StrAppend(&out, "  ", line, "\n");
 
@@ -740,6 +754,7 @@ std::vector<std::string> DefaultCommand(const std::string& node_binary) {
           "--event_log={event_log}",
           "--heartbeat_interval=50ms",
           "--election_timeout=500ms",
+          "--max_clock_drift={max_clock_drift}",
           "--segment_bytes=4194304"};
 }
 

@@ -9,8 +9,10 @@
 // The member command is a template. Placeholders: {id} {zone} {address}
 // (the member's own IP) {listen} (address:7000, peers and clients) {admin}
 // (address:7100) {peers} (quorate-node's --peers value) {cluster}
-// {data_dir} {event_log}. Each member runs it in its own network
-// namespace; its output goes to <out_dir>/<id>.log.
+// {data_dir} {event_log} {max_clock_drift} (the bound on clock-rate drift
+// that covers the schedule's skews: the partition guard's windows are
+// only safe when the members are told how far clocks may drift). Each member
+// runs it in its own network namespace; its output goes to <out_dir>/<id>.log.
 //
 // Namespaces, processes and links are removed when the run ends, fails or
 // is interrupted (Interrupt(), e.g. from a signal handler); a later run

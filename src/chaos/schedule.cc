@@ -1,5 +1,6 @@
 #include "chaos/schedule.h"
 
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -49,6 +50,17 @@ absl::Duration Schedule::Length() const {
   absl::Duration d = settle;
   for (const Step& s : steps) d += s.duration;
   return d;
+}
+
+double Schedule::MaxSkew() const {
+  double most = 0;
+  for (const Step& s : steps) {
+    double r = 1;
+    if (s.nemesis == "skew" && absl::SimpleAtod(s.args[1], &r)) {
+      most = std::max(most, std::abs(r - 1));
+    }
+  }
+  return most;
 }
 
 std::string Schedule::Describe() const {
@@ -173,7 +185,7 @@ Schedule RandomSchedule(uint64_t seed, absl::Duration length) {
     }
     if (k == "partition-zone")
       step.args.push_back(pick({"az-a", "az-b", "az-c", "leader"}));
-    if (k == "skew") step.args.push_back(pick({"0.5", "0.8", "1.25", "2"}));
+    if (k == "skew") step.args.push_back(pick({"0.7", "0.9", "1.1", "1.3"}));
     if (k == "loss" || k == "duplicate")
       step.args.push_back(pick({"5", "20", "50"}));
     if (k == "delay") step.args.push_back(pick({"5", "20", "100"}));

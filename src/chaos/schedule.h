@@ -29,7 +29,10 @@
 //   kill T D              kill -9, restarted after D
 //   pause T D             SIGSTOP, SIGCONT after D
 //   skew T RATE D         restarted under libfaketime with its clock running
-//                         at RATE (e.g. 1.5 or 0.7), then restarted normally
+//                         at RATE (e.g. 1.3 or 0.7), then restarted normally;
+//                         members are told a drift bound that covers it
+//                         (|RATE - 1| below 0.5, or the run breaks the
+//                         partition guard's assumption on purpose)
 //   loss P D              P % of packets between members dropped at random
 //   delay MS D            every peer frame delayed by MS (±50 %)
 //   duplicate P D         P % of peer frames sent twice
@@ -69,6 +72,8 @@ struct Schedule {
 
   std::string Id(int member) const { return "n" + std::to_string(member + 1); }
   absl::Duration Length() const;
+  // The largest |rate - 1| of the skew steps (0 without any).
+  double MaxSkew() const;
   std::string Describe() const;  // in the file's syntax
 };
 

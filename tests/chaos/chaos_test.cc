@@ -34,6 +34,16 @@ TEST(Schedule, ParsesSettingsAndSteps) {
   EXPECT_EQ(again->Describe(), s->Describe());
 }
 
+TEST(Schedule, TheLargestSkewSetsTheDriftMembersAreTold) {
+  absl::StatusOr<Schedule> s =
+      ParseSchedule("skew n1 1.3 2s\nquiet 1s\nskew n2 0.8 2s\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NEAR(s->MaxSkew(), 0.3, 1e-9);
+  EXPECT_EQ(ParseSchedule("kill n1 2s\n")->MaxSkew(), 0);
+  // Random schedules skew only within what a member can be told.
+  EXPECT_LT(RandomSchedule(3, absl::Minutes(10)).MaxSkew(), 0.49);
+}
+
 TEST(Schedule, DefaultZonesRoundRobin) {
   absl::StatusOr<Schedule> s = ParseSchedule("members 4\n");
   ASSERT_TRUE(s.ok());
