@@ -21,7 +21,6 @@
 #ifndef QUORATE_MEMBER_H_
 #define QUORATE_MEMBER_H_
 
-#include <compare>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,8 +45,26 @@ absl::string_view RoleName(Role role);
 struct FencingToken {
   uint64_t term = 0;
   uint64_t index = 0;
-  auto operator<=>(const FencingToken&) const = default;
 };
+// Ordered by term, then index. (Written out: the public headers are C++17.)
+inline bool operator==(const FencingToken& a, const FencingToken& b) {
+  return a.term == b.term && a.index == b.index;
+}
+inline bool operator!=(const FencingToken& a, const FencingToken& b) {
+  return !(a == b);
+}
+inline bool operator<(const FencingToken& a, const FencingToken& b) {
+  return a.term != b.term ? a.term < b.term : a.index < b.index;
+}
+inline bool operator>(const FencingToken& a, const FencingToken& b) {
+  return b < a;
+}
+inline bool operator<=(const FencingToken& a, const FencingToken& b) {
+  return !(b < a);
+}
+inline bool operator>=(const FencingToken& a, const FencingToken& b) {
+  return !(a < b);
+}
 
 // May this member act now? A handle to its active window; copy it freely.
 //

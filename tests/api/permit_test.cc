@@ -56,19 +56,8 @@ class PermitTest : public ::testing::Test {
       peers.push_back({absl::StrCat("n", i + 1), "az-a", ports_[i]->address()});
     }
     for (int i = 0; i < 3; ++i) {
-      MemberOptions o;
-      o.id = absl::StrCat("n", i + 1);
-      o.zone = "az-a";
-      o.cluster_id = "permit-test";
-      o.listen_address = ports_[i]->address();
+      MemberOptions o = Options(i);
       o.peers = peers;
-      o.data_dir = absl::StrCat(root_, "/n", i + 1);
-      o.heartbeat_interval = absl::Milliseconds(20);
-      o.election_timeout = absl::Milliseconds(200);
-      o.window_margin = absl::Milliseconds(20);
-      o.resume_dwell = absl::Milliseconds(100);
-      o.wal_segment_bytes = 1 << 20;
-      o.log = [](absl::string_view) {};
       Calls* c = calls_[i].get();
       o.on_resume = [c](FencingToken t) {
         MutexLock lock(&c->mu);
@@ -89,6 +78,23 @@ class PermitTest : public ::testing::Test {
   void TearDown() override {
     members_.clear();
     std::filesystem::remove_all(root_);
+  }
+
+  // Member i's options, without peers or callbacks.
+  MemberOptions Options(int i) const {
+    MemberOptions o;
+    o.id = absl::StrCat("n", i + 1);
+    o.zone = "az-a";
+    o.cluster_id = "permit-test";
+    o.listen_address = ports_[i]->address();
+    o.data_dir = absl::StrCat(root_, "/n", i + 1);
+    o.heartbeat_interval = absl::Milliseconds(20);
+    o.election_timeout = absl::Milliseconds(200);
+    o.window_margin = absl::Milliseconds(20);
+    o.resume_dwell = absl::Milliseconds(100);
+    o.wal_segment_bytes = 1 << 20;
+    o.log = [](absl::string_view) {};
+    return o;
   }
 
   std::string root_;
@@ -175,19 +181,7 @@ TEST_F(PermitTest, APausedMemberResumesAfterTheDwellOnceItsQuorumIsBack) {
   ASSERT_TRUE(
       calls_[0]->Await([](const auto& s) { return EndsWith(s, "pause"); }));
   members_[2].reset();
-  MemberOptions o;
-  o.id = "n3";
-  o.zone = "az-a";
-  o.cluster_id = "permit-test";
-  o.listen_address = ports_[2]->address();
-  o.data_dir = root_ + "/n3";
-  o.heartbeat_interval = absl::Milliseconds(20);
-  o.election_timeout = absl::Milliseconds(200);
-  o.window_margin = absl::Milliseconds(20);
-  o.resume_dwell = absl::Milliseconds(100);
-  o.wal_segment_bytes = 1 << 20;
-  o.log = [](absl::string_view) {};
-  auto m = Member::Start(o);
+  auto m = Member::Start(Options(2));
   ASSERT_TRUE(m.ok()) << m.status();
   members_[2] = *std::move(m);
   ASSERT_TRUE(calls_[0]->Await(
