@@ -206,7 +206,8 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
   auto metrics = [this](const std::string& name) {
     return HttpGet(members_[name].admin->port(), "/metrics");
   };
-  for (auto& [name, m] : members_) {
+  for (const auto& entry : members_) {
+    const std::string& name = entry.first;
     ASSERT_TRUE(Await([&] { return readyz(name) == "active\n"; }))
         << name << ": " << readyz(name);
     const std::string s = Status(name);
