@@ -81,7 +81,7 @@ field() { sed -n "s/^{.*\"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\}[,}].*/\1/p" <<<"$1
 
 render() {
   local i s role
-  printf '%-4s %-6s %-8s %-14s %-6s %-7s %-7s\n' ID ZONE PID ROLE TERM LEADER COMMIT
+  printf '%-4s %-6s %-8s %-14s %-6s %-7s %-7s %-7s\n' ID ZONE PID ROLE TERM LEADER MODE COMMIT
   for i in "${!names[@]}"; do
     if ! kill -0 "${pids[$i]}" 2>/dev/null; then
       printf '%-4s %-6s %-8s %-14s\n' "${names[$i]}" "${zones[$i]}" "-" "down"
@@ -93,9 +93,9 @@ render() {
       continue
     fi
     role=$(field "$s" role)
-    printf '%-4s %-6s %-8s %-14s %-6s %-7s %-7s\n' "${names[$i]}" "${zones[$i]}" \
+    printf '%-4s %-6s %-8s %-14s %-6s %-7s %-7s %-7s\n' "${names[$i]}" "${zones[$i]}" \
       "${pids[$i]}" "$role" "$(field "$s" term)" "$(field "$s" leader_id)" \
-      "$(field "$s" commit_index)"
+      "$(field "$s" mode)" "$(field "$s" commit_index)"
   done
 }
 

@@ -65,6 +65,7 @@ struct ClusterMember {
   uint64_t term = 0;
   std::string leader_id;
   uint64_t commit_index = 0;
+  std::string mode;    // "active" or "paused" (the partition guard)
   absl::Status error;  // why it did not answer
 };
 

@@ -143,6 +143,7 @@ class ClientImpl final : public Client {
         m.term = r.term();
         m.leader_id = r.leader_id();
         m.commit_index = r.commit_index();
+        m.mode = r.mode();
       } else {
         m.error = FromGrpcStatus(gs);
       }

@@ -169,11 +169,17 @@ class MemberImpl final : public Member {
     o.on_fatal = [this](const absl::Status& s) {
       if (options_.on_fatal) options_.on_fatal(s);
     };
+    // Before the node starts serving the client API.
+    kv_service_.SetModeSource([this]() -> std::string {
+      guard::PartitionGuard* g = guard_raw_.load();
+      return g != nullptr && g->Status().active ? "active" : "paused";
+    });
     absl::StatusOr<std::unique_ptr<node::Node>> n =
         node::Node::Start(std::move(o));
     if (!n.ok()) return n.status();
     node_ = *std::move(n);
     kv_service_.SetNode(node_.get());
+
     guard::PartitionGuard::Options go;
     go.guard = GuardOptionsOf(options_);
     go.renew_interval_ns =

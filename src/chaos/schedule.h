@@ -80,7 +80,7 @@ struct Schedule {
 absl::StatusOr<Schedule> ParseSchedule(const std::string& text);
 
 // Random steps (each nemesis 2-8 s, then 2-4 s of quiet) until `length`,
-// on 5 members in zones az-a:2 az-b:2 az-c:1.
+// on 5 members in zones az-a:2 az-b:2 az-c:1; resume_within 1 s.
 Schedule RandomSchedule(uint64_t seed, absl::Duration length);
 
 }  // namespace quorate::chaos

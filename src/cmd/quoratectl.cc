@@ -109,10 +109,10 @@ int Main(int argc, char** argv) {
         printf("%s - unreachable - - - -\n", m.id.c_str());
         continue;
       }
-      // The mode column comes with the partition guard.
       printf("%s %s %s %llu %s %s %llu\n", m.id.c_str(), m.zone.c_str(),
              m.role.c_str(), static_cast<unsigned long long>(m.term),
-             m.leader_id.empty() ? "-" : m.leader_id.c_str(), "-",
+             m.leader_id.empty() ? "-" : m.leader_id.c_str(),
+             m.mode.empty() ? "-" : m.mode.c_str(),
              static_cast<unsigned long long>(m.commit_index));
     }
     return 0;

@@ -166,6 +166,7 @@ grpc::ServerUnaryReactor* KvService::MemberStatus(
   response->set_leader_id(s.leader);
   response->set_leader_address(s.leader_address);
   response->set_commit_index(s.commit_index);
+  if (mode_) response->set_mode(mode_());
   response->add_member_ids(s.name);
   response->add_member_addresses(s.listen_address);
   for (const node::PeerStatus& p : s.peers) {

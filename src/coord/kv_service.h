@@ -17,6 +17,7 @@
 #define QUORATE_COORD_KV_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "coord/kv.h"
 #include "node/node.h"
@@ -30,6 +31,11 @@ class KvService final : public client::Kv::CallbackService {
 
   // The node to serve through; until it is set, calls get UNAVAILABLE.
   void SetNode(node::Node* node) { node_.store(node); }
+  // What MemberStatus reports as the member's mode (the partition guard
+  // lives above this layer). Set once, before serving.
+  void SetModeSource(std::function<std::string()> mode) {
+    mode_ = std::move(mode);
+  }
 
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
                                 const client::PutRequest* request,
@@ -57,6 +63,7 @@ class KvService final : public client::Kv::CallbackService {
 
   const KvStore* const store_;
   std::atomic<node::Node*> node_{nullptr};
+  std::function<std::string()> mode_;
 };
 
 }  // namespace quorate::coord

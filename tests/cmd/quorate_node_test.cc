@@ -221,6 +221,15 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
   }
   EXPECT_NE(metrics(leader).find("quorate_role{role=\"leader\"} 1"),
             std::string::npos);
+  // quoratectl's mode column (CONTRACTS.md).
+  const Ctl ctl = Quoratectl({"--endpoints=" + Endpoints(), "status"});
+  EXPECT_EQ(ctl.exit, 0) << ctl.out;
+  int active_lines = 0;
+  for (absl::string_view line :
+       absl::StrSplit(ctl.out, '\n', absl::SkipEmpty())) {
+    if (line.find(" active ") != absl::string_view::npos) ++active_lines;
+  }
+  EXPECT_EQ(active_lines, 3) << ctl.out;
   // The leader alone: its window lapses and it pauses.
   for (auto& [name, m] : members_) {
     if (name != leader) m.process.reset();
