@@ -369,6 +369,12 @@ absl::StatusOr<std::string> Runner::Inject(const Step& step) {
                  : absl::StrCat(who,
                                 " hears no other member; they still hear it");
     }
+    if (m_[i].pid <= 0) {
+      // It exited by itself (a verdict reports it): nothing to signal, and
+      // kill() with a pid of -1 would signal every process there is.
+      return absl::FailedPreconditionError(
+          absl::StrCat(m_[i].id, " is not running"));
+    }
     down_.push_back(Period{MonotonicNowNs(), 0, k, i});
     if (k == "kill") {
       KillMember(i);
@@ -478,7 +484,7 @@ absl::Status Runner::Heal(const Step& step) {
   for (int i = 0; i < static_cast<int>(m_.size()); ++i) {
     Member& mem = m_[i];
     if (mem.stopped) {
-      kill(mem.pid, SIGCONT);
+      if (mem.pid > 0) kill(mem.pid, SIGCONT);
       mem.stopped = false;
     }
     if (mem.pid < 0 && mem.expected_down) {
