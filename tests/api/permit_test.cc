@@ -170,12 +170,13 @@ TEST_F(PermitTest, AMemberCutOffFromItsQuorumPausesAndItsPermitLapses) {
   EXPECT_FALSE(members_[1]->GetPermit().Valid());
 }
 
-TEST_F(PermitTest, APausedMemberResumesAfterTheDwellOnceItsQuorumIsBack) {
+TEST_F(PermitTest, APausedMemberResumesOnceItsQuorumIsBack) {
   for (auto& c : calls_) {
     ASSERT_TRUE(c->Await([](const auto& s) { return EndsWith(s, "resume"); }));
   }
   // n2 and n3 stop: n1 pauses. n3 comes back from its data directory, on
-  // its port: n1 resumes, once it held windows for the dwell.
+  // its port: n1 resumes (at once under a newer leader term, after the
+  // dwell under the same one).
   members_[2]->Stop();
   members_[1]->Stop();
   ASSERT_TRUE(
@@ -186,13 +187,27 @@ TEST_F(PermitTest, APausedMemberResumesAfterTheDwellOnceItsQuorumIsBack) {
   members_[2] = *std::move(m);
   ASSERT_TRUE(calls_[0]->Await(
       [](const auto& s) { return s.size() >= 3 && EndsWith(s, "resume"); }));
+  size_t seen = 0;
+  {
+    MutexLock lock(&calls_[0]->mu);
+    seen = calls_[0]->said.size();
+  }
+  // Valid now, unless it paused again since: n3's return may take more than
+  // one election on a slow (sanitizer) build, and every new term closes
+  // the last window. Then that pause is told too.
+  if (!members_[0]->GetPermit().Valid()) {
+    EXPECT_TRUE(calls_[0]->Await([seen](const auto& s) {
+      return s.size() > seen && EndsWith(s, "pause");
+    }));
+  }
   MutexLock lock(&calls_[0]->mu);
-  // In order: resumed, paused, resumed; never two of a kind in a row.
-  ASSERT_EQ(calls_[0]->said.size(), 3u);
-  EXPECT_TRUE(absl::StartsWith(calls_[0]->said[0], "resume"));
-  EXPECT_EQ(calls_[0]->said[1], "pause");
-  EXPECT_TRUE(absl::StartsWith(calls_[0]->said[2], "resume"));
-  EXPECT_TRUE(members_[0]->GetPermit().Valid());
+  // In order, from a resume: never two of a kind in a row.
+  const std::vector<std::string> said = calls_[0]->said;
+  ASSERT_GE(said.size(), 3u);
+  for (size_t i = 0; i < said.size(); ++i) {
+    EXPECT_EQ(absl::StartsWith(said[i], "resume"), i % 2 == 0)
+        << i << ": " << said[i];
+  }
 }
 
 }  // namespace
