@@ -141,9 +141,9 @@ struct MemberOptions {
   // the library's (never under a lock; do not block it for long):
   std::function<void(const std::string& reason)> on_pause;
   std::function<void(FencingToken token)> on_resume;
-  // After a pause, resume only once windows were held without a gap for
-  // this long (a flapping link does not flap the application). A pause is
-  // never delayed.
+  // After a pause, resume under the same leader only once windows were
+  // held without a gap for this long (a flapping link does not flap the
+  // application); under a new leader, at once. A pause is never delayed.
   absl::Duration resume_dwell = absl::Milliseconds(500);
   // Every window ends this much early: the longest an action may take
   // after Permit::Valid() said yes.
