@@ -108,8 +108,14 @@ struct MemberOptions {
   std::string listen_address;  // HOST:PORT for peers and clients
   // HOST:PORT for the admin HTTP server (/healthz, /status); empty: none.
   std::string admin_address;
-  // The initial voters, this member among them; only for a new data_dir.
+  // The initial voters; only for a new data_dir. This member is one of
+  // them or one of the learners.
   std::vector<PeerSpec> peers;
+  // The initial learners (non-voting members); only for a new data_dir.
+  // A learner replicates the log, serves reads and holds active windows
+  // like a voter, but never votes, campaigns or counts towards a quorum.
+  // Every member must be given the same peers and learners.
+  std::vector<PeerSpec> learners;
   std::string data_dir;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   // T, the minimum election timeout; the actual one is in [T, 2T).

@@ -16,6 +16,7 @@
 #include "guard/partition_guard.h"
 #include "node/node.h"
 #include "util/clock.h"
+#include "util/log_time.h"
 #include "util/mutex.h"
 #include "util/serial_executor.h"
 
@@ -127,7 +128,7 @@ class MemberImpl final : public Member {
     options_ = std::move(options);
     if (!options_.log) {
       options_.log = [id = options_.id](absl::string_view line) {
-        fprintf(stderr, "quorate %s: %.*s\n", id.c_str(),
+        fprintf(stderr, "%s quorate %s: %.*s\n", LogTime().c_str(), id.c_str(),
                 static_cast<int>(line.size()), line.data());
       };
     }
@@ -144,6 +145,9 @@ class MemberImpl final : public Member {
     for (const PeerSpec& p : options_.peers) {
       o.initial_members.push_back({p.id, p.zone, p.address});
     }
+    for (const PeerSpec& p : options_.learners) {
+      o.initial_members.push_back({p.id, p.zone, p.address, /*voter=*/false});
+    }
     o.data_dir = options_.data_dir;
     o.state_machine = &kv_;
     o.services = {&kv_service_};
@@ -154,10 +158,14 @@ class MemberImpl final : public Member {
     o.tls = {options_.tls.ca_file, options_.tls.cert_file,
              options_.tls.key_file};
     o.log = [log = options_.log](const std::string& line) { log(line); };
-    o.on_role = [this](raft::Role role, uint64_t term) {
-      // A member that starts following or leading can renew its window at
-      // once: after a heal, this saves up to a heartbeat.
+    // A member that starts following or leading, or whose stream to a
+    // peer opens again, can renew its window at once: after a heal, this
+    // saves up to a heartbeat.
+    o.on_peer_connected = [this](uint64_t) {
       if (guard::PartitionGuard* g = guard_raw_.load()) g->Nudge();
+    };
+    o.on_role = [this](raft::Role role, uint64_t term) {
+      if (guard::PartitionGuard* g = guard_raw_.load()) g->Nudge(term);
       if (options_.on_role_change) {
         options_.on_role_change(static_cast<Role>(role), term);
       }
@@ -276,18 +284,19 @@ class MemberImpl final : public Member {
   // On the guard's thread.
   void ModeChanged(const guard::Transition& t) {
     if (events_ != nullptr) {
+      // Times on the kernel's clock, like the line's own time (they differ
+      // only under a skewed clock, such as libfaketime's).
+      const int64_t skew = KernelMonotonicNowNs() - MonotonicNowNs();
       if (t.active) {
         events_->Write(absl::StrCat(
             "\"id\": \"", options_.id,
             "\", \"event\": \"mode\", \"mode\": \"active\", \"term\": ", t.term,
             ", \"leader_id\": \"", node_->GetStatus().leader,
             "\", \"fencing_token\": {\"term\": ", t.token.term,
-            ", \"index\": ", t.token.index, "}"));
+            ", \"index\": ", t.token.index,
+            "}, \"healthy_since_mono_ns\": ", t.healthy_since_ns + skew));
       } else {
-        // The deadline on the kernel's clock, like the line's own time
-        // (they differ only under a skewed clock, such as libfaketime's).
-        const int64_t until =
-            KernelMonotonicNowNs() - (MonotonicNowNs() - t.active_until_ns);
+        const int64_t until = t.active_until_ns + skew;
         events_->Write(absl::StrCat(
             "\"id\": \"", options_.id,
             "\", \"event\": \"mode\", \"mode\": \"paused\", \"term\": ", t.term,
@@ -347,8 +356,13 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
   }
   if (o.data_dir.empty()) return bad("no data directory given");
   std::set<std::string> ids;
+  if (o.peers.empty() && !o.learners.empty()) {
+    return bad("learners were given without the voters (peers)");
+  }
   bool self = o.peers.empty();
-  for (const PeerSpec& p : o.peers) {
+  std::vector<PeerSpec> members = o.peers;
+  members.insert(members.end(), o.learners.begin(), o.learners.end());
+  for (const PeerSpec& p : members) {
     if (!IsName(p.id)) {
       return bad("peer id '", p.id,
                  "' must be 1 to 32 characters of a-z, 0-9 and '-'");
@@ -364,7 +378,8 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
     self |= p.id == o.id;
   }
   if (!self) {
-    return bad("the peers must include this member ('", o.id, "') itself");
+    return bad("the peers or the learners must include this member ('", o.id,
+               "') itself");
   }
   if (o.heartbeat_interval <= absl::ZeroDuration()) {
     return bad("the heartbeat interval must be positive");

@@ -26,6 +26,7 @@
 #include "chaos/workload.h"
 #include "quorate/client.h"
 #include "util/clock.h"
+#include "util/log_time.h"
 
 namespace quorate::chaos {
 namespace {
@@ -512,7 +513,8 @@ RunResult Runner::Go() {
     return r;
   }
   auto say = [this](const std::string& line) {
-    log_.push_back(line);
+    // The report adds the wall time, to line up with the members' logs.
+    log_.push_back(absl::StrCat(line, "  (", LogTime(), ")"));
     if (!o_.quiet) {
       printf("%s\n", line.c_str());
       fflush(stdout);

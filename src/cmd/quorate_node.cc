@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <string>
@@ -26,6 +27,7 @@
 #include "cmd/flags.h"
 #include "quorate/member.h"
 #include "quorate/version.h"
+#include "util/log_time.h"
 
 namespace {
 
@@ -38,8 +40,12 @@ constexpr char kUsage[] =
   --listen=HOST:PORT           gRPC address for peers and clients
   --admin=HOST:PORT            admin HTTP (/healthz, /readyz, /status); host defaults
                                to 127.0.0.1, port to 0 (any free port)
-  --peers=n1@az-a=HOST:PORT,.. the initial voters, this member included;
-                               used only when --data_dir is new
+  --peers=n1@az-a=HOST:PORT,.. the initial voters; used only when
+                               --data_dir is new
+  --learners=n4@az-c=HOST:PORT,..
+                               the initial learners (non-voting members);
+                               used only when --data_dir is new. Give every
+                               member the same --peers and --learners
   --data_dir=PATH              the log, hard state and snapshots
   --cluster_id=NAME            members of other clusters are refused
   --heartbeat_interval=50ms
@@ -52,8 +58,8 @@ constexpr char kUsage[] =
   --segment_bytes=67108864     size of each write-ahead log segment
   --snapshot_entries=10000     snapshot and compact every this many entries
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
-  --learner                    join as a non-voting member (not supported
-                               yet: refused)
+  --learner                    this member is a learner: it must be listed
+                               in --learners (and is refused otherwise)
   --version, --help
 )";
 
@@ -63,7 +69,8 @@ constexpr char kUsage[] =
   exit(2);
 }
 
-std::vector<quorate::PeerSpec> ParsePeers(const std::string& value) {
+std::vector<quorate::PeerSpec> ParsePeers(const std::string& flag,
+                                          const std::string& value) {
   std::vector<quorate::PeerSpec> out;
   if (value.empty()) return out;
   for (absl::string_view item : absl::StrSplit(value, ',')) {
@@ -71,8 +78,8 @@ std::vector<quorate::PeerSpec> ParsePeers(const std::string& value) {
     const size_t eq = item.find('=');
     if (at == absl::string_view::npos || eq == absl::string_view::npos ||
         eq < at) {
-      UsageError(
-          absl::StrCat("--peers entry '", item, "' is not ID@ZONE=HOST:PORT"));
+      UsageError(absl::StrCat("--", flag, " entry '", item,
+                              "' is not ID@ZONE=HOST:PORT"));
     }
     out.push_back({std::string(item.substr(0, at)),
                    std::string(item.substr(at + 1, eq - at - 1)),
@@ -103,20 +110,15 @@ int main(int argc, char** argv) {
   }
   absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
       argc, argv,
-      {"id", "zone", "listen", "admin", "peers", "data_dir", "cluster_id",
-       "heartbeat_interval", "election_timeout", "max_clock_drift", "event_log",
-       "tls_ca", "tls_cert", "tls_key", "segment_bytes", "snapshot_entries",
-       "resume_dwell", "window_margin"},
+      {"id", "zone", "listen", "admin", "peers", "learners", "data_dir",
+       "cluster_id", "heartbeat_interval", "election_timeout",
+       "max_clock_drift", "event_log", "tls_ca", "tls_cert", "tls_key",
+       "segment_bytes", "snapshot_entries", "resume_dwell", "window_margin"},
       {"learner"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   if (!flags.positional.empty()) {
     UsageError(absl::StrCat("unexpected argument '", flags.positional[0], "'"));
-  }
-  if (flags.Bool("learner")) {
-    UsageError(
-        "--learner is not supported yet: members join as voters listed in "
-        "--peers");
   }
   quorate::MemberOptions o;
   o.id = flags.Get("id");
@@ -129,7 +131,22 @@ int main(int argc, char** argv) {
   } else if (o.admin_address.find(':') == std::string::npos) {
     o.admin_address += ":0";
   }
-  o.peers = ParsePeers(flags.Get("peers"));
+  o.peers = ParsePeers("peers", flags.Get("peers"));
+  o.learners = ParsePeers("learners", flags.Get("learners"));
+  // --learner says which list this member expects to be on, so that a
+  // typo cannot quietly make a voter of a learner or the other way round.
+  const bool listed_learner =
+      std::any_of(o.learners.begin(), o.learners.end(),
+                  [&](const quorate::PeerSpec& p) { return p.id == o.id; });
+  if (flags.Bool("learner") && !o.peers.empty() && !listed_learner) {
+    UsageError(absl::StrCat("--learner: member '", o.id,
+                            "' is not listed in --learners"));
+  }
+  if (!flags.Bool("learner") && listed_learner) {
+    UsageError(absl::StrCat("member '", o.id,
+                            "' is listed in --learners: start it with "
+                            "--learner"));
+  }
   o.data_dir = flags.Get("data_dir");
   absl::StatusOr<absl::Duration> d =
       flags.Duration("heartbeat_interval", absl::Milliseconds(50));
@@ -191,20 +208,22 @@ int main(int argc, char** argv) {
             std::string(member.status().message()).c_str());
     return absl::IsDataLoss(member.status()) ? 3 : 2;
   }
-  fprintf(stderr, "quorate-node %s: serving on %s\n", o.id.c_str(),
+  fprintf(stderr, "%s quorate-node %s: serving on %s\n",
+          quorate::LogTime().c_str(), o.id.c_str(),
           (*member)->GetStatus().listen_address.c_str());
 
   int sig = 0;
   sigwait(&signals, &sig);
   if (sig == SIGUSR1 && fatal_exit != 0) {
     const absl::Status why = (*member)->GetStatus().error;
-    fprintf(stderr, "quorate-node %s: stopped after an error: %s\n",
-            o.id.c_str(), std::string(why.message()).c_str());
+    fprintf(stderr, "%s quorate-node %s: stopped after an error: %s\n",
+            quorate::LogTime().c_str(), o.id.c_str(),
+            std::string(why.message()).c_str());
     member->reset();
     return fatal_exit;
   }
-  fprintf(stderr, "quorate-node %s: %s, stopping\n", o.id.c_str(),
-          strsignal(sig));
+  fprintf(stderr, "%s quorate-node %s: %s, stopping\n",
+          quorate::LogTime().c_str(), o.id.c_str(), strsignal(sig));
   (*member)->Stop();
   member->reset();
   return 0;

@@ -61,9 +61,11 @@ void Guard::Confirmed(uint64_t id, uint64_t term, Token token) {
     healthy_since_ns_ = 0;
   }
   // A gap (the window lapsed before this renewal was sent) starts a new
-  // healthy run.
+  // healthy run. So does a lapse the member noticed: a late confirmation of
+  // a renewal sent before it does not count the time spent paused, or a
+  // member on a lossy link would flap faster than the dwell allows.
   if (healthy_since_ns_ == 0 || sent >= active_until_ns_) {
-    healthy_since_ns_ = sent;
+    healthy_since_ns_ = std::max(sent, lapsed_at_ns_);
   }
   active_until_ns_ = std::max(active_until_ns_, until);
   term_ = term;
@@ -89,7 +91,10 @@ std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
   }
   term_ended_until_ns_ = 0;
   const bool held = now_ns < active_until_ns_;
-  if (!held) healthy_since_ns_ = 0;
+  if (!held) {
+    healthy_since_ns_ = 0;
+    lapsed_at_ns_ = std::max(lapsed_at_ns_, active_until_ns_);
+  }
   if (active_ && !held) {
     active_ = false;
     paused_term_ = term_;
@@ -118,6 +123,7 @@ std::optional<Transition> Guard::Evaluate(int64_t now_ns) {
     t.term = term_;
     t.token = token_;
     t.active_until_ns = active_until_ns_;
+    t.healthy_since_ns = healthy_since_ns_;
     return t;
   }
   return std::nullopt;

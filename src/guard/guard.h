@@ -65,6 +65,9 @@ struct Transition {
   // Active: the window's deadline now. Paused: the deadline the window
   // really had (it may be earlier than the moment the pause was noticed).
   int64_t active_until_ns = 0;
+  // Active: since when the member has held windows without a gap (the
+  // send time of the first renewal of the run; the dwell counts from it).
+  int64_t healthy_since_ns = 0;
   std::string reason;  // paused: why
 };
 
@@ -113,6 +116,9 @@ class Guard {
   int64_t last_confirmed_sent_ns_ = 0;
   // Start of the current unbroken run of windows (0: none).
   int64_t healthy_since_ns_ = 0;
+  // When the last window the member noticed lapsing ended; no healthy run
+  // starts before it.
+  int64_t lapsed_at_ns_ = 0;
   bool active_ = false;
   bool ever_active_ = false;
   uint64_t paused_term_ = 0;  // the term of the last pause

@@ -46,22 +46,31 @@ PartitionGuard::PartitionGuard(Options options)
 PartitionGuard::~PartitionGuard() { Stop(); }
 
 void PartitionGuard::Stop() {
-  std::optional<Transition> last;
+  int64_t stop_ns = 0;
   {
     MutexLock lock(&mu_);
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
     cell_->Write(0, guard_.token());
-    if (guard_.active()) {
-      // The window ends here, and the event log says so: a stopped member
-      // must not look active to whoever checks the log.
-      last = Transition{false, guard_.term(), guard_.token(),
-                        std::min(MonotonicNowNs(), guard_.active_until_ns()),
-                        "the member is stopping"};
-    }
+    stop_ns = MonotonicNowNs();
   }
   changed_.SignalAll();
   if (thread_.joinable()) thread_.join();
+  // Only now, with the thread gone: a pause it reported just before is
+  // not reported twice.
+  std::optional<Transition> last;
+  {
+    MutexLock lock(&mu_);
+    if (guard_.active()) {
+      // The window ended when Stop() began, and the event log says so: a
+      // stopped member must not look active to whoever checks the log.
+      last = Transition{};
+      last->term = guard_.term();
+      last->token = guard_.token();
+      last->active_until_ns = std::min(stop_ns, guard_.active_until_ns());
+      last->reason = "the member is stopping";
+    }
+  }
   if (last.has_value() && options_.on_transition) options_.on_transition(*last);
   // Confirmations in flight call back into this object: wait for them
   // (each ends by its deadline, or when the node stops).
@@ -81,12 +90,14 @@ void PartitionGuard::Confirmed(uint64_t id,
     MutexLock lock(&mu_);
     --outstanding_;
     if (c.ok()) {
+      known_term_ = std::max(known_term_, c->term);
       guard_.Confirmed(id, c->term, Token{c->term, c->term_start});
       // An active member's window grows at once, before the guard's
       // thread wakes.
       Publish();
     } else {
       guard_.Failed(id);
+      if (id == last_renewal_id_) last_renewal_failed_ = true;
     }
   }
   changed_.SignalAll();
@@ -94,7 +105,6 @@ void PartitionGuard::Confirmed(uint64_t id,
 
 void PartitionGuard::Run() {
   int64_t next_renewal = 0;
-  int64_t last_renewal = 0;
   std::vector<Transition> report;
   // Locked by hand: it is let go around calls out of the guard.
   mu_.Lock();
@@ -102,12 +112,15 @@ void PartitionGuard::Run() {
     int64_t now = MonotonicNowNs();
     if (nudged_) {
       nudged_ = false;
-      next_renewal =
-          std::min(next_renewal, last_renewal + options_.renew_interval_ns / 4);
+      if (last_renewal_failed_ || known_term_ > last_renewal_term_) {
+        next_renewal = now;
+      }
     }
     if (now >= next_renewal) {
-      last_renewal = now;
       const uint64_t id = guard_.RenewalSent(now);
+      last_renewal_id_ = id;
+      last_renewal_term_ = known_term_;
+      last_renewal_failed_ = false;
       next_renewal = now + options_.renew_interval_ns;
       ++outstanding_;
       mu_.Unlock();
@@ -141,9 +154,10 @@ void PartitionGuard::Run() {
   mu_.Unlock();
 }
 
-void PartitionGuard::Nudge() {
+void PartitionGuard::Nudge(uint64_t term) {
   {
     MutexLock lock(&mu_);
+    known_term_ = std::max(known_term_, term);
     nudged_ = true;
   }
   changed_.SignalAll();

@@ -64,10 +64,13 @@ class PartitionGuard {
   void Stop();
 
   std::shared_ptr<const PermitCell> permit() const { return cell_; }
-  // A leader may have become known (a role change): renew now rather than
-  // at the next heartbeat, unless a renewal went out in the last quarter
-  // of one. Cheap and non-blocking; any thread.
-  void Nudge();
+  // A leader may have become reachable: a role change (with the member's
+  // new term), or a stream to a peer opened (term 0: unknown). Renews now
+  // rather than at the next heartbeat, but only if the last renewal failed
+  // or was sent in an older term: the leader of a term still gets at most
+  // one renewal round per heartbeat interval from each member. Cheap and
+  // non-blocking; any thread.
+  void Nudge(uint64_t term = 0);
   GuardStatus Status() const;
 
  private:
@@ -85,6 +88,12 @@ class PartitionGuard {
   std::string pause_reason_ ABSL_GUARDED_BY(mu_) = "starting";
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool nudged_ ABSL_GUARDED_BY(mu_) = false;
+  // The newest term heard of (role changes, confirmations), and the last
+  // renewal: its id, the term known when it was sent, whether it failed.
+  uint64_t known_term_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_renewal_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_renewal_term_ ABSL_GUARDED_BY(mu_) = 0;
+  bool last_renewal_failed_ ABSL_GUARDED_BY(mu_) = false;
   // Confirmations still to arrive (they reference this object).
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;

@@ -247,7 +247,11 @@ absl::Status Node::Impl::Init() {
       info_m->set_name(m.name);
       info_m->set_zone(m.zone);
       info_m->set_address(m.address);
-      md.mutable_conf_state()->add_voters(info_m->id());
+      if (m.voter) {
+        md.mutable_conf_state()->add_voters(info_m->id());
+      } else {
+        md.mutable_conf_state()->add_learners(info_m->id());
+      }
       self_listed |= m.name == options_.name;
     }
     if (!self_listed) {
@@ -304,6 +308,9 @@ absl::Status Node::Impl::Init() {
       for (raft::Message& msg : m) (void)raft_->Step(std::move(msg), now);
       Drive();
     });
+  };
+  to.on_connected = [this](uint64_t peer) {
+    if (options_.on_peer_connected) options_.on_peer_connected(peer);
   };
   to.on_unreachable = [this](uint64_t peer) {
     asio::post(io_, [this, peer] {
@@ -754,6 +761,17 @@ void Node::Impl::StartRead(
     if (failed_ || closing_) {
       done(absl::UnavailableError(failed_ ? "the member stopped after an error"
                                           : "the member is stopping"));
+      return;
+    }
+    // A follower forwards the request to the leader; while its stream to
+    // the leader is down the request would be dropped, so say so now
+    // rather than at the deadline.
+    if (soft_.role != raft::Role::kLeader && soft_.leader != 0 &&
+        !transport_->Connected(soft_.leader)) {
+      auto leader = members_.find(soft_.leader);
+      done(absl::UnavailableError(absl::StrCat(
+          "no connection to the leader '",
+          leader != members_.end() ? leader->second.name() : "?", "'")));
       return;
     }
     const uint64_t id = next_read_id_++;

@@ -68,6 +68,7 @@ struct MemberSpec {
   std::string name;
   std::string zone;
   std::string address;  // HOST:PORT of its gRPC listener
+  bool voter = true;    // false: a learner
 };
 
 struct NodeOptions {
@@ -75,8 +76,9 @@ struct NodeOptions {
   std::string zone;
   std::string cluster_id;
   std::string listen;  // HOST:PORT
-  // The initial voters, this member among them. Used only when the data
-  // directory is new; afterwards the directory remembers them.
+  // The initial voters and learners, this member among them. Used only
+  // when the data directory is new; afterwards the directory remembers
+  // them.
   std::vector<MemberSpec> initial_members;
   std::string data_dir;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
@@ -99,6 +101,9 @@ struct NodeOptions {
   std::function<void(const std::string&)> log;
   // The role or term changed. Loop thread.
   std::function<void(raft::Role role, uint64_t term)> on_role;
+  // Our stream to a peer opened (again), so messages to it can arrive.
+  // A transport thread; must not block.
+  std::function<void(uint64_t peer)> on_peer_connected;
   // The member stopped working by itself (its storage failed). Loop thread.
   std::function<void(const absl::Status&)> on_fatal;
 };

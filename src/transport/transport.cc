@@ -131,17 +131,24 @@ class PeerService final : public peer::Peer::Service {
 // One peer's outgoing stream and its queue, driven by a thread of its own.
 class PeerSender {
  public:
+  // `make_channel` returns a new channel to the peer (its own connection).
   PeerSender(TransportImpl* owner, PeerAddress peer,
-             std::shared_ptr<grpc::Channel> channel);
+             std::function<std::shared_ptr<grpc::Channel>()> make_channel);
   ~PeerSender();
 
   void Enqueue(std::vector<raft::Message> messages);
   PeerState State() const;
+  bool connected() const {
+    MutexLock lock(&mu_);
+    return connected_;
+  }
   // Stops the thread (cancelling a stream it is blocked on) and joins it.
   void Stop();
 
  private:
   void Run();
+  // Waits until a channel to the peer is ready, or `deadline`, or Stop().
+  bool AwaitChannel(absl::Time deadline);
   // Opens the stream and exchanges Hello; false (after logging why) if the
   // peer cannot be reached or refuses.
   bool Connect(
@@ -153,8 +160,10 @@ class PeerSender {
 
   TransportImpl* const owner_;
   const PeerAddress peer_;
-  const std::shared_ptr<grpc::Channel> channel_;
-  const std::unique_ptr<peer::Peer::Stub> stub_;
+  const std::function<std::shared_ptr<grpc::Channel>()> make_channel_;
+  // The channel in use and its stub: only the sender's thread uses them.
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<peer::Peer::Stub> stub_;
   mutable Mutex mu_;
   CondVar changed_;  // queue, stop or connection state changed
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
@@ -202,6 +211,11 @@ class TransportImpl final : public Transport {
     return out;
   }
 
+  bool Connected(uint64_t peer) const override {
+    auto it = senders_.find(peer);
+    return it != senders_.end() && it->second->connected();
+  }
+
   void Stop() override {
     if (stopped_.exchange(true)) return;
     for (auto& [id, sender] : senders_) sender->Stop();
@@ -233,6 +247,9 @@ class TransportImpl final : public Transport {
 
   void Unreachable(uint64_t peer) const {
     if (options_.on_unreachable) options_.on_unreachable(peer);
+  }
+  void Reconnected(uint64_t peer) const {
+    if (options_.on_connected) options_.on_connected(peer);
   }
 
  private:
@@ -304,11 +321,13 @@ grpc::Status PeerService::Stream(
   return grpc::Status::OK;
 }
 
-PeerSender::PeerSender(TransportImpl* owner, PeerAddress peer,
-                       std::shared_ptr<grpc::Channel> channel)
+PeerSender::PeerSender(
+    TransportImpl* owner, PeerAddress peer,
+    std::function<std::shared_ptr<grpc::Channel>()> make_channel)
     : owner_(owner),
       peer_(std::move(peer)),
-      channel_(std::move(channel)),
+      make_channel_(std::move(make_channel)),
+      channel_(make_channel_()),
       stub_(peer::Peer::NewStub(channel_)),
       thread_([this] { Run(); }) {}
 
@@ -357,13 +376,52 @@ void PeerSender::LogOnce(const std::string& line) {
   owner_->Log(line);
 }
 
+bool PeerSender::AwaitChannel(absl::Time deadline) {
+  // A connection attempt into a black-holed link waits out its whole
+  // connect timeout, and one started just before a heal would hold the
+  // healed link unused until then. So while no channel is ready, a fresh
+  // one (a new connection attempt) starts every `attempt_interval`, the
+  // older ones go on trying, and the first one ready is used: a healed
+  // link is noticed within about one interval.
+  const Transport::Options& o = owner_->options();
+  std::deque<std::shared_ptr<grpc::Channel>> tries = {channel_};
+  absl::Time next_try = absl::Now() + o.attempt_interval;
+  while (true) {
+    for (const std::shared_ptr<grpc::Channel>& ch : tries) {
+      if (ch->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
+        if (ch != channel_) {
+          channel_ = ch;
+          stub_ = peer::Peer::NewStub(channel_);
+        }
+        return true;
+      }
+    }
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return false;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return false;
+    if (now >= next_try) {
+      tries.push_back(make_channel_());
+      tries.back()->GetState(/*try_to_connect=*/true);
+      if (tries.size() > o.max_connect_attempts) tries.pop_front();
+      next_try = now + o.attempt_interval;
+    }
+    // Wakes when the newest attempt changes state, or to start the next.
+    const std::shared_ptr<grpc::Channel>& newest = tries.back();
+    newest->WaitForStateChange(
+        newest->GetState(false),
+        absl::ToChronoTime(std::min(next_try, deadline)));
+  }
+}
+
 bool PeerSender::Connect(
     grpc::ClientContext* context,
     std::unique_ptr<grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>*
         stream) {
   const Transport::Options& o = owner_->options();
-  if (!channel_->WaitForConnected(
-          absl::ToChronoTime(absl::Now() + o.connect_timeout))) {
+  if (!AwaitChannel(absl::Now() + o.connect_timeout)) {
     MutexLock lock(&mu_);
     LogOnce(absl::StrCat("cannot reach member '", peer_.name, "' at ",
                          peer_.address, "; retrying"));
@@ -419,6 +477,7 @@ void PeerSender::Run() {
         }
       }
       backoff = o.initial_backoff;
+      owner_->Reconnected(peer_.id);
       const absl::Time opened = absl::Now();
       // The peer sends nothing after its ack, so a read returns only when
       // the stream breaks: that is how an idle stream (a follower's to
@@ -562,8 +621,10 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
     // A channel of its own per peer, not shared through gRPC's pool.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    auto channel = grpc::CreateCustomChannel(p.address, channel_creds, args);
-    senders_[p.id] = std::make_unique<PeerSender>(this, p, std::move(channel));
+    senders_[p.id] = std::make_unique<PeerSender>(
+        this, p, [address = p.address, channel_creds, args] {
+          return grpc::CreateCustomChannel(address, channel_creds, args);
+        });
   }
   return absl::OkStatus();
 }

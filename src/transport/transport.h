@@ -17,7 +17,11 @@
 // member, is refused with FAILED_PRECONDITION, and both sides log one clear
 // line. A broken stream is retried with jittered exponential backoff;
 // while a peer is unreachable its messages are dropped (Raft retries) and
-// `on_unreachable` tells the core to probe it gently.
+// `on_unreachable` tells the core to probe it gently. Reconnecting, a new
+// connection attempt starts every `attempt_interval` beside the older ones
+// still trying, so a healed link is used within about that long (one
+// attempt sent into a black hole would hold it until its timeout), and
+// `on_connected` says when the stream is up again.
 //
 // HTTP/2 keepalive pings every `keepalive_time` and gives up after
 // `keepalive_timeout` without an answer, so a black-holed link (packets
@@ -99,6 +103,11 @@ class Transport {
     // that a healed partition is noticed within a heartbeat or two: the
     // partition guard resumes only once its renewals get through again.
     absl::Duration min_connect_timeout = absl::Milliseconds(100);
+    // While a peer is unreachable a new connection attempt starts this
+    // often, alongside up to `max_connect_attempts` - 1 older ones still
+    // trying: a healed link is used within about this long.
+    absl::Duration attempt_interval = absl::Milliseconds(25);
+    size_t max_connect_attempts = 4;
     absl::Duration initial_backoff = absl::Milliseconds(10);
     absl::Duration max_backoff = absl::Milliseconds(30);
     size_t max_queued_messages = 4096;  // per peer
@@ -111,6 +120,8 @@ class Transport {
     std::function<void(std::vector<raft::Message>)> on_messages;
     // A peer's stream broke or could not be opened.
     std::function<void(uint64_t peer)> on_unreachable;
+    // Our stream to a peer opened (again). Must not block.
+    std::function<void(uint64_t peer)> on_connected;
     std::function<void(const std::string&)> log;
   };
 
@@ -125,6 +136,8 @@ class Transport {
   // The address actually bound (with the port chosen for port 0).
   virtual std::string listen_address() const = 0;
   virtual std::map<uint64_t, PeerState> Peers() const = 0;
+  // Whether our stream to `peer` is up: what is sent to it now can arrive.
+  virtual bool Connected(uint64_t peer) const = 0;
   // Closes every stream and stops serving. Idempotent; the destructor does
   // it too.
   virtual void Stop() = 0;

@@ -57,6 +57,7 @@ class QuorateNodeTest : public ::testing::Test {
     std::unique_ptr<PortReservation> admin;
     std::string zone;
     std::string cluster_id = "proc";
+    bool learner = false;
     std::vector<std::string> extra_flags;
     std::unique_ptr<Process> process;
   };
@@ -73,9 +74,11 @@ class QuorateNodeTest : public ::testing::Test {
     }
   }
 
-  std::string Peers() const {
+  // The voters (or the learners) as --peers (--learners) lists them.
+  std::string Peers(bool learners = false) const {
     std::vector<std::string> out;
     for (const auto& [name, m] : members_) {
+      if (m.learner != learners) continue;
       out.push_back(absl::StrCat(name, "@", m.zone, "=", m.port->address()));
     }
     return absl::StrJoin(out, ",");
@@ -99,6 +102,10 @@ class QuorateNodeTest : public ::testing::Test {
 
   std::vector<std::string> FullArgs(const std::string& name) {
     std::vector<std::string> args = Args(name);
+    if (!Peers(/*learners=*/true).empty()) {
+      args.push_back("--learners=" + Peers(/*learners=*/true));
+    }
+    if (members_[name].learner) args.push_back("--learner");
     for (const std::string& f : members_[name].extra_flags) args.push_back(f);
     return args;
   }
@@ -261,6 +268,72 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
   EXPECT_NE(events.find("\"active_until_mono_ns\": "), std::string::npos);
 }
 
+// A learner (--learners, --learner) replicates, serves linearizable reads
+// and holds active windows like a voter, and never campaigns: with two of
+// the three voters gone no leader is left, and it pauses.
+TEST_F(QuorateNodeTest, Learner_ReplicatesHoldsAWindowAndNeverCampaigns) {
+  election_timeout_ = "1s";
+  Define(3);
+  Member& l = members_["n4"];
+  l.port = std::make_unique<PortReservation>();
+  l.admin = std::make_unique<PortReservation>();
+  l.zone = "az-d";
+  l.learner = true;
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  EXPECT_NE(leader, "n4");
+  std::string s = Status("n4");
+  EXPECT_EQ(JsonString(s, "role"), "learner") << s;
+  ASSERT_TRUE(Await([&] {
+    return HttpGet(members_["n4"].admin->port(), "/readyz") == "active\n";
+  })) << HttpGet(members_["n4"].admin->port(), "/readyz");
+  ASSERT_EQ(Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"}).exit,
+            0);
+  const Ctl c = Quoratectl({"--endpoints=" + Endpoints({"n4"}), "get", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "v\n");
+  // The voters list it as a non-voter.
+  s = Status(leader);
+  const size_t at = s.find("{\"id\": \"n4\"");
+  ASSERT_NE(at, std::string::npos) << s;
+  EXPECT_NE(s.find("\"voter\": false", at), std::string::npos) << s;
+  // Two voters gone: nobody can lead, and the learner pauses.
+  int stopped = 0;
+  for (auto& [name, m] : members_) {
+    if (name != "n4" && stopped < 2) {
+      m.process.reset();
+      ++stopped;
+    }
+  }
+  ASSERT_TRUE(Await([&] {
+    return HttpGet(members_["n4"].admin->port(), "/readyz")
+               .rfind("paused: ", 0) == 0;
+  }));
+  EXPECT_EQ(JsonString(Status("n4"), "role"), "learner");
+  const std::string events = ReadAll(root_ + "/n4.events");
+  EXPECT_EQ(events.find("candidate"), std::string::npos) << events;
+  EXPECT_NE(events.find("\"role\": \"learner\""), std::string::npos) << events;
+}
+
+// A member that is listed as a learner must say so (and --learner needs
+// the member in --learners): a typo cannot turn one into the other.
+TEST_F(QuorateNodeTest, Learner_FlagAndListMustAgree) {
+  Define(1);
+  Member& l = members_["n2"];
+  l.port = std::make_unique<PortReservation>();
+  l.admin = std::make_unique<PortReservation>();
+  l.zone = "az-b";
+  l.learner = true;
+  std::vector<std::string> args = FullArgs("n2");
+  args.erase(std::find(args.begin(), args.end(), "--learner"));
+  Process p(args, root_ + "/n2.log");
+  EXPECT_EQ(p.Wait(absl::Seconds(10)), 2);
+  EXPECT_NE(ReadAll(root_ + "/n2.log").find("start it with --learner"),
+            std::string::npos);
+  // The other way round is among BadFlags_ExitTwoWithOneClearLine's cases.
+}
+
 TEST_F(QuorateNodeTest, LeaderKilled_OthersElectAndCommit_ThenItCatchesUp) {
   Define(3);
   for (auto& [name, m] : members_) Start(name);
@@ -329,7 +402,7 @@ TEST_F(QuorateNodeTest, BadFlags_ExitTwoWithOneClearLine) {
       {{"--listen=nowhere"}, "is not HOST:PORT"},
       {{"--peers=n9@az-a=127.0.0.1:1"}, "must include this member"},
       {{"--tls_ca=/x"}, "all three"},
-      {{"--learner"}, "--learner is not supported yet"},
+      {{"--learner"}, "is not listed in --learners"},
   };
   int i = 0;
   for (const Case& c : cases) {

@@ -99,6 +99,29 @@ TEST(GuardTest, AfterAPauseItResumesOnlyAfterTheDwell) {
   EXPECT_EQ(t->token, (Token{1, 1}));
 }
 
+// On a lossy link renewals are confirmed late. One sent before the window
+// lapsed but confirmed after the pause must not start the healthy run
+// before the pause, or the member would resume at once and flap.
+TEST(GuardTest, ALateConfirmationDoesNotCountTimeSpentPaused) {
+  Guard g(Options(), 0);
+  const int64_t w = WindowLength(Options());
+  g.Confirmed(g.RenewalSent(0), 1, Token{1, 1});
+  ASSERT_TRUE(g.Evaluate(1 * kMs)->active);
+  const uint64_t late = g.RenewalSent(300 * kMs);
+  ASSERT_FALSE(g.Evaluate(w)->active);  // lapsed at w (440 ms)
+  g.Confirmed(late, 1, Token{1, 1});    // arrives at 460 ms
+  EXPECT_FALSE(g.Evaluate(w + 20 * kMs).has_value());
+  // Held since the lapse, not since 300 ms: the dwell ends at w + 300 ms.
+  EXPECT_EQ(g.NextCheck(), w + 300 * kMs);
+  g.Confirmed(g.RenewalSent(w + 100 * kMs), 1, Token{1, 1});
+  g.Confirmed(g.RenewalSent(w + 200 * kMs), 1, Token{1, 1});
+  EXPECT_FALSE(g.Evaluate(600 * kMs).has_value());
+  EXPECT_FALSE(g.Evaluate(w + 300 * kMs - 1).has_value());
+  std::optional<Transition> t = g.Evaluate(w + 300 * kMs);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_TRUE(t->active);
+}
+
 TEST(GuardTest, UnderANewerLeaderItResumesAtOnce) {
   Guard g(Options(), 0);
   const int64_t w = WindowLength(Options());

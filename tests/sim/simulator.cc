@@ -1074,6 +1074,8 @@ void Simulator::HealAll() {
 
 SimResult Simulator::Run() {
   QUORATE_CHECK(opt_.members >= 1) << "need members";
+  QUORATE_CHECK(opt_.learners >= 0 && opt_.learners < opt_.members)
+      << "need a voter";
   raft::ConfState conf;
   members_.resize(static_cast<size_t>(opt_.members));
   static const int kZones5[] = {0, 0, 1, 1, 2};
@@ -1085,7 +1087,11 @@ SimResult Simulator::Run() {
     // through every fault (until the heal phase): the guard's windows rely
     // on rho, and the checker must catch them failing.
     m.rate = 1 + (opt_.drift_beyond_rho ? 10 : 1) * opt_.rho * rng_.Signed();
-    conf.add_voters(m.id);
+    if (i >= opt_.members - opt_.learners) {
+      conf.add_learners(m.id);
+    } else {
+      conf.add_voters(m.id);
+    }
   }
   initial_conf_ = conf;
   for (Member& m : members_) {
@@ -1202,6 +1208,11 @@ SimResult Simulator::Run() {
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();
   result_.leaders = invariants_.leaders_seen();
+  for (const GuardWindow& w : windows_) {
+    if (w.member > static_cast<uint64_t>(opt_.members - opt_.learners)) {
+      ++result_.learner_windows;
+    }
+  }
 
   if (result_.safety_ok) {
     // No acknowledged write lost: the most advanced live member has applied

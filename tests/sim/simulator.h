@@ -48,6 +48,8 @@ bool ParseScenario(const std::string& name, std::vector<Fault>* faults);
 struct SimOptions {
   uint64_t seed = 1;
   int members = 3;
+  // The last `learners` of the members are learners (non-voting).
+  int learners = 0;
   std::string scenario = "random";
   // Record a readable event trace (the hash is always computed).
   bool trace = false;
@@ -82,6 +84,7 @@ struct SimResult {
   uint64_t operations = 0;       // client operations in the history
   uint64_t acknowledged = 0;     // writes acknowledged to clients
   uint64_t leaders = 0;          // distinct terms with a leader
+  uint64_t learner_windows = 0;  // active windows learners held
   uint64_t storage_events = 0;   // torn tails cut off at recovery, etc.
   std::set<std::string> faults;  // fault kinds injected
 };
