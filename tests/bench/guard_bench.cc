@@ -4,7 +4,9 @@
 //    leader's zone cut off for 3 s), the time from the cut to the minority
 //    paused (the moment its permits went invalid: the windows' deadlines),
 //    from the cut to a majority active under a new leader, and from the
-//    heal to every member resumed; and the overlaps the window check found.
+//    heal to every member resumed; then a follower cut off for 2 s, which
+//    pauses and resumes under the same leader (after the resume dwell),
+//    from the heal to it resumed; and the overlaps the window check found.
 // Needs root for the runs (network namespaces); without it only the
 // Permit cost is measured. Prints medians and maxima; never fails on time.
 //   guard_bench [--runs=20] [--smoke]
@@ -105,15 +107,41 @@ int PermitCost(bool smoke) {
 }
 
 struct RunTimes {
-  double paused_ms = -1;    // cut -> every minority member's window ended
-  double majority_ms = -1;  // cut -> a majority active in a later term
-  double resumed_ms = -1;   // heal -> every member active
+  double paused_ms = -1;         // cut -> every minority member's window ended
+  double majority_ms = -1;       // cut -> a majority active in a later term
+  double resumed_ms = -1;        // heal -> every member active
+  double dwell_resumed_ms = -1;  // same leader: heal -> every member active
   bool overlap = false;
 };
 
+// Heal of `cut` -> every member that was paused at the heal active again;
+// -1 if one never was.
+double ResumedMs(const chaos::RunResult& r, const chaos::Period& cut) {
+  int64_t resumed = cut.end_ns;
+  std::map<std::string, bool> active_at_heal;
+  for (const chaos::Event& e : r.events) {
+    if (e.event == "mode" && e.t_ns <= cut.end_ns)
+      active_at_heal[e.id] = e.mode == "active";
+  }
+  for (const auto& [id, active] : active_at_heal) {
+    if (active) continue;
+    int64_t at = -1;
+    for (const chaos::Event& e : r.events) {
+      if (e.id == id && e.event == "mode" && e.mode == "active" &&
+          e.t_ns > cut.end_ns) {
+        at = e.t_ns;
+        break;
+      }
+    }
+    if (at < 0) return -1;
+    resumed = std::max(resumed, at);
+  }
+  return static_cast<double>(resumed - cut.end_ns) / 1e6;
+}
+
 RunTimes Measure(const chaos::RunResult& r, int members) {
   RunTimes t;
-  if (r.nemeses.empty()) return t;
+  if (r.nemeses.size() < 2) return t;
   const chaos::Period& cut = r.nemeses[0];
   // "partition-zone leader 3s: n3,n4 | n1,n2,n5": the first group is the
   // leader's zone, the minority.
@@ -153,26 +181,8 @@ RunTimes Measure(const chaos::RunResult& r, int members) {
       }
     }
   }
-  int64_t resumed = cut.end_ns;
-  std::map<std::string, bool> active_at_heal;
-  for (const chaos::Event& e : r.events) {
-    if (e.event == "mode" && e.t_ns <= cut.end_ns)
-      active_at_heal[e.id] = e.mode == "active";
-  }
-  for (const auto& [id, active] : active_at_heal) {
-    if (active) continue;
-    int64_t at = -1;
-    for (const chaos::Event& e : r.events) {
-      if (e.id == id && e.event == "mode" && e.mode == "active" &&
-          e.t_ns > cut.end_ns) {
-        at = e.t_ns;
-        break;
-      }
-    }
-    if (at < 0) return t;
-    resumed = std::max(resumed, at);
-  }
-  t.resumed_ms = static_cast<double>(resumed - cut.end_ns) / 1e6;
+  t.resumed_ms = ResumedMs(r, cut);
+  t.dwell_resumed_ms = ResumedMs(r, r.nemeses[1]);
   for (const chaos::Verdict& v : r.verdicts) {
     if (!v.ok && v.name.find("active windows") != std::string::npos)
       t.overlap = true;
@@ -202,11 +212,12 @@ int Main(int argc, char** argv) {
   }
   absl::StatusOr<chaos::Schedule> schedule = chaos::ParseSchedule(
       "members 5\nzones az-a az-a az-b az-b az-c\nclients 2\nkeys 3\nrate 20\n"
-      "settle 2s\nresume_within 0\npartition-zone leader 3s\nquiet 2s\n");
+      "settle 2s\nresume_within 0\npartition-zone leader 3s\nquiet 2s\n"
+      "isolate follower 2s\nquiet 2s\n");
   if (!schedule.ok()) return 1;
   char tmpl[] = "/tmp/quorate-guard-bench-runs-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 1;
-  std::vector<double> paused, majority, resumed;
+  std::vector<double> paused, majority, resumed, dwell_resumed;
   int overlaps = 0, incomplete = 0;
   for (int i = 0; i < runs; ++i) {
     chaos::RunOptions o;
@@ -218,7 +229,7 @@ int Main(int argc, char** argv) {
     const chaos::RunResult r = chaos::Run(o);
     const RunTimes t = Measure(r, o.schedule.members);
     if (!r.status.ok() || t.paused_ms < 0 || t.majority_ms < 0 ||
-        t.resumed_ms < 0) {
+        t.resumed_ms < 0 || t.dwell_resumed_ms < 0) {
       ++incomplete;
       printf("run %d: incomplete (%s)\n", i + 1, r.status.ToString().c_str());
       continue;
@@ -227,10 +238,11 @@ int Main(int argc, char** argv) {
     paused.push_back(t.paused_ms);
     majority.push_back(t.majority_ms);
     resumed.push_back(t.resumed_ms);
+    dwell_resumed.push_back(t.dwell_resumed_ms);
     printf(
         "run %d: minority paused %.0f ms, majority active %.0f ms, resumed "
-        "%.0f ms%s\n",
-        i + 1, t.paused_ms, t.majority_ms, t.resumed_ms,
+        "%.0f ms; follower resumed %.0f ms%s\n",
+        i + 1, t.paused_ms, t.majority_ms, t.resumed_ms, t.dwell_resumed_ms,
         t.overlap ? ", OVERLAP" : "");
   }
   std::filesystem::remove_all(tmpl);
@@ -248,8 +260,13 @@ int Main(int argc, char** argv) {
       "T_min (1250 ms) |\n",
       Median(majority), Max(majority));
   printf(
-      "| heal -> all resumed | %.0f ms | %.0f ms | dwell + 100 ms (600 ms) |\n",
+      "| heal -> all resumed (new leader) | %.0f ms | %.0f ms | dwell + 100 "
+      "ms (600 ms) |\n",
       Median(resumed), Max(resumed));
+  printf(
+      "| heal -> follower resumed (same leader, after the dwell) | %.0f ms | "
+      "%.0f ms | dwell + 100 ms (600 ms) |\n",
+      Median(dwell_resumed), Max(dwell_resumed));
   printf("| overlapping windows | %d | | 0 |\n", overlaps);
   return 0;
 }
