@@ -379,10 +379,12 @@ void PeerSender::LogOnce(const std::string& line) {
 bool PeerSender::AwaitChannel(absl::Time deadline) {
   // A connection attempt into a black-holed link waits out its whole
   // connect timeout, and one started just before a heal would hold the
-  // healed link unused until then. So while no channel is ready, a fresh
-  // one (a new connection attempt) starts every `attempt_interval`, the
-  // older ones go on trying, and the first one ready is used: a healed
-  // link is noticed within about one interval.
+  // healed link unused until then. So while every channel is still
+  // connecting, a fresh one (a new connection attempt) starts every
+  // `attempt_interval`, the older ones go on trying, and the first one
+  // ready is used: a healed link is noticed within about one interval. A
+  // peer that refuses at once (nothing listening) needs no more than the
+  // one channel's own retries.
   const Transport::Options& o = owner_->options();
   std::deque<std::shared_ptr<grpc::Channel>> tries = {channel_};
   absl::Time next_try = absl::Now() + o.attempt_interval;
@@ -403,9 +405,16 @@ bool PeerSender::AwaitChannel(absl::Time deadline) {
     const absl::Time now = absl::Now();
     if (now >= deadline) return false;
     if (now >= next_try) {
-      tries.push_back(make_channel_());
-      tries.back()->GetState(/*try_to_connect=*/true);
-      if (tries.size() > o.max_connect_attempts) tries.pop_front();
+      const bool stuck =
+          std::all_of(tries.begin(), tries.end(),
+                      [](const std::shared_ptr<grpc::Channel>& ch) {
+                        return ch->GetState(false) == GRPC_CHANNEL_CONNECTING;
+                      });
+      if (stuck) {
+        tries.push_back(make_channel_());
+        tries.back()->GetState(/*try_to_connect=*/true);
+        if (tries.size() > o.max_connect_attempts) tries.pop_front();
+      }
       next_try = now + o.attempt_interval;
     }
     // Wakes when the newest attempt changes state, or to start the next.
