@@ -133,6 +133,8 @@ class Node::Impl {
   void ServeReads();
   // Answers Confirm() calls whose round the leader confirmed.
   void ConfirmRounds(const std::vector<raft::ReadState>& states);
+  // Reads: each one's confirmed read point, served once applied.
+  void NoteReadPoints(const std::vector<raft::ReadState>& states);
   // Whether a Propose() or Read() may be posted to the loop; on OK it
   // counts in queued_ until its handler runs.
   absl::Status Admit();
@@ -415,9 +417,17 @@ void Node::Impl::Drive() {
   }
   if (ready_in_flight_ && !failed_) {
     // The disk is busy with the last Ready: heartbeats and the like go
-    // out anyway (raft.h says which may).
+    // out anyway (raft.h says which may), and confirmed read points are
+    // answered: every member shares a disk in tests and often in a rack,
+    // and one slow fsync used to lapse every member's window at once.
     std::vector<raft::Message> early = raft_->TakeMessages();
     if (!early.empty()) transport_->Send(std::move(early));
+    const std::vector<raft::ReadState> confirmed = raft_->TakeReadStates();
+    if (!confirmed.empty()) {
+      ConfirmRounds(confirmed);
+      NoteReadPoints(confirmed);
+      ServeReads();
+    }
   }
   PublishStatus();
   ScheduleTick();
@@ -453,10 +463,7 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
           "applied"));
     }
   }
-  for (const raft::ReadState& rs : rd.read_states) {
-    auto it = reads_.find(rs.request_id);
-    if (it != reads_.end()) it->second.index = rs.index;
-  }
+  NoteReadPoints(rd.read_states);
   for (uint64_t id : rd.failed_reads) {
     auto it = reads_.find(id);
     if (it == reads_.end()) continue;
@@ -477,6 +484,13 @@ void Node::Impl::ConfirmRounds(const std::vector<raft::ReadState>& states) {
     auto confirmed = std::move(it->second.confirmed);
     reads_.erase(it);
     confirmed(rs);
+  }
+}
+
+void Node::Impl::NoteReadPoints(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    auto it = reads_.find(rs.request_id);
+    if (it != reads_.end()) it->second.index = rs.index;
   }
 }
 

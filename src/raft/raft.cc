@@ -1408,6 +1408,14 @@ std::vector<Message> Raft::TakeMessages() {
   return out;
 }
 
+std::vector<ReadState> Raft::TakeReadStates() {
+  // The same rule as TakeMessages(): a read state carries the term.
+  if (!ready_outstanding_ || term_ != durable_term_) return {};
+  std::vector<ReadState> out = std::move(read_states_);
+  read_states_.clear();
+  return out;
+}
+
 void Raft::Advance() {
   QUORATE_CHECK(ready_outstanding_) << "Advance() without GetReady()";
   ready_outstanding_ = false;

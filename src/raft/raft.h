@@ -258,6 +258,11 @@ class Raft {
   // and its followers do not start elections. Empty otherwise; what is
   // not taken goes into the next Ready as usual.
   std::vector<Message> TakeMessages();
+  // Likewise the read points confirmed since (what would go into the next
+  // Ready's `read_states`): a confirmation needs nothing of this member's
+  // disk, and a slow fsync must not hold up every read and every
+  // partition-guard renewal it answers.
+  std::vector<ReadState> TakeReadStates();
 
   // Accessors.
   uint64_t id() const { return config_.id; }

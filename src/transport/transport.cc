@@ -161,9 +161,12 @@ class PeerSender {
   TransportImpl* const owner_;
   const PeerAddress peer_;
   const std::function<std::shared_ptr<grpc::Channel>()> make_channel_;
-  // The channel in use and its stub: only the sender's thread uses them.
+  // The channel in use and its stub, and the connection attempts under
+  // way (newest last; kept from one AwaitChannel() to the next, so that an
+  // attempt about to succeed is not dropped): the sender's thread only.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<peer::Peer::Stub> stub_;
+  std::deque<std::shared_ptr<grpc::Channel>> tries_;
   mutable Mutex mu_;
   CondVar changed_;  // queue, stop or connection state changed
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
@@ -379,22 +382,23 @@ void PeerSender::LogOnce(const std::string& line) {
 bool PeerSender::AwaitChannel(absl::Time deadline) {
   // A connection attempt into a black-holed link waits out its whole
   // connect timeout, and one started just before a heal would hold the
-  // healed link unused until then. So while every channel is still
+  // healed link unused until then. So while the newest channel is still
   // connecting, a fresh one (a new connection attempt) starts every
   // `attempt_interval`, the older ones go on trying, and the first one
   // ready is used: a healed link is noticed within about one interval. A
   // peer that refuses at once (nothing listening) needs no more than the
   // one channel's own retries.
   const Transport::Options& o = owner_->options();
-  std::deque<std::shared_ptr<grpc::Channel>> tries = {channel_};
+  if (tries_.empty()) tries_.push_back(channel_);
   absl::Time next_try = absl::Now() + o.attempt_interval;
   while (true) {
-    for (const std::shared_ptr<grpc::Channel>& ch : tries) {
+    for (const std::shared_ptr<grpc::Channel>& ch : tries_) {
       if (ch->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY) {
         if (ch != channel_) {
           channel_ = ch;
           stub_ = peer::Peer::NewStub(channel_);
         }
+        tries_.clear();
         return true;
       }
     }
@@ -405,23 +409,24 @@ bool PeerSender::AwaitChannel(absl::Time deadline) {
     const absl::Time now = absl::Now();
     if (now >= deadline) return false;
     if (now >= next_try) {
-      const bool stuck =
-          std::all_of(tries.begin(), tries.end(),
-                      [](const std::shared_ptr<grpc::Channel>& ch) {
-                        return ch->GetState(false) == GRPC_CHANNEL_CONNECTING;
-                      });
-      if (stuck) {
-        tries.push_back(make_channel_());
-        tries.back()->GetState(/*try_to_connect=*/true);
-        if (tries.size() > o.max_connect_attempts) tries.pop_front();
+      // The newest attempt still hanging means a black hole; one that
+      // already failed was refused, and more attempts would not help.
+      if (tries_.back()->GetState(false) == GRPC_CHANNEL_CONNECTING) {
+        tries_.push_back(make_channel_());
+        tries_.back()->GetState(/*try_to_connect=*/true);
+        if (tries_.size() > o.max_connect_attempts) tries_.pop_front();
       }
       next_try = now + o.attempt_interval;
     }
-    // Wakes when the newest attempt changes state, or to start the next.
-    const std::shared_ptr<grpc::Channel>& newest = tries.back();
+    // Wakes when the newest attempt changes state, and every quarter of
+    // an interval to look at the older ones (one thread cannot wait on
+    // several channels with the synchronous API; this costs a few
+    // microseconds 200 times a second, only while the peer is away).
+    const std::shared_ptr<grpc::Channel>& newest = tries_.back();
     newest->WaitForStateChange(
         newest->GetState(false),
-        absl::ToChronoTime(std::min(next_try, deadline)));
+        absl::ToChronoTime(
+            std::min({next_try, deadline, now + o.attempt_interval / 4})));
   }
 }
 

@@ -106,7 +106,7 @@ class Transport {
     // While a peer is unreachable a new connection attempt starts this
     // often, alongside up to `max_connect_attempts` - 1 older ones still
     // trying: a healed link is used within about this long.
-    absl::Duration attempt_interval = absl::Milliseconds(25);
+    absl::Duration attempt_interval = absl::Milliseconds(20);
     size_t max_connect_attempts = 4;
     absl::Duration initial_backoff = absl::Milliseconds(10);
     absl::Duration max_backoff = absl::Milliseconds(30);

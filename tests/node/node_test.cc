@@ -596,6 +596,57 @@ TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
   EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
 }
 
+TEST_F(NodeClusterTest, StalledDisks_DoNotDelayConfirmations) {
+  // Every member's fsync blocks (one shared disk, stalled) with a write in
+  // flight. Confirm(), the partition guard's renewal, needs no disk: it
+  // must still be answered, on the leader and on a follower.
+  Define(3);
+  for (auto& [name, m] : members_) {
+    disks_[name] = std::make_unique<GatedFileSystem>();
+    m.fs = disks_[name].get();
+  }
+  StartAll();
+  ProposeMany("a-", 3);
+  const std::string leader = AwaitLeader();
+  const std::string follower = leader == "n1" ? "n2" : "n1";
+  for (auto& [name, d] : disks_) d->Close();
+  members_[leader].node->Propose("stalled", absl::Seconds(30),
+                                 [](absl::StatusOr<Applied>) {});
+  ASSERT_TRUE(Await([&] {
+    for (auto& [name, d] : disks_) {
+      if (d->blocked() == 0) return false;
+    }
+    return true;
+  })) << "not every member reached its sync";
+  for (const std::string& name : {leader, follower}) {
+    absl::Mutex mu;
+    std::optional<absl::StatusOr<Confirmation>> got;
+    members_[name].node->Confirm(absl::Seconds(5),
+                                 [&](absl::StatusOr<Confirmation> c) {
+                                   absl::MutexLock lock(&mu);
+                                   got = std::move(c);
+                                 });
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(
+            +[](std::optional<absl::StatusOr<Confirmation>>* g) {
+              return g->has_value();
+            },
+            &got),
+        absl::Seconds(5)))
+        << name << ": no answer";
+    ASSERT_TRUE(got->ok()) << name << ": " << got->status();
+    EXPECT_GT((*got)->term, 0u);
+    for (auto& [n, d] : disks_) {
+      EXPECT_GT(d->blocked(), 0) << n << ": the stall ended too early";
+    }
+  }
+  for (auto& [name, d] : disks_) d->Open();
+  std::vector<std::string> expected = Expected("a-", 3);
+  expected.push_back("stalled");
+  EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
+}
+
 // A throwaway CA, and certificates for 127.0.0.1 signed by it, made with
 // the openssl command line in `dir`. Returns false if openssl failed.
 bool MakeCertificates(const std::string& dir, const std::string& ca,

@@ -532,6 +532,41 @@ TEST_F(RaftTest, Ready_TakeMessagesLetsHeartbeatsOutDuringASlowWrite) {
   c.DropAll();
 }
 
+// A leader whose disk is slow still answers reads: the confirmation of a
+// quorum round needs nothing of its own disk.
+TEST_F(RaftTest, Ready_TakeReadStatesAnswersReadsDuringASlowWrite) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  Raft& r = c.raft(1);
+  ASSERT_TRUE(r.Propose("x", c.now()).ok());
+  Ready rd = r.GetReady();  // its fsync is slow
+  ASSERT_EQ(rd.entries.size(), 1u);
+  ASSERT_TRUE(r.ReadIndex(42, c.now()).ok());
+  EXPECT_TRUE(r.TakeReadStates().empty());  // the round is not confirmed
+  // The round's heartbeats go out early; the followers acknowledge them.
+  for (const Message& m : r.TakeMessages()) {
+    if (m.type() != MESSAGE_TYPE_HEARTBEAT) continue;
+    Message resp;
+    resp.set_type(MESSAGE_TYPE_HEARTBEAT_RESPONSE);
+    resp.set_from(m.to());
+    resp.set_to(1);
+    resp.set_term(r.term());
+    resp.set_round(m.round());
+    ASSERT_TRUE(r.Step(resp, c.now()).ok());
+  }
+  const std::vector<ReadState> states = r.TakeReadStates();
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0].request_id, 42u);
+  EXPECT_EQ(states[0].term, r.term());
+  r.Advance();
+  // Taken once: the next Ready does not carry it again.
+  if (r.HasReady()) {
+    EXPECT_TRUE(r.GetReady().read_states.empty());
+    r.Advance();
+  }
+  c.DropAll();
+}
+
 TEST_F(RaftTest, Ready_TakeMessagesHoldsEverythingWhileANewTermIsUnsynced) {
   Config cfg = Cluster::DefaultConfig();
   cfg.pre_vote = false;
