@@ -114,6 +114,18 @@ struct RunTimes {
   bool overlap = false;
 };
 
+// Member `id`'s first `mode` event after `after_ns`; nullptr if none.
+const chaos::Event* FirstMode(const chaos::RunResult& r, const std::string& id,
+                              const std::string& mode, int64_t after_ns) {
+  for (const chaos::Event& e : r.events) {
+    if (e.id == id && e.event == "mode" && e.mode == mode &&
+        e.t_ns > after_ns) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
 // Heal of `cut` -> every member that was paused at the heal active again;
 // -1 if one never was.
 double ResumedMs(const chaos::RunResult& r, const chaos::Period& cut) {
@@ -125,16 +137,9 @@ double ResumedMs(const chaos::RunResult& r, const chaos::Period& cut) {
   }
   for (const auto& [id, active] : active_at_heal) {
     if (active) continue;
-    int64_t at = -1;
-    for (const chaos::Event& e : r.events) {
-      if (e.id == id && e.event == "mode" && e.mode == "active" &&
-          e.t_ns > cut.end_ns) {
-        at = e.t_ns;
-        break;
-      }
-    }
-    if (at < 0) return -1;
-    resumed = std::max(resumed, at);
+    const chaos::Event* e = FirstMode(r, id, "active", cut.end_ns);
+    if (e == nullptr) return -1;
+    resumed = std::max(resumed, e->t_ns);
   }
   return static_cast<double>(resumed - cut.end_ns) / 1e6;
 }
@@ -158,16 +163,9 @@ RunTimes Measure(const chaos::RunResult& r, int members) {
   }
   int64_t paused = 0;
   for (const std::string& id : minority) {
-    int64_t until = -1;
-    for (const chaos::Event& e : r.events) {
-      if (e.id == id && e.event == "mode" && e.mode == "paused" &&
-          e.t_ns > cut.start_ns) {
-        until = e.active_until_ns;
-        break;
-      }
-    }
-    if (until < 0) return t;
-    paused = std::max(paused, until);
+    const chaos::Event* e = FirstMode(r, id, "paused", cut.start_ns);
+    if (e == nullptr) return t;
+    paused = std::max(paused, e->active_until_ns);
   }
   t.paused_ms = static_cast<double>(paused - cut.start_ns) / 1e6;
   std::set<std::string> active_new;

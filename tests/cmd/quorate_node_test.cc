@@ -75,6 +75,15 @@ class QuorateNodeTest : public ::testing::Test {
   }
 
   // The voters (or the learners) as --peers (--learners) lists them.
+  // Adds learner `name` (after Define()).
+  void DefineLearner(const std::string& name, const std::string& zone) {
+    Member& m = members_[name];
+    m.port = std::make_unique<PortReservation>();
+    m.admin = std::make_unique<PortReservation>();
+    m.zone = zone;
+    m.learner = true;
+  }
+
   std::string Peers(bool learners = false) const {
     std::vector<std::string> out;
     for (const auto& [name, m] : members_) {
@@ -274,11 +283,7 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
 TEST_F(QuorateNodeTest, Learner_ReplicatesHoldsAWindowAndNeverCampaigns) {
   election_timeout_ = "1s";
   Define(3);
-  Member& l = members_["n4"];
-  l.port = std::make_unique<PortReservation>();
-  l.admin = std::make_unique<PortReservation>();
-  l.zone = "az-d";
-  l.learner = true;
+  DefineLearner("n4", "az-d");
   for (auto& [name, m] : members_) Start(name);
   const std::string leader = AwaitLeader();
   ASSERT_FALSE(leader.empty());
@@ -320,11 +325,7 @@ TEST_F(QuorateNodeTest, Learner_ReplicatesHoldsAWindowAndNeverCampaigns) {
 // the member in --learners): a typo cannot turn one into the other.
 TEST_F(QuorateNodeTest, Learner_FlagAndListMustAgree) {
   Define(1);
-  Member& l = members_["n2"];
-  l.port = std::make_unique<PortReservation>();
-  l.admin = std::make_unique<PortReservation>();
-  l.zone = "az-b";
-  l.learner = true;
+  DefineLearner("n2", "az-b");
   std::vector<std::string> args = FullArgs("n2");
   args.erase(std::find(args.begin(), args.end(), "--learner"));
   Process p(args, root_ + "/n2.log");

@@ -186,6 +186,14 @@ class NodeClusterTest : public ::testing::Test {
     }
   }
 
+  // Every member's disk goes through a gate a test can close.
+  void GateDisks() {
+    for (auto& [name, m] : members_) {
+      disks_[name] = std::make_unique<GatedFileSystem>();
+      m.fs = disks_[name].get();
+    }
+  }
+
   std::vector<MemberSpec> Specs() const {
     std::vector<MemberSpec> out;
     for (const auto& [name, m] : members_) {
@@ -566,10 +574,7 @@ TEST_F(NodeClusterTest, StalledDisk_DoesNotDelayHeartbeats) {
   // The leader's fsync blocks for many election timeouts. Its loop must
   // keep sending heartbeats, so no follower starts an election.
   Define(3);
-  for (auto& [name, m] : members_) {
-    disks_[name] = std::make_unique<GatedFileSystem>();
-    m.fs = disks_[name].get();
-  }
+  GateDisks();
   StartAll();
   ProposeMany("a-", 3);
   const std::string leader = AwaitLeader();
@@ -601,10 +606,7 @@ TEST_F(NodeClusterTest, StalledDisks_DoNotDelayConfirmations) {
   // flight. Confirm(), the partition guard's renewal, needs no disk: it
   // must still be answered, on the leader and on a follower.
   Define(3);
-  for (auto& [name, m] : members_) {
-    disks_[name] = std::make_unique<GatedFileSystem>();
-    m.fs = disks_[name].get();
-  }
+  GateDisks();
   StartAll();
   ProposeMany("a-", 3);
   const std::string leader = AwaitLeader();
@@ -619,22 +621,29 @@ TEST_F(NodeClusterTest, StalledDisks_DoNotDelayConfirmations) {
     return true;
   })) << "not every member reached its sync";
   for (const std::string& name : {leader, follower}) {
-    absl::Mutex mu;
-    std::optional<absl::StatusOr<Confirmation>> got;
+    // Shared with the callback, which may outlive a failed wait.
+    struct Answer {
+      Mutex mu;
+      CondVar cv;
+      std::optional<absl::StatusOr<Confirmation>> got ABSL_GUARDED_BY(mu);
+    };
+    auto answer = std::make_shared<Answer>();
     members_[name].node->Confirm(absl::Seconds(5),
-                                 [&](absl::StatusOr<Confirmation> c) {
-                                   absl::MutexLock lock(&mu);
-                                   got = std::move(c);
+                                 [answer](absl::StatusOr<Confirmation> c) {
+                                   MutexLock lock(&answer->mu);
+                                   answer->got = std::move(c);
+                                   answer->cv.SignalAll();
                                  });
-    absl::MutexLock lock(&mu);
-    ASSERT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::optional<absl::StatusOr<Confirmation>>* g) {
-              return g->has_value();
-            },
-            &got),
-        absl::Seconds(5)))
-        << name << ": no answer";
+    std::optional<absl::StatusOr<Confirmation>> got;
+    {
+      const absl::Time until = absl::Now() + absl::Seconds(5);
+      MutexLock lock(&answer->mu);
+      while (!answer->got.has_value() && absl::Now() < until) {
+        answer->cv.WaitWithTimeout(&answer->mu, until - absl::Now());
+      }
+      got = answer->got;
+    }
+    ASSERT_TRUE(got.has_value()) << name << ": no answer";
     ASSERT_TRUE(got->ok()) << name << ": " << got->status();
     EXPECT_GT((*got)->term, 0u);
     for (auto& [n, d] : disks_) {

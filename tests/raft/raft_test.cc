@@ -511,13 +511,20 @@ TEST_F(RaftTest, Ready_LeaderAppendsGoOutBeforeOwnPersist) {
   c.Stabilize();
 }
 
-TEST_F(RaftTest, Ready_TakeMessagesLetsHeartbeatsOutDuringASlowWrite) {
-  Cluster& c = Make(3);
+// Member 1 of a 3-member cluster leads, with a Ready of one entry handed
+// out and not yet durable (its fsync is slow).
+void LeaderWithAWriteInFlight(Cluster& c) {
   ASSERT_TRUE(c.Elect(1));
   Raft& r = c.raft(1);
   ASSERT_TRUE(r.Propose("x", c.now()).ok());
-  Ready rd = r.GetReady();  // its fsync is slow
+  Ready rd = r.GetReady();
   ASSERT_EQ(rd.entries.size(), 1u);
+}
+
+TEST_F(RaftTest, Ready_TakeMessagesLetsHeartbeatsOutDuringASlowWrite) {
+  Cluster& c = Make(3);
+  ASSERT_NO_FATAL_FAILURE(LeaderWithAWriteInFlight(c));
+  Raft& r = c.raft(1);
   EXPECT_TRUE(r.TakeMessages().empty());  // nothing new yet
   const int64_t later =
       c.now() + Cluster::DefaultConfig().heartbeat_interval_ns;
@@ -536,11 +543,8 @@ TEST_F(RaftTest, Ready_TakeMessagesLetsHeartbeatsOutDuringASlowWrite) {
 // quorum round needs nothing of its own disk.
 TEST_F(RaftTest, Ready_TakeReadStatesAnswersReadsDuringASlowWrite) {
   Cluster& c = Make(3);
-  ASSERT_TRUE(c.Elect(1));
+  ASSERT_NO_FATAL_FAILURE(LeaderWithAWriteInFlight(c));
   Raft& r = c.raft(1);
-  ASSERT_TRUE(r.Propose("x", c.now()).ok());
-  Ready rd = r.GetReady();  // its fsync is slow
-  ASSERT_EQ(rd.entries.size(), 1u);
   ASSERT_TRUE(r.ReadIndex(42, c.now()).ok());
   EXPECT_TRUE(r.TakeReadStates().empty());  // the round is not confirmed
   // The round's heartbeats go out early; the followers acknowledge them.
