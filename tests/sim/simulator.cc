@@ -251,6 +251,10 @@ class Simulator {
   void GuardEvaluate(Member& m);
   void ScheduleGuardCheck(Member& m);
   void CloseWindow(Member& m, int64_t end);
+  // The last opt_.learners members (ids from 1) are learners.
+  bool IsLearner(uint64_t id) const {
+    return id > static_cast<uint64_t>(opt_.members - opt_.learners);
+  }
   void CheckWindows();
 
   // Clients.
@@ -1087,7 +1091,7 @@ SimResult Simulator::Run() {
     // through every fault (until the heal phase): the guard's windows rely
     // on rho, and the checker must catch them failing.
     m.rate = 1 + (opt_.drift_beyond_rho ? 10 : 1) * opt_.rho * rng_.Signed();
-    if (i >= opt_.members - opt_.learners) {
+    if (IsLearner(m.id)) {
       conf.add_learners(m.id);
     } else {
       conf.add_voters(m.id);
@@ -1209,9 +1213,7 @@ SimResult Simulator::Run() {
   result_.acknowledged = acknowledged_.size();
   result_.leaders = invariants_.leaders_seen();
   for (const GuardWindow& w : windows_) {
-    if (w.member > static_cast<uint64_t>(opt_.members - opt_.learners)) {
-      ++result_.learner_windows;
-    }
+    if (IsLearner(w.member)) ++result_.learner_windows;
   }
 
   if (result_.safety_ok) {
