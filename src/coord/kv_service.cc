@@ -6,16 +6,99 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "util/grpc_status.h"
+#include "util/mutex.h"
 
 namespace quorate::coord {
+
+// One call: requested on the queue, handled on the io thread when it
+// arrives, finished from whichever thread has the answer (the io thread,
+// or the node loop for proposals and reads), and deleted on the io thread
+// when the answer is sent.
+template <class Request, class Response>
+class KvService::Call final : public transport::CqHandler {
+ public:
+  using RequestMethod = void (client::Kv::AsyncService::*)(
+      grpc::ServerContext*, Request*,
+      grpc::ServerAsyncResponseWriter<Response>*, grpc::CompletionQueue*,
+      grpc::ServerCompletionQueue*, void*);
+  using Handler = void (KvService::*)(Call*);
+
+  // Waits for the next call of `method`; it goes to
+  // `handle`. Nothing, once the queue is shutting down.
+  static void Await(KvService* service, RequestMethod method,
+                    Handler handle) {
+    auto* call = new Call(service, method, handle);
+    transport::CallQueue* queue = service->queue_;
+    if (!queue->StartOperation([&] {
+          (service->service_.*method)(&call->context, &call->request,
+                                       &call->writer_, queue->cq(),
+                                       queue->cq(), &call->requested_);
+        })) {
+      delete call;
+    }
+  }
+
+  // Answers: `response` if `status` is OK, otherwise the status alone.
+  // Once, from any thread.
+  void Finish(const grpc::Status& status) {
+    bool started;
+    {
+      MutexLock lock(&mu_);
+      started = service_->queue_->StartOperation(
+          [&] { writer_.Finish(response, status, &finished_); });
+    }
+    // The server is shutting down and has cancelled the call.
+    if (!started) delete this;
+  }
+
+  void OnEvent(int kind, bool ok) override {
+    if (kind == kRequested) {
+      if (!ok) {  // the server is shutting down
+        delete this;
+        return;
+      }
+      Await(service_, request_method_, handle_);  // the method's next call
+      (service_->*handle_)(this);
+      return;
+    }
+    // Finished (sent or not). The finishing thread's writes happened under
+    // mu_: taking it orders them before the delete for ThreadSanitizer,
+    // which cannot see gRPC's own synchronization.
+    { MutexLock lock(&mu_); }
+    delete this;
+  }
+
+  Request request;
+  Response response;
+  grpc::ServerContext context;
+
+ private:
+  enum Kind { kRequested, kFinished };
+
+  Call(KvService* service, RequestMethod method, Handler handle)
+      : service_(service),
+        request_method_(method),
+        handle_(handle),
+        writer_(&context) {}
+  ~Call() = default;
+
+  KvService* const service_;
+  const RequestMethod request_method_;
+  const Handler handle_;
+  grpc::ServerAsyncResponseWriter<Response> writer_;
+  Mutex mu_;
+  transport::CqTag requested_{this, kRequested};
+  transport::CqTag finished_{this, kFinished};
+};
+
 namespace {
 
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(5);
 constexpr absl::Duration kMaxTimeout = absl::Seconds(30);
 
 // What is left of the client's deadline, within bounds.
-absl::Duration Timeout(const grpc::CallbackServerContext* context) {
-  const auto deadline = context->deadline();
+absl::Duration Timeout(const grpc::ServerContext& context) {
+  const auto deadline = context.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) {
     return kDefaultTimeout;
   }
@@ -23,157 +106,152 @@ absl::Duration Timeout(const grpc::CallbackServerContext* context) {
   return std::min(std::max(left, absl::ZeroDuration()), kMaxTimeout);
 }
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context,
-                                 const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 }  // namespace
 
-grpc::ServerUnaryReactor* KvService::Write(
-    grpc::CallbackServerContext* context, client::KvCommand cmd,
-    std::function<void(const client::KvResult&)> fill) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+void KvService::Start(transport::CallQueue* queue) {
+  queue_ = queue;
+  PutCall::Await(this, &client::Kv::AsyncService::RequestPut, &KvService::Put);
+  GetCall::Await(this, &client::Kv::AsyncService::RequestGet, &KvService::Get);
+  DeleteCall::Await(this, &client::Kv::AsyncService::RequestDelete,
+                    &KvService::Delete);
+  CasCall::Await(this, &client::Kv::AsyncService::RequestCas, &KvService::Cas);
+  StatusCall::Await(this, &client::Kv::AsyncService::RequestMemberStatus,
+                    &KvService::MemberStatus);
+}
+
+template <class C>
+void KvService::Write(C* call, const client::KvCommand& cmd) {
   node::Node* node = node_.load();
   if (node == nullptr) {
-    context->AddTrailingMetadata("quorate-refused", "1");
-    reactor->Finish(
+    call->context.AddTrailingMetadata("quorate-refused", "1");
+    call->Finish(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the member is starting"));
-    return reactor;
+    return;
   }
   node->Propose(
-      cmd.SerializeAsString(), Timeout(context),
-      [reactor, context, node,
-       fill = std::move(fill)](absl::StatusOr<node::Applied> applied) {
+      cmd.SerializeAsString(), Timeout(call->context),
+      [call, node](absl::StatusOr<node::Applied> applied) {
         if (!applied.ok()) {
           if (absl::IsUnavailable(applied.status())) {
             // Refused before proposing (not the leader, or none known):
             // nothing was applied. Say who leads.
-            context->AddTrailingMetadata("quorate-refused", "1");
+            call->context.AddTrailingMetadata("quorate-refused", "1");
             const std::string leader = node->GetStatus().leader_address;
             if (!leader.empty()) {
-              context->AddTrailingMetadata("quorate-leader", leader);
+              call->context.AddTrailingMetadata("quorate-leader", leader);
             }
           }
-          reactor->Finish(ToGrpcStatus(applied.status()));
+          call->Finish(ToGrpcStatus(applied.status()));
           return;
         }
         client::KvResult result;
         if (!result.ParseFromString(applied->result)) {
-          reactor->Finish(
+          call->Finish(
               grpc::Status(grpc::StatusCode::INTERNAL, "unreadable result"));
           return;
         }
         const absl::Status s = ResultStatus(result);
-        if (s.ok()) fill(result);
-        reactor->Finish(ToGrpcStatus(s));
+        if (s.ok()) call->response.set_revision(result.revision());
+        call->Finish(ToGrpcStatus(s));
       });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
-                                         const client::PutRequest* request,
-                                         client::PutResponse* response) {
-  if (absl::Status s = CheckKeyValue(request->key(), request->value());
+void KvService::Put(PutCall* call) {
+  const client::PutRequest& request = call->request;
+  if (absl::Status s = CheckKeyValue(request.key(), request.value());
       !s.ok()) {
-    return Finish(context, s);
+    call->Finish(ToGrpcStatus(s));
+    return;
   }
   client::KvCommand cmd;
-  *cmd.mutable_op() = request->op();
-  *cmd.mutable_put() = *request;
+  *cmd.mutable_op() = request.op();
+  *cmd.mutable_put() = request;
   cmd.mutable_put()->clear_op();
-  return Write(context, std::move(cmd), [response](const client::KvResult& r) {
-    response->set_revision(r.revision());
-  });
+  Write(call, cmd);
 }
 
-grpc::ServerUnaryReactor* KvService::Delete(
-    grpc::CallbackServerContext* context, const client::DeleteRequest* request,
-    client::DeleteResponse* response) {
-  if (absl::Status s = CheckKeyValue(request->key(), ""); !s.ok()) {
-    return Finish(context, s);
+void KvService::Delete(DeleteCall* call) {
+  const client::DeleteRequest& request = call->request;
+  if (absl::Status s = CheckKeyValue(request.key(), ""); !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
   }
   client::KvCommand cmd;
-  *cmd.mutable_op() = request->op();
-  cmd.mutable_del()->set_key(request->key());
-  return Write(context, std::move(cmd), [response](const client::KvResult& r) {
-    response->set_revision(r.revision());
-  });
+  *cmd.mutable_op() = request.op();
+  cmd.mutable_del()->set_key(request.key());
+  Write(call, cmd);
 }
 
-grpc::ServerUnaryReactor* KvService::Cas(grpc::CallbackServerContext* context,
-                                         const client::CasRequest* request,
-                                         client::CasResponse* response) {
-  if (absl::Status s = CheckKeyValue(request->key(), request->value());
+void KvService::Cas(CasCall* call) {
+  const client::CasRequest& request = call->request;
+  if (absl::Status s = CheckKeyValue(request.key(), request.value());
       !s.ok()) {
-    return Finish(context, s);
+    call->Finish(ToGrpcStatus(s));
+    return;
   }
   client::KvCommand cmd;
-  *cmd.mutable_op() = request->op();
-  *cmd.mutable_cas() = *request;
+  *cmd.mutable_op() = request.op();
+  *cmd.mutable_cas() = request;
   cmd.mutable_cas()->clear_op();
-  return Write(context, std::move(cmd), [response](const client::KvResult& r) {
-    response->set_revision(r.revision());
-  });
+  Write(call, cmd);
 }
 
-grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* context,
-                                         const client::GetRequest* request,
-                                         client::GetResponse* response) {
-  if (absl::Status s = CheckKeyValue(request->key(), ""); !s.ok()) {
-    return Finish(context, s);
+void KvService::Get(GetCall* call) {
+  if (absl::Status s = CheckKeyValue(call->request.key(), ""); !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
   }
   const KvStore* store = store_;
-  auto answer = [store, response, key = request->key()] {
+  auto answer = [store, call] {
     const uint64_t read_revision = store->revision();
-    std::optional<KvStore::Value> v = store->Get(key);
-    response->set_read_revision(read_revision);
+    std::optional<KvStore::Value> v = store->Get(call->request.key());
+    client::GetResponse& response = call->response;
+    response.set_read_revision(read_revision);
     if (!v.has_value()) return;
-    response->set_found(true);
-    response->set_value(std::move(v->value));
-    response->set_revision(v->revision);
+    response.set_found(true);
+    response.set_value(std::move(v->value));
+    response.set_revision(v->revision);
   };
-  if (request->stale()) {
+  if (call->request.stale()) {
     answer();
-    return Finish(context, absl::OkStatus());
+    call->Finish(grpc::Status::OK);
+    return;
   }
   node::Node* node = node_.load();
   if (node == nullptr) {
-    return Finish(context, absl::UnavailableError("the member is starting"));
+    call->Finish(ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  node->Read(Timeout(context), [reactor, answer](absl::StatusOr<uint64_t> at) {
-    if (at.ok()) answer();
-    reactor->Finish(ToGrpcStatus(at.status()));
-  });
-  return reactor;
+  node->Read(Timeout(call->context),
+             [call, answer](absl::StatusOr<uint64_t> at) {
+               if (at.ok()) answer();
+               call->Finish(ToGrpcStatus(at.status()));
+             });
 }
 
-grpc::ServerUnaryReactor* KvService::MemberStatus(
-    grpc::CallbackServerContext* context, const client::MemberStatusRequest*,
-    client::MemberStatusResponse* response) {
+void KvService::MemberStatus(StatusCall* call) {
   node::Node* node = node_.load();
   if (node == nullptr) {
-    return Finish(context, absl::UnavailableError("the member is starting"));
+    call->Finish(ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
   }
   const node::NodeStatus s = node->GetStatus();
-  response->set_id(s.name);
-  response->set_zone(s.zone);
-  response->set_role(raft::RoleName(s.role));
-  response->set_term(s.term);
-  response->set_leader_id(s.leader);
-  response->set_leader_address(s.leader_address);
-  response->set_commit_index(s.commit_index);
-  if (mode_) response->set_mode(mode_());
-  response->add_member_ids(s.name);
-  response->add_member_addresses(s.listen_address);
+  client::MemberStatusResponse& response = call->response;
+  response.set_id(s.name);
+  response.set_zone(s.zone);
+  response.set_role(raft::RoleName(s.role));
+  response.set_term(s.term);
+  response.set_leader_id(s.leader);
+  response.set_leader_address(s.leader_address);
+  response.set_commit_index(s.commit_index);
+  if (mode_) response.set_mode(mode_());
+  response.add_member_ids(s.name);
+  response.add_member_addresses(s.listen_address);
   for (const node::PeerStatus& p : s.peers) {
-    response->add_member_ids(p.name);
-    response->add_member_addresses(p.address);
+    response.add_member_ids(p.name);
+    response.add_member_addresses(p.address);
   }
-  return Finish(context, absl::OkStatus());
+  call->Finish(grpc::Status::OK);
 }
 
 }  // namespace quorate::coord

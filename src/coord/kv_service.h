@@ -11,21 +11,24 @@
 // its own state; `stale` reads answer from local state at once.
 //
 // Every call has a deadline: the client's, capped at 30 s, or 5 s when the
-// client sets none. The handlers never block a gRPC thread: each finishes
-// from the node loop when its proposal or read completes.
+// client sets none. Calls arrive on the transport's io thread
+// (transport/cq.h) and never block it: each finishes from the node loop
+// when its proposal or read completes.
 #ifndef QUORATE_COORD_KV_SERVICE_H_
 #define QUORATE_COORD_KV_SERVICE_H_
 
 #include <atomic>
 #include <functional>
+#include <string>
 
 #include "coord/kv.h"
 #include "node/node.h"
 #include "quorate/client.grpc.pb.h"
+#include "transport/cq.h"
 
 namespace quorate::coord {
 
-class KvService final : public client::Kv::CallbackService {
+class KvService final : public transport::AsyncService {
  public:
   explicit KvService(const KvStore* store) : store_(store) {}
 
@@ -37,31 +40,34 @@ class KvService final : public client::Kv::CallbackService {
     mode_ = std::move(mode);
   }
 
-  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
-                                const client::PutRequest* request,
-                                client::PutResponse* response) override;
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
-                                const client::GetRequest* request,
-                                client::GetResponse* response) override;
-  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* context,
-                                   const client::DeleteRequest* request,
-                                   client::DeleteResponse* response) override;
-  grpc::ServerUnaryReactor* Cas(grpc::CallbackServerContext* context,
-                                const client::CasRequest* request,
-                                client::CasResponse* response) override;
-  grpc::ServerUnaryReactor* MemberStatus(
-      grpc::CallbackServerContext* context,
-      const client::MemberStatusRequest* request,
-      client::MemberStatusResponse* response) override;
+  grpc::Service* grpc_service() override { return &service_; }
+  void Start(transport::CallQueue* queue) override;
+
+  // One call of a method (kv_service.cc).
+  template <class Request, class Response>
+  class Call;
 
  private:
+  using PutCall = Call<client::PutRequest, client::PutResponse>;
+  using GetCall = Call<client::GetRequest, client::GetResponse>;
+  using DeleteCall = Call<client::DeleteRequest, client::DeleteResponse>;
+  using CasCall = Call<client::CasRequest, client::CasResponse>;
+  using StatusCall =
+      Call<client::MemberStatusRequest, client::MemberStatusResponse>;
+
+  void Put(PutCall* call);
+  void Get(GetCall* call);
+  void Delete(DeleteCall* call);
+  void Cas(CasCall* call);
+  void MemberStatus(StatusCall* call);
   // Proposes `cmd` and finishes the call with the state machine's result
-  // (`fill` writes a successful one into the response) or the error.
-  grpc::ServerUnaryReactor* Write(
-      grpc::CallbackServerContext* context, client::KvCommand cmd,
-      std::function<void(const client::KvResult&)> fill);
+  // (a success's revision goes into the response) or the error.
+  template <class C>
+  void Write(C* call, const client::KvCommand& cmd);
 
   const KvStore* const store_;
+  client::Kv::AsyncService service_;
+  transport::CallQueue* queue_ = nullptr;  // set by Start()
   std::atomic<node::Node*> node_{nullptr};
   std::function<std::string()> mode_;
 };

@@ -35,6 +35,7 @@
 #include "absl/time/time.h"
 #include "raft/raft.h"
 #include "storage/file.h"
+#include "transport/cq.h"
 #include "transport/transport.h"
 
 namespace quorate::node {
@@ -84,8 +85,9 @@ struct NodeOptions {
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration election_timeout = absl::Milliseconds(500);
   transport::TlsFiles tls;
-  // More gRPC services on the listen address (the client API); not owned.
-  std::vector<grpc::Service*> services;
+  // More gRPC services on the listen address and the transport's
+  // completion queue (the client API; transport/cq.h); not owned.
+  std::vector<transport::AsyncService*> services;
   // A snapshot is taken (and the log compacted) every this many applied
   // entries.
   uint64_t snapshot_every = 10000;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "quorate/peer.grpc.pb.h"
+#include "transport/cq.h"
 #include "util/clock.h"
 #include "util/grpc_status.h"
 #include "util/mutex.h"
@@ -115,24 +116,46 @@ int Ms(absl::Duration d) {
 
 class TransportImpl;
 
-// Receives the streams peers open to this member.
-class PeerService final : public peer::Peer::Service {
+// A stream a peer opened to this member: Hello, then batches until it
+// breaks. Lives on the io thread, and deletes itself when it is over.
+class InStream final : public CqHandler {
  public:
-  explicit PeerService(TransportImpl* owner) : owner_(owner) {}
-  grpc::Status Stream(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<peer::StreamAck, peer::PeerFrame>* stream)
-      override;
+  InStream(TransportImpl* owner, peer::Peer::AsyncService* service,
+           grpc::ServerCompletionQueue* cq)
+      : owner_(owner), rw_(&context_) {
+    service->RequestStream(&context_, &rw_, cq, cq, &requested_);
+  }
+  void OnEvent(int kind, bool ok) override;
 
  private:
+  enum Kind { kRequested, kRead, kWrote, kFinished };
+  ~InStream() = default;
+
   TransportImpl* const owner_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<peer::StreamAck, peer::PeerFrame> rw_;
+  peer::PeerFrame frame_;
+  peer::StreamAck ack_;
+  bool greeted_ = false;  // Hello read and accepted
+  uint64_t from_ = 0;     // the member that said Hello
+  CqTag requested_{this, kRequested};
+  CqTag read_{this, kRead};
+  CqTag wrote_{this, kWrote};
+  CqTag finished_{this, kFinished};
 };
 
-// One peer's outgoing stream and its queue, driven by a thread of its own.
-class PeerSender {
+// One peer's outgoing stream and its queue.
+//
+// Messages are written from the thread that queues them (the node loop or
+// the storage thread) when no write is in flight, and otherwise by the io
+// thread as soon as the previous write completes: everything queued
+// meanwhile goes out as the next batch, in one frame. No thread wakes up
+// just to pass a message on. A thread of the sender's own does the slow
+// part, connecting: waiting for a channel, the Hello exchange, backoff.
+class PeerSender final : public CqHandler {
  public:
   // `make_channel` returns a new channel to the peer (its own connection).
-  PeerSender(TransportImpl* owner, PeerAddress peer,
+  PeerSender(TransportImpl* owner, PeerAddress peer, grpc::CompletionQueue* cq,
              std::function<std::shared_ptr<grpc::Channel>()> make_channel);
   ~PeerSender();
 
@@ -142,24 +165,50 @@ class PeerSender {
     MutexLock lock(&mu_);
     return connected_;
   }
-  // Stops the thread (cancelling a stream it is blocked on) and joins it.
+  // Ends the stream and the thread, and joins it. The io thread must still
+  // run: the stream's last operations complete there.
   void Stop();
+  void OnEvent(int kind, bool ok) override;  // the io thread
 
  private:
+  enum Kind { kStarted, kWrote, kRead, kFinished };
+  // One attempt's stream. Destroyed only when none of its operations is
+  // outstanding (phase kDone).
+  struct Stream {
+    enum class Phase { kStarting, kHello, kAwaitAck, kOpen, kFinishing, kDone };
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientAsyncReaderWriter<peer::PeerFrame,
+                                                  peer::StreamAck>>
+        rw;
+    peer::StreamAck ack;
+    grpc::Status status;
+    Phase phase = Phase::kStarting;
+    int outstanding = 0;  // operations started and not yet completed
+    bool failed = false;  // finishing once nothing is outstanding
+    bool cancelled = false;
+  };
+
   void Run();
   // Waits until a channel to the peer is ready, or `deadline`, or Stop().
   bool AwaitChannel(absl::Time deadline);
   // Opens the stream and exchanges Hello; false (after logging why) if the
   // peer cannot be reached or refuses.
-  bool Connect(
-      grpc::ClientContext* context,
-      std::unique_ptr<
-          grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>* stream);
-  void Disconnected(const grpc::Status& status);
+  bool Connect();
+  // Until the open stream breaks or Stop(): writes what the io thread and
+  // Enqueue leave to this thread (frames under injected faults).
+  void Serve();
+  // Takes a batch off the queue and starts writing it.
+  void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stream broke, or is being stopped (`cancel`): finish it once no
+  // operation is outstanding. A failed read needs no cancelling: the peer
+  // ended the stream, and Finish() then returns the peer's own status (a
+  // refusal's reason, which a cancel would replace).
+  void FailLocked(bool cancel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogOnce(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TransportImpl* const owner_;
   const PeerAddress peer_;
+  grpc::CompletionQueue* const cq_;
   const std::function<std::shared_ptr<grpc::Channel>()> make_channel_;
   // The channel in use and its stub, and the connection attempts under
   // way (newest last; kept from one AwaitChannel() to the next, so that an
@@ -167,22 +216,35 @@ class PeerSender {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<peer::Peer::Stub> stub_;
   std::deque<std::shared_ptr<grpc::Channel>> tries_;
+  std::mt19937_64 rng_;  // the sender's thread only
   mutable Mutex mu_;
-  CondVar changed_;  // queue, stop or connection state changed
+  CondVar changed_;  // stream phase, queue or stop changed
+  std::unique_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
+  peer::PeerFrame out_ ABSL_GUARDED_BY(mu_);  // the frame being written
+  size_t out_messages_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool duplicate_ ABSL_GUARDED_BY(mu_) = false;  // write `out_` once more
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_log_ ABSL_GUARDED_BY(mu_);
-  grpc::ClientContext* active_ ABSL_GUARDED_BY(mu_) = nullptr;
+  CqTag started_{this, kStarted};
+  CqTag wrote_{this, kWrote};
+  CqTag read_{this, kRead};
+  CqTag finished_{this, kFinished};
   std::thread thread_;
 };
 
-class TransportImpl final : public Transport {
+bool FaultsActive() {
+  const FaultFile::Faults f = ProcessFaults().Current();
+  return f.delay_ms > 0 || f.duplicate_percent > 0;
+}
+
+class TransportImpl final : public Transport, public CallQueue {
  public:
-  explicit TransportImpl(Options options)
-      : options_(std::move(options)), service_(this) {}
+  explicit TransportImpl(Options options) : options_(std::move(options)) {}
   ~TransportImpl() override { Stop(); }
 
   absl::Status Init(const std::vector<PeerAddress>& peers);
@@ -221,23 +283,104 @@ class TransportImpl final : public Transport {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    // Senders first: their streams' last operations complete on the io
+    // thread, which still runs.
     for (auto& [id, sender] : senders_) sender->Stop();
+    accepting_.store(false);
     if (server_ != nullptr) {
       // Streams never end by themselves: cancel them now.
       server_->Shutdown(std::chrono::system_clock::now());
       server_->Wait();
     }
+    if (cq_ != nullptr) {
+      {
+        MutexLock lock(&cq_mu_);
+        cq_closed_ = true;
+        cq_->Shutdown();
+      }
+      if (io_thread_.joinable()) {
+        io_thread_.join();
+      } else {
+        void* tag;
+        bool ok;
+        while (cq_->Next(&tag, &ok)) {
+        }
+      }
+    }
   }
 
   const Options& options() const { return options_; }
-  // Whether `id` is one of the peers this member was configured with.
-  bool IsPeer(uint64_t id) const { return peer_ids_.count(id) > 0; }
+
+  // Waits for the next stream a peer opens (the io thread).
+  void AcceptNextStream() {
+    MutexLock lock(&cq_mu_);
+    if (!cq_closed_ && accepting_.load()) {
+      new InStream(this, &service_, cq_.get());
+    }
+  }
+
+  grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
+  bool StartOperation(absl::FunctionRef<void()> start) override {
+    MutexLock lock(&cq_mu_);
+    if (cq_closed_) return false;
+    start();
+    return true;
+  }
+
+  // OK if `frame` is a Hello from a member of this cluster meant for this
+  // member; otherwise the status to end the stream with (logged).
+  grpc::Status CheckHello(const peer::PeerFrame& frame,
+                          const std::string& address) const {
+    const Options& o = options_;
+    if (!frame.has_hello()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a peer stream must start with Hello");
+    }
+    const peer::Hello& hello = frame.hello();
+    if (hello.cluster_id() != o.cluster_id) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address, ": it belongs to cluster '",
+                       hello.cluster_id(), "', this member to cluster '",
+                       o.cluster_id, "'"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("member '", o.self.name, "' is in cluster '",
+                       o.cluster_id, "', not in cluster '", hello.cluster_id(),
+                       "'"));
+    }
+    if (peer_ids_.count(hello.from()) == 0) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address,
+                       ": it is not a member of this cluster"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("member '", o.self.name, "' does not know a member '",
+                       hello.from_name(), "' in its cluster"));
+    }
+    if (hello.to() != o.self.id) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address,
+                       ": it meant to reach another member"));
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("this address serves member '",
+                                       o.self.name, "', not the one asked for"));
+    }
+    return grpc::Status::OK;
+  }
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
   }
 
-  void Received(uint64_t from, std::vector<raft::Message> messages) {
+  // A batch arrived on the stream `from` opened (the io thread).
+  void Received(uint64_t from, raft::MessageBatch* batch) {
+    std::vector<raft::Message> messages;
+    messages.reserve(static_cast<size_t>(batch->messages_size()));
+    for (raft::Message& m : *batch->mutable_messages()) {
+      // A stream speaks for the member that said Hello, and only to us.
+      if (m.from() != from || m.to() != options_.self.id) continue;
+      messages.push_back(std::move(m));
+    }
     {
       MutexLock lock(&mu_);
       last_received_[from] = MonotonicNowNs();
@@ -257,7 +400,12 @@ class TransportImpl final : public Transport {
 
  private:
   const Options options_;
-  PeerService service_;
+  peer::Peer::AsyncService service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread io_thread_;
+  std::atomic<bool> accepting_{true};
+  Mutex cq_mu_;
+  bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
   std::unique_ptr<grpc::Server> server_;
   std::string listen_address_;
   // Fixed before the server starts: streams may arrive at once.
@@ -270,68 +418,66 @@ class TransportImpl final : public Transport {
   std::atomic<bool> stopped_{false};
 };
 
-grpc::Status PeerService::Stream(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<peer::StreamAck, peer::PeerFrame>* stream) {
-  const Transport::Options& o = owner_->options();
-  peer::PeerFrame frame;
-  if (!stream->Read(&frame)) return grpc::Status::CANCELLED;
-  if (!frame.has_hello()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "a peer stream must start with Hello");
+void InStream::OnEvent(int kind, bool ok) {
+  // Exactly one operation is outstanding at a time, and none once an
+  // event arrives: `next` starts the next one, or the stream ends here.
+  auto next = [this](absl::FunctionRef<void()> start) {
+    if (!owner_->StartOperation(start)) delete this;  // shutting down
+  };
+  switch (kind) {
+    case kRequested:
+      if (!ok) {  // the server is shutting down
+        delete this;
+        return;
+      }
+      owner_->AcceptNextStream();
+      next([this] { rw_.Read(&frame_, &read_); });
+      return;
+    case kRead:
+      if (!ok) {  // the peer closed or the stream broke
+        next([this] {
+          rw_.Finish(greeted_ ? grpc::Status::OK : grpc::Status::CANCELLED,
+                     &finished_);
+        });
+        return;
+      }
+      if (!greeted_) {
+        const grpc::Status refused = owner_->CheckHello(frame_, context_.peer());
+        if (!refused.ok()) {
+          next([this, &refused] { rw_.Finish(refused, &finished_); });
+          return;
+        }
+        greeted_ = true;
+        from_ = frame_.hello().from();
+        next([this] { rw_.Write(ack_, &wrote_); });
+        return;
+      }
+      if (frame_.has_batch()) owner_->Received(from_, frame_.mutable_batch());
+      next([this] { rw_.Read(&frame_, &read_); });
+      return;
+    case kWrote:
+      if (!ok) {
+        next([this] { rw_.Finish(grpc::Status::CANCELLED, &finished_); });
+        return;
+      }
+      next([this] { rw_.Read(&frame_, &read_); });
+      return;
+    case kFinished:
+      delete this;
+      return;
   }
-  const peer::Hello hello = frame.hello();
-  if (hello.cluster_id() != o.cluster_id) {
-    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
-                             "' connecting from ", context->peer(),
-                             ": it belongs to cluster '", hello.cluster_id(),
-                             "', this member to cluster '", o.cluster_id, "'"));
-    return grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("member '", o.self.name, "' is in cluster '", o.cluster_id,
-                     "', not in cluster '", hello.cluster_id(), "'"));
-  }
-  if (!owner_->IsPeer(hello.from())) {
-    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
-                             "' connecting from ", context->peer(),
-                             ": it is not a member of this cluster"));
-    return grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("member '", o.self.name, "' does not know a member '",
-                     hello.from_name(), "' in its cluster"));
-  }
-  if (hello.to() != o.self.id) {
-    owner_->Log(absl::StrCat("refused member '", hello.from_name(),
-                             "' connecting from ", context->peer(),
-                             ": it meant to reach another member"));
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("this address serves member '",
-                                     o.self.name, "', not the one asked for"));
-  }
-  peer::StreamAck ack;
-  if (!stream->Write(ack)) return grpc::Status::CANCELLED;
-  while (stream->Read(&frame)) {
-    if (!frame.has_batch()) continue;
-    std::vector<raft::Message> messages;
-    messages.reserve(static_cast<size_t>(frame.batch().messages_size()));
-    for (raft::Message& m : *frame.mutable_batch()->mutable_messages()) {
-      // A stream speaks for the member that said Hello, and only to us.
-      if (m.from() != hello.from() || m.to() != o.self.id) continue;
-      messages.push_back(std::move(m));
-    }
-    owner_->Received(hello.from(), std::move(messages));
-  }
-  return grpc::Status::OK;
 }
 
 PeerSender::PeerSender(
-    TransportImpl* owner, PeerAddress peer,
+    TransportImpl* owner, PeerAddress peer, grpc::CompletionQueue* cq,
     std::function<std::shared_ptr<grpc::Channel>()> make_channel)
     : owner_(owner),
       peer_(std::move(peer)),
+      cq_(cq),
       make_channel_(std::move(make_channel)),
       channel_(make_channel_()),
       stub_(peer::Peer::NewStub(channel_)),
+      rng_(std::random_device{}()),
       thread_([this] { Run(); }) {}
 
 PeerSender::~PeerSender() { Stop(); }
@@ -340,7 +486,6 @@ void PeerSender::Stop() {
   {
     MutexLock lock(&mu_);
     stopping_ = true;
-    if (active_ != nullptr) active_->TryCancel();
   }
   changed_.SignalAll();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
@@ -358,7 +503,112 @@ void PeerSender::Enqueue(std::vector<raft::Message> messages) {
     }
     queue_.push_back(std::move(m));
   }
-  changed_.Signal();
+  if (!connected_ || writing_ || queue_.empty()) return;
+  if (FaultsActive()) {
+    changed_.SignalAll();  // the sender's thread delays the frame
+    return;
+  }
+  StartWriteLocked();
+}
+
+void PeerSender::StartWriteLocked() {
+  const size_t max_bytes = owner_->options().max_batch_bytes;
+  out_.Clear();
+  raft::MessageBatch* batch = out_.mutable_batch();
+  size_t bytes = 0;
+  out_messages_ = 0;
+  while (!queue_.empty() && bytes < max_bytes) {
+    bytes += queue_.front().ByteSizeLong();
+    *batch->add_messages() = std::move(queue_.front());
+    queue_.pop_front();
+    ++out_messages_;
+  }
+  writing_ = true;
+  ++stream_->outstanding;
+  stream_->rw->Write(out_, &wrote_);  // serializes `out_` before returning
+}
+
+void PeerSender::FailLocked(bool cancel) {
+  Stream* s = stream_.get();
+  connected_ = false;
+  s->failed = true;
+  if (cancel && !s->cancelled) {
+    s->cancelled = true;
+    s->context.TryCancel();
+  }
+  if (s->outstanding == 0 && s->phase != Stream::Phase::kFinishing &&
+      s->phase != Stream::Phase::kDone) {
+    s->phase = Stream::Phase::kFinishing;
+    ++s->outstanding;
+    s->rw->Finish(&s->status, &finished_);
+  }
+}
+
+void PeerSender::OnEvent(int kind, bool ok) {
+  MutexLock lock(&mu_);
+  Stream* s = stream_.get();  // set: operations are outstanding
+  --s->outstanding;
+  if (kind == kFinished) {
+    s->phase = Stream::Phase::kDone;
+    changed_.SignalAll();
+    return;
+  }
+  if (!ok || s->failed) {
+    FailLocked(/*cancel=*/kind != kRead);
+    changed_.SignalAll();
+    return;
+  }
+  switch (kind) {
+    case kStarted: {
+      const Transport::Options& o = owner_->options();
+      peer::PeerFrame hello;
+      hello.mutable_hello()->set_cluster_id(o.cluster_id);
+      hello.mutable_hello()->set_from(o.self.id);
+      hello.mutable_hello()->set_from_name(o.self.name);
+      hello.mutable_hello()->set_to(peer_.id);
+      s->phase = Stream::Phase::kHello;
+      ++s->outstanding;
+      s->rw->Write(hello, &wrote_);
+      return;
+    }
+    case kWrote:
+      if (s->phase == Stream::Phase::kHello) {
+        s->phase = Stream::Phase::kAwaitAck;
+        ++s->outstanding;
+        s->rw->Read(&s->ack, &read_);
+        return;
+      }
+      sent_ += out_messages_;
+      if (duplicate_) {
+        duplicate_ = false;
+        ++s->outstanding;
+        s->rw->Write(out_, &wrote_);
+        return;
+      }
+      writing_ = false;
+      if (queue_.empty()) return;
+      if (FaultsActive()) {
+        changed_.SignalAll();  // the sender's thread delays the frame
+        return;
+      }
+      StartWriteLocked();
+      return;
+    case kRead:
+      if (s->phase == Stream::Phase::kAwaitAck) {
+        s->phase = Stream::Phase::kOpen;
+        connected_ = true;
+        changed_.SignalAll();
+      }
+      // The peer sends nothing after its ack, so this read completes only
+      // when the stream breaks: that is how an idle stream (a follower's
+      // to another follower) notices a dead link, which a writer would
+      // only see at its next write.
+      ++s->outstanding;
+      s->rw->Read(&s->ack, &read_);
+      return;
+    default:
+      return;
+  }
 }
 
 PeerState PeerSender::State() const {
@@ -430,10 +680,7 @@ bool PeerSender::AwaitChannel(absl::Time deadline) {
   }
 }
 
-bool PeerSender::Connect(
-    grpc::ClientContext* context,
-    std::unique_ptr<grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>*
-        stream) {
+bool PeerSender::Connect() {
   const Transport::Options& o = owner_->options();
   if (!AwaitChannel(absl::Now() + o.connect_timeout)) {
     MutexLock lock(&mu_);
@@ -441,49 +688,81 @@ bool PeerSender::Connect(
                          peer_.address, "; retrying"));
     return false;
   }
-  context->set_deadline(absl::ToChronoTime(absl::Now() + o.stream_lifetime));
+  grpc::Status status;
   {
     MutexLock lock(&mu_);
     if (stopping_) return false;
-    active_ = context;
-  }
-  *stream = stub_->Stream(context);
-  peer::PeerFrame hello;
-  hello.mutable_hello()->set_cluster_id(o.cluster_id);
-  hello.mutable_hello()->set_from(o.self.id);
-  hello.mutable_hello()->set_from_name(o.self.name);
-  hello.mutable_hello()->set_to(peer_.id);
-  peer::StreamAck ack;
-  if ((*stream)->Write(hello) && (*stream)->Read(&ack)) return true;
-  const grpc::Status status = (*stream)->Finish();
-  MutexLock lock(&mu_);
-  active_ = nullptr;
-  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-    LogOnce(absl::StrCat("member '", peer_.name, "' at ", peer_.address,
-                         " refused this member: ", status.error_message()));
-  } else {
-    LogOnce(absl::StrCat("stream to member '", peer_.name, "' at ",
-                         peer_.address, " failed: ", status.error_message()));
+    stream_ = std::make_unique<Stream>();
+    Stream* s = stream_.get();
+    s->context.set_deadline(absl::ToChronoTime(absl::Now() + o.stream_lifetime));
+    s->rw = stub_->PrepareAsyncStream(&s->context, cq_);
+    ++s->outstanding;
+    s->rw->StartCall(&started_);
+    // The io thread sends Hello and reads the ack.
+    while (s->phase != Stream::Phase::kOpen &&
+           s->phase != Stream::Phase::kDone) {
+      if (stopping_) FailLocked(/*cancel=*/true);
+      changed_.Wait(&mu_);
+    }
+    if (s->phase == Stream::Phase::kOpen) return true;
+    status = s->status;
+    stream_.reset();
+    if (stopping_) return false;
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+      LogOnce(absl::StrCat("member '", peer_.name, "' at ", peer_.address,
+                           " refused this member: ", status.error_message()));
+    } else {
+      LogOnce(absl::StrCat("stream to member '", peer_.name, "' at ",
+                           peer_.address, " failed: ", status.error_message()));
+    }
   }
   return false;
 }
 
+void PeerSender::Serve() {
+  while (true) {
+    absl::Duration delay;
+    bool duplicate = false;
+    {
+      MutexLock lock(&mu_);
+      while (true) {
+        if (stopping_) FailLocked(/*cancel=*/true);
+        if (stream_->phase == Stream::Phase::kDone) return;
+        // Enqueue and the io thread write themselves unless faults are
+        // injected; then frames are left here, to be delayed.
+        if (connected_ && !writing_ && !queue_.empty()) break;
+        changed_.Wait(&mu_);
+      }
+      const FaultFile::Faults faults = ProcessFaults().Current();
+      delay = absl::Milliseconds(faults.delay_ms) *
+              std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
+      duplicate = faults.duplicate_percent > 0 &&
+                  std::uniform_int_distribution<int>(0, 99)(rng_) <
+                      faults.duplicate_percent;
+      // Claimed, so that nobody else writes meanwhile.
+      writing_ = true;
+    }
+    absl::SleepFor(delay);
+    MutexLock lock(&mu_);
+    writing_ = false;
+    if (connected_ && !queue_.empty()) {
+      StartWriteLocked();
+      duplicate_ = duplicate;
+    }
+  }
+}
+
 void PeerSender::Run() {
   const Transport::Options& o = owner_->options();
-  std::mt19937_64 rng(std::random_device{}());
   absl::Duration backoff = o.initial_backoff;
   while (true) {
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
     }
-    grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientReaderWriter<peer::PeerFrame, peer::StreamAck>>
-        stream;
-    if (Connect(&context, &stream)) {
+    if (Connect()) {
       {
         MutexLock lock(&mu_);
-        connected_ = true;
         if (!last_log_.empty()) {
           owner_->Log(absl::StrCat("connected to member '", peer_.name, "' at ",
                                    peer_.address));
@@ -493,57 +772,13 @@ void PeerSender::Run() {
       backoff = o.initial_backoff;
       owner_->Reconnected(peer_.id);
       const absl::Time opened = absl::Now();
-      // The peer sends nothing after its ack, so a read returns only when
-      // the stream breaks: that is how an idle stream (a follower's to
-      // another follower) notices a dead link, which a writer would only
-      // see at its next write.
-      bool broken = false;
-      std::thread reader([&] {
-        peer::StreamAck ignored;
-        while (stream->Read(&ignored)) {
-        }
-        MutexLock lock(&mu_);
-        broken = true;
-        changed_.SignalAll();
-      });
-      bool ok = true;
-      while (ok) {
-        peer::PeerFrame frame;
-        {
-          MutexLock lock(&mu_);
-          while (!stopping_ && !broken && queue_.empty()) changed_.Wait(&mu_);
-          if (stopping_ || broken) break;
-          size_t bytes = 0;
-          auto* batch = frame.mutable_batch();
-          while (!queue_.empty() && bytes < o.max_batch_bytes) {
-            bytes += queue_.front().ByteSizeLong();
-            *batch->add_messages() = std::move(queue_.front());
-            queue_.pop_front();
-          }
-        }
-        const FaultFile::Faults faults = ProcessFaults().Current();
-        if (faults.delay_ms > 0) {
-          const double jitter =
-              std::uniform_real_distribution<double>(0.5, 1.5)(rng);
-          absl::SleepFor(absl::Milliseconds(faults.delay_ms) * jitter);
-        }
-        ok = stream->Write(frame);
-        if (ok) {
-          MutexLock lock(&mu_);
-          sent_ += static_cast<uint64_t>(frame.batch().messages_size());
-        }
-        if (ok && faults.duplicate_percent > 0 &&
-            std::uniform_int_distribution<int>(0, 99)(rng) <
-                faults.duplicate_percent) {
-          ok = stream->Write(frame);
-        }
-      }
-      context.TryCancel();  // ends the reader's Read if the stream lives on
-      reader.join();
-      const grpc::Status status = stream->Finish();
+      Serve();
       MutexLock lock(&mu_);
-      active_ = nullptr;
+      const grpc::Status status = stream_->status;
+      stream_.reset();
       connected_ = false;
+      writing_ = false;
+      duplicate_ = false;
       dropped_ += queue_.size();
       queue_.clear();
       if (stopping_) return;
@@ -556,7 +791,8 @@ void PeerSender::Run() {
     }
     owner_->Unreachable(peer_.id);
     // Jittered exponential backoff: [0.5, 1.5) x backoff.
-    const double jitter = std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+    const double jitter =
+        std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
     const absl::Time until = absl::Now() + backoff * jitter;
     backoff = std::min(backoff * 2, o.max_backoff);
     MutexLock lock(&mu_);
@@ -594,7 +830,10 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   int port = 0;
   builder.AddListeningPort(options_.listen, server_creds, &port);
   builder.RegisterService(&service_);
-  for (grpc::Service* extra : options_.services) builder.RegisterService(extra);
+  cq_ = builder.AddCompletionQueue();
+  for (AsyncService* extra : options_.services) {
+    builder.RegisterService(extra->grpc_service());
+  }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // Peers ping often (keepalive below): allow it, without data too.
@@ -615,6 +854,16 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   }
   listen_address_ = options_.listen.substr(0, options_.listen.rfind(':')) +
                     ":" + std::to_string(port);
+  AcceptNextStream();
+  for (AsyncService* extra : options_.services) extra->Start(this);
+  io_thread_ = std::thread([this] {
+    void* tag;
+    bool ok;
+    while (cq_->Next(&tag, &ok)) {
+      const CqTag* t = static_cast<const CqTag*>(tag);
+      t->handler->OnEvent(t->kind, ok);
+    }
+  });
 
   for (const PeerAddress& p : peers) {
     if (p.id == options_.self.id) continue;
@@ -636,7 +885,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     // A channel of its own per peer, not shared through gRPC's pool.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     senders_[p.id] = std::make_unique<PeerSender>(
-        this, p, [address = p.address, channel_creds, args] {
+        this, p, cq_.get(), [address = p.address, channel_creds, args] {
           return grpc::CreateCustomChannel(address, channel_creds, args);
         });
   }

@@ -8,9 +8,14 @@
 //
 // Each member keeps one long-lived stream to each peer for its outgoing
 // messages (the peer does the same the other way), so a pair of members
-// shares two streams on one or two HTTP/2 connections. A sender thread per
-// peer drains a bounded queue: everything queued while the previous batch
-// was being written goes out as the next batch, in one frame.
+// shares two streams on one or two HTTP/2 connections. Every stream, and
+// every call of the services served beside them, completes on one
+// completion queue drained by one io thread (transport/cq.h). A message is
+// written by the thread that sends it when no write to that peer is in
+// flight; otherwise it waits in the peer's bounded queue, and everything
+// queued while a write was in flight goes out as the next batch, in one
+// frame, started by the io thread when that write completes. A thread per
+// peer does only the connecting.
 //
 // The first frame of a stream is a Hello naming the cluster and both
 // members. A member of another cluster, or a stream meant for another
@@ -37,7 +42,8 @@
 // faults. Packet loss and partitions are made with nftables instead.
 //
 // Thread-safety: all methods may be called from any thread. The callbacks
-// run on gRPC's threads and must not block.
+// run on the io thread (on_connected and on_unreachable on a peer's
+// connecting thread) and must not block.
 #ifndef QUORATE_TRANSPORT_TRANSPORT_H_
 #define QUORATE_TRANSPORT_TRANSPORT_H_
 
@@ -52,11 +58,9 @@
 #include "absl/time/time.h"
 #include "quorate/raft.pb.h"
 
-namespace grpc {
-class Service;
-}
-
 namespace quorate::transport {
+
+class AsyncService;
 
 struct PeerAddress {
   uint64_t id = 0;
@@ -113,9 +117,10 @@ class Transport {
     size_t max_queued_messages = 4096;  // per peer
     size_t max_batch_bytes = 4 << 20;
     int max_message_bytes = 64 << 20;
-    // More services to serve on the same listener (the client API). Not
-    // owned; they must outlive the transport.
-    std::vector<grpc::Service*> services;
+    // More services to serve on the same listener and completion queue
+    // (the client API; transport/cq.h). Not owned; they must outlive the
+    // transport.
+    std::vector<AsyncService*> services;
     // Batches received, in order per peer. Must not block.
     std::function<void(std::vector<raft::Message>)> on_messages;
     // A peer's stream broke or could not be opened.

@@ -1,0 +1,72 @@
+// transport/cq.h: the member's one completion queue, and how a service
+// serves its calls on it.
+//
+// Every stream and call a member serves (peer streams both ways, and the
+// client API) completes its operations on one gRPC completion queue,
+// drained by one thread, the transport's io thread. That thread is then
+// the only one in the process that polls the sockets: a message is read
+// and handled by the same thread, instead of being found by one gRPC
+// thread and handed to another (each hand-off is a wake-up, tens of
+// microseconds on an idle virtual CPU).
+//
+// An event's tag is a CqTag: the object it belongs to and which of its
+// operations completed. The io thread calls `handler->OnEvent(kind, ok)`.
+//
+//   class Call final : public CqHandler {
+//     void OnEvent(int kind, bool ok) override;   // on the io thread
+//     CqTag done_{this, kDone};
+//   };
+#ifndef QUORATE_TRANSPORT_CQ_H_
+#define QUORATE_TRANSPORT_CQ_H_
+
+#include "absl/functional/function_ref.h"
+
+namespace grpc {
+class Service;
+class ServerCompletionQueue;
+}  // namespace grpc
+
+namespace quorate::transport {
+
+class CqHandler {
+ public:
+  virtual void OnEvent(int kind, bool ok) = 0;
+
+ protected:
+  ~CqHandler() = default;
+};
+
+struct CqTag {
+  CqHandler* handler;
+  int kind;
+};
+
+// The queue, as a service sees it.
+class CallQueue {
+ public:
+  virtual grpc::ServerCompletionQueue* cq() = 0;
+  // Runs `start`, which begins one operation on the queue (a Request, a
+  // Finish, a Read...), unless the queue is shutting down: then it returns
+  // false without running it, and the caller drops its call (nothing may
+  // begin after the queue's Shutdown(); the server has cancelled every
+  // call by then). Any thread.
+  virtual bool StartOperation(absl::FunctionRef<void()> start) = 0;
+
+ protected:
+  ~CallQueue() = default;
+};
+
+// A service with asynchronous methods, served by the transport's listener.
+class AsyncService {
+ public:
+  virtual ~AsyncService() = default;
+  // Registered with the server before it starts.
+  virtual grpc::Service* grpc_service() = 0;
+  // The server is running: request the first calls on `queue`. The queue
+  // outlives every call it completes.
+  virtual void Start(CallQueue* queue) = 0;
+};
+
+}  // namespace quorate::transport
+
+#endif  // QUORATE_TRANSPORT_CQ_H_
