@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "util/thread_name.h"
 
 namespace quorate::admin {
 namespace {
@@ -160,7 +161,10 @@ class AdminServerImpl final : public AdminServer {
     address_ = absl::StrCat(address.substr(0, colon), ":",
                             acceptor_.local_endpoint().port());
     Accept();
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] {
+      SetThreadName("q-admin");
+      io_.run();
+    });
     return absl::OkStatus();
   }
 

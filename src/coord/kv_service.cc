@@ -25,14 +25,13 @@ class KvService::Call final : public transport::CqHandler {
 
   // Waits for the next call of `method`; it goes to
   // `handle`. Nothing, once the queue is shutting down.
-  static void Await(KvService* service, RequestMethod method,
-                    Handler handle) {
+  static void Await(KvService* service, RequestMethod method, Handler handle) {
     auto* call = new Call(service, method, handle);
     transport::CallQueue* queue = service->queue_;
     if (!queue->StartOperation([&] {
           (service->service_.*method)(&call->context, &call->request,
-                                       &call->writer_, queue->cq(),
-                                       queue->cq(), &call->requested_);
+                                      &call->writer_, queue->cq(), queue->cq(),
+                                      &call->requested_);
         })) {
       delete call;
     }
@@ -158,8 +157,7 @@ void KvService::Write(C* call, const client::KvCommand& cmd) {
 
 void KvService::Put(PutCall* call) {
   const client::PutRequest& request = call->request;
-  if (absl::Status s = CheckKeyValue(request.key(), request.value());
-      !s.ok()) {
+  if (absl::Status s = CheckKeyValue(request.key(), request.value()); !s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }
@@ -184,8 +182,7 @@ void KvService::Delete(DeleteCall* call) {
 
 void KvService::Cas(CasCall* call) {
   const client::CasRequest& request = call->request;
-  if (absl::Status s = CheckKeyValue(request.key(), request.value());
-      !s.ok()) {
+  if (absl::Status s = CheckKeyValue(request.key(), request.value()); !s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }
@@ -219,7 +216,8 @@ void KvService::Get(GetCall* call) {
   }
   node::Node* node = node_.load();
   if (node == nullptr) {
-    call->Finish(ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
     return;
   }
   node->Read(Timeout(call->context),
@@ -232,7 +230,8 @@ void KvService::Get(GetCall* call) {
 void KvService::MemberStatus(StatusCall* call) {
   node::Node* node = node_.load();
   if (node == nullptr) {
-    call->Finish(ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
     return;
   }
   const node::NodeStatus s = node->GetStatus();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "util/clock.h"
+#include "util/thread_name.h"
 
 namespace quorate::guard {
 
@@ -36,7 +37,10 @@ absl::StatusOr<std::unique_ptr<PartitionGuard>> PartitionGuard::Start(
     return absl::InvalidArgumentError("the guard needs a node and an interval");
   }
   std::unique_ptr<PartitionGuard> g(new PartitionGuard(std::move(options)));
-  g->thread_ = std::thread([p = g.get()] { p->Run(); });
+  g->thread_ = std::thread([p = g.get()] {
+    SetThreadName("q-guard");
+    p->Run();
+  });
   return g;
 }
 

@@ -19,6 +19,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/mutex.h"
+#include "util/thread_name.h"
 
 namespace quorate::node {
 
@@ -344,7 +345,10 @@ absl::Status Node::Impl::Init() {
     Drive();
     ScheduleSweep();
   });
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] {
+    SetThreadName("q-loop");
+    io_.run();
+  });
   return absl::OkStatus();
 }
 

@@ -3,15 +3,16 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "util/thread_name.h"
 
 namespace quorate::storage {
 
 SegmentPreparer::SegmentPreparer(FileSystem* fs, std::string dir,
                                  uint64_t bytes)
-    : fs_(fs),
-      dir_(std::move(dir)),
-      bytes_(bytes),
-      thread_([this] { Run(); }) {}
+    : fs_(fs), dir_(std::move(dir)), bytes_(bytes), thread_([this] {
+        SetThreadName("q-segments");
+        Run();
+      }) {}
 
 SegmentPreparer::~SegmentPreparer() {
   {

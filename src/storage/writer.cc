@@ -3,11 +3,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "util/thread_name.h"
 
 namespace quorate::storage {
 
 GroupCommitWriter::GroupCommitWriter(Storage* storage, size_t max_queued)
-    : storage_(storage), max_queued_(max_queued), thread_([this] { Run(); }) {}
+    : storage_(storage), max_queued_(max_queued), thread_([this] {
+        SetThreadName("q-storage");
+        Run();
+      }) {}
 
 GroupCommitWriter::~GroupCommitWriter() {
   {

@@ -20,6 +20,7 @@
 #include "util/clock.h"
 #include "util/grpc_status.h"
 #include "util/mutex.h"
+#include "util/thread_name.h"
 
 namespace quorate::transport {
 namespace {
@@ -177,8 +178,8 @@ class PeerSender final : public CqHandler {
   struct Stream {
     enum class Phase { kStarting, kHello, kAwaitAck, kOpen, kFinishing, kDone };
     grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientAsyncReaderWriter<peer::PeerFrame,
-                                                  peer::StreamAck>>
+    std::unique_ptr<
+        grpc::ClientAsyncReaderWriter<peer::PeerFrame, peer::StreamAck>>
         rw;
     peer::StreamAck ack;
     grpc::Status status;
@@ -339,9 +340,9 @@ class TransportImpl final : public Transport, public CallQueue {
     const peer::Hello& hello = frame.hello();
     if (hello.cluster_id() != o.cluster_id) {
       Log(absl::StrCat("refused member '", hello.from_name(),
-                       "' connecting from ", address, ": it belongs to cluster '",
-                       hello.cluster_id(), "', this member to cluster '",
-                       o.cluster_id, "'"));
+                       "' connecting from ", address,
+                       ": it belongs to cluster '", hello.cluster_id(),
+                       "', this member to cluster '", o.cluster_id, "'"));
       return grpc::Status(
           grpc::StatusCode::FAILED_PRECONDITION,
           absl::StrCat("member '", o.self.name, "' is in cluster '",
@@ -361,9 +362,10 @@ class TransportImpl final : public Transport, public CallQueue {
       Log(absl::StrCat("refused member '", hello.from_name(),
                        "' connecting from ", address,
                        ": it meant to reach another member"));
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("this address serves member '",
-                                       o.self.name, "', not the one asked for"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("this address serves member '", o.self.name,
+                       "', not the one asked for"));
     }
     return grpc::Status::OK;
   }
@@ -442,7 +444,8 @@ void InStream::OnEvent(int kind, bool ok) {
         return;
       }
       if (!greeted_) {
-        const grpc::Status refused = owner_->CheckHello(frame_, context_.peer());
+        const grpc::Status refused =
+            owner_->CheckHello(frame_, context_.peer());
         if (!refused.ok()) {
           next([this, &refused] { rw_.Finish(refused, &finished_); });
           return;
@@ -478,7 +481,10 @@ PeerSender::PeerSender(
       channel_(make_channel_()),
       stub_(peer::Peer::NewStub(channel_)),
       rng_(std::random_device{}()),
-      thread_([this] { Run(); }) {}
+      thread_([this] {
+        SetThreadName("q-connect");
+        Run();
+      }) {}
 
 PeerSender::~PeerSender() { Stop(); }
 
@@ -694,7 +700,8 @@ bool PeerSender::Connect() {
     if (stopping_) return false;
     stream_ = std::make_unique<Stream>();
     Stream* s = stream_.get();
-    s->context.set_deadline(absl::ToChronoTime(absl::Now() + o.stream_lifetime));
+    s->context.set_deadline(
+        absl::ToChronoTime(absl::Now() + o.stream_lifetime));
     s->rw = stub_->PrepareAsyncStream(&s->context, cq_);
     ++s->outstanding;
     s->rw->StartCall(&started_);
@@ -857,6 +864,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   AcceptNextStream();
   for (AsyncService* extra : options_.services) extra->Start(this);
   io_thread_ = std::thread([this] {
+    SetThreadName("q-io");
     void* tag;
     bool ok;
     while (cq_->Next(&tag, &ok)) {

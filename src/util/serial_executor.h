@@ -11,12 +11,17 @@
 #include <utility>
 
 #include "util/mutex.h"
+#include "util/thread_name.h"
 
 namespace quorate {
 
 class SerialExecutor {
  public:
-  SerialExecutor() : thread_([this] { Run(); }) {}
+  SerialExecutor()
+      : thread_([this] {
+          SetThreadName("q-callbacks");
+          Run();
+        }) {}
   // Runs what is queued, then joins.
   ~SerialExecutor() {
     {
