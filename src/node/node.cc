@@ -152,6 +152,8 @@ class Node::Impl {
   void Complete(raft::Ready rd, const absl::Status& persisted);
   void ApplySnapshot(const raft::Snapshot& snapshot);
   void MaybeSnapshot();
+  // Applies committed entries, in order, and answers their proposals.
+  void ApplyCommitted(const std::vector<raft::EntryPtr>& entries);
   void ScheduleTick();
   void ScheduleSweep();
   void Fail(const absl::Status& status);
@@ -394,6 +396,17 @@ void Node::Impl::Drive() {
       Complete(std::move(rd), absl::OkStatus());
       continue;
     }
+    if (!rd.snapshot.has_value()) {
+      // Committed entries are durable on a quorum already, whatever this
+      // member's disk is doing: they are applied (and their proposals
+      // answered) now, while this Ready's new entries are written, not
+      // after that fsync. A leader's commit index never passes its own
+      // durable log (Raft::Advance), so nothing is acknowledged that only
+      // the followers hold.
+      ApplyCommitted(rd.committed_entries);
+      rd.committed_entries.clear();
+      ServeReads();
+    }
     ready_in_flight_ = true;
     auto shared = std::make_shared<raft::Ready>(std::move(rd));
     storage::GroupCommitWriter::Request req;
@@ -421,17 +434,19 @@ void Node::Impl::Drive() {
   }
   if (ready_in_flight_ && !failed_) {
     // The disk is busy with the last Ready: heartbeats and the like go
-    // out anyway (raft.h says which may), and confirmed read points are
-    // answered: every member shares a disk in tests and often in a rack,
-    // and one slow fsync used to lapse every member's window at once.
+    // out anyway (raft.h says which may), committed entries are applied,
+    // and confirmed read points are answered: every member shares a disk in
+    // tests and often in a rack, and one slow fsync used to lapse every
+    // member's window at once.
     std::vector<raft::Message> early = raft_->TakeMessages();
     if (!early.empty()) transport_->Send(std::move(early));
     const std::vector<raft::ReadState> confirmed = raft_->TakeReadStates();
-    if (!confirmed.empty()) {
-      ConfirmRounds(confirmed);
-      NoteReadPoints(confirmed);
-      ServeReads();
-    }
+    ConfirmRounds(confirmed);
+    NoteReadPoints(confirmed);
+    // Under load the disk is always busy with the next batch: what was
+    // committed meanwhile is applied and answered now, not after it.
+    ApplyCommitted(raft_->TakeCommittedEntries());
+    ServeReads();
   }
   PublishStatus();
   ScheduleTick();
@@ -447,7 +462,23 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
     ApplySnapshot(*rd.snapshot);
     if (failed_) return;
   }
-  for (const raft::EntryPtr& e : rd.committed_entries) {
+  ApplyCommitted(rd.committed_entries);
+  NoteReadPoints(rd.read_states);
+  for (uint64_t id : rd.failed_reads) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(absl::UnavailableError(
+        "leadership changed before the read was confirmed; retry"));
+  }
+  ServeReads();
+  raft_->Advance();
+  MaybeSnapshot();
+}
+
+void Node::Impl::ApplyCommitted(const std::vector<raft::EntryPtr>& entries) {
+  for (const raft::EntryPtr& e : entries) {
     QUORATE_CHECK_EQ(e->index(), applied_ + 1) << "apply out of order";
     applied_ = e->index();
     std::string result;
@@ -467,18 +498,6 @@ void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {
           "applied"));
     }
   }
-  NoteReadPoints(rd.read_states);
-  for (uint64_t id : rd.failed_reads) {
-    auto it = reads_.find(id);
-    if (it == reads_.end()) continue;
-    auto done = std::move(it->second.done);
-    reads_.erase(it);
-    done(absl::UnavailableError(
-        "leadership changed before the read was confirmed; retry"));
-  }
-  ServeReads();
-  raft_->Advance();
-  MaybeSnapshot();
 }
 
 void Node::Impl::ConfirmRounds(const std::vector<raft::ReadState>& states) {

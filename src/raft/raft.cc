@@ -1416,6 +1416,18 @@ std::vector<ReadState> Raft::TakeReadStates() {
   return out;
 }
 
+std::vector<EntryPtr> Raft::TakeCommittedEntries() {
+  std::vector<EntryPtr> out;
+  if (!ready_outstanding_ || snapshot_handed_out_) return out;
+  const uint64_t apply_to = std::min(commit_, log_.last_index());
+  if (next_apply_ > apply_to) return out;
+  const uint64_t last =
+      log_.Slice(next_apply_, apply_to, config_.max_committed_bytes_per_ready,
+                 [&](const EntryPtr& e) { out.push_back(e); });
+  next_apply_ = last + 1;
+  return out;
+}
+
 void Raft::Advance() {
   QUORATE_CHECK(ready_outstanding_) << "Advance() without GetReady()";
   ready_outstanding_ = false;

@@ -29,7 +29,10 @@
 //  - `entries` may start at or below the last index already on disk: the
 //    log from entries[0].index() on is replaced (a conflict).
 //  - Apply committed_entries in order, exactly once, after the snapshot of
-//    the same Ready (if any).
+//    the same Ready (if any). They are committed, so durable on a quorum:
+//    without a snapshot in the Ready they may be applied before (2)
+//    completes, and TakeCommittedEntries() hands out the ones committed
+//    while a Ready is outstanding.
 //  - At most one Ready is outstanding: call Advance() before the next
 //    GetReady(). Calls to Step()/Propose()/Tick() may continue in between;
 //    their effects go into the next Ready. This is what batches a burst of
@@ -263,6 +266,15 @@ class Raft {
   // disk, and a slow fsync must not hold up every read and every
   // partition-guard renewal it answers.
   std::vector<ReadState> TakeReadStates();
+  // Likewise the entries committed since, to apply now: what would go into
+  // the next Ready's `committed_entries`, unless the outstanding Ready
+  // holds a snapshot (entries after it wait for it). A committed entry is
+  // durable on a quorum, whatever this member's disk is doing, and a
+  // leader's commit index never passes its own durable log, so the driver
+  // may apply these and answer their proposals before the outstanding
+  // Ready's writes complete. Under load, a commit then waits for no fsync
+  // but those that made it.
+  std::vector<EntryPtr> TakeCommittedEntries();
 
   // Accessors.
   uint64_t id() const { return config_.id; }

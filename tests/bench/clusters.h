@@ -30,6 +30,9 @@ using ::quorate::testing::PortReservation;
 using ::quorate::testing::Process;
 
 constexpr int kMembers = 3;
+// Both systems snapshot (and compact their logs) every this many entries:
+// etcd 3.4's default --snapshot-count.
+inline constexpr int kSnapshotEntries = 100000;
 
 // Polls `pred` every 2 ms (a process outside can only be asked) until it
 // holds or `limit` passes.
@@ -98,7 +101,8 @@ class QuorateCluster final : public Cluster {
             "--peers=" + absl::StrJoin(peers, ","),
             absl::StrCat("--data_dir=", dir_, "/n", i), "--cluster_id=bench",
             "--heartbeat_interval=50ms", "--election_timeout=500ms",
-            "--segment_bytes=4194304"},
+            "--segment_bytes=4194304",
+            absl::StrCat("--snapshot_entries=", kSnapshotEntries)},
         absl::StrCat(dir_, "/n", i, ".log"));
   }
   int Leader() override {
@@ -166,6 +170,7 @@ class EtcdCluster final : public Cluster {
             "--initial-cluster=" + absl::StrJoin(initial, ","),
             "--initial-cluster-state=new", "--initial-cluster-token=bench",
             "--heartbeat-interval=50", "--election-timeout=500",
+            absl::StrCat("--snapshot-count=", kSnapshotEntries),
             "--log-level=error"},
         absl::StrCat(dir_, "/e", i, ".log"));
   }

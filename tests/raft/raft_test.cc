@@ -571,6 +571,47 @@ TEST_F(RaftTest, Ready_TakeReadStatesAnswersReadsDuringASlowWrite) {
   c.DropAll();
 }
 
+// Under load a leader's disk is always busy with the next batch: entries
+// committed meanwhile are applied at once, not after that write. Only
+// entries durable on the leader itself count toward the commit.
+TEST_F(RaftTest, Ready_TakeCommittedEntriesAppliesDuringASlowWrite) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  c.DropAll();
+  Raft& r = c.raft(1);
+  EXPECT_TRUE(r.TakeCommittedEntries().empty());  // no Ready outstanding
+  ASSERT_TRUE(r.Propose("a", c.now()).ok());
+  Ready first = r.GetReady();
+  ASSERT_EQ(first.entries.size(), 1u);
+  const uint64_t a = first.entries[0]->index();
+  r.Advance();  // "a" is durable on the leader
+  ASSERT_TRUE(r.Propose("b", c.now()).ok());
+  Ready second = r.GetReady();  // "b" is being written
+  ASSERT_EQ(second.entries.size(), 1u);
+  const uint64_t b = second.entries[0]->index();
+  EXPECT_TRUE(r.TakeCommittedEntries().empty());  // nothing acknowledged
+  // A follower has both durable.
+  Message ack;
+  ack.set_type(MESSAGE_TYPE_APPEND_RESPONSE);
+  ack.set_from(2);
+  ack.set_to(1);
+  ack.set_term(r.term());
+  ack.set_index(b);
+  ASSERT_TRUE(r.Step(ack, c.now()).ok());
+  const std::vector<EntryPtr> now = r.TakeCommittedEntries();
+  ASSERT_EQ(now.size(), 1u);  // not "b": the leader's own copy is in flight
+  EXPECT_EQ(now[0]->index(), a);
+  EXPECT_EQ(now[0]->data(), "a");
+  EXPECT_TRUE(r.TakeCommittedEntries().empty());  // taken once
+  r.Advance();  // "b" is durable on the leader too: committed
+  ASSERT_TRUE(r.HasReady());
+  Ready third = r.GetReady();
+  ASSERT_EQ(third.committed_entries.size(), 1u);
+  EXPECT_EQ(third.committed_entries[0]->index(), b);
+  r.Advance();
+  c.DropAll();
+}
+
 TEST_F(RaftTest, Ready_TakeMessagesHoldsEverythingWhileANewTermIsUnsynced) {
   Config cfg = Cluster::DefaultConfig();
   cfg.pre_vote = false;
