@@ -26,7 +26,41 @@ class Service;
 class ServerCompletionQueue;
 }  // namespace grpc
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QUORATE_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define QUORATE_TSAN 1
+#endif
+#ifdef QUORATE_TSAN
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 namespace quorate::transport {
+
+// Debian's gRPC is not built with ThreadSanitizer, which therefore cannot
+// see that starting an operation happens before the io thread handles its
+// completion. Whoever starts an operation on `queue` calls
+// TsanStarting(queue) first, and the io thread calls TsanTaken(queue) after
+// each event: TSan then orders everything before the start (building the
+// call, its tags) before the handling. No-ops in other builds.
+inline void TsanStarting(const void* queue) {
+#ifdef QUORATE_TSAN
+  __tsan_release(const_cast<void*>(queue));
+#else
+  (void)queue;
+#endif
+}
+inline void TsanTaken(const void* queue) {
+#ifdef QUORATE_TSAN
+  __tsan_acquire(const_cast<void*>(queue));
+#else
+  (void)queue;
+#endif
+}
 
 class CqHandler {
  public:

@@ -316,6 +316,7 @@ class TransportImpl final : public Transport, public CallQueue {
   void AcceptNextStream() {
     MutexLock lock(&cq_mu_);
     if (!cq_closed_ && accepting_.load()) {
+      TsanStarting(cq_.get());
       new InStream(this, &service_, cq_.get());
     }
   }
@@ -324,6 +325,7 @@ class TransportImpl final : public Transport, public CallQueue {
   bool StartOperation(absl::FunctionRef<void()> start) override {
     MutexLock lock(&cq_mu_);
     if (cq_closed_) return false;
+    TsanStarting(cq_.get());
     start();
     return true;
   }
@@ -530,6 +532,7 @@ void PeerSender::StartWriteLocked() {
     ++out_messages_;
   }
   writing_ = true;
+  TsanStarting(cq_);
   ++stream_->outstanding;
   stream_->rw->Write(out_, &wrote_);  // serializes `out_` before returning
 }
@@ -545,6 +548,7 @@ void PeerSender::FailLocked(bool cancel) {
   if (s->outstanding == 0 && s->phase != Stream::Phase::kFinishing &&
       s->phase != Stream::Phase::kDone) {
     s->phase = Stream::Phase::kFinishing;
+    TsanStarting(cq_);
     ++s->outstanding;
     s->rw->Finish(&s->status, &finished_);
   }
@@ -573,6 +577,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
       hello.mutable_hello()->set_from_name(o.self.name);
       hello.mutable_hello()->set_to(peer_.id);
       s->phase = Stream::Phase::kHello;
+      TsanStarting(cq_);
       ++s->outstanding;
       s->rw->Write(hello, &wrote_);
       return;
@@ -580,6 +585,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
     case kWrote:
       if (s->phase == Stream::Phase::kHello) {
         s->phase = Stream::Phase::kAwaitAck;
+        TsanStarting(cq_);
         ++s->outstanding;
         s->rw->Read(&s->ack, &read_);
         return;
@@ -587,6 +593,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
       sent_ += out_messages_;
       if (duplicate_) {
         duplicate_ = false;
+        TsanStarting(cq_);
         ++s->outstanding;
         s->rw->Write(out_, &wrote_);
         return;
@@ -609,6 +616,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
       // when the stream breaks: that is how an idle stream (a follower's
       // to another follower) notices a dead link, which a writer would
       // only see at its next write.
+      TsanStarting(cq_);
       ++s->outstanding;
       s->rw->Read(&s->ack, &read_);
       return;
@@ -703,6 +711,7 @@ bool PeerSender::Connect() {
     s->context.set_deadline(
         absl::ToChronoTime(absl::Now() + o.stream_lifetime));
     s->rw = stub_->PrepareAsyncStream(&s->context, cq_);
+    TsanStarting(cq_);
     ++s->outstanding;
     s->rw->StartCall(&started_);
     // The io thread sends Hello and reads the ack.
@@ -868,6 +877,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     void* tag;
     bool ok;
     while (cq_->Next(&tag, &ok)) {
+      TsanTaken(cq_.get());
       const CqTag* t = static_cast<const CqTag*>(tag);
       t->handler->OnEvent(t->kind, ok);
     }

@@ -121,33 +121,42 @@ TEST(SimulatorTest, HealthyRunDoesRealWork) {
 }
 
 // Runs seeds [1, runs] with `o` and returns the first safety violation.
-std::string FirstViolation(SimOptions o, int runs) {
+// Whether some seed in 1..runs reports a safety violation naming `what`.
+// (Which checker fires first on a given seed is incidental: a write
+// acknowledged before it commits can show up as a lost write or as a
+// non-linearizable history, whichever is checked first.)
+bool Caught(SimOptions o, int runs, const std::string& what) {
   for (int s = 1; s <= runs; ++s) {
     o.seed = static_cast<uint64_t>(s);
     o.members = s % 2 == 0 ? 5 : 3;
     const SimResult r = RunSimulation(o);
-    if (!r.safety_ok) return r.safety_violation;
+    if (!r.safety_ok && r.safety_violation.find(what) != std::string::npos) {
+      return true;
+    }
   }
-  return "";
+  return false;
 }
 
 TEST(SimulatorCheckersTest, VoteLostOnRestartIsCaughtAsDoubleVote) {
   SimOptions o;
   o.scenario = "crash";
   o.unsafe_forget_vote_on_restart = true;
-  EXPECT_NE(FirstViolation(o, 50).find("voted twice"), std::string::npos);
+  EXPECT_TRUE(Caught(o, 50, "voted twice"));
 }
 
 TEST(SimulatorCheckersTest, StaleReadsAreCaughtAsNonLinearizable) {
   SimOptions o;
   o.unsafe_stale_reads = true;
-  EXPECT_NE(FirstViolation(o, 50).find("not linearizable"), std::string::npos);
+  // Members keep close to the leader (they apply what is committed
+  // without waiting for their own disk), so a stale read takes a member
+  // cut off or stalled for a while: seed 125 is the first.
+  EXPECT_TRUE(Caught(o, 200, "not linearizable"));
 }
 
 TEST(SimulatorCheckersTest, AcknowledgingUncommittedWritesIsCaughtAsLoss) {
   SimOptions o;
   o.unsafe_ack_on_propose = true;
-  EXPECT_NE(FirstViolation(o, 50).find("lost"), std::string::npos);
+  EXPECT_TRUE(Caught(o, 50, "lost"));
 }
 
 // The partition guard's windows assume clocks drift at most rho. With
@@ -157,7 +166,7 @@ TEST(SimulatorCheckersTest, AcknowledgingUncommittedWritesIsCaughtAsLoss) {
 TEST(SimulatorCheckersTest, ClockDriftBeyondRhoIsCaughtAsOverlappingWindows) {
   SimOptions o;
   o.drift_beyond_rho = true;
-  EXPECT_NE(FirstViolation(o, 50).find("partition guard"), std::string::npos);
+  EXPECT_TRUE(Caught(o, 50, "partition guard"));
 }
 
 TEST(SimulatorTest, GuardWindowsHoldAcrossTransfers) {

@@ -235,6 +235,11 @@ class Simulator {
   void Complete(Member& m, Ready rd);
   void Apply(Member& m, const Entry& e);
   void ServeReads(Member& m);
+  // Guard renewals confirmed by these read states.
+  void ConfirmRenewals(Member& m, const std::vector<ReadState>& states);
+  // Client reads whose read points these are.
+  void NoteReads(Member& m, const std::vector<ReadState>& states);
+  void ApplyCommitted(Member& m, const std::vector<EntryPtr>& entries);
   void MaybeCompact(Member& m);
   void ScheduleTimer(Member& m);
   void Crash(Member& m);
@@ -538,19 +543,20 @@ void Simulator::Drive(Member& m) {
     for (Message& msg : rd.messages) Send(std::move(msg));
     // Renewals are confirmed without waiting for this Ready's disk write,
     // as the node does.
-    for (const ReadState& rs : rd.read_states) {
-      auto it = m.renewals.find(rs.request_id);
-      if (it == m.renewals.end()) continue;
-      m.guard->Confirmed(it->second, rs.term,
-                         guard::Token{rs.term, rs.term_start});
-      m.renewals.erase(it);
-    }
+    ConfirmRenewals(m, rd.read_states);
     GuardEvaluate(m);
     const bool writes = rd.hard_state.has_value() || rd.snapshot.has_value() ||
                         !rd.entries.empty();
     if (!writes) {
       Complete(m, std::move(rd));
       continue;
+    }
+    if (!rd.snapshot.has_value()) {
+      // Committed entries do not wait for this member's disk (as in the
+      // node: they are durable on a quorum).
+      ApplyCommitted(m, rd.committed_entries);
+      rd.committed_entries.clear();
+      ServeReads(m);
     }
     // The writes reach the file system now; the sync completes later:
     // short, unless the disk is stalled. A crash in between may tear them.
@@ -566,9 +572,50 @@ void Simulator::Drive(Member& m) {
                          ++m.disk_gen,
                          {}});
   }
+  if (m.up && m.writing.has_value()) {
+    // While the disk is busy, what needs nothing of it goes on, as in the
+    // node: messages, confirmed read points, committed entries.
+    for (Message& msg : m.raft->TakeMessages()) Send(std::move(msg));
+    const std::vector<ReadState> confirmed = m.raft->TakeReadStates();
+    ConfirmRenewals(m, confirmed);
+    NoteReads(m, confirmed);
+    ApplyCommitted(m, m.raft->TakeCommittedEntries());
+    ServeReads(m);
+    GuardEvaluate(m);
+  }
   if (m.up) {
     invariants_.Observe(m.id, *m.raft);
     ScheduleTimer(m);
+  }
+}
+
+void Simulator::ConfirmRenewals(Member& m,
+                                const std::vector<ReadState>& states) {
+  for (const ReadState& rs : states) {
+    auto it = m.renewals.find(rs.request_id);
+    if (it == m.renewals.end()) continue;
+    m.guard->Confirmed(it->second, rs.term,
+                       guard::Token{rs.term, rs.term_start});
+    m.renewals.erase(it);
+  }
+}
+
+void Simulator::NoteReads(Member& m, const std::vector<ReadState>& states) {
+  for (const ReadState& rs : states) {
+    auto it = m.waiting_reads.find(rs.request_id);
+    if (it == m.waiting_reads.end()) continue;
+    m.confirmed_reads.emplace_back(rs.index, it->second);
+    m.waiting_reads.erase(it);
+  }
+}
+
+void Simulator::ApplyCommitted(Member& m,
+                               const std::vector<EntryPtr>& entries) {
+  for (const EntryPtr& e : entries) {
+    QUORATE_CHECK_EQ(e->index(), m.applied + 1) << "apply out of order";
+    Apply(m, *e);
+    invariants_.OnApplied(m.id, *e, m.raft->term());
+    m.applied = e->index();
   }
 }
 
@@ -593,18 +640,8 @@ void Simulator::Complete(Member& m, Ready rd) {
     LoadRegister(m, *rd.snapshot->data);
     m.applied = rd.snapshot->metadata.index();
   }
-  for (const EntryPtr& e : rd.committed_entries) {
-    QUORATE_CHECK_EQ(e->index(), m.applied + 1) << "apply out of order";
-    Apply(m, *e);
-    invariants_.OnApplied(m.id, *e, m.raft->term());
-    m.applied = e->index();
-  }
-  for (const ReadState& rs : rd.read_states) {
-    auto it = m.waiting_reads.find(rs.request_id);
-    if (it == m.waiting_reads.end()) continue;
-    m.confirmed_reads.emplace_back(rs.index, it->second);
-    m.waiting_reads.erase(it);
-  }
+  ApplyCommitted(m, rd.committed_entries);
+  NoteReads(m, rd.read_states);
   for (uint64_t id : rd.failed_reads) {
     if (auto r = m.renewals.find(id); r != m.renewals.end()) {
       m.guard->Failed(r->second);
