@@ -396,17 +396,15 @@ void Node::Impl::Drive() {
       Complete(std::move(rd), absl::OkStatus());
       continue;
     }
-    if (!rd.snapshot.has_value()) {
-      // Committed entries are durable on a quorum already, whatever this
-      // member's disk is doing: they are applied (and their proposals
-      // answered) now, while this Ready's new entries are written, not
-      // after that fsync. A leader's commit index never passes its own
-      // durable log (Raft::Advance), so nothing is acknowledged that only
-      // the followers hold.
-      ApplyCommitted(rd.committed_entries);
-      rd.committed_entries.clear();
-      ServeReads();
-    }
+    // Committed entries are durable on a quorum already, whatever this
+    // member's disk is doing: they are applied (and their proposals
+    // answered) while this Ready's new entries are written, not after that
+    // fsync; the write is submitted first. A leader's commit index never
+    // passes its own durable log (Raft::Advance), so nothing is
+    // acknowledged that only the followers hold. Entries after a snapshot
+    // wait for it.
+    std::vector<raft::EntryPtr> committed;
+    if (!rd.snapshot.has_value()) committed.swap(rd.committed_entries);
     ready_in_flight_ = true;
     auto shared = std::make_shared<raft::Ready>(std::move(rd));
     storage::GroupCommitWriter::Request req;
@@ -430,6 +428,10 @@ void Node::Impl::Drive() {
     if (absl::Status s = writer_->Submit(std::move(req)); !s.ok()) {
       // The queue holds at most one Ready and a few snapshot tasks.
       Fail(s);
+    }
+    if (!failed_) {
+      ApplyCommitted(committed);
+      ServeReads();
     }
   }
   if (ready_in_flight_ && !failed_) {
