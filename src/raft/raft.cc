@@ -1212,6 +1212,15 @@ void Raft::AbortTransfer() {
 }
 
 void Raft::ReportUnreachable(uint64_t peer) {
+  if (role_ == Role::kFollower && peer == leader_ &&
+      membership_.IsVoter(config_.id)) {
+    const int64_t t = config_.election_timeout_ns;
+    const int64_t soon = last_leader_contact_ns_ + t +
+                         static_cast<int64_t>(config_.random->Uniform(
+                             static_cast<uint64_t>(t / 4)));
+    election_deadline_ns_ = std::min(election_deadline_ns_, soon);
+    return;
+  }
   if (role_ != Role::kLeader) return;
   Progress* pr = FindProgress(peer);
   if (pr != nullptr && pr->state == Progress::State::kReplicate) {

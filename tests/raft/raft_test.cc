@@ -199,6 +199,52 @@ TEST_F(RaftTest, ElectionTimeoutIsRandomizedInTto2T_Sec5_2) {
   EXPECT_GT(max_seen, 2 * kElection - kElection / 10);
 }
 
+// A follower told that its leader is unreachable campaigns in [T, 1.25 T)
+// after it last heard from it, not [T, 2 T); never before T; and a
+// heartbeat from the leader restores the usual deadline.
+TEST_F(RaftTest, LeaderUnreachable_FollowerCampaignsSoonerButNotBeforeT) {
+  int64_t latest = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    Cluster c(3, 0, seed);
+    c.AdvanceTime(3 * kElection);
+    const uint64_t leader = c.Leader();
+    ASSERT_NE(leader, 0u) << "seed " << seed;
+    c.DropAll();
+    const uint64_t follower = leader == 1 ? 2 : 1;
+    const uint64_t other = 6 - leader - follower;
+    Raft& f = c.raft(follower);
+    ASSERT_EQ(f.leader(), leader);
+    // A heartbeat now: the follower last heard from the leader at `heard`.
+    Message hb;
+    hb.set_type(MESSAGE_TYPE_HEARTBEAT);
+    hb.set_from(leader);
+    hb.set_to(follower);
+    hb.set_term(f.term());
+    hb.set_commit(f.commit());
+    const int64_t heard = c.now();
+    ASSERT_TRUE(f.Step(hb, heard).ok());
+    f.ReportUnreachable(other);  // not the leader: nothing changes
+    const int64_t usual = f.NextDeadline();
+    f.ReportUnreachable(leader);
+    const int64_t sooner = f.NextDeadline();
+    EXPECT_GE(sooner, heard + kElection) << "seed " << seed;
+    EXPECT_LT(sooner, heard + kElection + kElection / 4) << "seed " << seed;
+    EXPECT_LE(sooner, usual);
+    latest = std::max(latest, usual - heard);
+    // The leader is heard again: the usual randomized deadline is back.
+    ASSERT_TRUE(f.Step(hb, heard + 1).ok());
+    EXPECT_GE(f.NextDeadline(), heard + 1 + kElection);
+    // A leader told a follower is unreachable keeps its heartbeat deadline.
+    Raft& l = c.raft(leader);
+    const int64_t before = l.NextDeadline();
+    l.ReportUnreachable(follower);
+    EXPECT_EQ(l.NextDeadline(), before);
+    c.DropAll();
+  }
+  // The usual deadlines reached past 1.25 T, which the sooner ones never do.
+  EXPECT_GT(latest, kElection + kElection / 4);
+}
+
 TEST_F(RaftTest, LeaderElectedByMajority_Sec5_2) {
   Cluster& c = Make(5);
   c.AdvanceTime(3 * kElection);
