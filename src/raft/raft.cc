@@ -1214,6 +1214,11 @@ void Raft::AbortTransfer() {
 void Raft::ReportUnreachable(uint64_t peer) {
   if (role_ == Role::kFollower && peer == leader_ &&
       membership_.IsVoter(config_.id)) {
+    // Once per silence: the transport reports a dead peer on every failed
+    // attempt, and drawing again each time would push every follower's
+    // deadline toward T together (and their campaigns into each other).
+    if (shortened_after_contact_ns_ == last_leader_contact_ns_) return;
+    shortened_after_contact_ns_ = last_leader_contact_ns_;
     const int64_t t = config_.election_timeout_ns;
     const int64_t soon = last_leader_contact_ns_ + t +
                          static_cast<int64_t>(config_.random->Uniform(

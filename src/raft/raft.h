@@ -403,6 +403,9 @@ class Raft {
   // Last time this member heard from a current leader (or, as leader,
   // started a round): the disruptive-server lease.
   int64_t last_leader_contact_ns_ = 0;
+  // The last_leader_contact_ns_ after which ReportUnreachable() shortened
+  // the election deadline (-1: never).
+  int64_t shortened_after_contact_ns_ = -1;
 
   // Candidate state.
   std::map<uint64_t, bool> votes_;

@@ -227,6 +227,8 @@ TEST_F(RaftTest, LeaderUnreachable_FollowerCampaignsSoonerButNotBeforeT) {
     const int64_t usual = f.NextDeadline();
     f.ReportUnreachable(leader);
     const int64_t sooner = f.NextDeadline();
+    f.ReportUnreachable(leader);  // again, in the same silence: no new draw
+    EXPECT_EQ(f.NextDeadline(), sooner);
     EXPECT_GE(sooner, heard + kElection) << "seed " << seed;
     EXPECT_LT(sooner, heard + kElection + kElection / 4) << "seed " << seed;
     EXPECT_LE(sooner, usual);
