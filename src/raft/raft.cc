@@ -1392,13 +1392,7 @@ Ready Raft::GetReady() {
     log_.MarkHandedOut();
     rd.must_sync = true;
   }
-  const uint64_t apply_to = std::min(commit_, log_.last_index());
-  if (next_apply_ <= apply_to) {
-    const uint64_t last = log_.Slice(
-        next_apply_, apply_to, config_.max_committed_bytes_per_ready,
-        [&](const EntryPtr& e) { rd.committed_entries.push_back(e); });
-    next_apply_ = last + 1;
-  }
+  rd.committed_entries = HandOutCommitted();
   rd.messages = std::move(messages_);
   messages_.clear();
   rd.messages_after_persist = std::move(messages_after_persist_);
@@ -1431,8 +1425,12 @@ std::vector<ReadState> Raft::TakeReadStates() {
 }
 
 std::vector<EntryPtr> Raft::TakeCommittedEntries() {
+  if (!ready_outstanding_ || snapshot_handed_out_) return {};
+  return HandOutCommitted();
+}
+
+std::vector<EntryPtr> Raft::HandOutCommitted() {
   std::vector<EntryPtr> out;
-  if (!ready_outstanding_ || snapshot_handed_out_) return out;
   const uint64_t apply_to = std::min(commit_, log_.last_index());
   if (next_apply_ > apply_to) return out;
   const uint64_t last =

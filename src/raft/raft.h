@@ -355,6 +355,9 @@ class Raft {
   void SendSnapshotChunk(Progress& pr);
   void BroadcastAppend();
   void StartRound();
+  // The committed entries not handed out yet (at most
+  // max_committed_bytes_per_ready of them), now marked handed out.
+  std::vector<EntryPtr> HandOutCommitted();
   void ReleaseReads();
   bool MaybeCommit();
   void SendTimeoutNow(uint64_t to);

@@ -206,6 +206,12 @@ class PeerSender final : public CqHandler {
   // refusal's reason, which a cancel would replace).
   void FailLocked(bool cancel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogOnce(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an operation about to begin on `s` (it completes on the io
+  // thread), and tells ThreadSanitizer so.
+  void BeginLocked(Stream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    TsanStarting(cq_);
+    ++s->outstanding;
+  }
 
   TransportImpl* const owner_;
   const PeerAddress peer_;
@@ -314,11 +320,8 @@ class TransportImpl final : public Transport, public CallQueue {
 
   // Waits for the next stream a peer opens (the io thread).
   void AcceptNextStream() {
-    MutexLock lock(&cq_mu_);
-    if (!cq_closed_ && accepting_.load()) {
-      TsanStarting(cq_.get());
-      new InStream(this, &service_, cq_.get());
-    }
+    if (!accepting_.load()) return;
+    StartOperation([this] { new InStream(this, &service_, cq_.get()); });
   }
 
   grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
@@ -532,8 +535,7 @@ void PeerSender::StartWriteLocked() {
     ++out_messages_;
   }
   writing_ = true;
-  TsanStarting(cq_);
-  ++stream_->outstanding;
+  BeginLocked(stream_.get());
   stream_->rw->Write(out_, &wrote_);  // serializes `out_` before returning
 }
 
@@ -548,8 +550,7 @@ void PeerSender::FailLocked(bool cancel) {
   if (s->outstanding == 0 && s->phase != Stream::Phase::kFinishing &&
       s->phase != Stream::Phase::kDone) {
     s->phase = Stream::Phase::kFinishing;
-    TsanStarting(cq_);
-    ++s->outstanding;
+    BeginLocked(s);
     s->rw->Finish(&s->status, &finished_);
   }
 }
@@ -577,24 +578,21 @@ void PeerSender::OnEvent(int kind, bool ok) {
       hello.mutable_hello()->set_from_name(o.self.name);
       hello.mutable_hello()->set_to(peer_.id);
       s->phase = Stream::Phase::kHello;
-      TsanStarting(cq_);
-      ++s->outstanding;
+      BeginLocked(s);
       s->rw->Write(hello, &wrote_);
       return;
     }
     case kWrote:
       if (s->phase == Stream::Phase::kHello) {
         s->phase = Stream::Phase::kAwaitAck;
-        TsanStarting(cq_);
-        ++s->outstanding;
+        BeginLocked(s);
         s->rw->Read(&s->ack, &read_);
         return;
       }
       sent_ += out_messages_;
       if (duplicate_) {
         duplicate_ = false;
-        TsanStarting(cq_);
-        ++s->outstanding;
+        BeginLocked(s);
         s->rw->Write(out_, &wrote_);
         return;
       }
@@ -616,8 +614,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
       // when the stream breaks: that is how an idle stream (a follower's
       // to another follower) notices a dead link, which a writer would
       // only see at its next write.
-      TsanStarting(cq_);
-      ++s->outstanding;
+      BeginLocked(s);
       s->rw->Read(&s->ack, &read_);
       return;
     default:
@@ -711,8 +708,7 @@ bool PeerSender::Connect() {
     s->context.set_deadline(
         absl::ToChronoTime(absl::Now() + o.stream_lifetime));
     s->rw = stub_->PrepareAsyncStream(&s->context, cq_);
-    TsanStarting(cq_);
-    ++s->outstanding;
+    BeginLocked(s);
     s->rw->StartCall(&started_);
     // The io thread sends Hello and reads the ack.
     while (s->phase != Stream::Phase::kOpen &&
