@@ -1,6 +1,7 @@
 #include "coord/kv.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,8 @@ absl::Status ResultStatus(const client::KvResult& result) {
                       result.message());
 }
 
+KvStore::KvStore() : shards_(kShards) {}
+
 std::string KvStore::Apply(uint64_t index, const std::string& command) {
   client::KvCommand cmd;
   if (!cmd.ParseFromString(command)) {
@@ -52,7 +55,7 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
   if (op.client() != 0) {
     auto s = sessions_.find(op.client());
     if (s != sessions_.end()) {
-      if (s->second.TooOld(op.seq())) {
+      if (s->second.get().TooOld(op.seq())) {
         // Not a refusal of the write itself (FAILED_PRECONDITION means a
         // CAS conflict): its outcome is simply not known any more.
         return Result(absl::StatusCode::kUnknown, revision_,
@@ -61,10 +64,12 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
                                    "applied earlier; it was not applied now"))
             .SerializeAsString();
       }
-      auto done = s->second.results.find(op.seq());
-      if (done != s->second.results.end()) {
-        s->second.last_used = index;
-        return done->second.SerializeAsString();  // a retry: applied once
+      const Session& session = s->second.get();
+      auto done = session.results.find(op.seq());
+      if (done != session.results.end()) {
+        std::string result = done->second.SerializeAsString();
+        s->second.mutate().last_used = index;  // may copy: `done` is stale
+        return result;                         // a retry: applied once
       }
     }
   }
@@ -81,16 +86,17 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
       ++revision_;
-      data_[p.key()] = Value{p.value(), revision_};
+      shards_[ShardOf(p.key())].mutate()[p.key()] = Value{p.value(), revision_};
       return Result(absl::StatusCode::kOk, revision_);
     }
     case client::KvCommand::kDel: {
-      auto it = data_.find(cmd.del().key());
-      if (it == data_.end()) {
+      const std::string& key = cmd.del().key();
+      Cow<Shard>& shard = shards_[ShardOf(key)];
+      if (!shard.get().contains(key)) {
         return Result(absl::StatusCode::kNotFound, revision_,
                       "the key does not exist");
       }
-      data_.erase(it);
+      shard.mutate().erase(key);
       ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
@@ -99,15 +105,17 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
       if (absl::Status s = CheckKeyValue(c.key(), c.value()); !s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
-      auto it = data_.find(c.key());
-      const uint64_t current = it == data_.end() ? 0 : it->second.revision;
+      Cow<Shard>& shard = shards_[ShardOf(c.key())];
+      auto it = shard.get().find(c.key());
+      const uint64_t current =
+          it == shard.get().end() ? 0 : it->second.revision;
       if (current != c.expected_revision()) {
         return Result(absl::StatusCode::kFailedPrecondition, current,
                       absl::StrCat("the key's revision is ", current, ", not ",
                                    c.expected_revision()));
       }
       ++revision_;
-      data_[c.key()] = Value{c.value(), revision_};
+      shard.mutate()[c.key()] = Value{c.value(), revision_};
       return Result(absl::StatusCode::kOk, revision_);
     }
     case client::KvCommand::KIND_NOT_SET:
@@ -119,7 +127,7 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
 
 void KvStore::Remember(uint64_t index, const client::OpId& op,
                        const client::KvResult& result) {
-  Session& s = sessions_[op.client()];
+  Session& s = sessions_[op.client()].mutate();
   s.last_used = index;
   s.newest = std::max(s.newest, op.seq());
   s.results[op.seq()] = result;
@@ -132,44 +140,68 @@ void KvStore::Remember(uint64_t index, const client::OpId& op,
   if (sessions_.size() <= kMaxSessions) return;
   auto oldest = sessions_.begin();
   for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-    if (it->second.last_used < oldest->second.last_used) oldest = it;
+    if (it->second.get().last_used < oldest->second.get().last_used) {
+      oldest = it;
+    }
   }
   sessions_.erase(oldest);
 }
 
-std::string KvStore::Snapshot() const {
+struct KvStore::Frozen {
+  uint64_t revision = 0;
+  std::vector<Cow<Shard>::Pin> shards;
+  std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
+
+  std::string Serialize() const {
+    client::KvSnapshot snap;
+    snap.set_revision(revision);
+    std::vector<const std::pair<const std::string, Value>*> sorted;
+    size_t keys = 0;
+    for (const Cow<Shard>::Pin& shard : shards) keys += shard->size();
+    sorted.reserve(keys);
+    for (const Cow<Shard>::Pin& shard : shards) {
+      for (const auto& kv : *shard) sorted.push_back(&kv);
+    }
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto* a, const auto* b) { return a->first < b->first; });
+    for (const auto* kv : sorted) {
+      client::KvEntry* e = snap.add_entries();
+      e->set_key(kv->first);
+      e->set_value(kv->second.value);
+      e->set_revision(kv->second.revision);
+    }
+    for (const auto& [id, s] : sessions) {
+      client::KvSession* out = snap.add_sessions();
+      out->set_client(id);
+      out->set_last_used(s->last_used);
+      // The ops within the window, by seq: the same bytes on every member,
+      // however its map was swept.
+      std::vector<uint64_t> seqs;
+      seqs.reserve(s->results.size());
+      for (const auto& kv : s->results) {
+        if (!s->TooOld(kv.first)) seqs.push_back(kv.first);
+      }
+      std::sort(seqs.begin(), seqs.end());
+      for (uint64_t seq : seqs) {
+        out->add_seqs(seq);
+        *out->add_results() = s->results.at(seq);
+      }
+    }
+    return snap.SerializeAsString();
+  }
+};
+
+absl::AnyInvocable<std::string()> KvStore::Snapshot() {
+  auto frozen = std::make_unique<Frozen>();
   MutexLock lock(&mu_);
-  client::KvSnapshot snap;
-  snap.set_revision(revision_);
-  std::vector<const std::pair<const std::string, Value>*> sorted;
-  sorted.reserve(data_.size());
-  for (const auto& kv : data_) sorted.push_back(&kv);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const auto* a, const auto* b) { return a->first < b->first; });
-  for (const auto* kv : sorted) {
-    client::KvEntry* e = snap.add_entries();
-    e->set_key(kv->first);
-    e->set_value(kv->second.value);
-    e->set_revision(kv->second.revision);
-  }
+  frozen->revision = revision_;
+  frozen->shards.reserve(shards_.size());
+  for (const Cow<Shard>& shard : shards_) frozen->shards.push_back(shard.pin());
+  frozen->sessions.reserve(sessions_.size());
   for (const auto& [id, s] : sessions_) {
-    client::KvSession* out = snap.add_sessions();
-    out->set_client(id);
-    out->set_last_used(s.last_used);
-    // The ops within the window, by seq: the same bytes on every member,
-    // however its map was swept.
-    std::vector<uint64_t> seqs;
-    seqs.reserve(s.results.size());
-    for (const auto& kv : s.results) {
-      if (!s.TooOld(kv.first)) seqs.push_back(kv.first);
-    }
-    std::sort(seqs.begin(), seqs.end());
-    for (uint64_t seq : seqs) {
-      out->add_seqs(seq);
-      *out->add_results() = s.results.at(seq);
-    }
+    frozen->sessions.emplace_back(id, s.pin());
   }
-  return snap.SerializeAsString();
+  return [frozen = std::move(frozen)] { return frozen->Serialize(); };
 }
 
 absl::Status KvStore::Restore(const std::string& snapshot) {
@@ -179,16 +211,18 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   }
   MutexLock lock(&mu_);
   revision_ = snap.revision();
-  data_.clear();
+  // New shards: a pinned one keeps its old contents for its reader.
+  for (Cow<Shard>& shard : shards_) shard = Cow<Shard>();
   for (const client::KvEntry& e : snap.entries()) {
-    data_[e.key()] = Value{e.value(), e.revision()};
+    shards_[ShardOf(e.key())].mutate()[e.key()] =
+        Value{e.value(), e.revision()};
   }
   sessions_.clear();
   for (const client::KvSession& in : snap.sessions()) {
     if (in.seqs_size() != in.results_size()) {
       return absl::DataLossError("a client session in the snapshot is torn");
     }
-    Session& s = sessions_[in.client()];
+    Session& s = sessions_[in.client()].mutate();
     s.last_used = in.last_used();
     for (int i = 0; i < in.seqs_size(); ++i) {
       s.newest = std::max(s.newest, in.seqs(i));
@@ -200,8 +234,9 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
 
 std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {
   MutexLock lock(&mu_);
-  auto it = data_.find(key);
-  if (it == data_.end()) return std::nullopt;
+  const Shard& shard = shards_[ShardOf(key)].get();
+  auto it = shard.find(key);
+  if (it == shard.end()) return std::nullopt;
   return it->second;
 }
 

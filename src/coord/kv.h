@@ -14,22 +14,35 @@
 // are remembered; the one used longest ago is forgotten first (by log index, so
 // every member forgets the same one).
 //
-// Apply() runs on the node loop; Get() and revision() may be called from
-// any thread.
+// Apply() and Snapshot() run on the node loop; Get() and revision() may be
+// called from any thread, and so may the function Snapshot() returns.
+//
+// Snapshots: the keys live in kShards shards, each copied on write
+// (util/cow.h), and so do the clients' sessions. Snapshot() only pins them
+// (a few thousand reference counts, whatever the store's size); the
+// function it returns sorts and serializes the pinned state on another
+// thread while Apply() goes on. The first write to a shard or a session
+// while it is pinned copies that shard or session: at most 1/kShards of the
+// keys, or one client's remembered results, per write.
 #ifndef QUORATE_COORD_KV_H_
 #define QUORATE_COORD_KV_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "node/node.h"
 #include "quorate/client.pb.h"
+#include "util/cow.h"
 #include "util/mutex.h"
 
 namespace quorate::coord {
@@ -47,6 +60,8 @@ absl::Status ResultStatus(const client::KvResult& result);
 
 class KvStore final : public node::StateMachine {
  public:
+  KvStore();
+
   struct Value {
     std::string value;
     uint64_t revision = 0;
@@ -54,7 +69,7 @@ class KvStore final : public node::StateMachine {
 
   // node::StateMachine. Apply returns a serialized client::KvResult.
   std::string Apply(uint64_t index, const std::string& command) override;
-  std::string Snapshot() const override;
+  absl::AnyInvocable<std::string()> Snapshot() override;
   absl::Status Restore(const std::string& snapshot) override;
 
   std::optional<Value> Get(absl::string_view key) const;
@@ -73,6 +88,17 @@ class KvStore final : public node::StateMachine {
     bool TooOld(uint64_t seq) const { return seq + kSessionWindow <= newest; }
   };
 
+  using Shard = absl::flat_hash_map<std::string, Value>;
+  struct Frozen;  // a pinned state, serialized off the loop
+
+  static constexpr int kShardBits = 10;
+  static constexpr size_t kShards = size_t{1} << kShardBits;
+  static_assert(sizeof(size_t) == 8);
+  // The hash's top bits: the shard's own table indexes by the low ones.
+  static size_t ShardOf(absl::string_view key) {
+    return absl::Hash<absl::string_view>{}(key) >> (64 - kShardBits);
+  }
+
   client::KvResult Execute(const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(uint64_t index, const client::OpId& op,
@@ -81,10 +107,10 @@ class KvStore final : public node::StateMachine {
 
   mutable Mutex mu_;
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
-  // Hashed for speed; Snapshot() sorts, so snapshots stay identical on
-  // every member.
-  absl::flat_hash_map<std::string, Value> data_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  // Hashed for speed; a snapshot sorts, so its bytes are the same on every
+  // member. kShards of them, by ShardOf(key).
+  std::vector<Cow<Shard>> shards_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Cow<Session>> sessions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace quorate::coord

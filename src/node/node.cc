@@ -19,6 +19,7 @@
 #include "util/check.h"
 #include "util/clock.h"
 #include "util/mutex.h"
+#include "util/serial_executor.h"
 #include "util/thread_name.h"
 
 namespace quorate::node {
@@ -173,6 +174,7 @@ class Node::Impl {
   // Loop thread only (after Init()).
   std::unique_ptr<storage::Storage> storage_;
   std::unique_ptr<storage::GroupCommitWriter> writer_;
+  std::unique_ptr<SerialExecutor> snapshotter_;  // q-snapshot
   std::unique_ptr<raft::Raft> raft_;
   std::unique_ptr<transport::Transport> transport_;
   std::map<uint64_t, peer::MemberInfo> members_;  // by raft id
@@ -292,6 +294,7 @@ absl::Status Node::Impl::Init() {
   if (!r.ok()) return r.status();
   raft_ = *std::move(r);
   writer_ = std::make_unique<storage::GroupCommitWriter>(storage_.get());
+  snapshotter_ = std::make_unique<SerialExecutor>("q-snapshot");
 
   transport::Transport::Options to;
   to.self = {self_, options_.name, options_.listen};
@@ -556,37 +559,50 @@ void Node::Impl::MaybeSnapshot() {
   }
   const uint64_t index = applied_;
   if (index > raft_->log().stable_index()) return;  // not yet durable here
-  peer::NodeSnapshot snap;
-  for (const auto& [id, m] : members_) *snap.add_members() = m;
+  // Captured here, cheaply; serialized on q-snapshot, where it may take a
+  // while for a large state without delaying the loop (heartbeats, the
+  // partition guard's renewals) or the writer (fsyncs).
+  auto snap = std::make_shared<peer::NodeSnapshot>();
+  for (const auto& [id, m] : members_) *snap->add_members() = m;
+  absl::AnyInvocable<std::string()> state;
   if (options_.state_machine != nullptr) {
-    snap.set_state(options_.state_machine->Snapshot());
+    state = options_.state_machine->Snapshot();
   }
-  auto data = std::make_shared<const std::string>(snap.SerializeAsString());
   const raft::SnapshotMetadata md = raft_->SnapshotMetadataAt(index);
   snapshot_in_flight_ = true;
-  storage::GroupCommitWriter::Request req;
-  req.task = [md, data](storage::Storage* s) {
-    absl::Status st = s->SaveSnapshot(md, *data);
-    if (st.ok()) st = s->Compact(md.index());
-    return st;
-  };
-  req.done = [this, md, data](absl::Status s) {
-    asio::post(io_, [this, md, data, s] {
-      if (closing_) return;
-      snapshot_in_flight_ = false;
-      if (!s.ok()) {
-        Fail(s);
-        return;
-      }
-      if (md.index() > raft_->log().snapshot_index()) {
-        const absl::Status c = raft_->Compact(md, data);
-        QUORATE_CHECK(c.ok()) << c;
-      }
-      Log(absl::StrCat("snapshot at entry ", md.index(),
-                       " saved; log compacted"));
-    });
-  };
-  if (absl::Status s = writer_->Submit(std::move(req)); !s.ok()) Fail(s);
+  storage::GroupCommitWriter* writer = writer_.get();
+  snapshotter_->Post([this, writer, md, snap,
+                      state = std::move(state)]() mutable {
+    if (state) snap->set_state(state());
+    auto data = std::make_shared<const std::string>(snap->SerializeAsString());
+    storage::GroupCommitWriter::Request req;
+    req.task = [md, data](storage::Storage* s) {
+      absl::Status st = s->SaveSnapshot(md, *data);
+      if (st.ok()) st = s->Compact(md.index());
+      return st;
+    };
+    req.done = [this, md, data](absl::Status s) {
+      asio::post(io_, [this, md, data, s] {
+        if (closing_) return;
+        snapshot_in_flight_ = false;
+        if (!s.ok()) {
+          Fail(s);
+          return;
+        }
+        if (md.index() > raft_->log().snapshot_index()) {
+          const absl::Status c = raft_->Compact(md, data);
+          QUORATE_CHECK(c.ok()) << c;
+        }
+        Log(absl::StrCat("snapshot at entry ", md.index(),
+                         " saved; log compacted"));
+      });
+    };
+    if (absl::Status s = writer->Submit(std::move(req)); !s.ok()) {
+      asio::post(io_, [this, s] {
+        if (!closing_) Fail(s);
+      });
+    }
+  });
 }
 
 void Node::Impl::ScheduleTick() {
@@ -917,8 +933,10 @@ void Node::Impl::Stop(bool graceful) {
   closing_ = true;
   io_.restart();
   io_.poll();
-  // Queued writes finish; their completions are never run (the loop is
-  // gone), and what they would send the stopped transport drops.
+  // A snapshot being serialized is finished and submitted. Queued writes
+  // finish; their completions are never run (the loop is gone), and what
+  // they would send the stopped transport drops.
+  snapshotter_.reset();
   writer_.reset();
   storage_.reset();
 }

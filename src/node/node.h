@@ -17,10 +17,14 @@
 //    would; Raft retries);
 //  - each Ready's writes go to the GroupCommitWriter's thread; its
 //    completion is posted back, and only then are messages_after_persist
-//    sent, committed entries applied and the core advanced (the Ready
-//    contract of raft.h);
-//  - snapshots are saved and the log compacted on the writer thread too.
-// The state machine's methods and every callback run on the loop thread.
+//    sent and the core advanced (the Ready contract of raft.h). Committed
+//    entries are applied as soon as the write is submitted: they are
+//    durable on a majority already (docs/design.md);
+//  - a snapshot is captured on the loop (StateMachine::Snapshot, cheap),
+//    serialized on a thread of its own (q-snapshot), then saved and the
+//    log compacted on the writer thread.
+// The state machine's methods and every callback run on the loop thread;
+// the function a snapshot returns runs on q-snapshot.
 #ifndef QUORATE_NODE_NODE_H_
 #define QUORATE_NODE_NODE_H_
 
@@ -30,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -52,8 +57,11 @@ class StateMachine {
   // Restore(). The result goes to the proposer (Applied::result); it must
   // be a function of the state and the command only.
   virtual std::string Apply(uint64_t index, const std::string& command) = 0;
-  // The whole state, as of the last Apply().
-  virtual std::string Snapshot() const = 0;
+  // The whole state as of the last Apply(), captured on the loop, so it
+  // must be cheap (pin or copy what later changes would disturb). The
+  // returned function is called once, on another thread, while Apply()
+  // goes on, and returns the snapshot's bytes.
+  virtual absl::AnyInvocable<std::string()> Snapshot() = 0;
   // Replaces the whole state (from a snapshot of this member's or the
   // leader's).
   virtual absl::Status Restore(const std::string& snapshot) = 0;

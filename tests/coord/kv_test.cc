@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace quorate::coord {
 namespace {
@@ -125,8 +129,8 @@ TEST_F(KvStoreTest, Duplicates_TheWholeWindowSurvivesSweepsAndSnapshots) {
   for (uint64_t seq = 1; seq <= last; ++seq) Run(Put("k", "v", 9, seq));
   const uint64_t revision = store_.revision();
   KvStore copy;
-  ASSERT_TRUE(copy.Restore(store_.Snapshot()).ok());
-  EXPECT_EQ(copy.Snapshot(), store_.Snapshot());
+  ASSERT_TRUE(copy.Restore(store_.Snapshot()()).ok());
+  EXPECT_EQ(copy.Snapshot()(), store_.Snapshot()());
   for (KvStore* s : {&store_, &copy}) {
     auto run = [s](const client::KvCommand& c) {
       client::KvResult r;
@@ -163,14 +167,14 @@ TEST_F(KvStoreTest, Snapshot_RoundTripKeepsDataRevisionsAndSessions) {
   Run(Put("a", "1", 5, 1));
   Run(Put("b", std::string("\0binary\xff", 8), 5, 2));
   Run(Del("a"));
-  const std::string snap = store_.Snapshot();
+  const std::string snap = store_.Snapshot()();
   KvStore copy;
   ASSERT_TRUE(copy.Restore(snap).ok());
   EXPECT_EQ(copy.revision(), store_.revision());
   EXPECT_FALSE(copy.Get("a").has_value());
   EXPECT_EQ(copy.Get("b")->value, std::string("\0binary\xff", 8));
   EXPECT_EQ(copy.Get("b")->revision, 2u);
-  EXPECT_EQ(copy.Snapshot(), snap);
+  EXPECT_EQ(copy.Snapshot()(), snap);
   // The sessions came along: a retry is still recognized.
   client::KvResult r;
   ASSERT_TRUE(r.ParseFromString(
@@ -179,6 +183,100 @@ TEST_F(KvStoreTest, Snapshot_RoundTripKeepsDataRevisionsAndSessions) {
   EXPECT_EQ(copy.Get("b")->revision, 2u);
   // A damaged snapshot is refused.
   EXPECT_FALSE(copy.Restore("\xff\xff\xff").ok());
+}
+
+// The commands of a small history: puts over many shards, a delete, a CAS,
+// and one client's session.
+std::vector<client::KvCommand> History(uint64_t from, uint64_t to) {
+  std::vector<client::KvCommand> out;
+  for (uint64_t i = from; i < to; ++i) {
+    client::KvCommand c;
+    c.mutable_op()->set_client(1 + i % 3);
+    c.mutable_op()->set_seq(1 + i / 3);
+    const std::string key = absl::StrCat("key-", i % 500);
+    switch (i % 7) {
+      case 3:
+        c.mutable_del()->set_key(key);
+        break;
+      case 5:
+        c.mutable_cas()->set_key(key);
+        c.mutable_cas()->set_expected_revision(i / 2);
+        c.mutable_cas()->set_value(absl::StrCat("cas-", i));
+        break;
+      default:
+        c.mutable_put()->set_key(key);
+        c.mutable_put()->set_value(absl::StrCat("value-", i));
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void ApplyAll(KvStore& store, const std::vector<client::KvCommand>& cmds,
+              uint64_t& index) {
+  for (const client::KvCommand& c : cmds) {
+    store.Apply(++index, c.SerializeAsString());
+  }
+}
+
+TEST(KvSnapshotTest, CapturesTheStateWhenTakenNotWhenSerialized) {
+  KvStore store;
+  KvStore reference;  // only ever sees the first part
+  uint64_t index = 0;
+  uint64_t reference_index = 0;
+  ApplyAll(store, History(0, 2000), index);
+  ApplyAll(reference, History(0, 2000), reference_index);
+  const uint64_t revision = store.revision();
+
+  absl::AnyInvocable<std::string()> serialize = store.Snapshot();
+  // Every shard and session changes after the capture, and a session is
+  // retried (which changes only its last use).
+  ApplyAll(store, History(2000, 6000), index);
+  store.Apply(++index, History(5999, 6000)[0].SerializeAsString());
+  ASSERT_GT(store.revision(), revision);
+
+  const std::string bytes = serialize();
+  EXPECT_EQ(bytes, reference.Snapshot()());
+  KvStore restored;
+  ASSERT_TRUE(restored.Restore(bytes).ok());
+  EXPECT_EQ(restored.revision(), revision);
+  EXPECT_EQ(restored.Get("key-7")->value, reference.Get("key-7")->value);
+  // The store itself kept every change made after the capture.
+  EXPECT_EQ(store.Get("key-499")->value, "value-5999");
+}
+
+TEST(KvSnapshotTest, SerializesOnAnotherThreadWhileApplyGoesOn) {
+  KvStore store;
+  KvStore reference;
+  uint64_t index = 0;
+  uint64_t reference_index = 0;
+  const std::vector<client::KvCommand> first = History(0, 3000);
+  const std::vector<client::KvCommand> later = History(3000, 9000);
+  ApplyAll(store, first, index);
+  ApplyAll(reference, first, reference_index);
+  std::string bytes;
+  std::thread serializer(
+      [&bytes, s = store.Snapshot()]() mutable { bytes = s(); });
+  ApplyAll(store, later, index);  // concurrently, on this thread
+  serializer.join();
+  EXPECT_EQ(bytes, reference.Snapshot()());
+  // Later snapshots see the later writes.
+  ApplyAll(reference, later, reference_index);
+  EXPECT_EQ(store.Snapshot()(), reference.Snapshot()());
+}
+
+TEST(KvSnapshotTest, RestoreWhilePinnedLeavesThePinnedStateAlone) {
+  KvStore store;
+  uint64_t index = 0;
+  ApplyAll(store, History(0, 1000), index);
+  const std::string before = store.Snapshot()();
+  absl::AnyInvocable<std::string()> serialize = store.Snapshot();
+  KvStore other;
+  uint64_t other_index = 0;
+  ApplyAll(other, History(5000, 5100), other_index);
+  ASSERT_TRUE(store.Restore(other.Snapshot()()).ok());
+  EXPECT_EQ(serialize(), before);
+  EXPECT_EQ(store.Snapshot()(), other.Snapshot()());
 }
 
 }  // namespace

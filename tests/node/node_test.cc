@@ -45,9 +45,9 @@ class ListMachine final : public StateMachine {
     events_->Notify();
     return "applied " + command;
   }
-  std::string Snapshot() const override {
+  absl::AnyInvocable<std::string()> Snapshot() override {
     MutexLock lock(&mu_);
-    return absl::StrJoin(applied_, ",");
+    return [applied = applied_] { return absl::StrJoin(applied, ","); };
   }
   absl::Status Restore(const std::string& snapshot) override {
     MutexLock lock(&mu_);
