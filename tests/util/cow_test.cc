@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,18 +40,19 @@ TEST(CowTest, APinnedValueNeverChanges) {
 }
 
 TEST(CowTest, ReadersOnOtherThreadsSeeTheValueTheyPinned) {
-  Cow<std::string> cow;
-  cow.mutate() = "0";
+  Cow<std::vector<int>> cow;
   std::vector<std::thread> readers;
-  std::vector<std::string> seen(50);
+  std::vector<int> seen(50, -1);
   for (int i = 0; i < 50; ++i) {
-    Cow<std::string>::Pin pin = cow.pin();
-    readers.emplace_back([&seen, i, pin = std::move(pin)] { seen[i] = *pin; });
-    cow.mutate() = std::to_string(i + 1);  // while the reader may be reading
+    Cow<std::vector<int>>::Pin pin = cow.pin();
+    readers.emplace_back([&seen, i, pin = std::move(pin)] {
+      seen[static_cast<size_t>(i)] = static_cast<int>(pin->size());
+    });
+    cow.mutate().push_back(i);  // while the reader may be reading
   }
   for (std::thread& t : readers) t.join();
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(seen[i], std::to_string(i));
-  EXPECT_EQ(cow.get(), "50");
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)], i);
+  EXPECT_EQ(cow.get().size(), 50u);
 }
 
 }  // namespace
