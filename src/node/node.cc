@@ -183,6 +183,9 @@ class Node::Impl {
   uint64_t members_generation_ = 0;               // bumped when it changes
   uint64_t published_members_ = ~uint64_t{0};     // generation in status_
   bool ready_in_flight_ = false;
+  // A commit index the core handed out without entries: it is written with
+  // the next Ready that has some.
+  std::optional<raft::HardState> unwritten_hard_state_;
   bool closing_ = false;  // Stop() began: handlers answer and return
   bool snapshot_in_flight_ = false;
   bool failed_ = false;
@@ -384,19 +387,11 @@ void Node::Impl::Drive() {
     if (!rd.must_sync && !rd.snapshot.has_value() && rd.entries.empty()) {
       // Only the commit index changed: nothing here must be durable before
       // anything is sent or applied (a restarted member learns the commit
-      // index again). It goes to disk with the next synced write, and the
-      // Ready completes now.
-      storage::GroupCommitWriter::Request req;
-      req.hard_state = rd.hard_state;
-      req.sync = false;
-      req.done = [this](absl::Status s) {
-        if (!s.ok()) {
-          asio::post(io_, [this, s] {
-            if (!closing_) Fail(s);
-          });
-        }
-      };
-      if (absl::Status s = writer_->Submit(std::move(req)); !s.ok()) Fail(s);
+      // index again, and starts from at least its snapshot's). It goes to
+      // disk with the next write of entries, and the Ready completes now.
+      // Writing it by itself woke the storage thread once more per commit
+      // on every member: with one writer, a third of that thread's work.
+      unwritten_hard_state_ = rd.hard_state;
       CompleteThenSend(std::move(rd));
       continue;
     }
@@ -417,7 +412,10 @@ void Node::Impl::Drive() {
     storage::GroupCommitWriter::Request req;
     req.snapshot = shared->snapshot;
     req.entries = shared->entries;
-    req.hard_state = shared->hard_state;
+    // A hard state of this Ready's own is the newer one.
+    req.hard_state = shared->hard_state.has_value() ? shared->hard_state
+                                                    : unwritten_hard_state_;
+    unwritten_hard_state_.reset();
     req.done = [this, shared](absl::Status s) {
       // What waited for these writes goes out now, from the writer's
       // thread: a follower's acknowledgement does not wait for the loop.
