@@ -3,6 +3,7 @@
 // Asio with GCC 12 in C++20 mode needs <utility> first.
 #include <utility>
 //
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
@@ -293,6 +294,9 @@ absl::Status Node::Impl::Init() {
   c.heartbeat_interval_ns =
       absl::ToInt64Nanoseconds(options_.heartbeat_interval);
   c.election_timeout_ns = absl::ToInt64Nanoseconds(options_.election_timeout);
+  c.commit_notify_delay_ns = absl::ToInt64Nanoseconds(
+      std::clamp(options_.commit_notify_delay, absl::ZeroDuration(),
+                 options_.heartbeat_interval / 2));
   c.random = &random_;
   absl::StatusOr<std::unique_ptr<raft::Raft>> r =
       raft::Raft::Create(c, std::move(restored), MonotonicNowNs());

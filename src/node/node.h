@@ -92,6 +92,11 @@ struct NodeOptions {
   std::string data_dir;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration election_timeout = absl::Milliseconds(500);
+  // A leader tells the followers a new commit index with its next append
+  // of entries, or after this long (raft::Config::commit_notify_delay_ns;
+  // at most half a heartbeat interval). Zero: at once, in a message of its
+  // own. Followers apply up to this much later; nothing else waits for it.
+  absl::Duration commit_notify_delay = absl::Milliseconds(1);
   transport::TlsFiles tls;
   // More gRPC services on the listen address and the transport's
   // completion queue (the client API; transport/cq.h); not owned.

@@ -60,6 +60,14 @@ absl::Status Config::Validate() const {
                      "ns) must be longer than the heartbeat interval (",
                      heartbeat_interval_ns, "ns)"));
   }
+  if (commit_notify_delay_ns < 0 ||
+      commit_notify_delay_ns >= heartbeat_interval_ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the commit notification delay (", commit_notify_delay_ns,
+                     "ns) must be at least 0 and less than the heartbeat "
+                     "interval (",
+                     heartbeat_interval_ns, "ns)"));
+  }
   if (max_message_bytes == 0 || max_inflight_messages == 0 ||
       max_inflight_bytes == 0 || snapshot_chunk_bytes == 0 ||
       max_committed_bytes_per_ready == 0 || max_uncommitted_bytes == 0) {
@@ -216,6 +224,10 @@ void Raft::Tick(int64_t now_ns) {
         SendTimeoutNow(transfer_target_);
       }
     }
+    if (commit_notify_due_ns_ != 0 && now_ns_ >= commit_notify_due_ns_) {
+      commit_notify_due_ns_ = 0;
+      replication_pending_ = true;
+    }
     if (now_ns_ >= heartbeat_due_ns_) StartRound();
     return;
   }
@@ -238,6 +250,9 @@ int64_t Raft::NextDeadline() const {
     return deadline;
   }
   int64_t deadline = heartbeat_due_ns_;
+  if (commit_notify_due_ns_ != 0) {
+    deadline = std::min(deadline, commit_notify_due_ns_);
+  }
   if (config_.check_quorum) {
     const int64_t lapse = QuorumContactNs();
     if (lapse > std::numeric_limits<int64_t>::min()) {
@@ -272,6 +287,7 @@ void Raft::Reset(uint64_t term) {
   confirmed_round_ = 0;
   round_wanted_ = false;
   replication_pending_ = false;
+  commit_notify_due_ns_ = 0;
   uncommitted_bytes_ = 0;
   committed_in_term_ = false;
   ResetElectionDeadline();
@@ -889,6 +905,14 @@ void Raft::SendSnapshotChunk(Progress& pr) {
   Send(std::move(m));
 }
 
+void Raft::CommitAdvanced() {
+  if (config_.commit_notify_delay_ns == 0) {
+    replication_pending_ = true;
+  } else if (commit_notify_due_ns_ == 0) {
+    commit_notify_due_ns_ = now_ns_ + config_.commit_notify_delay_ns;
+  }
+}
+
 void Raft::BroadcastAppend() {
   for (Progress& pr : progress_) SendAppend(pr, /*allow_empty=*/true);
 }
@@ -919,7 +943,7 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
       pr.BecomeReplicate();
     }
     pr.inflights.FreeUpTo(m.index());
-    if (MaybeCommit()) replication_pending_ = true;
+    if (MaybeCommit()) CommitAdvanced();
     // Committing this member's removal made us step down: `pr` is gone.
     if (role_ != Role::kLeader) return;
   } else if (pr.state == Progress::State::kProbe) {
@@ -1359,7 +1383,10 @@ bool Raft::HasReady() const {
 
 Ready Raft::GetReady() {
   QUORATE_CHECK(!ready_outstanding_) << "GetReady() before Advance()";
-  if (replication_pending_ && role_ == Role::kLeader) BroadcastAppend();
+  if (replication_pending_ && role_ == Role::kLeader) {
+    BroadcastAppend();  // with the commit index as of now
+    commit_notify_due_ns_ = 0;
+  }
   replication_pending_ = false;
 
   Ready rd;
@@ -1450,7 +1477,7 @@ void Raft::Advance() {
   }
   snapshot_handed_out_ = false;
   // The leader's own entries now count toward the commit quorum.
-  if (MaybeCommit()) replication_pending_ = true;
+  if (MaybeCommit()) CommitAdvanced();
 }
 
 Status Raft::GetStatus() const {

@@ -103,6 +103,12 @@ struct Config {
   size_t max_pending_reads = 4096;
   // Committed entries handed out per Ready are bounded by this many bytes.
   uint64_t max_committed_bytes_per_ready = 16 << 20;
+  // When a leader's commit index advances, the followers learn it from
+  // the next append of new entries, or from an append of its own after
+  // this long at the latest. With a steady stream of proposals the commit
+  // index then costs no message of its own. 0: an append of its own at
+  // once. Less than the heartbeat interval.
+  int64_t commit_notify_delay_ns = 0;
   // Not owned; must outlive the core. Required.
   Random* random = nullptr;
 
@@ -353,6 +359,8 @@ class Raft {
   // Leader replication.
   void SendAppend(Progress& pr, bool allow_empty);
   void SendSnapshotChunk(Progress& pr);
+  // The commit index advanced: tell the followers (commit_notify_delay_ns).
+  void CommitAdvanced();
   void BroadcastAppend();
   void StartRound();
   // The committed entries not handed out yet (at most
@@ -438,6 +446,9 @@ class Raft {
   // Whether the windows this leader granted have all ended (see above).
   bool GrantsLapsed() const;
   bool replication_pending_ = false;  // appends to broadcast at GetReady
+  // A leader's commit index advanced and no append has carried it yet:
+  // broadcast then (commit_notify_delay_ns). 0: nothing is due.
+  int64_t commit_notify_due_ns_ = 0;
 
   // Follower state.
   std::optional<IncomingSnapshot> incoming_snapshot_;

@@ -79,6 +79,14 @@ TEST_F(RaftTest, Config_RejectsInvalidSettings) {
   EXPECT_EQ(Raft::Create(c, {}, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   c.election_timeout_ns = 10 * c.heartbeat_interval_ns;
+  c.commit_notify_delay_ns = c.heartbeat_interval_ns;
+  EXPECT_EQ(Raft::Create(c, {}, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  c.commit_notify_delay_ns = -1;
+  EXPECT_EQ(Raft::Create(c, {}, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  c.commit_notify_delay_ns = c.heartbeat_interval_ns - 1;
+  EXPECT_TRUE(Raft::Create(c, {}, 0).ok());
   c.random = nullptr;
   EXPECT_EQ(Raft::Create(c, {}, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -334,6 +342,48 @@ TEST_F(RaftTest, CommitsWhenMajorityAcknowledges_Sec5_3) {
   ASSERT_TRUE(second.ok());
   c.Stabilize();
   EXPECT_EQ(c.raft(1).commit(), *index);
+}
+
+TEST_F(RaftTest, CommitNotify_RidesOnTheNextAppendOrGoesAfterTheDelay) {
+  constexpr int64_t kDelay = kHeartbeat / 2;
+  Config config = Cluster::DefaultConfig();
+  config.commit_notify_delay_ns = kDelay;
+  Cluster& c = Make(3, 0, 1, config);
+  ASSERT_TRUE(c.Elect(1));
+  c.AdvanceTime(kHeartbeat);  // whatever the election left due is sent
+  Raft& l = c.raft(1);
+  auto first = l.Propose("a", c.now());
+  ASSERT_TRUE(first.ok());
+  c.Stabilize();  // no time passes
+  ASSERT_EQ(l.commit(), *first);
+  // The followers hold the entry but have not been told it committed, and
+  // the leader means to tell them kDelay from now.
+  EXPECT_LT(c.raft(2).commit(), *first);
+  EXPECT_LT(c.raft(3).commit(), *first);
+  EXPECT_EQ(l.NextDeadline(), c.now() + kDelay);
+  // The next proposal's append carries it.
+  auto second = l.Propose("b", c.now());
+  ASSERT_TRUE(second.ok());
+  c.Stabilize();
+  ASSERT_EQ(l.commit(), *second);
+  EXPECT_EQ(c.raft(2).commit(), *first);
+  EXPECT_EQ(c.raft(3).commit(), *first);
+  // Nothing follows: an append of its own goes out after the delay.
+  EXPECT_EQ(l.NextDeadline(), c.now() + kDelay);
+  c.AdvanceTime(kDelay);
+  c.Stabilize();
+  EXPECT_EQ(c.raft(2).commit(), *second);
+  EXPECT_EQ(c.raft(3).commit(), *second);
+}
+
+TEST_F(RaftTest, CommitNotify_WithoutDelayFollowersLearnAtOnce) {
+  Cluster& c = Make(3);
+  ASSERT_TRUE(c.Elect(1));
+  auto index = c.raft(1).Propose("a", c.now());
+  ASSERT_TRUE(index.ok());
+  c.Stabilize();
+  EXPECT_EQ(c.raft(2).commit(), *index);
+  EXPECT_EQ(c.raft(3).commit(), *index);
 }
 
 TEST_F(RaftTest, ConflictingFollowerSuffixIsRepaired_Sec5_3) {

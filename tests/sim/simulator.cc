@@ -469,6 +469,7 @@ void Simulator::Boot(Member& m) {
   c.random = m.random.get();
   c.heartbeat_interval_ns = kHeartbeat;
   c.election_timeout_ns = kT;
+  c.commit_notify_delay_ns = kMs;  // as the node runs it
   c.snapshot_chunk_bytes = 256;
   c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
   storage::StorageOptions so;
