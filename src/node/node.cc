@@ -405,10 +405,9 @@ void Node::Impl::Drive() {
     // Committed entries are durable on a quorum already, whatever this
     // member's disk is doing: they are applied (and their proposals
     // answered) while this Ready's new entries are written, not after that
-    // fsync; the write is submitted first. A leader's commit index never
-    // passes its own durable log (Raft::Advance), so nothing is
-    // acknowledged that only the followers hold. Entries after a snapshot
-    // wait for it.
+    // fsync; the write is submitted first. (A leader counts its own log
+    // toward the quorum only as far as it is durable: Raft::MaybeCommit.)
+    // Entries after a snapshot wait for it.
     std::vector<raft::EntryPtr> committed;
     if (!rd.snapshot.has_value()) committed.swap(rd.committed_entries);
     ready_in_flight_ = true;
@@ -470,14 +469,11 @@ void Node::Impl::CompleteThenSend(raft::Ready rd) {
   // (a sendmsg) on this thread, and a leader's messages here only carry a
   // new commit index or a heartbeat. With one writer this took 40 µs off
   // the time from the quorum's acknowledgement to the answer.
-  if (soft_.role != raft::Role::kLeader) {
-    transport_->Send(std::move(rd.messages));
-    Complete(std::move(rd), absl::OkStatus());
-    return;
-  }
+  const bool answer_first = soft_.role == raft::Role::kLeader;
   std::vector<raft::Message> messages = std::move(rd.messages);
+  if (!answer_first) transport_->Send(std::move(messages));
   Complete(std::move(rd), absl::OkStatus());
-  transport_->Send(std::move(messages));
+  if (answer_first) transport_->Send(std::move(messages));
 }
 
 void Node::Impl::Complete(raft::Ready rd, const absl::Status& persisted) {

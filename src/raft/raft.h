@@ -284,11 +284,11 @@ class Raft {
   // Likewise the entries committed since, to apply now: what would go into
   // the next Ready's `committed_entries`, unless the outstanding Ready
   // holds a snapshot (entries after it wait for it). A committed entry is
-  // durable on a quorum, whatever this member's disk is doing, and a
-  // leader's commit index never passes its own durable log, so the driver
-  // may apply these and answer their proposals before the outstanding
-  // Ready's writes complete. Under load, a commit then waits for no fsync
-  // but those that made it.
+  // durable on a quorum, whatever this member's disk is doing (a leader
+  // counts its own log toward the quorum only as far as it is durable), so
+  // the driver may apply these and answer their proposals before the
+  // outstanding Ready's writes complete. Under load, a commit then waits
+  // for no fsync but those that made it.
   std::vector<EntryPtr> TakeCommittedEntries();
 
   // Accessors.
