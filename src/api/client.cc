@@ -11,9 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "quorate/client.grpc.pb.h"
-#include "util/grpc_status.h"
+#include "transport/grpc_status.h"
 #include "util/mutex.h"
+#include "wire/client.grpc.pb.h"
 
 namespace quorate {
 namespace {

@@ -41,9 +41,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "node/node.h"
-#include "quorate/client.pb.h"
 #include "util/cow.h"
 #include "util/mutex.h"
+#include "wire/client.pb.h"
 
 namespace quorate::coord {
 

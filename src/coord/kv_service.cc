@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "util/grpc_status.h"
+#include "transport/grpc_status.h"
 #include "util/mutex.h"
 
 namespace quorate::coord {

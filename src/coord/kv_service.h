@@ -23,8 +23,8 @@
 
 #include "coord/kv.h"
 #include "node/node.h"
-#include "quorate/client.grpc.pb.h"
 #include "transport/cq.h"
+#include "wire/client.grpc.pb.h"
 
 namespace quorate::coord {
 

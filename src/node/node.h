@@ -9,17 +9,17 @@
 //   });
 //   node->Stop(/*graceful=*/true);   // a leader hands over first
 //
-// THREADS. One loop thread owns the core and everything it touches. It
-// never waits on the disk or the network:
+// THREADS. One loop thread owns the driver (node/driver.h: the Ready loop,
+// shared with the simulator) and through it the core. It never waits on
+// the disk or the network:
 //  - timers feed it the monotonic time (the core's next deadline);
 //  - message batches from the transport's threads arrive by posting, and
 //    at most `max_inbox` of them wait (more are dropped, as a network
 //    would; Raft retries);
-//  - each Ready's writes go to the GroupCommitWriter's thread; its
-//    completion is posted back, and only then are messages_after_persist
-//    sent and the core advanced (the Ready contract of raft.h). Committed
-//    entries are applied as soon as the write is submitted: they are
-//    durable on a majority already (docs/design.md);
+//  - each Ready's writes go to the GroupCommitWriter's thread (q-storage);
+//    once they are durable that thread sends what waited for them, and
+//    posts the rest of the Ready back to the loop (the order is the
+//    driver's, documented in driver.h);
 //  - a snapshot is captured on the loop (StateMachine::Snapshot, cheap),
 //    serialized on a thread of its own (q-snapshot), then saved and the
 //    log compacted on the writer thread.
@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "node/driver.h"
 #include "raft/raft.h"
 #include "storage/file.h"
 #include "transport/cq.h"
@@ -48,30 +49,6 @@ namespace quorate::node {
 // The core's id for a member name: a 64-bit FNV-1a hash, never 0. Names
 // are what operators see; ids are what the log stores.
 uint64_t MemberId(absl::string_view name);
-
-// What the members agree on. Called on the loop thread only.
-class StateMachine {
- public:
-  virtual ~StateMachine() = default;
-  // Committed commands, in index order, each exactly once since the last
-  // Restore(). The result goes to the proposer (Applied::result); it must
-  // be a function of the state and the command only.
-  virtual std::string Apply(uint64_t index, const std::string& command) = 0;
-  // The whole state as of the last Apply(), captured on the loop, so it
-  // must be cheap (pin or copy what later changes would disturb). The
-  // returned function is called once, on another thread, while Apply()
-  // goes on, and returns the snapshot's bytes.
-  virtual absl::AnyInvocable<std::string()> Snapshot() = 0;
-  // Replaces the whole state (from a snapshot of this member's or the
-  // leader's).
-  virtual absl::Status Restore(const std::string& snapshot) = 0;
-};
-
-// A proposal that was applied.
-struct Applied {
-  uint64_t index = 0;
-  std::string result;  // what StateMachine::Apply returned
-};
 
 struct MemberSpec {
   std::string name;
@@ -152,13 +129,6 @@ struct NodeStatus {
   absl::Status error;  // why the member stopped working, if it did
 };
 
-// A quorum round confirmed by the leader of `term`; `term_start` is the
-// index of that leader's first entry (see Node::Confirm).
-struct Confirmation {
-  uint64_t term = 0;
-  uint64_t term_start = 0;
-};
-
 class Node {
  public:
   // Validates the options, opens (and recovers) the data directory, binds
@@ -198,14 +168,13 @@ class Node {
   NodeStatus GetStatus() const;
 
   // Stops the member. `graceful`: a leader first hands leadership to an
-  // up-to-date peer and waits (at most an election timeout) for it to
-  // take over. Idempotent.
+  // up-to-date reachable peer and waits, at most two election timeouts,
+  // for another member to lead. Then every waiting caller is answered (at
+  // most 5 s more for the loop to do so), and the threads are joined.
+  // Idempotent.
   void Stop(bool graceful);
 
   std::string listen_address() const;
-
-  // Tests: starts an election now.
-  void Campaign();
 
  private:
   class Impl;

@@ -24,7 +24,7 @@
 #include <optional>
 #include <vector>
 
-#include "quorate/raft.pb.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::raft {
 

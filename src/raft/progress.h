@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "quorate/raft.pb.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::raft {
 

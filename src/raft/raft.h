@@ -68,10 +68,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "quorate/raft.pb.h"
 #include "raft/log.h"
 #include "raft/progress.h"
 #include "raft/random.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::raft {
 

@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "quorate/storage.pb.h"
 #include "storage/crc32c.h"
 #include "storage/segment_preparer.h"
 #include "util/status_macros.h"
+#include "wire/storage.pb.h"
 
 namespace quorate::storage {
 

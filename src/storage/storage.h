@@ -63,9 +63,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "quorate/raft.pb.h"
 #include "raft/raft.h"
 #include "storage/file.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::storage {
 

@@ -15,12 +15,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "quorate/peer.grpc.pb.h"
 #include "transport/cq.h"
+#include "transport/grpc_status.h"
 #include "util/clock.h"
-#include "util/grpc_status.h"
 #include "util/mutex.h"
 #include "util/thread_name.h"
+#include "wire/peer.grpc.pb.h"
 
 namespace quorate::transport {
 namespace {

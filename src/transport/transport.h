@@ -56,7 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "quorate/raft.pb.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::transport {
 

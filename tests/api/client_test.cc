@@ -13,9 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "quorate/client.grpc.pb.h"
 #include "quorate/member.h"
 #include "util/port.h"
+#include "wire/client.grpc.pb.h"
 
 namespace quorate {
 namespace {

@@ -33,7 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/clusters.h"
 #include "etcd_kv.grpc.pb.h"
-#include "quorate/client.grpc.pb.h"
+#include "wire/client.grpc.pb.h"
 
 namespace quorate {
 namespace {

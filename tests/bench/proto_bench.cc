@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "quorate/raft.pb.h"
+#include "wire/raft.pb.h"
 
 namespace quorate {
 namespace {

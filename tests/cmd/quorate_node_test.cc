@@ -18,9 +18,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "quorate/client.grpc.pb.h"
 #include "util/port.h"
 #include "util/process.h"
+#include "wire/client.grpc.pb.h"
 
 namespace quorate {
 namespace {

@@ -5,9 +5,9 @@
 
 #include <string>
 
-#include "quorate/peer.grpc.pb.h"
-#include "quorate/raft.pb.h"
-#include "quorate/storage.pb.h"
+#include "wire/peer.grpc.pb.h"
+#include "wire/raft.pb.h"
+#include "wire/storage.pb.h"
 
 namespace quorate {
 namespace {

@@ -23,10 +23,10 @@
 #include <utility>
 #include <vector>
 
-#include "quorate/raft.pb.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
 #include "raft/random.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::raft::testing {
 

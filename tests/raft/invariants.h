@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "quorate/raft.pb.h"
 #include "raft/raft.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::raft::testing {
 

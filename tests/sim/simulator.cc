@@ -12,7 +12,6 @@
 #include "absl/strings/str_split.h"
 #include "chaos/linearizability.h"
 #include "guard/guard.h"
-#include "quorate/raft.pb.h"
 #include "raft/cluster.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
@@ -20,6 +19,7 @@
 #include "storage/mem_fs.h"
 #include "storage/storage.h"
 #include "util/check.h"
+#include "wire/raft.pb.h"
 
 namespace quorate::sim {
 

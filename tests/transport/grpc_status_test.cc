@@ -1,4 +1,4 @@
-#include "util/grpc_status.h"
+#include "transport/grpc_status.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,544 @@
+#include "node/driver.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "util/check.h"
+
+namespace quorate::node {
+
+Bootstrap MakeBootstrap(const std::vector<peer::MemberInfo>& voters,
+                        const std::vector<peer::MemberInfo>& learners) {
+  peer::NodeSnapshot snap;
+  Bootstrap b;
+  for (const peer::MemberInfo& m : voters) {
+    *snap.add_members() = m;
+    b.metadata.mutable_conf_state()->add_voters(m.id());
+  }
+  for (const peer::MemberInfo& m : learners) {
+    *snap.add_members() = m;
+    b.metadata.mutable_conf_state()->add_learners(m.id());
+  }
+  b.data = std::make_shared<const std::string>(snap.SerializeAsString());
+  return b;
+}
+
+Driver::Driver(DriverOptions options, DriverEnv* env, DriverWriter* writer,
+               DriverObserver* observer)
+    : options_(std::move(options)),
+      env_(env),
+      writer_(writer),
+      observer_(observer),
+      next_read_id_(options_.first_read_id) {}
+
+Driver::~Driver() = default;
+
+absl::StatusOr<std::unique_ptr<Driver>> Driver::Create(
+    const raft::Config& config, DriverOptions options,
+    raft::RestoredState restored, DriverEnv* env, DriverWriter* writer,
+    DriverObserver* observer) {
+  QUORATE_CHECK(env != nullptr && writer != nullptr);
+  std::unique_ptr<Driver> d(
+      new Driver(std::move(options), env, writer, observer));
+  if (absl::Status s = d->LoadSnapshot(restored.snapshot_data != nullptr
+                                           ? *restored.snapshot_data
+                                           : std::string());
+      !s.ok()) {
+    return s;
+  }
+  d->applied_ = restored.snapshot.index();
+  absl::StatusOr<std::unique_ptr<raft::Raft>> r =
+      raft::Raft::Create(config, std::move(restored), env->Now());
+  if (!r.ok()) return r.status();
+  d->raft_ = *std::move(r);
+  return d;
+}
+
+absl::Status Driver::LoadSnapshot(const std::string& data) {
+  peer::NodeSnapshot snap;
+  if (!snap.ParseFromString(data)) {
+    return absl::FailedPreconditionError(
+        "the newest snapshot was not written by a quorate member");
+  }
+  members_.clear();
+  for (const peer::MemberInfo& m : snap.members()) members_[m.id()] = m;
+  ++members_generation_;
+  if (options_.state_machine != nullptr) {
+    return options_.state_machine->Restore(snap.state());
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// The Ready loop.
+
+void Driver::Drive() {
+  if (closed_) return;
+  // A callback run from inside the loop (a proposal's answer, say) may
+  // call back in; the outer call picks up what it changed.
+  if (driving_) {
+    drive_again_ = true;
+    return;
+  }
+  driving_ = true;
+  do {
+    drive_again_ = false;
+    while (!failed_ && !closed_ && !write_in_flight_ && raft_->HasReady()) {
+      if (observer_ != nullptr) observer_->OnStep(*raft_);
+      raft::Ready rd = raft_->GetReady();
+      if (rd.soft_state.has_value()) soft_ = *rd.soft_state;
+      ReportRole();
+      // (1) Confirmations need nothing of this member's disk.
+      ConfirmRounds(rd.read_states);
+      const bool writes = rd.snapshot.has_value() || !rd.entries.empty() ||
+                          rd.hard_state.has_value();
+      if (!writes) {
+        CompleteThenSend(std::move(rd));  // (2)
+        continue;
+      }
+      if (!rd.must_sync && !rd.snapshot.has_value() && rd.entries.empty()) {
+        // (3) Only the commit index changed: nothing here must be durable
+        // before anything is sent or applied. It goes to disk with the next
+        // write of entries. Writing it by itself would wake the writer once
+        // more per commit on every member.
+        unwritten_hard_state_ = rd.hard_state;
+        CompleteThenSend(std::move(rd));
+        continue;
+      }
+      SubmitWrite(std::move(rd));  // (4), (5), (6)
+    }
+    if (write_in_flight_ && !failed_ && !closed_) {
+      // (7) The disk is busy with the last Ready: heartbeats go out,
+      // confirmations are answered and committed entries applied anyway.
+      // Members often share a disk, and one slow fsync must not lapse
+      // every member's window at once.
+      std::vector<raft::Message> early = raft_->TakeMessages();
+      if (!early.empty()) env_->Send(std::move(early));
+      const std::vector<raft::ReadState> confirmed = raft_->TakeReadStates();
+      ConfirmRounds(confirmed);
+      NoteReadPoints(confirmed);
+      ApplyCommitted(raft_->TakeCommittedEntries());
+      ServeReads();
+    }
+  } while (drive_again_ && !closed_);
+  driving_ = false;
+  if (observer_ != nullptr) observer_->OnStep(*raft_);
+  if (!failed_ && !closed_) {
+    const int64_t deadline = raft_->NextDeadline();
+    if (deadline != scheduled_tick_) {
+      scheduled_tick_ = deadline;
+      env_->ScheduleTick(deadline);
+    }
+  }
+}
+
+void Driver::ReportRole() {
+  if (!options_.on_role) return;
+  if (role_reported_ && soft_.role == reported_role_ &&
+      raft_->term() == reported_term_) {
+    return;
+  }
+  role_reported_ = true;
+  reported_role_ = soft_.role;
+  reported_term_ = raft_->term();
+  options_.on_role(soft_.role, reported_term_);
+}
+
+void Driver::SubmitWrite(raft::Ready rd) {
+  if (options_.unsafe.send_before_durable) {
+    // Broken on purpose: promises durability before it holds.
+    for (raft::Message& m : rd.messages_after_persist) {
+      rd.messages.push_back(std::move(m));
+    }
+    rd.messages_after_persist.clear();
+  }
+  // New entries: the followers start on them before this member's disk
+  // does (a leader counts its own log toward the quorum only as far as it
+  // is durable: Raft::MaybeCommit).
+  if (!rd.messages.empty()) env_->Send(std::move(rd.messages));
+  rd.messages.clear();
+  // Committed entries are durable on a quorum already, whatever this
+  // member's disk is doing: they are applied while this Ready is written.
+  // Entries after a snapshot wait for it.
+  std::vector<raft::EntryPtr> committed;
+  if (!rd.snapshot.has_value()) committed.swap(rd.committed_entries);
+  DriverWriter::Request write;
+  write.snapshot = rd.snapshot;
+  write.entries = rd.entries;
+  // A hard state of this Ready's own is the newer one.
+  write.hard_state =
+      rd.hard_state.has_value() ? rd.hard_state : unwritten_hard_state_;
+  unwritten_hard_state_.reset();
+  write_in_flight_ = true;
+  auto shared = std::make_shared<raft::Ready>(std::move(rd));
+  writer_->Write(std::move(write), [this, shared](absl::Status s) {
+    // Any thread. (5) What waited for this write goes out now: a
+    // follower's acknowledgement does not wait for the driver's thread.
+    if (s.ok() && !shared->messages_after_persist.empty()) {
+      env_->Send(std::move(shared->messages_after_persist));
+      shared->messages_after_persist.clear();
+    }
+    env_->Post([this, shared, s] { WriteDone(std::move(*shared), s); });
+  });
+  ApplyCommitted(committed);
+  ServeReads();
+}
+
+void Driver::WriteDone(raft::Ready rd, const absl::Status& status) {
+  if (closed_) return;
+  write_in_flight_ = false;
+  if (!status.ok()) {
+    Fail(status);
+    return;
+  }
+  if (options_.unsafe.answer_before_commit) {
+    // Broken on purpose: durable here is not committed.
+    for (const raft::EntryPtr& e : rd.entries) {
+      auto it = proposals_.find(e->index());
+      if (it == proposals_.end() || it->second.term != e->term()) continue;
+      auto done = std::move(it->second.done);
+      proposals_.erase(it);
+      done(Applied{e->index(), std::string()});
+    }
+  }
+  Complete(std::move(rd));
+  Drive();
+}
+
+void Driver::CompleteThenSend(raft::Ready rd) {
+  // A follower sends first: its responses are what the leader waits for.
+  // A leader applies what was committed, and answers its proposers, first:
+  // every answer and every message costs a write to a socket on this
+  // thread, and a leader's messages here carry only a new commit index or
+  // a heartbeat.
+  const bool answer_first = soft_.role == raft::Role::kLeader;
+  std::vector<raft::Message> messages = std::move(rd.messages);
+  rd.messages.clear();
+  if (!answer_first && !messages.empty()) env_->Send(std::move(messages));
+  Complete(std::move(rd));
+  if (answer_first && !messages.empty()) env_->Send(std::move(messages));
+}
+
+void Driver::Complete(raft::Ready rd) {
+  if (!rd.messages_after_persist.empty()) {
+    env_->Send(std::move(rd.messages_after_persist));
+  }
+  if (rd.snapshot.has_value()) {
+    ApplySnapshot(*rd.snapshot);
+    if (failed_) return;
+  }
+  ApplyCommitted(rd.committed_entries);
+  NoteReadPoints(rd.read_states);
+  FailReads(rd.failed_reads);
+  ServeReads();
+  raft_->Advance();
+  MaybeSnapshot();
+}
+
+void Driver::ApplyCommitted(const std::vector<raft::EntryPtr>& entries) {
+  for (const raft::EntryPtr& e : entries) {
+    if (failed_ || closed_) return;
+    QUORATE_CHECK_EQ(e->index(), applied_ + 1) << "apply out of order";
+    applied_ = e->index();
+    std::string result;
+    if (e->type() == raft::ENTRY_TYPE_NORMAL && !e->data().empty() &&
+        options_.state_machine != nullptr) {
+      result = options_.state_machine->Apply(e->index(), e->data());
+    }
+    if (observer_ != nullptr) observer_->OnApplied(*e);
+    auto it = proposals_.find(e->index());
+    if (it == proposals_.end()) continue;
+    Proposal p = std::move(it->second);
+    proposals_.erase(it);
+    if (e->term() == p.term) {
+      p.done(Applied{e->index(), std::move(result)});
+    } else {
+      p.done(absl::AbortedError(
+          "leadership changed and the proposal was replaced; it was not "
+          "applied"));
+    }
+  }
+}
+
+void Driver::ApplySnapshot(const raft::Snapshot& snapshot) {
+  if (absl::Status s = LoadSnapshot(*snapshot.data); !s.ok()) {
+    Fail(s);
+    return;
+  }
+  applied_ = snapshot.metadata.index();
+  // Proposals at or below it were replaced or applied elsewhere: the
+  // outcome is not known here.
+  for (auto it = proposals_.begin();
+       it != proposals_.end() && it->first <= applied_;) {
+    auto done = std::move(it->second.done);
+    it = proposals_.erase(it);
+    done(absl::UnknownError(
+        "a snapshot from the leader replaced the log; the proposal's "
+        "outcome is unknown"));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reads and confirmations.
+
+void Driver::ConfirmRounds(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    auto it = reads_.find(rs.request_id);
+    if (it == reads_.end() || !it->second.confirmed) continue;
+    auto confirmed = std::move(it->second.confirmed);
+    reads_.erase(it);
+    confirmed(rs);
+  }
+}
+
+void Driver::NoteReadPoints(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    if (rs.request_id < options_.first_read_id ||
+        rs.request_id >= next_read_id_) {
+      if (observer_ != nullptr) observer_->OnOtherReadState(rs);
+      continue;
+    }
+    auto it = reads_.find(rs.request_id);
+    if (it != reads_.end()) it->second.index = rs.index;
+  }
+}
+
+void Driver::FailReads(const std::vector<uint64_t>& ids) {
+  for (uint64_t id : ids) {
+    if (id < options_.first_read_id || id >= next_read_id_) {
+      if (observer_ != nullptr) observer_->OnOtherFailedRead(id);
+      continue;
+    }
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(absl::UnavailableError(
+        "leadership changed before the read was confirmed; retry"));
+  }
+}
+
+void Driver::ServeReads() {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.index == 0 || it->second.index > applied_) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    const uint64_t index = it->second.index;
+    it = reads_.erase(it);
+    done(index);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Snapshots.
+
+void Driver::MaybeSnapshot() {
+  if (failed_ || closed_ || snapshot_in_flight_ ||
+      options_.snapshot_every == 0) {
+    return;
+  }
+  if (applied_ < raft_->log().snapshot_index() + options_.snapshot_every) {
+    return;
+  }
+  const uint64_t index = applied_;
+  if (index > raft_->log().stable_index()) return;  // not yet durable here
+  // Captured here, cheaply; serialized in the background, where a large
+  // state may take a while without delaying the loop (heartbeats, the
+  // partition guard's renewals) or the writer (fsyncs).
+  auto snap = std::make_shared<peer::NodeSnapshot>();
+  for (const auto& [id, m] : members_) *snap->add_members() = m;
+  absl::AnyInvocable<std::string()> state;
+  if (options_.state_machine != nullptr) {
+    state = options_.state_machine->Snapshot();
+  }
+  const raft::SnapshotMetadata md = raft_->SnapshotMetadataAt(index);
+  snapshot_in_flight_ = true;
+  env_->RunInBackground([this, md, snap, state = std::move(state)]() mutable {
+    if (state) snap->set_state(state());
+    auto data = std::make_shared<const std::string>(snap->SerializeAsString());
+    writer_->SaveSnapshot(md, data, [this, md, data](absl::Status s) {
+      env_->Post([this, md, data, s] {
+        if (closed_) return;
+        snapshot_in_flight_ = false;
+        if (!s.ok()) {
+          Fail(s);
+          return;
+        }
+        // The log is compacted only now that the snapshot is durable.
+        if (md.index() > raft_->log().snapshot_index()) {
+          const absl::Status c = raft_->Compact(md, data);
+          QUORATE_CHECK(c.ok()) << c;
+        }
+        Log(absl::StrCat("snapshot at entry ", md.index(),
+                         " saved; log compacted"));
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Inputs.
+
+void Driver::Tick() {
+  if (failed_ || closed_) return;
+  scheduled_tick_ = 0;
+  raft_->Tick(env_->Now());
+  Drive();
+}
+
+void Driver::Step(std::vector<raft::Message> messages) {
+  if (failed_ || closed_) return;
+  const int64_t now = env_->Now();
+  // A message the core refuses is dropped, as a network would drop it.
+  for (raft::Message& m : messages) (void)raft_->Step(std::move(m), now);
+  Drive();
+}
+
+void Driver::ReportUnreachable(uint64_t peer) {
+  if (failed_ || closed_) return;
+  raft_->ReportUnreachable(peer);
+  Drive();
+}
+
+absl::Status Driver::TransferLeadership(uint64_t target) {
+  if (failed_ || closed_) {
+    return absl::UnavailableError("the member stopped");
+  }
+  absl::Status s = raft_->TransferLeadership(target, env_->Now());
+  Drive();
+  return s;
+}
+
+void Driver::Propose(std::string command, int64_t deadline_ns,
+                     std::function<void(absl::StatusOr<Applied>)> done) {
+  if (failed_ || closed_) {
+    done(absl::UnavailableError(failed_ ? "the member stopped after an error"
+                                        : "the member is stopping"));
+    return;
+  }
+  if (proposals_.size() >= options_.max_waiting) {
+    done(absl::ResourceExhaustedError(absl::StrCat(
+        proposals_.size(), " proposals are already waiting on this member")));
+    return;
+  }
+  absl::StatusOr<uint64_t> index =
+      raft_->Propose(std::move(command), env_->Now());
+  if (!index.ok()) {
+    done(index.status());
+    return;
+  }
+  // A proposal of an earlier term may still wait at this index: a new
+  // leader overwrote its entry, and this member leads again. It was not
+  // applied.
+  if (auto old = proposals_.find(*index); old != proposals_.end()) {
+    auto old_done = std::move(old->second.done);
+    proposals_.erase(old);
+    old_done(absl::AbortedError(
+        "leadership changed and another entry took the proposal's place; "
+        "it was not applied"));
+  }
+  proposals_[*index] = Proposal{raft_->term(), deadline_ns, std::move(done)};
+  Drive();
+}
+
+void Driver::Read(int64_t deadline_ns,
+                  std::function<void(absl::StatusOr<uint64_t>)> done) {
+  StartRead(deadline_ns, std::move(done), nullptr);
+}
+
+void Driver::Confirm(int64_t deadline_ns,
+                     std::function<void(absl::StatusOr<Confirmation>)> done) {
+  auto shared = std::make_shared<decltype(done)>(std::move(done));
+  StartRead(
+      deadline_ns,
+      [shared](absl::StatusOr<uint64_t> s) { (*shared)(s.status()); },
+      [shared](const raft::ReadState& rs) {
+        (*shared)(Confirmation{rs.term, rs.term_start});
+      });
+}
+
+void Driver::StartRead(int64_t deadline_ns,
+                       std::function<void(absl::StatusOr<uint64_t>)> done,
+                       std::function<void(const raft::ReadState&)> confirmed) {
+  if (failed_ || closed_) {
+    done(absl::UnavailableError(failed_ ? "the member stopped after an error"
+                                        : "the member is stopping"));
+    return;
+  }
+  if (reads_.size() >= options_.max_waiting) {
+    done(absl::ResourceExhaustedError(absl::StrCat(
+        reads_.size(), " reads are already waiting on this member")));
+    return;
+  }
+  const uint64_t id = next_read_id_++;
+  if (absl::Status s = raft_->ReadIndex(id, env_->Now()); !s.ok()) {
+    done(s);
+    return;
+  }
+  reads_[id] =
+      PendingRead{deadline_ns, 0, std::move(done), std::move(confirmed)};
+  Drive();
+}
+
+void Driver::ExpireWaiting(int64_t now_ns) {
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    if (it->second.deadline_ns > now_ns) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = proposals_.erase(it);
+    done(absl::DeadlineExceededError(
+        "the proposal was not applied before its deadline; it may still be"));
+  }
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline_ns > now_ns) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = reads_.erase(it);
+    done(absl::DeadlineExceededError(
+        "no read point was confirmed before the deadline"));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Stopping.
+
+void Driver::AnswerAll(const absl::Status& proposals,
+                       const absl::Status& reads) {
+  // Callbacks may call back in; take the maps first.
+  std::map<uint64_t, Proposal> p;
+  p.swap(proposals_);
+  std::map<uint64_t, PendingRead> r;
+  r.swap(reads_);
+  // A proposal is in the log already: another member may still commit it.
+  for (auto& [index, proposal] : p) proposal.done(proposals);
+  for (auto& [id, read] : r) read.done(reads);
+}
+
+void Driver::Fail(const absl::Status& status) {
+  if (failed_) return;
+  failed_ = true;
+  error_ = status;
+  Log(absl::StrCat("the member stopped working: ", status.message()));
+  AnswerAll(
+      absl::UnknownError(absl::StrCat("the member stopped (", status.message(),
+                                      "); the proposal's outcome is unknown")),
+      absl::UnavailableError(
+          absl::StrCat("the member stopped: ", status.message())));
+  if (options_.on_fatal) options_.on_fatal(status);
+}
+
+void Driver::Close(absl::string_view why) {
+  if (closed_) return;
+  closed_ = true;
+  AnswerAll(absl::UnknownError(
+                absl::StrCat(why, "; the proposal's outcome is unknown")),
+            absl::UnavailableError(why));
+}
+
+}  // namespace quorate::node

@@ -1,0 +1,362 @@
+// node/driver.h: the Ready loop, written once. It turns the consensus
+// core's Readies into writes, messages, applied commands and answered
+// callers, in the order the core's contract (raft.h) demands, and it is
+// the only code that calls GetReady(), Advance() and the core's Take*()
+// exits.
+//
+// The node runtime (node.cc), the deterministic simulator (tests/sim/) and
+// the core's multi-member test cluster (tests/raft/cluster.cc) all run this
+// code; each plugs in its own I/O through the interfaces below:
+//
+//   class MyEnv : public DriverEnv { ... };        // clock, send, post
+//   class MyWriter : public DriverWriter { ... };  // durable writes
+//   Driver driver(options, std::move(restored), &env, &writer, &observer);
+//   driver.Propose("command", deadline_ns, [](absl::StatusOr<Applied> a) {});
+//   ... on each message:  driver.Step(std::move(messages));
+//   ... at each deadline: driver.Tick();  (env.ScheduleTick said when)
+//
+// ORDER OF A READY (the obligations of raft.h, and where each is met):
+//  1. Confirmed read points (rd.read_states) answer Confirm() at once: a
+//     confirmation needs nothing of this member's disk.
+//  2. A Ready with nothing to write completes at once. A leader applies
+//     and answers first, then sends (its messages here carry only a commit
+//     index or a heartbeat); anyone else sends first (its answers are what
+//     the leader waits for).
+//  3. A Ready whose only write is a new commit index (no fsync needed) is
+//     not written: its hard state is held back and written with the next
+//     Ready that has entries, and the Ready completes at once. A member
+//     that restarts learns the commit index again.
+//  4. Otherwise: rd.messages go out first (the followers start on new
+//     entries before this member's disk does); then the write is submitted;
+//     then the committed entries are applied and their proposals answered,
+//     while the write is in flight (they are durable on a quorum already),
+//     unless the Ready carries a snapshot (entries after it wait for it).
+//  5. When the write is durable, and not before, rd.messages_after_persist
+//     are sent (votes and append acknowledgements promise durability).
+//     This happens in the writer's completion, on whatever thread the
+//     writer completes on, so a follower's acknowledgement does not wait
+//     for the driver's thread.
+//  6. Back on the driver's thread: the snapshot is restored, committed
+//     entries applied, read points noted and served once applied, failed
+//     reads answered, Advance() called, and a snapshot taken if due.
+//  7. While a write is in flight, what needs nothing of the disk goes on:
+//     TakeMessages() (heartbeats), TakeReadStates() (confirmations and read
+//     points) and TakeCommittedEntries() (applied and answered).
+//
+// SNAPSHOTS. Every `snapshot_every` applied entries (once the applied index
+// is durable here) the state machine's state is captured on the driver's
+// thread (StateMachine::Snapshot, cheap), serialized by
+// DriverEnv::RunInBackground, saved by DriverWriter::SaveSnapshot after
+// every write submitted before it, and only then is the core's log
+// compacted. A snapshot's bytes are a peer::NodeSnapshot: the members'
+// names and addresses, and the state machine's bytes.
+//
+// THREADS. Every method runs on one thread, the driver's (the node's loop).
+// The only exception is the completion a DriverWriter is handed, which may
+// run on any thread: it calls DriverEnv::Send (which must then be
+// thread-safe) and DriverEnv::Post. The driver must outlive its writer's
+// completions and whatever it posted: stop the writer (and drop what was
+// posted) before destroying it. Callbacks (Propose, Read, Confirm, the
+// observer) run on the driver's thread, never under a lock of the driver's.
+#ifndef QUORATE_NODE_DRIVER_H_
+#define QUORATE_NODE_DRIVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "raft/raft.h"
+#include "wire/peer.pb.h"
+
+namespace quorate::node {
+
+// What the members agree on. Called on the driver's thread only.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Committed commands, in index order, each exactly once since the last
+  // Restore(). The result goes to the proposer (Applied::result); it must
+  // be a function of the state and the command only.
+  virtual std::string Apply(uint64_t index, const std::string& command) = 0;
+  // The whole state as of the last Apply(), captured on the driver's
+  // thread, so it must be cheap (pin or copy what later changes would
+  // disturb). The returned function is called once, possibly on another
+  // thread while Apply() goes on, and returns the snapshot's bytes.
+  virtual absl::AnyInvocable<std::string()> Snapshot() = 0;
+  // Replaces the whole state (from a snapshot of this member's or the
+  // leader's).
+  virtual absl::Status Restore(const std::string& snapshot) = 0;
+};
+
+// A proposal that was applied.
+struct Applied {
+  uint64_t index = 0;
+  std::string result;  // what StateMachine::Apply returned
+};
+
+// A quorum round confirmed by the leader of `term`; `term_start` is the
+// index of that leader's first entry (see Driver::Confirm).
+struct Confirmation {
+  uint64_t term = 0;
+  uint64_t term_start = 0;
+};
+
+// Time, messages and threads, as the driver sees them.
+class DriverEnv {
+ public:
+  virtual ~DriverEnv() = default;
+  // This member's monotonic clock, in nanoseconds.
+  virtual int64_t Now() = 0;
+  // Sends messages to their members; best effort, never blocks. Called
+  // from the driver's thread, and from a DriverWriter's completion.
+  virtual void Send(std::vector<raft::Message> messages) = 0;
+  // Runs `fn` on the driver's thread, after the current call returns.
+  // Called from a DriverWriter's completion and from RunInBackground's
+  // function.
+  virtual void Post(absl::AnyInvocable<void()> fn) = 0;
+  // Runs `fn` off the driver's thread (a snapshot's serialization), or
+  // right away where there is only one thread.
+  virtual void RunInBackground(absl::AnyInvocable<void()> fn) = 0;
+  // The core wants Driver::Tick() at `deadline_ns` (Now()'s clock); this
+  // replaces any earlier request.
+  virtual void ScheduleTick(int64_t deadline_ns) = 0;
+};
+
+// Durable storage, as the driver sees it. Requests complete in the order
+// they were submitted. `done` is called exactly once per request, on any
+// thread but never inside the call that submitted it; an error stops the
+// driver (Driver::failed()).
+class DriverWriter {
+ public:
+  struct Request {
+    std::optional<raft::Snapshot> snapshot;
+    // May start at or below the last index written: the log from
+    // entries[0] on is replaced.
+    std::vector<raft::EntryPtr> entries;
+    std::optional<raft::HardState> hard_state;
+  };
+  virtual ~DriverWriter() = default;
+  // Makes `request` durable (fsync), then calls `done`.
+  virtual void Write(Request request,
+                     absl::AnyInvocable<void(absl::Status)> done) = 0;
+  // After every write submitted before it is durable: saves the snapshot
+  // and removes the log up to metadata.index(), then calls `done`.
+  virtual void SaveSnapshot(raft::SnapshotMetadata metadata,
+                            std::shared_ptr<const std::string> data,
+                            absl::AnyInvocable<void(absl::Status)> done) = 0;
+};
+
+// Optional hooks for tests and invariant checkers. Driver's thread.
+class DriverObserver {
+ public:
+  virtual ~DriverObserver() = default;
+  // Before each Ready is taken, and when the driver has nothing left to do.
+  virtual void OnStep(const raft::Raft& /*raft*/) {}
+  // This entry was just applied (a no-op entry or configuration change
+  // too).
+  virtual void OnApplied(const raft::Entry& /*entry*/) {}
+  // A read point, or a failed read, whose request id did not come from
+  // Driver::Read() or Confirm() (a test that called Raft::ReadIndex itself).
+  virtual void OnOtherReadState(const raft::ReadState& /*read_state*/) {}
+  virtual void OnOtherFailedRead(uint64_t /*request_id*/) {}
+};
+
+struct DriverOptions {
+  // A snapshot is taken (and the log compacted) every this many applied
+  // entries; 0: never.
+  uint64_t snapshot_every = 10000;
+  // Proposals, and reads, waiting for their entry or read point: each
+  // RESOURCE_EXHAUSTED beyond this many.
+  size_t max_waiting = 65536;
+  // The first id Read() and Confirm() hand the core. A leader may still
+  // answer reads this member forwarded before it restarted, and must not
+  // match them with new ones: start somewhere random.
+  uint64_t first_read_id = 1;
+  StateMachine* state_machine = nullptr;  // optional; not owned
+  // The role or term changed. Driver's thread.
+  std::function<void(raft::Role role, uint64_t term)> on_role;
+  // The driver stopped working by itself (its storage failed); every
+  // waiting caller was answered. Driver's thread.
+  std::function<void(const absl::Status&)> on_fatal;
+  // Notable events, one line each.
+  std::function<void(const std::string&)> log;
+
+  // Deliberately broken ordering, so that the simulator can show its
+  // seeds catch it. Never set outside tests: each one breaks safety.
+  struct Unsafe {
+    // Answer a proposal as soon as its entry is durable on this member,
+    // before it is committed.
+    bool answer_before_commit = false;
+    // Send votes and append acknowledgements before this member's write
+    // is durable.
+    bool send_before_durable = false;
+  } unsafe;
+};
+
+// The member list a new cluster starts from: a snapshot at index 0 whose
+// configuration lists the voters and learners, and whose data names them.
+struct Bootstrap {
+  raft::SnapshotMetadata metadata;
+  std::shared_ptr<const std::string> data;
+};
+Bootstrap MakeBootstrap(const std::vector<peer::MemberInfo>& voters,
+                        const std::vector<peer::MemberInfo>& learners);
+
+class Driver {
+ public:
+  // Restores the state machine and the member list from `restored`'s
+  // snapshot and creates the core. FAILED_PRECONDITION if the snapshot was
+  // not written by a driver (or the state machine refuses it).
+  static absl::StatusOr<std::unique_ptr<Driver>> Create(
+      const raft::Config& config, DriverOptions options,
+      raft::RestoredState restored, DriverEnv* env, DriverWriter* writer,
+      DriverObserver* observer = nullptr);
+  ~Driver();
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
+
+  // Runs the Ready loop as far as it can go without waiting. Every method
+  // below that changes the core calls it; a caller that changed the core
+  // through raft() (tests) calls it itself.
+  void Drive();
+
+  // Inputs. Each runs the loop afterwards.
+  void Tick();
+  void Step(std::vector<raft::Message> messages);
+  void ReportUnreachable(uint64_t peer);
+  absl::Status TransferLeadership(uint64_t target);
+
+  // Proposes `command`. `done` runs with the index it was applied at and
+  // the state machine's result; or UNAVAILABLE (refused before anything
+  // was proposed: not the leader, or stopped), RESOURCE_EXHAUSTED (too
+  // many waiting), ABORTED (leadership changed and another entry took its
+  // place: not applied), DEADLINE_EXCEEDED or UNKNOWN (outcome unknown: it
+  // may still be applied). `done` may run before Propose returns.
+  void Propose(std::string command, int64_t deadline_ns,
+               std::function<void(absl::StatusOr<Applied>)> done);
+
+  // A linearizable read point: `done` runs once the state machine has
+  // applied everything committed before the call (the index is passed).
+  // UNAVAILABLE without a leader, DEADLINE_EXCEEDED at the deadline.
+  void Read(int64_t deadline_ns,
+            std::function<void(absl::StatusOr<uint64_t>)> done);
+
+  // Asks the leader to confirm a quorum round that starts after it
+  // receives the request (the partition guard's renewal). `done` runs as
+  // soon as the confirmation arrives, without waiting for the state
+  // machine or this member's disk.
+  void Confirm(int64_t deadline_ns,
+               std::function<void(absl::StatusOr<Confirmation>)> done);
+
+  // Fails every waiting proposal and read whose deadline is at or before
+  // `now_ns`.
+  void ExpireWaiting(int64_t now_ns);
+
+  // Stops: answers every waiting caller (proposals: UNKNOWN; reads:
+  // UNAVAILABLE) and ignores whatever completes later. Idempotent.
+  void Close(absl::string_view why);
+
+  // The state, for status pages and tests.
+  const raft::Raft& raft() const { return *raft_; }
+  raft::Raft& mutable_raft() { return *raft_; }
+  const raft::SoftState& soft_state() const { return soft_; }
+  uint64_t applied() const { return applied_; }
+  bool failed() const { return failed_; }
+  const absl::Status& error() const { return error_; }
+  bool closed() const { return closed_; }
+  bool write_in_flight() const { return write_in_flight_; }
+  // Every member's name, zone and address, by id, as of the newest
+  // snapshot; `members_generation()` changes whenever it does.
+  const std::map<uint64_t, peer::MemberInfo>& members() const {
+    return members_;
+  }
+  uint64_t members_generation() const { return members_generation_; }
+
+ private:
+  struct Proposal {
+    uint64_t term = 0;
+    int64_t deadline_ns = 0;
+    std::function<void(absl::StatusOr<Applied>)> done;
+  };
+  struct PendingRead {
+    int64_t deadline_ns = 0;
+    uint64_t index = 0;  // 0 until the leader confirmed a read point
+    // Errors, and (reads) the applied read point.
+    std::function<void(absl::StatusOr<uint64_t>)> done;
+    // Confirm(): answered when the leader confirms, without waiting for
+    // the state machine.
+    std::function<void(const raft::ReadState&)> confirmed;
+  };
+
+  Driver(DriverOptions options, DriverEnv* env, DriverWriter* writer,
+         DriverObserver* observer);
+
+  absl::Status LoadSnapshot(const std::string& data);
+  void StartRead(int64_t deadline_ns,
+                 std::function<void(absl::StatusOr<uint64_t>)> done,
+                 std::function<void(const raft::ReadState&)> confirmed);
+  void ReportRole();
+  // Submits a Ready's write; its completion finishes the Ready.
+  void SubmitWrite(raft::Ready rd);
+  // The second half of a Ready, once its writes are durable.
+  void Complete(raft::Ready rd);
+  // Complete() for a Ready with nothing to write, then its messages.
+  void CompleteThenSend(raft::Ready rd);
+  void WriteDone(raft::Ready rd, const absl::Status& status);
+  void ApplySnapshot(const raft::Snapshot& snapshot);
+  void ApplyCommitted(const std::vector<raft::EntryPtr>& entries);
+  // Answers Confirm() calls whose round the leader confirmed.
+  void ConfirmRounds(const std::vector<raft::ReadState>& states);
+  // Reads: each one's confirmed read point, served once applied.
+  void NoteReadPoints(const std::vector<raft::ReadState>& states);
+  void FailReads(const std::vector<uint64_t>& ids);
+  void ServeReads();
+  void MaybeSnapshot();
+  void Fail(const absl::Status& status);
+  void AnswerAll(const absl::Status& proposals, const absl::Status& reads);
+  void Log(const std::string& line) const {
+    if (options_.log) options_.log(line);
+  }
+
+  const DriverOptions options_;
+  DriverEnv* const env_;
+  DriverWriter* const writer_;
+  DriverObserver* const observer_;
+  std::unique_ptr<raft::Raft> raft_;
+
+  std::map<uint64_t, peer::MemberInfo> members_;  // by raft id
+  uint64_t members_generation_ = 0;
+  raft::SoftState soft_;
+  bool role_reported_ = false;
+  raft::Role reported_role_ = raft::Role::kFollower;
+  uint64_t reported_term_ = 0;
+
+  bool driving_ = false;  // inside Drive(): a nested call only notes it
+  bool drive_again_ = false;
+  bool write_in_flight_ = false;
+  // A commit index the core handed out without entries: it is written with
+  // the next Ready that has some (step 3 above).
+  std::optional<raft::HardState> unwritten_hard_state_;
+  bool snapshot_in_flight_ = false;
+  bool failed_ = false;
+  absl::Status error_;
+  bool closed_ = false;
+  uint64_t applied_ = 0;
+  int64_t scheduled_tick_ = 0;
+
+  std::map<uint64_t, Proposal> proposals_;  // by index
+  std::map<uint64_t, PendingRead> reads_;   // by request id
+  uint64_t next_read_id_;
+};
+
+}  // namespace quorate::node
+
+#endif  // QUORATE_NODE_DRIVER_H_
