@@ -250,4 +250,16 @@ size_t KvStore::sessions() const {
   return sessions_.size();
 }
 
+std::optional<bool> KvStore::WasApplied(const client::OpId& op) const {
+  MutexLock lock(&mu_);
+  auto s = sessions_.find(op.client());
+  if (s == sessions_.end()) return std::nullopt;
+  const Session& session = s->second.get();
+  if (session.TooOld(op.seq())) return std::nullopt;
+  if (session.results.count(op.seq()) > 0) return true;
+  // Within the window and not remembered: not applied (by this session of
+  // the client's; one forgotten earlier left no trace).
+  return false;
+}
+
 }  // namespace quorate::coord

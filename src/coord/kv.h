@@ -75,6 +75,11 @@ class KvStore final : public node::StateMachine {
   std::optional<Value> Get(absl::string_view key) const;
   uint64_t revision() const;
   size_t sessions() const;
+  // Whether operation `op` was applied (its result is remembered), or
+  // nullopt when the store can no longer tell: the op is older than its
+  // client's window, or the client was forgotten. A client whose write's
+  // outcome is unknown can ask this at a linearizable read point.
+  std::optional<bool> WasApplied(const client::OpId& op) const;
 
  private:
   struct Session {

@@ -145,13 +145,6 @@ void Driver::ReportRole() {
 }
 
 void Driver::SubmitWrite(raft::Ready rd) {
-  if (options_.unsafe.send_before_durable) {
-    // Broken on purpose: promises durability before it holds.
-    for (raft::Message& m : rd.messages_after_persist) {
-      rd.messages.push_back(std::move(m));
-    }
-    rd.messages_after_persist.clear();
-  }
   // New entries: the followers start on them before this member's disk
   // does (a leader counts its own log toward the quorum only as far as it
   // is durable: Raft::MaybeCommit).
@@ -388,12 +381,16 @@ void Driver::Tick() {
   Drive();
 }
 
-void Driver::Step(std::vector<raft::Message> messages) {
-  if (failed_ || closed_) return;
+absl::Status Driver::Step(std::vector<raft::Message> messages) {
+  if (failed_ || closed_) return absl::UnavailableError("the member stopped");
   const int64_t now = env_->Now();
-  // A message the core refuses is dropped, as a network would drop it.
-  for (raft::Message& m : messages) (void)raft_->Step(std::move(m), now);
+  absl::Status first;
+  for (raft::Message& m : messages) {
+    absl::Status s = raft_->Step(std::move(m), now);
+    if (first.ok()) first = std::move(s);
+  }
   Drive();
+  return first;
 }
 
 void Driver::ReportUnreachable(uint64_t peer) {

@@ -195,9 +195,6 @@ struct DriverOptions {
     // Answer a proposal as soon as its entry is durable on this member,
     // before it is committed.
     bool answer_before_commit = false;
-    // Send votes and append acknowledgements before this member's write
-    // is durable.
-    bool send_before_durable = false;
   } unsafe;
 };
 
@@ -230,7 +227,9 @@ class Driver {
 
   // Inputs. Each runs the loop afterwards.
   void Tick();
-  void Step(std::vector<raft::Message> messages);
+  // Every message is stepped; the first one the core refused (a message
+  // it cannot use) names the status, and the others still count.
+  absl::Status Step(std::vector<raft::Message> messages);
   void ReportUnreachable(uint64_t peer);
   absl::Status TransferLeadership(uint64_t target);
 

@@ -272,7 +272,8 @@ absl::Status Node::Impl::Init() {
     asio::post(io_, [this, m = std::move(messages)]() mutable {
       --inbox_;
       if (closing_) return;
-      driver_->Step(std::move(m));
+      // A message the core refuses is dropped, as a network would.
+      (void)driver_->Step(std::move(m));
       PublishStatus();
     });
   };

@@ -4,7 +4,8 @@
 //               [--trace] [--check_determinism] [--rho=0.01]
 //               [--delay=MIN_US-MAX_US[:tail]]
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
-//               forget-vote-on-restart|stale-reads|ack-on-propose]
+//               forget-vote-on-restart|stale-reads|ack-on-propose|
+//               answer-before-commit]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
         base.unsafe_stale_reads = true;
       } else if (value == "ack-on-propose") {
         base.unsafe_ack_on_propose = true;
+      } else if (value == "answer-before-commit") {
+        base.unsafe_answer_before_commit = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -151,6 +154,9 @@ int main(int argc, char** argv) {
                         : "")
                 << (o.unsafe_stale_reads ? " --unsafe=stale-reads" : "")
                 << (o.unsafe_ack_on_propose ? " --unsafe=ack-on-propose" : "")
+                << (o.unsafe_answer_before_commit
+                        ? " --unsafe=answer-before-commit"
+                        : "")
                 << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
                 << " --delay=" << o.delay_min_ns / 1000 << "-"
                 << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")

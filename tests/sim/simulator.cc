@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "chaos/linearizability.h"
+#include "coord/kv.h"
 #include "guard/guard.h"
+#include "node/driver.h"
 #include "raft/cluster.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
@@ -19,6 +23,7 @@
 #include "storage/mem_fs.h"
 #include "storage/storage.h"
 #include "util/check.h"
+#include "wire/peer.pb.h"
 #include "wire/raft.pb.h"
 
 namespace quorate::sim {
@@ -143,12 +148,50 @@ struct Event {
   Message message{};
 };
 
+class Simulator;
+
+// What a member's disk has been asked to do, in order: a Ready's write
+// (made durable at its completion) or a snapshot to save.
+struct DiskOp {
+  std::optional<raft::HardState> hard_state;  // a write's, if any
+  bool snapshot = false;
+  raft::SnapshotMetadata snapshot_metadata;
+  std::shared_ptr<const std::string> snapshot_data;
+  absl::AnyInvocable<void(absl::Status)> done;
+};
+
+// A member's I/O for the driver it runs (node/driver.h): its clock, the
+// simulated network, its simulated disk, the invariant checkers.
+class MemberIo final : public node::DriverEnv,
+                       public node::DriverWriter,
+                       public node::DriverObserver {
+ public:
+  MemberIo(Simulator* sim, uint64_t id) : sim_(sim), id_(id) {}
+  int64_t Now() override;
+  void Send(std::vector<Message> messages) override;
+  // One thread: what the driver posts runs now (only completions post,
+  // and they run from events, never inside a driver call).
+  void Post(absl::AnyInvocable<void()> fn) override { fn(); }
+  void RunInBackground(absl::AnyInvocable<void()> fn) override { fn(); }
+  void ScheduleTick(int64_t deadline_ns) override;
+  void Write(Request request,
+             absl::AnyInvocable<void(absl::Status)> done) override;
+  void SaveSnapshot(raft::SnapshotMetadata metadata,
+                    std::shared_ptr<const std::string> data,
+                    absl::AnyInvocable<void(absl::Status)> done) override;
+  void OnStep(const raft::Raft& raft) override;
+  void OnApplied(const Entry& entry) override;
+
+ private:
+  Simulator* const sim_;
+  const uint64_t id_;
+};
+
 struct Member {
   uint64_t id = 0;
   int zone = 0;
   bool up = true;
   std::unique_ptr<SeededRandom> random;
-  std::unique_ptr<raft::Raft> raft;
   // The member's disk, and the real storage code on it.
   std::unique_ptr<storage::testing::MemFileSystem> fs;
   std::unique_ptr<storage::Storage> storage;
@@ -159,22 +202,17 @@ struct Member {
   int64_t real_base = 0;
   uint64_t timer_gen = 0;
   int64_t timer_at = -1;
-  // The Ready being persisted, if any.
-  std::optional<Ready> writing;
+  // The disk's queue; the first is in progress until its kDiskDone.
+  std::deque<DiskOp> disk;
   uint64_t disk_gen = 0;
   int64_t stall_until = 0;
-  // Replicated register.
-  std::map<std::string, std::string> kv;
-  std::set<uint64_t> applied_ops;
-  uint64_t applied = 0;
-  // Client requests waiting here: write op id / read request id -> client.
-  std::map<uint64_t, int> waiting_writes;
-  std::map<uint64_t, int> waiting_reads;
-  std::vector<std::pair<uint64_t, int>> confirmed_reads;  // (index, client)
-  // The partition guard: renewal read ids -> the guard's renewal ids, and
-  // the window being held (an index into Simulator::windows_, or -1).
+  // The shipped driver and state machine, as the node runs them.
+  std::unique_ptr<MemberIo> io;
+  std::unique_ptr<coord::KvStore> kv;
+  std::unique_ptr<node::Driver> driver;
+  // The partition guard and the window being held (an index into
+  // Simulator::windows_, or -1).
   std::unique_ptr<guard::Guard> guard;
-  std::map<uint64_t, uint64_t> renewals;
   uint64_t guard_gen = 0;
   int64_t open_window = -1;
   // The pending guard check (like timer_at/timer_gen for the core's).
@@ -194,7 +232,9 @@ struct Client {
   bool active = false;
   RegisterOp op;
   uint64_t op_id = 0;
-  int attempts = 0;  // write attempts that entered some log
+  uint64_t seq = 0;   // the op's sequence number in the client's session
+  uint64_t seqs = 0;  // the last one handed out
+  int attempts = 0;   // write attempts that entered some log
   bool maybe_applied = false;
   uint64_t gen = 0;  // invalidates stale timeouts
   uint64_t leader_hint = 0;
@@ -212,6 +252,8 @@ class Simulator {
   SimResult Run();
 
  private:
+  friend class MemberIo;
+
   // Time and events.
   void Schedule(int64_t at, Event e) {
     queue_.emplace(std::make_pair(at, seq_++), std::move(e));
@@ -230,18 +272,9 @@ class Simulator {
 
   // Members.
   void Boot(Member& m);
-  void LoadRegister(Member& m, const std::string& data);
-  void Drive(Member& m);
-  void Complete(Member& m, Ready rd);
-  void Apply(Member& m, const Entry& e);
-  void ServeReads(Member& m);
-  // Guard renewals confirmed by these read states.
-  void ConfirmRenewals(Member& m, const std::vector<ReadState>& states);
-  // Client reads whose read points these are.
-  void NoteReads(Member& m, const std::vector<ReadState>& states);
-  void ApplyCommitted(Member& m, const std::vector<EntryPtr>& entries);
-  void MaybeCompact(Member& m);
-  void ScheduleTimer(Member& m);
+  // The member's disk: starts the first queued operation, completes it.
+  void StartDiskOp(Member& m);
+  void FinishDiskOp(Member& m);
   void Crash(Member& m);
   void Restart(Member& m);
   void Send(Message m);
@@ -301,11 +334,13 @@ class Simulator {
   std::vector<Client> clients_;
   std::set<std::pair<uint64_t, uint64_t>> cuts_;
   raft::testing::Invariants invariants_;
-  raft::ConfState initial_conf_;
+  // The members a new member's bootstrap snapshot lists.
+  std::vector<peer::MemberInfo> initial_voters_;
+  std::vector<peer::MemberInfo> initial_learners_;
   std::vector<RegisterOp> history_;
-  std::set<uint64_t> acknowledged_;
+  // Acknowledged writes: op id -> the KV store's id for it.
+  std::map<uint64_t, client::OpId> acknowledged_;
   uint64_t next_op_id_ = 1;
-  uint64_t next_read_id_ = 1;
   uint64_t hash_ = 1469598103934665603ULL;
   SimResult result_;
   bool healed_ = false;
@@ -328,11 +363,7 @@ class Simulator {
   // The partition guard's windows, and when each term got its leader.
   std::vector<GuardWindow> windows_;
   std::map<uint64_t, int64_t> leader_at_;
-  uint64_t next_renewal_id_ = 1;
 };
-
-// Renewal reads use ids of their own, apart from the clients'.
-constexpr uint64_t kRenewalIds = uint64_t{1} << 62;
 
 guard::GuardOptions SimGuardOptions(double rho) {
   guard::GuardOptions g;
@@ -385,21 +416,28 @@ void Simulator::SetRate(Member& m, double rate) {
 void Simulator::StartGuard(Member& m) {
   m.guard =
       std::make_unique<guard::Guard>(SimGuardOptions(opt_.rho), LocalNow(m));
-  m.renewals.clear();
   m.open_window = -1;
   Schedule(now_,
            Event{EventKind::kRenew, static_cast<int>(m.id), -1, ++m.guard_gen});
 }
 
 void Simulator::Renew(Member& m) {
-  const uint64_t rid = kRenewalIds + next_renewal_id_++;
+  // Callers that waited past their deadline are answered (as the node's
+  // sweep does); the clients have given up on them already.
+  m.driver->ExpireWaiting(LocalNow(m));
   const uint64_t gid = m.guard->RenewalSent(LocalNow(m));
-  if (m.raft->ReadIndex(rid, LocalNow(m)).ok()) {
-    m.renewals[rid] = gid;
-  } else {
-    m.guard->Failed(gid);
-  }
-  Drive(m);
+  // The driver answers a confirmation without waiting for this member's
+  // disk, as in the node; a crash drops the driver and the callback with it.
+  m.driver->Confirm(LocalNow(m) + kT, [this, &m,
+                                       gid](absl::StatusOr<node::Confirmation>
+                                                c) {
+    if (c.ok()) {
+      m.guard->Confirmed(gid, c->term, guard::Token{c->term, c->term_start});
+    } else {
+      m.guard->Failed(gid);
+    }
+    GuardEvaluate(m);
+  });
   GuardEvaluate(m);
   Schedule(RealAt(m, LocalNow(m) + kHeartbeat),
            Event{EventKind::kRenew, static_cast<int>(m.id), -1, m.guard_gen});
@@ -487,232 +525,133 @@ void Simulator::Boot(Member& m) {
   QUORATE_CHECK(st.ok()) << "member " << m.id << ": " << st.status();
   m.storage = *std::move(st);
   if (restored.snapshot.index() == 0 && !restored.snapshot.has_conf_state()) {
-    // A new member: the initial configuration is a snapshot at index 0.
-    raft::SnapshotMetadata bootstrap;
-    *bootstrap.mutable_conf_state() = initial_conf_;
-    QUORATE_CHECK(m.storage->SaveSnapshot(bootstrap, "").ok());
-    restored.snapshot = bootstrap;
-    restored.snapshot_data = std::make_shared<const std::string>();
+    // A new member: the initial configuration is a snapshot at index 0,
+    // as the node writes it.
+    const node::Bootstrap b =
+        node::MakeBootstrap(initial_voters_, initial_learners_);
+    QUORATE_CHECK(m.storage->SaveSnapshot(b.metadata, *b.data).ok());
+    restored.snapshot = b.metadata;
+    restored.snapshot_data = b.data;
   }
   if (opt_.unsafe_forget_vote_on_restart) restored.hard_state.set_vote(0);
   m.persisted = restored.hard_state;
-  m.kv.clear();
-  m.applied_ops.clear();
-  m.applied = restored.snapshot.index();
-  if (restored.snapshot_data != nullptr)
-    LoadRegister(m, *restored.snapshot_data);
-  auto r = raft::Raft::Create(c, std::move(restored), LocalNow(m));
-  QUORATE_CHECK(r.ok()) << r.status();
-  m.raft = *std::move(r);
+  m.io = std::make_unique<MemberIo>(this, m.id);
+  m.kv = std::make_unique<coord::KvStore>();
+  node::DriverOptions d;
+  d.snapshot_every = kSnapshotEvery;
+  d.state_machine = m.kv.get();
+  // Fresh ids for each incarnation, as the node draws them.
+  d.first_read_id = (rng_.Next() >> 2) | 1;
+  d.on_role = [this](raft::Role role, uint64_t term) {
+    if (role == raft::Role::kLeader) leader_at_.emplace(term, now_);
+  };
+  d.log = [this, id = m.id](const std::string& what) {
+    Trace(absl::StrCat("driver ", id, ": ", what));
+  };
+  d.unsafe.answer_before_commit = opt_.unsafe_answer_before_commit;
+  auto driver = node::Driver::Create(c, std::move(d), std::move(restored),
+                                     m.io.get(), m.io.get(), m.io.get());
+  QUORATE_CHECK(driver.ok()) << driver.status();
+  m.driver = *std::move(driver);
   m.up = true;
   StartGuard(m);
 }
 
-void Simulator::LoadRegister(Member& m, const std::string& data) {
-  // Snapshot data: "k <key> <value>" and "o <op id>" lines.
-  m.kv.clear();
-  m.applied_ops.clear();
-  for (absl::string_view line : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
-    std::vector<std::string> f = absl::StrSplit(line, ' ');
-    uint64_t op = 0;
-    if (f.size() == 3 && f[0] == "k") m.kv[f[1]] = f[2];
-    if (f.size() == 2 && f[0] == "o" && absl::SimpleAtoi(f[1], &op)) {
-      m.applied_ops.insert(op);
-    }
-  }
+// ---------------------------------------------------------------------------
+// A member's I/O.
+
+int64_t MemberIo::Now() { return sim_->LocalNow(sim_->member(id_)); }
+
+void MemberIo::Send(std::vector<Message> messages) {
+  for (Message& m : messages) sim_->Send(std::move(m));
 }
 
-void Simulator::ScheduleTimer(Member& m) {
-  const int64_t deadline = m.raft->NextDeadline();
-  if (deadline == std::numeric_limits<int64_t>::max()) return;
-  const int64_t at = RealAt(m, deadline);
+void MemberIo::ScheduleTick(int64_t deadline_ns) {
+  Member& m = sim_->member(id_);
+  if (deadline_ns == std::numeric_limits<int64_t>::max()) return;
+  const int64_t at = sim_->RealAt(m, deadline_ns);
   if (at == m.timer_at) return;
   m.timer_at = at;
-  Event e{EventKind::kTick, static_cast<int>(m.id), -1, ++m.timer_gen, {}};
-  Schedule(at, std::move(e));
+  sim_->Schedule(
+      at,
+      Event{EventKind::kTick, static_cast<int>(id_), -1, ++m.timer_gen, {}});
 }
 
-void Simulator::Drive(Member& m) {
-  while (m.up && !m.writing.has_value()) {
-    invariants_.Observe(m.id, *m.raft);
-    if (!m.raft->HasReady()) break;
-    Ready rd = m.raft->GetReady();
-    if (rd.soft_state.has_value() &&
-        rd.soft_state->role == raft::Role::kLeader) {
-      leader_at_.emplace(m.raft->term(), now_);
-    }
-    for (Message& msg : rd.messages) Send(std::move(msg));
-    // Renewals are confirmed without waiting for this Ready's disk write,
-    // as the node does.
-    ConfirmRenewals(m, rd.read_states);
-    GuardEvaluate(m);
-    const bool writes = rd.hard_state.has_value() || rd.snapshot.has_value() ||
-                        !rd.entries.empty();
-    if (!writes) {
-      Complete(m, std::move(rd));
-      continue;
-    }
-    if (!rd.snapshot.has_value()) {
-      // Committed entries do not wait for this member's disk (as in the
-      // node: they are durable on a quorum).
-      ApplyCommitted(m, rd.committed_entries);
-      rd.committed_entries.clear();
-      ServeReads(m);
-    }
-    // The writes reach the file system now; the sync completes later:
-    // short, unless the disk is stalled. A crash in between may tear them.
-    QUORATE_CHECK(
-        m.storage->Write(rd.snapshot, rd.entries, rd.hard_state).ok());
-    QUORATE_CHECK(m.storage->Flush().ok());
-    int64_t done = now_ + rng_.Range(50'000, 500'000);
-    done = std::max(done, m.stall_until);
-    m.writing = std::move(rd);
-    Schedule(done, Event{EventKind::kDiskDone,
-                         static_cast<int>(m.id),
-                         -1,
-                         ++m.disk_gen,
-                         {}});
-  }
-  if (m.up && m.writing.has_value()) {
-    // While the disk is busy, what needs nothing of it goes on, as in the
-    // node: messages, confirmed read points, committed entries.
-    for (Message& msg : m.raft->TakeMessages()) Send(std::move(msg));
-    const std::vector<ReadState> confirmed = m.raft->TakeReadStates();
-    ConfirmRenewals(m, confirmed);
-    NoteReads(m, confirmed);
-    ApplyCommitted(m, m.raft->TakeCommittedEntries());
-    ServeReads(m);
-    GuardEvaluate(m);
-  }
-  if (m.up) {
-    invariants_.Observe(m.id, *m.raft);
-    ScheduleTimer(m);
-  }
+void MemberIo::Write(Request request,
+                     absl::AnyInvocable<void(absl::Status)> done) {
+  Member& m = sim_->member(id_);
+  // The writes reach the file system now; the sync completes later:
+  // short, unless the disk is stalled. A crash in between may tear them.
+  QUORATE_CHECK(
+      m.storage->Write(request.snapshot, request.entries, request.hard_state)
+          .ok());
+  QUORATE_CHECK(m.storage->Flush().ok());
+  DiskOp op;
+  op.hard_state = std::move(request.hard_state);
+  op.done = std::move(done);
+  m.disk.push_back(std::move(op));
+  if (m.disk.size() == 1) sim_->StartDiskOp(m);
 }
 
-void Simulator::ConfirmRenewals(Member& m,
-                                const std::vector<ReadState>& states) {
-  for (const ReadState& rs : states) {
-    auto it = m.renewals.find(rs.request_id);
-    if (it == m.renewals.end()) continue;
-    m.guard->Confirmed(it->second, rs.term,
-                       guard::Token{rs.term, rs.term_start});
-    m.renewals.erase(it);
-  }
+void MemberIo::SaveSnapshot(raft::SnapshotMetadata metadata,
+                            std::shared_ptr<const std::string> data,
+                            absl::AnyInvocable<void(absl::Status)> done) {
+  Member& m = sim_->member(id_);
+  DiskOp op;
+  op.snapshot = true;
+  op.snapshot_metadata = std::move(metadata);
+  op.snapshot_data = std::move(data);
+  op.done = std::move(done);
+  m.disk.push_back(std::move(op));
+  if (m.disk.size() == 1) sim_->StartDiskOp(m);
 }
 
-void Simulator::NoteReads(Member& m, const std::vector<ReadState>& states) {
-  for (const ReadState& rs : states) {
-    auto it = m.waiting_reads.find(rs.request_id);
-    if (it == m.waiting_reads.end()) continue;
-    m.confirmed_reads.emplace_back(rs.index, it->second);
-    m.waiting_reads.erase(it);
-  }
+void MemberIo::OnStep(const raft::Raft& raft) {
+  sim_->invariants_.Observe(id_, raft);
 }
 
-void Simulator::ApplyCommitted(Member& m,
-                               const std::vector<EntryPtr>& entries) {
-  for (const EntryPtr& e : entries) {
-    QUORATE_CHECK_EQ(e->index(), m.applied + 1) << "apply out of order";
-    Apply(m, *e);
-    invariants_.OnApplied(m.id, *e, m.raft->term());
-    m.applied = e->index();
-  }
+void MemberIo::OnApplied(const Entry& entry) {
+  sim_->invariants_.OnApplied(id_, entry,
+                              sim_->member(id_).driver->raft().term());
 }
 
-void Simulator::Complete(Member& m, Ready rd) {
-  const raft::HardState before = m.persisted;
-  QUORATE_CHECK(m.storage->Sync().ok()) << m.storage->error();
-  if (rd.hard_state.has_value()) {
-    m.persisted = *rd.hard_state;
-    invariants_.OnPersisted(m.id, m.persisted);
-    if (crash_after_vote_ && m.persisted.vote() != 0 &&
-        (before.vote() != m.persisted.vote() ||
-         before.term() != m.persisted.term())) {
-      crash_after_vote_ = false;
-      Crash(m);
-      Schedule(now_ + rng_.Range(kMs, kT),
-               Event{EventKind::kRestart, static_cast<int>(m.id)});
-      return;
+void Simulator::StartDiskOp(Member& m) {
+  int64_t done = now_ + rng_.Range(50'000, 500'000);
+  done = std::max(done, m.stall_until);
+  Schedule(
+      done,
+      Event{
+          EventKind::kDiskDone, static_cast<int>(m.id), -1, ++m.disk_gen, {}});
+}
+
+void Simulator::FinishDiskOp(Member& m) {
+  DiskOp op = std::move(m.disk.front());
+  m.disk.pop_front();
+  if (op.snapshot) {
+    const raft::SnapshotMetadata& md = op.snapshot_metadata;
+    QUORATE_CHECK(m.storage->SaveSnapshot(md, *op.snapshot_data).ok());
+    QUORATE_CHECK(m.storage->Compact(md.index()).ok());
+    Trace(absl::StrCat("compact ", m.id, " at ", md.index()));
+  } else {
+    QUORATE_CHECK(m.storage->Sync().ok()) << m.storage->error();
+    if (op.hard_state.has_value()) {
+      const raft::HardState before = m.persisted;
+      m.persisted = *op.hard_state;
+      invariants_.OnPersisted(m.id, m.persisted);
+      if (crash_after_vote_ && m.persisted.vote() != 0 &&
+          (before.vote() != m.persisted.vote() ||
+           before.term() != m.persisted.term())) {
+        // Right after the vote became durable, before anything else.
+        crash_after_vote_ = false;
+        Crash(m);
+        Schedule(now_ + rng_.Range(kMs, kT),
+                 Event{EventKind::kRestart, static_cast<int>(m.id)});
+        return;
+      }
     }
   }
-  for (Message& msg : rd.messages_after_persist) Send(std::move(msg));
-  if (rd.snapshot.has_value()) {
-    LoadRegister(m, *rd.snapshot->data);
-    m.applied = rd.snapshot->metadata.index();
-  }
-  ApplyCommitted(m, rd.committed_entries);
-  NoteReads(m, rd.read_states);
-  for (uint64_t id : rd.failed_reads) {
-    if (auto r = m.renewals.find(id); r != m.renewals.end()) {
-      m.guard->Failed(r->second);
-      m.renewals.erase(r);
-      continue;
-    }
-    auto it = m.waiting_reads.find(id);
-    if (it == m.waiting_reads.end()) continue;
-    const int c = it->second;
-    m.waiting_reads.erase(it);
-    Retry(c, rng_.Range(kMs, 5 * kMs));
-  }
-  ServeReads(m);
-  m.raft->Advance();
-  MaybeCompact(m);
-}
-
-void Simulator::Apply(Member& m, const Entry& e) {
-  if (e.data().empty()) return;
-  // "w <op id> <key> <value>"
-  std::vector<std::string> f = absl::StrSplit(e.data(), ' ');
-  uint64_t op = 0;
-  QUORATE_CHECK(f.size() == 4 && absl::SimpleAtoi(f[1], &op))
-      << "bad command " << e.data();
-  // Each operation takes effect once, however often it was retried.
-  if (m.applied_ops.insert(op).second) m.kv[f[2]] = f[3];
-  auto it = m.waiting_writes.find(op);
-  if (it == m.waiting_writes.end()) return;
-  const int c = it->second;
-  m.waiting_writes.erase(it);
-  Client& cl = clients_[c];
-  if (!cl.active || cl.op_id != op) return;
-  acknowledged_.insert(op);
-  if (cl.liveness && liveness_acked_at_ < 0) liveness_acked_at_ = now_;
-  Finish(c, /*known=*/true, now_);
-}
-
-void Simulator::ServeReads(Member& m) {
-  auto& reads = m.confirmed_reads;
-  for (auto it = reads.begin(); it != reads.end();) {
-    if (it->first > m.applied) {
-      ++it;
-      continue;
-    }
-    Client& cl = clients_[it->second];
-    if (cl.active && !cl.op.is_write) {
-      auto v = m.kv.find(cl.op.key);
-      cl.op.value = v == m.kv.end() ? "" : v->second;
-      Finish(it->second, /*known=*/true, now_);
-    }
-    it = reads.erase(it);
-  }
-}
-
-void Simulator::MaybeCompact(Member& m) {
-  raft::Raft& r = *m.raft;
-  if (m.applied < r.log().snapshot_index() + kSnapshotEvery) return;
-  const uint64_t index = std::min(m.applied, r.log().stable_index());
-  if (index <= r.log().snapshot_index()) return;
-  if (index != m.applied) return;  // the register is at `applied`
-  std::string data;
-  for (const auto& [k, v] : m.kv) absl::StrAppend(&data, "k ", k, " ", v, "\n");
-  for (uint64_t op : m.applied_ops) absl::StrAppend(&data, "o ", op, "\n");
-  auto bytes = std::make_shared<const std::string>(std::move(data));
-  raft::SnapshotMetadata md = r.SnapshotMetadataAt(index);
-  QUORATE_CHECK(m.storage->SaveSnapshot(md, *bytes).ok());
-  const absl::Status s = r.Compact(md, bytes);
-  QUORATE_CHECK(s.ok()) << s;
-  QUORATE_CHECK(m.storage->Compact(index).ok());
-  Trace(absl::StrCat("compact ", m.id, " at ", index));
+  if (!m.disk.empty()) StartDiskOp(m);
+  op.done(absl::OkStatus());
 }
 
 void Simulator::Send(Message msg) {
@@ -747,9 +686,10 @@ void Simulator::Deliver(Member& m, Message msg) {
   if (opt_.trace) {
     Trace(absl::StrCat("deliver ", raft::testing::Describe(msg)));
   }
-  const absl::Status s = m.raft->Step(std::move(msg), LocalNow(m));
+  std::vector<Message> batch;
+  batch.push_back(std::move(msg));
+  const absl::Status s = m.driver->Step(std::move(batch));
   QUORATE_CHECK(s.ok()) << s;
-  Drive(m);
 }
 
 void Simulator::Crash(Member& m) {
@@ -758,20 +698,17 @@ void Simulator::Crash(Member& m) {
   // A dead process holds no window from now on.
   CloseWindow(m, now_);
   m.guard.reset();
-  m.renewals.clear();
   ++m.guard_gen;
   ++m.guard_check_gen;
   m.guard_check_at = -1;
   m.up = false;
-  m.raft.reset();
-  m.writing.reset();  // never made durable: lost, or torn
+  // Whatever waited on the driver dies with it, unanswered.
+  m.driver.reset();
+  m.kv.reset();
+  m.io.reset();
+  m.disk.clear();  // never made durable: lost, or torn
   m.storage.reset();
   m.fs->CrashTorn([this](uint64_t n) { return rng_.Uniform(n + 1); });
-  m.kv.clear();
-  m.applied_ops.clear();
-  m.waiting_writes.clear();
-  m.waiting_reads.clear();
-  m.confirmed_reads.clear();
   ++m.timer_gen;
   ++m.disk_gen;
   m.timer_at = -1;
@@ -781,14 +718,14 @@ void Simulator::Restart(Member& m) {
   if (m.up) return;
   Trace(absl::StrCat("restart ", m.id));
   Boot(m);
-  invariants_.OnRestart(m.id, *m.raft);
-  Drive(m);
+  invariants_.OnRestart(m.id, m.driver->raft());
+  m.driver->Drive();
 }
 
 std::vector<std::pair<uint64_t, const raft::Raft*>> Simulator::Live() const {
   std::vector<std::pair<uint64_t, const raft::Raft*>> live;
   for (const Member& m : members_) {
-    if (m.up) live.emplace_back(m.id, m.raft.get());
+    if (m.up) live.emplace_back(m.id, &m.driver->raft());
   }
   return live;
 }
@@ -828,6 +765,7 @@ void Simulator::ClientNext(int c) {
   cl.op.is_write = cl.liveness || rng_.Chance(600'000);
   if (cl.op.is_write) cl.op.value = absl::StrCat("v", cl.op_id);
   cl.op.call = now_;
+  cl.seq = ++cl.seqs;
   cl.attempts = 0;
   cl.maybe_applied = false;
   Submit(c);
@@ -847,46 +785,91 @@ void Simulator::Submit(int c) {
     return;
   }
   const uint64_t gen = ++cl.gen;
-  absl::Status s;
+  const uint64_t op_id = cl.op_id;
+  // Errors that come while Propose() or Read() runs are refusals: the
+  // request never entered this member's log or read queue.
+  auto refused = std::make_shared<absl::Status>();
+  auto in_call = std::make_shared<bool>(true);
+  const int64_t deadline = LocalNow(*m) + kAttemptTimeout;
   if (cl.op.is_write) {
-    auto idx = m->raft->Propose(
-        absl::StrCat("w ", cl.op_id, " ", cl.op.key, " ", cl.op.value),
-        LocalNow(*m));
-    s = idx.status();
-    if (s.ok() && opt_.unsafe_ack_on_propose) {
-      // Broken on purpose: acknowledge before the write is committed.
-      acknowledged_.insert(cl.op_id);
-      if (cl.liveness && liveness_acked_at_ < 0) liveness_acked_at_ = now_;
-      Finish(c, /*known=*/true, now_);
-      Drive(*m);
-      return;
-    }
-    if (s.ok()) {
+    client::KvCommand cmd;
+    cmd.mutable_op()->set_client(static_cast<uint64_t>(c) + 1);
+    cmd.mutable_op()->set_seq(cl.seq);
+    cmd.mutable_put()->set_key(cl.op.key);
+    cmd.mutable_put()->set_value(cl.op.value);
+    const client::OpId kv_op = cmd.op();
+    m->driver->Propose(cmd.SerializeAsString(), deadline,
+                       [this, c, gen, op_id, kv_op, refused,
+                        in_call](absl::StatusOr<node::Applied> a) {
+                         if (*in_call && !a.ok()) {
+                           *refused = a.status();
+                           return;
+                         }
+                         const Client& now_cl = clients_[c];
+                         // Other errors leave the outcome open: the attempt's
+                         // timeout retries with the same op id, which applies
+                         // at most once.
+                         if (!a.ok() || !now_cl.active || now_cl.gen != gen ||
+                             now_cl.op_id != op_id) {
+                           return;
+                         }
+                         acknowledged_.emplace(op_id, kv_op);
+                         if (now_cl.liveness && liveness_acked_at_ < 0) {
+                           liveness_acked_at_ = now_;
+                         }
+                         Finish(c, /*known=*/true, now_);
+                       });
+    *in_call = false;
+    if (refused->ok()) {
       ++cl.attempts;
       cl.maybe_applied = true;
-      m->waiting_writes[cl.op_id] = c;
+      if (opt_.unsafe_ack_on_propose) {
+        // Broken on purpose: acknowledge before the write is committed.
+        acknowledged_.emplace(op_id, kv_op);
+        if (cl.liveness && liveness_acked_at_ < 0) liveness_acked_at_ = now_;
+        Finish(c, /*known=*/true, now_);
+        return;
+      }
     }
   } else if (opt_.unsafe_stale_reads) {
     // Broken on purpose: answer from local state at once.
-    auto v = m->kv.find(cl.op.key);
-    cl.op.value = v == m->kv.end() ? "" : v->second;
+    const auto v = m->kv->Get(cl.op.key);
+    cl.op.value = v.has_value() ? v->value : "";
     Finish(c, /*known=*/true, now_);
     return;
   } else {
-    const uint64_t rid = next_read_id_++;
-    s = m->raft->ReadIndex(rid, LocalNow(*m));
-    if (s.ok()) m->waiting_reads[rid] = c;
+    const uint64_t mid = m->id;
+    m->driver->Read(deadline, [this, c, gen, op_id, mid, refused,
+                               in_call](absl::StatusOr<uint64_t> r) {
+      if (*in_call && !r.ok()) {
+        *refused = r.status();
+        return;
+      }
+      Client& now_cl = clients_[c];
+      if (!now_cl.active || now_cl.gen != gen || now_cl.op_id != op_id) {
+        return;
+      }
+      if (!r.ok()) {
+        // The read point was lost with the leader: ask again soon.
+        Retry(c, rng_.Range(kMs, 5 * kMs));
+        return;
+      }
+      // The driver answers once the read point is applied here.
+      const auto v = member(mid).kv->Get(now_cl.op.key);
+      now_cl.op.value = v.has_value() ? v->value : "";
+      Finish(c, /*known=*/true, now_);
+    });
+    *in_call = false;
   }
-  if (!s.ok()) {
+  if (!refused->ok()) {
     // Not accepted here: follow the leader hint, or try someone else.
-    cl.leader_hint = m->raft->leader();
+    cl.leader_hint = m->driver->raft().leader();
     Retry(c, rng_.Range(kMs, 10 * kMs));
     return;
   }
   cl.leader_hint = m->id;
   Schedule(now_ + kAttemptTimeout,
            Event{EventKind::kClientTimeout, -1, c, gen, {}});
-  Drive(*m);
 }
 
 void Simulator::Retry(int c, int64_t delay) {
@@ -898,14 +881,6 @@ void Simulator::ClientTimeout(int c) {
   Client& cl = clients_[c];
   if (!cl.active) return;
   cl.leader_hint = 0;
-  for (Member& m : members_) {
-    std::erase_if(m.waiting_writes,
-                  [&](const auto& w) { return w.second == c; });
-    std::erase_if(m.waiting_reads,
-                  [&](const auto& w) { return w.second == c; });
-    std::erase_if(m.confirmed_reads,
-                  [&](const auto& w) { return w.second == c; });
-  }
   if (cl.op.is_write && cl.attempts >= kWriteAttempts) {
     Finish(c, /*known=*/false, now_);
     return;
@@ -1098,11 +1073,7 @@ void Simulator::HealAll() {
     if (!m.up) Restart(m);
     if (m.stall_until > now_) {
       m.stall_until = 0;
-      if (m.writing.has_value()) {
-        Schedule(now_ + rng_.Range(50'000, 500'000),
-                 Event{EventKind::kDiskDone, static_cast<int>(m.id), -1,
-                       ++m.disk_gen});
-      }
+      if (!m.disk.empty()) StartDiskOp(m);  // the stalled one, sooner
     }
   }
   // A dedicated client must get one write through within the bound.
@@ -1118,7 +1089,6 @@ SimResult Simulator::Run() {
   QUORATE_CHECK(opt_.members >= 1) << "need members";
   QUORATE_CHECK(opt_.learners >= 0 && opt_.learners < opt_.members)
       << "need a voter";
-  raft::ConfState conf;
   members_.resize(static_cast<size_t>(opt_.members));
   static const int kZones5[] = {0, 0, 1, 1, 2};
   for (int i = 0; i < opt_.members; ++i) {
@@ -1129,19 +1099,18 @@ SimResult Simulator::Run() {
     // through every fault (until the heal phase): the guard's windows rely
     // on rho, and the checker must catch them failing.
     m.rate = 1 + (opt_.drift_beyond_rho ? 10 : 1) * opt_.rho * rng_.Signed();
-    if (IsLearner(m.id)) {
-      conf.add_learners(m.id);
-    } else {
-      conf.add_voters(m.id);
-    }
+    peer::MemberInfo info;
+    info.set_id(m.id);
+    info.set_name(absl::StrCat("m", m.id));
+    info.set_zone(absl::StrCat("az-", m.zone));
+    (IsLearner(m.id) ? initial_learners_ : initial_voters_).push_back(info);
   }
-  initial_conf_ = conf;
   for (Member& m : members_) {
     m.fs = std::make_unique<storage::testing::MemFileSystem>();
     Boot(m);
-    invariants_.OnRestart(m.id, *m.raft);
+    invariants_.OnRestart(m.id, m.driver->raft());
   }
-  for (Member& m : members_) Drive(m);
+  for (Member& m : members_) m.driver->Drive();
   clients_.resize(kClients);
   heal_at_ = kChaosNs;
   for (int c = 0; c < kClients; ++c) {
@@ -1167,16 +1136,12 @@ SimResult Simulator::Run() {
       case EventKind::kTick:
         if (m->up && e.gen == m->timer_gen) {
           m->timer_at = -1;
-          m->raft->Tick(LocalNow(*m));
-          Drive(*m);
+          m->driver->Tick();
         }
         break;
       case EventKind::kDiskDone:
-        if (m->up && e.gen == m->disk_gen && m->writing.has_value()) {
-          Ready rd = std::move(*m->writing);
-          m->writing.reset();
-          Complete(*m, std::move(rd));
-          Drive(*m);
+        if (m->up && e.gen == m->disk_gen && !m->disk.empty()) {
+          FinishDiskOp(*m);
         }
         break;
       case EventKind::kRestart:
@@ -1219,10 +1184,9 @@ SimResult Simulator::Run() {
         if (fault_ == Fault::kTransfer) {
           // The current leader hands over to the most up-to-date voter.
           for (Member& x : members_) {
-            if (x.up && x.raft->role() == raft::Role::kLeader) {
+            if (x.up && x.driver->raft().role() == raft::Role::kLeader) {
               Trace(absl::StrCat("transfer from ", x.id));
-              (void)x.raft->TransferLeadership(0, LocalNow(x));
-              Drive(x);
+              (void)x.driver->TransferLeadership(0);
               break;
             }
           }
@@ -1259,10 +1223,19 @@ SimResult Simulator::Run() {
     // every write a client was told succeeded.
     const Member* best = nullptr;
     for (const Member& mm : members_) {
-      if (mm.up && (best == nullptr || mm.applied > best->applied)) best = &mm;
+      if (mm.up &&
+          (best == nullptr || mm.driver->applied() > best->driver->applied())) {
+        best = &mm;
+      }
     }
-    for (uint64_t op : acknowledged_) {
-      if (best == nullptr || best->applied_ops.count(op) == 0) {
+    for (const auto& [op, kv_op] : acknowledged_) {
+      const std::optional<bool> applied =
+          best == nullptr ? std::nullopt : best->kv->WasApplied(kv_op);
+      // The store remembers every client's recent ops; the simulator's
+      // clients stay far within that window.
+      QUORATE_CHECK(best == nullptr || applied.has_value())
+          << "the store cannot tell whether op " << op << " was applied";
+      if (!applied.value_or(false)) {
         result_.safety_ok = false;
         result_.safety_violation =
             absl::StrCat("acknowledged write ", op, " lost");
@@ -1287,7 +1260,7 @@ SimResult Simulator::Run() {
         "ms of healing (leader: ",
         [&] {
           for (const Member& mm : members_) {
-            if (mm.up && mm.raft->role() == raft::Role::kLeader) {
+            if (mm.up && mm.driver->raft().role() == raft::Role::kLeader) {
               return absl::StrCat(mm.id);
             }
           }

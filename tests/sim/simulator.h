@@ -70,6 +70,8 @@ struct SimOptions {
   bool unsafe_forget_vote_on_restart = false;  // storage loses the vote
   bool unsafe_stale_reads = false;     // reads served locally, no ReadIndex
   bool unsafe_ack_on_propose = false;  // writes acknowledged before commit
+  // Planted in the shipped driver (node::DriverOptions::Unsafe):
+  bool unsafe_answer_before_commit = false;  // answered once durable here
 };
 
 struct SimResult {
