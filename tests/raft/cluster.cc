@@ -9,6 +9,58 @@
 
 namespace quorate::raft::testing {
 
+int64_t MemberIo::Now() { return cluster_->now_ns_; }
+
+void MemberIo::Send(std::vector<Message> messages) {
+  for (Message& m : messages) cluster_->network_.push_back(std::move(m));
+}
+
+void MemberIo::Write(Request request,
+                     absl::AnyInvocable<void(absl::Status)> done) {
+  member_->writes.emplace_back(std::move(request), std::move(done));
+}
+
+void MemberIo::SaveSnapshot(SnapshotMetadata /*metadata*/,
+                            std::shared_ptr<const std::string> /*data*/,
+                            absl::AnyInvocable<void(absl::Status)> /*done*/) {
+  // snapshot_every is 0 here: tests compact with Cluster::Compact.
+  QUORATE_CHECK(false) << "the test cluster takes no snapshots by itself";
+}
+
+void MemberIo::OnStep(const Raft& raft) {
+  cluster_->invariants_.Observe(member_->id, raft);
+}
+
+void MemberIo::OnApplied(const Entry& e) {
+  member_->applied_index = e.index();
+  member_->applied.push_back(e);
+  cluster_->invariants_.OnApplied(member_->id, e,
+                                  member_->driver->raft().term());
+}
+
+void MemberIo::OnOtherReadState(const ReadState& rs) {
+  member_->reads.push_back(rs);
+}
+
+void MemberIo::OnOtherFailedRead(uint64_t id) {
+  member_->failed_reads.push_back(id);
+}
+
+namespace {
+
+// Tests hand the cores read ids of their own; the driver's start far above.
+constexpr uint64_t kDriverReadIds = uint64_t{1} << 62;
+
+// Snapshot bytes as the driver writes them: the state machine's (here, the
+// applied entries' data) inside a peer::NodeSnapshot.
+std::shared_ptr<const std::string> SnapshotBytes(std::string state) {
+  peer::NodeSnapshot snap;
+  snap.set_state(std::move(state));
+  return std::make_shared<const std::string>(snap.SerializeAsString());
+}
+
+}  // namespace
+
 Config Cluster::DefaultConfig() {
   Config c;
   c.heartbeat_interval_ns = 10;
@@ -28,7 +80,7 @@ Cluster::Cluster(int voters, int learners, uint64_t seed, Config base)
     Member& m = members_[id];
     m.id = id;
     *m.disk.snapshot.mutable_conf_state() = conf;
-    m.raft = Boot(m);
+    Boot(m);
   }
 }
 
@@ -36,27 +88,32 @@ void Cluster::AddBlankMember(uint64_t id) {
   QUORATE_CHECK(members_.count(id) == 0) << "member " << id << " exists";
   Member& m = members_[id];
   m.id = id;
-  m.raft = Boot(m);
+  Boot(m);
 }
 
-std::unique_ptr<Raft> Cluster::Boot(Member& m) {
+void Cluster::Boot(Member& m) {
   // Each member has its own generator, seeded from the cluster seed and
   // the member id, so runs replay exactly.
   m.random = std::make_unique<SeededRandom>(seed_ * 1000003 + m.id);
   Config c = base_;
   c.id = m.id;
   c.random = m.random.get();
-  RestoredState restored = m.disk.Restore();
-  auto raft = Raft::Create(c, std::move(restored), now_ns_);
-  QUORATE_CHECK(raft.ok()) << raft.status();
+  m.io = std::make_unique<MemberIo>(this, &m);
+  m.writes.clear();
+  node::DriverOptions d;
+  d.snapshot_every = 0;
+  d.first_read_id = kDriverReadIds;
+  auto driver = node::Driver::Create(c, std::move(d), m.disk.Restore(),
+                                     m.io.get(), m.io.get(), m.io.get());
+  QUORATE_CHECK(driver.ok()) << driver.status();
+  m.driver = *std::move(driver);
   m.applied_index = m.disk.snapshot.index();
-  return *std::move(raft);
 }
 
 Raft& Cluster::raft(uint64_t id) {
   Member& m = member(id);
-  QUORATE_CHECK(m.raft != nullptr) << "member " << id << " is down";
-  return *m.raft;
+  QUORATE_CHECK(m.driver != nullptr) << "member " << id << " is down";
+  return m.driver->mutable_raft();
 }
 
 Member& Cluster::member(uint64_t id) {
@@ -77,7 +134,7 @@ std::vector<uint64_t> Cluster::ids() const {
   return out;
 }
 
-void Disk::Persist(const Ready& rd) {
+void Disk::Persist(const node::DriverWriter::Request& rd) {
   if (rd.snapshot.has_value()) {
     snapshot = rd.snapshot->metadata;
     snapshot_data = rd.snapshot->data;
@@ -114,47 +171,25 @@ RestoredState Disk::Restore() const {
   return restored;
 }
 
-void Cluster::Persist(Member& m, const Ready& rd) {
-  m.disk.Persist(rd);
-  if (rd.hard_state.has_value()) {
-    invariants_.OnPersisted(m.id, m.disk.hard_state);
-  }
-}
-
-void Cluster::Apply(Member& m, const Ready& rd) {
-  if (rd.snapshot.has_value()) {
-    m.applied_index = rd.snapshot->metadata.index();
-  }
-  for (const EntryPtr& ep : rd.committed_entries) {
-    const Entry& e = *ep;
-    QUORATE_CHECK_EQ(e.index(), m.applied_index + 1)
-        << "member " << m.id << " applied out of order";
-    m.applied_index = e.index();
-    m.applied.push_back(e);
-    invariants_.OnApplied(m.id, e, m.raft->term());
-  }
-  for (const ReadState& r : rd.read_states) m.reads.push_back(r);
-  for (uint64_t id : rd.failed_reads) m.failed_reads.push_back(id);
-}
-
-void Cluster::Track(Member& m) { invariants_.Observe(m.id, *m.raft); }
+void Cluster::Track(Member& m) { invariants_.Observe(m.id, m.driver->raft()); }
 
 bool Cluster::ProcessReadies() {
   bool any = false;
   for (auto& [id, m] : members_) {
-    if (m.raft == nullptr) continue;
-    Track(m);
-    if (!m.raft->HasReady()) continue;
-    any = true;
-    Ready rd = m.raft->GetReady();
-    for (Message& msg : rd.messages) network_.push_back(std::move(msg));
-    Persist(m, rd);
-    for (Message& msg : rd.messages_after_persist) {
-      network_.push_back(std::move(msg));
+    if (m.driver == nullptr) continue;
+    any |= m.driver->raft().HasReady();
+    m.driver->Drive();
+    // Every write becomes durable before the next member's turn (so a
+    // crash loses nothing durable). Completing one may submit the next.
+    while (m.driver != nullptr && !m.writes.empty()) {
+      auto [write, done] = std::move(m.writes.front());
+      m.writes.pop_front();
+      m.disk.Persist(write);
+      if (write.hard_state.has_value()) {
+        invariants_.OnPersisted(m.id, m.disk.hard_state);
+      }
+      done(absl::OkStatus());
     }
-    Apply(m, rd);
-    m.raft->Advance();
-    Track(m);
   }
   return any;
 }
@@ -168,9 +203,11 @@ std::vector<Message> Cluster::DeliverOnce() {
     if (IsCut(msg.from(), msg.to())) continue;
     if (drop_if && drop_if(msg)) continue;
     auto it = members_.find(msg.to());
-    if (it == members_.end() || it->second.raft == nullptr) continue;
+    if (it == members_.end() || it->second.driver == nullptr) continue;
     if (on_deliver) on_deliver(msg);
-    QUORATE_CHECK(it->second.raft->Step(msg, now_ns_).ok());
+    // Stepped by hand, all of this batch: ProcessReadies() below hands the
+    // cores' Readies to the drivers.
+    QUORATE_CHECK(it->second.driver->mutable_raft().Step(msg, now_ns_).ok());
     delivered.push_back(std::move(msg));
   }
   ProcessReadies();
@@ -193,13 +230,16 @@ void Cluster::AdvanceTime(int64_t ns) {
     QUORATE_CHECK_LT(guard, 10'000'000) << "time does not advance";
     int64_t next = end;
     for (auto& [id, m] : members_) {
-      if (m.raft != nullptr) next = std::min(next, m.raft->NextDeadline());
+      if (m.driver != nullptr) {
+        next = std::min(next, m.driver->raft().NextDeadline());
+      }
     }
     next = std::max(next, now_ns_);
     now_ns_ = next;
     for (auto& [id, m] : members_) {
-      if (m.raft != nullptr && m.raft->NextDeadline() <= now_ns_) {
-        m.raft->Tick(now_ns_);
+      // By hand, every due core first; Stabilize() drives them.
+      if (m.driver != nullptr && m.driver->raft().NextDeadline() <= now_ns_) {
+        m.driver->mutable_raft().Tick(now_ns_);
       }
     }
     Stabilize();
@@ -222,7 +262,8 @@ void Cluster::Isolate(uint64_t id) {
 
 void Cluster::Crash(uint64_t id) {
   Member& m = member(id);
-  m.raft.reset();
+  m.driver.reset();
+  m.writes.clear();  // never made durable
   // Messages from and to a crashed member are lost.
   std::erase_if(network_, [&](const Message& msg) {
     return msg.from() == id || msg.to() == id;
@@ -231,11 +272,11 @@ void Cluster::Crash(uint64_t id) {
 
 void Cluster::Restart(uint64_t id) {
   Member& m = member(id);
-  QUORATE_CHECK(m.raft == nullptr) << "member " << id << " is up";
+  QUORATE_CHECK(m.driver == nullptr) << "member " << id << " is up";
   // The applied state machine is rebuilt from the snapshot and the log.
   m.applied.clear();
-  m.raft = Boot(m);
-  invariants_.OnRestart(id, *m.raft);
+  Boot(m);
+  invariants_.OnRestart(id, m.driver->raft());
 }
 
 absl::Status Cluster::Compact(uint64_t id) {
@@ -248,7 +289,7 @@ absl::Status Cluster::Compact(uint64_t id) {
   for (const Entry& e : m.applied) {
     if (e.index() <= index) absl::StrAppend(&data, e.data(), ";");
   }
-  auto bytes = std::make_shared<const std::string>(std::move(data));
+  auto bytes = SnapshotBytes(std::move(data));
   absl::Status s = r.Compact(md, bytes);
   if (!s.ok()) return s;
   m.disk.Compact(md, bytes);
@@ -259,9 +300,11 @@ uint64_t Cluster::Leader() const {
   uint64_t leader = 0;
   uint64_t term = 0;
   for (const auto& [id, m] : members_) {
-    if (m.raft == nullptr || m.raft->role() != Role::kLeader) continue;
-    if (m.raft->term() > term) {
-      term = m.raft->term();
+    if (m.driver == nullptr || m.driver->raft().role() != Role::kLeader) {
+      continue;
+    }
+    if (m.driver->raft().term() > term) {
+      term = m.driver->raft().term();
       leader = id;
     }
   }
@@ -280,9 +323,9 @@ bool Cluster::Elect(uint64_t id) {
 std::string Cluster::CheckInvariants() {
   std::vector<std::pair<uint64_t, const Raft*>> live;
   for (auto& [id, m] : members_) {
-    if (m.raft == nullptr) continue;
+    if (m.driver == nullptr) continue;
     Track(m);
-    live.emplace_back(id, m.raft.get());
+    live.emplace_back(id, &m.driver->raft());
   }
   invariants_.CheckLogs(live);
   return invariants_.violation();

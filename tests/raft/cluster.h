@@ -1,10 +1,12 @@
 // An in-memory cluster of consensus cores for tests and benchmarks.
 //
-// Drives each core exactly as the Ready/Advance contract says: persists into
-// a per-member in-memory "disk", sends messages into a network queue,
-// applies committed entries to a per-member list, records read states. Time
-// is a plain number that only the test moves. Nothing here sleeps, reads a
-// clock or draws unseeded randomness.
+// Each core is driven by the shipped driver (node/driver.h), the same code
+// the node runs: it persists into a per-member in-memory "disk", sends
+// messages into a network queue, applies committed entries to a per-member
+// list, records read states. Tests may also step and tick the cores by hand
+// (raft(id)); the next ProcessReadies() hands what that produced to the
+// driver. Time is a plain number that only the test moves. Nothing here
+// sleeps, reads a clock or draws unseeded randomness.
 //
 // The invariants of raft/invariants.h are checked after every step, and
 // CheckInvariants() (called by the fixtures' TearDown()) reports the first
@@ -23,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "node/driver.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
 #include "raft/random.h"
@@ -38,8 +41,8 @@ struct Disk {
   std::shared_ptr<const std::string> snapshot_data;
   std::vector<Entry> entries;  // after snapshot.index
 
-  // Makes a Ready's snapshot, entries and hard state durable.
-  void Persist(const Ready& rd);
+  // Makes a write's snapshot, entries and hard state durable.
+  void Persist(const node::DriverWriter::Request& write);
   // Replaces the log prefix up to `md.index()` with a snapshot.
   void Compact(const SnapshotMetadata& md,
                std::shared_ptr<const std::string> data);
@@ -47,11 +50,52 @@ struct Disk {
   RestoredState Restore() const;
 };
 
+class Cluster;
+struct Member;
+
+// A member's I/O for its driver: the cluster's clock and network, the
+// member's in-memory disk, the invariant checkers.
+class MemberIo final : public node::DriverEnv,
+                       public node::DriverWriter,
+                       public node::DriverObserver {
+ public:
+  MemberIo(Cluster* cluster, Member* member)
+      : cluster_(cluster), member_(member) {}
+  int64_t Now() override;
+  void Send(std::vector<Message> messages) override;
+  // One thread: what the driver posts runs now (only completions post, and
+  // ProcessReadies runs them outside any driver call).
+  void Post(absl::AnyInvocable<void()> fn) override { fn(); }
+  void RunInBackground(absl::AnyInvocable<void()> fn) override { fn(); }
+  // AdvanceTime() ticks every core at its deadline itself.
+  void ScheduleTick(int64_t /*deadline_ns*/) override {}
+  // Queued in Member::writes; ProcessReadies() makes them durable.
+  void Write(Request request,
+             absl::AnyInvocable<void(absl::Status)> done) override;
+  void SaveSnapshot(SnapshotMetadata metadata,
+                    std::shared_ptr<const std::string> data,
+                    absl::AnyInvocable<void(absl::Status)> done) override;
+  void OnStep(const Raft& raft) override;
+  void OnApplied(const Entry& e) override;
+  void OnOtherReadState(const ReadState& rs) override;
+  void OnOtherFailedRead(uint64_t id) override;
+
+ private:
+  Cluster* const cluster_;
+  Member* const member_;
+};
+
 struct Member {
   uint64_t id = 0;
   std::unique_ptr<Random> random;
-  std::unique_ptr<Raft> raft;  // null while crashed
+  std::unique_ptr<MemberIo> io;
+  std::unique_ptr<node::Driver> driver;  // null while crashed
   Disk disk;
+  // Writes the driver submitted, not yet durable (ProcessReadies completes
+  // them): each with its completion.
+  std::deque<std::pair<node::DriverWriter::Request,
+                       absl::AnyInvocable<void(absl::Status)>>>
+      writes;
   // Applied state machine: (index, term, data) of every applied entry.
   std::vector<Entry> applied;
   uint64_t applied_index = 0;
@@ -71,7 +115,7 @@ class Cluster {
   Raft& raft(uint64_t id);
   Member& member(uint64_t id);
   std::vector<uint64_t> ids() const;
-  bool IsUp(uint64_t id) const { return member(id).raft != nullptr; }
+  bool IsUp(uint64_t id) const { return member(id).driver != nullptr; }
   const Member& member(uint64_t id) const;
 
   // Adds a member that knows no configuration yet (it joins through a
@@ -86,8 +130,8 @@ class Cluster {
   // cores by hand.
   void SkipTime(int64_t ns) { now_ns_ += ns; }
 
-  // Processes every member's Ready once: persists, queues messages,
-  // applies. Returns whether anything happened.
+  // Runs every member's driver until it waits on nothing: persists, queues
+  // messages, applies. Returns whether any core had a Ready.
   bool ProcessReadies();
   // Delivers queued messages (and the messages they cause) until nothing
   // is left, without moving time. Returns the messages delivered, in order.
@@ -136,10 +180,9 @@ class Cluster {
   std::function<void(const Message&)> on_deliver;
 
  private:
-  void Persist(Member& m, const Ready& rd);
-  void Apply(Member& m, const Ready& rd);
+  friend class MemberIo;
   void Track(Member& m);
-  std::unique_ptr<Raft> Boot(Member& m);
+  void Boot(Member& m);
 
   Config base_;
   uint64_t seed_;
