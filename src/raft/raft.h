@@ -6,7 +6,9 @@
 // comes from the injected Config::random. Given the same calls with the same
 // arguments it produces the same Readys, bit for bit.
 //
-// THE READY/ADVANCE CONTRACT. The driver (src/node/, or a simulator) loops:
+// THE READY/ADVANCE CONTRACT. A driver loops as below. The project has
+// one, node/driver.h, which the node, the simulator and the test cluster
+// all run; it documents the order it chose within these rules.
 //
 //   raft->Tick(now);                     // and Step()/Propose()/ReadIndex()
 //   if (raft->HasReady()) {
@@ -14,10 +16,11 @@
 //     Send(rd.messages);                           // (1) may go right away
 //     Persist(rd.snapshot, rd.entries, rd.hard_state);  // (2) fsync if
 //                                                        //     rd.must_sync
+//     if (!rd.snapshot) Apply(rd.committed_entries);     // may overlap (2)
 //     // ... once (2) is durable:
 //     Send(rd.messages_after_persist);             // (3)
-//     ApplySnapshot(rd.snapshot);                  // (4) then entries,
-//     Apply(rd.committed_entries);                 //     in order
+//     ApplySnapshot(rd.snapshot);                  // (4) then the entries
+//     Apply(rd.committed_entries);                 //     not applied yet
 //     Serve(rd.read_states);                       // (5) once applied >= index
 //     raft->Advance();                             // (6)
 //   }
@@ -304,8 +307,6 @@ class Raft {
   const Progress* progress(uint64_t peer) const;
 
  private:
-  friend class RaftPeer;
-
   struct PendingRead {
     uint64_t from;
     uint64_t request_id;

@@ -57,18 +57,16 @@ void GroupCommitWriter::Run() {
     while (from != batch.end()) {
       auto to = from;
       absl::Status status;
-      bool sync = false;
       for (; to != batch.end() && !to->task; ++to) {
         if (status.ok()) {
           status = storage_->Write(to->snapshot, to->entries, to->hard_state);
         }
-        sync |= to->sync;
       }
-      // A task runs only after everything before it is durable.
-      if (to != batch.end()) sync = true;
+      // Every request is durable before its `done`; a task runs only after
+      // everything before it is durable.
       if (to != from) {
-        if (status.ok()) status = sync ? storage_->Sync() : storage_->Flush();
-        if (sync) {
+        if (status.ok()) status = storage_->Sync();
+        {
           MutexLock lock(&mu_);
           ++syncs_;
         }

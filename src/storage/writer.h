@@ -38,10 +38,6 @@ class GroupCommitWriter {
     // is durable (and before anything queued after it is written): saving
     // a snapshot and compacting, say. Its status goes to `done`.
     std::function<absl::Status(Storage*)> task;
-    // Whether `done` must wait for an fdatasync. A request that needs none
-    // (a commit index alone) is written with the next batch and synced
-    // whenever a later request is.
-    bool sync = true;
     std::function<void(absl::Status)> done;
   };
 

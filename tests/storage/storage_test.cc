@@ -664,50 +664,6 @@ TEST_F(StorageTest, GroupCommitWriter_TaskRunsAfterEarlierWritesAreDurable) {
   EXPECT_EQ(Indexes(r), Seq(1, 20));
 }
 
-TEST_F(StorageTest, GroupCommitWriter_UnsyncedRequestRidesOnTheNextSync) {
-  raft::RestoredState r;
-  auto s = OpenOk(&r);
-  Put(s.get(), Range(1, 3, 1), HS(1, 1, 1));
-  const uint64_t syncs_before = fs_.syncs();
-  absl::Notification written;
-  {
-    GroupCommitWriter writer(s.get());
-    GroupCommitWriter::Request commit_only;
-    commit_only.hard_state = HS(1, 1, 3);
-    commit_only.sync = false;
-    commit_only.done = [&](absl::Status st) {
-      EXPECT_TRUE(st.ok()) << st;
-      written.Notify();
-    };
-    ASSERT_TRUE(writer.Submit(std::move(commit_only)).ok());
-    written.WaitForNotification();
-    EXPECT_EQ(fs_.syncs(), syncs_before);  // no fdatasync for it
-    EXPECT_EQ(writer.syncs(), 0u);
-  }
-  // Not synced: a crash may lose it.
-  {
-    auto copy = fs_.Clone();
-    copy->Crash();
-    StorageOptions o = Options();
-    o.fs = copy.get();
-    raft::RestoredState lost;
-    ASSERT_TRUE(Storage::Open(o, &lost).ok());
-    EXPECT_EQ(lost.hard_state.commit(), 1u);
-  }
-  // A later synced request makes it durable too.
-  {
-    GroupCommitWriter writer(s.get());
-    GroupCommitWriter::Request entries;
-    entries.entries = Range(4, 4, 1);
-    ASSERT_TRUE(writer.Submit(std::move(entries)).ok());
-  }
-  s.reset();
-  fs_.Crash();
-  OpenOk(&r);
-  EXPECT_EQ(r.hard_state.commit(), 3u);
-  EXPECT_EQ(Indexes(r), Seq(1, 4));
-}
-
 TEST_F(StorageTest, GroupCommitWriter_FullQueueIsResourceExhausted) {
   raft::RestoredState r;
   auto s = OpenOk(&r);
