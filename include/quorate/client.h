@@ -14,15 +14,17 @@
 //
 // Errors:
 //  - NOT_FOUND: Get/Delete of a key that does not exist.
-//  - FAILED_PRECONDITION: a compare-and-set whose expected revision did not
-//    match (the message gives the current one).
+//  - ABORTED: a compare-and-set whose expected revision did not match (the
+//    message gives the current one): read again and start over.
 //  - INVALID_ARGUMENT: an empty key, or a key or value over the limits
 //    (4 KiB, 1 MiB).
-//  - UNAVAILABLE: no leader answered before the deadline. For a write the
-//    message says "outcome unknown": it may have been applied. Each write
-//    carries an operation id and the cluster applies an id once, so calling
-//    again is safe only through the same call's retries; a new call is a
-//    new write.
+//  - UNKNOWN: a write whose outcome is unknown. No leader confirmed it
+//    before the deadline, and it may have been applied. Each write carries
+//    an operation id and the cluster applies an id once, so calling again
+//    is safe only through the same call's retries; a new call is a new
+//    write. No other error is UNKNOWN.
+//  - UNAVAILABLE: no leader answered before the deadline, and nothing was
+//    applied (a read, or a write every member refused).
 //  - RESOURCE_EXHAUSTED: more than `max_in_flight` calls at once.
 //
 // Thread-safe: share one Client between threads.
@@ -38,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "quorate/tls.h"
 
 namespace quorate {
 
@@ -45,10 +48,8 @@ struct ClientOptions {
   std::vector<std::string> endpoints;         // HOST:PORT of any members
   absl::Duration timeout = absl::Seconds(2);  // per call, retries included
   size_t max_in_flight = 1024;
-  // Mutual TLS, as the members' (all empty: plaintext).
-  std::string tls_ca_file;
-  std::string tls_cert_file;
-  std::string tls_key_file;
+  // Mutual TLS, as the members' (quorate/tls.h; all empty: plaintext).
+  TlsOptions tls;
 };
 
 struct KeyValue {

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "quorate/tls.h"
 
 namespace quorate {
 
@@ -94,13 +95,6 @@ struct PeerSpec {
   std::string address;  // HOST:PORT of that member's listen_address
 };
 
-// Mutual TLS between members: PEM files. All empty: plaintext.
-struct TlsOptions {
-  std::string ca_file;
-  std::string cert_file;
-  std::string key_file;
-};
-
 struct MemberOptions {
   std::string id;              // [a-z0-9-]{1,32}, unique in the cluster
   std::string zone;            // [a-z0-9-]{1,32}
@@ -123,7 +117,7 @@ struct MemberOptions {
   // ρ: the bound on clock-rate drift between members the safety argument
   // assumes (0.01 = 1 %).
   double max_clock_drift = 0.01;
-  TlsOptions tls;
+  TlsOptions tls;  // mutual TLS between members (quorate/tls.h)
   // Size of each write-ahead log segment (preallocated).
   uint64_t wal_segment_bytes = 64 << 20;
   // A snapshot is taken, and the log compacted, every this many entries.
@@ -133,6 +127,11 @@ struct MemberOptions {
   std::string event_log_path;
   // Notable events, one line each. Default: standard error.
   std::function<void(absl::string_view line)> log;
+  // Chaos tests only (quorate-node --faults_file): a file the transport
+  // rereads every 100 ms, with `delay_ms=N` (each outgoing peer frame waits
+  // N ms, ±50 %) and `duplicate_percent=P` (P % of them are sent twice).
+  // Empty: no faults. docs/operations.md has the details.
+  std::string faults_file;
   // The member stopped working by itself (its disk failed). Runs once, on
   // an internal thread; do not call Stop() from it.
   std::function<void(const absl::Status&)> on_fatal;

@@ -145,13 +145,10 @@ class AdminServerImpl final : public AdminServer {
     }
     const tcp::endpoint ep(ip, static_cast<uint16_t>(port));
     acceptor_.open(ep.protocol(), ec);
+    // SO_REUSEADDR only (a restart may bind while old connections linger
+    // in TIME_WAIT). Never SO_REUSEPORT: two processes must not share one
+    // admin port. Tests bind port 0 and read the port back.
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) {
-      // As gRPC does, so that tests can hold a port reserved meanwhile.
-      using reuse_port =
-          asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-      acceptor_.set_option(reuse_port(true), ec);
-    }
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {

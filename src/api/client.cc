@@ -4,29 +4,18 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <fstream>
 #include <map>
 #include <random>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "transport/grpc_status.h"
+#include "transport/tls.h"
 #include "util/mutex.h"
 #include "wire/client.grpc.pb.h"
 
 namespace quorate {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Metadata(const grpc::ClientContext& ctx, const std::string& key) {
   const auto& md = ctx.GetServerTrailingMetadata();
@@ -50,24 +39,11 @@ class ClientImpl final : public Client {
     if (o_.timeout <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("the timeout must be positive");
     }
-    const int tls = !o_.tls_ca_file.empty() + !o_.tls_cert_file.empty() +
-                    !o_.tls_key_file.empty();
-    if (tls == 0) {
-      creds_ = grpc::InsecureChannelCredentials();
-    } else if (tls == 3) {
-      grpc::SslCredentialsOptions so;
-      absl::StatusOr<std::string> f = ReadFile(o_.tls_ca_file);
-      if (!f.ok()) return f.status();
-      so.pem_root_certs = *f;
-      if (!(f = ReadFile(o_.tls_cert_file)).ok()) return f.status();
-      so.pem_cert_chain = *f;
-      if (!(f = ReadFile(o_.tls_key_file)).ok()) return f.status();
-      so.pem_private_key = *f;
-      creds_ = grpc::SslCredentials(so);
-    } else {
-      return absl::InvalidArgumentError(
-          "mutual TLS needs all three of the CA, certificate and key files");
-    }
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        transport::ChannelCredentials(
+            {o_.tls.ca_file, o_.tls.cert_file, o_.tls.key_file});
+    if (!creds.ok()) return creds.status();
+    creds_ = *std::move(creds);
     return absl::OkStatus();
   }
 
@@ -216,6 +192,8 @@ class ClientImpl final : public Client {
         return absl::OkStatus();
       }
       const absl::Status s = FromGrpcStatus(gs);
+      // The state machine's answer (a CAS conflict is ABORTED too).
+      if (!Metadata(ctx, "quorate-final").empty()) return s;
       // ABORTED: the leader changed and the write was not applied.
       // CANCELLED: the member shut down mid-call. UNKNOWN: it stopped with
       // the write proposed. All are retried (a write with the same
@@ -250,7 +228,8 @@ class ClientImpl final : public Client {
       backoff = std::min(backoff * 2, absl::Milliseconds(200));
     }
     if (write && maybe_applied) {
-      return absl::UnavailableError(absl::StrCat(
+      // A code of its own (client.h): a program tests it, not the text.
+      return absl::UnknownError(absl::StrCat(
           "no leader confirmed the write before the deadline; its outcome is "
           "unknown (it may have been applied). Last error: ",
           last_error));

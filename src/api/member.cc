@@ -15,6 +15,7 @@
 #include "coord/kv_service.h"
 #include "guard/partition_guard.h"
 #include "node/node.h"
+#include "transport/tls.h"
 #include "util/clock.h"
 #include "util/log_time.h"
 #include "util/mutex.h"
@@ -157,6 +158,7 @@ class MemberImpl final : public Member {
     o.election_timeout = options_.election_timeout;
     o.tls = {options_.tls.ca_file, options_.tls.cert_file,
              options_.tls.key_file};
+    o.faults_file = options_.faults_file;
     o.log = [log = options_.log](const std::string& line) { log(line); };
     // A member that starts following or leading, or whose stream to a
     // peer opens again, can renew its window at once: after a heal, this
@@ -409,15 +411,8 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
   if (o.wal_segment_bytes < (64 << 10)) {
     return bad("log segments must be at least 64 KiB");
   }
-  const TlsOptions& t = o.tls;
-  const int tls_files =
-      !t.ca_file.empty() + !t.cert_file.empty() + !t.key_file.empty();
-  if (tls_files != 0 && tls_files != 3) {
-    return bad(
-        "mutual TLS needs all three of the CA, certificate and key "
-        "files");
-  }
-  return absl::OkStatus();
+  return transport::CheckTlsFiles(
+      {o.tls.ca_file, o.tls.cert_file, o.tls.key_file});
 }
 
 absl::StatusOr<std::unique_ptr<Member>> Member::Start(MemberOptions options) {

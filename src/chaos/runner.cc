@@ -232,11 +232,11 @@ absl::Status Runner::StartMember(int i, double rate) {
                                    {"{cluster}", o_.cluster_id},
                                    {"{data_dir}", mem.dir + "/data"},
                                    {"{event_log}", mem.events},
+                                   {"{faults_file}", o_.out_dir + "/faults"},
                                    {"{max_clock_drift}", DriftBound()}}));
   }
   so.netns = net_->netns(i);
   so.log_path = mem.log;
-  so.env["QUORATE_FAULTS_FILE"] = o_.out_dir + "/faults";
   if (rate != 1.0) {
     so.env["LD_PRELOAD"] = kFaketime;
     so.env["FAKETIME"] = absl::StrCat("+0 x", rate);
@@ -760,6 +760,7 @@ std::vector<std::string> DefaultCommand(const std::string& node_binary) {
           "--cluster_id={cluster}",
           "--data_dir={data_dir}",
           "--event_log={event_log}",
+          "--faults_file={faults_file}",
           "--heartbeat_interval=50ms",
           "--election_timeout=500ms",
           "--max_clock_drift={max_clock_drift}",

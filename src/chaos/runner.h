@@ -11,8 +11,10 @@
 // (address:7100) {peers} (quorate-node's --peers value) {cluster}
 // {data_dir} {event_log} {max_clock_drift} (the bound on clock-rate drift
 // that covers the schedule's skews: the partition guard's windows are
-// only safe when the members are told how far clocks may drift). Each member
-// runs it in its own network namespace; its output goes to <out_dir>/<id>.log.
+// only safe when the members are told how far clocks may drift)
+// {faults_file} (the transport's fault file, MemberOptions::faults_file). Each
+// member runs it in its own network namespace; its output goes to
+// <out_dir>/<id>.log.
 //
 // Namespaces, processes and links are removed when the run ends, fails or
 // is interrupted (Interrupt(), e.g. from a signal handler); a later run

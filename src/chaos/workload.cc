@@ -11,7 +11,7 @@ namespace {
 
 // Put and Get errors that mean the write was certainly not applied.
 bool Refused(const absl::Status& s) {
-  return absl::IsInvalidArgument(s) || absl::IsFailedPrecondition(s) ||
+  return absl::IsInvalidArgument(s) || absl::IsAborted(s) ||
          absl::IsResourceExhausted(s);
 }
 

@@ -35,7 +35,7 @@ constexpr char kUsage[] = R"(usage:
   --command=TEMPLATE   a member command of your own instead, with
                        placeholders {id} {zone} {address} {listen} {admin}
                        {peers} {cluster} {data_dir} {event_log}
-                       {max_clock_drift}
+                       {max_clock_drift} {faults_file}
   --break=stale-reads  a deliberately broken workload (stale reads), to see
                        the checkers fail
   --expect_violation=NAME

@@ -58,6 +58,8 @@ constexpr char kUsage[] =
   --segment_bytes=67108864     size of each write-ahead log segment
   --snapshot_entries=10000     snapshot and compact every this many entries
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
+  --faults_file=PATH           chaos tests only: delays and duplicates of
+                               peer frames, read from PATH (operations.md)
   --learner                    this member is a learner: it must be listed
                                in --learners (and is refused otherwise)
   --version, --help
@@ -108,13 +110,29 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
-      argc, argv,
-      {"id", "zone", "listen", "admin", "peers", "learners", "data_dir",
-       "cluster_id", "heartbeat_interval", "election_timeout",
-       "max_clock_drift", "event_log", "tls_ca", "tls_cert", "tls_key",
-       "segment_bytes", "snapshot_entries", "resume_dwell", "window_margin"},
-      {"learner"});
+  absl::StatusOr<quorate::cmd::Flags> parsed =
+      quorate::cmd::ParseFlags(argc, argv,
+                               {"id",
+                                "zone",
+                                "listen",
+                                "admin",
+                                "peers",
+                                "learners",
+                                "data_dir",
+                                "cluster_id",
+                                "heartbeat_interval",
+                                "election_timeout",
+                                "max_clock_drift",
+                                "event_log",
+                                "tls_ca",
+                                "tls_cert",
+                                "tls_key",
+                                "segment_bytes",
+                                "snapshot_entries",
+                                "resume_dwell",
+                                "window_margin",
+                                "faults_file"},
+                               {"learner"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   if (!flags.positional.empty()) {
@@ -183,6 +201,7 @@ int main(int argc, char** argv) {
                             "' is not a number of bytes"));
   }
   o.tls = {flags.Get("tls_ca"), flags.Get("tls_cert"), flags.Get("tls_key")};
+  o.faults_file = flags.Get("faults_file");
   if (o.id.empty()) UsageError("--id is required");
   if (absl::Status s = quorate::ValidateMemberOptions(o); !s.ok()) {
     UsageError(std::string(s.message()));
@@ -208,9 +227,12 @@ int main(int argc, char** argv) {
             std::string(member.status().message()).c_str());
     return absl::IsDataLoss(member.status()) ? 3 : 2;
   }
-  fprintf(stderr, "%s quorate-node %s: serving on %s\n",
-          quorate::LogTime().c_str(), o.id.c_str(),
-          (*member)->GetStatus().listen_address.c_str());
+  // Tests and scripts that asked for port 0 read the ports from this line.
+  const quorate::MemberStatus started = (*member)->GetStatus();
+  fprintf(
+      stderr, "%s quorate-node %s: serving on %s; admin HTTP on %s\n",
+      quorate::LogTime().c_str(), o.id.c_str(), started.listen_address.c_str(),
+      started.admin_address.empty() ? "(none)" : started.admin_address.c_str());
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -79,9 +79,7 @@ int Main(int argc, char** argv) {
       flags.Duration("timeout", absl::Seconds(2));
   if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
   o.timeout = *timeout;
-  o.tls_ca_file = flags.Get("tls_ca");
-  o.tls_cert_file = flags.Get("tls_cert");
-  o.tls_key_file = flags.Get("tls_key");
+  o.tls = {flags.Get("tls_ca"), flags.Get("tls_cert"), flags.Get("tls_key")};
 
   const std::string& cmd = args[0];
   auto want = [&](size_t n) { return args.size() == n + 1; };

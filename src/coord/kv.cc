@@ -56,8 +56,8 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
     auto s = sessions_.find(op.client());
     if (s != sessions_.end()) {
       if (s->second.get().TooOld(op.seq())) {
-        // Not a refusal of the write itself (FAILED_PRECONDITION means a
-        // CAS conflict): its outcome is simply not known any more.
+        // Not a refusal of the write itself (ABORTED means a CAS
+        // conflict): its outcome is simply not known any more.
         return Result(absl::StatusCode::kUnknown, revision_,
                       absl::StrCat("operation ", op.seq(),
                                    " is too old to tell whether it was "
@@ -110,7 +110,9 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
       const uint64_t current =
           it == shard.get().end() ? 0 : it->second.revision;
       if (current != c.expected_revision()) {
-        return Result(absl::StatusCode::kFailedPrecondition, current,
+        // ABORTED (abseil's rule): the caller restarts its
+        // read-modify-write from a new read.
+        return Result(absl::StatusCode::kAborted, current,
                       absl::StrCat("the key's revision is ", current, ", not ",
                                    c.expected_revision()));
       }

@@ -151,6 +151,10 @@ void KvService::Write(C* call, const client::KvCommand& cmd) {
         }
         const absl::Status s = ResultStatus(result);
         if (s.ok()) call->response.set_revision(result.revision());
+        // The state machine's own answer: final, whatever its code. A
+        // client retries ABORTED from a leader change (the write was not
+        // applied), never this.
+        if (!s.ok()) call->context.AddTrailingMetadata("quorate-final", "1");
         call->Finish(ToGrpcStatus(s));
       });
 }

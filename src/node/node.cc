@@ -261,6 +261,7 @@ absl::Status Node::Impl::Init() {
   to.cluster_id = options_.cluster_id;
   to.listen = options_.listen;
   to.tls = options_.tls;
+  to.faults_file = options_.faults_file;
   to.services = options_.services;
   to.log = options_.log;
   to.on_messages = [this](std::vector<raft::Message> messages) {

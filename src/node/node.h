@@ -75,6 +75,8 @@ struct NodeOptions {
   // own. Followers apply up to this much later; nothing else waits for it.
   absl::Duration commit_notify_delay = absl::Milliseconds(1);
   transport::TlsFiles tls;
+  // Chaos tests only: transport::Transport::Options::faults_file.
+  std::string faults_file;
   // More gRPC services on the listen address and the transport's
   // completion queue (the client API; transport/cq.h); not owned.
   std::vector<transport::AsyncService*> services;

@@ -25,45 +25,8 @@
 namespace quorate::transport {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path,
-                                    const std::string& what) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read the TLS ", what, " file '", path, "'"));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find("-----BEGIN") == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the TLS ", what, " file '", path, "' holds no PEM data"));
-  }
-  return ss.str();
-}
-
-struct Pems {
-  std::string ca, cert, key;
-};
-
-absl::StatusOr<Pems> LoadPems(const TlsFiles& tls) {
-  if (tls.ca_file.empty() || tls.cert_file.empty() || tls.key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "mutual TLS needs all three of the CA, certificate and key files");
-  }
-  Pems p;
-  absl::StatusOr<std::string> s = ReadPem(tls.ca_file, "CA");
-  if (!s.ok()) return s.status();
-  p.ca = *std::move(s);
-  s = ReadPem(tls.cert_file, "certificate");
-  if (!s.ok()) return s.status();
-  p.cert = *std::move(s);
-  s = ReadPem(tls.key_file, "key");
-  if (!s.ok()) return s.status();
-  p.key = *std::move(s);
-  return p;
-}
-
-// The fault hooks of transport.h, shared by every sender of a process.
+// The fault hooks of transport.h (Options::faults_file), shared by every
+// sender of a transport.
 class FaultFile {
  public:
   struct Faults {
@@ -102,14 +65,6 @@ class FaultFile {
   int64_t read_ns_ ABSL_GUARDED_BY(mu_) = -1'000'000'000'000;
   Faults faults_ ABSL_GUARDED_BY(mu_);
 };
-
-FaultFile& ProcessFaults() {
-  static FaultFile* const faults = [] {
-    const char* path = std::getenv("QUORATE_FAULTS_FILE");
-    return new FaultFile(path == nullptr ? "" : path);
-  }();
-  return *faults;
-}
 
 int Ms(absl::Duration d) {
   return static_cast<int>(absl::ToInt64Milliseconds(d));
@@ -244,14 +199,15 @@ class PeerSender final : public CqHandler {
   std::thread thread_;
 };
 
-bool FaultsActive() {
-  const FaultFile::Faults f = ProcessFaults().Current();
+bool FaultsActive(FaultFile& file) {
+  const FaultFile::Faults f = file.Current();
   return f.delay_ms > 0 || f.duplicate_percent > 0;
 }
 
 class TransportImpl final : public Transport, public CallQueue {
  public:
-  explicit TransportImpl(Options options) : options_(std::move(options)) {}
+  explicit TransportImpl(Options options)
+      : options_(std::move(options)), faults_(options_.faults_file) {}
   ~TransportImpl() override { Stop(); }
 
   absl::Status Init(const std::vector<PeerAddress>& peers);
@@ -317,6 +273,7 @@ class TransportImpl final : public Transport, public CallQueue {
   }
 
   const Options& options() const { return options_; }
+  FaultFile& faults() { return faults_; }
 
   // Waits for the next stream a peer opens (the io thread).
   void AcceptNextStream() {
@@ -407,6 +364,7 @@ class TransportImpl final : public Transport, public CallQueue {
 
  private:
   const Options options_;
+  FaultFile faults_;
   peer::Peer::AsyncService service_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
   std::thread io_thread_;
@@ -515,7 +473,7 @@ void PeerSender::Enqueue(std::vector<raft::Message> messages) {
     queue_.push_back(std::move(m));
   }
   if (!connected_ || writing_ || queue_.empty()) return;
-  if (FaultsActive()) {
+  if (FaultsActive(owner_->faults())) {
     changed_.SignalAll();  // the sender's thread delays the frame
     return;
   }
@@ -598,7 +556,7 @@ void PeerSender::OnEvent(int kind, bool ok) {
       }
       writing_ = false;
       if (queue_.empty()) return;
-      if (FaultsActive()) {
+      if (FaultsActive(owner_->faults())) {
         changed_.SignalAll();  // the sender's thread delays the frame
         return;
       }
@@ -745,7 +703,7 @@ void PeerSender::Serve() {
         if (connected_ && !writing_ && !queue_.empty()) break;
         changed_.Wait(&mu_);
       }
-      const FaultFile::Faults faults = ProcessFaults().Current();
+      const FaultFile::Faults faults = owner_->faults().Current();
       delay = absl::Milliseconds(faults.delay_ms) *
               std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
       duplicate = faults.duplicate_percent > 0 &&
@@ -818,25 +776,14 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   for (const PeerAddress& p : peers) {
     if (p.id != options_.self.id) peer_ids_.insert(p.id);
   }
-  std::shared_ptr<grpc::ServerCredentials> server_creds;
-  std::shared_ptr<grpc::ChannelCredentials> channel_creds;
-  if (options_.tls.enabled()) {
-    absl::StatusOr<Pems> pems = LoadPems(options_.tls);
-    if (!pems.ok()) return pems.status();
-    grpc::SslServerCredentialsOptions so(
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    so.pem_root_certs = pems->ca;
-    so.pem_key_cert_pairs.push_back({pems->key, pems->cert});
-    server_creds = grpc::SslServerCredentials(so);
-    grpc::SslCredentialsOptions co;
-    co.pem_root_certs = pems->ca;
-    co.pem_private_key = pems->key;
-    co.pem_cert_chain = pems->cert;
-    channel_creds = grpc::SslCredentials(co);
-  } else {
-    server_creds = grpc::InsecureServerCredentials();
-    channel_creds = grpc::InsecureChannelCredentials();
-  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server =
+      ServerCredentials(options_.tls);
+  if (!server.ok()) return server.status();
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel =
+      ChannelCredentials(options_.tls);
+  if (!channel.ok()) return channel.status();
+  std::shared_ptr<grpc::ServerCredentials> server_creds = *std::move(server);
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds = *std::move(channel);
 
   grpc::ServerBuilder builder;
   int port = 0;

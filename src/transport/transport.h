@@ -34,9 +34,9 @@
 // within about a second. Every stream has a deadline (`stream_lifetime`,
 // after which it is replaced) and every message a size limit.
 //
-// Fault hooks, for chaos tests only: when the environment variable
-// QUORATE_FAULTS_FILE names a file, each sender reads it (at most every
-// 100 ms) and obeys `delay_ms=N` (every outgoing frame waits N ms, with
+// Fault hooks, for chaos tests only: when Options::faults_file names a file
+// (quorate-node --faults_file), each sender reads it (at most every 100 ms)
+// and obeys `delay_ms=N` (every outgoing frame waits N ms, with
 // ±50 % jitter, before it is written) and `duplicate_percent=P` (a frame is
 // written twice with probability P %). A missing or empty file means no
 // faults. Packet loss and partitions are made with nftables instead.
@@ -56,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "transport/tls.h"
 #include "wire/raft.pb.h"
 
 namespace quorate::transport {
@@ -66,17 +67,6 @@ struct PeerAddress {
   uint64_t id = 0;
   std::string name;     // as in logs and /status
   std::string address;  // HOST:PORT
-};
-
-// PEM files for mutual TLS. All three empty: plaintext. Each member's
-// certificate must be signed by `ca_file`; both sides check the other's.
-struct TlsFiles {
-  std::string ca_file;
-  std::string cert_file;
-  std::string key_file;
-  bool enabled() const {
-    return !ca_file.empty() || !cert_file.empty() || !key_file.empty();
-  }
 };
 
 struct PeerState {
@@ -121,6 +111,8 @@ class Transport {
     // (the client API; transport/cq.h). Not owned; they must outlive the
     // transport.
     std::vector<AsyncService*> services;
+    // Chaos tests only: the fault file above; empty: no faults.
+    std::string faults_file;
     // Batches received, in order per peer. Must not block.
     std::function<void(std::vector<raft::Message>)> on_messages;
     // A peer's stream broke or could not be opened.

@@ -22,6 +22,8 @@
 
 namespace quorate::bench {
 
+using ::quorate::testing::AdminPortInLog;
+using ::quorate::testing::FileSize;
 using ::quorate::testing::HttpGet;
 using ::quorate::testing::HttpPost;
 using ::quorate::testing::JsonInt;
@@ -79,8 +81,9 @@ class QuorateCluster final : public Cluster {
       : binary_(std::move(binary)), dir_(std::move(dir)) {
     for (int i = 0; i < kMembers; ++i) {
       ports_.push_back(std::make_unique<PortReservation>());
-      admin_.push_back(std::make_unique<PortReservation>());
     }
+    log_from_.resize(kMembers);
+    admin_ports_.resize(kMembers);
   }
   std::string name() const override { return "quorate"; }
   std::string ClientAddress(int i) const override {
@@ -93,17 +96,18 @@ class QuorateCluster final : public Cluster {
                                    ports_[static_cast<size_t>(k)]->address()));
     }
     const auto u = static_cast<size_t>(i);
+    log_from_[u] = FileSize(Log(i));
+    admin_ports_[u] = 0;
     procs_[u] = std::make_unique<Process>(
         std::vector<std::string>{
             binary_, absl::StrCat("--id=n", i), absl::StrCat("--zone=az-", i),
-            "--listen=" + ports_[u]->address(),
-            "--admin=" + admin_[u]->address(),
+            "--listen=" + ports_[u]->address(), "--admin=127.0.0.1:0",
             "--peers=" + absl::StrJoin(peers, ","),
             absl::StrCat("--data_dir=", dir_, "/n", i), "--cluster_id=bench",
             "--heartbeat_interval=50ms", "--election_timeout=500ms",
             "--segment_bytes=4194304",
             absl::StrCat("--snapshot_entries=", kSnapshotEntries)},
-        absl::StrCat(dir_, "/n", i, ".log"));
+        Log(i));
   }
   int Leader() override {
     std::string leader;
@@ -129,12 +133,21 @@ class QuorateCluster final : public Cluster {
   }
 
  private:
+  std::string Log(int i) const { return absl::StrCat(dir_, "/n", i, ".log"); }
+  // The admin port this run of member i printed; 0 (nothing answers)
+  // until it has.
   std::string Status(int i) {
-    return HttpGet(admin_[static_cast<size_t>(i)]->port(), "/status");
+    const auto u = static_cast<size_t>(i);
+    if (admin_ports_[u] == 0) {
+      admin_ports_[u] = AdminPortInLog(Log(i), log_from_[u]);
+    }
+    return HttpGet(admin_ports_[u], "/status");
   }
   const std::string binary_;
   const std::string dir_;
-  std::vector<std::unique_ptr<PortReservation>> ports_, admin_;
+  std::vector<std::unique_ptr<PortReservation>> ports_;
+  std::vector<size_t> log_from_;
+  std::vector<int> admin_ports_;
 };
 
 class EtcdCluster final : public Cluster {

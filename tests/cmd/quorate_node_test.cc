@@ -25,6 +25,8 @@
 namespace quorate {
 namespace {
 
+using testing::AdminPortInLog;
+using testing::FileSize;
 using testing::HttpGet;
 using testing::JsonInt;
 using testing::JsonString;
@@ -54,7 +56,10 @@ class QuorateNodeTest : public ::testing::Test {
 
   struct Member {
     std::unique_ptr<PortReservation> port;
-    std::unique_ptr<PortReservation> admin;
+    // The admin listener takes port 0; the port is read back from the log,
+    // from `log_from` on (the log's size when this run started).
+    size_t log_from = 0;
+    int admin_port = 0;
     std::string zone;
     std::string cluster_id = "proc";
     bool learner = false;
@@ -69,7 +74,6 @@ class QuorateNodeTest : public ::testing::Test {
     for (int i = 1; i <= n; ++i) {
       Member& m = members_[absl::StrCat("n", i)];
       m.port = std::make_unique<PortReservation>();
-      m.admin = std::make_unique<PortReservation>();
       m.zone = std::string("az-") + static_cast<char>('a' + i % 3);
     }
   }
@@ -79,7 +83,6 @@ class QuorateNodeTest : public ::testing::Test {
   void DefineLearner(const std::string& name, const std::string& zone) {
     Member& m = members_[name];
     m.port = std::make_unique<PortReservation>();
-    m.admin = std::make_unique<PortReservation>();
     m.zone = zone;
     m.learner = true;
   }
@@ -99,7 +102,7 @@ class QuorateNodeTest : public ::testing::Test {
             "--id=" + name,
             "--zone=" + m.zone,
             "--listen=" + m.port->address(),
-            "--admin=" + m.admin->address(),
+            "--admin=127.0.0.1:0",
             "--peers=" + Peers(),
             "--data_dir=" + root_ + "/" + name,
             "--cluster_id=" + m.cluster_id,
@@ -147,14 +150,28 @@ class QuorateNodeTest : public ::testing::Test {
   }
   int ctl_runs_ = 0;
 
+  std::string Log(const std::string& name) const {
+    return root_ + "/" + name + ".log";
+  }
+
   void Start(const std::string& name) {
-    members_[name].process =
-        std::make_unique<Process>(FullArgs(name), root_ + "/" + name + ".log");
-    ASSERT_TRUE(members_[name].process->started());
+    Member& m = members_[name];
+    m.log_from = FileSize(Log(name));
+    m.admin_port = 0;
+    m.process = std::make_unique<Process>(FullArgs(name), Log(name));
+    ASSERT_TRUE(m.process->started());
+  }
+
+  // This run's admin port; 0 until the member printed it (HttpGet on port
+  // 0 answers "", as for a member that does not serve yet).
+  int AdminPort(const std::string& name) {
+    Member& m = members_[name];
+    if (m.admin_port == 0) m.admin_port = AdminPortInLog(Log(name), m.log_from);
+    return m.admin_port;
   }
 
   std::string Status(const std::string& name) {
-    return HttpGet(members_[name].admin->port(), "/status");
+    return HttpGet(AdminPort(name), "/status");
   }
 
   // Polls until `pred` holds: a process outside can only be asked.
@@ -206,7 +223,7 @@ TEST_F(QuorateNodeTest, ThreeProcesses_ElectALeaderAndReportIt) {
   EXPECT_GE(JsonInt(s, "term"), 1);
   EXPECT_GE(JsonInt(s, "commit_index"), 1);  // the leader's first entry
   EXPECT_NE(s.find("\"peers\": [{"), std::string::npos) << s;
-  EXPECT_EQ(HttpGet(members_[leader].admin->port(), "/healthz"), "ok\n");
+  EXPECT_EQ(HttpGet(AdminPort(leader), "/healthz"), "ok\n");
   // The event log recorded the leader's election.
   EXPECT_NE(ReadAll(root_ + "/" + leader + ".events")
                 .find("\"event\": \"role\", \"role\": \"leader\""),
@@ -225,10 +242,10 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
   const std::string leader = AwaitLeader();
   ASSERT_FALSE(leader.empty());
   auto readyz = [this](const std::string& name) {
-    return HttpGet(members_[name].admin->port(), "/readyz");
+    return HttpGet(AdminPort(name), "/readyz");
   };
   auto metrics = [this](const std::string& name) {
-    return HttpGet(members_[name].admin->port(), "/metrics");
+    return HttpGet(AdminPort(name), "/metrics");
   };
   for (const auto& entry : members_) {
     const std::string& name = entry.first;
@@ -291,8 +308,8 @@ TEST_F(QuorateNodeTest, Learner_ReplicatesHoldsAWindowAndNeverCampaigns) {
   std::string s = Status("n4");
   EXPECT_EQ(JsonString(s, "role"), "learner") << s;
   ASSERT_TRUE(Await([&] {
-    return HttpGet(members_["n4"].admin->port(), "/readyz") == "active\n";
-  })) << HttpGet(members_["n4"].admin->port(), "/readyz");
+    return HttpGet(AdminPort("n4"), "/readyz") == "active\n";
+  })) << HttpGet(AdminPort("n4"), "/readyz");
   ASSERT_EQ(Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"}).exit,
             0);
   const Ctl c = Quoratectl({"--endpoints=" + Endpoints({"n4"}), "get", "k"});
@@ -312,8 +329,7 @@ TEST_F(QuorateNodeTest, Learner_ReplicatesHoldsAWindowAndNeverCampaigns) {
     }
   }
   ASSERT_TRUE(Await([&] {
-    return HttpGet(members_["n4"].admin->port(), "/readyz")
-               .rfind("paused: ", 0) == 0;
+    return HttpGet(AdminPort("n4"), "/readyz").rfind("paused: ", 0) == 0;
   }));
   EXPECT_EQ(JsonString(Status("n4"), "role"), "learner");
   const std::string events = ReadAll(root_ + "/n4.events");
@@ -421,10 +437,9 @@ TEST_F(QuorateNodeTest, DataDirectoryInUse_ExitsTwo) {
   Start("n1");
   ASSERT_TRUE(Await([&] { return !Status("n1").empty(); }));
   // A second process on the same directory (other ports).
-  PortReservation port, admin;
+  PortReservation port;
   std::vector<std::string> args = Args("n1");
   args[3] = "--listen=" + port.address();
-  args[4] = "--admin=" + admin.address();
   Process second(args, root_ + "/second.log");
   EXPECT_EQ(second.Wait(absl::Seconds(10)), 2);
   EXPECT_NE(ReadAll(root_ + "/second.log").find("in use"), std::string::npos)

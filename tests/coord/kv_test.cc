@@ -72,11 +72,11 @@ TEST_F(KvStoreTest, Cas_WritesOnlyAtTheExpectedRevision) {
   // 0 means "absent".
   EXPECT_EQ(Run(Cas("k", 0, "first")).revision(), 1u);
   const client::KvResult again = Run(Cas("k", 0, "second"));
-  EXPECT_EQ(ResultStatus(again).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ResultStatus(again).code(), absl::StatusCode::kAborted);
   EXPECT_EQ(again.revision(), 1u);  // the key's current revision
   EXPECT_EQ(store_.Get("k")->value, "first");
   const client::KvResult stale = Run(Cas("k", 7, "x"));
-  EXPECT_EQ(ResultStatus(stale).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ResultStatus(stale).code(), absl::StatusCode::kAborted);
   EXPECT_EQ(Run(Cas("k", 1, "third")).revision(), 2u);
   EXPECT_EQ(store_.Get("k")->value, "third");
   EXPECT_EQ(store_.revision(), 2u);  // refused CAS take no revision

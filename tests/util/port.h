@@ -2,8 +2,11 @@
 //
 // A PortReservation binds 127.0.0.1:0 with SO_REUSEPORT and keeps the
 // socket (not listening) until it is destroyed: the kernel hands that port
-// to nobody else meanwhile, while a server of ours (gRPC and the admin
-// listener set SO_REUSEPORT too) can still bind it. Never a fixed port.
+// to nobody else meanwhile, while a gRPC server (which sets SO_REUSEPORT
+// itself) can still bind it. Peers must know each other's gRPC addresses
+// before anyone starts, hence the reservation. The admin listener does not
+// set SO_REUSEPORT: tests give it port 0 and read the port back
+// (AdminPortInLog in process.h). Never a fixed port.
 #ifndef QUORATE_TESTS_UTIL_PORT_H_
 #define QUORATE_TESTS_UTIL_PORT_H_
 

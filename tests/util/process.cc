@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -47,6 +48,31 @@ std::string Http(int port, const std::string& request) {
 }
 
 }  // namespace
+
+int AdminPortInLog(const std::string& log, size_t from) {
+  const std::string text = ReadAll(log);
+  if (from >= text.size()) return 0;
+  const std::string kSays = "admin HTTP on ";
+  const size_t at = text.find(kSays, from);
+  if (at == std::string::npos) return 0;
+  const size_t end = text.find('\n', at);
+  if (end == std::string::npos) return 0;  // the line is not complete yet
+  const std::string address =
+      text.substr(at + kSays.size(), end - at - kSays.size());
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return 0;
+  }
+  return port;
+}
+
+size_t FileSize(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<size_t>(size);
+}
 
 std::string HttpGet(int port, const std::string& path) {
   return Http(port, absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: x\r\n\r\n"));

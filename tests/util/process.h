@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,6 +28,14 @@ std::string JsonString(const std::string& doc, const std::string& key);
 int64_t JsonInt(const std::string& doc, const std::string& key);
 
 std::string ReadAll(const std::string& path);
+
+// The admin HTTP port quorate-node printed in its log ("admin HTTP on
+// HOST:PORT", on the line that says it serves), in the part of `log` from
+// byte `from` on: pass the log's size from before the process started, so
+// that an earlier run's line is not taken. 0 while there is none yet.
+int AdminPortInLog(const std::string& log, size_t from);
+// The size of the file at `path`; 0 if there is none.
+size_t FileSize(const std::string& path);
 
 // A child process, its standard output and error appended to `log`.
 // Killed (SIGKILL) when destroyed if it still runs.

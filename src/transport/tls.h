@@ -1,0 +1,49 @@
+// transport/tls.h: mutual TLS from PEM files, one loader for the member's
+// transport, the client library and the command-line tools.
+//
+//   TlsFiles files{"ca.pem", "me.pem", "me.key"};
+//   QUORATE_ASSIGN_OR_RETURN(auto creds, ChannelCredentials(files));
+//
+// All three files empty: plaintext. All three given: mutual TLS, each side
+// checking that the other's certificate is signed by the CA. Anything else
+// is INVALID_ARGUMENT, as is a file that cannot be read or holds no PEM
+// block; the message names the file.
+#ifndef QUORATE_TRANSPORT_TLS_H_
+#define QUORATE_TRANSPORT_TLS_H_
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace quorate::transport {
+
+// PEM files for mutual TLS (the public quorate::TlsOptions, below the API).
+struct TlsFiles {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool enabled() const {
+    return !ca_file.empty() || !cert_file.empty() || !key_file.empty();
+  }
+};
+
+// OK for none or all three files; INVALID_ARGUMENT otherwise. Reads no
+// file: for validating options before anything starts.
+absl::Status CheckTlsFiles(const TlsFiles& files);
+
+// Credentials for dialing members (a member's peers, a client).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const TlsFiles& files);
+// Credentials for a member's listener: with TLS, a client certificate
+// signed by the CA is required.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const TlsFiles& files);
+
+}  // namespace quorate::transport
+
+#endif  // QUORATE_TRANSPORT_TLS_H_
