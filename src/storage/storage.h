@@ -191,21 +191,6 @@ class Storage {
   absl::Status error_;
 };
 
-// Framing, exposed for tests and tools.
-namespace internal {
-inline constexpr size_t kFrameHeaderBytes = 9;
-inline constexpr uint32_t kMaxRecordBytes = 256u << 20;
-// Records are written in one pwrite per batch, or whenever this many bytes
-// are pending.
-inline constexpr size_t kFlushBytes = 4u << 20;
-// Appends `msg` framed as a record of `type` to `out`.
-void AppendFrame(std::string* out, int type,
-                 const google::protobuf::MessageLite& msg, uint32_t salt);
-// The checksum of a record: CRC32C of the salt (4 bytes, little-endian),
-// the type byte and the payload.
-uint32_t FrameCrc(uint32_t salt, char type, const void* payload, size_t n);
-}  // namespace internal
-
 }  // namespace quorate::storage
 
 #endif  // QUORATE_STORAGE_STORAGE_H_

@@ -1,0 +1,388 @@
+// transport/internal.h: the transport's parts, shared by its files:
+// transport.cc (the transport itself: listener, peers, status), inbound.cc
+// (streams peers open to this member) and sender.cc (this member's stream
+// to one peer: connecting, backoff, batching, the fault hooks).
+#ifndef QUORATE_TRANSPORT_INTERNAL_H_
+#define QUORATE_TRANSPORT_INTERNAL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "transport/cq.h"
+#include "transport/transport.h"
+#include "util/clock.h"
+#include "util/mutex.h"
+#include "wire/peer.grpc.pb.h"
+
+namespace quorate::transport::internal {
+
+// The fault hooks of transport.h (Options::faults_file), shared by every
+// sender of a transport.
+class FaultFile {
+ public:
+  struct Faults {
+    int64_t delay_ms = 0;
+    int duplicate_percent = 0;
+  };
+
+  explicit FaultFile(std::string path) : path_(std::move(path)) {}
+
+  Faults Current() {
+    if (path_.empty()) return {};
+    MutexLock lock(&mu_);
+    const int64_t now = MonotonicNowNs();
+    if (now - read_ns_ < 100'000'000) return faults_;
+    read_ns_ = now;
+    faults_ = {};
+    std::ifstream in(path_);
+    std::string word;
+    while (in >> word) {
+      const size_t eq = word.find('=');
+      if (eq == std::string::npos) continue;
+      const std::string key = word.substr(0, eq);
+      const int64_t value = std::atoll(word.c_str() + eq + 1);
+      if (key == "delay_ms") faults_.delay_ms = std::max<int64_t>(0, value);
+      if (key == "duplicate_percent") {
+        faults_.duplicate_percent =
+            static_cast<int>(std::clamp<int64_t>(value, 0, 100));
+      }
+    }
+    return faults_;
+  }
+
+ private:
+  const std::string path_;
+  Mutex mu_;
+  int64_t read_ns_ ABSL_GUARDED_BY(mu_) = -1'000'000'000'000;
+  Faults faults_ ABSL_GUARDED_BY(mu_);
+};
+
+// Whether the fault file asks for delays or duplicates now.
+bool FaultsActive(FaultFile& file);
+
+// Milliseconds, for gRPC's integer arguments.
+int Ms(absl::Duration d);
+
+class TransportImpl;
+
+// A stream a peer opened to this member: Hello, then batches until it
+// breaks. Lives on the io thread, and deletes itself when it is over.
+class InStream final : public CqHandler {
+ public:
+  InStream(TransportImpl* owner, peer::Peer::AsyncService* service,
+           grpc::ServerCompletionQueue* cq)
+      : owner_(owner), rw_(&context_) {
+    service->RequestStream(&context_, &rw_, cq, cq, &requested_);
+  }
+  void OnEvent(int kind, bool ok) override;
+
+ private:
+  enum Kind { kRequested, kRead, kWrote, kFinished };
+  ~InStream() = default;
+
+  TransportImpl* const owner_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<peer::StreamAck, peer::PeerFrame> rw_;
+  peer::PeerFrame frame_;
+  peer::StreamAck ack_;
+  bool greeted_ = false;  // Hello read and accepted
+  uint64_t from_ = 0;     // the member that said Hello
+  CqTag requested_{this, kRequested};
+  CqTag read_{this, kRead};
+  CqTag wrote_{this, kWrote};
+  CqTag finished_{this, kFinished};
+};
+
+// One peer's outgoing stream and its queue.
+//
+// Messages are written from the thread that queues them (the node loop or
+// the storage thread) when no write is in flight, and otherwise by the io
+// thread as soon as the previous write completes: everything queued
+// meanwhile goes out as the next batch, in one frame. No thread wakes up
+// just to pass a message on. A thread of the sender's own does the slow
+// part, connecting: waiting for a channel, the Hello exchange, backoff.
+class PeerSender final : public CqHandler {
+ public:
+  // `make_channel` returns a new channel to the peer (its own connection).
+  PeerSender(TransportImpl* owner, PeerAddress peer, grpc::CompletionQueue* cq,
+             std::function<std::shared_ptr<grpc::Channel>()> make_channel);
+  ~PeerSender();
+
+  void Enqueue(std::vector<raft::Message> messages);
+  PeerState State() const;
+  bool connected() const {
+    MutexLock lock(&mu_);
+    return connected_;
+  }
+  // Ends the stream and the thread, and joins it. The io thread must still
+  // run: the stream's last operations complete there.
+  void Stop();
+  void OnEvent(int kind, bool ok) override;  // the io thread
+
+ private:
+  enum Kind { kStarted, kWrote, kRead, kFinished };
+  // One attempt's stream. Destroyed only when none of its operations is
+  // outstanding (phase kDone).
+  struct Stream {
+    enum class Phase { kStarting, kHello, kAwaitAck, kOpen, kFinishing, kDone };
+    grpc::ClientContext context;
+    std::unique_ptr<
+        grpc::ClientAsyncReaderWriter<peer::PeerFrame, peer::StreamAck>>
+        rw;
+    peer::StreamAck ack;
+    grpc::Status status;
+    Phase phase = Phase::kStarting;
+    int outstanding = 0;  // operations started and not yet completed
+    bool failed = false;  // finishing once nothing is outstanding
+    bool cancelled = false;
+  };
+
+  void Run();
+  // Waits until a channel to the peer is ready, or `deadline`, or Stop().
+  bool AwaitChannel(absl::Time deadline);
+  // Opens the stream and exchanges Hello; false (after logging why) if the
+  // peer cannot be reached or refuses.
+  bool Connect();
+  // Until the open stream breaks or Stop(): writes what the io thread and
+  // Enqueue leave to this thread (frames under injected faults).
+  void Serve();
+  // Takes a batch off the queue and starts writing it.
+  void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stream broke, or is being stopped (`cancel`): finish it once no
+  // operation is outstanding. A failed read needs no cancelling: the peer
+  // ended the stream, and Finish() then returns the peer's own status (a
+  // refusal's reason, which a cancel would replace).
+  void FailLocked(bool cancel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LogOnce(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an operation about to begin on `s` (it completes on the io
+  // thread), and tells ThreadSanitizer so.
+  void BeginLocked(Stream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    TsanStarting(cq_);
+    ++s->outstanding;
+  }
+
+  TransportImpl* const owner_;
+  const PeerAddress peer_;
+  grpc::CompletionQueue* const cq_;
+  const std::function<std::shared_ptr<grpc::Channel>()> make_channel_;
+  // The channel in use and its stub, and the connection attempts under
+  // way (newest last; kept from one AwaitChannel() to the next, so that an
+  // attempt about to succeed is not dropped): the sender's thread only.
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<peer::Peer::Stub> stub_;
+  std::deque<std::shared_ptr<grpc::Channel>> tries_;
+  std::mt19937_64 rng_;  // the sender's thread only
+  mutable Mutex mu_;
+  CondVar changed_;  // stream phase, queue or stop changed
+  std::unique_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);
+  std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
+  peer::PeerFrame out_ ABSL_GUARDED_BY(mu_);  // the frame being written
+  size_t out_messages_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool duplicate_ ABSL_GUARDED_BY(mu_) = false;  // write `out_` once more
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_log_ ABSL_GUARDED_BY(mu_);
+  CqTag started_{this, kStarted};
+  CqTag wrote_{this, kWrote};
+  CqTag read_{this, kRead};
+  CqTag finished_{this, kFinished};
+  std::thread thread_;
+};
+
+class TransportImpl final : public Transport, public CallQueue {
+ public:
+  explicit TransportImpl(Options options)
+      : options_(std::move(options)), faults_(options_.faults_file) {}
+  ~TransportImpl() override { Stop(); }
+
+  absl::Status Init(const std::vector<PeerAddress>& peers);
+
+  void Send(std::vector<raft::Message> messages) override {
+    std::map<uint64_t, std::vector<raft::Message>> by_peer;
+    for (raft::Message& m : messages) {
+      by_peer[m.to()].push_back(std::move(m));
+    }
+    for (auto& [to, batch] : by_peer) {
+      auto it = senders_.find(to);
+      if (it == senders_.end()) continue;  // not a peer (a bug upstream)
+      it->second->Enqueue(std::move(batch));
+    }
+  }
+
+  std::string listen_address() const override { return listen_address_; }
+
+  std::map<uint64_t, PeerState> Peers() const override {
+    std::map<uint64_t, PeerState> out;
+    for (const auto& [id, sender] : senders_) out[id] = sender->State();
+    MutexLock lock(&mu_);
+    for (auto& [id, state] : out) {
+      auto it = last_received_.find(id);
+      if (it != last_received_.end()) state.last_received_ns = it->second;
+      auto n = received_.find(id);
+      if (n != received_.end()) state.received = n->second;
+    }
+    return out;
+  }
+
+  bool Connected(uint64_t peer) const override {
+    auto it = senders_.find(peer);
+    return it != senders_.end() && it->second->connected();
+  }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    // Senders first: their streams' last operations complete on the io
+    // thread, which still runs.
+    for (auto& [id, sender] : senders_) sender->Stop();
+    accepting_.store(false);
+    if (server_ != nullptr) {
+      // Streams never end by themselves: cancel them now.
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+    }
+    if (cq_ != nullptr) {
+      {
+        MutexLock lock(&cq_mu_);
+        cq_closed_ = true;
+        cq_->Shutdown();
+      }
+      if (io_thread_.joinable()) {
+        io_thread_.join();
+      } else {
+        void* tag;
+        bool ok;
+        while (cq_->Next(&tag, &ok)) {
+        }
+      }
+    }
+  }
+
+  const Options& options() const { return options_; }
+  FaultFile& faults() { return faults_; }
+
+  // Waits for the next stream a peer opens (the io thread).
+  void AcceptNextStream() {
+    if (!accepting_.load()) return;
+    StartOperation([this] { new InStream(this, &service_, cq_.get()); });
+  }
+
+  grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
+  bool StartOperation(absl::FunctionRef<void()> start) override {
+    MutexLock lock(&cq_mu_);
+    if (cq_closed_) return false;
+    TsanStarting(cq_.get());
+    start();
+    return true;
+  }
+
+  // OK if `frame` is a Hello from a member of this cluster meant for this
+  // member; otherwise the status to end the stream with (logged).
+  grpc::Status CheckHello(const peer::PeerFrame& frame,
+                          const std::string& address) const {
+    const Options& o = options_;
+    if (!frame.has_hello()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "a peer stream must start with Hello");
+    }
+    const peer::Hello& hello = frame.hello();
+    if (hello.cluster_id() != o.cluster_id) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address,
+                       ": it belongs to cluster '", hello.cluster_id(),
+                       "', this member to cluster '", o.cluster_id, "'"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("member '", o.self.name, "' is in cluster '",
+                       o.cluster_id, "', not in cluster '", hello.cluster_id(),
+                       "'"));
+    }
+    if (peer_ids_.count(hello.from()) == 0) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address,
+                       ": it is not a member of this cluster"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("member '", o.self.name, "' does not know a member '",
+                       hello.from_name(), "' in its cluster"));
+    }
+    if (hello.to() != o.self.id) {
+      Log(absl::StrCat("refused member '", hello.from_name(),
+                       "' connecting from ", address,
+                       ": it meant to reach another member"));
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("this address serves member '", o.self.name,
+                       "', not the one asked for"));
+    }
+    return grpc::Status::OK;
+  }
+
+  void Log(const std::string& line) const {
+    if (options_.log) options_.log(line);
+  }
+
+  // A batch arrived on the stream `from` opened (the io thread).
+  void Received(uint64_t from, raft::MessageBatch* batch) {
+    std::vector<raft::Message> messages;
+    messages.reserve(static_cast<size_t>(batch->messages_size()));
+    for (raft::Message& m : *batch->mutable_messages()) {
+      // A stream speaks for the member that said Hello, and only to us.
+      if (m.from() != from || m.to() != options_.self.id) continue;
+      messages.push_back(std::move(m));
+    }
+    {
+      MutexLock lock(&mu_);
+      last_received_[from] = MonotonicNowNs();
+      received_[from] += messages.size();
+    }
+    if (options_.on_messages && !messages.empty()) {
+      options_.on_messages(std::move(messages));
+    }
+  }
+
+  void Unreachable(uint64_t peer) const {
+    if (options_.on_unreachable) options_.on_unreachable(peer);
+  }
+  void Reconnected(uint64_t peer) const {
+    if (options_.on_connected) options_.on_connected(peer);
+  }
+
+ private:
+  const Options options_;
+  FaultFile faults_;
+  peer::Peer::AsyncService service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread io_thread_;
+  std::atomic<bool> accepting_{true};
+  Mutex cq_mu_;
+  bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
+  std::unique_ptr<grpc::Server> server_;
+  std::string listen_address_;
+  // Fixed before the server starts: streams may arrive at once.
+  std::set<uint64_t> peer_ids_;
+  // Fixed after Init(); the senders lock themselves.
+  std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
+  mutable Mutex mu_;
+  std::map<uint64_t, int64_t> last_received_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint64_t> received_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace quorate::transport::internal
+
+#endif  // QUORATE_TRANSPORT_INTERNAL_H_
