@@ -123,7 +123,7 @@ struct MemberOptions {
   // A snapshot is taken, and the log compacted, every this many entries.
   uint64_t snapshot_every_entries = 10000;
   // If set, one JSON object per line for every role change (see
-  // CONTRACTS.md), appended and flushed as it happens.
+  // docs/contracts.md), appended and flushed as it happens.
   std::string event_log_path;
   // Notable events, one line each. Default: standard error.
   std::function<void(absl::string_view line)> log;

@@ -2,7 +2,7 @@
 //
 //   GET /healthz   200 "ok" while the process serves
 //   GET /readyz    200 while the member is active, 503 while it is paused
-//   GET /status    200, JSON: the member's view (CONTRACTS.md)
+//   GET /status    200, JSON: the member's view (docs/contracts.md)
 //   GET /metrics   200, Prometheus text format
 // Anything else is 404 (405 for other methods). Read-only so far: write
 // operations will need authentication.

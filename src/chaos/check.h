@@ -5,7 +5,7 @@
 //    unknown may or may not have happened.
 //  - no acknowledged write lost: every put-once key that was acknowledged
 //    is read back, after the run, with the value written.
-//  - event log (../shared/design/CONTRACTS.md): at most one leader per
+//  - event log (docs/contracts.md): at most one leader per
 //    term; every active window of term t ended (its active_until_mono_ns)
 //    before any member became leader in a later term. With no mode events
 //    (no partition guard yet) the second check has nothing to check and

@@ -54,7 +54,7 @@ struct RunResult {
 };
 
 // The default member template: quorate-node with the flags of
-// ../shared/design/CONTRACTS.md.
+// docs/contracts.md.
 std::vector<std::string> DefaultCommand(const std::string& node_binary);
 
 // Why a run cannot happen here (not root, no ip or nft), or OK.

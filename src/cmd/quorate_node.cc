@@ -1,7 +1,7 @@
 // quorate-node: one member of a Quorate cluster as a process.
 //
 // Flags, signals and exit codes are an outside contract
-// (../shared/design/CONTRACTS.md):
+// (docs/contracts.md):
 //   0  stopped cleanly on SIGTERM or SIGINT (a leader hands over first)
 //   1  the member stopped working by itself (its disk failed)
 //   2  a bad flag, or an unusable data directory or address

@@ -1,4 +1,4 @@
-// quoratectl: the operator and script client (../shared/design/CONTRACTS.md).
+// quoratectl: the operator and script client (docs/contracts.md).
 //
 //   quoratectl --endpoints=HOST:PORT[,HOST:PORT...] [--timeout=2s] COMMAND
 //     status                       one line per member
