@@ -113,7 +113,9 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   }
   void Post(absl::AnyInvocable<void()> fn) override {
     asio::post(io_, [this, fn = std::move(fn)]() mutable {
-      if (!closing_) fn();
+      if (closing_) return;
+      fn();
+      PublishStatus();
     });
   }
   void RunInBackground(absl::AnyInvocable<void()> fn) override {
