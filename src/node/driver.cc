@@ -408,16 +408,22 @@ absl::Status Driver::TransferLeadership(uint64_t target) {
   return s;
 }
 
+absl::Status Driver::Admit(size_t waiting, absl::string_view what) const {
+  if (failed_ || closed_) {
+    return absl::UnavailableError(failed_ ? "the member stopped after an error"
+                                          : "the member is stopping");
+  }
+  if (waiting >= options_.max_waiting) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        waiting, " ", what, " are already waiting on this member"));
+  }
+  return absl::OkStatus();
+}
+
 void Driver::Propose(std::string command, int64_t deadline_ns,
                      std::function<void(absl::StatusOr<Applied>)> done) {
-  if (failed_ || closed_) {
-    done(absl::UnavailableError(failed_ ? "the member stopped after an error"
-                                        : "the member is stopping"));
-    return;
-  }
-  if (proposals_.size() >= options_.max_waiting) {
-    done(absl::ResourceExhaustedError(absl::StrCat(
-        proposals_.size(), " proposals are already waiting on this member")));
+  if (absl::Status s = Admit(proposals_.size(), "proposals"); !s.ok()) {
+    done(s);
     return;
   }
   absl::StatusOr<uint64_t> index =
@@ -459,14 +465,8 @@ void Driver::Confirm(int64_t deadline_ns,
 void Driver::StartRead(int64_t deadline_ns,
                        std::function<void(absl::StatusOr<uint64_t>)> done,
                        std::function<void(const raft::ReadState&)> confirmed) {
-  if (failed_ || closed_) {
-    done(absl::UnavailableError(failed_ ? "the member stopped after an error"
-                                        : "the member is stopping"));
-    return;
-  }
-  if (reads_.size() >= options_.max_waiting) {
-    done(absl::ResourceExhaustedError(absl::StrCat(
-        reads_.size(), " reads are already waiting on this member")));
+  if (absl::Status s = Admit(reads_.size(), "reads"); !s.ok()) {
+    done(s);
     return;
   }
   const uint64_t id = next_read_id_++;

@@ -299,6 +299,9 @@ class Driver {
          DriverObserver* observer);
 
   absl::Status LoadSnapshot(const std::string& data);
+  // UNAVAILABLE once stopped; RESOURCE_EXHAUSTED when `waiting` of `what`
+  // (proposals, reads) are waiting already.
+  absl::Status Admit(size_t waiting, absl::string_view what) const;
   void StartRead(int64_t deadline_ns,
                  std::function<void(absl::StatusOr<uint64_t>)> done,
                  std::function<void(const raft::ReadState&)> confirmed);

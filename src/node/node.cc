@@ -140,6 +140,8 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
               std::function<void(const absl::Status&)> fail);
   void Submit(storage::GroupCommitWriter::Request request,
               absl::AnyInvocable<void(absl::Status)> done);
+  // OK, or UNAVAILABLE when this follower's stream to its leader is down.
+  absl::Status LeaderReachable() const;
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
@@ -486,23 +488,29 @@ void Node::Impl::Propose(std::string command, absl::Duration timeout,
       [shared](const absl::Status& s) { (*shared)(s); });
 }
 
+absl::Status Node::Impl::LeaderReachable() const {
+  // A follower forwards reads and confirmations to the leader; while its
+  // stream to the leader is down the request would be dropped, so say so
+  // now rather than at the deadline.
+  const raft::SoftState& soft = driver_->soft_state();
+  if (soft.role == raft::Role::kLeader || soft.leader == 0 ||
+      transport_->Connected(soft.leader)) {
+    return absl::OkStatus();
+  }
+  auto leader = driver_->members().find(soft.leader);
+  return absl::UnavailableError(absl::StrCat(
+      "no connection to the leader '",
+      leader != driver_->members().end() ? leader->second.name() : "?", "'"));
+}
+
 void Node::Impl::Read(absl::Duration timeout,
                       std::function<void(absl::StatusOr<uint64_t>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   auto shared = std::make_shared<decltype(done)>(std::move(done));
   OnLoop(
       [this, deadline, shared] {
-        // A follower forwards the request to the leader; while its stream
-        // to the leader is down the request would be dropped, so say so now
-        // rather than at the deadline.
-        const raft::SoftState& soft = driver_->soft_state();
-        if (soft.role != raft::Role::kLeader && soft.leader != 0 &&
-            !transport_->Connected(soft.leader)) {
-          auto leader = driver_->members().find(soft.leader);
-          (*shared)(absl::UnavailableError(absl::StrCat(
-              "no connection to the leader '",
-              leader != driver_->members().end() ? leader->second.name() : "?",
-              "'")));
+        if (absl::Status s = LeaderReachable(); !s.ok()) {
+          (*shared)(s);
           return;
         }
         driver_->Read(deadline, std::move(*shared));
@@ -517,10 +525,8 @@ void Node::Impl::Confirm(
   auto shared = std::make_shared<decltype(done)>(std::move(done));
   OnLoop(
       [this, deadline, shared] {
-        const raft::SoftState& soft = driver_->soft_state();
-        if (soft.role != raft::Role::kLeader && soft.leader != 0 &&
-            !transport_->Connected(soft.leader)) {
-          (*shared)(absl::UnavailableError("no connection to the leader"));
+        if (absl::Status s = LeaderReachable(); !s.ok()) {
+          (*shared)(s);
           return;
         }
         driver_->Confirm(deadline, std::move(*shared));
