@@ -1,0 +1,268 @@
+// The driver's own order (node/driver.h), checked message by message on
+// three members whose I/O the test holds in its hands: it decides when a
+// write becomes durable and when a message is delivered. The simulator
+// checks the same driver against random faults; these pin down each rule.
+#include "node/driver.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "raft/random.h"
+#include "util/check.h"
+#include "wire/peer.pb.h"
+
+namespace quorate::node {
+namespace {
+
+using raft::Message;
+
+constexpr int64_t kHeartbeat = 10;
+constexpr int64_t kElection = 100;
+
+// Three members on a network that delivers only when told to.
+class Harness {
+ public:
+  // One member's clock, network and disk.
+  class Io final : public DriverEnv, public DriverWriter {
+   public:
+    explicit Io(Harness* h) : h_(h) {}
+    int64_t Now() override { return h_->now_; }
+    void Send(std::vector<Message> messages) override {
+      for (Message& m : messages) h_->network_.push_back(std::move(m));
+    }
+    void Post(absl::AnyInvocable<void()> fn) override { fn(); }
+    void RunInBackground(absl::AnyInvocable<void()> fn) override { fn(); }
+    void ScheduleTick(int64_t deadline_ns) override { tick = deadline_ns; }
+    void Write(Request request,
+               absl::AnyInvocable<void(absl::Status)> done) override {
+      writes.emplace_back(std::move(request), std::move(done));
+    }
+    void SaveSnapshot(raft::SnapshotMetadata /*metadata*/,
+                      std::shared_ptr<const std::string> /*data*/,
+                      absl::AnyInvocable<void(absl::Status)> done) override {
+      writes.emplace_back(Request{}, std::move(done));
+    }
+
+    // The deadline the driver last asked to be ticked at.
+    int64_t tick = -1;
+    // Submitted, not yet durable: the test completes them.
+    std::deque<std::pair<Request, absl::AnyInvocable<void(absl::Status)>>>
+        writes;
+
+   private:
+    Harness* const h_;
+  };
+
+  explicit Harness(uint64_t seed) {
+    std::vector<peer::MemberInfo> voters(3);
+    for (uint64_t id = 1; id <= 3; ++id) voters[id - 1].set_id(id);
+    const Bootstrap boot = MakeBootstrap(voters, {});
+    for (uint64_t id = 1; id <= 3; ++id) {
+      randoms_.push_back(std::make_unique<raft::SeededRandom>(seed * 7 + id));
+      ios_.push_back(std::make_unique<Io>(this));
+      raft::Config c;
+      c.id = id;
+      c.random = randoms_.back().get();
+      c.heartbeat_interval_ns = kHeartbeat;
+      c.election_timeout_ns = kElection;
+      raft::RestoredState r;
+      r.snapshot = boot.metadata;
+      r.snapshot_data = boot.data;
+      DriverOptions o;
+      o.snapshot_every = 0;
+      auto d = Driver::Create(c, std::move(o), std::move(r), ios_.back().get(),
+                              ios_.back().get());
+      QUORATE_CHECK(d.ok()) << d.status();
+      drivers_.push_back(*std::move(d));
+    }
+  }
+
+  Driver& d(uint64_t id) { return *drivers_[id - 1]; }
+  Io& io(uint64_t id) { return *ios_[id - 1]; }
+  std::deque<Message>& network() { return network_; }
+  int64_t now() const { return now_; }
+  void Skip(int64_t ns) { now_ += ns; }
+
+  // Makes member `id`'s submitted writes durable, in order.
+  void CompleteWrites(uint64_t id) {
+    while (!io(id).writes.empty()) {
+      auto done = std::move(io(id).writes.front().second);
+      io(id).writes.pop_front();
+      done(absl::OkStatus());
+    }
+  }
+  // Delivers what is queued now, each message to its member's driver.
+  void DeliverAll() {
+    std::deque<Message> batch;
+    batch.swap(network_);
+    for (Message& m : batch) {
+      const uint64_t to = m.to();
+      std::vector<Message> one;
+      one.push_back(std::move(m));
+      (void)d(to).Step(std::move(one));
+    }
+  }
+  // Completes every write and delivers every message until nothing moves.
+  void Stabilize() {
+    for (int i = 0; i < 1000; ++i) {
+      for (uint64_t id = 1; id <= 3; ++id) CompleteWrites(id);
+      if (network_.empty()) return;
+      DeliverAll();
+    }
+    QUORATE_CHECK(false) << "the cluster does not settle";
+  }
+  // Member 1 wins an election.
+  void ElectOne() {
+    Skip(2 * kElection);  // every member's start-up lease is over
+    d(1).mutable_raft().Campaign(now_);
+    d(1).Drive();
+    Stabilize();
+    QUORATE_CHECK(d(1).raft().role() == raft::Role::kLeader);
+  }
+  // How many queued messages are of `type` from `from`.
+  int Queued(raft::MessageType type, uint64_t from) const {
+    int n = 0;
+    for (const Message& m : network_) n += m.type() == type && m.from() == from;
+    return n;
+  }
+
+ private:
+  int64_t now_ = 1;
+  std::vector<std::unique_ptr<raft::SeededRandom>> randoms_;
+  std::vector<std::unique_ptr<Io>> ios_;
+  std::vector<std::unique_ptr<Driver>> drivers_;
+  std::deque<Message> network_;
+};
+
+// Raft §5.2 with §5.4's durability: a vote promises that the voter
+// remembers it, so it leaves only once the write holding it is durable.
+TEST(DriverTest, Vote_LeavesOnlyAfterItsWriteIsDurable) {
+  Harness h(1);
+  h.Skip(2 * kElection);
+  h.d(1).mutable_raft().Campaign(h.now());
+  h.d(1).Drive();
+  // Pre-votes promise nothing; deliver them and their answers.
+  for (int round = 0; round < 2; ++round) h.DeliverAll();
+  h.CompleteWrites(1);  // the candidate's own term and vote
+  ASSERT_EQ(h.Queued(raft::MESSAGE_TYPE_VOTE, 1), 2);
+  h.DeliverAll();  // the vote requests reach 2 and 3
+  ASSERT_FALSE(h.io(2).writes.empty());
+  const auto& write = h.io(2).writes.front().first;
+  ASSERT_TRUE(write.hard_state.has_value());
+  EXPECT_EQ(write.hard_state->vote(), 1u);
+  EXPECT_EQ(h.Queued(raft::MESSAGE_TYPE_VOTE_RESPONSE, 2), 0)
+      << "member 2 voted before its vote was durable";
+  h.CompleteWrites(2);
+  EXPECT_EQ(h.Queued(raft::MESSAGE_TYPE_VOTE_RESPONSE, 2), 1);
+}
+
+// An append acknowledgement promises the entries are durable on the
+// follower: it too waits for the write.
+TEST(DriverTest, AppendAcknowledgement_LeavesOnlyAfterItsWriteIsDurable) {
+  Harness h(2);
+  h.ElectOne();
+  bool applied = false;
+  h.d(1).Propose("x", h.now() + kElection,
+                 [&](absl::StatusOr<Applied> a) { applied = a.ok(); });
+  h.DeliverAll();  // the append reaches 2 and 3
+  ASSERT_FALSE(h.io(2).writes.empty());
+  EXPECT_FALSE(h.io(2).writes.front().first.entries.empty());
+  EXPECT_EQ(h.Queued(raft::MESSAGE_TYPE_APPEND_RESPONSE, 2), 0);
+  h.CompleteWrites(2);
+  EXPECT_EQ(h.Queued(raft::MESSAGE_TYPE_APPEND_RESPONSE, 2), 1);
+  EXPECT_FALSE(applied);  // not committed yet: nobody answered
+  h.Stabilize();
+  EXPECT_TRUE(applied);
+}
+
+// A new commit index alone needs no fsync: it is held back and written
+// with the next entries, and what it commits is applied at once.
+TEST(DriverTest, CommitIndexAlone_IsHeldBackAndWrittenWithTheNextEntries) {
+  Harness h(3);
+  h.ElectOne();
+  h.d(1).Propose("x", h.now() + kElection, [](absl::StatusOr<Applied>) {});
+  h.DeliverAll();
+  h.CompleteWrites(1);
+  h.CompleteWrites(2);
+  h.CompleteWrites(3);
+  h.DeliverAll();  // the acknowledgements: the leader commits "x"
+  const uint64_t x = h.d(1).raft().commit();
+  ASSERT_EQ(h.d(1).raft().log().At(x).data(), "x");
+  h.DeliverAll();  // the new commit index reaches the followers
+  EXPECT_EQ(h.d(2).raft().commit(), x);
+  EXPECT_TRUE(h.io(2).writes.empty()) << "a commit index alone was written";
+  EXPECT_EQ(h.d(2).applied(), x);
+  // The next entries carry it.
+  h.d(1).Propose("y", h.now() + kElection, [](absl::StatusOr<Applied>) {});
+  h.DeliverAll();
+  ASSERT_FALSE(h.io(2).writes.empty());
+  const auto& write = h.io(2).writes.front().first;
+  ASSERT_TRUE(write.hard_state.has_value());
+  EXPECT_GE(write.hard_state->commit(), x);
+}
+
+// The partition guard's renewals must not wait for a slow disk: a leader
+// confirms a quorum round while its own write is still in flight.
+TEST(DriverTest, Confirm_IsAnsweredWhileTheLeadersWriteIsInFlight) {
+  Harness h(4);
+  h.ElectOne();
+  h.d(1).Propose("slow", h.now() + kElection, [](absl::StatusOr<Applied>) {});
+  ASSERT_FALSE(h.io(1).writes.empty());
+  std::optional<absl::StatusOr<Confirmation>> answer;
+  h.d(1).Confirm(h.now() + kElection,
+                 [&](absl::StatusOr<Confirmation> c) { answer = c; });
+  // Followers answer (their own writes complete); the leader's never does.
+  for (int i = 0; i < 10 && !answer.has_value(); ++i) {
+    h.DeliverAll();
+    h.CompleteWrites(2);
+    h.CompleteWrites(3);
+  }
+  ASSERT_TRUE(answer.has_value());
+  ASSERT_TRUE(answer->ok()) << answer->status();
+  EXPECT_EQ((*answer)->term, h.d(1).raft().term());
+  EXPECT_FALSE(h.io(1).writes.empty());  // still in flight
+}
+
+// A follower told that its leader's connection broke campaigns sooner
+// (Raft::ReportUnreachable). The driver must move its tick to the new
+// deadline, or the shorter timeout never takes effect.
+TEST(DriverTest, ReportUnreachable_MovesTheTickToTheSoonerDeadline) {
+  int sooner = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    Harness h(seed);
+    h.ElectOne();
+    const int64_t before = h.io(2).tick;
+    ASSERT_EQ(before, h.d(2).raft().NextDeadline());
+    h.d(2).ReportUnreachable(1);
+    EXPECT_EQ(h.io(2).tick, h.d(2).raft().NextDeadline()) << "seed " << seed;
+    EXPECT_LE(h.io(2).tick, before) << "seed " << seed;
+    sooner += h.io(2).tick < before;
+  }
+  EXPECT_GT(sooner, 0);
+}
+
+// Callers are answered once, with what happened: stopping answers every
+// waiting one.
+TEST(DriverTest, Close_AnswersEveryWaitingCaller) {
+  Harness h(5);
+  h.ElectOne();
+  absl::Status proposal = absl::OkStatus();
+  absl::Status read = absl::OkStatus();
+  h.d(1).Propose("x", h.now() + kElection,
+                 [&](absl::StatusOr<Applied> a) { proposal = a.status(); });
+  h.d(2).Read(h.now() + kElection,
+              [&](absl::StatusOr<uint64_t> r) { read = r.status(); });
+  h.d(1).Close("the member stopped");
+  h.d(2).Close("the member stopped");
+  EXPECT_TRUE(absl::IsUnknown(proposal)) << proposal;  // may still commit
+  EXPECT_TRUE(absl::IsUnavailable(read)) << read;
+}
+
+}  // namespace
+}  // namespace quorate::node
