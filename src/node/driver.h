@@ -2,18 +2,21 @@
 // core's Readies into writes, messages, applied commands and answered
 // callers, in the order the core's contract (raft.h) demands, and it is
 // the only code that calls GetReady(), Advance() and the core's Take*()
-// exits.
+// exits (the core's own unit tests aside).
 //
-// The node runtime (node.cc), the deterministic simulator (tests/sim/) and
-// the core's multi-member test cluster (tests/raft/cluster.cc) all run this
-// code; each plugs in its own I/O through the interfaces below:
+// The node runtime (node.cc), the deterministic simulator (tests/sim/), the
+// core's multi-member test cluster (tests/raft/cluster.cc) and raft_bench
+// all run this code; each plugs in its own I/O through the interfaces
+// below:
 //
-//   class MyEnv : public DriverEnv { ... };        // clock, send, post
-//   class MyWriter : public DriverWriter { ... };  // durable writes
-//   Driver driver(options, std::move(restored), &env, &writer, &observer);
-//   driver.Propose("command", deadline_ns, [](absl::StatusOr<Applied> a) {});
-//   ... on each message:  driver.Step(std::move(messages));
-//   ... at each deadline: driver.Tick();  (env.ScheduleTick said when)
+//   class MyIo : public DriverEnv, public DriverWriter { ... };
+//   MyIo io;  // clock, send, post, tick; durable writes
+//   auto driver = Driver::Create(config, options, std::move(restored), &io,
+//                                &io);
+//   (*driver)->Propose("command", deadline_ns,
+//                      [](absl::StatusOr<Applied> a) { ... });
+//   ... on each message:  (*driver)->Step(std::move(messages));
+//   ... at each deadline: (*driver)->Tick();  (io.ScheduleTick said when)
 //
 // ORDER OF A READY (the obligations of raft.h, and where each is met):
 //  1. Confirmed read points (rd.read_states) answer Confirm() at once: a
