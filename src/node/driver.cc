@@ -156,8 +156,10 @@ void Driver::SubmitWrite(raft::Ready rd) {
   std::vector<raft::EntryPtr> committed;
   if (!rd.snapshot.has_value()) committed.swap(rd.committed_entries);
   DriverWriter::Request write;
-  write.snapshot = rd.snapshot;
-  write.entries = rd.entries;
+  write.snapshot = rd.snapshot;  // rare; Complete() restores it afterwards
+  write.entries = std::move(rd.entries);
+  // Only the planted bug reads the written entries back (WriteDone).
+  if (options_.unsafe.answer_before_commit) rd.entries = write.entries;
   // A hard state of this Ready's own is the newer one.
   write.hard_state =
       rd.hard_state.has_value() ? rd.hard_state : unwritten_hard_state_;
@@ -520,7 +522,6 @@ void Driver::AnswerAll(const absl::Status& proposals,
 void Driver::Fail(const absl::Status& status) {
   if (failed_) return;
   failed_ = true;
-  error_ = status;
   Log(absl::StrCat("the member stopped working: ", status.message()));
   AnswerAll(
       absl::UnknownError(absl::StrCat("the member stopped (", status.message(),

@@ -272,9 +272,6 @@ class Driver {
   const raft::SoftState& soft_state() const { return soft_; }
   uint64_t applied() const { return applied_; }
   bool failed() const { return failed_; }
-  const absl::Status& error() const { return error_; }
-  bool closed() const { return closed_; }
-  bool write_in_flight() const { return write_in_flight_; }
   // Every member's name, zone and address, by id, as of the newest
   // snapshot; `members_generation()` changes whenever it does.
   const std::map<uint64_t, peer::MemberInfo>& members() const {
@@ -352,7 +349,6 @@ class Driver {
   std::optional<raft::HardState> unwritten_hard_state_;
   bool snapshot_in_flight_ = false;
   bool failed_ = false;
-  absl::Status error_;
   bool closed_ = false;
   uint64_t applied_ = 0;
   int64_t scheduled_tick_ = 0;

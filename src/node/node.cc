@@ -134,10 +134,27 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // Whether a Propose() or Read() may be posted to the loop; on OK it
   // counts in queued_ until its handler runs.
   absl::Status Admit();
-  // Runs `fn` on the loop once admitted; answers `fail` otherwise, or if
-  // the member stopped meanwhile.
-  void OnLoop(absl::AnyInvocable<void()> fn,
-              std::function<void(const absl::Status&)> fail);
+  // Runs fn(std::move(done)) on the loop once admitted; answers `done`
+  // with the refusal otherwise, or if the member stopped meanwhile. One
+  // posted handler per call, nothing shared: this is every client call's
+  // way in.
+  template <typename Done, typename Fn>
+  void OnLoop(Done done, Fn fn) {
+    if (absl::Status s = Admit(); !s.ok()) {
+      done(s);
+      return;
+    }
+    asio::post(io_,
+               [this, done = std::move(done), fn = std::move(fn)]() mutable {
+                 queued_.fetch_sub(1);
+                 if (closing_) {
+                   done(absl::UnavailableError("the member is stopping"));
+                   return;
+                 }
+                 fn(std::move(done));
+                 PublishStatus();
+               });
+  }
   void Submit(storage::GroupCommitWriter::Request request,
               absl::AnyInvocable<void(absl::Status)> done);
   // OK, or UNAVAILABLE when this follower's stream to its leader is down.
@@ -460,32 +477,13 @@ absl::Status Node::Impl::Admit() {
   return absl::OkStatus();
 }
 
-void Node::Impl::OnLoop(absl::AnyInvocable<void()> fn,
-                        std::function<void(const absl::Status&)> fail) {
-  if (absl::Status s = Admit(); !s.ok()) {
-    fail(s);
-    return;
-  }
-  asio::post(io_, [this, fn = std::move(fn), fail = std::move(fail)]() mutable {
-    queued_.fetch_sub(1);
-    if (closing_) {
-      fail(absl::UnavailableError("the member is stopping"));
-      return;
-    }
-    fn();
-    PublishStatus();
-  });
-}
-
 void Node::Impl::Propose(std::string command, absl::Duration timeout,
                          std::function<void(absl::StatusOr<Applied>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  auto shared = std::make_shared<decltype(done)>(std::move(done));
-  OnLoop(
-      [this, command = std::move(command), deadline, shared]() mutable {
-        driver_->Propose(std::move(command), deadline, std::move(*shared));
-      },
-      [shared](const absl::Status& s) { (*shared)(s); });
+  OnLoop(std::move(done),
+         [this, command = std::move(command), deadline](auto answer) mutable {
+           driver_->Propose(std::move(command), deadline, std::move(answer));
+         });
 }
 
 absl::Status Node::Impl::LeaderReachable() const {
@@ -506,32 +504,26 @@ absl::Status Node::Impl::LeaderReachable() const {
 void Node::Impl::Read(absl::Duration timeout,
                       std::function<void(absl::StatusOr<uint64_t>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  auto shared = std::make_shared<decltype(done)>(std::move(done));
-  OnLoop(
-      [this, deadline, shared] {
-        if (absl::Status s = LeaderReachable(); !s.ok()) {
-          (*shared)(s);
-          return;
-        }
-        driver_->Read(deadline, std::move(*shared));
-      },
-      [shared](const absl::Status& s) { (*shared)(s); });
+  OnLoop(std::move(done), [this, deadline](auto answer) {
+    if (absl::Status s = LeaderReachable(); !s.ok()) {
+      answer(s);
+      return;
+    }
+    driver_->Read(deadline, std::move(answer));
+  });
 }
 
 void Node::Impl::Confirm(
     absl::Duration timeout,
     std::function<void(absl::StatusOr<Confirmation>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  auto shared = std::make_shared<decltype(done)>(std::move(done));
-  OnLoop(
-      [this, deadline, shared] {
-        if (absl::Status s = LeaderReachable(); !s.ok()) {
-          (*shared)(s);
-          return;
-        }
-        driver_->Confirm(deadline, std::move(*shared));
-      },
-      [shared](const absl::Status& s) { (*shared)(s); });
+  OnLoop(std::move(done), [this, deadline](auto answer) {
+    if (absl::Status s = LeaderReachable(); !s.ok()) {
+      answer(s);
+      return;
+    }
+    driver_->Confirm(deadline, std::move(answer));
+  });
 }
 
 void Node::Impl::BeginTransfer() {

@@ -1,6 +1,7 @@
 #include "transport/tls.h"
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
 
 #include <fstream>
 #include <sstream>

@@ -11,14 +11,18 @@
 #ifndef QUORATE_TRANSPORT_TLS_H_
 #define QUORATE_TRANSPORT_TLS_H_
 
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/server_credentials.h>
-
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
+// Declared here so that headers naming TlsFiles (transport.h, node.h) do
+// not pull in gRPC's.
+namespace grpc {
+class ChannelCredentials;
+class ServerCredentials;
+}  // namespace grpc
 
 namespace quorate::transport {
 

@@ -32,7 +32,6 @@ void MemberIo::OnStep(const Raft& raft) {
 }
 
 void MemberIo::OnApplied(const Entry& e) {
-  member_->applied_index = e.index();
   member_->applied.push_back(e);
   cluster_->invariants_.OnApplied(member_->id, e,
                                   member_->driver->raft().term());
@@ -107,7 +106,6 @@ void Cluster::Boot(Member& m) {
                                      m.io.get(), m.io.get(), m.io.get());
   QUORATE_CHECK(driver.ok()) << driver.status();
   m.driver = *std::move(driver);
-  m.applied_index = m.disk.snapshot.index();
 }
 
 Raft& Cluster::raft(uint64_t id) {
@@ -282,7 +280,7 @@ void Cluster::Restart(uint64_t id) {
 absl::Status Cluster::Compact(uint64_t id) {
   Member& m = member(id);
   Raft& r = raft(id);
-  const uint64_t index = m.applied_index;
+  const uint64_t index = m.driver->applied();
   SnapshotMetadata md = r.SnapshotMetadataAt(index);
   // The "state machine" is the list of applied entries' data.
   std::string data;

@@ -98,7 +98,6 @@ struct Member {
       writes;
   // Applied state machine: (index, term, data) of every applied entry.
   std::vector<Entry> applied;
-  uint64_t applied_index = 0;
   std::vector<ReadState> reads;
   std::vector<uint64_t> failed_reads;
 };
