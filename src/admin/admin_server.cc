@@ -53,8 +53,12 @@ const char* Bool(bool b) { return b ? "true" : "false"; }
 // the connection alive; every read has a deadline.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::function<MemberView()>* status)
-      : stream_(std::move(socket)), status_(status) {}
+  // `open` counts the sessions alive (the server's thread only).
+  Session(tcp::socket socket, std::function<MemberView()>* status, size_t* open)
+      : stream_(std::move(socket)), status_(status), open_(open) {
+    ++*open_;
+  }
+  ~Session() { --*open_; }
 
   void Read() {
     request_ = {};
@@ -121,6 +125,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   std::function<MemberView()>* const status_;
+  size_t* const open_;
 };
 
 class AdminServerImpl final : public AdminServer {
@@ -166,6 +171,7 @@ class AdminServerImpl final : public AdminServer {
   }
 
   std::string address() const override { return address_; }
+  uint64_t accept_errors() const override { return accept_errors_.load(); }
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
@@ -176,15 +182,45 @@ class AdminServerImpl final : public AdminServer {
  private:
   void Accept() {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) return;  // stopping
-      std::make_shared<Session>(std::move(socket), &status_)->Read();
+      if (ec == asio::error::operation_aborted || stopped_.load()) return;
+      if (ec) {
+        // Out of file descriptors (EMFILE, ENFILE), or out of memory: the
+        // connection stays in the backlog. Try again after a pause, longer
+        // each time, rather than never again or in a tight loop.
+        backoff_ = std::min(std::max(backoff_ * 2, kMinBackoff), kMaxBackoff);
+        accept_errors_.fetch_add(1);
+        retry_.expires_after(backoff_);
+        retry_.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec) Accept();
+        });
+        return;
+      }
+      backoff_ = std::chrono::milliseconds(0);
+      if (open_ >= kMaxSessions) {
+        // Over the cap: close at once; the port stays responsive for the
+        // sessions already open.
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        std::make_shared<Session>(std::move(socket), &status_, &open_)->Read();
+      }
       Accept();
     });
   }
 
+  static constexpr size_t kMaxSessions = 64;
+  static constexpr std::chrono::milliseconds kMinBackoff{10};
+  static constexpr std::chrono::milliseconds kMaxBackoff{1000};
+
   std::function<MemberView()> status_;
+  // Sessions alive; the server's thread only. Before io_: sessions its
+  // handlers still hold count down when it is destroyed.
+  size_t open_ = 0;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  asio::steady_timer retry_{io_};
+  std::chrono::milliseconds backoff_{0};
+  std::atomic<uint64_t> accept_errors_{0};
   std::string address_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
@@ -288,7 +324,11 @@ std::string MetricsText(const MemberView& view) {
                    &node::PeerStatus::messages_received},
         std::tuple{"quorate_peer_messages_dropped_total",
                    "messages to the peer dropped (queue full or link down)",
-                   &node::PeerStatus::messages_dropped}}) {
+                   &node::PeerStatus::messages_dropped},
+        std::tuple{"quorate_peer_messages_refused_total",
+                   "messages from the peer refused as malformed or "
+                   "contradicting this member's state (the stream ends)",
+                   &node::PeerStatus::messages_refused}}) {
     metric(name, "counter", help);
     for (const node::PeerStatus& p : s.peers) {
       absl::StrAppend(&out, name, "{peer=", Quote(p.name), "} ", p.*field,

@@ -26,7 +26,7 @@ namespace quorate::admin {
 struct MemberView {
   node::NodeStatus node;
   guard::GuardStatus guard;
-  int64_t now_ns = 0;  // when the guard's state was read (monotonic)
+  int64_t now_ns = 0;  // when the guard's state was read (its clock)
 };
 
 // The /status document.
@@ -43,6 +43,11 @@ class AdminServer {
   virtual ~AdminServer() = default;
   virtual std::string address() const = 0;  // with the port actually bound
   virtual void Stop() = 0;                  // idempotent
+  // Failed accepts so far (EMFILE and the like). Each is retried after a
+  // pause that doubles from 10 ms to 1 s, so the server outlives running
+  // out of file descriptors. At most 64 sessions are open at once; more
+  // connections are closed as they arrive.
+  virtual uint64_t accept_errors() const = 0;
 };
 
 }  // namespace quorate::admin

@@ -111,10 +111,10 @@ bool Permit::Valid() const { return Valid(nullptr); }
 
 bool Permit::Valid(FencingToken* token) const {
   if (cell_ == nullptr) return false;
-  int64_t deadline = 0;
   guard::Token t;
-  static_cast<const guard::PermitCell*>(cell_.get())->Read(&deadline, &t);
-  if (MonotonicNowNs() >= deadline) return false;
+  if (!static_cast<const guard::PermitCell*>(cell_.get())->Valid(&t)) {
+    return false;
+  }
   if (token != nullptr) *token = FencingToken{t.term, t.index};
   return true;
 }
@@ -156,6 +156,7 @@ class MemberImpl final : public Member {
     o.segment_bytes = options_.wal_segment_bytes;
     o.snapshot_every = options_.snapshot_every_entries;
     o.election_timeout = options_.election_timeout;
+    o.max_clock_drift = options_.max_clock_drift;
     o.tls = {options_.tls.ca_file, options_.tls.cert_file,
              options_.tls.key_file};
     o.faults_file = options_.faults_file;
@@ -208,7 +209,7 @@ class MemberImpl final : public Member {
         admin::MemberView v;
         v.node = node_->GetStatus();
         v.guard = guard_->Status();
-        v.now_ns = MonotonicNowNs();
+        v.now_ns = BootTimeNowNs();  // the guard's clock
         return v;
       });
       if (!admin.ok()) {
@@ -259,7 +260,7 @@ class MemberImpl final : public Member {
     s.pause_reason = g.pause_reason;
     s.active_for_ms =
         g.active ? std::max<int64_t>(
-                       0, (g.active_until_ns - MonotonicNowNs()) / 1'000'000)
+                       0, (g.active_until_ns - BootTimeNowNs()) / 1'000'000)
                  : 0;
     s.token = {g.token.term, g.token.index};
     s.pauses = g.pauses;
@@ -286,9 +287,9 @@ class MemberImpl final : public Member {
   // On the guard's thread.
   void ModeChanged(const guard::Transition& t) {
     if (events_ != nullptr) {
-      // Times on the kernel's clock, like the line's own time (they differ
-      // only under a skewed clock, such as libfaketime's).
-      const int64_t skew = KernelMonotonicNowNs() - MonotonicNowNs();
+      // The guard's times (CLOCK_BOOTTIME, skewed by libfaketime if it is
+      // loaded) on the kernel's CLOCK_MONOTONIC, like the line's own time.
+      const int64_t skew = KernelMonotonicNowNs() - BootTimeNowNs();
       if (t.active) {
         events_->Write(absl::StrCat(
             "\"id\": \"", options_.id,

@@ -4,7 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "util/clock.h"
 #include "util/thread_name.h"
 
 namespace quorate::guard {
@@ -45,7 +44,9 @@ absl::StatusOr<std::unique_ptr<PartitionGuard>> PartitionGuard::Start(
 }
 
 PartitionGuard::PartitionGuard(Options options)
-    : options_(std::move(options)), guard_(options_.guard, MonotonicNowNs()) {}
+    : options_(std::move(options)),
+      cell_(std::make_shared<PermitCell>(options_.clock)),
+      guard_(options_.guard, options_.clock()) {}
 
 PartitionGuard::~PartitionGuard() { Stop(); }
 
@@ -56,7 +57,7 @@ void PartitionGuard::Stop() {
     if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
     cell_->Write(0, guard_.token());
-    stop_ns = MonotonicNowNs();
+    stop_ns = options_.clock();
   }
   changed_.SignalAll();
   if (thread_.joinable()) thread_.join();
@@ -113,7 +114,7 @@ void PartitionGuard::Run() {
   // Locked by hand: it is let go around calls out of the guard.
   mu_.Lock();
   while (!stopping_) {
-    int64_t now = MonotonicNowNs();
+    int64_t now = options_.clock();
     if (nudged_) {
       nudged_ = false;
       if (last_renewal_failed_ || known_term_ > last_renewal_term_) {
@@ -134,7 +135,7 @@ void PartitionGuard::Run() {
             Confirmed(id, std::move(c));
           });
       mu_.Lock();
-      now = MonotonicNowNs();
+      now = options_.clock();
     }
     while (std::optional<Transition> t = guard_.Evaluate(now)) {
       pause_reason_ = t->active ? "" : t->reason;
@@ -170,7 +171,7 @@ void PartitionGuard::Nudge(uint64_t term) {
 GuardStatus PartitionGuard::Status() const {
   MutexLock lock(&mu_);
   GuardStatus s;
-  s.active = guard_.active() && MonotonicNowNs() < guard_.active_until_ns();
+  s.active = guard_.active() && options_.clock() < guard_.active_until_ns();
   s.pause_reason = s.active ? "" : pause_reason_;
   if (!s.active && pause_reason_.empty()) {
     s.pause_reason = "the active window lapsed";

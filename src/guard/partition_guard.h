@@ -20,19 +20,31 @@
 #include "absl/status/statusor.h"
 #include "guard/guard.h"
 #include "node/node.h"
+#include "util/clock.h"
 #include "util/mutex.h"
 
 namespace quorate::guard {
 
-// The published window: its deadline on the member's monotonic clock (0
-// while paused) and its token. Written under the guard's lock, read
-// without one (a sequence lock): Read() is a few atomic loads.
+// The published window: its deadline on the guard's clock (0 while
+// paused) and its token. Written under the guard's lock, read without one
+// (a sequence lock): Read() is a few atomic loads.
 class PermitCell {
  public:
+  explicit PermitCell(ClockFn clock = BootTimeNowNs) : clock_(clock) {}
   void Write(int64_t deadline_ns, Token token);
   void Read(int64_t* deadline_ns, Token* token) const;
+  // Whether the window is open now, by the guard's clock; its token if so.
+  bool Valid(Token* token) const {
+    int64_t deadline = 0;
+    Token t;
+    Read(&deadline, &t);
+    if (clock_() >= deadline) return false;
+    if (token != nullptr) *token = t;
+    return true;
+  }
 
  private:
+  const ClockFn clock_;
   std::atomic<uint64_t> seq_{0};
   std::atomic<int64_t> deadline_ns_{0};
   std::atomic<uint64_t> term_{0};
@@ -55,6 +67,10 @@ class PartitionGuard {
     GuardOptions guard;
     int64_t renew_interval_ns = 50'000'000;
     node::Node* node = nullptr;  // not owned; outlives the guard
+    // The clock of windows and permits: CLOCK_BOOTTIME, so that a suspend
+    // (during which CLOCK_MONOTONIC stops) ends a window. Tests inject a
+    // fake one.
+    ClockFn clock = BootTimeNowNs;
     std::function<void(const Transition&)> on_transition;
   };
 
@@ -81,7 +97,7 @@ class PartitionGuard {
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
-  const std::shared_ptr<PermitCell> cell_ = std::make_shared<PermitCell>();
+  const std::shared_ptr<PermitCell> cell_;
   mutable Mutex mu_;
   CondVar changed_;
   Guard guard_ ABSL_GUARDED_BY(mu_);

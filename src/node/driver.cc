@@ -1,5 +1,8 @@
 #include "node/driver.h"
 
+#include <algorithm>
+#include <iterator>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -279,10 +282,12 @@ void Driver::ApplySnapshot(const raft::Snapshot& snapshot) {
 void Driver::ConfirmRounds(const std::vector<raft::ReadState>& states) {
   for (const raft::ReadState& rs : states) {
     auto it = reads_.find(rs.request_id);
-    if (it == reads_.end() || !it->second.confirmed) continue;
-    auto confirmed = std::move(it->second.confirmed);
+    if (it == reads_.end() || it->second.lane != kConfirms) continue;
+    ReadBatch batch = std::move(it->second);
     reads_.erase(it);
-    confirmed(rs);
+    lanes_[kConfirms].waiting -= batch.waiters.size();
+    FinishBatch(rs.request_id, batch);
+    for (ReadWaiter& w : batch.waiters) w.confirmed(rs);
   }
 }
 
@@ -294,7 +299,10 @@ void Driver::NoteReadPoints(const std::vector<raft::ReadState>& states) {
       continue;
     }
     auto it = reads_.find(rs.request_id);
-    if (it != reads_.end()) it->second.index = rs.index;
+    if (it == reads_.end() || it->second.index != 0) continue;
+    it->second.index = rs.index;
+    // Reads arriving from now on need a read point asked after them.
+    FinishBatch(rs.request_id, it->second);
   }
 }
 
@@ -306,10 +314,14 @@ void Driver::FailReads(const std::vector<uint64_t>& ids) {
     }
     auto it = reads_.find(id);
     if (it == reads_.end()) continue;
-    auto done = std::move(it->second.done);
+    ReadBatch batch = std::move(it->second);
     reads_.erase(it);
-    done(absl::UnavailableError(
-        "leadership changed before the read was confirmed; retry"));
+    lanes_[batch.lane].waiting -= batch.waiters.size();
+    FinishBatch(id, batch);
+    for (ReadWaiter& w : batch.waiters) {
+      w.done(absl::UnavailableError(
+          "leadership changed before the read was confirmed; retry"));
+    }
   }
 }
 
@@ -319,10 +331,18 @@ void Driver::ServeReads() {
       ++it;
       continue;
     }
-    auto done = std::move(it->second.done);
-    const uint64_t index = it->second.index;
+    ReadBatch batch = std::move(it->second);
     it = reads_.erase(it);
-    done(index);
+    lanes_[batch.lane].waiting -= batch.waiters.size();
+    for (ReadWaiter& w : batch.waiters) w.done(batch.index);
+  }
+}
+
+void Driver::FinishBatch(uint64_t id, const ReadBatch& batch) {
+  ReadLane& lane = lanes_[batch.lane];
+  if (lane.in_flight == id) {
+    lane.in_flight = 0;
+    LaunchBatch(batch.lane);
   }
 }
 
@@ -450,35 +470,54 @@ void Driver::Propose(std::string command, int64_t deadline_ns,
 
 void Driver::Read(int64_t deadline_ns,
                   std::function<void(absl::StatusOr<uint64_t>)> done) {
-  StartRead(deadline_ns, std::move(done), nullptr);
+  StartRead(kReads, ReadWaiter{deadline_ns, std::move(done), nullptr});
 }
 
 void Driver::Confirm(int64_t deadline_ns,
                      std::function<void(absl::StatusOr<Confirmation>)> done) {
   auto shared = std::make_shared<decltype(done)>(std::move(done));
-  StartRead(
-      deadline_ns,
-      [shared](absl::StatusOr<uint64_t> s) { (*shared)(s.status()); },
-      [shared](const raft::ReadState& rs) {
-        (*shared)(Confirmation{rs.term, rs.term_start});
-      });
+  StartRead(kConfirms,
+            ReadWaiter{
+                deadline_ns,
+                [shared](absl::StatusOr<uint64_t> s) { (*shared)(s.status()); },
+                [shared](const raft::ReadState& rs) {
+                  (*shared)(Confirmation{rs.term, rs.term_start});
+                }});
 }
 
-void Driver::StartRead(int64_t deadline_ns,
-                       std::function<void(absl::StatusOr<uint64_t>)> done,
-                       std::function<void(const raft::ReadState&)> confirmed) {
-  if (absl::Status s = Admit(reads_.size(), "reads"); !s.ok()) {
-    done(s);
+void Driver::StartRead(Lane lane, ReadWaiter waiter) {
+  ReadLane& l = lanes_[lane];
+  const size_t limit =
+      lane == kReads ? options_.max_waiting : options_.max_waiting_confirms;
+  absl::Status s = Admit(0, "reads");  // stopped?
+  if (s.ok() && l.waiting >= limit) {
+    s = absl::ResourceExhaustedError(
+        absl::StrCat(l.waiting, lane == kReads ? " reads" : " confirmations",
+                     " are already waiting on this member"));
+  }
+  if (!s.ok()) {
+    waiter.done(s);
     return;
   }
-  const uint64_t id = next_read_id_++;
-  if (absl::Status s = raft_->ReadIndex(id, env_->Now()); !s.ok()) {
-    done(s);
-    return;
-  }
-  reads_[id] =
-      PendingRead{deadline_ns, 0, std::move(done), std::move(confirmed)};
+  ++l.waiting;
+  l.forming.push_back(std::move(waiter));
+  LaunchBatch(lane);
   Drive();
+}
+
+void Driver::LaunchBatch(Lane lane) {
+  ReadLane& l = lanes_[lane];
+  if (l.in_flight != 0 || l.forming.empty() || failed_ || closed_) return;
+  const uint64_t id = next_read_id_++;
+  std::vector<ReadWaiter> waiters;
+  waiters.swap(l.forming);
+  if (absl::Status s = raft_->ReadIndex(id, env_->Now()); !s.ok()) {
+    l.waiting -= waiters.size();
+    for (ReadWaiter& w : waiters) w.done(s);
+    return;
+  }
+  l.in_flight = id;
+  reads_[id] = ReadBatch{lane, 0, std::move(waiters)};
 }
 
 void Driver::ExpireWaiting(int64_t now_ns) {
@@ -492,14 +531,23 @@ void Driver::ExpireWaiting(int64_t now_ns) {
     done(absl::DeadlineExceededError(
         "the proposal was not applied before its deadline; it may still be"));
   }
-  for (auto it = reads_.begin(); it != reads_.end();) {
-    if (it->second.deadline_ns > now_ns) {
-      ++it;
-      continue;
-    }
-    auto done = std::move(it->second.done);
-    it = reads_.erase(it);
-    done(absl::DeadlineExceededError(
+  // A batch whose callers all expired stays until the core answers it:
+  // its lane asks for no other read point meanwhile.
+  std::vector<ReadWaiter> expired;
+  auto take_expired = [&](std::vector<ReadWaiter>& waiters, ReadLane& lane) {
+    auto keep = std::stable_partition(
+        waiters.begin(), waiters.end(),
+        [&](const ReadWaiter& w) { return w.deadline_ns > now_ns; });
+    lane.waiting -= static_cast<size_t>(waiters.end() - keep);
+    std::move(keep, waiters.end(), std::back_inserter(expired));
+    waiters.erase(keep, waiters.end());
+  };
+  for (auto& [id, batch] : reads_) {
+    take_expired(batch.waiters, lanes_[batch.lane]);
+  }
+  for (ReadLane& lane : lanes_) take_expired(lane.forming, lane);
+  for (ReadWaiter& w : expired) {
+    w.done(absl::DeadlineExceededError(
         "no read point was confirmed before the deadline"));
   }
 }
@@ -512,11 +560,19 @@ void Driver::AnswerAll(const absl::Status& proposals,
   // Callbacks may call back in; take the maps first.
   std::map<uint64_t, Proposal> p;
   p.swap(proposals_);
-  std::map<uint64_t, PendingRead> r;
-  r.swap(reads_);
+  std::vector<ReadWaiter> r;
+  for (auto& [id, batch] : reads_) {
+    std::move(batch.waiters.begin(), batch.waiters.end(),
+              std::back_inserter(r));
+  }
+  reads_.clear();
+  for (ReadLane& lane : lanes_) {
+    std::move(lane.forming.begin(), lane.forming.end(), std::back_inserter(r));
+    lane = ReadLane();
+  }
   // A proposal is in the log already: another member may still commit it.
   for (auto& [index, proposal] : p) proposal.done(proposals);
-  for (auto& [id, read] : r) read.done(reads);
+  for (ReadWaiter& w : r) w.done(reads);
 }
 
 void Driver::Fail(const absl::Status& status) {

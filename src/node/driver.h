@@ -179,6 +179,8 @@ struct DriverOptions {
   // Proposals, and reads, waiting for their entry or read point: each
   // RESOURCE_EXHAUSTED beyond this many.
   size_t max_waiting = 65536;
+  // Confirm() calls waiting, counted apart from everything else.
+  size_t max_waiting_confirms = 1024;
   // The first id Read() and Confirm() hand the core. A leader may still
   // answer reads this member forwarded before it restarted, and must not
   // match them with new ones: start somewhere random.
@@ -247,14 +249,24 @@ class Driver {
 
   // A linearizable read point: `done` runs once the state machine has
   // applied everything committed before the call (the index is passed).
-  // UNAVAILABLE without a leader, DEADLINE_EXCEEDED at the deadline.
+  // UNAVAILABLE without a leader, DEADLINE_EXCEEDED at the deadline,
+  // RESOURCE_EXHAUSTED when max_waiting reads wait already.
+  //
+  // Reads are batched: at most one read point is asked of the core (and
+  // so of the leader) at a time; the reads that arrive meanwhile share
+  // the next one, asked as soon as the current one is answered. Each read
+  // so still gets a read point asked after it arrived (linearizable), and
+  // a flood of reads costs the leader one pending request per member.
   void Read(int64_t deadline_ns,
             std::function<void(absl::StatusOr<uint64_t>)> done);
 
   // Asks the leader to confirm a quorum round that starts after it
   // receives the request (the partition guard's renewal). `done` runs as
   // soon as the confirmation arrives, without waiting for the state
-  // machine or this member's disk.
+  // machine or this member's disk. Batched as reads are, in a lane of
+  // their own with a budget of its own (max_waiting_confirms): however
+  // many reads wait, a renewal never waits behind them or is refused
+  // because of them.
   void Confirm(int64_t deadline_ns,
                std::function<void(absl::StatusOr<Confirmation>)> done);
 
@@ -285,14 +297,26 @@ class Driver {
     int64_t deadline_ns = 0;
     std::function<void(absl::StatusOr<Applied>)> done;
   };
-  struct PendingRead {
+  // One caller of Read() or Confirm().
+  struct ReadWaiter {
     int64_t deadline_ns = 0;
-    uint64_t index = 0;  // 0 until the leader confirmed a read point
     // Errors, and (reads) the applied read point.
     std::function<void(absl::StatusOr<uint64_t>)> done;
     // Confirm(): answered when the leader confirms, without waiting for
     // the state machine.
     std::function<void(const raft::ReadState&)> confirmed;
+  };
+  enum Lane { kReads = 0, kConfirms = 1 };
+  // The callers that share one read point asked of the core.
+  struct ReadBatch {
+    Lane lane = kReads;
+    uint64_t index = 0;  // 0 until the leader confirmed a read point
+    std::vector<ReadWaiter> waiters;
+  };
+  struct ReadLane {
+    uint64_t in_flight = 0;           // request id asked of the core; 0: none
+    std::vector<ReadWaiter> forming;  // arrived since: the next batch
+    size_t waiting = 0;               // callers in this lane, all told
   };
 
   Driver(DriverOptions options, DriverEnv* env, DriverWriter* writer,
@@ -302,9 +326,12 @@ class Driver {
   // UNAVAILABLE once stopped; RESOURCE_EXHAUSTED when `waiting` of `what`
   // (proposals, reads) are waiting already.
   absl::Status Admit(size_t waiting, absl::string_view what) const;
-  void StartRead(int64_t deadline_ns,
-                 std::function<void(absl::StatusOr<uint64_t>)> done,
-                 std::function<void(const raft::ReadState&)> confirmed);
+  void StartRead(Lane lane, ReadWaiter waiter);
+  // Asks the core for a read point for `lane`'s forming batch, unless one
+  // is in flight already.
+  void LaunchBatch(Lane lane);
+  // The batch `id` was answered or failed: its lane may ask again.
+  void FinishBatch(uint64_t id, const ReadBatch& batch);
   void ReportRole();
   // Submits a Ready's write; its completion finishes the Ready.
   void SubmitWrite(raft::Ready rd);
@@ -354,7 +381,8 @@ class Driver {
   int64_t scheduled_tick_ = 0;
 
   std::map<uint64_t, Proposal> proposals_;  // by index
-  std::map<uint64_t, PendingRead> reads_;   // by request id
+  std::map<uint64_t, ReadBatch> reads_;     // by request id
+  ReadLane lanes_[2];
   uint64_t next_read_id_;
 };
 

@@ -131,29 +131,35 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
                     absl::AnyInvocable<void(absl::Status)> done) override;
 
  private:
-  // Whether a Propose() or Read() may be posted to the loop; on OK it
-  // counts in queued_ until its handler runs.
-  absl::Status Admit();
+  // Whether a call may be posted to the loop; on OK it counts in `queued`
+  // until its handler runs. Client calls (Propose, Read) count in queued_
+  // against max_proposals; the partition guard's Confirm in
+  // confirms_queued_ against a budget of its own, so that no flood of
+  // client calls delays or refuses a renewal.
+  absl::Status Admit(std::atomic<size_t>& queued, size_t max);
   // Runs fn(std::move(done)) on the loop once admitted; answers `done`
   // with the refusal otherwise, or if the member stopped meanwhile. One
-  // posted handler per call, nothing shared: this is every client call's
-  // way in.
+  // posted handler per call, nothing shared: this is every call's way in.
   template <typename Done, typename Fn>
-  void OnLoop(Done done, Fn fn) {
-    if (absl::Status s = Admit(); !s.ok()) {
+  void OnLoop(Done done, Fn fn, std::atomic<size_t>* queued = nullptr) {
+    if (queued == nullptr) queued = &queued_;
+    if (absl::Status s =
+            Admit(*queued, queued == &queued_ ? options_.max_proposals
+                                              : kMaxQueuedConfirms);
+        !s.ok()) {
       done(s);
       return;
     }
-    asio::post(io_,
-               [this, done = std::move(done), fn = std::move(fn)]() mutable {
-                 queued_.fetch_sub(1);
-                 if (closing_) {
-                   done(absl::UnavailableError("the member is stopping"));
-                   return;
-                 }
-                 fn(std::move(done));
-                 PublishStatus();
-               });
+    asio::post(io_, [this, queued, done = std::move(done),
+                     fn = std::move(fn)]() mutable {
+      queued->fetch_sub(1);
+      if (closing_) {
+        done(absl::UnavailableError("the member is stopping"));
+        return;
+      }
+      fn(std::move(done));
+      PublishStatus();
+    });
   }
   void Submit(storage::GroupCommitWriter::Request request,
               absl::AnyInvocable<void(absl::Status)> done);
@@ -189,7 +195,10 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   bool closing_ = false;  // Stop() began: handlers answer and return
 
   std::atomic<size_t> inbox_{0};
+  std::atomic<size_t> inbox_bytes_{0};
   std::atomic<size_t> queued_{0};  // Propose/Read calls posted, not yet run
+  std::atomic<size_t> confirms_queued_{0};  // Confirm calls likewise
+  static constexpr size_t kMaxQueuedConfirms = 1024;
   std::atomic<uint64_t> inbox_dropped_{0};
   std::atomic<bool> stopped_{false};
 
@@ -285,17 +294,32 @@ absl::Status Node::Impl::Init() {
   to.faults_file = options_.faults_file;
   to.services = options_.services;
   to.log = options_.log;
+  to.timing = {absl::ToInt64Milliseconds(options_.election_timeout),
+               static_cast<int64_t>(options_.max_clock_drift * 1e6 + 0.5)};
   to.on_messages = [this](std::vector<raft::Message> messages) {
-    if (inbox_.load() >= options_.max_inbox) {
+    size_t bytes = 0;
+    for (const raft::Message& m : messages) bytes += m.ByteSizeLong();
+    // Bounded in batches and in bytes: a full inbox drops what arrives,
+    // as a network would (Raft retries).
+    if (inbox_.load() >= options_.max_inbox ||
+        inbox_bytes_.load() + bytes > options_.max_inbox_bytes) {
       inbox_dropped_.fetch_add(messages.size());
       return;
     }
     ++inbox_;
-    asio::post(io_, [this, m = std::move(messages)]() mutable {
+    inbox_bytes_ += bytes;
+    const uint64_t from = messages.front().from();
+    asio::post(io_, [this, from, bytes, m = std::move(messages)]() mutable {
       --inbox_;
+      inbox_bytes_ -= bytes;
       if (closing_) return;
-      // A message the core refuses is dropped, as a network would.
-      (void)driver_->Step(std::move(m));
+      // A message the core refuses (raft/validate.h) is counted and logged,
+      // and the stream it came on ends: the sender reconnects with a new
+      // Hello. What the core accepted before it in the batch stands.
+      absl::Status s = driver_->Step(std::move(m));
+      if (s.code() == absl::StatusCode::kInvalidArgument) {
+        transport_->Refuse(from, std::string(s.message()));
+      }
       PublishStatus();
     });
   };
@@ -459,6 +483,7 @@ NodeStatus Node::Impl::GetStatus() const {
     p.messages_sent = it->second.sent;
     p.messages_received = it->second.received;
     p.messages_dropped = it->second.dropped;
+    p.messages_refused = it->second.refused;
     if (it->second.last_received_ns != 0) {
       p.last_contact_ms = (now - it->second.last_received_ns) / 1'000'000;
     }
@@ -466,13 +491,15 @@ NodeStatus Node::Impl::GetStatus() const {
   return s;
 }
 
-absl::Status Node::Impl::Admit() {
+absl::Status Node::Impl::Admit(std::atomic<size_t>& queued, size_t max) {
   if (stopped_.load()) return absl::UnavailableError("the member is stopping");
   // Bounded before it is posted: a slow loop must not let calls pile up.
-  if (queued_.fetch_add(1) >= options_.max_proposals) {
-    queued_.fetch_sub(1);
+  if (queued.fetch_add(1) >= max) {
+    queued.fetch_sub(1);
     return absl::ResourceExhaustedError(
-        "too many proposals and reads are waiting on this member");
+        &queued == &queued_
+            ? "too many proposals and reads are waiting on this member"
+            : "too many confirmations are waiting on this member");
   }
   return absl::OkStatus();
 }
@@ -517,13 +544,16 @@ void Node::Impl::Confirm(
     absl::Duration timeout,
     std::function<void(absl::StatusOr<Confirmation>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  OnLoop(std::move(done), [this, deadline](auto answer) {
-    if (absl::Status s = LeaderReachable(); !s.ok()) {
-      answer(s);
-      return;
-    }
-    driver_->Confirm(deadline, std::move(answer));
-  });
+  OnLoop(
+      std::move(done),
+      [this, deadline](auto answer) {
+        if (absl::Status s = LeaderReachable(); !s.ok()) {
+          answer(s);
+          return;
+        }
+        driver_->Confirm(deadline, std::move(answer));
+      },
+      &confirms_queued_);
 }
 
 void Node::Impl::BeginTransfer() {

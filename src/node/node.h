@@ -14,8 +14,8 @@
 // the disk or the network:
 //  - timers feed it the monotonic time (the core's next deadline);
 //  - message batches from the transport's threads arrive by posting, and
-//    at most `max_inbox` of them wait (more are dropped, as a network
-//    would; Raft retries);
+//    at most `max_inbox` of them and `max_inbox_bytes` wait (more are
+//    dropped, as a network would; Raft retries);
 //  - each Ready's writes go to the GroupCommitWriter's thread (q-storage);
 //    once they are durable that thread sends what waited for them, and
 //    posts the rest of the Ready back to the loop (the order is the
@@ -69,6 +69,10 @@ struct NodeOptions {
   std::string data_dir;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration election_timeout = absl::Milliseconds(500);
+  // ρ, the clock-drift bound of the partition guard. The node does not use
+  // it, but peers must agree on it and on the election timeout: both go
+  // into the transport's Hello, and a peer with other values is refused.
+  double max_clock_drift = 0.01;
   // A leader tells the followers a new commit index with its next append
   // of entries, or after this long (raft::Config::commit_notify_delay_ns;
   // at most half a heartbeat interval). Zero: at once, in a message of its
@@ -87,7 +91,9 @@ struct NodeOptions {
   // Tests: the file system under the data directory, and segment size.
   storage::FileSystem* fs = nullptr;
   uint64_t segment_bytes = 64 << 20;
-  size_t max_inbox = 16384;  // message batches waiting for the loop
+  // Message batches waiting for the loop, and their bytes.
+  size_t max_inbox = 16384;
+  size_t max_inbox_bytes = 256 << 20;
   // Proposals and reads waiting (posted to the loop, or for their entry or
   // read point): RESOURCE_EXHAUSTED beyond, each bound on its own.
   size_t max_proposals = 65536;
@@ -112,6 +118,7 @@ struct PeerStatus {
   uint64_t messages_sent = 0;
   uint64_t messages_received = 0;
   uint64_t messages_dropped = 0;  // not sent: queue full or link down
+  uint64_t messages_refused = 0;  // received, malformed or refused
 };
 
 struct NodeStatus {

@@ -6,6 +6,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "raft/validate.h"
 #include "util/check.h"
 
 namespace quorate::raft {
@@ -397,9 +398,19 @@ absl::Status Raft::Step(Message m, int64_t now_ns) {
     return absl::InvalidArgumentError(
         absl::StrCat("message with bad sender ", m.from()));
   }
+  if (absl::Status s = ValidateMessage(m); !s.ok()) return s;
   const MessageType type = m.type();
   const bool vote_request =
       type == MESSAGE_TYPE_VOTE || type == MESSAGE_TYPE_PRE_VOTE;
+  // Lifting the disruptive-server rule is a leader's hand-off to a voter
+  // it knows; a candidate this member does not know as a voter gets no
+  // such privilege (its request is judged as any other).
+  if (vote_request && m.transfer() && !membership_.IsVoter(m.from())) {
+    m.set_transfer(false);
+  }
+  // Checks that need this member's state come before anything changes,
+  // so that a refused message leaves no trace.
+  if (absl::Status s = CheckAgainstState(m); !s.ok()) return s;
 
   if (m.term() > term_) {
     if (vote_request && !m.transfer() && InLease()) {
@@ -557,11 +568,35 @@ void Raft::StepCandidate(Message& m) {
   }
 }
 
-void Raft::StepLeader(const Message& m) {
-  if (IsLeaderMessage(m.type())) {
-    QUORATE_CHECK(false) << "two leaders in term " << term_ << ": "
-                         << config_.id << " and " << m.from();
+absl::Status Raft::CheckAgainstState(const Message& m) const {
+  if (m.term() != term_) return absl::OkStatus();  // handled by term alone
+  const MessageType type = m.type();
+  if (IsLeaderMessage(type)) {
+    // Election Safety (Figure 3): one leader per term.
+    const uint64_t known = role_ == Role::kLeader ? config_.id : leader_;
+    if (known != 0 && known != m.from()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(MessageType_Name(type), " from member ", m.from(),
+                       " in term ", term_, ", which member ", known, " leads"));
+    }
+    return absl::OkStatus();
   }
+  if (role_ != Role::kLeader) return absl::OkStatus();
+  if (type == MESSAGE_TYPE_APPEND_RESPONSE && !m.reject() &&
+      m.index() > log_.last_index()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "APPEND_RESPONSE from member ", m.from(), " acknowledges index ",
+        m.index(), ", beyond this leader's last index ", log_.last_index()));
+  }
+  if (type == MESSAGE_TYPE_HEARTBEAT_RESPONSE && m.round() > round_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "HEARTBEAT_RESPONSE from member ", m.from(), " acknowledges round ",
+        m.round(), ", which this leader has not started (last ", round_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+void Raft::StepLeader(const Message& m) {
   Progress* pr = FindProgress(m.from());
   if (pr == nullptr) return;  // not a member (any more)
   switch (m.type()) {

@@ -219,7 +219,9 @@ class Raft {
   int64_t NextDeadline() const;
 
   // Handles a message from a peer. Messages for another member, or from
-  // members of older terms, are ignored as Raft says.
+  // members of older terms, are ignored as Raft says. A malformed message,
+  // or one that contradicts this member's state (raft/validate.h), is
+  // refused with INVALID_ARGUMENT and changes nothing.
   // Taken by value: entries are moved, not copied, into the log.
   absl::Status Step(Message message, int64_t now_ns);
 
@@ -335,6 +337,10 @@ class Raft {
   void Reset(uint64_t term);
 
   // Message handling.
+  // INVALID_ARGUMENT if `m` (well formed, ValidateMessage) contradicts this
+  // member's state: a second leader in the term, an acknowledgement of
+  // entries or rounds this leader never sent.
+  absl::Status CheckAgainstState(const Message& m) const;
   void StepLeader(const Message& m);
   void StepCandidate(Message& m);
   void StepFollower(Message& m);

@@ -5,6 +5,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "transport/grpc_status.h"
@@ -27,6 +28,14 @@ void InStream::OnEvent(int kind, bool ok) {
         return;
       }
       owner_->AcceptNextStream();
+      if (!owner_->RegisterStream(this)) {
+        next([this] {
+          rw_.Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  "too many peer streams"),
+                     &finished_);
+        });
+        return;
+      }
       next([this] { rw_.Read(&frame_, &read_); });
       return;
     case kRead:
@@ -38,18 +47,26 @@ void InStream::OnEvent(int kind, bool ok) {
         return;
       }
       if (!greeted_) {
-        const grpc::Status refused =
-            owner_->CheckHello(frame_, context_.peer());
+        const grpc::Status refused = owner_->CheckHello(frame_, context_);
         if (!refused.ok()) {
           next([this, &refused] { rw_.Finish(refused, &finished_); });
           return;
         }
         greeted_ = true;
         from_ = frame_.hello().from();
+        owner_->GreetedStream(this, from_);
         next([this] { rw_.Write(ack_, &wrote_); });
         return;
       }
-      if (frame_.has_batch()) owner_->Received(from_, frame_.mutable_batch());
+      if (frame_.has_batch() &&
+          !owner_->Received(from_, frame_.mutable_batch())) {
+        next([this] {
+          rw_.Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                  "malformed message"),
+                     &finished_);
+        });
+        return;
+      }
       next([this] { rw_.Read(&frame_, &read_); });
       return;
     case kWrote:
@@ -62,6 +79,129 @@ void InStream::OnEvent(int kind, bool ok) {
     case kFinished:
       delete this;
       return;
+  }
+}
+
+InStream::~InStream() { owner_->UnregisterStream(this); }
+
+namespace {
+
+// Whether `host` (of HOST:PORT) is a loopback address.
+bool IsLoopback(absl::string_view host) {
+  return host == "localhost" || absl::StartsWith(host, "127.") ||
+         host == "[::1]" || host == "::1";
+}
+
+}  // namespace
+
+void WarnIfPlaintextOnNetwork(const Transport::Options& o) {
+  if (o.tls.enabled()) return;
+  const absl::string_view host =
+      absl::string_view(o.listen).substr(0, o.listen.rfind(':'));
+  if (IsLoopback(host)) return;
+  if (o.log) {
+    o.log(absl::StrCat(
+        "WARNING: plaintext on ", o.listen,
+        ": anyone who reaches this address can speak as any member; give "
+        "--tls_ca, --tls_cert and --tls_key (docs/operations.md, \"Mutual "
+        "TLS\")"));
+  }
+}
+
+grpc::Status TransportImpl::CheckHello(
+    const peer::PeerFrame& frame, const grpc::ServerContext& context) const {
+  const Options& o = options_;
+  const peer::Hello& hello = frame.hello();
+  std::string why;
+  auto name = peer_names_.find(hello.from());
+  const TimingSettings theirs{
+      static_cast<int64_t>(hello.election_timeout_ms()),
+      static_cast<int64_t>(hello.max_clock_drift_ppm())};
+  if (!frame.has_hello()) {
+    why = "its stream did not start with Hello";
+  } else if (hello.cluster_id() != o.cluster_id) {
+    why = absl::StrCat("it belongs to cluster '", hello.cluster_id(),
+                       "', this member to cluster '", o.cluster_id, "'");
+  } else if (name == peer_names_.end()) {
+    why = "it is not a member of this cluster";
+  } else if (hello.to() != o.self.id) {
+    why = "it meant to reach another member";
+  } else if (o.tls.enabled() &&
+             !HasMemberIdentity(*context.auth_context(), name->second)) {
+    why = absl::StrCat("its certificate does not name member '", name->second,
+                       "' (no URI SAN ", MemberUri(name->second),
+                       "): a client's certificate, or another member's");
+  } else if (theirs != o.timing) {
+    why = absl::StrCat(
+        "its election timeout is ", theirs.election_timeout_ms,
+        " ms and its clock-drift bound ", theirs.max_clock_drift_ppm,
+        " ppm; this member's are ", o.timing.election_timeout_ms, " ms and ",
+        o.timing.max_clock_drift_ppm,
+        " ppm. Members must agree (docs/operations.md, \"Changing the "
+        "election timeout\")");
+  }
+  if (why.empty()) return grpc::Status::OK;
+  Log(absl::StrCat("refused a peer stream from ", context.peer(),
+                   " claiming to be member '", hello.from_name(), "' (id ",
+                   hello.from(), "): ", why));
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "refused");
+}
+
+bool TransportImpl::RegisterStream(InStream* in) {
+  MutexLock lock(&streams_mu_);
+  if (in_streams_.size() >= options_.max_inbound_streams) return false;
+  in_streams_[in] = InStreamInfo{MonotonicNowNs(), 0};
+  return true;
+}
+
+void TransportImpl::GreetedStream(InStream* in, uint64_t from) {
+  MutexLock lock(&streams_mu_);
+  auto it = in_streams_.find(in);
+  if (it != in_streams_.end()) it->second.from = from;
+}
+
+void TransportImpl::UnregisterStream(InStream* in) {
+  MutexLock lock(&streams_mu_);
+  in_streams_.erase(in);
+}
+
+void TransportImpl::Refuse(uint64_t peer, const std::string& why) {
+  std::string line;
+  {
+    MutexLock lock(&streams_mu_);
+    ++refused_[peer];
+    for (auto& [in, info] : in_streams_) {
+      if (info.from == peer) in->Cancel();
+    }
+    RefusalLog& log = refusal_log_[peer];
+    const int64_t now = MonotonicNowNs();
+    if (log.logged_ns != 0 && now - log.logged_ns < 10'000'000'000) {
+      ++log.held_back;
+      return;
+    }
+    auto name = peer_names_.find(peer);
+    line = absl::StrCat(
+        "refused a message from member '",
+        name == peer_names_.end() ? std::to_string(peer) : name->second,
+        "' and ended its stream: ", why);
+    if (log.held_back > 0) {
+      absl::StrAppend(&line, " (", log.held_back,
+                      " more refused since the last such line)");
+    }
+    log = RefusalLog{now, 0};
+  }
+  Log(line);
+}
+
+void TransportImpl::SweepHellos() {
+  MutexLock lock(&streams_mu_);
+  const int64_t timeout = absl::ToInt64Nanoseconds(options_.hello_timeout);
+  while (sweeping_) {
+    const int64_t now = MonotonicNowNs();
+    for (auto& [in, info] : in_streams_) {
+      if (info.from == 0 && now - info.accepted_ns > timeout) in->Cancel();
+    }
+    streams_changed_.WaitWithTimeout(&streams_mu_, options_.hello_timeout / 4);
   }
 }
 

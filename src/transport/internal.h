@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "raft/validate.h"
 #include "transport/cq.h"
 #include "transport/transport.h"
 #include "util/clock.h"
@@ -72,6 +73,9 @@ class FaultFile {
 // Whether the fault file asks for delays or duplicates now.
 bool FaultsActive(FaultFile& file);
 
+// One line in the log if `o` serves plaintext beyond loopback.
+void WarnIfPlaintextOnNetwork(const Transport::Options& o);
+
 // Milliseconds, for gRPC's integer arguments.
 int Ms(absl::Duration d);
 
@@ -87,10 +91,12 @@ class InStream final : public CqHandler {
     service->RequestStream(&context_, &rw_, cq, cq, &requested_);
   }
   void OnEvent(int kind, bool ok) override;
+  // Ends the stream (any thread, under the owner's registry lock).
+  void Cancel() { context_.TryCancel(); }
 
  private:
   enum Kind { kRequested, kRead, kWrote, kFinished };
-  ~InStream() = default;
+  ~InStream();
 
   TransportImpl* const owner_;
   grpc::ServerContext context_;
@@ -147,6 +153,8 @@ class PeerSender final : public CqHandler {
     int outstanding = 0;  // operations started and not yet completed
     bool failed = false;  // finishing once nothing is outstanding
     bool cancelled = false;
+    // With mutual TLS: the listener's certificate did not name the peer.
+    bool impostor = false;
   };
 
   void Run();
@@ -194,6 +202,8 @@ class PeerSender final : public CqHandler {
   bool duplicate_ ABSL_GUARDED_BY(mu_) = false;  // write `out_` once more
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The last attempt was refused (or reached an impostor).
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_log_ ABSL_GUARDED_BY(mu_);
@@ -230,6 +240,13 @@ class TransportImpl final : public Transport, public CallQueue {
     std::map<uint64_t, PeerState> out;
     for (const auto& [id, sender] : senders_) out[id] = sender->State();
     MutexLock lock(&mu_);
+    {
+      MutexLock streams(&streams_mu_);
+      for (auto& [id, state] : out) {
+        auto it = refused_.find(id);
+        if (it != refused_.end()) state.refused = it->second;
+      }
+    }
     for (auto& [id, state] : out) {
       auto it = last_received_.find(id);
       if (it != last_received_.end()) state.last_received_ns = it->second;
@@ -250,6 +267,12 @@ class TransportImpl final : public Transport, public CallQueue {
     // thread, which still runs.
     for (auto& [id, sender] : senders_) sender->Stop();
     accepting_.store(false);
+    {
+      MutexLock lock(&streams_mu_);
+      sweeping_ = false;
+      streams_changed_.SignalAll();
+    }
+    if (sweeper_.joinable()) sweeper_.join();
     if (server_ != nullptr) {
       // Streams never end by themselves: cancel them now.
       server_->Shutdown(std::chrono::system_clock::now());
@@ -291,58 +314,43 @@ class TransportImpl final : public Transport, public CallQueue {
   }
 
   // OK if `frame` is a Hello from a member of this cluster meant for this
-  // member; otherwise the status to end the stream with (logged).
+  // member, with our timing settings and (with TLS) a certificate naming
+  // it. Otherwise the reason is logged here and the caller gets a bare
+  // PERMISSION_DENIED: nothing about this cluster leaks to a stranger.
   grpc::Status CheckHello(const peer::PeerFrame& frame,
-                          const std::string& address) const {
-    const Options& o = options_;
-    if (!frame.has_hello()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "a peer stream must start with Hello");
-    }
-    const peer::Hello& hello = frame.hello();
-    if (hello.cluster_id() != o.cluster_id) {
-      Log(absl::StrCat("refused member '", hello.from_name(),
-                       "' connecting from ", address,
-                       ": it belongs to cluster '", hello.cluster_id(),
-                       "', this member to cluster '", o.cluster_id, "'"));
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("member '", o.self.name, "' is in cluster '",
-                       o.cluster_id, "', not in cluster '", hello.cluster_id(),
-                       "'"));
-    }
-    if (peer_ids_.count(hello.from()) == 0) {
-      Log(absl::StrCat("refused member '", hello.from_name(),
-                       "' connecting from ", address,
-                       ": it is not a member of this cluster"));
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("member '", o.self.name, "' does not know a member '",
-                       hello.from_name(), "' in its cluster"));
-    }
-    if (hello.to() != o.self.id) {
-      Log(absl::StrCat("refused member '", hello.from_name(),
-                       "' connecting from ", address,
-                       ": it meant to reach another member"));
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("this address serves member '", o.self.name,
-                       "', not the one asked for"));
-    }
-    return grpc::Status::OK;
-  }
+                          const grpc::ServerContext& context) const;
+
+  // The registry of streams peers opened (any thread).
+  // False if `max_inbound_streams` are open already.
+  bool RegisterStream(InStream* in);
+  void GreetedStream(InStream* in, uint64_t from);
+  void UnregisterStream(InStream* in);
+
+  // Refuses (counts, logs at most every 10 s per peer) and ends `peer`'s
+  // streams. Any thread.
+  void Refuse(uint64_t peer, const std::string& why) override;
 
   void Log(const std::string& line) const {
     if (options_.log) options_.log(line);
   }
 
-  // A batch arrived on the stream `from` opened (the io thread).
-  void Received(uint64_t from, raft::MessageBatch* batch) {
+  // A batch arrived on the stream `from` opened (the io thread). False if
+  // it held a malformed message: nothing of it is delivered, and the
+  // stream is refused.
+  bool Received(uint64_t from, raft::MessageBatch* batch) {
     std::vector<raft::Message> messages;
     messages.reserve(static_cast<size_t>(batch->messages_size()));
     for (raft::Message& m : *batch->mutable_messages()) {
       // A stream speaks for the member that said Hello, and only to us.
-      if (m.from() != from || m.to() != options_.self.id) continue;
+      if (m.from() != from || m.to() != options_.self.id) {
+        Refuse(from, absl::StrCat("a message from member ", m.from(),
+                                  " to member ", m.to(), " on its stream"));
+        return false;
+      }
+      if (absl::Status s = raft::ValidateMessage(m); !s.ok()) {
+        Refuse(from, std::string(s.message()));
+        return false;
+      }
       messages.push_back(std::move(m));
     }
     {
@@ -353,6 +361,7 @@ class TransportImpl final : public Transport, public CallQueue {
     if (options_.on_messages && !messages.empty()) {
       options_.on_messages(std::move(messages));
     }
+    return true;
   }
 
   void Unreachable(uint64_t peer) const {
@@ -373,8 +382,26 @@ class TransportImpl final : public Transport, public CallQueue {
   bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
   std::unique_ptr<grpc::Server> server_;
   std::string listen_address_;
+  // Cancels streams whose Hello is overdue; ends at Stop().
+  void SweepHellos();
+
   // Fixed before the server starts: streams may arrive at once.
-  std::set<uint64_t> peer_ids_;
+  std::map<uint64_t, std::string> peer_names_;
+  struct InStreamInfo {
+    int64_t accepted_ns = 0;
+    uint64_t from = 0;  // 0 until its Hello is accepted
+  };
+  struct RefusalLog {
+    int64_t logged_ns = 0;
+    uint64_t held_back = 0;
+  };
+  mutable Mutex streams_mu_;
+  CondVar streams_changed_;
+  std::map<InStream*, InStreamInfo> in_streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::map<uint64_t, uint64_t> refused_ ABSL_GUARDED_BY(streams_mu_);
+  std::map<uint64_t, RefusalLog> refusal_log_ ABSL_GUARDED_BY(streams_mu_);
+  bool sweeping_ ABSL_GUARDED_BY(streams_mu_) = true;
+  std::thread sweeper_;
   // Fixed after Init(); the senders lock themselves.
   std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
   mutable Mutex mu_;

@@ -67,8 +67,12 @@ void PeerSender::StartWriteLocked() {
   raft::MessageBatch* batch = out_.mutable_batch();
   size_t bytes = 0;
   out_messages_ = 0;
-  while (!queue_.empty() && bytes < max_bytes) {
-    bytes += queue_.front().ByteSizeLong();
+  // Up to max_bytes, or one message if it alone is larger: a frame stays
+  // within the receiver's limit (Options::max_message_bytes).
+  while (!queue_.empty()) {
+    const size_t size = queue_.front().ByteSizeLong();
+    if (out_messages_ > 0 && bytes + size > max_bytes) break;
+    bytes += size;
     *batch->add_messages() = std::move(queue_.front());
     queue_.pop_front();
     ++out_messages_;
@@ -111,11 +115,24 @@ void PeerSender::OnEvent(int kind, bool ok) {
   switch (kind) {
     case kStarted: {
       const Transport::Options& o = owner_->options();
+      // With mutual TLS the listener must prove it is the member we meant
+      // to reach, as we prove it to the listener, before anything is sent.
+      if (o.tls.enabled() &&
+          !HasMemberIdentity(*s->context.auth_context(), peer_.name)) {
+        s->impostor = true;
+        FailLocked(/*cancel=*/true);
+        changed_.SignalAll();
+        return;
+      }
       peer::PeerFrame hello;
       hello.mutable_hello()->set_cluster_id(o.cluster_id);
       hello.mutable_hello()->set_from(o.self.id);
       hello.mutable_hello()->set_from_name(o.self.name);
       hello.mutable_hello()->set_to(peer_.id);
+      hello.mutable_hello()->set_election_timeout_ms(
+          static_cast<uint64_t>(o.timing.election_timeout_ms));
+      hello.mutable_hello()->set_max_clock_drift_ppm(
+          static_cast<uint64_t>(o.timing.max_clock_drift_ppm));
       s->phase = Stream::Phase::kHello;
       BeginLocked(s);
       s->rw->Write(hello, &wrote_);
@@ -257,11 +274,21 @@ bool PeerSender::Connect() {
     }
     if (s->phase == Stream::Phase::kOpen) return true;
     status = s->status;
+    const bool impostor = s->impostor;
     stream_.reset();
     if (stopping_) return false;
-    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // A refusal is a configuration to fix, not a link to heal: retry
+    // slowly, not in a tight loop of handshakes.
+    refused_ =
+        impostor || status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+    if (impostor) {
+      LogOnce(absl::StrCat("the listener at ", peer_.address,
+                           " is not member '", peer_.name,
+                           "': its certificate has no URI SAN ",
+                           MemberUri(peer_.name), "; retrying"));
+    } else if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       LogOnce(absl::StrCat("member '", peer_.name, "' at ", peer_.address,
-                           " refused this member: ", status.error_message()));
+                           " refused this member (its log says why)"));
     } else {
       LogOnce(absl::StrCat("stream to member '", peer_.name, "' at ",
                            peer_.address, " failed: ", status.error_message()));
@@ -344,9 +371,10 @@ void PeerSender::Run() {
     // Jittered exponential backoff: [0.5, 1.5) x backoff.
     const double jitter =
         std::uniform_real_distribution<double>(0.5, 1.5)(rng_);
-    const absl::Time until = absl::Now() + backoff * jitter;
-    backoff = std::min(backoff * 2, o.max_backoff);
     MutexLock lock(&mu_);
+    const absl::Time until =
+        absl::Now() + (refused_ ? o.refused_backoff : backoff) * jitter;
+    backoff = std::min(backoff * 2, o.max_backoff);
     while (!stopping_ && absl::Now() < until) {
       changed_.WaitWithTimeout(&mu_, until - absl::Now());
     }

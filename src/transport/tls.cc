@@ -1,5 +1,6 @@
 #include "transport/tls.h"
 
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -57,6 +58,28 @@ absl::Status CheckTlsFiles(const TlsFiles& files) {
         "mutual TLS needs all three of the CA, certificate and key files");
   }
   return absl::OkStatus();
+}
+
+std::string MemberUri(const std::string& name) {
+  return "quorate:member:" + name;
+}
+
+std::string ClientUri(const std::string& name) {
+  return "quorate:client:" + name;
+}
+
+bool HasMemberIdentity(const grpc::AuthContext& auth, const std::string& name) {
+  if (!auth.IsPeerAuthenticated()) return false;
+  const std::string want = MemberUri(name);
+  // gRPC lists URI SANs under "x509_uri" (newer) or "peer_uri", and every
+  // SAN under "x509_subject_alternative_name": look in all of them.
+  for (const char* property :
+       {"x509_uri", "peer_uri", "x509_subject_alternative_name"}) {
+    for (const grpc::string_ref& value : auth.FindPropertyValues(property)) {
+      if (absl::string_view(value.data(), value.size()) == want) return true;
+    }
+  }
+  return false;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(

@@ -27,8 +27,9 @@ bool FaultsActive(FaultFile& file) {
 
 absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   for (const PeerAddress& p : peers) {
-    if (p.id != options_.self.id) peer_ids_.insert(p.id);
+    if (p.id != options_.self.id) peer_names_[p.id] = p.name;
   }
+  WarnIfPlaintextOnNetwork(options_);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server =
       ServerCredentials(options_.tls);
   if (!server.ok()) return server.status();
@@ -48,6 +49,14 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  grpc::ResourceQuota quota("quorate-listener");
+  quota.Resize(options_.resource_quota_bytes);
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options_.max_concurrent_streams_per_connection);
+  // A connection must finish its TLS handshake within the Hello deadline.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             Ms(options_.hello_timeout));
   // Peers ping often (keepalive below): allow it, without data too.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(
@@ -67,6 +76,10 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   listen_address_ = options_.listen.substr(0, options_.listen.rfind(':')) +
                     ":" + std::to_string(port);
   AcceptNextStream();
+  sweeper_ = std::thread([this] {
+    SetThreadName("q-hello");
+    SweepHellos();
+  });
   for (AsyncService* extra : options_.services) extra->Start(this);
   io_thread_ = std::thread([this] {
     SetThreadName("q-io");

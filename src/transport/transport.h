@@ -17,16 +17,23 @@
 // frame, started by the io thread when that write completes. A thread per
 // peer does only the connecting.
 //
-// The first frame of a stream is a Hello naming the cluster and both
-// members. A member of another cluster, or a stream meant for another
-// member, is refused with FAILED_PRECONDITION, and both sides log one clear
-// line. A broken stream is retried with jittered exponential backoff;
-// while a peer is unreachable its messages are dropped (Raft retries) and
-// `on_unreachable` tells the core to probe it gently. Reconnecting, a new
-// connection attempt starts every `attempt_interval` beside the older ones
-// still trying, so a healed link is used within about that long (one
-// attempt sent into a black hole would hold it until its timeout), and
-// `on_connected` says when the stream is up again.
+// The first frame of a stream is a Hello naming the cluster, both members
+// and the sender's timing settings (T and ρ). A member of another cluster,
+// a stream meant for another member, a member whose T or ρ differ from
+// ours, or (with mutual TLS) a certificate that does not name the member
+// the Hello claims to be (a URI SAN `quorate:member:NAME`; a client
+// certificate has none) is refused: the refusing member logs why in one
+// line, and the caller learns only PERMISSION_DENIED, nothing about this
+// cluster. A Hello must arrive within `hello_timeout`, and at most
+// `max_inbound_streams` peer streams are open at once. A batch holding a
+// malformed message (raft::ValidateMessage) ends its stream at once; so
+// does Refuse(), for messages the core refused. A broken stream is retried with
+// jittered exponential backoff; while a peer is unreachable its messages are
+// dropped (Raft retries) and `on_unreachable` tells the core to probe it
+// gently. Reconnecting, a new connection attempt starts every
+// `attempt_interval` beside the older ones still trying, so a healed link is
+// used within about that long (one attempt sent into a black hole would hold it
+// until its timeout), and `on_connected` says when the stream is up again.
 //
 // HTTP/2 keepalive pings every `keepalive_time` and gives up after
 // `keepalive_timeout` without an answer, so a black-holed link (packets
@@ -69,6 +76,13 @@ struct PeerAddress {
   std::string address;  // HOST:PORT
 };
 
+// What members must agree on (docs/design.md, "Members agree on T and ρ").
+struct TimingSettings {
+  int64_t election_timeout_ms = 0;  // T
+  int64_t max_clock_drift_ppm = 0;  // ρ, in millionths
+  bool operator==(const TimingSettings&) const = default;
+};
+
 struct PeerState {
   std::string name;
   std::string address;
@@ -78,6 +92,7 @@ struct PeerState {
   uint64_t dropped = 0;   // messages dropped: queue full or link down
   uint64_t sent = 0;      // messages written to its stream
   uint64_t received = 0;  // messages received from it
+  uint64_t refused = 0;   // messages refused (malformed, or by the core)
 };
 
 class Transport {
@@ -104,9 +119,27 @@ class Transport {
     size_t max_connect_attempts = 4;
     absl::Duration initial_backoff = absl::Milliseconds(10);
     absl::Duration max_backoff = absl::Milliseconds(30);
+    // After the peer refused our Hello (or its certificate named another
+    // member): a configuration to fix, retried this often.
+    absl::Duration refused_backoff = absl::Seconds(1);
     size_t max_queued_messages = 4096;  // per peer
-    size_t max_batch_bytes = 4 << 20;
-    int max_message_bytes = 64 << 20;
+    // A frame holds messages up to this many bytes, or one larger message.
+    size_t max_batch_bytes = 1 << 20;
+    // The listener's receive limit, for peer frames and client requests
+    // alike (one gRPC server): a larger message is refused from its length
+    // prefix, before it is buffered. A peer message is at most about the
+    // core's max_message_bytes plus one entry, and an entry at most the
+    // value limit plus its key: 1 MiB each by default.
+    int max_message_bytes = kDefaultMaxMessageBytes;
+    static constexpr int kDefaultMaxMessageBytes = (2 << 20) + (64 << 10);
+    // Must agree with every peer's (above).
+    TimingSettings timing;
+    absl::Duration hello_timeout = absl::Seconds(2);
+    size_t max_inbound_streams = 64;
+    // Per HTTP/2 connection, for peers and clients alike.
+    int max_concurrent_streams_per_connection = 16384;
+    // Memory gRPC may use for this listener's connections and calls.
+    size_t resource_quota_bytes = size_t{1} << 30;
     // More services to serve on the same listener and completion queue
     // (the client API; transport/cq.h). Not owned; they must outlive the
     // transport.
@@ -135,6 +168,10 @@ class Transport {
   virtual std::map<uint64_t, PeerState> Peers() const = 0;
   // Whether our stream to `peer` is up: what is sent to it now can arrive.
   virtual bool Connected(uint64_t peer) const = 0;
+  // The core refused a message `peer` sent: count it, log `why` (at most
+  // once per peer every 10 s, with the number held back), and end the
+  // streams `peer` opened to this member. It reconnects with a new Hello.
+  virtual void Refuse(uint64_t peer, const std::string& why) = 0;
   // Closes every stream and stops serving. Idempotent; the destructor does
   // it too.
   virtual void Stop() = 0;

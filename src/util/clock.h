@@ -1,4 +1,4 @@
-// util/clock.h: the monotonic clock every layer above the core uses.
+// util/clock.h: the clocks every layer above the core uses.
 #ifndef QUORATE_UTIL_CLOCK_H_
 #define QUORATE_UTIL_CLOCK_H_
 
@@ -16,6 +16,22 @@ inline int64_t MonotonicNowNs() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
+
+// CLOCK_BOOTTIME in nanoseconds: CLOCK_MONOTONIC plus the time the machine
+// spent suspended. The partition guard's windows run on it (window start,
+// deadline, Permit::Valid()): a member suspended with a window open wakes
+// with the window over, however long it slept. It runs at the same rate as
+// CLOCK_MONOTONIC otherwise (both follow NTP's slewing), and libfaketime
+// skews it the same way.
+inline int64_t BootTimeNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A clock to read, injectable for tests: MonotonicNowNs, BootTimeNowNs or
+// a fake.
+using ClockFn = int64_t (*)();
 
 // CLOCK_MONOTONIC straight from the kernel, past any library that
 // interposes clock_gettime (libfaketime, which chaos runs use to make a

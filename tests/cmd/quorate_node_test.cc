@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cmd/node_processes.h"
 #include "util/port.h"
 #include "util/process.h"
 #include "wire/client.grpc.pb.h"
@@ -32,185 +33,8 @@ using testing::JsonInt;
 using testing::JsonString;
 using testing::PortReservation;
 using testing::Process;
+using testing::QuorateNodeTest;
 using testing::ReadAll;
-
-class QuorateNodeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/quorate-node-proc-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-  }
-  void TearDown() override {
-    members_.clear();  // kills what still runs
-    if (HasFailure()) {
-      for (const auto& e : std::filesystem::directory_iterator(root_)) {
-        if (e.path().extension() == ".log" ||
-            e.path().extension() == ".events") {
-          std::cerr << "---- " << e.path() << "\n" << ReadAll(e.path());
-        }
-      }
-    }
-    std::filesystem::remove_all(root_);
-  }
-
-  struct Member {
-    std::unique_ptr<PortReservation> port;
-    // The admin listener takes port 0; the port is read back from the log,
-    // from `log_from` on (the log's size when this run started).
-    size_t log_from = 0;
-    int admin_port = 0;
-    std::string zone;
-    std::string cluster_id = "proc";
-    bool learner = false;
-    std::vector<std::string> extra_flags;
-    std::unique_ptr<Process> process;
-  };
-
-  // The partition guard's window is about this long, less its margin.
-  std::string election_timeout_ = "200ms";
-
-  void Define(int n) {
-    for (int i = 1; i <= n; ++i) {
-      Member& m = members_[absl::StrCat("n", i)];
-      m.port = std::make_unique<PortReservation>();
-      m.zone = std::string("az-") + static_cast<char>('a' + i % 3);
-    }
-  }
-
-  // The voters (or the learners) as --peers (--learners) lists them.
-  // Adds learner `name` (after Define()).
-  void DefineLearner(const std::string& name, const std::string& zone) {
-    Member& m = members_[name];
-    m.port = std::make_unique<PortReservation>();
-    m.zone = zone;
-    m.learner = true;
-  }
-
-  std::string Peers(bool learners = false) const {
-    std::vector<std::string> out;
-    for (const auto& [name, m] : members_) {
-      if (m.learner != learners) continue;
-      out.push_back(absl::StrCat(name, "@", m.zone, "=", m.port->address()));
-    }
-    return absl::StrJoin(out, ",");
-  }
-
-  std::vector<std::string> Args(const std::string& name) {
-    Member& m = members_[name];
-    return {QUORATE_NODE_BINARY,
-            "--id=" + name,
-            "--zone=" + m.zone,
-            "--listen=" + m.port->address(),
-            "--admin=127.0.0.1:0",
-            "--peers=" + Peers(),
-            "--data_dir=" + root_ + "/" + name,
-            "--cluster_id=" + m.cluster_id,
-            "--heartbeat_interval=20ms",
-            "--election_timeout=" + election_timeout_,
-            "--segment_bytes=1048576",
-            "--event_log=" + root_ + "/" + name + ".events"};
-  }
-
-  std::vector<std::string> FullArgs(const std::string& name) {
-    std::vector<std::string> args = Args(name);
-    if (!Peers(/*learners=*/true).empty()) {
-      args.push_back("--learners=" + Peers(/*learners=*/true));
-    }
-    if (members_[name].learner) args.push_back("--learner");
-    for (const std::string& f : members_[name].extra_flags) args.push_back(f);
-    return args;
-  }
-
-  std::string Endpoints(const std::vector<std::string>& names = {}) {
-    std::vector<std::string> out;
-    for (const auto& [name, m] : members_) {
-      if (names.empty() ||
-          std::find(names.begin(), names.end(), name) != names.end()) {
-        out.push_back(m.port->address());
-      }
-    }
-    return absl::StrJoin(out, ",");
-  }
-
-  struct Ctl {
-    int exit = -1;
-    std::string out;  // standard output and error
-  };
-  // Runs quoratectl with `args` and waits for it.
-  Ctl Quoratectl(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {QUORATECTL_BINARY};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = absl::StrCat(root_, "/ctl", ++ctl_runs_, ".out");
-    Process p(argv, log);
-    Ctl c;
-    c.exit = p.Wait(absl::Seconds(30)).value_or(-1);
-    c.out = ReadAll(log);
-    return c;
-  }
-  int ctl_runs_ = 0;
-
-  std::string Log(const std::string& name) const {
-    return root_ + "/" + name + ".log";
-  }
-
-  void Start(const std::string& name) {
-    Member& m = members_[name];
-    m.log_from = FileSize(Log(name));
-    m.admin_port = 0;
-    m.process = std::make_unique<Process>(FullArgs(name), Log(name));
-    ASSERT_TRUE(m.process->started());
-  }
-
-  // This run's admin port; 0 until the member printed it (HttpGet on port
-  // 0 answers "", as for a member that does not serve yet).
-  int AdminPort(const std::string& name) {
-    Member& m = members_[name];
-    if (m.admin_port == 0) m.admin_port = AdminPortInLog(Log(name), m.log_from);
-    return m.admin_port;
-  }
-
-  std::string Status(const std::string& name) {
-    return HttpGet(AdminPort(name), "/status");
-  }
-
-  // Polls until `pred` holds: a process outside can only be asked.
-  bool Await(const std::function<bool()>& pred,
-             absl::Duration limit = absl::Seconds(20)) {
-    const absl::Time until = absl::Now() + limit;
-    while (!pred()) {
-      if (absl::Now() >= until) return false;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return true;
-  }
-
-  // The leader every running member names, with the leader saying so.
-  std::string AgreedLeader() {
-    std::string leader;
-    for (auto& [name, m] : members_) {
-      if (m.process == nullptr) continue;
-      const std::string s = Status(name);
-      const std::string l = JsonString(s, "leader_id");
-      if (l.empty() || (!leader.empty() && l != leader)) return "";
-      leader = l;
-    }
-    if (leader.empty() || members_[leader].process == nullptr ||
-        JsonString(Status(leader), "role") != "leader") {
-      return "";
-    }
-    return leader;
-  }
-
-  std::string AwaitLeader() {
-    std::string leader;
-    EXPECT_TRUE(Await([&] { return !(leader = AgreedLeader()).empty(); }));
-    return leader;
-  }
-
-  std::string root_;
-  std::map<std::string, Member> members_;
-};
 
 TEST_F(QuorateNodeTest, ThreeProcesses_ElectALeaderAndReportIt) {
   Define(3);
@@ -399,7 +223,7 @@ TEST_F(QuorateNodeTest, MemberOfAnotherCluster_IsRefusedInBothLogs) {
   EXPECT_TRUE(Await([&] {
     const std::string n1 = ReadAll(root_ + "/n1.log");
     const std::string n3 = ReadAll(root_ + "/n3.log");
-    return n1.find("refused member 'n3'") != std::string::npos &&
+    return n1.find("claiming to be member 'n3'") != std::string::npos &&
            n1.find("cluster 'other'") != std::string::npos &&
            n3.find("refused this member") != std::string::npos;
   }));

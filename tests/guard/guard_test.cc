@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "guard/partition_guard.h"
+#include "util/clock.h"
 
 namespace quorate::guard {
 namespace {
@@ -181,6 +182,60 @@ TEST(GuardTest, AWindowNeverSpansTwoTerms) {
   EXPECT_TRUE(t->active);
   EXPECT_EQ(t->term, 2u);
   EXPECT_EQ(t->token, (Token{2, 9}));
+}
+
+// A machine suspended with a window open. CLOCK_MONOTONIC stops while Linux
+// is suspended; CLOCK_BOOTTIME does not. The fake machine below moves its
+// boot-time clock by a minute and leaves its monotonic clock where it was:
+// the permit, which reads the guard's clock, must say no at once. Had the
+// permit or the guard read the monotonic clock, the window would still
+// have 400 ms to run.
+struct FakeMachine {
+  static inline int64_t monotonic_ns = 0;
+  static inline int64_t boot_ns = 0;
+  static int64_t Monotonic() { return monotonic_ns; }
+  static int64_t Boot() { return boot_ns; }
+  static void Suspend(int64_t ns) { boot_ns += ns; }
+  static void Run(int64_t ns) {
+    monotonic_ns += ns;
+    boot_ns += ns;
+  }
+};
+
+TEST(SuspendTest, ASuspendEndsTheWindow) {
+  FakeMachine::monotonic_ns = 1'000 * kMs;
+  FakeMachine::boot_ns = 5'000 * kMs;  // booted, then suspended before
+  Guard g(Options(), FakeMachine::Boot());
+  PermitCell cell(&FakeMachine::Boot);
+  const uint64_t id = g.RenewalSent(FakeMachine::Boot());
+  FakeMachine::Run(10 * kMs);
+  g.Confirmed(id, 4, Token{4, 9});
+  ASSERT_TRUE(g.Evaluate(FakeMachine::Boot()).has_value());
+  cell.Write(g.active_until_ns(), g.token());
+  Token t;
+  ASSERT_TRUE(cell.Valid(&t));
+  EXPECT_EQ(t, (Token{4, 9}));
+  FakeMachine::Run(30 * kMs);
+  EXPECT_TRUE(cell.Valid(nullptr));  // about 400 ms of window left
+
+  const int64_t mono_before = FakeMachine::Monotonic();
+  FakeMachine::Suspend(60'000 * kMs);
+  EXPECT_EQ(FakeMachine::Monotonic(), mono_before);  // stood still
+  EXPECT_FALSE(cell.Valid(nullptr));
+  // The guard, on the same clock, pauses at its next look and says the
+  // window really ended long ago.
+  std::optional<Transition> pause = g.Evaluate(FakeMachine::Boot());
+  ASSERT_TRUE(pause.has_value());
+  EXPECT_FALSE(pause->active);
+  EXPECT_LT(pause->active_until_ns, FakeMachine::Boot() - 59'000 * kMs);
+}
+
+TEST(SuspendTest, GuardAndPermitRunOnTheBootTimeClock) {
+  // What the member uses when nothing is injected.
+  EXPECT_EQ(PartitionGuard::Options().clock, &BootTimeNowNs);
+  // And CLOCK_BOOTTIME is what BootTimeNowNs reads: never behind the
+  // monotonic clock (it adds the time spent suspended).
+  EXPECT_GE(BootTimeNowNs(), MonotonicNowNs());
 }
 
 // PermitCell: readers on many threads never see a torn (deadline, token):

@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "transport/tls.h"
+#include "util/certs.h"
 #include "util/mutex.h"
 #include "util/port.h"
 
@@ -508,10 +510,12 @@ TEST_F(NodeClusterTest, MemberOfAnotherCluster_IsRefusedAndBothLog) {
     return false;
   };
   EXPECT_TRUE(Await([&] {
-    return logged("n1", "refused member 'n3'") &&
-           logged("n3", "refused this member") &&
-           logged("n3", "cluster 'test'");
+    return logged("n1", "claiming to be member 'n3'") &&
+           logged("n1", "it belongs to cluster 'intruder'") &&
+           logged("n3", "refused this member");
   }));
+  // The refusal tells the stranger nothing about the cluster it reached.
+  EXPECT_FALSE(logged("n3", "'test'"));
   // n1 and n2 still form a cluster; n3 never joins it.
   EXPECT_TRUE(Await([&] {
     NodeStatus s1 = members_["n1"].node->GetStatus();
@@ -536,7 +540,7 @@ TEST_F(NodeClusterTest, UnknownMember_IsRefusedEvenInTheSameCluster) {
     return false;
   };
   EXPECT_TRUE(Await([&] {
-    return logged("refused member 'n4'") &&
+    return logged("claiming to be member 'n4'") &&
            logged("it is not a member of this cluster");
   }));
 }
@@ -656,25 +660,7 @@ TEST_F(NodeClusterTest, StalledDisks_DoNotDelayConfirmations) {
   EXPECT_TRUE(Await([&] { return AllApplied(expected); }));
 }
 
-// A throwaway CA, and certificates for 127.0.0.1 signed by it, made with
-// the openssl command line in `dir`. Returns false if openssl failed.
-bool MakeCertificates(const std::string& dir, const std::string& ca,
-                      const std::vector<std::string>& names) {
-  std::string script = absl::StrCat(
-      "set -e; cd '", dir, "'; ",
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=", ca,
-      " -keyout ", ca, ".key -out ", ca, ".pem 2>/dev/null; ",
-      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext; ");
-  for (const std::string& n : names) {
-    absl::StrAppend(
-        &script, "openssl req -newkey rsa:2048 -nodes -subj /CN=", n,
-        " -keyout ", n, ".key -out ", n, ".csr 2>/dev/null; ",
-        "openssl x509 -req -in ", n, ".csr -CA ", ca, ".pem -CAkey ", ca,
-        ".key -CAcreateserial -days 2 -extfile san.ext -out ", n,
-        ".pem 2>/dev/null; ");
-  }
-  return std::system(("bash -c \"" + script + "\"").c_str()) == 0;
-}
+using testing::MakeCertificates;
 
 TEST_F(NodeClusterTest, MutualTls_MembersWithTheCaConnectOthersDoNot) {
   Define(3);
@@ -708,6 +694,56 @@ TEST_F(NodeClusterTest, MutualTls_MembersWithTheCaConnectOthersDoNot) {
     }
   }
   EXPECT_TRUE(members_["n3"].machine->applied().empty());
+}
+
+// A certificate the cluster's CA signed is not enough to open a peer
+// stream: it must name the member the Hello claims to be. A client's
+// certificate, and another member's, are refused, and the cluster's terms
+// do not move.
+TEST_F(NodeClusterTest, MutualTls_PeerStreamNeedsTheMembersOwnCertificate) {
+  Define(5);
+  ASSERT_TRUE(MakeCertificates(root_, "ca", {"n1", "n2", "n3", "ops"},
+                               {{"ops", transport::ClientUri("ops")}}));
+  for (auto& [name, m] : members_) {
+    m.tls = {root_ + "/ca.pem", root_ + "/" + name + ".pem",
+             root_ + "/" + name + ".key"};
+  }
+  // n4 holds a client's certificate; n5 holds n2's.
+  members_["n4"].tls = {root_ + "/ca.pem", root_ + "/ops.pem",
+                        root_ + "/ops.key"};
+  members_["n5"].tls = {root_ + "/ca.pem", root_ + "/n2.pem",
+                        root_ + "/n2.key"};
+  StartAll();
+  const std::string leader = AwaitLeader({"n1", "n2", "n3"});
+  ASSERT_FALSE(leader.empty());
+  ASSERT_TRUE(ProposeAndWait(leader, "members-only").ok());
+  auto logged = [&](const std::string& who, const std::string& what) {
+    MutexLock lock(&events_.mu);
+    for (const std::string& l : events_.logs) {
+      if (l.rfind(who + ": ", 0) == 0 && l.find(what) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(Await([&] {
+    return logged(leader, "claiming to be member 'n4'") &&
+           logged(leader, "claiming to be member 'n5'") &&
+           logged(leader, "certificate does not name member");
+  }));
+  const uint64_t term = members_[leader].node->GetStatus().term;
+  for (const std::string name : {"n1", "n2", "n3"}) {
+    for (const PeerStatus& p : members_[name].node->GetStatus().peers) {
+      if (p.name == "n4" || p.name == "n5") {
+        EXPECT_FALSE(p.reachable) << name << " -> " << p.name;
+        EXPECT_EQ(p.messages_received, 0u) << name << " <- " << p.name;
+      }
+    }
+  }
+  // n4 and n5 keep trying (and campaigning, unheard) meanwhile.
+  ASSERT_TRUE(ProposeAndWait(leader, "still-members-only").ok());
+  EXPECT_EQ(members_[leader].node->GetStatus().term, term);
+  EXPECT_EQ(members_[leader].node->GetStatus().leader, leader);
 }
 
 TEST_F(NodeClusterTest, MutualTls_MissingFileIsAClearError) {

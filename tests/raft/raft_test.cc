@@ -168,7 +168,7 @@ TEST_F(RaftTest, RejectsMessagesFromOlderTerms_Sec5_1) {
   const uint64_t last = c.raft(2).log().last_index();
   Message m = Msg(MESSAGE_TYPE_APPEND, 3, 2, term - 1);
   m.set_index(last);
-  m.set_log_term(c.raft(2).log().last_term());
+  m.set_log_term(term - 1);  // a message is never newer than its own term
   Entry* e = m.add_entries();
   e->set_term(term - 1);
   e->set_index(last + 1);
@@ -1342,6 +1342,9 @@ TEST_F(RaftTest, Snapshot_OversizedSnapshotIsRefused) {
   SnapshotChunk* chunk = m.mutable_snapshot();
   chunk->mutable_metadata()->set_index(1000);
   chunk->mutable_metadata()->set_term(1);
+  for (uint64_t id : {1, 2, 3}) {
+    chunk->mutable_metadata()->mutable_conf_state()->add_voters(id);
+  }
   chunk->set_total_size(Cluster::DefaultConfig().max_snapshot_bytes + 1);
   ASSERT_TRUE(c.raft(2).Step(m, c.now()).ok());
   Ready rd = c.raft(2).GetReady();
