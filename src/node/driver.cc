@@ -234,8 +234,22 @@ void Driver::Complete(raft::Ready rd) {
 }
 
 void Driver::ApplyCommitted(const std::vector<raft::EntryPtr>& entries) {
-  for (const raft::EntryPtr& e : entries) {
+  to_apply_.insert(to_apply_.end(), entries.begin(), entries.end());
+  ApplySome();
+}
+
+void Driver::ApplySome() {
+  size_t applied = 0;
+  while (!to_apply_.empty()) {
     if (failed_ || closed_) return;
+    if (options_.max_apply_per_turn > 0 &&
+        applied == options_.max_apply_per_turn) {
+      PostContinuation();
+      return;
+    }
+    const raft::EntryPtr e = std::move(to_apply_.front());
+    to_apply_.pop_front();
+    ++applied;
     QUORATE_CHECK_EQ(e->index(), applied_ + 1) << "apply out of order";
     applied_ = e->index();
     std::string result;
@@ -259,6 +273,9 @@ void Driver::ApplyCommitted(const std::vector<raft::EntryPtr>& entries) {
 }
 
 void Driver::ApplySnapshot(const raft::Snapshot& snapshot) {
+  // Entries still waiting to be applied are all covered by the snapshot
+  // (the core takes no snapshot at or below its commit index).
+  to_apply_.clear();
   if (absl::Status s = LoadSnapshot(*snapshot.data); !s.ok()) {
     Fail(s);
     return;
@@ -334,8 +351,35 @@ void Driver::ServeReads() {
     ReadBatch batch = std::move(it->second);
     it = reads_.erase(it);
     lanes_[batch.lane].waiting -= batch.waiters.size();
-    for (ReadWaiter& w : batch.waiters) w.done(batch.index);
+    for (ReadWaiter& w : batch.waiters) {
+      to_answer_.emplace_back(std::move(w), batch.index);
+    }
   }
+  size_t answered = 0;
+  while (!to_answer_.empty() && !failed_ && !closed_) {
+    if (options_.max_apply_per_turn > 0 &&
+        answered == options_.max_apply_per_turn) {
+      PostContinuation();
+      return;
+    }
+    auto [waiter, index] = std::move(to_answer_.front());
+    to_answer_.pop_front();
+    ++answered;
+    waiter.done(index);
+  }
+}
+
+void Driver::PostContinuation() {
+  if (continuation_posted_) return;
+  continuation_posted_ = true;
+  env_->Post([this] {
+    continuation_posted_ = false;
+    if (failed_ || closed_) return;
+    ApplySome();
+    ServeReads();
+    MaybeSnapshot();
+    Drive();
+  });
 }
 
 void Driver::FinishBatch(uint64_t id, const ReadBatch& batch) {
@@ -507,7 +551,12 @@ void Driver::StartRead(Lane lane, ReadWaiter waiter) {
 
 void Driver::LaunchBatch(Lane lane) {
   ReadLane& l = lanes_[lane];
-  if (l.in_flight != 0 || l.forming.empty() || failed_ || closed_) return;
+  // Reads share one read point in flight at a time. Confirmations are few
+  // (one per member per heartbeat) and each must be answered within its
+  // window: each gets a read point of its own at once, so that a slow or
+  // lost one holds up no other.
+  if (lane == kReads && l.in_flight != 0) return;
+  if (l.forming.empty() || failed_ || closed_) return;
   const uint64_t id = next_read_id_++;
   std::vector<ReadWaiter> waiters;
   waiters.swap(l.forming);
@@ -516,7 +565,7 @@ void Driver::LaunchBatch(Lane lane) {
     for (ReadWaiter& w : waiters) w.done(s);
     return;
   }
-  l.in_flight = id;
+  if (lane == kReads) l.in_flight = id;
   reads_[id] = ReadBatch{lane, 0, std::move(waiters)};
 }
 
@@ -566,6 +615,8 @@ void Driver::AnswerAll(const absl::Status& proposals,
               std::back_inserter(r));
   }
   reads_.clear();
+  for (auto& [waiter, index] : to_answer_) r.push_back(std::move(waiter));
+  to_answer_.clear();
   for (ReadLane& lane : lanes_) {
     std::move(lane.forming.begin(), lane.forming.end(), std::back_inserter(r));
     lane = ReadLane();

@@ -65,6 +65,7 @@
 #define QUORATE_NODE_DRIVER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -181,6 +182,12 @@ struct DriverOptions {
   size_t max_waiting = 65536;
   // Confirm() calls waiting, counted apart from everything else.
   size_t max_waiting_confirms = 1024;
+  // Committed entries applied (and their proposals answered), and reads
+  // answered, in one go before the driver lets other work in through
+  // DriverEnv::Post: under a flood one commit or one read point may serve
+  // thousands of callers, and peer messages and renewals must not wait for
+  // all of them. 0: no limit.
+  size_t max_apply_per_turn = 256;
   // The first id Read() and Confirm() hand the core. A leader may still
   // answer reads this member forwarded before it restarted, and must not
   // match them with new ones: start somewhere random.
@@ -263,10 +270,10 @@ class Driver {
   // Asks the leader to confirm a quorum round that starts after it
   // receives the request (the partition guard's renewal). `done` runs as
   // soon as the confirmation arrives, without waiting for the state
-  // machine or this member's disk. Batched as reads are, in a lane of
-  // their own with a budget of its own (max_waiting_confirms): however
-  // many reads wait, a renewal never waits behind them or is refused
-  // because of them.
+  // machine or this member's disk. Each gets a read point of its own (no
+  // batching: one slow answer must not hold up the next renewal), with a
+  // budget of its own (max_waiting_confirms): however many reads wait, a
+  // renewal never waits behind them or is refused because of them.
   void Confirm(int64_t deadline_ns,
                std::function<void(absl::StatusOr<Confirmation>)> done);
 
@@ -341,7 +348,13 @@ class Driver {
   void CompleteThenSend(raft::Ready rd);
   void WriteDone(raft::Ready rd, const absl::Status& status);
   void ApplySnapshot(const raft::Snapshot& snapshot);
+  // Queues committed entries and applies them in order, at most
+  // max_apply_per_turn at a time (the rest in a posted continuation).
   void ApplyCommitted(const std::vector<raft::EntryPtr>& entries);
+  void ApplySome();
+  // Posts (once) the rest of what ApplySome() and ServeReads() left for
+  // the next turn.
+  void PostContinuation();
   // Answers Confirm() calls whose round the leader confirmed.
   void ConfirmRounds(const std::vector<raft::ReadState>& states);
   // Reads: each one's confirmed read point, served once applied.
@@ -381,7 +394,12 @@ class Driver {
   int64_t scheduled_tick_ = 0;
 
   std::map<uint64_t, Proposal> proposals_;  // by index
-  std::map<uint64_t, ReadBatch> reads_;     // by request id
+  // Committed, not yet applied (ApplySome).
+  std::deque<raft::EntryPtr> to_apply_;
+  // Reads whose read point is applied, not yet answered.
+  std::deque<std::pair<ReadWaiter, uint64_t>> to_answer_;
+  bool continuation_posted_ = false;
+  std::map<uint64_t, ReadBatch> reads_;  // by request id
   ReadLane lanes_[2];
   uint64_t next_read_id_;
 };

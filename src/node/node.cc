@@ -91,7 +91,8 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
         self_(MemberId(options_.name)),
         work_(asio::make_work_guard(io_)),
         raft_timer_(io_),
-        sweep_timer_(io_) {}
+        sweep_timer_(io_),
+        timing_timer_(io_) {}
 
   ~Impl() override { Stop(false); }
 
@@ -112,10 +113,8 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
     transport_->Send(std::move(messages));
   }
   void Post(absl::AnyInvocable<void()> fn) override {
-    asio::post(io_, [this, fn = std::move(fn)]() mutable {
-      if (closing_) return;
-      fn();
-      PublishStatus();
+    PostUrgent([this, fn = std::move(fn)]() mutable {
+      if (!closing_) fn();
     });
   }
   void RunInBackground(absl::AnyInvocable<void()> fn) override {
@@ -140,6 +139,23 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // Runs fn(std::move(done)) on the loop once admitted; answers `done`
   // with the refusal otherwise, or if the member stopped meanwhile. One
   // posted handler per call, nothing shared: this is every call's way in.
+  // THE URGENT LANE. What keeps this member in its cluster (peer messages,
+  // the second half of a Ready, the core's tick, renewals) must never wait
+  // behind client calls, however many are queued on the loop (each is an
+  // asio handler, served in order). Urgent work is queued here and run by
+  // a handler of its own, and also before every client call's handler: it
+  // waits for at most one client call. An overdue tick is run there too,
+  // since the timer's completion queues behind client handlers as well.
+  void PostUrgent(absl::AnyInvocable<void()> fn) {
+    {
+      MutexLock lock(&urgent_mu_);
+      urgent_.push_back(std::move(fn));
+      urgent_waiting_.store(true, std::memory_order_release);
+    }
+    asio::post(io_, [this] { RunUrgent(); });
+  }
+  void RunUrgent();
+
   template <typename Done, typename Fn>
   void OnLoop(Done done, Fn fn, std::atomic<size_t>* queued = nullptr) {
     if (queued == nullptr) queued = &queued_;
@@ -150,8 +166,8 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
       done(s);
       return;
     }
-    asio::post(io_, [this, queued, done = std::move(done),
-                     fn = std::move(fn)]() mutable {
+    auto handler = [this, queued, done = std::move(done),
+                    fn = std::move(fn)]() mutable {
       queued->fetch_sub(1);
       if (closing_) {
         done(absl::UnavailableError("the member is stopping"));
@@ -159,6 +175,14 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
       }
       fn(std::move(done));
       PublishStatus();
+    };
+    if (queued == &confirms_queued_) {
+      PostUrgent(std::move(handler));  // renewals
+      return;
+    }
+    asio::post(io_, [this, handler = std::move(handler)]() mutable {
+      RunUrgent();
+      handler();
     });
   }
   void Submit(storage::GroupCommitWriter::Request request,
@@ -181,6 +205,10 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer raft_timer_;
   asio::steady_timer sweep_timer_;
+  // A rolling change to a shorter T: the new T is recorded once the
+  // previous run's promises have expired (after this long; 0: no need).
+  asio::steady_timer timing_timer_;
+  int64_t record_timing_after_ns_ = 0;
   std::thread thread_;
 
   // Loop thread only (after Init()).
@@ -193,6 +221,12 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   uint64_t published_members_ = ~uint64_t{0};  // generation in status_
   bool closing_ = false;  // Stop() began: handlers answer and return
+
+  Mutex urgent_mu_;
+  std::vector<absl::AnyInvocable<void()>> urgent_ ABSL_GUARDED_BY(urgent_mu_);
+  std::atomic<bool> urgent_waiting_{false};
+  // The loop thread's: when the core wants its next tick (0: none asked).
+  int64_t tick_due_ns_ = 0;
 
   std::atomic<size_t> inbox_{0};
   std::atomic<size_t> inbox_bytes_{0};
@@ -258,6 +292,23 @@ absl::Status Node::Impl::Init() {
   c.heartbeat_interval_ns =
       absl::ToInt64Nanoseconds(options_.heartbeat_interval);
   c.election_timeout_ns = absl::ToInt64Nanoseconds(options_.election_timeout);
+  // The last run may have promised under a longer T (a rolling change of
+  // --election_timeout): keep its promises for that long, and record the
+  // new T only once they have all expired.
+  absl::StatusOr<int64_t> previous_t = storage_->RecordedElectionTimeout();
+  if (!previous_t.ok()) return previous_t.status();
+  c.startup_lease_ns = std::max(*previous_t, c.election_timeout_ns);
+  if (*previous_t < c.election_timeout_ns) {
+    if (absl::Status s = storage_->RecordElectionTimeout(c.election_timeout_ns);
+        !s.ok()) {
+      return s;
+    }
+  } else if (*previous_t > c.election_timeout_ns) {
+    record_timing_after_ns_ = c.startup_lease_ns;
+    Log(absl::StrCat("the last run had an election timeout of ",
+                     absl::FormatDuration(absl::Nanoseconds(*previous_t)),
+                     "; this member casts no vote for that long"));
+  }
   c.commit_notify_delay_ns = absl::ToInt64Nanoseconds(
       std::clamp(options_.commit_notify_delay, absl::ZeroDuration(),
                  options_.heartbeat_interval / 2));
@@ -309,7 +360,7 @@ absl::Status Node::Impl::Init() {
     ++inbox_;
     inbox_bytes_ += bytes;
     const uint64_t from = messages.front().from();
-    asio::post(io_, [this, from, bytes, m = std::move(messages)]() mutable {
+    PostUrgent([this, from, bytes, m = std::move(messages)]() mutable {
       --inbox_;
       inbox_bytes_ -= bytes;
       if (closing_) return;
@@ -356,6 +407,25 @@ absl::Status Node::Impl::Init() {
     driver_->Drive();
     PublishStatus();
     ScheduleSweep();
+    if (record_timing_after_ns_ > 0) {
+      timing_timer_.expires_after(
+          std::chrono::nanoseconds(record_timing_after_ns_));
+      timing_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || closing_) return;
+        const int64_t timeout =
+            absl::ToInt64Nanoseconds(options_.election_timeout);
+        storage::GroupCommitWriter::Request req;
+        req.task = [timeout](storage::Storage* s) {
+          return s->RecordElectionTimeout(timeout);
+        };
+        Submit(std::move(req), [this](absl::Status s) {
+          if (!s.ok()) {
+            Log(absl::StrCat("cannot record the election timeout: ",
+                             s.message()));
+          }
+        });
+      });
+    }
   });
   thread_ = std::thread([this] {
     SetThreadName("q-loop");
@@ -365,12 +435,36 @@ absl::Status Node::Impl::Init() {
 }
 
 void Node::Impl::ScheduleTick(int64_t deadline_ns) {
+  tick_due_ns_ = deadline_ns;
   raft_timer_.expires_at(AtMonotonic(deadline_ns));
   raft_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || closing_) return;
+    tick_due_ns_ = 0;
     driver_->Tick();
     PublishStatus();
   });
+}
+
+void Node::Impl::RunUrgent() {
+  // Runs while closing too: each closure answers its caller (a renewal)
+  // or does nothing once `closing_` is set.
+  bool ran = false;
+  if (!closing_ && tick_due_ns_ != 0 && MonotonicNowNs() >= tick_due_ns_) {
+    tick_due_ns_ = 0;
+    driver_->Tick();
+    ran = true;
+  }
+  if (urgent_waiting_.load(std::memory_order_acquire)) {
+    std::vector<absl::AnyInvocable<void()>> work;
+    {
+      MutexLock lock(&urgent_mu_);
+      work.swap(urgent_);
+      urgent_waiting_.store(false, std::memory_order_relaxed);
+    }
+    for (auto& fn : work) fn();
+    ran = ran || !work.empty();
+  }
+  if (ran && !closing_) PublishStatus();
 }
 
 void Node::Impl::Write(DriverWriter::Request write,
@@ -623,6 +717,7 @@ void Node::Impl::Stop(bool graceful) {
     asio::post(io_, [this] {
       closing_ = true;
       raft_timer_.cancel();
+      timing_timer_.cancel();
       driver_->Close("the member stopped");
       {
         MutexLock lock(&mu_);

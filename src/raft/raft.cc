@@ -136,6 +136,8 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
   // leader; it keeps the disruptive-server promise by treating its start as
   // such contact.
   r->last_leader_contact_ns_ = now_ns;
+  r->startup_lease_until_ns_ =
+      now_ns + std::max(config.election_timeout_ns, config.startup_lease_ns);
   r->ResetElectionDeadline();
   r->reported_soft_state_ = SoftState{r->role(), 0};
   return r;
@@ -166,7 +168,8 @@ void Raft::ResetElectionDeadline() {
 }
 
 bool Raft::InLease() const {
-  return now_ns_ < last_leader_contact_ns_ + config_.election_timeout_ns;
+  return now_ns_ < last_leader_contact_ns_ + config_.election_timeout_ns ||
+         now_ns_ < startup_lease_until_ns_;
 }
 
 template <typename T, typename ValueOf>
@@ -233,7 +236,10 @@ void Raft::Tick(int64_t now_ns) {
     return;
   }
   if (now_ns_ >= election_deadline_ns_) {
-    if (membership_.IsVoter(config_.id)) {
+    if (now_ns_ < startup_lease_until_ns_) {
+      // Our own vote would break a promise of our previous run.
+      election_deadline_ns_ = startup_lease_until_ns_;
+    } else if (membership_.IsVoter(config_.id)) {
       StartElection(config_.pre_vote, /*transfer=*/false);
     } else {
       ResetElectionDeadline();

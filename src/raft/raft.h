@@ -112,6 +112,12 @@ struct Config {
   // index then costs no message of its own. 0: an append of its own at
   // once. Less than the heartbeat interval.
   int64_t commit_notify_delay_ns = 0;
+  // After Create(), this member refuses votes (the disruptive-server rule
+  // below) and starts no election for at least this long; T if shorter. A
+  // member restarted with a shorter T than its previous run must keep the
+  // promises that run made: the driver passes the longest T it may have
+  // promised under (docs/design.md, "Members agree on T and ρ").
+  int64_t startup_lease_ns = 0;
   // Not owned; must outlive the core. Required.
   Random* random = nullptr;
 
@@ -421,6 +427,8 @@ class Raft {
   // Last time this member heard from a current leader (or, as leader,
   // started a round): the disruptive-server lease.
   int64_t last_leader_contact_ns_ = 0;
+  // Until when the start-up lease lasts (Config::startup_lease_ns).
+  int64_t startup_lease_until_ns_ = 0;
   // The last_leader_contact_ns_ after which ReportUnreachable() shortened
   // the election deadline (-1: never).
   int64_t shortened_after_contact_ns_ = -1;

@@ -89,12 +89,48 @@ absl::Status Storage::LoadSecret() {
   std::string data;
   PutU32(&data, secret_);
   PutU32(&data, Crc32c(data.data(), 4));
+  return WriteSmallFile("SALT", data);
+}
+
+absl::Status Storage::WriteSmallFile(const std::string& name,
+                                     const std::string& data) {
+  const std::string path = JoinPath(options_.dir, name);
   const std::string tmp = path + ".tmp";
   QUORATE_ASSIGN_OR_RETURN(auto file, fs_->OpenWritable(tmp, true, 0));
   QUORATE_RETURN_IF_ERROR(file->WriteAt(0, data));
   QUORATE_RETURN_IF_ERROR(file->Sync());
   QUORATE_RETURN_IF_ERROR(fs_->Rename(tmp, path));
   return fs_->SyncDir(options_.dir);
+}
+
+// TIMING: the election timeout in nanoseconds (8 bytes, little-endian as
+// PutU32 writes them, low word first) and a CRC-32C of those 8 bytes.
+absl::StatusOr<int64_t> Storage::RecordedElectionTimeout() {
+  QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           fs_->ListDir(options_.dir));
+  if (std::find(names.begin(), names.end(), "TIMING") == names.end()) {
+    return 0;
+  }
+  const std::string path = JoinPath(options_.dir, "TIMING");
+  QUORATE_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(path));
+  if (data.size() != 12 || GetU32(data.data() + 8) != Crc32c(data.data(), 8)) {
+    return absl::DataLossError(
+        absl::StrCat(path,
+                     " is damaged: it records the election timeout this member "
+                     "last ran under; if it ran under no longer one than now, "
+                     "remove the file"));
+  }
+  return static_cast<int64_t>(uint64_t{GetU32(data.data())} |
+                              uint64_t{GetU32(data.data() + 4)} << 32);
+}
+
+absl::Status Storage::RecordElectionTimeout(int64_t ns) {
+  std::string data;
+  const auto v = static_cast<uint64_t>(ns);
+  PutU32(&data, static_cast<uint32_t>(v));
+  PutU32(&data, static_cast<uint32_t>(v >> 32));
+  PutU32(&data, Crc32c(data.data(), 8));
+  return WriteSmallFile("TIMING", data);
 }
 
 absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {

@@ -135,6 +135,14 @@ class Storage {
   // which must be covered by a saved snapshot.
   absl::Status Compact(uint64_t index);
 
+  // The election timeout the member last ran under (the TIMING file), in
+  // nanoseconds; 0 if none was recorded. The node keeps its start-up lease
+  // at least this long (raft::Config::startup_lease_ns).
+  absl::StatusOr<int64_t> RecordedElectionTimeout();
+  // Records it durably (temporary file, fsync, rename, fsync of the
+  // directory).
+  absl::Status RecordElectionTimeout(int64_t ns);
+
   // The first error that stopped this storage; OK while it works.
   const absl::Status& error() const { return error_; }
   uint64_t last_index() const { return last_index_; }
@@ -157,6 +165,8 @@ class Storage {
   absl::Status LoadSnapshot(raft::RestoredState* restored);
   // Reads the directory's secret (SALT), creating it in a new directory.
   absl::Status LoadSecret();
+  // Replaces the small file `name` in the directory with `data`, durably.
+  absl::Status WriteSmallFile(const std::string& name, const std::string& data);
   // The checksum salt of segment `seq`'s records.
   uint32_t SegmentSalt(uint64_t seq) const;
   // Starts a new segment whose next entry is `first_index`.

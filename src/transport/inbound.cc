@@ -156,6 +156,12 @@ bool TransportImpl::RegisterStream(InStream* in) {
 
 void TransportImpl::GreetedStream(InStream* in, uint64_t from) {
   MutexLock lock(&streams_mu_);
+  // A member keeps one stream to each peer: a new one replaces the old,
+  // which may be dead without either side knowing yet (a black-holed link
+  // is found by the dialing side's pings, not by ours).
+  for (auto& [other, info] : in_streams_) {
+    if (other != in && info.from == from) other->Cancel();
+  }
   auto it = in_streams_.find(in);
   if (it != in_streams_.end()) it->second.from = from;
 }

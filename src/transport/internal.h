@@ -76,10 +76,45 @@ bool FaultsActive(FaultFile& file);
 // One line in the log if `o` serves plaintext beyond loopback.
 void WarnIfPlaintextOnNetwork(const Transport::Options& o);
 
+// The client queue's thread runs at this nice value (and so do threads
+// gRPC starts from it).
+inline constexpr int kClientNice = 10;
+
 // Milliseconds, for gRPC's integer arguments.
 int Ms(absl::Duration d);
 
 class TransportImpl;
+
+// A server completion queue and the thread that drains it. A member has
+// two: one for the peer streams (Raft's traffic, the renewals among it)
+// and one for the client API, so that no flood of client calls can delay
+// a heartbeat or a renewal behind its completions.
+class QueueThread final : public CallQueue {
+ public:
+  explicit QueueThread(std::unique_ptr<grpc::ServerCompletionQueue> cq)
+      : cq_(std::move(cq)) {}
+  ~QueueThread() { Shutdown(); }
+  // Starts the thread, which hands each event to its CqTag's handler, at
+  // `nice` above the process's nice value.
+  void Run(const char* thread_name, int nice);
+  grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
+  bool StartOperation(absl::FunctionRef<void()> start) override {
+    MutexLock lock(&mu_);
+    if (closed_) return false;
+    TsanStarting(cq_.get());
+    start();
+    return true;
+  }
+  // After the server's shutdown: closes the queue and waits until its
+  // last event is handled. Idempotent.
+  void Shutdown();
+
+ private:
+  const std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread thread_;
+  Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 // A stream a peer opened to this member: Hello, then batches until it
 // breaks. Lives on the io thread, and deletes itself when it is over.
@@ -214,7 +249,7 @@ class PeerSender final : public CqHandler {
   std::thread thread_;
 };
 
-class TransportImpl final : public Transport, public CallQueue {
+class TransportImpl final : public Transport {
  public:
   explicit TransportImpl(Options options)
       : options_(std::move(options)), faults_(options_.faults_file) {}
@@ -278,21 +313,8 @@ class TransportImpl final : public Transport, public CallQueue {
       server_->Shutdown(std::chrono::system_clock::now());
       server_->Wait();
     }
-    if (cq_ != nullptr) {
-      {
-        MutexLock lock(&cq_mu_);
-        cq_closed_ = true;
-        cq_->Shutdown();
-      }
-      if (io_thread_.joinable()) {
-        io_thread_.join();
-      } else {
-        void* tag;
-        bool ok;
-        while (cq_->Next(&tag, &ok)) {
-        }
-      }
-    }
+    if (peer_queue_ != nullptr) peer_queue_->Shutdown();
+    if (client_queue_ != nullptr) client_queue_->Shutdown();
   }
 
   const Options& options() const { return options_; }
@@ -301,16 +323,13 @@ class TransportImpl final : public Transport, public CallQueue {
   // Waits for the next stream a peer opens (the io thread).
   void AcceptNextStream() {
     if (!accepting_.load()) return;
-    StartOperation([this] { new InStream(this, &service_, cq_.get()); });
+    StartOperation([this] { new InStream(this, &service_, cq()); });
   }
 
-  grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
-  bool StartOperation(absl::FunctionRef<void()> start) override {
-    MutexLock lock(&cq_mu_);
-    if (cq_closed_) return false;
-    TsanStarting(cq_.get());
-    start();
-    return true;
+  // The peer streams' queue.
+  grpc::ServerCompletionQueue* cq() { return peer_queue_->cq(); }
+  bool StartOperation(absl::FunctionRef<void()> start) {
+    return peer_queue_->StartOperation(start);
   }
 
   // OK if `frame` is a Hello from a member of this cluster meant for this
@@ -375,11 +394,9 @@ class TransportImpl final : public Transport, public CallQueue {
   const Options options_;
   FaultFile faults_;
   peer::Peer::AsyncService service_;
-  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
-  std::thread io_thread_;
+  std::unique_ptr<QueueThread> peer_queue_;
+  std::unique_ptr<QueueThread> client_queue_;
   std::atomic<bool> accepting_{true};
-  Mutex cq_mu_;
-  bool cq_closed_ ABSL_GUARDED_BY(cq_mu_) = false;
   std::unique_ptr<grpc::Server> server_;
   std::string listen_address_;
   // Cancels streams whose Hello is overdue; ends at Stop().

@@ -1,6 +1,8 @@
 #include "transport/transport.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <random>
@@ -25,6 +27,42 @@ bool FaultsActive(FaultFile& file) {
   return f.delay_ms > 0 || f.duplicate_percent > 0;
 }
 
+void QueueThread::Run(const char* thread_name, int nice) {
+  thread_ = std::thread([this, thread_name, nice] {
+    SetThreadName(thread_name);
+    // Linux keeps a nice value per thread: lowering this one's priority
+    // (always allowed) lets the threads that keep the member in its
+    // cluster run first when the machine is busy.
+    if (nice != 0) {
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
+    }
+    void* tag;
+    bool ok;
+    while (cq_->Next(&tag, &ok)) {
+      TsanTaken(cq_.get());
+      const CqTag* t = static_cast<const CqTag*>(tag);
+      t->handler->OnEvent(t->kind, ok);
+    }
+  });
+}
+
+void QueueThread::Shutdown() {
+  {
+    MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    cq_->Shutdown();
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  } else {
+    void* tag;
+    bool ok;
+    while (cq_->Next(&tag, &ok)) {
+    }
+  }
+}
+
 absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   for (const PeerAddress& p : peers) {
     if (p.id != options_.self.id) peer_names_[p.id] = p.name;
@@ -43,7 +81,8 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   int port = 0;
   builder.AddListeningPort(options_.listen, server_creds, &port);
   builder.RegisterService(&service_);
-  cq_ = builder.AddCompletionQueue();
+  peer_queue_ = std::make_unique<QueueThread>(builder.AddCompletionQueue());
+  client_queue_ = std::make_unique<QueueThread>(builder.AddCompletionQueue());
   for (AsyncService* extra : options_.services) {
     builder.RegisterService(extra->grpc_service());
   }
@@ -63,10 +102,12 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
       Ms(options_.keepalive_time) / 2);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             Ms(options_.keepalive_time));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                             Ms(options_.keepalive_timeout));
+  // The listener's own pings find dead connections slowly (the dialing
+  // member's pings find a dead peer link in about a second; a client's
+  // connection may be busy): a busy client must not be cut off for a
+  // late answer.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -80,17 +121,13 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     SetThreadName("q-hello");
     SweepHellos();
   });
-  for (AsyncService* extra : options_.services) extra->Start(this);
-  io_thread_ = std::thread([this] {
-    SetThreadName("q-io");
-    void* tag;
-    bool ok;
-    while (cq_->Next(&tag, &ok)) {
-      TsanTaken(cq_.get());
-      const CqTag* t = static_cast<const CqTag*>(tag);
-      t->handler->OnEvent(t->kind, ok);
-    }
-  });
+  for (AsyncService* extra : options_.services) {
+    extra->Start(client_queue_.get());
+  }
+  peer_queue_->Run("q-io", 0);
+  // Client calls yield the CPU to peer traffic, the loop and the guard: a
+  // flood slows its clients down, not the member's renewals.
+  client_queue_->Run("q-client", kClientNice);
 
   for (const PeerAddress& p : peers) {
     if (p.id == options_.self.id) continue;
@@ -112,7 +149,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     // A channel of its own per peer, not shared through gRPC's pool.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     senders_[p.id] = std::make_unique<PeerSender>(
-        this, p, cq_.get(), [address = p.address, channel_creds, args] {
+        this, p, cq(), [address = p.address, channel_creds, args] {
           return grpc::CreateCustomChannel(address, channel_creds, args);
         });
   }

@@ -139,7 +139,7 @@ class Transport {
     // Per HTTP/2 connection, for peers and clients alike.
     int max_concurrent_streams_per_connection = 16384;
     // Memory gRPC may use for this listener's connections and calls.
-    size_t resource_quota_bytes = size_t{1} << 30;
+    size_t resource_quota_bytes = size_t{32} << 20;
     // More services to serve on the same listener and completion queue
     // (the client API; transport/cq.h). Not owned; they must outlive the
     // transport.

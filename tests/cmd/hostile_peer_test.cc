@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <limits>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "transport/tls.h"
 #include "util/certs.h"
 #include "util/process.h"
+#include "wire/client.grpc.pb.h"
 #include "wire/peer.grpc.pb.h"
 
 namespace quorate {
@@ -314,6 +316,53 @@ TEST_F(HostilePeerTest, MismatchedElectionTimeout_IsRefused) {
             grpc::StatusCode::PERMISSION_DENIED);
   hello.set_election_timeout_ms(200);
   EXPECT_TRUE(Speak("n1", grpc::InsecureChannelCredentials(), hello).ok());
+}
+
+// The peak resident memory of process `pid` (VmHWM), in KiB; -1 if unknown.
+int64_t PeakRssKib(pid_t pid) {
+  const std::string status = ReadAll(absl::StrCat("/proc/", pid, "/status"));
+  const size_t at = status.find("VmHWM:");
+  int64_t kib = -1;
+  if (at == std::string::npos) return kib;
+  const size_t from = status.find_first_of("0123456789", at);
+  (void)absl::SimpleAtoi(
+      status.substr(from, status.find_first_not_of("0123456789", from) - from),
+      &kib);
+  return kib;
+}
+
+// A 300 MB request is refused from its length prefix: the member's memory
+// does not grow by anything like it, and the member keeps serving.
+TEST_F(HostilePeerTest, HugeClientRequest_IsRefusedBeforeItIsBuffered) {
+  Define(1);
+  Start("n1");
+  ASSERT_EQ(AwaitLeader(), "n1");
+  const pid_t pid = members_["n1"].process->pid();
+  const int64_t before = PeakRssKib(pid);
+  ASSERT_GT(before, 0);
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(-1);  // this client sends what it likes
+  auto channel = grpc::CreateCustomChannel(
+      members_["n1"].port->address(), grpc::InsecureChannelCredentials(), args);
+  auto stub = client::Kv::NewStub(channel);
+  client::PutRequest req;
+  req.set_key("huge");
+  req.mutable_value()->assign(300u << 20, 'x');
+  client::PutResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  const grpc::Status s = stub->Put(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << s.error_message();
+  const int64_t after = PeakRssKib(pid);
+  std::cout << "quorate-node peak RSS before " << before / 1024
+            << " MiB, after " << after / 1024
+            << " MiB (a 300 MiB request refused)\n";
+  EXPECT_LT(after - before, 32 * 1024)
+      << "peak RSS grew by " << (after - before) / 1024 << " MiB";
+  // Still serving.
+  const Ctl put = Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"});
+  EXPECT_EQ(put.exit, 0) << put.out;
 }
 
 }  // namespace

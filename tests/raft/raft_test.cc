@@ -842,6 +842,44 @@ TEST_F(RaftTest, LeaseAlsoRefusesVotesAtCurrentTerm_Sec4_2_3) {
   c.DropAll();
 }
 
+// A member restarted with a shorter T than its last run keeps that run's
+// promises: for the start-up lease (the longer T) it grants no vote and
+// starts no election, then behaves as usual.
+TEST_F(RaftTest, StartupLease_LongerPreviousTimeoutIsHonoured) {
+  SeededRandom rng(3);
+  Config c = MemberOneConfig(&rng);
+  c.startup_lease_ns = 4 * kElection;  // the last run's T
+  RestoredState r;
+  for (uint64_t id : {1, 2, 3}) r.snapshot.mutable_conf_state()->add_voters(id);
+  auto raft = Raft::Create(c, r, 0);
+  ASSERT_TRUE(raft.ok());
+  Raft& m = **raft;
+  auto vote_from_2 = [&](int64_t now) {
+    Message v = Msg(MESSAGE_TYPE_PRE_VOTE, 2, 1, 1);
+    v.set_index(0);
+    v.set_log_term(0);
+    EXPECT_TRUE(m.Step(v, now).ok());
+    Ready rd = m.GetReady();
+    m.Advance();
+    for (const auto* list : {&rd.messages, &rd.messages_after_persist}) {
+      for (const Message& out : *list) {
+        if (out.type() == MESSAGE_TYPE_PRE_VOTE_RESPONSE) return !out.reject();
+      }
+    }
+    return false;  // ignored
+  };
+  // Past its own T (and 2T), still in the start-up lease.
+  for (int64_t now = kElection; now < 4 * kElection; now += kElection / 2) {
+    m.Tick(now);
+    EXPECT_EQ(m.role(), Role::kFollower) << "campaigned at " << now;
+    EXPECT_FALSE(vote_from_2(now)) << "granted a vote at " << now;
+  }
+  // Once it is over: votes are granted, and the member campaigns.
+  EXPECT_TRUE(vote_from_2(4 * kElection));
+  m.Tick(6 * kElection);
+  EXPECT_EQ(m.role(), Role::kPreCandidate);
+}
+
 TEST_F(RaftTest, LeaseHoldsAfterCheckQuorumStepDown_Sec4_2_3) {
   Cluster& c = Make(3);
   ASSERT_TRUE(c.Elect(1));

@@ -103,6 +103,24 @@ TEST_F(StorageTest, Open_SecondOpenOfSameDirectoryIsRefused) {
   EXPECT_TRUE(Storage::Open(Options(), &r).ok());
 }
 
+TEST_F(StorageTest, ElectionTimeout_RecordedDurablyAndChecked) {
+  raft::RestoredState r;
+  auto s = OpenOk(&r);
+  EXPECT_EQ(*s->RecordedElectionTimeout(), 0);  // never recorded
+  const int64_t two_s = 2'000'000'000;
+  ASSERT_TRUE(s->RecordElectionTimeout(two_s).ok());
+  s.reset();
+  s = OpenOk(&r);
+  EXPECT_EQ(*s->RecordedElectionTimeout(), two_s);
+  ASSERT_TRUE(s->RecordElectionTimeout(500'000'000).ok());
+  EXPECT_EQ(*s->RecordedElectionTimeout(), 500'000'000);
+  // A damaged record is an error naming the file, never a guess.
+  fs_.File("/data/TIMING")->data[0] ^= 1;
+  const absl::StatusOr<int64_t> bad = s->RecordedElectionTimeout();
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(bad.status().message().find("TIMING"), absl::string_view::npos);
+}
+
 TEST_F(StorageTest, WriteSyncReopen_RoundTrips) {
   raft::RestoredState r;
   {
