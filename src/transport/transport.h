@@ -112,6 +112,10 @@ class Transport {
     // that a healed partition is noticed within a heartbeat or two: the
     // partition guard resumes only once its renewals get through again.
     absl::Duration min_connect_timeout = absl::Milliseconds(100);
+    // With TLS: the handshake is part of the attempt, and under CPU load
+    // takes longer; a healed link is still noticed within about
+    // attempt_interval, since attempts overlap.
+    absl::Duration min_tls_connect_timeout = absl::Milliseconds(500);
     // While a peer is unreachable a new connection attempt starts this
     // often, alongside up to `max_connect_attempts` - 1 older ones still
     // trying: a healed link is used within about this long.
@@ -138,8 +142,11 @@ class Transport {
     size_t max_inbound_streams = 64;
     // Per HTTP/2 connection, for peers and clients alike.
     int max_concurrent_streams_per_connection = 16384;
-    // Memory gRPC may use for this listener's connections and calls.
-    size_t resource_quota_bytes = size_t{32} << 20;
+    // Memory gRPC may use for this listener's connections and calls. It
+    // also bounds how much of one oversized request is buffered before the
+    // stream is reset (gRPC 1.51 checks max_message_bytes only once the
+    // whole message is read).
+    size_t resource_quota_bytes = size_t{64} << 20;
     // More services to serve on the same listener and completion queue
     // (the client API; transport/cq.h). Not owned; they must outlive the
     // transport.

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "cmd/node_processes.h"
 #include "node/node.h"
 #include "transport/tls.h"
+#include "transport/transport.h"
 #include "util/certs.h"
 #include "util/process.h"
 #include "wire/client.grpc.pb.h"
@@ -224,8 +226,11 @@ TEST_F(HostilePeerTest, Plaintext_MalformedMessagesCrashNothing) {
 
 TEST_F(HostilePeerTest, MutualTls_ForgedHellosAreRefusedAndTermsStay) {
   Define(3);
-  ASSERT_TRUE(MakeCertificates(root_, "ca", {"n1", "n2", "n3", "ops"},
-                               {{"ops", transport::ClientUri("ops")}}));
+  // The operator's script (docs/operations.md) makes the cluster's own.
+  ASSERT_EQ(std::system(("'" QUORATE_SOURCE_DIR "/scripts/make-certs.sh' '" +
+                         root_ + "' --members n1,n2,n3 --clients ops >/dev/null")
+                            .c_str()),
+            0);
   ASSERT_TRUE(MakeCertificates(root_, "rogue-ca", {"rogue"},
                                {{"rogue", transport::MemberUri("n3")}}));
   for (auto& [name, m] : members_) {
@@ -331,8 +336,11 @@ int64_t PeakRssKib(pid_t pid) {
   return kib;
 }
 
-// A 300 MB request is refused from its length prefix: the member's memory
-// does not grow by anything like it, and the member keeps serving.
+// A 300 MB request is refused before it is buffered: gRPC 1.51 checks a
+// message's length only once it has read it, so what bounds the buffering
+// is the listener's memory quota (transport Options::resource_quota_bytes,
+// 64 MiB): past it the stream is reset. The member's peak memory grows by
+// about the quota, not by 300 MB, and it keeps serving.
 TEST_F(HostilePeerTest, HugeClientRequest_IsRefusedBeforeItIsBuffered) {
   Define(1);
   Start("n1");
@@ -358,7 +366,9 @@ TEST_F(HostilePeerTest, HugeClientRequest_IsRefusedBeforeItIsBuffered) {
   std::cout << "quorate-node peak RSS before " << before / 1024
             << " MiB, after " << after / 1024
             << " MiB (a 300 MiB request refused)\n";
-  EXPECT_LT(after - before, 32 * 1024)
+  const auto quota_kib = static_cast<int64_t>(
+      transport::Transport::Options().resource_quota_bytes / 1024);
+  EXPECT_LT(after - before, quota_kib + 16 * 1024)
       << "peak RSS grew by " << (after - before) / 1024 << " MiB";
   // Still serving.
   const Ctl put = Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"});
