@@ -6,7 +6,11 @@
 #   make test      dependencies, build, the whole suite: plain, ASan+UBSan, TSan
 #   make build     dependencies and the plain build
 #   make check     the plain build's suite only (fast loop while developing)
-#   make sanitize  ASan+UBSan build and its suite
+#   make sanitize  ASan+UBSan build and its suite (with 30 s of each fuzz
+#                  target)
+#   make fuzz      the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each
+#                  (default 600), or only FUZZ_TARGET (FUZZ_SECONDS=0:
+#                  until Ctrl-C)
 #   make tsan      TSan build and its suite
 #   make bench     benchmarks (Release build), printing numbers
 #   make coverage  line coverage of src/ by the unit tests
@@ -34,7 +38,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build demo check test sanitize tsan bench coverage soak chaos format lint clean
+.PHONY: all deps build demo check test sanitize tsan fuzz bench coverage soak chaos format lint clean
 
 all: build
 
@@ -51,8 +55,10 @@ demo: build
 check: build
 	ctest --test-dir $(BUILD_DIR) $(CTEST_FLAGS)
 
+ASAN_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=address -DQUORATE_BUILD_BENCHMARKS=OFF
+
 sanitize: deps
-	$(call configure,$(ASAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=address -DQUORATE_BUILD_BENCHMARKS=OFF)
+	$(call configure,$(ASAN_DIR),$(ASAN_FLAGS))
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	ctest --test-dir $(ASAN_DIR) $(CTEST_FLAGS)
 
@@ -60,6 +66,27 @@ tsan: deps
 	$(call configure,$(TSAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=thread -DQUORATE_BUILD_BENCHMARKS=OFF)
 	cmake --build $(TSAN_DIR) -j $(JOBS)
 	ctest --test-dir $(TSAN_DIR) $(CTEST_FLAGS) -LE lint
+
+# The fuzz targets of the ASan build, one after another, each for
+# FUZZ_SECONDS (0: until Ctrl-C, for one target named by FUZZ_TARGET). Each
+# keeps what it learns in $(ASAN_DIR)/fuzz-corpus/<target>, seeded from
+# tests/fuzz/corpus/<target>; a crashing input and the log go to
+# $(ASAN_DIR)/fuzz-crashes/<target>/. Stops at the first target that
+# crashes, printing the report and the command that replays it.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGET ?=
+FUZZ_TARGETS := fuzz_raft_step fuzz_wal_recovery fuzz_snapshot_restore fuzz_kv_apply
+fuzz: deps
+	@if [ "$(FUZZ_SECONDS)" = 0 ] && [ -z "$(FUZZ_TARGET)" ]; then \
+	  echo "FUZZ_SECONDS=0 runs one target until Ctrl-C: name it, e.g." \
+	       "FUZZ_TARGET=fuzz_raft_step"; exit 2; fi
+	$(call configure,$(ASAN_DIR),$(ASAN_FLAGS))
+	@cmake -S . -B $(ASAN_DIR) -DQUORATE_FUZZ=ON >/dev/null
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target $(or $(FUZZ_TARGET),$(FUZZ_TARGETS))
+	@for t in $(or $(FUZZ_TARGET),$(FUZZ_TARGETS)); do \
+	  tests/fuzz/run-fuzzer.sh fuzz $(ASAN_DIR)/tests/fuzz/$$t $(FUZZ_SECONDS) \
+	    tests/fuzz/corpus/$$t $(ASAN_DIR)/fuzz-corpus/$$t $(ASAN_DIR)/fuzz-crashes/$$t; \
+	done
 
 # The whole suite: the plain build first (fastest feedback), then both
 # sanitizer builds. Each part ends with CTest's summary.

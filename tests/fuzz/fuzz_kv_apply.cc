@@ -1,0 +1,301 @@
+// Fuzzes the key-value state machine with committed commands:
+// quorate.client.KvCommands (raw bytes, or built from a few keys, values,
+// clients and op sequence numbers) applied to coord::KvStore at increasing
+// log indexes, as the driver applies committed entries, interleaved with
+// snapshots restored into a new store, snapshots captured and serialized
+// later, and bursts that fill a client's duplicate window or the session
+// table (format: fuzz_input.h, KvOp).
+//
+// Checked after every command: the result parses; the revision never
+// decreases and rises by at most one; it rises exactly when a write
+// happened (the result is OK and names the new revision, and the key then
+// reads back the written value or is gone); a result that is OK without a
+// write is the remembered result of the same op; a repeated op within its
+// client's window returns the first result again and changes nothing; an
+// op older than the window is UNKNOWN. A restored store answers like the
+// original (revision, sessions, every key, its own snapshot bytes; see
+// kv_check.h), and both then answer every later command with the same
+// bytes. A snapshot captured earlier and serialized later holds the state
+// as of its capture. Never a crash, an abort or undefined behaviour.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "coord/kv.h"
+#include "fuzz_input.h"
+#include "kv_check.h"
+#include "util/check.h"
+#include "wire/client.pb.h"
+
+namespace quorate::fuzz {
+namespace {
+
+// Bounds the work per input: bursts apply thousands of commands, and a
+// restore copies the whole state.
+constexpr uint64_t kMaxCommands = 20'000;
+constexpr int kMaxHeavyOps = 12;  // bursts, restores and captures
+
+std::string KeyFor(int k) {
+  if (k < 6) return "k" + std::to_string(k);
+  if (k == 6) return "";                             // refused: empty
+  return std::string(coord::kMaxKeyBytes + 1, 'x');  // refused: too long
+}
+
+class Harness {
+ public:
+  void Run(Reader& in) {
+    while (!in.empty() && index_ <= kMaxCommands) {
+      const uint8_t byte = in.U8();
+      uint8_t op = byte & kKvOpMask;
+      // Bursts are costly: only the byte kKvBurst itself starts one.
+      if (op == kKvBurst && byte != kKvBurst) op = kKvCommand;
+      if (op == kKvRaw) {
+        Apply(in.Bytes(in.U16()));
+      } else if (op <= kKvCommandLast) {
+        Apply(Command(in).SerializeAsString());
+      } else if (op == kKvRestore) {
+        const uint8_t how = in.U8();
+        if (++heavy_ops_ <= kMaxHeavyOps) Restore(how);
+      } else if (op == kKvBurst) {
+        const uint8_t n = in.U8();
+        const uint8_t mode = in.U8();
+        if (++heavy_ops_ <= kMaxHeavyOps) Burst(n, mode);
+      } else if (op == kKvCapture) {
+        if (captured_ || ++heavy_ops_ <= kMaxHeavyOps) Capture();
+      } else {
+        Query(in.U8() % 5, in.U8());
+      }
+    }
+    if (captured_) Capture();
+  }
+
+ private:
+  struct OpKey {
+    uint64_t client, seq;
+    bool operator<(const OpKey& o) const {
+      return client != o.client ? client < o.client : seq < o.seq;
+    }
+  };
+
+  client::KvCommand Command(Reader& in) {
+    const uint8_t sel = in.U8();
+    const std::string key = KeyFor(sel >> 2 & 7);
+    const std::string value = in.Bytes(in.U8());
+    const uint64_t client = in.U8() % 5;
+    const uint64_t seq = in.U8();
+    const uint64_t expected = in.U8();
+    client::KvCommand cmd;
+    if (client != 0) {
+      cmd.mutable_op()->set_client(client);
+      cmd.mutable_op()->set_seq(seq);
+    }
+    switch (sel & 3) {
+      case 1:
+        cmd.mutable_put()->set_key(key);
+        cmd.mutable_put()->set_value(value);
+        break;
+      case 2:
+        cmd.mutable_del()->set_key(key);
+        break;
+      case 3: {
+        client::CasRequest* cas = cmd.mutable_cas();
+        cas->set_key(key);
+        cas->set_value(value);
+        const auto current = store_->Get(key);
+        cas->set_expected_revision(
+            (sel & 0x20) ? (current ? current->revision : 0) : expected);
+        break;
+      }
+      default:
+        break;
+    }
+    return cmd;
+  }
+
+  void Apply(const std::string& bytes) {
+    const uint64_t index = index_++;
+    const uint64_t before = store_->revision();
+    const std::string out = store_->Apply(index, bytes);
+    const uint64_t after = store_->revision();
+    if (shadow_ != nullptr) {
+      QUORATE_CHECK(shadow_->Apply(index, bytes) == out)
+          << "a restored store answers command " << index << " differently";
+      QUORATE_CHECK_EQ(shadow_->revision(), after);
+    }
+    client::KvResult result;
+    QUORATE_CHECK(result.ParseFromString(out)) << "unreadable result";
+    QUORATE_CHECK(after == before || after == before + 1)
+        << "revision went from " << before << " to " << after;
+    if (store_->sessions() >= coord::kMaxSessions) may_forget_ = true;
+
+    client::KvCommand cmd;
+    const bool parsed = cmd.ParseFromString(bytes);
+    if (after == before + 1) {
+      QUORATE_CHECK(parsed);
+      QUORATE_CHECK_EQ(result.code(), 0) << "a failed command wrote";
+      QUORATE_CHECK_EQ(result.revision(), after);
+      CheckWritten(cmd, after);
+    }
+    const uint64_t client = parsed ? cmd.op().client() : 0;
+    if (client == 0) {
+      QUORATE_CHECK(after == before + 1 || result.code() != 0)
+          << "OK without a write for an op without an id";
+      return;
+    }
+    const OpKey op{client, cmd.op().seq()};
+    auto newest = newest_.find(client);
+    const bool too_old = newest != newest_.end() &&
+                         op.seq + coord::kSessionWindow <= newest->second;
+    auto done = results_.find(op);
+    const bool known = done != results_.end();
+    if (after == before) {
+      QUORATE_CHECK(result.code() != 0 || known)
+          << "OK without a write, and not a repeated op";
+    }
+    if (!may_forget_ && too_old) {
+      QUORATE_CHECK_EQ(result.code(),
+                       static_cast<int>(absl::StatusCode::kUnknown))
+          << "an op older than the window was not refused";
+      QUORATE_CHECK_EQ(after, before);
+    } else if (!may_forget_ && known) {
+      QUORATE_CHECK(out == done->second)
+          << "a repeated op answered differently";
+      QUORATE_CHECK_EQ(after, before) << "a repeated op wrote again";
+    } else if (!too_old) {
+      // Applied now, and remembered from now on.
+      results_[op] = out;
+      uint64_t& n = newest_[client];
+      n = std::max(n, op.seq);
+    }
+  }
+
+  void CheckWritten(const client::KvCommand& cmd, uint64_t revision) {
+    std::string key;
+    std::optional<std::string> value;
+    if (cmd.has_put()) {
+      key = cmd.put().key();
+      value = cmd.put().value();
+    } else if (cmd.has_cas()) {
+      key = cmd.cas().key();
+      value = cmd.cas().value();
+    } else {
+      QUORATE_CHECK(cmd.has_del()) << "a command without an operation wrote";
+      key = cmd.del().key();
+    }
+    touched_.insert(key);
+    const std::optional<coord::KvStore::Value> got = store_->Get(key);
+    if (!value.has_value()) {
+      QUORATE_CHECK(!got.has_value()) << "a deleted key is still there";
+      return;
+    }
+    QUORATE_CHECK(got.has_value()) << "a written key is missing";
+    QUORATE_CHECK(got->value == *value && got->revision == revision)
+        << "a written key reads back differently";
+  }
+
+  void Restore(uint8_t how) {
+    auto copy = CheckRoundTrip(*store_, SnapshotNow(*store_));
+    for (const std::string& key : touched_) {
+      const auto a = store_->Get(key);
+      const auto b = copy->Get(key);
+      QUORATE_CHECK_EQ(a.has_value(), b.has_value());
+      if (a.has_value()) {
+        QUORATE_CHECK(a->value == b->value && a->revision == b->revision);
+      }
+    }
+    for (const auto& [op, result] : results_) {
+      client::OpId id;
+      id.set_client(op.client);
+      id.set_seq(op.seq);
+      QUORATE_CHECK(store_->WasApplied(id) == copy->WasApplied(id));
+    }
+    if (how & 1) {
+      // Go on with the restored store alone; keep the old one alive for a
+      // capture that may still pin it.
+      retired_.push_back(std::move(store_));
+      store_ = std::move(copy);
+      shadow_.reset();
+    } else {
+      shadow_ = std::move(copy);
+    }
+  }
+
+  void Burst(uint8_t n, uint8_t mode) {
+    const int count = n * 8;
+    for (int i = 0; i < count && index_ <= kMaxCommands; ++i) {
+      client::KvCommand cmd;
+      if (mode & 1) {
+        // Distinct clients: fills the session table. Past it, each new
+        // client costs a scan of the whole table: a few are enough.
+        if (burst_clients_ > coord::kMaxSessions + 64) break;
+        cmd.mutable_op()->set_client(1000 + burst_clients_++);
+        cmd.mutable_op()->set_seq(1);
+      } else {
+        // One client's ops in order: slides its window. Client 4, which
+        // the other commands use too.
+        cmd.mutable_op()->set_client(4);
+        cmd.mutable_op()->set_seq(++burst_seq_);
+      }
+      cmd.mutable_put()->set_key("b" + std::to_string(i % 16));
+      cmd.mutable_put()->set_value(std::to_string(i));
+      Apply(cmd.SerializeAsString());
+    }
+  }
+
+  void Capture() {
+    if (!captured_) {
+      captured_ = store_->Snapshot();
+      captured_bytes_ = SnapshotNow(*store_);
+      return;
+    }
+    QUORATE_CHECK(captured_() == captured_bytes_)
+        << "a captured snapshot changed before it was serialized";
+    captured_ = nullptr;
+  }
+
+  void Query(uint64_t client, uint64_t seq) {
+    client::OpId id;
+    id.set_client(client);
+    id.set_seq(seq);
+    const std::optional<bool> applied = store_->WasApplied(id);
+    if (applied.value_or(false)) {
+      QUORATE_CHECK(results_.count(OpKey{client, seq}) > 0)
+          << "WasApplied for an op never applied";
+    }
+  }
+
+  std::unique_ptr<coord::KvStore> store_ = std::make_unique<coord::KvStore>();
+  std::unique_ptr<coord::KvStore> shadow_;  // restored copy, fed the same
+  std::vector<std::unique_ptr<coord::KvStore>> retired_;
+  uint64_t index_ = 1;
+  std::set<std::string> touched_;
+  // Ops applied (not answered from memory) and their results, and each
+  // client's highest seq applied.
+  std::map<OpKey, std::string> results_;
+  std::map<uint64_t, uint64_t> newest_;
+  // Once the session table is full, the store may forget any client.
+  bool may_forget_ = false;
+  int heavy_ops_ = 0;
+  uint64_t burst_clients_ = 0;
+  uint64_t burst_seq_ = 0;
+  absl::AnyInvocable<std::string()> captured_;
+  std::string captured_bytes_;
+};
+
+}  // namespace
+}  // namespace quorate::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  quorate::fuzz::Reader in(data, size);
+  quorate::fuzz::Harness harness;
+  harness.Run(in);
+  return 0;
+}
