@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace quorate::coord {
@@ -211,6 +212,29 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   if (!snap.ParseFromString(snapshot)) {
     return absl::DataLossError("the key-value snapshot is unreadable");
   }
+  // Checked whole before anything changes: a refused snapshot leaves the
+  // store as it was. Every key was written at a revision the store has
+  // reached (a compare-and-set reads revision 0 as "absent"), once.
+  absl::flat_hash_set<absl::string_view> keys;
+  for (const client::KvEntry& e : snap.entries()) {
+    if (e.revision() == 0 || e.revision() > snap.revision()) {
+      return absl::DataLossError(
+          absl::StrCat("the key-value snapshot at revision ", snap.revision(),
+                       " holds a key written at revision ", e.revision()));
+    }
+    if (absl::Status s = CheckKeyValue(e.key(), e.value()); !s.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("the key-value snapshot holds ", s.message()));
+    }
+    if (!keys.insert(e.key()).second) {
+      return absl::DataLossError("the key-value snapshot holds a key twice");
+    }
+  }
+  for (const client::KvSession& in : snap.sessions()) {
+    if (in.seqs_size() != in.results_size()) {
+      return absl::DataLossError("a client session in the snapshot is torn");
+    }
+  }
   MutexLock lock(&mu_);
   revision_ = snap.revision();
   // New shards: a pinned one keeps its old contents for its reader.
@@ -221,9 +245,6 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   }
   sessions_.clear();
   for (const client::KvSession& in : snap.sessions()) {
-    if (in.seqs_size() != in.results_size()) {
-      return absl::DataLossError("a client session in the snapshot is torn");
-    }
     Session& s = sessions_[in.client()].mutate();
     s.last_used = in.last_used();
     for (int i = 0; i < in.seqs_size(); ++i) {

@@ -86,14 +86,29 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
                                                    int64_t now_ns) {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   const SnapshotMetadata& snap = restored.snapshot;
+  if (absl::Status s = ValidateSnapshotMetadata(snap); !s.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("restored snapshot: ", s.message()));
+  }
   uint64_t expected = snap.index() + 1;
+  uint64_t term = snap.term();
   for (const Entry& e : restored.entries) {
     if (e.index() != expected) {
       return absl::DataLossError(
           absl::StrCat("restored log is not contiguous: expected entry ",
                        expected, ", found ", e.index()));
     }
+    if (e.term() < term || e.term() > kMaxTerm) {
+      return absl::DataLossError(
+          absl::StrCat("restored entry ", e.index(), " has term ", e.term(),
+                       ", after term ", term, ": terms go back in the log"));
+    }
+    term = e.term();
     ++expected;
+  }
+  if (restored.hard_state.term() > kMaxTerm) {
+    return absl::DataLossError(absl::StrCat(
+        "restored term ", restored.hard_state.term(), " is out of range"));
   }
   const uint64_t last = expected - 1;
   if (restored.hard_state.commit() > last) {

@@ -66,16 +66,13 @@ absl::Status ValidateEntries(const Message& m) {
 absl::Status ValidateSnapshotChunk(const Message& m) {
   const SnapshotChunk& chunk = m.snapshot();
   const SnapshotMetadata& md = chunk.metadata();
-  if (md.index() == 0 || md.index() > kMaxIndex) {
-    return Refuse(
-        m, absl::StrCat("snapshot index ", md.index(), " is out of range"));
-  }
-  if (md.term() == 0 || md.term() > m.term()) {
+  if (md.index() == 0) return Refuse(m, "snapshot at index 0");
+  if (md.term() > m.term()) {
     return Refuse(m, absl::StrCat("snapshot term ", md.term(),
-                                  " is not in [1, ", m.term(), "]"));
+                                  " is after the message's term ", m.term()));
   }
-  if (absl::Status s = ValidateConfState(md.conf_state()); !s.ok()) {
-    return Refuse(m, absl::StrCat("snapshot configuration: ", s.message()));
+  if (absl::Status s = ValidateSnapshotMetadata(md); !s.ok()) {
+    return Refuse(m, s.message());
   }
   if (chunk.offset() > chunk.total_size() ||
       chunk.data().size() > chunk.total_size() - chunk.offset()) {
@@ -100,6 +97,29 @@ absl::Status ValidateConfState(const ConfState& state) {
   if (auto dup = std::adjacent_find(ids.begin(), ids.end()); dup != ids.end()) {
     return absl::InvalidArgumentError(
         absl::StrCat("member ", *dup, " is listed twice"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSnapshotMetadata(const SnapshotMetadata& md) {
+  if (md.index() > kMaxIndex || md.term() > kMaxTerm) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot index ", md.index(), " or term ", md.term(),
+                     " is out of range"));
+  }
+  if (md.index() > 0 && md.term() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot at index ", md.index(), " has term 0"));
+  }
+  // A member added at runtime starts with no configuration at all (index
+  // 0, no voters) and learns it from its leader.
+  if (md.index() == 0 && md.conf_state().voters_size() == 0 &&
+      md.conf_state().learners_size() == 0) {
+    return absl::OkStatus();
+  }
+  if (absl::Status s = ValidateConfState(md.conf_state()); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot configuration: ", s.message()));
   }
   return absl::OkStatus();
 }

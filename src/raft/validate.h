@@ -39,6 +39,13 @@ absl::Status ValidateMessage(const Message& m);
 // no member id 0, no member both voter and learner, none listed twice.
 absl::Status ValidateConfState(const ConfState& state);
 
+// OK if `md` describes a snapshot a cluster can have: index and term in
+// range (a term of at least 1 past index 0) and a valid configuration, or
+// none at all at index 0 (a member added at runtime, before it hears from
+// its leader). Raft::Create checks what storage restored with it; a
+// received chunk gets the same checks.
+absl::Status ValidateSnapshotMetadata(const SnapshotMetadata& md);
+
 // OK if `change` is a well-formed single-server change (a known type and a
 // member id); whether it applies to a configuration is Membership::Apply's.
 absl::Status ValidateConfChange(const ConfChange& change);

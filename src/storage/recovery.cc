@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "raft/validate.h"
 #include "storage/crc32c.h"
 #include "storage/record.h"
 #include "storage/segment_preparer.h"
@@ -167,6 +168,7 @@ absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
       why = "data checksum mismatch";
     } else if (header.metadata().index() != index) {
       why = "file name and header disagree on the index";
+
     } else if (!options_.cluster_id.empty() && !header.cluster_id().empty() &&
                header.cluster_id() != options_.cluster_id) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -239,6 +241,21 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
         "the log in ", options_.dir, " starts at entry ",
         entries.front().index(), " but the newest valid snapshot ends at ",
         snap, ": entries are missing"));
+  }
+  // Terms never go back along the log, nor below the snapshot's; indices
+  // stay far from wrapping. Records with valid checksums that break this
+  // were written wrong (a bug, or a hand-edited file): refuse them rather
+  // than hand the core a log it would have to trust.
+  uint64_t term = restored->snapshot.term();
+  for (const raft::Entry& e : entries) {
+    if (e.term() < term || e.term() > raft::kMaxTerm ||
+        e.index() > raft::kMaxIndex) {
+      return absl::DataLossError(absl::StrCat(
+          "the log in ", options_.dir, " has entry ", e.index(), " of term ",
+          e.term(), " after term ", term,
+          ": terms go back (or out of range); the log is damaged"));
+    }
+    term = e.term();
   }
   last_index_ = entries.empty() ? snap : entries.back().index();
   if (!segments_.empty() && segments_.back().first_index > last_index_ + 1) {

@@ -145,11 +145,11 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     // gRPC gives each connection attempt at least this long. A TLS
     // handshake on a loaded machine takes longer than a TCP connect: cut
     // short at 100 ms, every attempt would fail while the load lasts.
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-                Ms(options_.tls.enabled()
-                       ? std::max(options_.min_connect_timeout,
-                                  options_.min_tls_connect_timeout)
-                       : options_.min_connect_timeout));
+    args.SetInt(
+        GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+        Ms(options_.tls.enabled() ? std::max(options_.min_connect_timeout,
+                                             options_.min_tls_connect_timeout)
+                                  : options_.min_connect_timeout));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
     // A channel of its own per peer, not shared through gRPC's pool.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

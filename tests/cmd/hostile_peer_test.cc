@@ -227,10 +227,11 @@ TEST_F(HostilePeerTest, Plaintext_MalformedMessagesCrashNothing) {
 TEST_F(HostilePeerTest, MutualTls_ForgedHellosAreRefusedAndTermsStay) {
   Define(3);
   // The operator's script (docs/operations.md) makes the cluster's own.
-  ASSERT_EQ(std::system(("'" QUORATE_SOURCE_DIR "/scripts/make-certs.sh' '" +
-                         root_ + "' --members n1,n2,n3 --clients ops >/dev/null")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(("'" QUORATE_SOURCE_DIR "/scripts/make-certs.sh' '" + root_ +
+                   "' --members n1,n2,n3 --clients ops >/dev/null")
+                      .c_str()),
+      0);
   ASSERT_TRUE(MakeCertificates(root_, "rogue-ca", {"rogue"},
                                {{"rogue", transport::MemberUri("n3")}}));
   for (auto& [name, m] : members_) {

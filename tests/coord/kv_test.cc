@@ -98,6 +98,38 @@ TEST_F(KvStoreTest, Limits_OversizedKeysAndValuesAreInvalidArgument) {
   EXPECT_EQ(store_.revision(), 0u);
 }
 
+// A snapshot no store could have taken is refused whole, and the store
+// keeps what it had.
+TEST_F(KvStoreTest, Restore_RefusesImpossibleSnapshotsAndChangesNothing) {
+  KvStore store;
+  client::KvCommand put;
+  put.mutable_put()->set_key("kept");
+  put.mutable_put()->set_value("v");
+  store.Apply(1, put.SerializeAsString());
+  for (uint64_t key_revision : {uint64_t{0}, uint64_t{35}}) {
+    client::KvSnapshot snap;
+    snap.set_revision(5);
+    client::KvEntry* e = snap.add_entries();
+    e->set_key("k");
+    e->set_value("x");
+    e->set_revision(key_revision);
+    const absl::Status s = store.Restore(snap.SerializeAsString());
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << key_revision;
+    EXPECT_EQ(store.revision(), 1u);
+    EXPECT_TRUE(store.Get("kept").has_value());
+    EXPECT_FALSE(store.Get("k").has_value());
+  }
+  client::KvSnapshot twice;
+  twice.set_revision(5);
+  for (int i = 0; i < 2; ++i) {
+    client::KvEntry* e = twice.add_entries();
+    e->set_key("k");
+    e->set_revision(3);
+  }
+  EXPECT_EQ(store.Restore(twice.SerializeAsString()).code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST_F(KvStoreTest, Duplicates_ARetriedOperationIsAppliedOnce) {
   const client::KvResult first = Run(Put("a", "1", /*client=*/42, /*seq=*/1));
   Run(Put("a", "2", 7, 1));  // another client's write in between

@@ -109,6 +109,39 @@ TEST_F(RaftTest, Create_RejectsGapInRestoredLog) {
             absl::string_view::npos);
 }
 
+// What storage hands the core is checked, not trusted: a damaged data
+// directory is a clear error at start, never an abort or a wild read.
+TEST_F(RaftTest, Create_RejectsImpossibleRestoredState) {
+  SeededRandom rng(1);
+  Config c = MemberOneConfig(&rng);
+  auto refused = [&](const RestoredState& r, const std::string& why) {
+    auto raft = Raft::Create(c, r, 0);
+    EXPECT_EQ(raft.status().code(), absl::StatusCode::kDataLoss) << why;
+    EXPECT_NE(raft.status().message().find(why), absl::string_view::npos)
+        << raft.status();
+  };
+  RestoredState voter0;
+  voter0.snapshot.set_index(5);
+  voter0.snapshot.set_term(2);
+  for (uint64_t id : {0, 2, 3})
+    voter0.snapshot.mutable_conf_state()->add_voters(id);
+  refused(voter0, "id 0");
+  RestoredState huge;
+  huge.snapshot.set_index(~uint64_t{0});
+  huge.snapshot.set_term(1);
+  huge.snapshot.mutable_conf_state()->add_voters(1);
+  refused(huge, "out of range");
+  RestoredState back;
+  back.snapshot.set_index(40);
+  back.snapshot.set_term(5);
+  back.snapshot.mutable_conf_state()->add_voters(1);
+  Entry e;
+  e.set_index(41);
+  e.set_term(3);
+  back.entries.push_back(e);
+  refused(back, "terms go back");
+}
+
 TEST_F(RaftTest, Create_RejectsCommitBeyondLog) {
   SeededRandom rng(1);
   Config c = MemberOneConfig(&rng);

@@ -121,6 +121,28 @@ TEST_F(StorageTest, ElectionTimeout_RecordedDurablyAndChecked) {
   EXPECT_NE(bad.status().message().find("TIMING"), absl::string_view::npos);
 }
 
+// Records with valid checksums whose terms go back: recovery refuses the
+// directory instead of handing the core a log it would abort on.
+TEST_F(StorageTest, Recovery_RefusesTermsGoingBack) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    std::vector<raft::EntryPtr> entries;
+    for (uint64_t i = 1; i <= 3; ++i) {
+      raft::Entry e;
+      e.set_index(i);
+      e.set_term(i == 3 ? 1 : 2);  // 2, 2, then back to 1
+      entries.push_back(std::make_shared<const raft::Entry>(e));
+    }
+    Put(s.get(), entries);
+  }
+  auto reopened = Storage::Open(Options(), &r);
+  EXPECT_EQ(reopened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(reopened.status().message().find("terms go back"),
+            absl::string_view::npos)
+      << reopened.status();
+}
+
 TEST_F(StorageTest, WriteSyncReopen_RoundTrips) {
   raft::RestoredState r;
   {

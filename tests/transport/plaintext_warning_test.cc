@@ -29,7 +29,8 @@ TEST(PlaintextWarningTest, OneLineBeyondLoopbackOnly) {
        {"127.0.0.1:0", "127.0.1.1:7000", "localhost:7000", "[::1]:7000"}) {
     EXPECT_TRUE(Warnings(loopback, {}).empty()) << loopback;
   }
-  EXPECT_TRUE(Warnings("10.0.0.1:7000", {"ca.pem", "n1.pem", "n1.key"}).empty());
+  EXPECT_TRUE(
+      Warnings("10.0.0.1:7000", {"ca.pem", "n1.pem", "n1.key"}).empty());
 }
 
 }  // namespace
