@@ -229,9 +229,21 @@ bool PeerSender::AwaitChannel(absl::Time deadline) {
       // The newest attempt still hanging means a black hole; one that
       // already failed was refused, and more attempts would not help.
       if (tries_.back()->GetState(false) == GRPC_CHANNEL_CONNECTING) {
-        tries_.push_back(make_channel_());
-        tries_.back()->GetState(/*try_to_connect=*/true);
-        if (tries_.size() > o.max_connect_attempts) tries_.pop_front();
+        // Older attempts that failed make room; one still connecting is
+        // never dropped for a newer one: a TLS handshake on a loaded
+        // machine may take longer than a few attempt intervals, and
+        // dropping it would start the handshake over, for ever.
+        for (auto it = tries_.begin(); it + 1 != tries_.end();) {
+          if ((*it)->GetState(false) == GRPC_CHANNEL_CONNECTING) {
+            ++it;
+          } else {
+            it = tries_.erase(it);
+          }
+        }
+        if (tries_.size() < o.max_connect_attempts) {
+          tries_.push_back(make_channel_());
+          tries_.back()->GetState(/*try_to_connect=*/true);
+        }
       }
       next_try = now + o.attempt_interval;
     }

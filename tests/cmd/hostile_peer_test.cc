@@ -369,7 +369,9 @@ TEST_F(HostilePeerTest, HugeClientRequest_IsRefusedBeforeItIsBuffered) {
             << " MiB (a 300 MiB request refused)\n";
   const auto quota_kib = static_cast<int64_t>(
       transport::Transport::Options().resource_quota_bytes / 1024);
-  EXPECT_LT(after - before, quota_kib + 16 * 1024)
+  // The quota, and as much again for gRPC's and the allocator's own
+  // (ASan keeps freed memory in quarantine): far below 300 MB.
+  EXPECT_LT(after - before, 2 * quota_kib)
       << "peak RSS grew by " << (after - before) / 1024 << " MiB";
   // Still serving.
   const Ctl put = Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"});

@@ -235,7 +235,8 @@ TEST(SuspendTest, GuardAndPermitRunOnTheBootTimeClock) {
   EXPECT_EQ(PartitionGuard::Options().clock, &BootTimeNowNs);
   // And CLOCK_BOOTTIME is what BootTimeNowNs reads: never behind the
   // monotonic clock (it adds the time spent suspended).
-  EXPECT_GE(BootTimeNowNs(), MonotonicNowNs());
+  const int64_t monotonic = MonotonicNowNs();
+  EXPECT_GE(BootTimeNowNs(), monotonic);
 }
 
 // PermitCell: readers on many threads never see a torn (deadline, token):

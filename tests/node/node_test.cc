@@ -177,7 +177,19 @@ class NodeClusterTest : public ::testing::Test {
     std::string cluster_id = "test";
     storage::FileSystem* fs = nullptr;
     transport::TlsFiles tls;
+    bool learner = false;  // in the initial configuration
   };
+
+  // Whether member `who` logged a line containing `what`.
+  bool Logged(const std::string& who, const std::string& what) {
+    MutexLock lock(&events_.mu);
+    for (const std::string& l : events_.logs) {
+      if (l.rfind(who + ": ", 0) == 0 && l.find(what) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
 
   // Creates (does not start) members n1..nN.
   void Define(int n) {
@@ -199,7 +211,7 @@ class NodeClusterTest : public ::testing::Test {
   std::vector<MemberSpec> Specs() const {
     std::vector<MemberSpec> out;
     for (const auto& [name, m] : members_) {
-      out.push_back({name, m.zone, m.port->address()});
+      out.push_back({name, m.zone, m.port->address(), !m.learner});
     }
     return out;
   }
@@ -500,22 +512,13 @@ TEST_F(NodeClusterTest, MemberOfAnotherCluster_IsRefusedAndBothLog) {
   Define(3);
   members_["n3"].cluster_id = "intruder";
   StartAll();
-  auto logged = [&](const std::string& who, const std::string& what) {
-    MutexLock lock(&events_.mu);
-    for (const std::string& l : events_.logs) {
-      if (l.rfind(who + ": ", 0) == 0 && l.find(what) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  };
   EXPECT_TRUE(Await([&] {
-    return logged("n1", "claiming to be member 'n3'") &&
-           logged("n1", "it belongs to cluster 'intruder'") &&
-           logged("n3", "refused this member");
+    return Logged("n1", "claiming to be member 'n3'") &&
+           Logged("n1", "it belongs to cluster 'intruder'") &&
+           Logged("n3", "refused this member");
   }));
   // The refusal tells the stranger nothing about the cluster it reached.
-  EXPECT_FALSE(logged("n3", "'test'"));
+  EXPECT_FALSE(Logged("n3", "'test'"));
   // n1 and n2 still form a cluster; n3 never joins it.
   EXPECT_TRUE(Await([&] {
     NodeStatus s1 = members_["n1"].node->GetStatus();
@@ -708,7 +711,9 @@ TEST_F(NodeClusterTest, MutualTls_PeerStreamNeedsTheMembersOwnCertificate) {
     m.tls = {root_ + "/ca.pem", root_ + "/" + name + ".pem",
              root_ + "/" + name + ".key"};
   }
-  // n4 holds a client's certificate; n5 holds n2's.
+  // n4 holds a client's certificate; n5 holds n2's. Both are learners,
+  // so that the three honest voters form the cluster on their own.
+  members_["n4"].learner = members_["n5"].learner = true;
   members_["n4"].tls = {root_ + "/ca.pem", root_ + "/ops.pem",
                         root_ + "/ops.key"};
   members_["n5"].tls = {root_ + "/ca.pem", root_ + "/n2.pem",
@@ -717,19 +722,10 @@ TEST_F(NodeClusterTest, MutualTls_PeerStreamNeedsTheMembersOwnCertificate) {
   const std::string leader = AwaitLeader({"n1", "n2", "n3"});
   ASSERT_FALSE(leader.empty());
   ASSERT_TRUE(ProposeAndWait(leader, "members-only").ok());
-  auto logged = [&](const std::string& who, const std::string& what) {
-    MutexLock lock(&events_.mu);
-    for (const std::string& l : events_.logs) {
-      if (l.rfind(who + ": ", 0) == 0 && l.find(what) != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  };
   EXPECT_TRUE(Await([&] {
-    return logged(leader, "claiming to be member 'n4'") &&
-           logged(leader, "claiming to be member 'n5'") &&
-           logged(leader, "certificate does not name member");
+    return Logged(leader, "claiming to be member 'n4'") &&
+           Logged(leader, "claiming to be member 'n5'") &&
+           Logged(leader, "certificate does not name member");
   }));
   const uint64_t term = members_[leader].node->GetStatus().term;
   for (const std::string name : {"n1", "n2", "n3"}) {

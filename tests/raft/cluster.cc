@@ -27,6 +27,15 @@ void MemberIo::SaveSnapshot(SnapshotMetadata /*metadata*/,
   QUORATE_CHECK(false) << "the test cluster takes no snapshots by itself";
 }
 
+Message Msg(MessageType type, uint64_t from, uint64_t to, uint64_t term) {
+  Message m;
+  m.set_type(type);
+  m.set_from(from);
+  m.set_to(to);
+  m.set_term(term);
+  return m;
+}
+
 void MemberIo::OnStep(const Raft& raft) {
   cluster_->invariants_.Observe(member_->id, raft);
 }

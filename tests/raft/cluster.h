@@ -50,6 +50,9 @@ struct Disk {
   RestoredState Restore() const;
 };
 
+// A message of `type` from `from` to `to` in `term`, the rest unset.
+Message Msg(MessageType type, uint64_t from, uint64_t to, uint64_t term);
+
 class Cluster;
 struct Member;
 

@@ -16,6 +16,7 @@ namespace quorate::raft {
 namespace {
 
 using testing::Cluster;
+using testing::Msg;
 
 constexpr int64_t kHeartbeat = 10;
 constexpr int64_t kElection = 100;
@@ -51,16 +52,6 @@ class RaftTest : public ::testing::Test {
           c_->raft(leader).Propose(prefix + std::to_string(i), c_->now()).ok());
     }
     c_->Stabilize();
-  }
-
-  static Message Msg(MessageType type, uint64_t from, uint64_t to,
-                     uint64_t term) {
-    Message m;
-    m.set_type(type);
-    m.set_from(from);
-    m.set_to(to);
-    m.set_term(term);
-    return m;
   }
 
   std::unique_ptr<Cluster> c_;

@@ -17,6 +17,7 @@ namespace quorate::raft {
 namespace {
 
 using testing::Cluster;
+using testing::Msg;
 
 // What a refused message must leave as it was.
 std::string Fingerprint(const Raft& r) {
@@ -43,15 +44,6 @@ class ValidateTest : public ::testing::Test {
     term_ = c_->raft(1).term();
   }
   void TearDown() override { EXPECT_EQ(c_->CheckInvariants(), ""); }
-
-  Message Msg(MessageType type, uint64_t from, uint64_t to, uint64_t term) {
-    Message m;
-    m.set_type(type);
-    m.set_from(from);
-    m.set_to(to);
-    m.set_term(term);
-    return m;
-  }
 
   // An append from the leader (1) to member 2, well formed, after 2's log.
   Message Append(int entries) {
