@@ -103,6 +103,20 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
           absl::StrCat("restored entry ", e.index(), " has term ", e.term(),
                        ", after term ", term, ": terms go back in the log"));
     }
+    if (e.type() == ENTRY_TYPE_CONF_CHANGE) {
+      ConfChange change;
+      absl::Status s = change.ParseFromString(e.data())
+                           ? ValidateConfChange(change)
+                           : absl::InvalidArgumentError("unreadable");
+      if (!s.ok()) {
+        return absl::DataLossError(absl::StrCat("restored configuration entry ",
+                                                e.index(), ": ", s.message()));
+      }
+    } else if (!EntryType_IsValid(e.type())) {
+      return absl::DataLossError(absl::StrCat("restored entry ", e.index(),
+                                              " has unknown type ",
+                                              static_cast<int>(e.type())));
+    }
     term = e.term();
     ++expected;
   }
