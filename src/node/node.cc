@@ -136,9 +136,6 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // confirms_queued_ against a budget of its own, so that no flood of
   // client calls delays or refuses a renewal.
   absl::Status Admit(std::atomic<size_t>& queued, size_t max);
-  // Runs fn(std::move(done)) on the loop once admitted; answers `done`
-  // with the refusal otherwise, or if the member stopped meanwhile. One
-  // posted handler per call, nothing shared: this is every call's way in.
   // THE URGENT LANE. What keeps this member in its cluster (peer messages,
   // the second half of a Ready, the core's tick, renewals) must never wait
   // behind client calls, however many are queued on the loop (each is an
@@ -156,6 +153,10 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   }
   void RunUrgent();
 
+  // Runs fn(std::move(done)) on the loop once admitted; answers `done`
+  // with the refusal otherwise, or if the member stopped meanwhile. One
+  // posted handler per call, nothing shared: this is every call's way in
+  // (renewals through the urgent lane).
   template <typename Done, typename Fn>
   void OnLoop(Done done, Fn fn, std::atomic<size_t>* queued = nullptr) {
     if (queued == nullptr) queued = &queued_;
