@@ -285,6 +285,14 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
   }
   QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
   if (segments_.empty()) return StartSegment(last_index_ + 1);
+  if (entries.empty() && snap > 0 && segments_.back().first_index <= snap) {
+    // The snapshot covers the whole log and may reach past the last
+    // segment's last entry (a crash after a leader's snapshot was saved
+    // and before the segment after it was started): entry snap + 1 cannot
+    // follow what that segment holds. Start the one after the snapshot,
+    // as Write() does for a leader's snapshot.
+    return StartSegment(snap + 1);
+  }
   // Appends continue in the last segment, after its last valid record.
   active_offset_ = segments_end_[segments_.back().seq];
   flushed_offset_ = active_offset_;

@@ -143,6 +143,32 @@ TEST_F(StorageTest, Recovery_RefusesTermsGoingBack) {
       << reopened.status();
 }
 
+// A crash after a leader's snapshot was saved and before the segment after
+// it was started leaves a snapshot beyond the log's last entry. Recovery
+// must continue the log after the snapshot, in a way the next recovery
+// reads (found by fuzz_wal_recovery).
+TEST_F(StorageTest, SnapshotPastTheLastEntry_LogContinuesAfterIt) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 3, 1, 10));
+    raft::SnapshotMetadata md;
+    md.set_index(10);
+    md.set_term(2);
+    md.mutable_conf_state()->add_voters(1);
+    ASSERT_TRUE(s->SaveSnapshot(md, "at 10").ok());  // then the crash
+  }
+  {
+    auto s = OpenOk(&r);
+    EXPECT_EQ(r.snapshot.index(), 10u);
+    EXPECT_TRUE(r.entries.empty());
+    Put(s.get(), Range(11, 12, 2, 10));
+  }
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 10u);
+  EXPECT_EQ(Indexes(r), Seq(11, 12));
+}
+
 TEST_F(StorageTest, WriteSyncReopen_RoundTrips) {
   raft::RestoredState r;
   {
