@@ -95,7 +95,8 @@ namespace {
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(5);
 constexpr absl::Duration kMaxTimeout = absl::Seconds(30);
 
-// What is left of the client's deadline, within bounds.
+// What is left of the client's deadline, within bounds; zero once it has
+// passed.
 absl::Duration Timeout(const grpc::ServerContext& context) {
   const auto deadline = context.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) {
@@ -106,6 +107,23 @@ absl::Duration Timeout(const grpc::ServerContext& context) {
 }
 
 }  // namespace
+
+// Under overload calls wait in gRPC's queue before this member takes them.
+// One whose client has already given up is answered at once, without work:
+// proposing it anyway would spend the leader's time on answers no one
+// reads, the queue would grow, and every later call would expire in it
+// too (goodput falls to nothing and stays there). Refusing it keeps the
+// member's time for calls that can still succeed.
+template <class C>
+bool KvService::RefuseIfExpired(C* call) {
+  if (Timeout(call->context) > absl::ZeroDuration()) return false;
+  call->context.AddTrailingMetadata("quorate-refused", "1");
+  call->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                            "the call's deadline passed before this member "
+                            "could take it (the member is overloaded); "
+                            "nothing was done"));
+  return true;
+}
 
 void KvService::Start(transport::CallQueue* queue) {
   queue_ = queue;
@@ -127,6 +145,7 @@ void KvService::Write(C* call, const client::KvCommand& cmd) {
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "the member is starting"));
     return;
   }
+  if (RefuseIfExpired(call)) return;
   node->Propose(
       cmd.SerializeAsString(), Timeout(call->context),
       [call, node](absl::StatusOr<node::Applied> applied) {
@@ -224,6 +243,7 @@ void KvService::Get(GetCall* call) {
         ToGrpcStatus(absl::UnavailableError("the member is starting")));
     return;
   }
+  if (RefuseIfExpired(call)) return;
   node->Read(Timeout(call->context),
              [call, answer](absl::StatusOr<uint64_t> at) {
                if (at.ok()) answer();

@@ -64,6 +64,10 @@ class KvService final : public transport::AsyncService {
   // (a success's revision goes into the response) or the error.
   template <class C>
   void Write(C* call, const client::KvCommand& cmd);
+  // Answers DEADLINE_EXCEEDED (refused: nothing done) if the client's
+  // deadline has already passed; false otherwise.
+  template <class C>
+  bool RefuseIfExpired(C* call);
 
   const KvStore* const store_;
   client::Kv::AsyncService service_;

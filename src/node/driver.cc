@@ -492,6 +492,14 @@ void Driver::Propose(std::string command, int64_t deadline_ns,
     done(s);
     return;
   }
+  // It waited past its deadline to get here (an overloaded member): its
+  // caller has gone, and proposing it would only delay those still waiting.
+  if (env_->Now() >= deadline_ns) {
+    done(absl::DeadlineExceededError(
+        "the proposal's deadline passed before it was proposed; it was not "
+        "applied"));
+    return;
+  }
   absl::StatusOr<uint64_t> index =
       raft_->Propose(std::move(command), env_->Now());
   if (!index.ok()) {
@@ -534,6 +542,10 @@ void Driver::StartRead(Lane lane, ReadWaiter waiter) {
   const size_t limit =
       lane == kReads ? options_.max_waiting : options_.max_waiting_confirms;
   absl::Status s = Admit(0, "reads");  // stopped?
+  if (s.ok() && env_->Now() >= waiter.deadline_ns) {
+    s = absl::DeadlineExceededError(
+        "the read's deadline passed before this member could start it");
+  }
   if (s.ok() && l.waiting >= limit) {
     s = absl::ResourceExhaustedError(
         absl::StrCat(l.waiting, lane == kReads ? " reads" : " confirmations",

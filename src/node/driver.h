@@ -250,7 +250,9 @@ class Driver {
   // was proposed: not the leader, or stopped), RESOURCE_EXHAUSTED (too
   // many waiting), ABORTED (leadership changed and another entry took its
   // place: not applied), DEADLINE_EXCEEDED or UNKNOWN (outcome unknown: it
-  // may still be applied). `done` may run before Propose returns.
+  // may still be applied). A proposal whose deadline has passed when it
+  // gets here is not proposed (DEADLINE_EXCEEDED, saying so). `done` may
+  // run before Propose returns.
   void Propose(std::string command, int64_t deadline_ns,
                std::function<void(absl::StatusOr<Applied>)> done);
 

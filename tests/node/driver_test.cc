@@ -207,6 +207,39 @@ TEST(DriverTest, CommitIndexAlone_IsHeldBackAndWrittenWithTheNextEntries) {
   EXPECT_GE(write.hard_state->commit(), x);
 }
 
+// A call whose deadline passed before it reached the driver (it waited in
+// an overloaded member's queues) is refused without work: nothing enters
+// the log, and no read point is asked of the leader.
+TEST(DriverTest, CallsPastTheirDeadline_AreRefusedWithoutWork) {
+  Harness h(5);
+  h.ElectOne();
+  h.Stabilize();
+  const uint64_t last = h.d(1).raft().log().last_index();
+  std::optional<absl::Status> proposed;
+  h.d(1).Propose("late", h.now(),
+                 [&](absl::StatusOr<Applied> a) { proposed = a.status(); });
+  ASSERT_TRUE(proposed.has_value());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(*proposed)) << *proposed;
+  EXPECT_NE(proposed->message().find("not applied"), std::string::npos)
+      << *proposed;
+  EXPECT_EQ(h.d(1).raft().log().last_index(), last);
+  std::optional<absl::Status> read;
+  h.d(2).Read(h.now() - 1,
+              [&](absl::StatusOr<uint64_t> r) { read = r.status(); });
+  ASSERT_TRUE(read.has_value());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(*read)) << *read;
+  EXPECT_EQ(h.Queued(raft::MESSAGE_TYPE_READ_INDEX, 2), 0)
+      << "an expired read asked the leader for a read point";
+  // One with time left is proposed as before.
+  std::optional<absl::Status> in_time;
+  h.d(1).Propose("in time", h.now() + kElection,
+                 [&](absl::StatusOr<Applied> a) { in_time = a.status(); });
+  EXPECT_EQ(h.d(1).raft().log().last_index(), last + 1);
+  h.Stabilize();
+  ASSERT_TRUE(in_time.has_value());
+  EXPECT_TRUE(in_time->ok()) << *in_time;
+}
+
 // The partition guard's renewals must not wait for a slow disk: a leader
 // confirms a quorum round while its own write is still in flight.
 TEST(DriverTest, Confirm_IsAnsweredWhileTheLeadersWriteIsInFlight) {
