@@ -29,20 +29,16 @@ FloodResult Flood(int in_flight, absl::Duration duration,
   grpc::CompletionQueue cq;
   std::atomic<uint64_t> next{0};
   std::atomic<int> running{in_flight};
-  std::mutex mu;  // guards `result`
+  std::mutex mu;  // guards `result`, `begin` and `end`
   FloodResult result;
+  absl::Time begin = absl::InfiniteFuture();
+  absl::Time end = absl::InfiniteFuture();
   result.ok_per_second.assign(
       static_cast<size_t>(absl::ToInt64Seconds(duration) + 1), 0);
   auto start_in = [&](Slot& slot) {
     std::lock_guard<std::mutex> lock(slot.mu);
     slot.call = start(next.fetch_add(1), &cq, &slot);
   };
-  // The flood's time starts once every call is started: starting 10,000
-  // takes this process a while, and that is not the server's time.
-  // (The draining threads start below: nothing is handled before this.)
-  for (Slot& slot : slots) start_in(slot);
-  const absl::Time begin = absl::Now();
-  const absl::Time end = begin + duration;
   auto drain = [&] {
     void* tag;
     bool ok;
@@ -50,14 +46,20 @@ FloodResult Flood(int in_flight, absl::Duration duration,
       Slot& slot = *static_cast<Slot*>(tag);
       { std::lock_guard<std::mutex> lock(slot.mu); }
       const absl::Time now = absl::Now();
+      bool again;
       {
         std::lock_guard<std::mutex> lock(mu);
+        again = now < end;
         if (ok && slot.call->status.ok()) {
-          ++result.ok;
-          const auto second =
-              static_cast<size_t>(absl::ToInt64Seconds(now - begin));
-          if (second < result.ok_per_second.size()) {
-            ++result.ok_per_second[second];
+          // Before `begin`, while calls are still being started: not
+          // the flood's yet (a failure is reported all the same).
+          if (now >= begin) {
+            ++result.ok;
+            const auto second =
+                static_cast<size_t>(absl::ToInt64Seconds(now - begin));
+            if (second < result.ok_per_second.size()) {
+              ++result.ok_per_second[second];
+            }
           }
         } else {
           ++result.errors;
@@ -66,14 +68,26 @@ FloodResult Flood(int in_flight, absl::Duration duration,
         }
       }
       slot.call.reset();
-      if (now < end) {
+      if (again) {
         start_in(slot);
       } else if (running.fetch_sub(1) == 1) {
         cq.Shutdown();
       }
     }
   };
+  // The draining threads run while the calls are started: with gRPC's
+  // completion queues they are also what sends and receives (a call
+  // started with nobody polling would reach the server only once the
+  // last one is started, all at once). The flood's time starts once every
+  // call is started: starting 10,000 takes this process a while, and that
+  // is not the server's time.
   std::thread a(drain), b(drain);
+  for (Slot& slot : slots) start_in(slot);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    begin = absl::Now();
+    end = begin + duration;
+  }
   a.join();
   b.join();
   result.seconds = absl::ToDoubleSeconds(absl::Now() - begin);

@@ -66,7 +66,8 @@ using StartFloodCall = std::function<std::unique_ptr<FloodCall>(
 
 // Keeps `in_flight` calls going for `duration`: each completion starts the
 // next call at once (numbered 0, 1, 2, ...). Completions are drained by
-// two threads. Returns once every call has completed.
+// two threads, which run from the first call on. Returns once every call
+// has completed.
 FloodResult Flood(int in_flight, absl::Duration duration,
                   const StartFloodCall& start);
 
