@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "node/startup.h"
 #include "storage/storage.h"
 #include "storage/writer.h"
 #include "util/check.h"
@@ -294,21 +295,17 @@ absl::Status Node::Impl::Init() {
       absl::ToInt64Nanoseconds(options_.heartbeat_interval);
   c.election_timeout_ns = absl::ToInt64Nanoseconds(options_.election_timeout);
   // The last run may have promised under a longer T (a rolling change of
-  // --election_timeout): keep its promises for that long, and record the
-  // new T only once they have all expired.
-  absl::StatusOr<int64_t> previous_t = storage_->RecordedElectionTimeout();
-  if (!previous_t.ok()) return previous_t.status();
-  c.startup_lease_ns = std::max(*previous_t, c.election_timeout_ns);
-  if (*previous_t < c.election_timeout_ns) {
-    if (absl::Status s = storage_->RecordElectionTimeout(c.election_timeout_ns);
-        !s.ok()) {
-      return s;
-    }
-  } else if (*previous_t > c.election_timeout_ns) {
-    record_timing_after_ns_ = c.startup_lease_ns;
-    Log(absl::StrCat("the last run had an election timeout of ",
-                     absl::FormatDuration(absl::Nanoseconds(*previous_t)),
-                     "; this member casts no vote for that long"));
+  // --election_timeout): keep its promises for that long (node/startup.h).
+  absl::StatusOr<StartupLease> lease =
+      PrepareStartupLease(*storage_, c.election_timeout_ns);
+  if (!lease.ok()) return lease.status();
+  c.startup_lease_ns = lease->lease_ns;
+  record_timing_after_ns_ = lease->record_after_ns;
+  if (lease->record_after_ns > 0) {
+    Log(absl::StrCat(
+        "the last run had an election timeout of ",
+        absl::FormatDuration(absl::Nanoseconds(lease->previous_ns)),
+        "; this member casts no vote for that long"));
   }
   c.commit_notify_delay_ns = absl::ToInt64Nanoseconds(
       std::clamp(options_.commit_notify_delay, absl::ZeroDuration(),

@@ -5,7 +5,8 @@
 //               [--delay=MIN_US-MAX_US[:tail]]
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
 //               forget-vote-on-restart|stale-reads|ack-on-propose|
-//               answer-before-commit]
+//               answer-before-commit|no-startup-lease|
+//               guard-monotonic-clock]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -101,6 +102,10 @@ int main(int argc, char** argv) {
         base.unsafe_ack_on_propose = true;
       } else if (value == "answer-before-commit") {
         base.unsafe_answer_before_commit = true;
+      } else if (value == "no-startup-lease") {
+        base.unsafe_no_startup_lease = true;
+      } else if (value == "guard-monotonic-clock") {
+        base.unsafe_guard_monotonic_clock = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -142,25 +147,26 @@ int main(int argc, char** argv) {
       ++passed;
     } else {
       ++failed;
-      std::cout << "FAIL seed=" << o.seed << " members=" << o.members << " "
-                << problem << "\n  replay: quorate-sim --seed=" << o.seed
-                << " --runs=1 --members=" << o.members
-                << " --scenario=" << o.scenario
-                << (o.unsafe_commit_previous_terms
-                        ? " --unsafe=commit-previous-terms"
-                        : "")
-                << (o.unsafe_forget_vote_on_restart
-                        ? " --unsafe=forget-vote-on-restart"
-                        : "")
-                << (o.unsafe_stale_reads ? " --unsafe=stale-reads" : "")
-                << (o.unsafe_ack_on_propose ? " --unsafe=ack-on-propose" : "")
-                << (o.unsafe_answer_before_commit
-                        ? " --unsafe=answer-before-commit"
-                        : "")
-                << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
-                << " --delay=" << o.delay_min_ns / 1000 << "-"
-                << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
-                << " --trace\n";
+      std::cout
+          << "FAIL seed=" << o.seed << " members=" << o.members << " "
+          << problem << "\n  replay: quorate-sim --seed=" << o.seed
+          << " --runs=1 --members=" << o.members << " --scenario=" << o.scenario
+          << (o.unsafe_commit_previous_terms ? " --unsafe=commit-previous-terms"
+                                             : "")
+          << (o.unsafe_forget_vote_on_restart
+                  ? " --unsafe=forget-vote-on-restart"
+                  : "")
+          << (o.unsafe_stale_reads ? " --unsafe=stale-reads" : "")
+          << (o.unsafe_ack_on_propose ? " --unsafe=ack-on-propose" : "")
+          << (o.unsafe_answer_before_commit ? " --unsafe=answer-before-commit"
+                                            : "")
+          << (o.unsafe_no_startup_lease ? " --unsafe=no-startup-lease" : "")
+          << (o.unsafe_guard_monotonic_clock ? " --unsafe=guard-monotonic-clock"
+                                             : "")
+          << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
+          << " --delay=" << o.delay_min_ns / 1000 << "-"
+          << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
+          << " --trace\n";
     }
     if (runs == 0 && (k + 1) % 1000 == 0) {
       const double real_s = std::chrono::duration<double>(

@@ -179,6 +179,55 @@ TEST(SimulatorCheckersTest, ClockDriftBeyondRhoIsCaughtAsOverlappingWindows) {
   EXPECT_TRUE(Caught(o, 50, "partition guard"));
 }
 
+// A machine that sleeps (suspend to RAM, a paused VM) stops its monotonic
+// clock: a guard reading it would believe its window still open when the
+// machine wakes, long after the others elected a new leader. The guard
+// reads the boot-time clock (guard/partition_guard.h), which does not
+// stop; with the monotonic clock planted instead, the checker catches it.
+TEST(SimulatorCheckersTest, GuardOnTheMonotonicClockIsCaughtBySuspends) {
+  SimOptions o;
+  o.scenario = "suspend";
+  o.unsafe_guard_monotonic_clock = true;
+  EXPECT_TRUE(Caught(o, 20, "partition guard"));
+}
+
+// A member restarted with a shorter election timeout must keep the
+// promises its last run made under the longer one (node/startup.h). With
+// the start-up lease forgetting the last run's T, a rolling change from 2T
+// to T lets a new leader in while an old window is still open.
+TEST(SimulatorCheckersTest, ForgettingTheLastRunsTimeoutIsCaught) {
+  SimOptions o;
+  o.scenario = "timeout-change";
+  o.unsafe_no_startup_lease = true;
+  EXPECT_TRUE(Caught(o, 20, "partition guard"));
+}
+
+// The same faults with the shipped code: no window overlaps a later
+// term's leader, the cluster recovers after the heal, and the faults did
+// happen.
+TEST(SimulatorTest, GuardWindowsHoldThroughSuspendsAndTimeoutChanges) {
+  uint64_t suspends = 0;
+  uint64_t timeout_restarts = 0;
+  for (const char* scenario : {"suspend", "timeout-change"}) {
+    for (uint64_t seed = 1; seed <= 20; ++seed) {
+      SimOptions o;
+      o.seed = seed;
+      o.members = seed % 2 == 0 ? 5 : 3;
+      o.scenario = scenario;
+      const SimResult r = RunSimulation(o);
+      EXPECT_TRUE(r.safety_ok)
+          << scenario << " seed " << seed << ": " << r.safety_violation;
+      EXPECT_TRUE(r.liveness_ok)
+          << scenario << " seed " << seed << ": " << r.liveness_violation;
+      EXPECT_EQ(r.faults.count(scenario), 1u) << scenario << " seed " << seed;
+      suspends += r.suspends;
+      timeout_restarts += r.timeout_restarts;
+    }
+  }
+  EXPECT_GT(suspends, 20u);
+  EXPECT_GT(timeout_restarts, 20u);
+}
+
 TEST(SimulatorTest, GuardWindowsHoldAcrossTransfers) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     SimOptions o;

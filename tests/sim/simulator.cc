@@ -16,6 +16,7 @@
 #include "coord/kv.h"
 #include "guard/guard.h"
 #include "node/driver.h"
+#include "node/startup.h"
 #include "raft/cluster.h"
 #include "raft/invariants.h"
 #include "raft/raft.h"
@@ -56,6 +57,10 @@ const char* FaultName(Fault fault) {
       return "clock-drift";
     case Fault::kTransfer:
       return "transfer";
+    case Fault::kSuspend:
+      return "suspend";
+    case Fault::kTimeoutChange:
+      return "timeout-change";
   }
   return "unknown";
 }
@@ -138,6 +143,8 @@ enum class EventKind {
   kRenew,       // the partition guard's renewal, every heartbeat
   kGuardCheck,  // when the guard's window ends or its dwell does
   kTransferStep,
+  kResume,        // a suspended member's machine wakes up
+  kRecordTiming,  // the start-up lease ended: record the new T
 };
 
 struct Event {
@@ -191,15 +198,30 @@ struct Member {
   uint64_t id = 0;
   int zone = 0;
   bool up = true;
+  // Its election timeout T (a rolling change moves it); the next boot
+  // uses it.
+  int64_t t_ns = 0;
+  // While its machine sleeps (a suspend fault): until when, what its
+  // boot-time clock read when it fell asleep, and the events that reach
+  // it meanwhile, run in order when it wakes.
+  bool suspended = false;
+  uint64_t sleep_gen = 0;
+  int64_t asleep_at_boot = 0;
+  std::vector<Event> deferred;
+  // Bumped at every crash: a boot's pending kRecordTiming is then stale.
+  uint64_t boot_gen = 0;
   std::unique_ptr<SeededRandom> random;
   // The member's disk, and the real storage code on it.
   std::unique_ptr<storage::testing::MemFileSystem> fs;
   std::unique_ptr<storage::Storage> storage;
   raft::HardState persisted;  // hard state last made durable
-  // Clock: local = local_base + rate * (real - real_base).
+  // Clocks. Boot time (CLOCK_BOOTTIME): local_base + rate * (real -
+  // real_base). Monotonic (CLOCK_MONOTONIC, the core's): boot time less
+  // mono_lag, the time the machine slept.
   double rate = 1.0;
   int64_t local_base = 0;
   int64_t real_base = 0;
+  int64_t mono_lag = 0;
   uint64_t timer_gen = 0;
   int64_t timer_at = -1;
   // The disk's queue; the first is in progress until its kDiskDone.
@@ -263,11 +285,27 @@ class Simulator {
     hash_ ^= v;
     hash_ *= 1099511628211ULL;
   }
-  int64_t LocalNow(const Member& m) const {
+  // The member's monotonic clock, which the core and the driver read.
+  int64_t LocalNow(const Member& m) const { return BootNow(m) - m.mono_lag; }
+  // Its boot-time clock, which keeps counting while the machine sleeps.
+  int64_t BootNow(const Member& m) const {
     return m.local_base + static_cast<int64_t>(
                               static_cast<double>(now_ - m.real_base) * m.rate);
   }
-  int64_t RealAt(const Member& m, int64_t local) const;
+  // The clock the partition guard reads: boot time, as the node's does.
+  int64_t GuardNow(const Member& m) const {
+    return opt_.unsafe_guard_monotonic_clock ? LocalNow(m) : BootNow(m);
+  }
+  // When (real time, at the earliest now) the member's monotonic clock,
+  // boot-time clock or guard's clock reads `local`.
+  int64_t RealAt(const Member& m, int64_t local) const {
+    return RealAtBoot(m, local + m.mono_lag);
+  }
+  int64_t RealAtBoot(const Member& m, int64_t local) const;
+  int64_t RealAtGuard(const Member& m, int64_t local) const {
+    return opt_.unsafe_guard_monotonic_clock ? RealAt(m, local)
+                                             : RealAtBoot(m, local);
+  }
   void SetRate(Member& m, double rate);
 
   // Members.
@@ -277,6 +315,8 @@ class Simulator {
   void FinishDiskOp(Member& m);
   void Crash(Member& m);
   void Restart(Member& m);
+  void Suspend(Member& m, int64_t duration);
+  void Resume(Member& m);
   void Send(Message m);
   void Deliver(Member& m, Message msg);
   Member& member(uint64_t id) { return members_[id - 1]; }
@@ -357,6 +397,10 @@ class Simulator {
   std::vector<std::pair<uint64_t, uint64_t>> swizzle_todo_;
   std::vector<std::pair<uint64_t, uint64_t>> swizzle_cut_;
   bool swizzle_healing_ = false;
+  // A rolling change of T: the cluster's T, and the members still to
+  // restart with it.
+  int64_t cluster_t_ = kT;
+  std::vector<uint64_t> roll_todo_;
   // During a crash fault: crash the next member that makes a new vote
   // durable, right after the write (a targeted fault for vote durability).
   bool crash_after_vote_ = false;
@@ -365,9 +409,9 @@ class Simulator {
   std::map<uint64_t, int64_t> leader_at_;
 };
 
-guard::GuardOptions SimGuardOptions(double rho) {
+guard::GuardOptions SimGuardOptions(double rho, int64_t election_timeout_ns) {
   guard::GuardOptions g;
-  g.election_timeout_ns = kT;
+  g.election_timeout_ns = election_timeout_ns;
   g.max_clock_drift = rho;
   g.margin_ns = 0;  // nothing acts here: the bare bound is what is checked
   g.dwell_ns = 2 * kHeartbeat;
@@ -378,8 +422,8 @@ void Simulator::Trace(const std::string& what) {
   if (opt_.trace) absl::StrAppend(&result_.trace, now_, " ", what, "\n");
 }
 
-int64_t Simulator::RealAt(const Member& m, int64_t local) const {
-  if (local <= LocalNow(m)) return now_;
+int64_t Simulator::RealAtBoot(const Member& m, int64_t local) const {
+  if (local <= BootNow(m)) return now_;
   int64_t t =
       m.real_base + static_cast<int64_t>(std::ceil(
                         static_cast<double>(local - m.local_base) / m.rate));
@@ -394,7 +438,7 @@ int64_t Simulator::RealAt(const Member& m, int64_t local) const {
 }
 
 void Simulator::SetRate(Member& m, double rate) {
-  m.local_base = LocalNow(m);
+  m.local_base = BootNow(m);
   m.real_base = now_;
   m.rate = rate;
   Trace(absl::StrCat("clock ", m.id, " rate ", rate));
@@ -414,8 +458,8 @@ void Simulator::SetRate(Member& m, double rate) {
 // against the moments later terms got their leaders.
 
 void Simulator::StartGuard(Member& m) {
-  m.guard =
-      std::make_unique<guard::Guard>(SimGuardOptions(opt_.rho), LocalNow(m));
+  m.guard = std::make_unique<guard::Guard>(SimGuardOptions(opt_.rho, m.t_ns),
+                                           GuardNow(m));
   m.open_window = -1;
   Schedule(now_,
            Event{EventKind::kRenew, static_cast<int>(m.id), -1, ++m.guard_gen});
@@ -425,12 +469,12 @@ void Simulator::Renew(Member& m) {
   // Callers that waited past their deadline are answered (as the node's
   // sweep does); the clients have given up on them already.
   m.driver->ExpireWaiting(LocalNow(m));
-  const uint64_t gid = m.guard->RenewalSent(LocalNow(m));
+  const uint64_t gid = m.guard->RenewalSent(GuardNow(m));
   // The driver answers a confirmation without waiting for this member's
   // disk, as in the node; a crash drops the driver and the callback with it.
-  m.driver->Confirm(LocalNow(m) + kT, [this, &m,
-                                       gid](absl::StatusOr<node::Confirmation>
-                                                c) {
+  m.driver->Confirm(LocalNow(m) + m.t_ns, [this, &m, gid](
+                                              absl::StatusOr<node::Confirmation>
+                                                  c) {
     if (c.ok()) {
       m.guard->Confirmed(gid, c->term, guard::Token{c->term, c->term_start});
     } else {
@@ -444,17 +488,17 @@ void Simulator::Renew(Member& m) {
 }
 
 void Simulator::GuardEvaluate(Member& m) {
-  while (std::optional<guard::Transition> t = m.guard->Evaluate(LocalNow(m))) {
+  while (std::optional<guard::Transition> t = m.guard->Evaluate(GuardNow(m))) {
     if (t->active) {
       m.open_window = static_cast<int64_t>(windows_.size());
       windows_.push_back(GuardWindow{m.id, t->term, now_, -1});
       Trace(absl::StrCat("guard ", m.id, " active term ", t->term));
     } else {
-      // Its real end: when this member's clock read the deadline.
-      const int64_t local = LocalNow(m);
+      // Its real end: when the guard's clock read the deadline.
+      const int64_t local = GuardNow(m);
       const int64_t end =
           t->active_until_ns > local
-              ? RealAt(m, t->active_until_ns)
+              ? RealAtGuard(m, t->active_until_ns)
               : now_ - static_cast<int64_t>(
                            static_cast<double>(local - t->active_until_ns) /
                            m.rate);
@@ -469,7 +513,7 @@ void Simulator::ScheduleGuardCheck(Member& m) {
   if (!m.up || m.guard == nullptr) return;
   const int64_t next = m.guard->NextCheck();
   if (next == INT64_MAX) return;
-  const int64_t at = std::max(now_, RealAt(m, next));
+  const int64_t at = std::max(now_, RealAtGuard(m, next));
   if (at == m.guard_check_at) return;
   m.guard_check_at = at;
   Schedule(at, Event{EventKind::kGuardCheck, static_cast<int>(m.id), -1,
@@ -506,7 +550,7 @@ void Simulator::Boot(Member& m) {
   c.id = m.id;
   c.random = m.random.get();
   c.heartbeat_interval_ns = kHeartbeat;
-  c.election_timeout_ns = kT;
+  c.election_timeout_ns = m.t_ns;
   c.commit_notify_delay_ns = kMs;  // as the node runs it
   c.snapshot_chunk_bytes = 256;
   c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
@@ -532,6 +576,16 @@ void Simulator::Boot(Member& m) {
     QUORATE_CHECK(m.storage->SaveSnapshot(b.metadata, *b.data).ok());
     restored.snapshot = b.metadata;
     restored.snapshot_data = b.data;
+  }
+  // The start-up lease, as the node keeps it (node/startup.h).
+  absl::StatusOr<node::StartupLease> lease =
+      node::PrepareStartupLease(*m.storage, m.t_ns);
+  QUORATE_CHECK(lease.ok()) << lease.status();
+  c.startup_lease_ns = opt_.unsafe_no_startup_lease ? 0 : lease->lease_ns;
+  if (lease->record_after_ns > 0) {
+    Schedule(RealAt(m, LocalNow(m) + lease->record_after_ns),
+             Event{EventKind::kRecordTiming, static_cast<int>(m.id), -1,
+                   m.boot_gen});
   }
   if (opt_.unsafe_forget_vote_on_restart) restored.hard_state.set_vote(0);
   m.persisted = restored.hard_state;
@@ -661,6 +715,9 @@ void Simulator::Send(Message msg) {
   Hash(from << 8 | to);
   Hash(static_cast<uint64_t>(msg.type()) << 32 | msg.term());
   if (cuts_.count({from, to}) > 0) return;
+  // Members on different election timeouts refuse each other's streams
+  // (the transport's Hello check).
+  if (member(from).t_ns != member(to).t_ns) return;
   if (net_chaos_ && rng_.Chance(drop_ppm_)) return;
   auto delay = [&] {
     if (net_chaos_ && rng_.Chance(slow_ppm_)) {
@@ -695,6 +752,8 @@ void Simulator::Deliver(Member& m, Message msg) {
 void Simulator::Crash(Member& m) {
   if (!m.up) return;
   Trace(absl::StrCat("crash ", m.id));
+  QUORATE_CHECK(!m.suspended) << "a sleeping machine's process cannot crash";
+  ++m.boot_gen;
   // A dead process holds no window from now on.
   CloseWindow(m, now_);
   m.guard.reset();
@@ -722,6 +781,27 @@ void Simulator::Restart(Member& m) {
   m.driver->Drive();
 }
 
+void Simulator::Suspend(Member& m, int64_t duration) {
+  if (!m.up || m.suspended) return;
+  Trace(absl::StrCat("suspend ", m.id, " for ", duration / kMs, "ms"));
+  m.suspended = true;
+  ++result_.suspends;
+  m.asleep_at_boot = BootNow(m);
+  Schedule(now_ + duration, Event{EventKind::kResume, static_cast<int>(m.id),
+                                  -1, ++m.sleep_gen});
+}
+
+void Simulator::Resume(Member& m) {
+  if (!m.suspended) return;
+  m.suspended = false;
+  // The monotonic clock stood still while the machine slept.
+  m.mono_lag += BootNow(m) - m.asleep_at_boot;
+  Trace(absl::StrCat("resume ", m.id, " (", m.deferred.size(),
+                     " events waited)"));
+  for (Event& e : m.deferred) Schedule(now_, std::move(e));
+  m.deferred.clear();
+}
+
 std::vector<std::pair<uint64_t, const raft::Raft*>> Simulator::Live() const {
   std::vector<std::pair<uint64_t, const raft::Raft*>> live;
   for (const Member& m : members_) {
@@ -742,12 +822,14 @@ void Simulator::CheckSafety() {
 // Clients.
 
 Member* Simulator::PickTarget(Client& cl) {
-  if (cl.leader_hint != 0 && member(cl.leader_hint).up) {
+  // A sleeping member's machine does not answer: like a dead one, here.
+  if (cl.leader_hint != 0 && member(cl.leader_hint).up &&
+      !member(cl.leader_hint).suspended) {
     return &member(cl.leader_hint);
   }
   std::vector<Member*> up;
   for (Member& m : members_) {
-    if (m.up) up.push_back(&m);
+    if (m.up && !m.suspended) up.push_back(&m);
   }
   if (up.empty()) return nullptr;
   return up[rng_.Uniform(up.size())];
@@ -1016,12 +1098,54 @@ void Simulator::StartFault() {
     case Fault::kTransfer:
       Schedule(now_, Event{EventKind::kTransferStep});
       break;
+    case Fault::kSuspend: {
+      // Half the time the leader's machine (whose window the others wait
+      // out before electing another), otherwise any member's.
+      Member* target = &member(ids[0]);
+      if (rng_.Chance(500'000)) {
+        for (Member& x : members_) {
+          if (x.up && x.driver->raft().role() == raft::Role::kLeader) {
+            target = &x;
+            break;
+          }
+        }
+      }
+      Suspend(*target, rng_.Range(kT / 2, 6 * kT));
+      break;
+    }
+    case Fault::kTimeoutChange:
+      // Between T and 2T: every other roll shortens it.
+      cluster_t_ = cluster_t_ == kT ? 2 * kT : kT;
+      roll_todo_ = ids;
+      Schedule(now_ + rng_.Range(kT / 4, kT), Event{EventKind::kNemesisStep});
+      return;  // StepFault() ends it
   }
   Schedule(std::min(now_ + rng_.Range(2 * kT, 12 * kT), kChaosNs),
            Event{EventKind::kNemesisStop});
 }
 
 void Simulator::StepFault() {
+  if (fault_ == Fault::kTimeoutChange) {
+    // One member at a time is stopped (killed: the worst case) and started
+    // again soon with the new T, on the same disk.
+    Member& m = member(roll_todo_.back());
+    roll_todo_.pop_back();
+    Trace(
+        absl::StrCat("timeout change ", m.id, " to ", cluster_t_ / kMs, "ms"));
+    m.t_ns = cluster_t_;
+    ++result_.timeout_restarts;
+    if (m.up) {
+      Crash(m);
+      Schedule(now_ + rng_.Range(kMs, kT),
+               Event{EventKind::kRestart, static_cast<int>(m.id)});
+    }  // a member down already starts with the new T when it restarts
+    if (roll_todo_.empty()) {
+      StopFault();
+      return;
+    }
+    Schedule(now_ + rng_.Range(kT / 2, 4 * kT), Event{EventKind::kNemesisStep});
+    return;
+  }
   if (fault_ != Fault::kSwizzleClog) return;
   if (!swizzle_healing_) {
     const auto link = swizzle_todo_.back();
@@ -1053,6 +1177,7 @@ void Simulator::StopFault() {
   cuts_.clear();
   net_chaos_ = false;
   crash_after_vote_ = false;
+  for (Member& m : members_) Resume(m);
 
   fault_.reset();
   // Crashed members restart on their own schedule; stalls end by
@@ -1067,7 +1192,13 @@ void Simulator::HealAll() {
   fault_.reset();
   cuts_.clear();
   net_chaos_ = false;
+  roll_todo_.clear();
   for (Member& m : members_) {
+    Resume(m);
+    if (m.t_ns != cluster_t_) {  // the rolling change is finished
+      m.t_ns = cluster_t_;
+      Crash(m);
+    }
     if (std::abs(m.rate - 1) > opt_.rho)
       SetRate(m, 1 + opt_.rho * rng_.Signed());
     if (!m.up) Restart(m);
@@ -1094,6 +1225,7 @@ SimResult Simulator::Run() {
   for (int i = 0; i < opt_.members; ++i) {
     Member& m = members_[static_cast<size_t>(i)];
     m.id = static_cast<uint64_t>(i + 1);
+    m.t_ns = kT;
     m.zone = opt_.members == 5 ? kZones5[i] : i % 3;
     // With drift_beyond_rho, clocks run up to 10 rho off from the start,
     // through every fault (until the heal phase): the guard's windows rely
@@ -1129,6 +1261,10 @@ SimResult Simulator::Run() {
     Hash(static_cast<uint64_t>(e.kind) << 48 | static_cast<uint64_t>(now_));
     Member* m =
         e.member > 0 ? &member(static_cast<uint64_t>(e.member)) : nullptr;
+    if (m != nullptr && m->suspended && e.kind != EventKind::kResume) {
+      m->deferred.push_back(std::move(e));  // its machine is asleep
+      continue;
+    }
     switch (e.kind) {
       case EventKind::kDeliver:
         Deliver(*m, std::move(e.message));
@@ -1163,7 +1299,11 @@ SimResult Simulator::Run() {
         StepFault();
         break;
       case EventKind::kNemesisStop:
-        if (fault_.has_value() && *fault_ != Fault::kSwizzleClog) StopFault();
+        // Swizzles and rolling changes end by themselves.
+        if (fault_.has_value() && *fault_ != Fault::kSwizzleClog &&
+            *fault_ != Fault::kTimeoutChange) {
+          StopFault();
+        }
         break;
       case EventKind::kHeal:
         HealAll();
@@ -1178,6 +1318,15 @@ SimResult Simulator::Run() {
         if (m->up && e.gen == m->guard_check_gen) {
           m->guard_check_at = -1;
           GuardEvaluate(*m);
+        }
+        break;
+      case EventKind::kResume:
+        if (e.gen == m->sleep_gen) Resume(*m);
+        break;
+      case EventKind::kRecordTiming:
+        if (m->up && e.gen == m->boot_gen) {
+          Trace(absl::StrCat("record T ", m->id));
+          QUORATE_CHECK(m->storage->RecordElectionTimeout(m->t_ns).ok());
         }
         break;
       case EventKind::kTransferStep:
@@ -1206,7 +1355,7 @@ SimResult Simulator::Run() {
   // any more).
   for (Member& m : members_) {
     if (m.up && m.guard != nullptr && m.open_window >= 0) {
-      CloseWindow(m, RealAt(m, m.guard->active_until_ns()));
+      CloseWindow(m, RealAtGuard(m, m.guard->active_until_ns()));
     }
   }
   CheckWindows();

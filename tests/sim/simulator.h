@@ -4,7 +4,8 @@
 //
 // One run: a chaos phase in which a nemesis injects faults (partitions of
 // every kind, crashes, disk stalls, message loss, delay, duplication and
-// reordering, clock drift) while clients write and read a replicated
+// reordering, clock drift, suspended machines, rolling changes of the
+// election timeout) while clients write and read a replicated
 // key-value register; then a heal phase in which every fault is removed and
 // a leader must be elected and a write committed within a bound (liveness);
 // then the checks:
@@ -40,8 +41,12 @@ enum class Fault {
   kNetworkChaos,        // heavy loss, duplication, delay and reordering
   kClockDrift,          // clock rates drawn again within ±rho (or beyond)
   kTransfer,            // the leader hands over to another voter, repeatedly
+  kSuspend,             // a member's machine sleeps: nothing runs, its
+                        // monotonic clock stops, its boot-time clock runs on
+  kTimeoutChange,       // a rolling restart to a new election timeout T
+                        // (members on different T cannot talk)
 };
-inline constexpr int kFaultCount = 13;
+inline constexpr int kFaultCount = 15;
 const char* FaultName(Fault fault);
 bool ParseScenario(const std::string& name, std::vector<Fault>* faults);
 
@@ -72,6 +77,11 @@ struct SimOptions {
   bool unsafe_ack_on_propose = false;  // writes acknowledged before commit
   // Planted in the shipped driver (node::DriverOptions::Unsafe):
   bool unsafe_answer_before_commit = false;  // answered once durable here
+  // The start-up lease (node/startup.h) forgets the last run's longer T.
+  bool unsafe_no_startup_lease = false;
+  // The partition guard reads the monotonic clock, which stops while the
+  // machine sleeps, instead of the boot-time clock.
+  bool unsafe_guard_monotonic_clock = false;
 };
 
 struct SimResult {
@@ -83,12 +93,14 @@ struct SimResult {
   std::string trace;  // when SimOptions::trace
   int64_t simulated_ns = 0;
   uint64_t events = 0;
-  uint64_t operations = 0;       // client operations in the history
-  uint64_t acknowledged = 0;     // writes acknowledged to clients
-  uint64_t leaders = 0;          // distinct terms with a leader
-  uint64_t learner_windows = 0;  // active windows learners held
-  uint64_t storage_events = 0;   // torn tails cut off at recovery, etc.
-  std::set<std::string> faults;  // fault kinds injected
+  uint64_t operations = 0;        // client operations in the history
+  uint64_t acknowledged = 0;      // writes acknowledged to clients
+  uint64_t leaders = 0;           // distinct terms with a leader
+  uint64_t learner_windows = 0;   // active windows learners held
+  uint64_t storage_events = 0;    // torn tails cut off at recovery, etc.
+  uint64_t suspends = 0;          // times a member's machine fell asleep
+  uint64_t timeout_restarts = 0;  // restarts with a new election timeout
+  std::set<std::string> faults;   // fault kinds injected
 };
 
 SimResult RunSimulation(const SimOptions& options);
