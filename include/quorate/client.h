@@ -8,6 +8,17 @@
 //   absl::StatusOr<quorate::KeyValue> kv = (*c)->Get("config/owner");
 //   // Write only if nobody changed it since we read it:
 //   rev = (*c)->CompareAndSet("config/owner", kv->revision, "n3");
+//   // Every key under "config/", in key order:
+//   absl::StatusOr<quorate::RangeResult> r =
+//       (*c)->Range("config/", {.range_end = quorate::PrefixEnd("config/")});
+//   // Compare, then act, atomically:
+//   quorate::Transaction t;
+//   t.compare = {quorate::Compare::ModRevision("config/owner",
+//                    quorate::Compare::Op::kEqual, 7)};
+//   t.success = {quorate::TxnOp::Put("config/owner", "n3"),
+//                quorate::TxnOp::Delete("config/candidates/n3")};
+//   t.failure = {quorate::TxnOp::Range("config/owner")};
+//   absl::StatusOr<quorate::TxnResult> done = (*c)->Txn(t);
 //
 // Any endpoint will do: the client follows the leader (members name it
 // when they are not). Every call has a deadline (`timeout`).
@@ -17,7 +28,10 @@
 //  - ABORTED: a compare-and-set whose expected revision did not match (the
 //    message gives the current one): read again and start over.
 //  - INVALID_ARGUMENT: an empty key, or a key or value over the limits
-//    (4 KiB, 1 MiB).
+//    (4 KiB, 1 MiB); a range whose end is not after its start; a
+//    transaction over the members' limits (--max_txn_ops, default 128
+//    compares and operations; --max_txn_bytes, default 1.5 MiB) or that
+//    writes one key twice in a branch. Nothing was applied.
 //  - UNKNOWN: a write whose outcome is unknown. No leader confirmed it
 //    before the deadline, and it may have been applied. Each write carries
 //    an operation id and the cluster applies an id once, so calling again
@@ -58,6 +72,103 @@ struct KeyValue {
   uint64_t read_revision = 0;  // the cluster revision the read saw
 };
 
+// A key as the store holds it (etcd's data model). Revisions are cluster
+// revisions: every transaction that changes something creates one.
+struct KeyRecord {
+  std::string key;
+  std::string value;             // empty with RangeOptions::keys_only
+  uint64_t create_revision = 0;  // when it was created
+  uint64_t mod_revision = 0;     // its last change
+  uint64_t version = 0;          // changes since it was created: 1, 2, ...
+  uint64_t lease = 0;            // the lease it is attached to; 0: none
+};
+
+// range_end for every key from the start key on.
+inline const std::string kRangeToTheEnd(1, '\0');
+// range_end for every key that starts with `prefix`.
+std::string PrefixEnd(absl::string_view prefix);
+
+struct RangeOptions {
+  // The keys in [key, range_end); empty: the key alone. PrefixEnd() and
+  // kRangeToTheEnd make the common ranges.
+  std::string range_end;
+  uint64_t limit = 0;  // 0: no limit
+  enum class SortBy { kKey, kVersion, kCreateRevision, kModRevision, kValue };
+  SortBy sort_by = SortBy::kKey;
+  bool descending = false;
+  bool keys_only = false;   // no values
+  bool count_only = false;  // no keys either: only RangeResult::count
+  bool stale = false;       // as Get's: this member's state, at once
+};
+
+struct RangeResult {
+  std::vector<KeyRecord> kvs;
+  uint64_t count = 0;  // keys in the range, whatever the limit
+  // Keys in the range beyond those returned: the limit, or an answer's
+  // size (3 MiB of keys and values at most; continue after the last key).
+  bool more = false;
+  uint64_t revision = 0;  // the cluster revision the read saw
+};
+
+// A transaction's test of a key, or of every key in [key, range_end). A
+// key that does not exist has version, revisions and lease 0, and fails
+// every test of its value.
+struct Compare {
+  enum class Target { kValue, kVersion, kCreateRevision, kModRevision, kLease };
+  enum class Op { kEqual, kNotEqual, kLess, kGreater };
+  std::string key;
+  std::string range_end;
+  Target target = Target::kVersion;
+  Op op = Op::kEqual;
+  std::string value;   // with kValue
+  int64_t number = 0;  // with the others
+
+  static Compare Value(std::string key, Op op, std::string value);
+  static Compare Version(std::string key, Op op, int64_t version);
+  static Compare CreateRevision(std::string key, Op op, int64_t revision);
+  static Compare ModRevision(std::string key, Op op, int64_t revision);
+  static Compare Lease(std::string key, Op op, int64_t lease);
+};
+
+// One operation of a transaction's branch.
+struct TxnOp {
+  enum class Kind { kPut, kDelete, kRange };
+  Kind kind = Kind::kRange;
+  std::string key;
+  std::string value;   // kPut
+  RangeOptions range;  // kRange; kDelete uses its range_end only
+
+  static TxnOp Put(std::string key, std::string value);
+  static TxnOp Delete(std::string key, std::string range_end = "");
+  static TxnOp Range(std::string key, RangeOptions options = {});
+};
+
+// If every compare holds, the success operations run, otherwise the
+// failure ones: in order, each seeing the writes before it, atomically, at
+// one revision. A branch may write a key once.
+struct Transaction {
+  std::vector<Compare> compare;
+  std::vector<TxnOp> success;
+  std::vector<TxnOp> failure;
+};
+
+struct TxnOpResult {
+  uint64_t revision = 0;  // a put's
+  uint64_t deleted = 0;   // a delete's: keys deleted
+  RangeResult range;      // a range's
+};
+
+struct TxnResult {
+  bool succeeded = false;  // whether the compares held
+  // The cluster revision after it: the one it created if it changed
+  // anything.
+  uint64_t revision = 0;
+  std::vector<TxnOpResult> results;  // one per operation of the branch run
+  // The call was retried after the transaction was applied: this is its
+  // outcome as first applied, without what its ranges read.
+  bool replayed = false;
+};
+
 struct ClusterMember {
   std::string id;
   std::string zone;
@@ -87,6 +198,14 @@ class Client {
   // whatever the member answering has applied (faster; may be behind).
   virtual absl::StatusOr<KeyValue> Get(absl::string_view key,
                                        bool stale = false) = 0;
+  // The keys in [key, options.range_end), by key unless sorted otherwise.
+  // Linearizable unless options.stale.
+  virtual absl::StatusOr<RangeResult> Range(
+      absl::string_view key, const RangeOptions& options = {}) = 0;
+  // Applies `txn` as one write (retried with one operation id, like Put),
+  // or, when neither branch writes, reads it at a linearizable read
+  // point. A compare that fails is not an error: succeeded is false.
+  virtual absl::StatusOr<TxnResult> Txn(const Transaction& txn) = 0;
   // Every member the cluster lists, each asked for its own view.
   virtual absl::StatusOr<std::vector<ClusterMember>> Members() = 0;
 };

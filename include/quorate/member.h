@@ -122,6 +122,12 @@ struct MemberOptions {
   uint64_t wal_segment_bytes = 64 << 20;
   // A snapshot is taken, and the log compacted, every this many entries.
   uint64_t snapshot_every_entries = 10000;
+  // Transactions this member accepts from clients: at most this many
+  // compares and operations (1 to 1024), and this many bytes serialized
+  // (1 KiB to 2 MiB). Beyond them a call is refused with INVALID_ARGUMENT
+  // naming the limit, before anything is proposed.
+  size_t max_txn_ops = 128;
+  size_t max_txn_bytes = size_t{3} << 19;  // 1.5 MiB
   // If set, one JSON object per line for every role change (see
   // docs/contracts.md), appended and flushed as it happens.
   std::string event_log_path;

@@ -9,13 +9,181 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "coord/kv.h"
 #include "transport/grpc_status.h"
 #include "transport/tls.h"
 #include "util/mutex.h"
 #include "wire/client.grpc.pb.h"
 
 namespace quorate {
+
+std::string PrefixEnd(absl::string_view prefix) {
+  return coord::PrefixEnd(prefix);
+}
+
 namespace {
+Compare Make(std::string key, Compare::Target target, Compare::Op op) {
+  Compare c;
+  c.key = std::move(key);
+  c.target = target;
+  c.op = op;
+  return c;
+}
+}  // namespace
+
+Compare Compare::Value(std::string key, Op op, std::string value) {
+  Compare c = Make(std::move(key), Target::kValue, op);
+  c.value = std::move(value);
+  return c;
+}
+Compare Compare::Version(std::string key, Op op, int64_t version) {
+  Compare c = Make(std::move(key), Target::kVersion, op);
+  c.number = version;
+  return c;
+}
+Compare Compare::CreateRevision(std::string key, Op op, int64_t revision) {
+  Compare c = Make(std::move(key), Target::kCreateRevision, op);
+  c.number = revision;
+  return c;
+}
+Compare Compare::ModRevision(std::string key, Op op, int64_t revision) {
+  Compare c = Make(std::move(key), Target::kModRevision, op);
+  c.number = revision;
+  return c;
+}
+Compare Compare::Lease(std::string key, Op op, int64_t lease) {
+  Compare c = Make(std::move(key), Target::kLease, op);
+  c.number = lease;
+  return c;
+}
+
+TxnOp TxnOp::Put(std::string key, std::string value) {
+  TxnOp op;
+  op.kind = Kind::kPut;
+  op.key = std::move(key);
+  op.value = std::move(value);
+  return op;
+}
+TxnOp TxnOp::Delete(std::string key, std::string range_end) {
+  TxnOp op;
+  op.kind = Kind::kDelete;
+  op.key = std::move(key);
+  op.range.range_end = std::move(range_end);
+  return op;
+}
+TxnOp TxnOp::Range(std::string key, RangeOptions options) {
+  TxnOp op;
+  op.kind = Kind::kRange;
+  op.key = std::move(key);
+  op.range = std::move(options);
+  return op;
+}
+
+namespace {
+
+client::RangeRequest ToWire(absl::string_view key, const RangeOptions& o) {
+  client::RangeRequest r;
+  r.set_key(std::string(key));
+  r.set_range_end(o.range_end);
+  r.set_limit(o.limit);
+  r.set_sort_order(o.descending ? client::RangeRequest::DESCEND
+                                : client::RangeRequest::ASCEND);
+  switch (o.sort_by) {
+    case RangeOptions::SortBy::kKey:
+      r.set_sort_target(client::RangeRequest::KEY);
+      break;
+    case RangeOptions::SortBy::kVersion:
+      r.set_sort_target(client::RangeRequest::VERSION);
+      break;
+    case RangeOptions::SortBy::kCreateRevision:
+      r.set_sort_target(client::RangeRequest::CREATE);
+      break;
+    case RangeOptions::SortBy::kModRevision:
+      r.set_sort_target(client::RangeRequest::MOD);
+      break;
+    case RangeOptions::SortBy::kValue:
+      r.set_sort_target(client::RangeRequest::VALUE);
+      break;
+  }
+  r.set_keys_only(o.keys_only);
+  r.set_count_only(o.count_only);
+  r.set_serializable(o.stale);
+  return r;
+}
+
+RangeResult FromWire(const client::RangeResponse& r) {
+  RangeResult out;
+  out.count = r.count();
+  out.more = r.more();
+  out.revision = r.revision();
+  out.kvs.reserve(static_cast<size_t>(r.kvs_size()));
+  for (const client::KeyValue& kv : r.kvs()) {
+    out.kvs.push_back(KeyRecord{kv.key(), kv.value(), kv.create_revision(),
+                                kv.mod_revision(), kv.version(), kv.lease()});
+  }
+  return out;
+}
+
+client::Compare ToWire(const Compare& c) {
+  client::Compare w;
+  w.set_key(c.key);
+  w.set_range_end(c.range_end);
+  switch (c.op) {
+    case Compare::Op::kEqual:
+      w.set_result(client::Compare::EQUAL);
+      break;
+    case Compare::Op::kNotEqual:
+      w.set_result(client::Compare::NOT_EQUAL);
+      break;
+    case Compare::Op::kLess:
+      w.set_result(client::Compare::LESS);
+      break;
+    case Compare::Op::kGreater:
+      w.set_result(client::Compare::GREATER);
+      break;
+  }
+  switch (c.target) {
+    case Compare::Target::kValue:
+      w.set_target(client::Compare::VALUE);
+      w.set_value(c.value);
+      break;
+    case Compare::Target::kVersion:
+      w.set_target(client::Compare::VERSION);
+      w.set_version(c.number);
+      break;
+    case Compare::Target::kCreateRevision:
+      w.set_target(client::Compare::CREATE);
+      w.set_create_revision(c.number);
+      break;
+    case Compare::Target::kModRevision:
+      w.set_target(client::Compare::MOD);
+      w.set_mod_revision(c.number);
+      break;
+    case Compare::Target::kLease:
+      w.set_target(client::Compare::LEASE);
+      w.set_lease(c.number);
+      break;
+  }
+  return w;
+}
+
+client::RequestOp ToWire(const TxnOp& op) {
+  client::RequestOp w;
+  switch (op.kind) {
+    case TxnOp::Kind::kPut:
+      w.mutable_put()->set_key(op.key);
+      w.mutable_put()->set_value(op.value);
+      break;
+    case TxnOp::Kind::kDelete:
+      w.mutable_delete_range()->set_key(op.key);
+      w.mutable_delete_range()->set_range_end(op.range.range_end);
+      break;
+    case TxnOp::Kind::kRange:
+      *w.mutable_range() = ToWire(op.key, op.range);
+      break;
+  }
+  return w;
+}
 
 std::string Metadata(const grpc::ClientContext& ctx, const std::string& key) {
   const auto& md = ctx.GetServerTrailingMetadata();
@@ -94,6 +262,39 @@ class ClientImpl final : public Client {
       return absl::NotFoundError(absl::StrCat("key '", key, "' not found"));
     }
     return KeyValue{resp.value(), resp.revision(), resp.read_revision()};
+  }
+
+  absl::StatusOr<RangeResult> Range(absl::string_view key,
+                                    const RangeOptions& options) override {
+    client::RangeResponse resp;
+    absl::Status s =
+        Call(false, &client::Kv::Stub::Range, ToWire(key, options), &resp);
+    if (!s.ok()) return s;
+    return FromWire(resp);
+  }
+
+  absl::StatusOr<TxnResult> Txn(const Transaction& txn) override {
+    client::TxnRequest req;
+    for (const Compare& c : txn.compare) *req.add_compare() = ToWire(c);
+    for (const TxnOp& op : txn.success) *req.add_success() = ToWire(op);
+    for (const TxnOp& op : txn.failure) *req.add_failure() = ToWire(op);
+    const bool write = !coord::IsReadOnly(req);
+    if (write) SetOp(req.mutable_op());
+    client::TxnResponse resp;
+    absl::Status s = Call(write, &client::Kv::Stub::Txn, req, &resp);
+    if (!s.ok()) return s;
+    TxnResult out;
+    out.succeeded = resp.succeeded();
+    out.revision = resp.revision();
+    out.replayed = resp.replayed();
+    for (const client::ResponseOp& r : resp.responses()) {
+      TxnOpResult one;
+      if (r.has_put()) one.revision = r.put().revision();
+      if (r.has_delete_range()) one.deleted = r.delete_range().deleted();
+      if (r.has_range()) one.range = FromWire(r.range());
+      out.results.push_back(std::move(one));
+    }
+    return out;
   }
 
   absl::StatusOr<std::vector<ClusterMember>> Members() override {

@@ -181,6 +181,8 @@ class MemberImpl final : public Member {
       if (options_.on_fatal) options_.on_fatal(s);
     };
     // Before the node starts serving the client API.
+    kv_service_.SetLimits(
+        coord::TxnLimits{options_.max_txn_ops, options_.max_txn_bytes});
     kv_service_.SetModeSource([this]() -> std::string {
       guard::PartitionGuard* g = guard_raw_.load();
       return g != nullptr && g->Status().active ? "active" : "paused";
@@ -408,6 +410,15 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
   }
   if (o.snapshot_every_entries < 1) {
     return bad("snapshots must be taken at least every 1 entries");
+  }
+  if (o.max_txn_ops < 1 || o.max_txn_ops > coord::kMaxTxnOps) {
+    return bad(absl::StrCat("the transaction operation limit must be 1 to ",
+                            coord::kMaxTxnOps, ", not ", o.max_txn_ops));
+  }
+  if (o.max_txn_bytes < 1024 || o.max_txn_bytes > coord::kMaxTxnBytes) {
+    return bad(absl::StrCat("the transaction size limit must be 1024 to ",
+                            coord::kMaxTxnBytes, " bytes, not ",
+                            o.max_txn_bytes));
   }
   if (o.wal_segment_bytes < (64 << 10)) {
     return bad("log segments must be at least 64 KiB");

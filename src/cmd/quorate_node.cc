@@ -57,6 +57,8 @@ constexpr char kUsage[] =
   --event_log=PATH             append one JSON line per role or mode change
   --segment_bytes=67108864     size of each write-ahead log segment
   --snapshot_entries=10000     snapshot and compact every this many entries
+  --max_txn_ops=128            compares and operations per transaction (1-1024)
+  --max_txn_bytes=1572864      bytes per transaction, serialized (1 KiB-2 MiB)
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
   --faults_file=PATH           chaos tests only: delays and duplicates of
                                peer frames, read from PATH (operations.md)
@@ -129,6 +131,8 @@ int main(int argc, char** argv) {
                                 "tls_key",
                                 "segment_bytes",
                                 "snapshot_entries",
+                                "max_txn_ops",
+                                "max_txn_bytes",
                                 "resume_dwell",
                                 "window_margin",
                                 "faults_file"},
@@ -189,6 +193,15 @@ int main(int argc, char** argv) {
       UsageError(absl::StrCat("--", flag, "='", flags.Get(flag),
                               "' is not a duration such as 500ms"));
     }
+  }
+  const std::string txn_ops = flags.Get("max_txn_ops", "128");
+  if (!absl::SimpleAtoi(txn_ops, &o.max_txn_ops)) {
+    UsageError(absl::StrCat("--max_txn_ops='", txn_ops, "' is not a number"));
+  }
+  const std::string txn_bytes = flags.Get("max_txn_bytes", "1572864");
+  if (!absl::SimpleAtoi(txn_bytes, &o.max_txn_bytes)) {
+    UsageError(absl::StrCat("--max_txn_bytes='", txn_bytes,
+                            "' is not a number of bytes"));
   }
   const std::string snap = flags.Get("snapshot_entries", "10000");
   if (!absl::SimpleAtoi(snap, &o.snapshot_every_entries)) {

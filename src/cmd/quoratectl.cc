@@ -4,13 +4,28 @@
 //     status                       one line per member
 //     put KEY VALUE                prints the new revision
 //     get KEY                      prints the value (--stale: local read)
+//     get KEY --prefix [--limit=N] [--keys_only]
+//                                  KEY then VALUE for each key, in key order
+//     txn                          a transaction from stdin (format below)
 //     del KEY                      prints the new revision
 //     cas KEY EXPECTED_REV VALUE   prints the new revision
 //
 // Exit codes: 0 success; 1 refused (not found, CAS conflict, a value too
 // large), one line on stderr says which; 2 usage error; 3 unavailable (no
 // leader before the timeout; a write's outcome may be unknown).
+//
+// The transaction format (docs/operations.md): one line per compare or
+// operation, each starting with the branch it belongs to; tokens are
+// separated by spaces, and "quoted" (with \" and \\) when they hold spaces
+// or are empty. Blank lines and lines starting with # are skipped.
+//   if value|version|create|mod|lease KEY =|!=|<|> VALUE_OR_NUMBER
+//   then|else put KEY VALUE
+//   then|else del KEY [--prefix]
+//   then|else get KEY [--prefix]
+// Output: SUCCESS or FAILURE, then for each operation of the branch run:
+// a put's revision, "deleted N", or a get's KEY and VALUE lines.
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -28,6 +43,12 @@ constexpr char kUsage[] =
   status                       one line per member: id zone role term leader mode commit
   put KEY VALUE                prints the new revision
   get KEY [--stale]            prints the value; --stale reads local state
+  get KEY --prefix [--limit=N] [--keys_only] [--stale]
+                               every key starting with KEY, in key order:
+                               KEY then VALUE (KEY only with --keys_only)
+  txn                          reads a transaction from stdin (see
+                               docs/operations.md); prints SUCCESS or FAILURE,
+                               then each operation's result
   del KEY                      prints the new revision
   cas KEY EXPECTED_REV VALUE   write only if KEY's revision is EXPECTED_REV
                                (0 = absent); prints the new revision
@@ -56,6 +77,126 @@ int Fail(const absl::Status& s) {
   }
 }
 
+// Splits a line into tokens: spaces separate them; "..." quotes one, with
+// \" and \\ inside. An unterminated quote is an error.
+absl::StatusOr<std::vector<std::string>> Tokens(absl::string_view line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] == ' ' || line[i] == '\t') {
+      ++i;
+      continue;
+    }
+    std::string token;
+    if (line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        const char ch = line[i++];
+        if (ch == '"') {
+          closed = true;
+          break;
+        }
+        if (ch == '\\' && i < line.size()) {
+          token.push_back(line[i++]);
+        } else {
+          token.push_back(ch);
+        }
+      }
+      if (!closed) return absl::InvalidArgumentError("a quote is not closed");
+    } else {
+      while (i < line.size() && line[i] != ' ' && line[i] != '\t') {
+        token.push_back(line[i++]);
+      }
+    }
+    out.push_back(std::move(token));
+  }
+  return out;
+}
+
+// Reads the transaction format above; the error names the line.
+absl::StatusOr<quorate::Transaction> ParseTxn(std::istream& in) {
+  quorate::Transaction txn;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", n, ": ", why, ": '", line, "'"));
+    };
+    absl::StatusOr<std::vector<std::string>> t = Tokens(line);
+    if (!t.ok()) return bad(t.status().message());
+    if (t->empty() || (*t)[0][0] == '#') continue;
+    const std::vector<std::string>& w = *t;
+    if (w[0] == "if") {
+      if (w.size() != 5) return bad("a compare is: if TARGET KEY OP VALUE");
+      using quorate::Compare;
+      Compare::Op op;
+      if (w[3] == "=") {
+        op = Compare::Op::kEqual;
+      } else if (w[3] == "!=") {
+        op = Compare::Op::kNotEqual;
+      } else if (w[3] == "<") {
+        op = Compare::Op::kLess;
+      } else if (w[3] == ">") {
+        op = Compare::Op::kGreater;
+      } else {
+        return bad("the operator is one of = != < >");
+      }
+      if (w[1] == "value") {
+        txn.compare.push_back(Compare::Value(w[2], op, w[4]));
+        continue;
+      }
+      int64_t number = 0;
+      if (!absl::SimpleAtoi(w[4], &number)) return bad("not a number");
+      if (w[1] == "version") {
+        txn.compare.push_back(Compare::Version(w[2], op, number));
+      } else if (w[1] == "create") {
+        txn.compare.push_back(Compare::CreateRevision(w[2], op, number));
+      } else if (w[1] == "mod") {
+        txn.compare.push_back(Compare::ModRevision(w[2], op, number));
+      } else if (w[1] == "lease") {
+        txn.compare.push_back(Compare::Lease(w[2], op, number));
+      } else {
+        return bad("the target is one of value version create mod lease");
+      }
+      continue;
+    }
+    if (w[0] != "then" && w[0] != "else") {
+      return bad("a line starts with if, then or else");
+    }
+    std::vector<quorate::TxnOp>& branch =
+        w[0] == "then" ? txn.success : txn.failure;
+    const bool prefix = w.size() == 4 && w[3] == "--prefix";
+    if (w.size() == 4 && w[1] == "put") {
+      branch.push_back(quorate::TxnOp::Put(w[2], w[3]));
+    } else if ((w.size() == 3 || prefix) && w[1] == "del") {
+      branch.push_back(
+          quorate::TxnOp::Delete(w[2], prefix ? quorate::PrefixEnd(w[2]) : ""));
+    } else if ((w.size() == 3 || prefix) && w[1] == "get") {
+      quorate::RangeOptions o;
+      if (prefix) o.range_end = quorate::PrefixEnd(w[2]);
+      branch.push_back(quorate::TxnOp::Range(w[2], o));
+    } else {
+      return bad(
+          "an operation is: put KEY VALUE, del KEY [--prefix] or "
+          "get KEY [--prefix]");
+    }
+  }
+  return txn;
+}
+
+void PrintKeys(const std::vector<quorate::KeyRecord>& kvs, bool keys_only) {
+  for (const quorate::KeyRecord& kv : kvs) {
+    fwrite(kv.key.data(), 1, kv.key.size(), stdout);
+    fputc('\n', stdout);
+    if (keys_only) continue;
+    fwrite(kv.value.data(), 1, kv.value.size(), stdout);
+    fputc('\n', stdout);
+  }
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -64,8 +205,9 @@ int Main(int argc, char** argv) {
     }
   }
   absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
-      argc, argv, {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key"},
-      {"stale"});
+      argc, argv,
+      {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit"},
+      {"stale", "prefix", "keys_only"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
@@ -85,9 +227,26 @@ int Main(int argc, char** argv) {
   auto want = [&](size_t n) { return args.size() == n + 1; };
   if (!((cmd == "status" && want(0)) || (cmd == "put" && want(2)) ||
         (cmd == "get" && want(1)) || (cmd == "del" && want(1)) ||
-        (cmd == "cas" && want(3)))) {
+        (cmd == "cas" && want(3)) || (cmd == "txn" && want(0)))) {
     return Usage(absl::StrCat("bad command or arguments: '",
                               absl::StrJoin(args, " "), "'"));
+  }
+  uint64_t limit = 0;
+  if (flags.Has("limit") && !absl::SimpleAtoi(flags.Get("limit"), &limit)) {
+    return Usage(absl::StrCat("--limit='", flags.Get("limit"),
+                              "' is not a number of keys"));
+  }
+  if ((flags.Has("limit") || flags.Bool("keys_only")) &&
+      !flags.Bool("prefix")) {
+    return Usage("--limit and --keys_only go with get --prefix");
+  }
+  quorate::Transaction txn;
+  if (cmd == "txn") {
+    absl::StatusOr<quorate::Transaction> parsed_txn = ParseTxn(std::cin);
+    if (!parsed_txn.ok()) {
+      return Usage(std::string(parsed_txn.status().message()));
+    }
+    txn = *std::move(parsed_txn);
   }
   uint64_t expected = 0;
   if (cmd == "cas" && !absl::SimpleAtoi(args[2], &expected)) {
@@ -113,6 +272,51 @@ int Main(int argc, char** argv) {
              m.mode.empty() ? "-" : m.mode.c_str(),
              static_cast<unsigned long long>(m.commit_index));
     }
+    return 0;
+  }
+  if (cmd == "get" && flags.Bool("prefix")) {
+    // An answer holds a few MiB at most: page through the rest.
+    quorate::RangeOptions range;
+    range.range_end = quorate::PrefixEnd(args[1]);
+    range.limit = limit;
+    range.keys_only = flags.Bool("keys_only");
+    range.stale = flags.Bool("stale");
+    std::string from = args[1];
+    uint64_t printed = 0;
+    while (true) {
+      absl::StatusOr<quorate::RangeResult> r = c.Range(from, range);
+      if (!r.ok()) return Fail(r.status());
+      PrintKeys(r->kvs, range.keys_only);
+      printed += r->kvs.size();
+      if (!r->more || r->kvs.empty() || (limit > 0 && printed >= limit)) {
+        return 0;
+      }
+      from = r->kvs.back().key + std::string(1, '\0');  // the next key
+      if (limit > 0) range.limit = limit - printed;
+    }
+  }
+  if (cmd == "txn") {
+    absl::StatusOr<quorate::TxnResult> r = c.Txn(txn);
+    if (!r.ok()) return Fail(r.status());
+    printf("%s\n", r->succeeded ? "SUCCESS" : "FAILURE");
+    const std::vector<quorate::TxnOp>& ran =
+        r->succeeded ? txn.success : txn.failure;
+    for (size_t i = 0; i < r->results.size() && i < ran.size(); ++i) {
+      switch (ran[i].kind) {
+        case quorate::TxnOp::Kind::kPut:
+          printf("%llu\n",
+                 static_cast<unsigned long long>(r->results[i].revision));
+          break;
+        case quorate::TxnOp::Kind::kDelete:
+          printf("deleted %llu\n",
+                 static_cast<unsigned long long>(r->results[i].deleted));
+          break;
+        case quorate::TxnOp::Kind::kRange:
+          PrintKeys(r->results[i].range.kvs, false);
+          break;
+      }
+    }
+    fflush(stdout);
     return 0;
   }
   if (cmd == "get") {

@@ -36,6 +36,160 @@ absl::Status CheckKeyValue(absl::string_view key, absl::string_view value) {
   return absl::OkStatus();
 }
 
+absl::Status CheckRange(absl::string_view key, absl::string_view range_end) {
+  if (key.empty()) return absl::InvalidArgumentError("the key is empty");
+  if (key.size() > kMaxKeyBytes || range_end.size() > kMaxKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a range's key or end is over ", kMaxKeyBytes, " bytes"));
+  }
+  if (!range_end.empty() && range_end != absl::string_view("\0", 1) &&
+      range_end <= key) {
+    return absl::InvalidArgumentError(
+        "the range's end is not after its start (an empty end is the key "
+        "alone; a single zero byte, every key from the start on)");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Whether `key` is in [start, end) by RangeRequest's rules.
+bool InRange(absl::string_view key, absl::string_view start,
+             absl::string_view end) {
+  if (end.empty()) return key == start;
+  if (key < start) return false;
+  return end == absl::string_view("\0", 1) || key < end;
+}
+
+absl::Status CheckOps(
+    const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+    const char* branch) {
+  std::vector<absl::string_view> puts;
+  std::vector<std::pair<absl::string_view, absl::string_view>> deletes;
+  for (const client::RequestOp& op : ops) {
+    switch (op.request_case()) {
+      case client::RequestOp::kRange:
+        if (absl::Status s =
+                CheckRange(op.range().key(), op.range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        break;
+      case client::RequestOp::kPut:
+        if (absl::Status s = CheckKeyValue(op.put().key(), op.put().value());
+            !s.ok()) {
+          return s;
+        }
+        puts.push_back(op.put().key());
+        break;
+      case client::RequestOp::kDeleteRange:
+        if (absl::Status s = CheckRange(op.delete_range().key(),
+                                        op.delete_range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        deletes.emplace_back(op.delete_range().key(),
+                             op.delete_range().range_end());
+        break;
+      case client::RequestOp::REQUEST_NOT_SET:
+        return absl::InvalidArgumentError(
+            absl::StrCat("an operation of the ", branch,
+                         " branch is neither a put, a delete nor a range"));
+    }
+  }
+  // One write per key and branch (as etcd): otherwise the order of two
+  // writes to one key would be the only thing deciding the outcome.
+  std::sort(puts.begin(), puts.end());
+  for (size_t i = 1; i < puts.size(); ++i) {
+    if (puts[i] == puts[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the ", branch, " branch puts key '", puts[i], "' twice"));
+    }
+  }
+  for (absl::string_view key : puts) {
+    for (const auto& [start, end] : deletes) {
+      if (InRange(key, start, end)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the ", branch, " branch puts key '", key, "' and deletes it"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits) {
+  const size_t ops = static_cast<size_t>(txn.compare_size()) +
+                     static_cast<size_t>(txn.success_size()) +
+                     static_cast<size_t>(txn.failure_size());
+  if (ops > limits.max_ops) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the transaction has ", ops, " compares and operations; the limit is ",
+        limits.max_ops));
+  }
+  const size_t bytes = txn.ByteSizeLong();
+  if (bytes > limits.max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the transaction is ", bytes,
+                                                   " bytes; the limit is ",
+                                                   limits.max_bytes));
+  }
+  for (const client::Compare& c : txn.compare()) {
+    if (absl::Status s = CheckRange(c.key(), c.range_end()); !s.ok()) {
+      return s;
+    }
+    const bool matches = [&] {
+      switch (c.target()) {
+        case client::Compare::VERSION:
+          return c.target_union_case() == client::Compare::kVersion;
+        case client::Compare::CREATE:
+          return c.target_union_case() == client::Compare::kCreateRevision;
+        case client::Compare::MOD:
+          return c.target_union_case() == client::Compare::kModRevision;
+        case client::Compare::VALUE:
+          return c.target_union_case() == client::Compare::kValue;
+        case client::Compare::LEASE:
+          return c.target_union_case() == client::Compare::kLease;
+        default:
+          return false;
+      }
+    }();
+    if (!matches) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a compare of key '", c.key(),
+          "' has no value of its target's kind (or an unknown target)"));
+    }
+    if (c.result() < client::Compare::EQUAL ||
+        c.result() > client::Compare::NOT_EQUAL) {
+      return absl::InvalidArgumentError("a compare has an unknown operator");
+    }
+  }
+  if (absl::Status s = CheckOps(txn.success(), "success"); !s.ok()) return s;
+  return CheckOps(txn.failure(), "failure");
+}
+
+bool IsReadOnly(const client::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const client::RequestOp& op : *branch) {
+      if (op.request_case() != client::RequestOp::kRange) return false;
+    }
+  }
+  return true;
+}
+
+std::string PrefixEnd(absl::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() =
+          static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string("\0", 1);  // every key starts with the empty prefix
+}
+
 absl::Status ResultStatus(const client::KvResult& result) {
   return absl::Status(static_cast<absl::StatusCode>(result.code()),
                       result.message());
@@ -75,29 +229,47 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
     }
   }
   const client::KvResult result = Execute(cmd);
-  if (op.client() != 0) Remember(index, op, result);
+  if (op.client() != 0) {
+    if (result.has_txn()) {
+      // What a transaction's ranges read is not kept: a retry learns the
+      // outcome, not the reads (TxnResponse.replayed).
+      client::KvResult kept = result;
+      kept.mutable_txn()->set_replayed(true);
+      for (client::ResponseOp& r : *kept.mutable_txn()->mutable_responses()) {
+        if (r.has_range()) r.mutable_range()->Clear();
+      }
+      Remember(index, op, kept);
+    } else {
+      Remember(index, op, result);
+    }
+  }
   return result.SerializeAsString();
 }
 
 client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
+  // Put, delete and compare-and-set are the transactions of one operation
+  // (a put; a delete if the key's version is above 0; a put if its mod
+  // revision is the expected one), run here on the same primitives
+  // without building one: a put's value is not copied again.
   switch (cmd.kind_case()) {
     case client::KvCommand::kPut: {
       const client::PutRequest& p = cmd.put();
       if (absl::Status s = CheckKeyValue(p.key(), p.value()); !s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
+      PutLocked(p.key(), p.value(), revision_ + 1);
       ++revision_;
-      shards_[ShardOf(p.key())].mutate()[p.key()] = Value{p.value(), revision_};
       return Result(absl::StatusCode::kOk, revision_);
     }
     case client::KvCommand::kDel: {
       const std::string& key = cmd.del().key();
-      Cow<Shard>& shard = shards_[ShardOf(key)];
-      if (!shard.get().contains(key)) {
+      if (absl::Status s = CheckKeyValue(key, ""); !s.ok()) {
+        return Result(s.code(), revision_, std::string(s.message()));
+      }
+      if (DeleteLocked(key, "") == 0) {
         return Result(absl::StatusCode::kNotFound, revision_,
                       "the key does not exist");
       }
-      shard.mutate().erase(key);
       ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
@@ -106,10 +278,8 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
       if (absl::Status s = CheckKeyValue(c.key(), c.value()); !s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
-      Cow<Shard>& shard = shards_[ShardOf(c.key())];
-      auto it = shard.get().find(c.key());
-      const uint64_t current =
-          it == shard.get().end() ? 0 : it->second.revision;
+      const Value* v = Find(c.key());
+      const uint64_t current = v == nullptr ? 0 : v->revision;
       if (current != c.expected_revision()) {
         // ABORTED (abseil's rule): the caller restarts its
         // read-modify-write from a new read.
@@ -117,15 +287,261 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
                       absl::StrCat("the key's revision is ", current, ", not ",
                                    c.expected_revision()));
       }
+      PutLocked(c.key(), c.value(), revision_ + 1);
       ++revision_;
-      shard.mutate()[c.key()] = Value{c.value(), revision_};
       return Result(absl::StatusCode::kOk, revision_);
+    }
+    case client::KvCommand::kTxn: {
+      // Members refuse what is over their own limits before proposing it;
+      // these ceilings hold whatever a member's configuration, so that
+      // every member applies the same commands the same way.
+      if (absl::Status s =
+              CheckTxn(cmd.txn(), TxnLimits{kMaxTxnOps, kMaxTxnBytes});
+          !s.ok()) {
+        return Result(s.code(), revision_, std::string(s.message()));
+      }
+      client::TxnResponse response = ExecuteTxn(cmd.txn());
+      client::KvResult r = Result(absl::StatusCode::kOk, revision_);
+      *r.mutable_txn() = std::move(response);
+      return r;
     }
     case client::KvCommand::KIND_NOT_SET:
       break;
   }
   return Result(absl::StatusCode::kInvalidArgument, revision_,
                 "a command without an operation was committed");
+}
+
+client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn) {
+  client::TxnResponse response;
+  const bool holds = AllHold(txn);
+  response.set_succeeded(holds);
+  // Every write of the transaction takes the next revision, which becomes
+  // the cluster's if anything changed.
+  const uint64_t next = revision_ + 1;
+  bool changed = false;
+  for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
+    client::ResponseOp* out = response.add_responses();
+    switch (op.request_case()) {
+      case client::RequestOp::kRange: {
+        // It sees the writes before it, at the revision they make.
+        const uint64_t saved = revision_;
+        if (changed) revision_ = next;
+        *out->mutable_range() = RangeLocked(op.range());
+        revision_ = saved;
+        break;
+      }
+      case client::RequestOp::kPut:
+        PutLocked(op.put().key(), op.put().value(), next);
+        changed = true;
+        out->mutable_put()->set_revision(next);
+        break;
+      case client::RequestOp::kDeleteRange: {
+        const uint64_t n = DeleteLocked(op.delete_range().key(),
+                                        op.delete_range().range_end());
+        changed = changed || n > 0;
+        out->mutable_delete_range()->set_deleted(n);
+        break;
+      }
+      case client::RequestOp::REQUEST_NOT_SET:
+        break;  // refused by CheckTxn
+    }
+  }
+  if (changed) revision_ = next;
+  response.set_revision(revision_);
+  return response;
+}
+
+client::TxnResponse KvStore::ReadTxn(const client::TxnRequest& txn) const {
+  MutexLock lock(&mu_);
+  client::TxnResponse response;
+  const bool holds = AllHold(txn);
+  response.set_succeeded(holds);
+  for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
+    if (op.request_case() == client::RequestOp::kRange) {
+      *response.add_responses()->mutable_range() = RangeLocked(op.range());
+    }
+  }
+  response.set_revision(revision_);
+  return response;
+}
+
+namespace {
+
+template <typename T>
+bool CompareWith(client::Compare::Result result, const T& have, const T& want) {
+  switch (result) {
+    case client::Compare::EQUAL:
+      return have == want;
+    case client::Compare::GREATER:
+      return have > want;
+    case client::Compare::LESS:
+      return have < want;
+    case client::Compare::NOT_EQUAL:
+      return have != want;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+bool KvStore::Holds(const client::Compare& c) const {
+  auto one = [&c](const Value& v) {
+    switch (c.target()) {
+      case client::Compare::VERSION:
+        return CompareWith<int64_t>(c.result(), static_cast<int64_t>(v.version),
+                                    c.version());
+      case client::Compare::CREATE:
+        return CompareWith<int64_t>(c.result(),
+                                    static_cast<int64_t>(v.create_revision),
+                                    c.create_revision());
+      case client::Compare::MOD:
+        return CompareWith<int64_t>(
+            c.result(), static_cast<int64_t>(v.revision), c.mod_revision());
+      case client::Compare::VALUE:
+        return CompareWith<absl::string_view>(c.result(), v.value, c.value());
+      case client::Compare::LEASE:
+        return CompareWith<int64_t>(c.result(), static_cast<int64_t>(v.lease),
+                                    c.lease());
+      default:
+        return false;
+    }
+  };
+  bool any = false;
+  bool all = true;
+  ForEachIn(c.key(), c.range_end(), [&](const std::string&, const Value& v) {
+    any = true;
+    all = one(v);
+    return all;
+  });
+  if (any) return all;
+  // No key: its numbers are 0, and it has no value to compare.
+  return c.target() != client::Compare::VALUE && one(Value{});
+}
+
+bool KvStore::AllHold(const client::TxnRequest& txn) const {
+  for (const client::Compare& c : txn.compare()) {
+    if (!Holds(c)) return false;
+  }
+  return true;
+}
+
+const KvStore::Value* KvStore::Find(absl::string_view key) const {
+  const Shard& shard = shards_[ShardOf(key)].get();
+  auto it = shard.find(key);
+  return it == shard.end() ? nullptr : &it->second;
+}
+
+template <typename Fn>
+void KvStore::ForEachIn(absl::string_view key, absl::string_view range_end,
+                        Fn fn) const {
+  if (range_end.empty()) {
+    if (const Value* v = Find(key)) fn(std::string(key), *v);
+    return;
+  }
+  const bool to_the_end = range_end == absl::string_view("\0", 1);
+  for (auto it = index_.lower_bound(key); it != index_.end(); ++it) {
+    if (!to_the_end && absl::string_view(*it) >= range_end) break;
+    if (!fn(*it, *Find(*it))) break;
+  }
+}
+
+client::RangeResponse KvStore::RangeLocked(
+    const client::RangeRequest& r) const {
+  client::RangeResponse response;
+  response.set_revision(revision_);
+  using Item = std::pair<const std::string*, const Value*>;
+  std::vector<Item> items;
+  uint64_t count = 0;
+  // In key order, ascending, a limit stops the walk early: it only counts
+  // the rest.
+  const bool key_order = r.sort_target() == client::RangeRequest::KEY &&
+                         r.sort_order() != client::RangeRequest::DESCEND;
+  ForEachIn(r.key(), r.range_end(),
+            [&](const std::string& key, const Value& v) {
+              ++count;
+              if (r.count_only()) return true;
+              if (key_order && r.limit() > 0 && items.size() >= r.limit()) {
+                return true;
+              }
+              // A single key's name is a temporary: keep the index's.
+              items.emplace_back(&*index_.find(key), &v);
+              return true;
+            });
+  response.set_count(count);
+  if (r.count_only()) {
+    response.set_more(false);
+    return response;
+  }
+  if (!key_order) {
+    auto field =
+        [&r](const Item& i) -> std::tuple<uint64_t, absl::string_view> {
+      switch (r.sort_target()) {
+        case client::RangeRequest::VERSION:
+          return {i.second->version, *i.first};
+        case client::RangeRequest::CREATE:
+          return {i.second->create_revision, *i.first};
+        case client::RangeRequest::MOD:
+          return {i.second->revision, *i.first};
+        default:
+          return {0, *i.first};
+      }
+    };
+    const bool descend = r.sort_order() == client::RangeRequest::DESCEND;
+    std::stable_sort(
+        items.begin(), items.end(), [&](const Item& a, const Item& b) {
+          if (r.sort_target() == client::RangeRequest::VALUE) {
+            return descend ? a.second->value > b.second->value
+                           : a.second->value < b.second->value;
+          }
+          return descend ? field(a) > field(b) : field(a) < field(b);
+        });
+    if (r.limit() > 0 && items.size() > r.limit()) items.resize(r.limit());
+  }
+  size_t bytes = 0;
+  for (const Item& i : items) {
+    // The key and value, and about what their numbers and framing take.
+    const size_t size =
+        i.first->size() + (r.keys_only() ? 0 : i.second->value.size()) + 48;
+    if (bytes + size > kMaxRangeBytes && response.kvs_size() > 0) break;
+    bytes += size;
+    client::KeyValue* kv = response.add_kvs();
+    kv->set_key(*i.first);
+    kv->set_create_revision(i.second->create_revision);
+    kv->set_mod_revision(i.second->revision);
+    kv->set_version(i.second->version);
+    kv->set_lease(i.second->lease);
+    if (!r.keys_only()) kv->set_value(i.second->value);
+  }
+  response.set_more(static_cast<uint64_t>(response.kvs_size()) < count);
+  return response;
+}
+
+void KvStore::PutLocked(absl::string_view key, absl::string_view value,
+                        uint64_t revision) {
+  Value& v = shards_[ShardOf(key)].mutate()[key];
+  if (v.version == 0) {
+    v.create_revision = revision;
+    index_.insert(std::string(key));
+  }
+  v.value = std::string(value);
+  v.revision = revision;
+  ++v.version;
+}
+
+uint64_t KvStore::DeleteLocked(absl::string_view key,
+                               absl::string_view range_end) {
+  std::vector<std::string> doomed;
+  ForEachIn(key, range_end, [&](const std::string& k, const Value&) {
+    doomed.push_back(k);
+    return true;
+  });
+  for (const std::string& k : doomed) {
+    shards_[ShardOf(k)].mutate().erase(k);
+    index_.erase(k);
+  }
+  return doomed.size();
 }
 
 void KvStore::Remember(uint64_t index, const client::OpId& op,
@@ -172,6 +588,9 @@ struct KvStore::Frozen {
       e->set_key(kv->first);
       e->set_value(kv->second.value);
       e->set_revision(kv->second.revision);
+      e->set_create_revision(kv->second.create_revision);
+      e->set_version(kv->second.version);
+      e->set_lease(kv->second.lease);
     }
     for (const auto& [id, s] : sessions) {
       client::KvSession* out = snap.add_sessions();
@@ -222,6 +641,18 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
           absl::StrCat("the key-value snapshot at revision ", snap.revision(),
                        " holds a key written at revision ", e.revision()));
     }
+    // A key created at c and changed v times since has v writes at
+    // distinct revisions in [c, mod]. (Snapshots older than these fields
+    // have neither: see KvEntry.)
+    const bool legacy = e.create_revision() == 0 && e.version() == 0;
+    if (!legacy && (e.create_revision() == 0 ||
+                    e.create_revision() > e.revision() || e.version() == 0 ||
+                    e.version() > e.revision() - e.create_revision() + 1)) {
+      return absl::DataLossError(absl::StrCat(
+          "the key-value snapshot holds a key created at revision ",
+          e.create_revision(), ", changed at ", e.revision(), ", at version ",
+          e.version()));
+    }
     if (absl::Status s = CheckKeyValue(e.key(), e.value()); !s.ok()) {
       return absl::DataLossError(
           absl::StrCat("the key-value snapshot holds ", s.message()));
@@ -239,9 +670,13 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   revision_ = snap.revision();
   // New shards: a pinned one keeps its old contents for its reader.
   for (Cow<Shard>& shard : shards_) shard = Cow<Shard>();
+  index_.clear();
   for (const client::KvEntry& e : snap.entries()) {
-    shards_[ShardOf(e.key())].mutate()[e.key()] =
-        Value{e.value(), e.revision()};
+    const bool legacy = e.create_revision() == 0 && e.version() == 0;
+    shards_[ShardOf(e.key())].mutate()[e.key()] = Value{
+        e.value(), e.revision(), legacy ? e.revision() : e.create_revision(),
+        legacy ? 1 : e.version(), e.lease()};
+    index_.insert(index_.end(), e.key());  // sorted already
   }
   sessions_.clear();
   for (const client::KvSession& in : snap.sessions()) {
@@ -257,10 +692,14 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
 
 std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {
   MutexLock lock(&mu_);
-  const Shard& shard = shards_[ShardOf(key)].get();
-  auto it = shard.find(key);
-  if (it == shard.end()) return std::nullopt;
-  return it->second;
+  const Value* v = Find(key);
+  if (v == nullptr) return std::nullopt;
+  return *v;
+}
+
+client::RangeResponse KvStore::Range(const client::RangeRequest& r) const {
+  MutexLock lock(&mu_);
+  return RangeLocked(r);
 }
 
 uint64_t KvStore::revision() const {

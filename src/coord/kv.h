@@ -1,9 +1,19 @@
 // coord/kv.h: the replicated key-value store, a node::StateMachine.
 //
 // Every member applies the same committed commands (client.proto KvCommand)
-// in the same order and so holds the same map. Each successful write
-// (put, delete of a present key, compare-and-set that matched) increases
-// the cluster revision by one, and the key remembers that revision.
+// in the same order and so holds the same map. The data model is etcd's:
+// each key has a value, a create revision, a mod revision, a version and a
+// lease. Every command is a transaction (compares, then the operations of
+// one branch: put, delete range, range); put, delete and compare-and-set
+// are the special cases with one operation. A transaction that changes
+// something increases the cluster revision by one, and every key it
+// writes takes that revision.
+//
+// Keys are also kept in order (an index beside the hashed shards), for
+// range reads: a key, a prefix, or [key, range_end), with a limit, sorted,
+// keys or count only. A range answer holds at most kMaxRangeBytes of keys
+// and values; `more` says there are others, and the caller continues from
+// the last key it got.
 //
 // Duplicate operations: a command carries OpId{client, seq}. The store
 // keeps, per client, the results of its last kSessionWindow operations; a
@@ -35,6 +45,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/hash/hash.h"
@@ -51,9 +62,33 @@ inline constexpr size_t kMaxKeyBytes = 4096;
 inline constexpr size_t kMaxValueBytes = 1 << 20;
 inline constexpr size_t kSessionWindow = 4096;
 inline constexpr size_t kMaxSessions = 10000;
+// Ceilings the state machine itself enforces, the same on every member.
+// Members refuse requests beyond their own (configurable, lower) limits
+// before proposing them: TxnLimits.
+inline constexpr size_t kMaxTxnOps = 1024;         // compares + operations
+inline constexpr size_t kMaxTxnBytes = 2 << 20;    // the serialized request
+inline constexpr size_t kMaxRangeBytes = 3 << 20;  // of keys and values
 
 // INVALID_ARGUMENT naming the limit, or OK.
 absl::Status CheckKeyValue(absl::string_view key, absl::string_view value);
+
+// A member's limits on the transactions it accepts from clients.
+struct TxnLimits {
+  size_t max_ops = 128;                // compares + operations
+  size_t max_bytes = size_t{3} << 19;  // 1.5 MiB, serialized
+};
+
+// INVALID_ARGUMENT naming what is wrong (a limit, an empty key, a range
+// whose end is before its start, two writes of one key in a branch), or
+// OK.
+absl::Status CheckRange(absl::string_view key, absl::string_view range_end);
+absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits);
+// Whether neither branch writes: such a transaction is served at a read
+// point instead of being proposed.
+bool IsReadOnly(const client::TxnRequest& txn);
+// The range_end that makes [prefix, range_end) every key starting with
+// `prefix`.
+std::string PrefixEnd(absl::string_view prefix);
 
 // The status a KvResult stands for.
 absl::Status ResultStatus(const client::KvResult& result);
@@ -64,7 +99,10 @@ class KvStore final : public node::StateMachine {
 
   struct Value {
     std::string value;
-    uint64_t revision = 0;
+    uint64_t revision = 0;  // the mod revision: its last change
+    uint64_t create_revision = 0;
+    uint64_t version = 0;  // changes since created: 1, 2, ...
+    uint64_t lease = 0;
   };
 
   // node::StateMachine. Apply returns a serialized client::KvResult.
@@ -73,6 +111,12 @@ class KvStore final : public node::StateMachine {
   absl::Status Restore(const std::string& snapshot) override;
 
   std::optional<Value> Get(absl::string_view key) const;
+  // A range read of the current state (RangeRequest's rules; the request
+  // must pass CheckRange). Any thread.
+  client::RangeResponse Range(const client::RangeRequest& request) const;
+  // A transaction without writes (IsReadOnly), evaluated against the
+  // current state. Any thread.
+  client::TxnResponse ReadTxn(const client::TxnRequest& txn) const;
   uint64_t revision() const;
   size_t sessions() const;
   // Whether operation `op` was applied (its result is remembered), or
@@ -106,6 +150,26 @@ class KvStore final : public node::StateMachine {
 
   client::KvResult Execute(const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs a transaction that passed CheckTxn against the kMax ceilings.
+  client::TxnResponse ExecuteTxn(const client::TxnRequest& txn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Holds(const client::Compare& compare) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool AllHold(const client::TxnRequest& txn) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  const Value* Find(absl::string_view key) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Calls fn(key, value) for each key in [key, range_end) in key order
+  // (RangeRequest's rules) until it returns false.
+  template <typename Fn>
+  void ForEachIn(absl::string_view key, absl::string_view range_end,
+                 Fn fn) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  client::RangeResponse RangeLocked(const client::RangeRequest& request) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void PutLocked(absl::string_view key, absl::string_view value,
+                 uint64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t DeleteLocked(absl::string_view key, absl::string_view range_end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(uint64_t index, const client::OpId& op,
                 const client::KvResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -115,6 +179,9 @@ class KvStore final : public node::StateMachine {
   // Hashed for speed; a snapshot sorts, so its bytes are the same on every
   // member. kShards of them, by ShardOf(key).
   std::vector<Cow<Shard>> shards_ ABSL_GUARDED_BY(mu_);
+  // Every key, in order, for range reads. Live state only: a snapshot
+  // sorts the shards it pinned, and Restore rebuilds it.
+  absl::btree_set<std::string> index_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Cow<Session>> sessions_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -106,6 +106,15 @@ absl::Duration Timeout(const grpc::ServerContext& context) {
   return std::min(std::max(left, absl::ZeroDuration()), kMaxTimeout);
 }
 
+// A successful write's answer: its revision, or a transaction's response.
+template <class Response>
+void FillResponse(Response& response, client::KvResult& result) {
+  response.set_revision(result.revision());
+}
+void FillResponse(client::TxnResponse& response, client::KvResult& result) {
+  response = std::move(*result.mutable_txn());
+}
+
 }  // namespace
 
 // Under overload calls wait in gRPC's queue before this member takes them.
@@ -134,6 +143,9 @@ void KvService::Start(transport::CallQueue* queue) {
   CasCall::Await(this, &client::Kv::AsyncService::RequestCas, &KvService::Cas);
   StatusCall::Await(this, &client::Kv::AsyncService::RequestMemberStatus,
                     &KvService::MemberStatus);
+  RangeCall::Await(this, &client::Kv::AsyncService::RequestRange,
+                   &KvService::Range);
+  TxnCall::Await(this, &client::Kv::AsyncService::RequestTxn, &KvService::Txn);
 }
 
 template <class C>
@@ -169,7 +181,7 @@ void KvService::Write(C* call, const client::KvCommand& cmd) {
           return;
         }
         const absl::Status s = ResultStatus(result);
-        if (s.ok()) call->response.set_revision(result.revision());
+        if (s.ok()) FillResponse(call->response, result);
         // The state machine's own answer: final, whatever its code. A
         // client retries ABORTED from a leader change (the write was not
         // applied), never this.
@@ -216,23 +228,9 @@ void KvService::Cas(CasCall* call) {
   Write(call, cmd);
 }
 
-void KvService::Get(GetCall* call) {
-  if (absl::Status s = CheckKeyValue(call->request.key(), ""); !s.ok()) {
-    call->Finish(ToGrpcStatus(s));
-    return;
-  }
-  const KvStore* store = store_;
-  auto answer = [store, call] {
-    const uint64_t read_revision = store->revision();
-    std::optional<KvStore::Value> v = store->Get(call->request.key());
-    client::GetResponse& response = call->response;
-    response.set_read_revision(read_revision);
-    if (!v.has_value()) return;
-    response.set_found(true);
-    response.set_value(std::move(v->value));
-    response.set_revision(v->revision);
-  };
-  if (call->request.stale()) {
+template <class C, class Answer>
+void KvService::Read(C* call, bool stale, Answer answer) {
+  if (stale) {
     answer();
     call->Finish(grpc::Status::OK);
     return;
@@ -249,6 +247,57 @@ void KvService::Get(GetCall* call) {
                if (at.ok()) answer();
                call->Finish(ToGrpcStatus(at.status()));
              });
+}
+
+void KvService::Range(RangeCall* call) {
+  const client::RangeRequest& request = call->request;
+  if (absl::Status s = CheckRange(request.key(), request.range_end());
+      !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
+  const KvStore* store = store_;
+  Read(call, request.serializable(),
+       [store, call] { call->response = store->Range(call->request); });
+}
+
+void KvService::Txn(TxnCall* call) {
+  const client::TxnRequest& request = call->request;
+  if (absl::Status s = CheckTxn(request, limits_); !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
+  if (IsReadOnly(request)) {
+    // Nothing to write: a read point is enough, as for Range.
+    const KvStore* store = store_;
+    Read(call, /*stale=*/false,
+         [store, call] { call->response = store->ReadTxn(call->request); });
+    return;
+  }
+  client::KvCommand cmd;
+  *cmd.mutable_op() = request.op();
+  *cmd.mutable_txn() = request;
+  cmd.mutable_txn()->clear_op();
+  Write(call, cmd);
+}
+
+void KvService::Get(GetCall* call) {
+  if (absl::Status s = CheckKeyValue(call->request.key(), ""); !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
+  const KvStore* store = store_;
+  auto answer = [store, call] {
+    const uint64_t read_revision = store->revision();
+    std::optional<KvStore::Value> v = store->Get(call->request.key());
+    client::GetResponse& response = call->response;
+    response.set_read_revision(read_revision);
+    if (!v.has_value()) return;
+    response.set_found(true);
+    response.set_value(std::move(v->value));
+    response.set_revision(v->revision);
+  };
+  Read(call, call->request.stale(), answer);
 }
 
 void KvService::MemberStatus(StatusCall* call) {

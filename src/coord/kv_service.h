@@ -1,14 +1,16 @@
 // coord/kv_service.h: the client API (client.proto `Kv`), served by every
 // member on its listen address.
 //
-// Writes (Put, Delete, Cas) are proposed to the local node. A follower does
+// Writes (Put, Delete, Cas, and transactions that write) are proposed to
+// the local node. A follower does
 // not forward them: it answers UNAVAILABLE with the leader's address in the
 // trailing metadata "quorate-leader", and the client retries there (one
 // hop fewer for the common case of a client that already talks to the
 // leader, and no request relayed by a member that may be cut off).
 // Reads are linearizable by default: any member confirms a read point with
 // the leader (ReadIndex), waits until it has applied it, and answers from
-// its own state; `stale` reads answer from local state at once.
+// its own state; `stale` reads answer from local state at once. Range
+// reads (and transactions that only read) follow the same rules.
 //
 // Every call has a deadline: the client's, capped at 30 s, or 5 s when the
 // client sets none. Calls arrive on the transport's io thread
@@ -34,6 +36,9 @@ class KvService final : public transport::AsyncService {
 
   // The node to serve through; until it is set, calls get UNAVAILABLE.
   void SetNode(node::Node* node) { node_.store(node); }
+  // The transactions this member accepts (default: TxnLimits's). Set
+  // once, before serving.
+  void SetLimits(const TxnLimits& limits) { limits_ = limits; }
   // What MemberStatus reports as the member's mode (the partition guard
   // lives above this layer). Set once, before serving.
   void SetModeSource(std::function<std::string()> mode) {
@@ -52,6 +57,8 @@ class KvService final : public transport::AsyncService {
   using GetCall = Call<client::GetRequest, client::GetResponse>;
   using DeleteCall = Call<client::DeleteRequest, client::DeleteResponse>;
   using CasCall = Call<client::CasRequest, client::CasResponse>;
+  using RangeCall = Call<client::RangeRequest, client::RangeResponse>;
+  using TxnCall = Call<client::TxnRequest, client::TxnResponse>;
   using StatusCall =
       Call<client::MemberStatusRequest, client::MemberStatusResponse>;
 
@@ -60,6 +67,8 @@ class KvService final : public transport::AsyncService {
   void Delete(DeleteCall* call);
   void Cas(CasCall* call);
   void MemberStatus(StatusCall* call);
+  void Range(RangeCall* call);
+  void Txn(TxnCall* call);
   // Proposes `cmd` and finishes the call with the state machine's result
   // (a success's revision goes into the response) or the error.
   template <class C>
@@ -68,10 +77,15 @@ class KvService final : public transport::AsyncService {
   // deadline has already passed; false otherwise.
   template <class C>
   bool RefuseIfExpired(C* call);
+  // Finishes the call after answer() fills its response: at a read point
+  // (linearizable), or at once if `stale`.
+  template <class C, class Answer>
+  void Read(C* call, bool stale, Answer answer);
 
   const KvStore* const store_;
   client::Kv::AsyncService service_;
   transport::CallQueue* queue_ = nullptr;  // set by Start()
+  TxnLimits limits_;
   std::atomic<node::Node*> node_{nullptr};
   std::function<std::string()> mode_;
 };

@@ -71,18 +71,23 @@ class ClientClusterTest : public ::testing::Test {
     return "";
   }
 
+  // A client whose only endpoint is a follower.
+  absl::StatusOr<std::unique_ptr<Client>> FollowerClient() {
+    const std::string follower = FollowerAddress();
+    if (follower.empty()) return absl::UnavailableError("no leader elected");
+    ClientOptions o;
+    o.endpoints = {follower};
+    o.timeout = absl::Seconds(10);
+    return Client::Create(o);
+  }
+
   std::string root_;
   std::vector<std::unique_ptr<PortReservation>> ports_;
   std::vector<std::unique_ptr<Member>> members_;
 };
 
 TEST_F(ClientClusterTest, FromAFollower_FollowsTheLeaderAndReportsErrors) {
-  const std::string follower = FollowerAddress();
-  ASSERT_FALSE(follower.empty());
-  ClientOptions o;
-  o.endpoints = {follower};
-  o.timeout = absl::Seconds(10);
-  auto c = Client::Create(o);
+  auto c = FollowerClient();
   ASSERT_TRUE(c.ok()) << c.status();
   absl::StatusOr<uint64_t> rev = (*c)->Put("owner", "n2");
   ASSERT_TRUE(rev.ok()) << rev.status();
@@ -111,6 +116,69 @@ TEST_F(ClientClusterTest, FromAFollower_FollowsTheLeaderAndReportsErrors) {
   int leaders = 0;
   for (const ClusterMember& m : *ms) leaders += m.role == "leader";
   EXPECT_EQ(leaders, 1);
+}
+
+// Range reads and transactions through the public API, from a follower:
+// the write branch is proposed at the leader, a read-only one is read at a
+// read point, and a limit over the members' refuses the whole transaction.
+TEST_F(ClientClusterTest, RangeAndTxn_FromAFollower) {
+  auto c = FollowerClient();
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (const char* k : {"jobs/1", "jobs/2", "jobs/3", "other"}) {
+    ASSERT_TRUE((*c)->Put(k, "queued").ok());
+  }
+  RangeOptions prefix;
+  prefix.range_end = PrefixEnd("jobs/");
+  prefix.limit = 2;
+  absl::StatusOr<RangeResult> r = (*c)->Range("jobs/", prefix);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->kvs.size(), 2u);
+  EXPECT_EQ(r->kvs[0].key, "jobs/1");
+  EXPECT_EQ(r->kvs[1].value, "queued");
+  EXPECT_EQ(r->count, 3u);
+  EXPECT_TRUE(r->more);
+  const uint64_t mod = r->kvs[0].mod_revision;
+  EXPECT_EQ(r->kvs[0].version, 1u);
+
+  // Take job 1 if it is still as read: once.
+  Transaction take;
+  take.compare = {Compare::ModRevision("jobs/1", Compare::Op::kEqual,
+                                       static_cast<int64_t>(mod))};
+  take.success = {TxnOp::Put("jobs/1", "taken"),
+                  TxnOp::Range("jobs/", {.range_end = PrefixEnd("jobs/"),
+                                         .count_only = true})};
+  take.failure = {TxnOp::Range("jobs/1")};
+  absl::StatusOr<TxnResult> t = (*c)->Txn(take);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->succeeded);
+  ASSERT_EQ(t->results.size(), 2u);
+  EXPECT_EQ(t->results[0].revision, t->revision);
+  EXPECT_EQ(t->results[1].range.count, 3u);
+  t = (*c)->Txn(take);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_FALSE(t->succeeded);
+  ASSERT_EQ(t->results.size(), 1u);
+  ASSERT_EQ(t->results[0].range.kvs.size(), 1u);
+  EXPECT_EQ(t->results[0].range.kvs[0].value, "taken");
+  EXPECT_EQ(t->results[0].range.kvs[0].version, 2u);
+
+  // A transaction over the members' limit is refused whole.
+  Transaction many;
+  for (int i = 0; i < 129; ++i) {
+    many.success.push_back(TxnOp::Put(absl::StrCat("m/", i), "x"));
+  }
+  absl::StatusOr<TxnResult> refused = (*c)->Txn(many);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("the limit is 128"),
+            std::string::npos)
+      << refused.status();
+  absl::StatusOr<RangeResult> none =
+      (*c)->Range("m/", {.range_end = PrefixEnd("m/"), .count_only = true});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->count, 0u);
+  // So is a range whose end is before its start.
+  EXPECT_EQ((*c)->Range("b", {.range_end = "a"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ClientClusterTest, ManyThreads_ShareOneClient) {
@@ -201,6 +269,40 @@ TEST(ClientTest, WriteWithoutAnAnswer_SaysItsOutcomeIsUnknown) {
     EXPECT_EQ(s.message().find("outcome is unknown") != absl::string_view::npos,
               !refused)
         << s;
+  }
+}
+
+// The transaction limits a member may be given: each edge accepted, one
+// beyond refused with a message naming the range.
+TEST(MemberOptionsTest, TxnLimits_AreCheckedAtTheirEdges) {
+  MemberOptions o;
+  o.id = "n1";
+  o.zone = "az-a";
+  o.cluster_id = "limits";
+  o.listen_address = "127.0.0.1:1";
+  o.peers = {{"n1", "az-a", "127.0.0.1:1"}};
+  o.data_dir = "/tmp/unused";
+  ASSERT_TRUE(ValidateMemberOptions(o).ok()) << ValidateMemberOptions(o);
+  for (size_t ops : {size_t{1}, size_t{1024}}) {
+    o.max_txn_ops = ops;
+    EXPECT_TRUE(ValidateMemberOptions(o).ok()) << ops;
+  }
+  for (size_t ops : {size_t{0}, size_t{1025}}) {
+    o.max_txn_ops = ops;
+    const absl::Status s = ValidateMemberOptions(o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << ops;
+    EXPECT_NE(s.message().find("1 to 1024"), std::string::npos) << s;
+  }
+  o.max_txn_ops = 128;
+  for (size_t bytes : {size_t{1024}, size_t{2} << 20}) {
+    o.max_txn_bytes = bytes;
+    EXPECT_TRUE(ValidateMemberOptions(o).ok()) << bytes;
+  }
+  for (size_t bytes : {size_t{1023}, (size_t{2} << 20) + 1}) {
+    o.max_txn_bytes = bytes;
+    EXPECT_EQ(ValidateMemberOptions(o).code(),
+              absl::StatusCode::kInvalidArgument)
+        << bytes;
   }
 }
 

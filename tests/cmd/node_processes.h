@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -128,11 +129,20 @@ class QuorateNodeTest : public ::testing::Test {
     int exit = -1;
     std::string out;  // standard output and error
   };
-  // Runs quoratectl with `args` and waits for it.
-  Ctl Quoratectl(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {QUORATECTL_BINARY};
+  // Runs quoratectl with `args` (and `input` on its standard input) and
+  // waits for it.
+  Ctl Quoratectl(const std::vector<std::string>& args,
+                 const std::string& input = "") {
+    const std::string in = absl::StrCat(root_, "/ctl", ++ctl_runs_, ".in");
+    {
+      std::ofstream f(in, std::ios::binary);
+      f << input;
+    }
+    std::vector<std::string> argv = {"/bin/sh", "-c",
+                                     "f=$1; shift; exec \"$0\" \"$@\" < \"$f\"",
+                                     QUORATECTL_BINARY, in};
     argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = absl::StrCat(root_, "/ctl", ++ctl_runs_, ".out");
+    const std::string log = absl::StrCat(root_, "/ctl", ctl_runs_, ".out");
     Process p(argv, log);
     Ctl c;
     c.exit = p.Wait(absl::Seconds(30)).value_or(-1);

@@ -364,8 +364,45 @@ TEST_F(QuorateNodeTest, Quoratectl_EveryCommandAndExitCode) {
   c = Quoratectl({e, "put", std::string(5000, 'k'), "v"});
   EXPECT_EQ(c.exit, 1) << c.out.substr(0, 200);
   EXPECT_NE(c.out.find("limit"), std::string::npos) << c.out.substr(0, 200);
+  // Prefixes, paged by a limit, with keys only.
+  for (const char* k : {"p/a", "p/b", "p/c", "q"}) {
+    ASSERT_EQ(Quoratectl({e, "put", k, absl::StrCat("v-", k)}).exit, 0);
+  }
+  c = Quoratectl({e, "get", "p/", "--prefix"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "p/a\nv-p/a\np/b\nv-p/b\np/c\nv-p/c\n");
+  c = Quoratectl({e, "get", "p/", "--prefix", "--limit=2", "--keys_only"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "p/a\np/b\n");
+  // A transaction from standard input: the compare holds once.
+  const std::string txn =
+      "# move the owner if nobody else did\n"
+      "if value p/a = \"v-p/a\"\n"
+      "then put p/a \"two words\"\n"
+      "then del p/b\n"
+      "then get p/ --prefix\n"
+      "else get p/a\n";
+  c = Quoratectl({e, "txn"}, txn);
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "SUCCESS\n9\ndeleted 1\np/a\ntwo words\np/c\nv-p/c\n");
+  c = Quoratectl({e, "txn"}, txn);
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out, "FAILURE\np/a\ntwo words\n");
+  c = Quoratectl({e, "txn"}, "if value k\n");
+  EXPECT_EQ(c.exit, 2) << c.out;
+  EXPECT_NE(c.out.find("line 1"), std::string::npos) << c.out;
+  // Over a member's limit (--max_txn_ops, 128 by default): refused, and
+  // nothing applied.
+  std::string many;
+  for (int i = 0; i < 129; ++i)
+    absl::StrAppend(&many, "then put m/", i, " x\n");
+  c = Quoratectl({e, "txn"}, many);
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("the limit is 128"), std::string::npos) << c.out;
+  EXPECT_EQ(Quoratectl({e, "get", "m/", "--prefix"}).out, "");
   // Usage errors.
   EXPECT_EQ(Quoratectl({e, "frobnicate"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "get", "k", "--limit=2"}).exit, 2);
   EXPECT_EQ(Quoratectl({e, "put", "only-key"}).exit, 2);
   EXPECT_EQ(Quoratectl({e, "cas", "k", "notanumber", "v"}).exit, 2);
   EXPECT_EQ(Quoratectl({"get", "k"}).exit, 2);

@@ -35,6 +35,34 @@ class KvStoreTest : public ::testing::Test {
     c.mutable_del()->set_key(key);
     return c;
   }
+  client::KvCommand TxnCmd(const client::TxnRequest& txn, uint64_t client = 0,
+                           uint64_t seq = 0) {
+    client::KvCommand c;
+    c.mutable_op()->set_client(client);
+    c.mutable_op()->set_seq(seq);
+    *c.mutable_txn() = txn;
+    return c;
+  }
+  // Runs a transaction; its response (the result must be OK).
+  client::TxnResponse RunTxn(const client::TxnRequest& txn) {
+    const client::KvResult r = Run(TxnCmd(txn));
+    EXPECT_EQ(r.code(), 0) << r.message();
+    return r.txn();
+  }
+  client::RangeResponse Range(const std::string& key,
+                              const std::string& end = "", uint64_t limit = 0) {
+    client::RangeRequest r;
+    r.set_key(key);
+    r.set_range_end(end);
+    r.set_limit(limit);
+    EXPECT_TRUE(CheckRange(key, end).ok());
+    return store_.Range(r);
+  }
+  static std::vector<std::string> Keys(const client::RangeResponse& r) {
+    std::vector<std::string> keys;
+    for (const client::KeyValue& kv : r.kvs()) keys.push_back(kv.key());
+    return keys;
+  }
   client::KvCommand Cas(const std::string& key, uint64_t expected,
                         const std::string& value) {
     client::KvCommand c;
@@ -309,6 +337,349 @@ TEST(KvSnapshotTest, RestoreWhilePinnedLeavesThePinnedStateAlone) {
   ASSERT_TRUE(store.Restore(other.Snapshot()()).ok());
   EXPECT_EQ(serialize(), before);
   EXPECT_EQ(store.Snapshot()(), other.Snapshot()());
+}
+
+// etcd's data model: a key's create revision, mod revision and version,
+// through creation, change, deletion and re-creation.
+TEST_F(KvStoreTest, DataModel_CreateModAndVersionFollowTheKeysLife) {
+  Run(Put("k", "a"));  // rev 1: created
+  Run(Put("x", "-"));  // rev 2
+  Run(Put("k", "b"));  // rev 3
+  std::optional<KvStore::Value> v = store_.Get("k");
+  EXPECT_EQ(v->create_revision, 1u);
+  EXPECT_EQ(v->revision, 3u);
+  EXPECT_EQ(v->version, 2u);
+  Run(Del("k"));       // rev 4
+  Run(Put("k", "c"));  // rev 5: created anew, version from 1
+  v = store_.Get("k");
+  EXPECT_EQ(v->create_revision, 5u);
+  EXPECT_EQ(v->revision, 5u);
+  EXPECT_EQ(v->version, 1u);
+}
+
+// Each compare target with each operator, on a key that exists and on one
+// that does not.
+TEST_F(KvStoreTest, Txn_EveryCompareTargetAndOperator) {
+  Run(Put("k", "m"));  // create 1
+  Run(Put("k", "m"));  // mod 2, version 2
+  struct Case {
+    client::Compare::Target target;
+    int64_t number;  // or the value's first letter, below
+    client::Compare::Result result;
+    bool want;
+  };
+  using C = client::Compare;
+  const Case cases[] = {
+      {C::VERSION, 2, C::EQUAL, true},     {C::VERSION, 1, C::EQUAL, false},
+      {C::VERSION, 1, C::GREATER, true},   {C::VERSION, 2, C::GREATER, false},
+      {C::VERSION, 3, C::LESS, true},      {C::VERSION, 2, C::LESS, false},
+      {C::VERSION, 1, C::NOT_EQUAL, true}, {C::VERSION, 2, C::NOT_EQUAL, false},
+      {C::CREATE, 1, C::EQUAL, true},      {C::CREATE, 0, C::GREATER, true},
+      {C::CREATE, 1, C::LESS, false},      {C::CREATE, 1, C::NOT_EQUAL, false},
+      {C::MOD, 2, C::EQUAL, true},         {C::MOD, 3, C::LESS, true},
+      {C::MOD, 2, C::GREATER, false},      {C::MOD, 1, C::NOT_EQUAL, true},
+      {C::LEASE, 0, C::EQUAL, true},       {C::LEASE, 0, C::GREATER, false},
+      {C::LEASE, 1, C::LESS, true},        {C::LEASE, 0, C::NOT_EQUAL, false},
+      {C::VALUE, 'm', C::EQUAL, true},     {C::VALUE, 'a', C::EQUAL, false},
+      {C::VALUE, 'a', C::GREATER, true},   {C::VALUE, 'z', C::GREATER, false},
+      {C::VALUE, 'z', C::LESS, true},      {C::VALUE, 'm', C::LESS, false},
+      {C::VALUE, 'a', C::NOT_EQUAL, true}, {C::VALUE, 'm', C::NOT_EQUAL, false},
+  };
+  for (const Case& c : cases) {
+    client::TxnRequest txn;
+    client::Compare* cmp = txn.add_compare();
+    cmp->set_key("k");
+    cmp->set_target(c.target);
+    cmp->set_result(c.result);
+    switch (c.target) {
+      case C::VERSION:
+        cmp->set_version(c.number);
+        break;
+      case C::CREATE:
+        cmp->set_create_revision(c.number);
+        break;
+      case C::MOD:
+        cmp->set_mod_revision(c.number);
+        break;
+      case C::LEASE:
+        cmp->set_lease(c.number);
+        break;
+      default:
+        cmp->set_value(std::string(1, static_cast<char>(c.number)));
+    }
+    EXPECT_EQ(store_.ReadTxn(txn).succeeded(), c.want)
+        << C::Target_Name(c.target) << " " << C::Result_Name(c.result) << " "
+        << c.number;
+  }
+  // A key that does not exist: numbers are 0; its value fails every test.
+  client::TxnRequest absent;
+  client::Compare* cmp = absent.add_compare();
+  cmp->set_key("missing");
+  cmp->set_target(C::CREATE);
+  cmp->set_result(C::EQUAL);
+  cmp->set_create_revision(0);
+  EXPECT_TRUE(store_.ReadTxn(absent).succeeded());
+  cmp->set_target(C::VALUE);
+  cmp->set_result(C::NOT_EQUAL);
+  cmp->set_value("anything");
+  EXPECT_FALSE(store_.ReadTxn(absent).succeeded());
+}
+
+// The branch the compares choose runs, in order, at one new revision; a
+// range in it sees the writes before it.
+TEST_F(KvStoreTest, Txn_RunsOneBranchAtomicallyAtOneRevision) {
+  Run(Put("a", "1"));  // rev 1
+  client::TxnRequest txn;
+  client::Compare* cmp = txn.add_compare();
+  cmp->set_key("a");
+  cmp->set_target(client::Compare::VALUE);
+  cmp->set_result(client::Compare::EQUAL);
+  cmp->set_value("1");
+  client::PutRequest* put = txn.add_success()->mutable_put();
+  put->set_key("b");
+  put->set_value("2");
+  txn.add_success()->mutable_delete_range()->set_key("a");
+  txn.add_success()->mutable_range()->set_key("b");
+  txn.add_failure()->mutable_range()->set_key("a");
+  client::TxnResponse r = RunTxn(txn);
+  EXPECT_TRUE(r.succeeded());
+  EXPECT_EQ(r.revision(), 2u);
+  ASSERT_EQ(r.responses_size(), 3);
+  EXPECT_EQ(r.responses(0).put().revision(), 2u);
+  EXPECT_EQ(r.responses(1).delete_range().deleted(), 1u);
+  ASSERT_EQ(r.responses(2).range().kvs_size(), 1);
+  EXPECT_EQ(r.responses(2).range().kvs(0).mod_revision(), 2u);
+  EXPECT_EQ(store_.revision(), 2u);
+  EXPECT_FALSE(store_.Get("a").has_value());
+  // Again: "a" is gone, so the failure branch runs, and reads only.
+  r = RunTxn(txn);
+  EXPECT_FALSE(r.succeeded());
+  EXPECT_EQ(r.responses_size(), 1);
+  EXPECT_EQ(r.responses(0).range().count(), 0u);
+  EXPECT_EQ(store_.revision(), 2u);  // nothing changed: no revision
+  // A delete that deletes nothing takes no revision either.
+  client::TxnRequest nothing;
+  nothing.add_success()->mutable_delete_range()->set_key("zzz");
+  EXPECT_EQ(RunTxn(nothing).revision(), 2u);
+  EXPECT_EQ(store_.revision(), 2u);
+}
+
+TEST_F(KvStoreTest, Txn_BadTransactionsAreRefusedAndChangeNothing) {
+  Run(Put("a", "1"));
+  const TxnLimits limits;
+  client::TxnRequest twice;
+  for (int i = 0; i < 2; ++i) {
+    client::PutRequest* p = twice.add_success()->mutable_put();
+    p->set_key("k");
+    p->set_value("v");
+  }
+  client::TxnRequest put_and_delete;
+  client::PutRequest* p = put_and_delete.add_failure()->mutable_put();
+  p->set_key("k/1");
+  p->set_value("v");
+  put_and_delete.add_failure()->mutable_delete_range()->set_key("k/");
+  put_and_delete.mutable_failure(1)->mutable_delete_range()->set_range_end(
+      PrefixEnd("k/"));
+  client::TxnRequest inverted;
+  inverted.add_success()->mutable_range()->set_key("b");
+  inverted.mutable_success(0)->mutable_range()->set_range_end("a");
+  client::TxnRequest empty_key;
+  empty_key.add_success()->mutable_delete_range()->set_key("");
+  client::TxnRequest no_target_value;
+  no_target_value.add_compare()->set_key("a");  // VERSION without a number
+  client::TxnRequest empty_op;
+  empty_op.add_success();
+  for (const client::TxnRequest* bad :
+       {&twice, &put_and_delete, &inverted, &empty_key, &no_target_value,
+        &empty_op}) {
+    const absl::Status s = CheckTxn(*bad, limits);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    // Even committed, it is refused whole by the state machine.
+    const client::KvResult r = Run(TxnCmd(*bad));
+    EXPECT_EQ(ResultStatus(r).code(), absl::StatusCode::kInvalidArgument)
+        << bad->ShortDebugString();
+  }
+  EXPECT_EQ(store_.revision(), 1u);
+  EXPECT_FALSE(store_.Get("k").has_value());
+}
+
+// The limits, at their edge: a transaction at the limit passes, one over
+// it is refused naming it.
+TEST_F(KvStoreTest, Txn_LimitsAtTheirEdge) {
+  TxnLimits limits;
+  limits.max_ops = 4;
+  limits.max_bytes = 200;
+  client::TxnRequest txn;
+  for (int i = 0; i < 4; ++i) {
+    client::PutRequest* p = txn.add_success()->mutable_put();
+    p->set_key(absl::StrCat("k", i));
+    p->set_value("v");
+  }
+  EXPECT_TRUE(CheckTxn(txn, limits).ok());
+  txn.add_compare()->set_key("k0");
+  txn.mutable_compare(0)->set_version(0);
+  absl::Status s = CheckTxn(txn, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("the limit is 4"), std::string::npos) << s;
+  client::TxnRequest big;
+  client::PutRequest* p = big.add_success()->mutable_put();
+  p->set_key("k");
+  while (big.ByteSizeLong() < 200) p->mutable_value()->push_back('v');
+  ASSERT_EQ(big.ByteSizeLong(), 200u);
+  EXPECT_TRUE(CheckTxn(big, limits).ok());
+  p->mutable_value()->push_back('v');
+  s = CheckTxn(big, limits);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("the limit is 200"), std::string::npos) << s;
+}
+
+TEST_F(KvStoreTest, Range_KeysPrefixesAndRanges) {
+  for (const char* k : {"a", "b/1", "b/2", "b/3", "c", "d"}) Run(Put(k, k));
+  EXPECT_EQ(Keys(Range("b/2")), std::vector<std::string>{"b/2"});
+  EXPECT_TRUE(Range("b/9").kvs().empty());
+  EXPECT_EQ(Keys(Range("b/", PrefixEnd("b/"))),
+            (std::vector<std::string>{"b/1", "b/2", "b/3"}));
+  EXPECT_EQ(Keys(Range("b/2", "d")),
+            (std::vector<std::string>{"b/2", "b/3", "c"}));
+  EXPECT_EQ(Keys(Range("c", std::string(1, '\0'))),
+            (std::vector<std::string>{"c", "d"}));
+  EXPECT_EQ(Range(std::string(1, '\0'), std::string(1, '\0')).count(), 6u);
+  EXPECT_EQ(PrefixEnd("a\xff"), "b");
+  EXPECT_EQ(PrefixEnd("\xff\xff"), std::string(1, '\0'));
+  EXPECT_EQ(CheckRange("b", "a").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckRange("b", "b").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckRange("", "").code(), absl::StatusCode::kInvalidArgument);
+  // Deleting a range removes exactly it.
+  client::TxnRequest del;
+  del.add_success()->mutable_delete_range()->set_key("b/");
+  del.mutable_success(0)->mutable_delete_range()->set_range_end(
+      PrefixEnd("b/"));
+  EXPECT_EQ(RunTxn(del).responses(0).delete_range().deleted(), 3u);
+  EXPECT_EQ(Keys(Range("a", std::string(1, '\0'))),
+            (std::vector<std::string>{"a", "c", "d"}));
+}
+
+TEST_F(KvStoreTest, Range_LimitSortKeysOnlyAndCountOnly) {
+  // Versions: a 3, b 1, c 2; mod revisions: a 6, b 2, c 5.
+  Run(Put("a", "z"));  // 1
+  Run(Put("b", "y"));  // 2
+  Run(Put("c", "x"));  // 3
+  Run(Put("a", "z"));  // 4
+  Run(Put("c", "x"));  // 5
+  Run(Put("a", "w"));  // 6
+  const std::string all(1, '\0');
+  client::RangeResponse r = Range("a", all, 2);
+  EXPECT_EQ(Keys(r), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(r.count(), 3u);
+  EXPECT_TRUE(r.more());
+  EXPECT_EQ(r.revision(), 6u);
+  auto sorted = [&](client::RangeRequest::SortTarget t,
+                    client::RangeRequest::SortOrder o, uint64_t limit = 0) {
+    client::RangeRequest q;
+    q.set_key("a");
+    q.set_range_end(all);
+    q.set_sort_target(t);
+    q.set_sort_order(o);
+    q.set_limit(limit);
+    return Keys(store_.Range(q));
+  };
+  using R = client::RangeRequest;
+  EXPECT_EQ(sorted(R::KEY, R::DESCEND),
+            (std::vector<std::string>{"c", "b", "a"}));
+  EXPECT_EQ(sorted(R::KEY, R::DESCEND, 1), std::vector<std::string>{"c"});
+  EXPECT_EQ(sorted(R::VERSION, R::ASCEND),
+            (std::vector<std::string>{"b", "c", "a"}));
+  EXPECT_EQ(sorted(R::VERSION, R::DESCEND),
+            (std::vector<std::string>{"a", "c", "b"}));
+  EXPECT_EQ(sorted(R::CREATE, R::DESCEND),
+            (std::vector<std::string>{"c", "b", "a"}));
+  EXPECT_EQ(sorted(R::MOD, R::ASCEND),
+            (std::vector<std::string>{"b", "c", "a"}));
+  EXPECT_EQ(sorted(R::MOD, R::DESCEND, 2),
+            (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(sorted(R::VALUE, R::ASCEND),
+            (std::vector<std::string>{"a", "c", "b"}));
+  client::RangeRequest q;
+  q.set_key("a");
+  q.set_range_end(all);
+  q.set_keys_only(true);
+  r = store_.Range(q);
+  ASSERT_EQ(r.kvs_size(), 3);
+  EXPECT_TRUE(r.kvs(0).value().empty());
+  EXPECT_EQ(r.kvs(0).version(), 3u);
+  q.set_count_only(true);
+  r = store_.Range(q);
+  EXPECT_EQ(r.kvs_size(), 0);
+  EXPECT_EQ(r.count(), 3u);
+  EXPECT_FALSE(r.more());
+}
+
+// An answer holds at most kMaxRangeBytes of keys and values: the rest is
+// `more`, and the caller continues after the last key it got.
+TEST_F(KvStoreTest, Range_AnAnswerIsBoundedInBytes) {
+  const std::string value(512 << 10, 'v');
+  for (int i = 0; i < 10; ++i) Run(Put(absl::StrCat("big/", i), value));
+  client::RangeResponse r = Range("big/", PrefixEnd("big/"));
+  EXPECT_EQ(r.count(), 10u);
+  EXPECT_TRUE(r.more());
+  EXPECT_GT(r.kvs_size(), 0);
+  EXPECT_LE(static_cast<size_t>(r.kvs_size()) * value.size(), kMaxRangeBytes);
+  size_t total = static_cast<size_t>(r.kvs_size());
+  while (r.more()) {
+    r = Range(r.kvs(r.kvs_size() - 1).key() + std::string(1, '\0'),
+              PrefixEnd("big/"));
+    total += static_cast<size_t>(r.kvs_size());
+  }
+  EXPECT_EQ(total, 10u);
+}
+
+// A retried transaction is applied once; the retry learns its outcome.
+TEST_F(KvStoreTest, Txn_RetryIsAppliedOnceAndSaysSo) {
+  client::TxnRequest txn;
+  client::PutRequest* p = txn.add_success()->mutable_put();
+  p->set_key("k");
+  p->set_value("v");
+  txn.add_success()->mutable_range()->set_key("k");
+  const client::KvResult first = Run(TxnCmd(txn, 9, 1));
+  EXPECT_FALSE(first.txn().replayed());
+  EXPECT_EQ(first.txn().responses(1).range().kvs_size(), 1);
+  const client::KvResult retry = Run(TxnCmd(txn, 9, 1));
+  EXPECT_TRUE(retry.txn().replayed());
+  EXPECT_TRUE(retry.txn().succeeded());
+  EXPECT_EQ(retry.txn().revision(), first.txn().revision());
+  EXPECT_EQ(store_.Get("k")->version, 1u);
+}
+
+// Snapshots keep the data model; one taken before it existed (no create
+// revision or version) restores with create = mod and version 1; one that
+// no store could have taken is refused.
+TEST_F(KvStoreTest, Snapshot_DataModelRoundTripsAndOldSnapshotsRestore) {
+  Run(Put("a", "1"));
+  Run(Put("a", "2"));
+  Run(Put("b/x", "3"));
+  KvStore other;
+  ASSERT_TRUE(other.Restore(store_.Snapshot()()).ok());
+  EXPECT_EQ(other.Get("a")->version, 2u);
+  EXPECT_EQ(other.Get("a")->create_revision, 1u);
+  client::RangeRequest r;
+  r.set_key("b/");
+  r.set_range_end(PrefixEnd("b/"));
+  EXPECT_EQ(other.Range(r).count(), 1u);  // the order index is rebuilt
+  client::KvSnapshot old;
+  old.set_revision(4);
+  client::KvEntry* e = old.add_entries();
+  e->set_key("k");
+  e->set_value("v");
+  e->set_revision(4);
+  ASSERT_TRUE(other.Restore(old.SerializeAsString()).ok());
+  EXPECT_EQ(other.Get("k")->create_revision, 4u);
+  EXPECT_EQ(other.Get("k")->version, 1u);
+  EXPECT_FALSE(other.Get("a").has_value());
+  e->set_create_revision(2);
+  e->set_version(4);  // four changes in revisions 2..4: impossible
+  EXPECT_EQ(other.Restore(old.SerializeAsString()).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(other.Get("k")->version, 1u);
 }
 
 }  // namespace
