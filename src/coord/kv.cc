@@ -437,7 +437,8 @@ template <typename Fn>
 void KvStore::ForEachIn(absl::string_view key, absl::string_view range_end,
                         Fn fn) const {
   if (range_end.empty()) {
-    if (const Value* v = Find(key)) fn(std::string(key), *v);
+    auto it = index_.find(key);
+    if (it != index_.end()) fn(*it, *Find(*it));
     return;
   }
   const bool to_the_end = range_end == absl::string_view("\0", 1);
@@ -465,8 +466,7 @@ client::RangeResponse KvStore::RangeLocked(
               if (key_order && r.limit() > 0 && items.size() >= r.limit()) {
                 return true;
               }
-              // A single key's name is a temporary: keep the index's.
-              items.emplace_back(&*index_.find(key), &v);
+              items.emplace_back(&key, &v);  // the index's own string
               return true;
             });
   response.set_count(count);

@@ -160,7 +160,8 @@ class KvStore final : public node::StateMachine {
   const Value* Find(absl::string_view key) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Calls fn(key, value) for each key in [key, range_end) in key order
-  // (RangeRequest's rules) until it returns false.
+  // (RangeRequest's rules) until it returns false. `key` is the index's
+  // own string: it lives as long as the key does.
   template <typename Fn>
   void ForEachIn(absl::string_view key, absl::string_view range_end,
                  Fn fn) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

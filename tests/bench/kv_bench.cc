@@ -2,8 +2,10 @@
 // loopback, with the same heartbeat (50 ms) and election timeout (500 ms),
 // fsync on in both: writes of 128-byte values per second with their p50
 // and p99 commit latency, with 1 and with 64 concurrent writers,
-// linearizable reads per second with 64 readers, and the throughput each
-// reaches under a flood of 10,000 reads (then writes) in flight.
+// transactions (a compare of the key's mod revision, then a put) per
+// second with their p99, with 64 writers, linearizable reads per second
+// with 64 readers, and the throughput each reaches under a flood of
+// 10,000 reads (then writes) in flight.
 //
 // The same C++ load generator drives both, over gRPC: Quorate's Kv service,
 // and etcd's KV service through tests/bench/etcd_kv.proto. Every request
@@ -62,6 +64,9 @@ class Driver {
   virtual std::unique_ptr<Call> Put(int worker, uint64_t i,
                                     grpc::CompletionQueue* cq, void* tag) = 0;
   virtual std::unique_ptr<Call> Get(grpc::CompletionQueue* cq, void* tag) = 0;
+  // A transaction: if the key's mod revision is below 2^62 (always), put.
+  virtual std::unique_ptr<Call> Txn(int worker, uint64_t i,
+                                    grpc::CompletionQueue* cq, void* tag) = 0;
 
   // Failed calls by status code, with one message each, for the report.
   std::string Errors() {
@@ -135,6 +140,24 @@ class QuorateDriver final : public Driver {
         [&](grpc::ClientContext* ctx) { return stub_->AsyncGet(ctx, req, cq); },
         tag);
   }
+  std::unique_ptr<Call> Txn(int worker, uint64_t i, grpc::CompletionQueue* cq,
+                            void* tag) override {
+    client::TxnRequest req;
+    client::Compare* c = req.add_compare();
+    c->set_key(Key(worker, i));
+    c->set_target(client::Compare::MOD);
+    c->set_result(client::Compare::LESS);
+    c->set_mod_revision(int64_t{1} << 62);
+    client::PutRequest* put = req.add_success()->mutable_put();
+    put->set_key(Key(worker, i));
+    put->set_value(kValue);
+    req.mutable_op()->set_client(client_base_ + static_cast<uint64_t>(worker) +
+                                 1);
+    req.mutable_op()->set_seq(i + 1);
+    return StartUnary<client::TxnResponse>(
+        [&](grpc::ClientContext* ctx) { return stub_->AsyncTxn(ctx, req, cq); },
+        tag);
+  }
 
  private:
   std::unique_ptr<client::Kv::Stub> stub_;
@@ -164,6 +187,21 @@ class EtcdDriver final : public Driver {
         },
         tag);
   }
+  std::unique_ptr<Call> Txn(int worker, uint64_t i, grpc::CompletionQueue* cq,
+                            void* tag) override {
+    etcdserverpb::TxnRequest req;
+    etcdserverpb::Compare* c = req.add_compare();
+    c->set_key(Key(worker, i));
+    c->set_target(etcdserverpb::Compare::MOD);
+    c->set_result(etcdserverpb::Compare::LESS);
+    c->set_mod_revision(int64_t{1} << 62);
+    etcdserverpb::PutRequest* put = req.add_success()->mutable_request_put();
+    put->set_key(Key(worker, i));
+    put->set_value(kValue);
+    return StartUnary<etcdserverpb::TxnResponse>(
+        [&](grpc::ClientContext* ctx) { return stub_->AsyncTxn(ctx, req, cq); },
+        tag);
+  }
 
  private:
   std::unique_ptr<etcdserverpb::KV::Stub> stub_;
@@ -180,7 +218,9 @@ struct Load {
 // `seconds`. Their calls are asynchronous, completed on one queue drained
 // by two threads: the generator costs each system the same, and far less
 // CPU than a blocked thread per worker (the servers share these 2 cores).
-Load Run(Driver& d, int workers, double seconds, bool writes) {
+enum class Kind { kRead, kWrite, kTxn };
+
+Load Run(Driver& d, int workers, double seconds, Kind kind) {
   // Workers of each run are new clients: their operation ids start over.
   static std::atomic<int> runs{0};
   const int first_worker = 1000 * ++runs;
@@ -202,7 +242,17 @@ Load Run(Driver& d, int workers, double seconds, bool writes) {
   auto start_call = [&](Worker& w) {
     std::lock_guard<std::mutex> lock(w.mu);
     w.t0 = absl::Now();
-    w.call = writes ? d.Put(w.id, w.i++, &cq, &w) : d.Get(&cq, &w);
+    switch (kind) {
+      case Kind::kRead:
+        w.call = d.Get(&cq, &w);
+        break;
+      case Kind::kWrite:
+        w.call = d.Put(w.id, w.i++, &cq, &w);
+        break;
+      case Kind::kTxn:
+        w.call = d.Txn(w.id, w.i++, &cq, &w);
+        break;
+    }
   };
   const absl::Time start = absl::Now();
   for (int k = 0; k < workers; ++k) {
@@ -263,6 +313,8 @@ const char* const kMetrics[] = {"writes/s, 1 writer",
                                 "writes/s, 64 writers",
                                 "p50 ms, 64 writers",
                                 "p99 ms, 64 writers",
+                                "txn/s (compare + put), 64 writers",
+                                "txn p99 ms, 64 writers",
                                 "linearizable reads/s, 64 readers",
                                 "flood: reads/s, 10000 in flight",
                                 "flood: writes/s, 10000 in flight"};
@@ -280,14 +332,15 @@ bool Measure(Cluster& c, double seconds, Results* out) {
   } else {
     d = std::make_unique<QuorateDriver>(c.ClientAddress(leader));
   }
-  Run(*d, 8, std::min(seconds, 1.0), true);  // warm-up
-  const Load one = Run(*d, 1, seconds, true);
-  const Load many = Run(*d, kManyWorkers, seconds, true);
-  const Load reads = Run(*d, kManyWorkers, seconds, false);
-  const Load flood_reads = Run(*d, kFloodWorkers, seconds, false);
-  const Load flood_writes = Run(*d, kFloodWorkers, seconds, true);
+  Run(*d, 8, std::min(seconds, 1.0), Kind::kWrite);  // warm-up
+  const Load one = Run(*d, 1, seconds, Kind::kWrite);
+  const Load many = Run(*d, kManyWorkers, seconds, Kind::kWrite);
+  const Load txns = Run(*d, kManyWorkers, seconds, Kind::kTxn);
+  const Load reads = Run(*d, kManyWorkers, seconds, Kind::kRead);
+  const Load flood_reads = Run(*d, kFloodWorkers, seconds, Kind::kRead);
+  const Load flood_writes = Run(*d, kFloodWorkers, seconds, Kind::kWrite);
   // Refusals under the flood (RESOURCE_EXHAUSTED) are the point of it.
-  const uint64_t errors = one.errors + many.errors + reads.errors;
+  const uint64_t errors = one.errors + many.errors + txns.errors + reads.errors;
   if (errors > 0) {
     fprintf(stderr, "%s: %llu calls failed: %s\n", c.name().c_str(),
             static_cast<unsigned long long>(errors), d->Errors().c_str());
@@ -298,6 +351,8 @@ bool Measure(Cluster& c, double seconds, Results* out) {
                       many.ops_per_second,
                       many.p50_ms,
                       many.p99_ms,
+                      txns.ops_per_second,
+                      txns.p99_ms,
                       reads.ops_per_second,
                       flood_reads.ops_per_second,
                       flood_writes.ops_per_second};

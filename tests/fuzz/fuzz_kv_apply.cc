@@ -8,12 +8,14 @@
 //
 // Checked after every command: the result parses; the revision never
 // decreases and rises by at most one; it rises exactly when a write
-// happened (the result is OK and names the new revision, and the key then
-// reads back the written value or is gone); a result that is OK without a
-// write is the remembered result of the same op; a repeated op within its
-// client's window returns the first result again and changes nothing; an
-// op older than the window is UNKNOWN. A restored store answers like the
-// original (revision, sessions, every key, its own snapshot bytes; see
+// happened (the result is OK and names the new revision, and the keys then
+// read back the written values or are gone); a result that is OK without a
+// write is the remembered result of the same op, or a transaction that
+// changed nothing (its branch put nothing and deleted nothing); a repeated
+// op within its client's window returns the first result again (a
+// transaction's without what its ranges read, marked replayed) and changes
+// nothing; an op older than the window is UNKNOWN. A restored store answers
+// like the original (revision, sessions, every key, its own snapshot bytes; see
 // kv_check.h), and both then answer every later command with the same
 // bytes. A snapshot captured earlier and serialized later holds the state
 // as of its capture. Never a crash, an abort or undefined behaviour.
@@ -115,9 +117,49 @@ class Harness {
         break;
       }
       default:
+        if (sel & 0x40) Txn(key, value, expected, cmd.mutable_txn());
         break;
     }
     return cmd;
+  }
+
+  // A transaction: one compare of `key` (target and operator from
+  // `pick`), then a put of it, a range over every "k" key, or on failure
+  // a delete of part of them and a read of the key.
+  static void Txn(const std::string& key, const std::string& value,
+                  uint64_t pick, client::TxnRequest* t) {
+    client::Compare* c = t->add_compare();
+    c->set_key(key);
+    c->set_target(static_cast<client::Compare::Target>(pick % 5));
+    c->set_result(static_cast<client::Compare::Result>(pick / 5 % 4));
+    const int64_t n = static_cast<int64_t>(pick / 20 % 4);
+    switch (c->target()) {
+      case client::Compare::VERSION:
+        c->set_version(n);
+        break;
+      case client::Compare::CREATE:
+        c->set_create_revision(n);
+        break;
+      case client::Compare::MOD:
+        c->set_mod_revision(n);
+        break;
+      case client::Compare::VALUE:
+        c->set_value(value);
+        break;
+      default:
+        c->set_lease(n);
+        break;
+    }
+    client::PutRequest* put = t->add_success()->mutable_put();
+    put->set_key(key);
+    put->set_value(value);
+    client::RangeRequest* all = t->add_success()->mutable_range();
+    all->set_key("k");
+    all->set_range_end(coord::PrefixEnd("k"));
+    client::DeleteRangeRequest* del = t->add_failure()->mutable_delete_range();
+    del->set_key("k0");
+    del->set_range_end("k" + std::to_string(n + 1));
+    t->add_failure()->mutable_range()->set_key(key.empty() ? "k0" : key);
   }
 
   void Apply(const std::string& bytes) {
@@ -132,6 +174,7 @@ class Harness {
     }
     client::KvResult result;
     QUORATE_CHECK(result.ParseFromString(out)) << "unreadable result";
+    last_result_ = result;
     QUORATE_CHECK(after == before || after == before + 1)
         << "revision went from " << before << " to " << after;
     if (store_->sessions() >= coord::kMaxSessions) may_forget_ = true;
@@ -145,8 +188,12 @@ class Harness {
       CheckWritten(cmd, after);
     }
     const uint64_t client = parsed ? cmd.op().client() : 0;
+    const bool unchanged_txn =
+        after == before && result.code() == 0 && result.has_txn();
     if (client == 0) {
-      QUORATE_CHECK(after == before + 1 || result.code() != 0)
+      if (unchanged_txn) CheckChangedNothing(result.txn());
+      QUORATE_CHECK(after == before + 1 || result.code() != 0 ||
+                    result.has_txn())
           << "OK without a write for an op without an id";
       return;
     }
@@ -157,8 +204,9 @@ class Harness {
     auto done = results_.find(op);
     const bool known = done != results_.end();
     if (after == before) {
-      QUORATE_CHECK(result.code() != 0 || known)
+      QUORATE_CHECK(result.code() != 0 || known || result.has_txn())
           << "OK without a write, and not a repeated op";
+      if (unchanged_txn && !known) CheckChangedNothing(result.txn());
     }
     if (!may_forget_ && too_old) {
       QUORATE_CHECK_EQ(result.code(),
@@ -166,7 +214,7 @@ class Harness {
           << "an op older than the window was not refused";
       QUORATE_CHECK_EQ(after, before);
     } else if (!may_forget_ && known) {
-      QUORATE_CHECK(out == done->second)
+      QUORATE_CHECK(out == Replayed(done->second))
           << "a repeated op answered differently";
       QUORATE_CHECK_EQ(after, before) << "a repeated op wrote again";
     } else if (!too_old) {
@@ -177,7 +225,62 @@ class Harness {
     }
   }
 
+  // A repeated op's answer, given the first: the same bytes, except that a
+  // transaction's says it is a replay and leaves out what its ranges read.
+  static std::string Replayed(const std::string& first) {
+    client::KvResult r;
+    QUORATE_CHECK(r.ParseFromString(first));
+    if (!r.has_txn()) return first;
+    r.mutable_txn()->set_replayed(true);
+    for (client::ResponseOp& op : *r.mutable_txn()->mutable_responses()) {
+      if (op.has_range()) op.mutable_range()->Clear();
+    }
+    return r.SerializeAsString();
+  }
+
+  static void CheckChangedNothing(const client::TxnResponse& txn) {
+    for (const client::ResponseOp& op : txn.responses()) {
+      QUORATE_CHECK(!op.has_put()) << "a transaction put without a revision";
+      QUORATE_CHECK(!op.has_delete_range() || op.delete_range().deleted() == 0)
+          << "a transaction deleted without a revision";
+    }
+  }
+
+  // Every write of the branch the transaction ran: a put's key reads back
+  // its value at the new revision, a deleted range is empty.
+  void CheckTxnWritten(const client::TxnRequest& txn,
+                       const client::TxnResponse& response, uint64_t revision) {
+    const auto& ops = response.succeeded() ? txn.success() : txn.failure();
+    QUORATE_CHECK_EQ(response.responses_size(), ops.size());
+    bool wrote = false;
+    for (const client::RequestOp& op : ops) {
+      if (op.has_put()) {
+        wrote = true;
+        touched_.insert(op.put().key());
+        const auto got = store_->Get(op.put().key());
+        QUORATE_CHECK(got.has_value() && got->value == op.put().value() &&
+                      got->revision == revision)
+            << "a key a transaction put reads back differently";
+      } else if (op.has_delete_range()) {
+        client::RangeRequest r;
+        r.set_key(op.delete_range().key());
+        r.set_range_end(op.delete_range().range_end());
+        r.set_count_only(true);
+        QUORATE_CHECK_EQ(store_->Range(r).count(), 0u)
+            << "a range a transaction deleted still has keys";
+      }
+    }
+    for (const client::ResponseOp& r : response.responses()) {
+      wrote = wrote || (r.has_delete_range() && r.delete_range().deleted() > 0);
+    }
+    QUORATE_CHECK(wrote) << "a transaction that wrote nothing took a revision";
+  }
+
   void CheckWritten(const client::KvCommand& cmd, uint64_t revision) {
+    if (cmd.has_txn()) {
+      CheckTxnWritten(cmd.txn(), last_result_.txn(), revision);
+      return;
+    }
     std::string key;
     std::optional<std::string> value;
     if (cmd.has_put()) {
@@ -280,6 +383,7 @@ class Harness {
   // Ops applied (not answered from memory) and their results, and each
   // client's highest seq applied.
   std::map<OpKey, std::string> results_;
+  client::KvResult last_result_;  // of the command applied last
   std::map<uint64_t, uint64_t> newest_;
   // Once the session table is full, the store may forget any client.
   bool may_forget_ = false;

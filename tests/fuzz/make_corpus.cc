@@ -561,7 +561,7 @@ class KvSeed {
   Writer w_;
 };
 
-constexpr uint8_t kPut = 1, kDel = 2, kCas = 3, kCurrent = 0x20;
+constexpr uint8_t kPut = 1, kDel = 2, kCas = 3, kCurrent = 0x20, kTxn = 0x40;
 uint8_t Key(int k) { return static_cast<uint8_t>(k << 2); }
 
 void KvSeeds() {
@@ -614,6 +614,21 @@ void KvSeeds() {
              .Raw("")
              .str());
   }
+  // Transactions (the harness's Txn(): the last byte picks the compare's
+  // target, operator and number): one whose value compare holds, its
+  // retry, one whose version compare fails (the failure branch deletes and
+  // reads), and one on the empty key (refused).
+  Save(t, "txn",
+       KvSeed()
+           .Cmd(kPut | Key(0), "a", 1, 1)
+           .Cmd(kTxn | Key(0), "a", 1, 2, 3)   // value = "a": holds
+           .Cmd(kTxn | Key(0), "a", 1, 2, 3)   // a retry
+           .Cmd(kTxn | Key(1), "b", 0, 0, 20)  // version = 1: absent
+           .Cmd(kTxn | Key(6), "x", 2, 1, 7)
+           .Op(kKvCapture)
+           .Op(kKvRestore, 0)
+           .Cmd(kTxn | Key(2), "c", 3, 1, 45)  // mod < 2
+           .str());
   // 4,320 ops of client 4 slide its window past seq 1: then a retry of
   // op 1 is too old to tell.
   Save(t, "window",
