@@ -13,6 +13,8 @@ struct Op {
   int value;
   int64_t call;
   int64_t ret;
+  int expected = -1;       // a compare-and-set's; -1: a plain read or write
+  bool succeeded = false;  // a compare-and-set's, when its outcome is known
 };
 
 struct Event {
@@ -44,6 +46,13 @@ struct CacheKeyHash {
 };
 
 bool Step(const Op& op, int state, int* next) {
+  if (op.expected >= 0) {
+    const bool holds = state == op.expected;
+    *next = holds ? op.value : state;
+    // Unknown outcome: whatever the register held where it is placed.
+    if (op.ret == RegisterOp::kNever) return true;
+    return holds == op.succeeded;
+  }
   if (op.is_write) {
     *next = op.value;
     return true;
@@ -152,9 +161,15 @@ LinearizabilityResult CheckLinearizable(
     std::vector<Op> ops;
     ops.reserve(key_ops.size());
     for (const RegisterOp* op : key_ops) {
-      auto [it, inserted] =
-          values.emplace(op->value, static_cast<int>(values.size()));
-      ops.push_back(Op{op->is_write, it->second, op->call, op->ret});
+      auto intern = [&values](const std::string& v) {
+        return values.emplace(v, static_cast<int>(values.size())).first->second;
+      };
+      Op o{op->is_write, intern(op->value), op->call, op->ret};
+      if (op->is_cas) {
+        o.expected = intern(op->expected);
+        o.succeeded = op->cas_succeeded;
+      }
+      ops.push_back(o);
     }
     if (!CheckKey(ops)) return LinearizabilityResult{false, key, ops.size()};
   }

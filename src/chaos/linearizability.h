@@ -1,6 +1,7 @@
-// A linearizability checker for histories of single-key registers, in the
-// manner of Porcupine: Wing & Gong's search with Lowe's just-in-time
-// linearization and memoization of (linearized set, state), run
+// A linearizability checker for histories of single-key registers (read,
+// write, and compare-and-set: write only if the register holds an expected
+// value), in the manner of Porcupine: Wing & Gong's search with Lowe's
+// just-in-time linearization and memoization of (linearized set, state), run
 // separately for each key (P-compositionality).
 //
 // An operation whose outcome is unknown (a write whose client gave up) has
@@ -25,6 +26,11 @@ struct RegisterOp {
   // Written value, or value the read returned; "" is the initial (absent)
   // value.
   std::string value;
+  // A compare-and-set: the write takes effect only if the register holds
+  // `expected`. Its outcome, when known: whether it did.
+  bool is_cas = false;
+  std::string expected;
+  bool cas_succeeded = false;
   int64_t call = 0;
   int64_t ret = kNever;
   uint64_t id = 0;  // for reports

@@ -95,7 +95,14 @@ absl::Status ResultStatus(const client::KvResult& result);
 
 class KvStore final : public node::StateMachine {
  public:
+  // Deliberately broken behaviour, so that the simulator can show its
+  // checkers catch it. Never set outside tests.
+  struct Unsafe {
+    // Run a transaction's success branch whatever its compares say.
+    bool txn_ignores_compares = false;
+  };
   KvStore();
+  explicit KvStore(Unsafe unsafe);
 
   struct Value {
     std::string value;
@@ -175,6 +182,7 @@ class KvStore final : public node::StateMachine {
                 const client::KvResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const Unsafe unsafe_;
   mutable Mutex mu_;
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   // Hashed for speed; a snapshot sorts, so its bytes are the same on every

@@ -6,7 +6,7 @@
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
 //               forget-vote-on-restart|stale-reads|ack-on-propose|
 //               answer-before-commit|no-startup-lease|
-//               guard-monotonic-clock]
+//               guard-monotonic-clock|txn-ignores-compares]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
         base.unsafe_no_startup_lease = true;
       } else if (value == "guard-monotonic-clock") {
         base.unsafe_guard_monotonic_clock = true;
+      } else if (value == "txn-ignores-compares") {
+        base.unsafe_txn_ignores_compares = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -163,6 +165,8 @@ int main(int argc, char** argv) {
           << (o.unsafe_no_startup_lease ? " --unsafe=no-startup-lease" : "")
           << (o.unsafe_guard_monotonic_clock ? " --unsafe=guard-monotonic-clock"
                                              : "")
+          << (o.unsafe_txn_ignores_compares ? " --unsafe=txn-ignores-compares"
+                                            : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
           << " --delay=" << o.delay_min_ns / 1000 << "-"
           << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")

@@ -32,6 +32,57 @@ RegisterOp R(const std::string& key, const std::string& v, int64_t call,
   return op;
 }
 
+// A compare-and-set of `expected` to `v` that did (or did not) take effect.
+RegisterOp Cas(const std::string& key, const std::string& expected,
+               const std::string& v, bool succeeded, int64_t call,
+               int64_t ret) {
+  RegisterOp op = W(key, v, call, ret);
+  op.is_cas = true;
+  op.expected = expected;
+  op.cas_succeeded = succeeded;
+  return op;
+}
+
+TEST(LinearizabilityTest, CompareAndSetTakesEffectOnlyOnItsExpectedValue) {
+  // Sequential: a CAS on the current value succeeds, on another fails.
+  EXPECT_TRUE(CheckLinearizable(
+                  {W("k", "1", 0, 10), Cas("k", "1", "2", true, 20, 30),
+                   Cas("k", "1", "3", false, 40, 50), R("k", "2", 60, 70)})
+                  .ok);
+  // A CAS that says it succeeded on a value the register did not hold.
+  EXPECT_FALSE(
+      CheckLinearizable({W("k", "1", 0, 10), Cas("k", "9", "2", true, 20, 30)})
+          .ok);
+  // One that says it failed although the register held its value.
+  EXPECT_FALSE(
+      CheckLinearizable({W("k", "1", 0, 10), Cas("k", "1", "2", false, 20, 30)})
+          .ok);
+  // A failed CAS writes nothing.
+  EXPECT_FALSE(
+      CheckLinearizable({W("k", "1", 0, 10), Cas("k", "9", "2", false, 20, 30),
+                         R("k", "2", 40, 50)})
+          .ok);
+  // Two CAS from the same value, both successful: one of them lied.
+  EXPECT_FALSE(
+      CheckLinearizable({W("k", "1", 0, 10), Cas("k", "1", "2", true, 20, 60),
+                         Cas("k", "1", "3", true, 25, 65)})
+          .ok);
+  // The absent register is "".
+  EXPECT_TRUE(
+      CheckLinearizable({Cas("k", "", "1", true, 0, 10), R("k", "1", 20, 30)})
+          .ok);
+  // Unknown outcome: it took effect if the value was there, or never.
+  const int64_t never = RegisterOp::kNever;
+  EXPECT_TRUE(CheckLinearizable({W("k", "1", 0, 10),
+                                 Cas("k", "1", "2", false, 20, never),
+                                 R("k", "2", 30, 40)})
+                  .ok);
+  EXPECT_FALSE(CheckLinearizable({W("k", "1", 0, 10),
+                                  Cas("k", "9", "2", false, 20, never),
+                                  R("k", "2", 30, 40)})
+                   .ok);
+}
+
 TEST(LinearizabilityTest, SequentialHistoryIsLinearizable) {
   EXPECT_TRUE(CheckLinearizable({W("k", "1", 0, 10), R("k", "1", 20, 30),
                                  W("k", "2", 40, 50), R("k", "2", 60, 70)})
@@ -226,6 +277,30 @@ TEST(SimulatorTest, GuardWindowsHoldThroughSuspendsAndTimeoutChanges) {
   }
   EXPECT_GT(suspends, 20u);
   EXPECT_GT(timeout_restarts, 20u);
+}
+
+// Clients compare-and-set through transactions. With the state machine
+// running a transaction's success branch whatever its compares say, a
+// compare-and-set that should have failed writes, and the history is not
+// linearizable.
+TEST(SimulatorCheckersTest, TxnIgnoringItsComparesIsCaughtAsNonLinearizable) {
+  SimOptions o;
+  o.unsafe_txn_ignores_compares = true;
+  EXPECT_TRUE(Caught(o, 20, "not linearizable"));
+}
+
+TEST(SimulatorTest, CompareAndSetsBothSucceedAndFail) {
+  uint64_t succeeded = 0, failed = 0;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    const SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.safety_ok) << "seed " << seed << ": " << r.safety_violation;
+    succeeded += r.cas_succeeded;
+    failed += r.cas_failed;
+  }
+  EXPECT_GT(succeeded, 50u);
+  EXPECT_GT(failed, 50u);
 }
 
 TEST(SimulatorTest, GuardWindowsHoldAcrossTransfers) {

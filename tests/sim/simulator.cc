@@ -407,6 +407,9 @@ class Simulator {
   // The partition guard's windows, and when each term got its leader.
   std::vector<GuardWindow> windows_;
   std::map<uint64_t, int64_t> leader_at_;
+  // The value each key was last seen to hold by a client (for the
+  // compare-and-sets clients make).
+  std::map<std::string, std::string> last_seen_;
 };
 
 guard::GuardOptions SimGuardOptions(double rho, int64_t election_timeout_ns) {
@@ -590,7 +593,8 @@ void Simulator::Boot(Member& m) {
   if (opt_.unsafe_forget_vote_on_restart) restored.hard_state.set_vote(0);
   m.persisted = restored.hard_state;
   m.io = std::make_unique<MemberIo>(this, m.id);
-  m.kv = std::make_unique<coord::KvStore>();
+  m.kv = std::make_unique<coord::KvStore>(
+      coord::KvStore::Unsafe{opt_.unsafe_txn_ignores_compares});
   node::DriverOptions d;
   d.snapshot_every = kSnapshotEvery;
   d.state_machine = m.kv.get();
@@ -846,6 +850,13 @@ void Simulator::ClientNext(int c) {
   cl.op.key = cl.liveness ? "live" : kKeys[rng_.Uniform(3)];
   cl.op.is_write = cl.liveness || rng_.Chance(600'000);
   if (cl.op.is_write) cl.op.value = absl::StrCat("v", cl.op_id);
+  // A third of the writes are compare-and-sets, as transactions: write if
+  // the key still holds the value last seen there (by any client, so it
+  // may have changed since).
+  if (cl.op.is_write && !cl.liveness && rng_.Chance(333'333)) {
+    cl.op.is_cas = true;
+    cl.op.expected = last_seen_[cl.op.key];
+  }
   cl.op.call = now_;
   cl.seq = ++cl.seqs;
   cl.attempts = 0;
@@ -877,8 +888,24 @@ void Simulator::Submit(int c) {
     client::KvCommand cmd;
     cmd.mutable_op()->set_client(static_cast<uint64_t>(c) + 1);
     cmd.mutable_op()->set_seq(cl.seq);
-    cmd.mutable_put()->set_key(cl.op.key);
-    cmd.mutable_put()->set_value(cl.op.value);
+    if (cl.op.is_cas) {
+      // if value(key) = expected (version 0 for the absent ""), put.
+      client::Compare* cmp = cmd.mutable_txn()->add_compare();
+      cmp->set_key(cl.op.key);
+      if (cl.op.expected.empty()) {
+        cmp->set_target(client::Compare::VERSION);
+        cmp->set_version(0);
+      } else {
+        cmp->set_target(client::Compare::VALUE);
+        cmp->set_value(cl.op.expected);
+      }
+      client::PutRequest* put = cmd.mutable_txn()->add_success()->mutable_put();
+      put->set_key(cl.op.key);
+      put->set_value(cl.op.value);
+    } else {
+      cmd.mutable_put()->set_key(cl.op.key);
+      cmd.mutable_put()->set_value(cl.op.value);
+    }
     const client::OpId kv_op = cmd.op();
     m->driver->Propose(cmd.SerializeAsString(), deadline,
                        [this, c, gen, op_id, kv_op, refused,
@@ -896,6 +923,11 @@ void Simulator::Submit(int c) {
                            return;
                          }
                          acknowledged_.emplace(op_id, kv_op);
+                         if (now_cl.op.is_cas) {
+                           client::KvResult r;
+                           QUORATE_CHECK(r.ParseFromString(a->result));
+                           clients_[c].op.cas_succeeded = r.txn().succeeded();
+                         }
                          if (now_cl.liveness && liveness_acked_at_ < 0) {
                            liveness_acked_at_ = now_;
                          }
@@ -978,6 +1010,12 @@ void Simulator::Finish(int c, bool known, int64_t ret) {
   if (known) {
     cl.op.ret = ret;
     history_.push_back(cl.op);
+    if (!cl.op.is_cas || cl.op.cas_succeeded) {
+      last_seen_[cl.op.key] = cl.op.value;
+    }
+    if (cl.op.is_cas) {
+      ++(cl.op.cas_succeeded ? result_.cas_succeeded : result_.cas_failed);
+    }
   } else if (cl.op.is_write && cl.maybe_applied) {
     // The write may or may not have taken effect.
     cl.op.ret = RegisterOp::kNever;

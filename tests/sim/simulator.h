@@ -5,10 +5,10 @@
 // One run: a chaos phase in which a nemesis injects faults (partitions of
 // every kind, crashes, disk stalls, message loss, delay, duplication and
 // reordering, clock drift, suspended machines, rolling changes of the
-// election timeout) while clients write and read a replicated
-// key-value register; then a heal phase in which every fault is removed and
-// a leader must be elected and a write committed within a bound (liveness);
-// then the checks:
+// election timeout) while clients write, compare-and-set (transactions)
+// and read a replicated key-value register; then a heal phase in which every
+// fault is removed and a leader must be elected and a write committed within a
+// bound (liveness); then the checks:
 //  - the invariants of tests/raft/invariants.h, after every step;
 //  - no acknowledged write lost;
 //  - the client history is linearizable;
@@ -79,6 +79,9 @@ struct SimOptions {
   bool unsafe_answer_before_commit = false;  // answered once durable here
   // The start-up lease (node/startup.h) forgets the last run's longer T.
   bool unsafe_no_startup_lease = false;
+  // The state machine runs a transaction's success branch whatever its
+  // compares say (coord::KvStore::Unsafe).
+  bool unsafe_txn_ignores_compares = false;
   // The partition guard reads the monotonic clock, which stops while the
   // machine sleeps, instead of the boot-time clock.
   bool unsafe_guard_monotonic_clock = false;
@@ -99,6 +102,8 @@ struct SimResult {
   uint64_t learner_windows = 0;   // active windows learners held
   uint64_t storage_events = 0;    // torn tails cut off at recovery, etc.
   uint64_t suspends = 0;          // times a member's machine fell asleep
+  uint64_t cas_succeeded = 0;     // compare-and-sets (transactions) known
+  uint64_t cas_failed = 0;        // to have written, or not
   uint64_t timeout_restarts = 0;  // restarts with a new election timeout
   std::set<std::string> faults;   // fault kinds injected
 };
