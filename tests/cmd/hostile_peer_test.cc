@@ -116,6 +116,19 @@ class HostilePeerTest : public QuorateNodeTest {
   }
 };
 
+// Whether this is the ThreadSanitizer build (clang says so through
+// __has_feature, GCC through __SANITIZE_THREAD__).
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QUORATE_TEST_UNDER_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(QUORATE_TEST_UNDER_TSAN)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
 raft::Message Msg(raft::MessageType type, uint64_t from, uint64_t to,
                   uint64_t term) {
   raft::Message m;
@@ -393,8 +406,12 @@ TEST_F(HostilePeerTest, HugeClientRequest_IsRefusedBeforeItIsBuffered) {
   const auto quota_kib = static_cast<int64_t>(
       transport::Transport::Options().resource_quota_bytes / 1024);
   // The quota, and as much again for gRPC's and the allocator's own
-  // (ASan keeps freed memory in quarantine): far below 300 MB.
-  EXPECT_LT(after - before, 2 * quota_kib)
+  // (ASan keeps freed memory in quarantine): far below 300 MB. Under
+  // ThreadSanitizer every page the program touches has shadow pages too,
+  // which count in the peak: it measured 135 MiB of growth there once,
+  // and buffering the 300 MB would still show as several times more.
+  const int64_t allowance = kThreadSanitizer ? 3 : 2;
+  EXPECT_LT(after - before, allowance * quota_kib)
       << "peak RSS grew by " << (after - before) / 1024 << " MiB";
   // Still serving.
   const Ctl put = Quoratectl({"--endpoints=" + Endpoints(), "put", "k", "v"});
