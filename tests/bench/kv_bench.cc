@@ -424,12 +424,12 @@ int Main(int argc, char** argv) {
   std::filesystem::remove_all(dir);
 
   std::string table = absl::StrFormat(
-      "Machine: %s. Command: `build-bench/tests/bench/kv_bench --rounds=%d "
-      "--seconds=%g`. Medians of %d rounds; 3 members on loopback, heartbeat "
+      "Machine: %s. Command: `%s --rounds=%d --seconds=%g`. Medians of %d "
+      "rounds; 3 members on loopback, heartbeat "
       "50 ms, election timeout 500 ms, fsync on, 128-byte values, requests "
       "to the leader.\n\n| workload | Quorate | etcd 3.4 | Quorate / etcd |\n"
       "|---|---|---|---|\n",
-      Machine(), rounds, seconds, rounds);
+      Machine(), argv[0], rounds, seconds, rounds);
   for (const char* m : kMetrics) {
     const double qv = Median(q[m]);
     const double ev = Median(e[m]);
