@@ -232,12 +232,22 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
   const client::KvResult result = Execute(cmd);
   if (op.client() != 0) {
     if (result.has_txn()) {
-      // What a transaction's ranges read is not kept: a retry learns the
-      // outcome, not the reads (TxnResponse.replayed).
-      client::KvResult kept = result;
-      kept.mutable_txn()->set_replayed(true);
-      for (client::ResponseOp& r : *kept.mutable_txn()->mutable_responses()) {
-        if (r.has_range()) r.mutable_range()->Clear();
+      // What a transaction's ranges read is not kept (nor copied): a
+      // retry learns the outcome, not the reads (TxnResponse.replayed).
+      client::KvResult kept =
+          Result(static_cast<absl::StatusCode>(result.code()),
+                 result.revision(), result.message());
+      client::TxnResponse& t = *kept.mutable_txn();
+      t.set_succeeded(result.txn().succeeded());
+      t.set_revision(result.txn().revision());
+      t.set_replayed(true);
+      for (const client::ResponseOp& r : result.txn().responses()) {
+        client::ResponseOp* o = t.add_responses();
+        if (r.has_range()) {
+          o->mutable_range();  // present, empty
+        } else {
+          *o = r;
+        }
       }
       Remember(index, op, kept);
     } else {
@@ -326,10 +336,8 @@ client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn) {
     switch (op.request_case()) {
       case client::RequestOp::kRange: {
         // It sees the writes before it, at the revision they make.
-        const uint64_t saved = revision_;
-        if (changed) revision_ = next;
-        *out->mutable_range() = RangeLocked(op.range());
-        revision_ = saved;
+        *out->mutable_range() =
+            RangeLocked(op.range(), changed ? next : revision_);
         break;
       }
       case client::RequestOp::kPut:
@@ -360,7 +368,8 @@ client::TxnResponse KvStore::ReadTxn(const client::TxnRequest& txn) const {
   response.set_succeeded(holds);
   for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
     if (op.request_case() == client::RequestOp::kRange) {
-      *response.add_responses()->mutable_range() = RangeLocked(op.range());
+      *response.add_responses()->mutable_range() =
+          RangeLocked(op.range(), revision_);
     }
   }
   response.set_revision(revision_);
@@ -449,10 +458,10 @@ void KvStore::ForEachIn(absl::string_view key, absl::string_view range_end,
   }
 }
 
-client::RangeResponse KvStore::RangeLocked(
-    const client::RangeRequest& r) const {
+client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
+                                           uint64_t revision) const {
   client::RangeResponse response;
-  response.set_revision(revision_);
+  response.set_revision(revision);
   using Item = std::pair<const std::string*, const Value*>;
   std::vector<Item> items;
   uint64_t count = 0;
@@ -700,7 +709,7 @@ std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {
 
 client::RangeResponse KvStore::Range(const client::RangeRequest& r) const {
   MutexLock lock(&mu_);
-  return RangeLocked(r);
+  return RangeLocked(r, revision_);
 }
 
 uint64_t KvStore::revision() const {

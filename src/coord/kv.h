@@ -172,7 +172,10 @@ class KvStore final : public node::StateMachine {
   template <typename Fn>
   void ForEachIn(absl::string_view key, absl::string_view range_end,
                  Fn fn) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  client::RangeResponse RangeLocked(const client::RangeRequest& request) const
+  // The answer says it saw `revision` (inside a transaction: the one its
+  // writes before the range make).
+  client::RangeResponse RangeLocked(const client::RangeRequest& request,
+                                    uint64_t revision) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void PutLocked(absl::string_view key, absl::string_view value,
                  uint64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
