@@ -168,6 +168,15 @@ absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
       why = "data checksum mismatch";
     } else if (header.metadata().index() != index) {
       why = "file name and header disagree on the index";
+    } else if (index > raft::kMaxIndex ||
+               header.metadata().term() > raft::kMaxTerm ||
+               (index > 0 && header.metadata().term() == 0)) {
+      // A valid checksum over an index or term no writer produces (a bug,
+      // or a hand-edited file): the log would continue past it into
+      // indices the core refuses. (The core checks the rest of the
+      // metadata when it starts.)
+      why = absl::StrCat("index ", index, " or term ", header.metadata().term(),
+                         " is out of range");
 
     } else if (!options_.cluster_id.empty() && !header.cluster_id().empty() &&
                header.cluster_id() != options_.cluster_id) {
@@ -284,14 +293,16 @@ absl::Status Storage::Recover(raft::RestoredState* restored,
     QUORATE_RETURN_IF_ERROR(file->Sync());
   }
   QUORATE_RETURN_IF_ERROR(fs_->SyncDir(options_.dir));
-  if (segments_.empty()) return StartSegment(last_index_ + 1);
+  if (segments_.empty()) {
+    return StartSegment(last_index_ + 1, /*follows_snapshot=*/snap > 0);
+  }
   if (entries.empty() && snap > 0 && segments_.back().first_index <= snap) {
     // The snapshot covers the whole log and may reach past the last
     // segment's last entry (a crash after a leader's snapshot was saved
     // and before the segment after it was started): entry snap + 1 cannot
     // follow what that segment holds. Start the one after the snapshot,
     // as Write() does for a leader's snapshot.
-    return StartSegment(snap + 1);
+    return StartSegment(snap + 1, /*follows_snapshot=*/true);
   }
   // Appends continue in the last segment, after its last valid record.
   active_offset_ = segments_end_[segments_.back().seq];
@@ -408,12 +419,14 @@ absl::Status Storage::RecoverSegment(const Segment& seg, bool last,
       }
       recycled = header.recycled();
       // A segment replaces the log from its first index on; a later first
-      // index than the log's end means a snapshot replaced everything
-      // before it.
+      // index than the log's end, or a segment started after a snapshot,
+      // means a snapshot replaced everything before it (even where its
+      // first index meets the old log: that entry may be of another term).
       while (!entries.empty() && entries.back().index() >= seg.first_index) {
         entries.pop_back();
       }
-      if (!entries.empty() && entries.back().index() + 1 < seg.first_index) {
+      if (header.follows_snapshot() ||
+          (!entries.empty() && entries.back().index() + 1 < seg.first_index)) {
         entries.clear();
       }
       header_seen = true;

@@ -54,7 +54,8 @@ uint32_t Storage::SegmentSalt(uint64_t seq) const {
   return static_cast<uint32_t>(seq) ^ secret_;
 }
 
-absl::Status Storage::StartSegment(uint64_t first_index) {
+absl::Status Storage::StartSegment(uint64_t first_index,
+                                   bool follows_snapshot) {
   // The previous segment's tail must be durable before a later segment can
   // be: recovery accepts a torn tail only in the last segment.
   if (active_ != nullptr) {
@@ -100,6 +101,7 @@ absl::Status Storage::StartSegment(uint64_t first_index) {
   header.set_first_index(first_index);
   header.set_recycled(recycle);
   header.set_previous_end(previous_end);
+  header.set_follows_snapshot(follows_snapshot);
   const uint32_t salt = SegmentSalt(seq);
   // Each segment carries the hard state, so older segments can go.
   std::string head;
@@ -129,7 +131,8 @@ absl::Status Storage::AppendRecord(int type,
   const uint64_t header_bytes = kFrameHeaderBytes * 2 + 64;
   if (active_offset_ + kFrameHeaderBytes + size > options_.segment_bytes &&
       active_offset_ > header_bytes) {
-    QUORATE_RETURN_IF_ERROR(StartSegment(last_index_ + 1));
+    QUORATE_RETURN_IF_ERROR(
+        StartSegment(last_index_ + 1, /*follows_snapshot=*/false));
   }
   // Framed in place in the pending buffer: no intermediate copies, and one
   // write per batch rather than one per record.
@@ -160,7 +163,8 @@ absl::Status Storage::Write(const std::optional<raft::Snapshot>& snapshot,
     // segment after it, then drop every older segment.
     const raft::SnapshotMetadata& md = snapshot->metadata;
     QUORATE_RETURN_IF_ERROR(SaveSnapshot(md, *snapshot->data));
-    QUORATE_RETURN_IF_ERROR(StartSegment(md.index() + 1));
+    QUORATE_RETURN_IF_ERROR(
+        StartSegment(md.index() + 1, /*follows_snapshot=*/true));
     last_index_ = md.index();
     QUORATE_RETURN_IF_ERROR(RemoveSegmentsBefore(segments_.size() - 1));
   }
@@ -179,7 +183,8 @@ absl::Status Storage::Write(const std::optional<raft::Snapshot>& snapshot,
       // Compact() assumes); inside it, a truncation record does.
       last_index_ = first - 1;
       if (first < segments_.back().first_index) {
-        QUORATE_RETURN_IF_ERROR(StartSegment(first));
+        QUORATE_RETURN_IF_ERROR(
+            StartSegment(first, /*follows_snapshot=*/false));
       } else {
         Truncate t;
         t.set_first_index(first);

@@ -170,7 +170,9 @@ class Storage {
   // The checksum salt of segment `seq`'s records.
   uint32_t SegmentSalt(uint64_t seq) const;
   // Starts a new segment whose next entry is `first_index`.
-  absl::Status StartSegment(uint64_t first_index);
+  // `follows_snapshot`: the segment is started after a snapshot that
+  // replaced the log (SegmentHeader.follows_snapshot).
+  absl::Status StartSegment(uint64_t first_index, bool follows_snapshot);
   // Frames `msg` into the pending buffer (written by Flush()).
   absl::Status AppendRecord(int type, const google::protobuf::MessageLite& msg);
   absl::Status SaveSnapshotFile(const raft::SnapshotMetadata& metadata,

@@ -507,6 +507,67 @@ TEST_F(StorageTest, Recovery_LeaderSnapshotInterruptedDropsDivergentLog) {
   EXPECT_TRUE(r.entries.empty());  // 11..20 belong to another history
 }
 
+// Found by fuzz_wal_recovery: the segment started after such a snapshot
+// meets the old log's end, and the old entry at the snapshot's index (of
+// another term) made recovery drop the whole log, new entries included.
+TEST_F(StorageTest, Recovery_EntriesAfterAnInterruptedLeaderSnapshotSurvive) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 10, 1));
+    raft::SnapshotMetadata md;
+    md.set_index(10);
+    md.set_term(5);
+    ASSERT_TRUE(s->SaveSnapshot(md, "leader").ok());
+  }
+  fs_.Crash();
+  {
+    auto s = OpenOk(&r);
+    ASSERT_TRUE(r.entries.empty());
+    Put(s.get(), Range(11, 12, 5));
+  }
+  fs_.Crash();
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 10u);
+  EXPECT_EQ(Indexes(r), Seq(11, 12));
+}
+
+// The same when a leader's snapshot was written but a crash kept the
+// segments it replaced (their removal never reached the disk).
+TEST_F(StorageTest, Recovery_LeaderSnapshotWithOldSegmentsLeftKeepsNewEntries) {
+  segment_bytes_ = 4096;
+  raft::RestoredState r;
+  std::vector<std::pair<std::string, std::string>> old_segments;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 20, 1, 300));
+    absl::StatusOr<std::vector<std::string>> names = fs_.ListDir("/data");
+    ASSERT_TRUE(names.ok());
+    for (const std::string& name : *names) {
+      if (name.size() > 4 && name.substr(name.size() - 4) == ".wal") {
+        old_segments.emplace_back(name, fs_.File("/data/" + name)->data);
+      }
+    }
+    ASSERT_GT(old_segments.size(), 1u);
+    raft::Snapshot leader;
+    leader.metadata.set_index(10);
+    leader.metadata.set_term(5);
+    leader.data = std::make_shared<const std::string>("leader");
+    ASSERT_TRUE(s->Write(leader, Range(11, 12, 5), std::nullopt).ok());
+    ASSERT_TRUE(s->Sync().ok());
+  }
+  for (const auto& [name, data] : old_segments) {
+    auto file = fs_.OpenWritable("/data/" + name, /*create=*/true, 0);
+    ASSERT_TRUE(file.ok());
+    ASSERT_TRUE((*file)->WriteAt(0, data).ok());
+    ASSERT_TRUE((*file)->Sync().ok());
+  }
+  OpenOk(&r);
+  EXPECT_EQ(r.snapshot.index(), 10u);
+  EXPECT_EQ(Indexes(r), Seq(11, 12));
+  for (const raft::Entry& e : r.entries) EXPECT_EQ(e.term(), 5u);
+}
+
 TEST_F(StorageTest, Recovery_FallbackSnapshotThatTheLogDoesNotMeetIsDataLoss) {
   raft::RestoredState r;
   {
