@@ -51,6 +51,20 @@ absl::Status CheckRange(absl::string_view key, absl::string_view range_end) {
   return absl::OkStatus();
 }
 
+absl::Status CheckLeaseTtl(int64_t ttl_ms, const LeaseLimits& limits) {
+  if (ttl_ms < limits.min_ttl_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a lease's TTL is ", ttl_ms, " ms; the floor is ", limits.min_ttl_ms,
+        " ms (twice the election timeout: a lease must outlive an election)"));
+  }
+  if (ttl_ms > limits.max_ttl_ms) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a lease's TTL is ", ttl_ms, " ms; the limit is ",
+                     limits.max_ttl_ms, " ms (--max_lease_ttl)"));
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 
 // Whether `key` is in [start, end) by RangeRequest's rules.
@@ -200,13 +214,27 @@ KvStore::KvStore(Unsafe unsafe) : unsafe_(unsafe), shards_(kShards) {}
 
 std::string KvStore::Apply(uint64_t index, const std::string& command) {
   client::KvCommand cmd;
-  if (!cmd.ParseFromString(command)) {
-    // Every member sees the same bytes and fails the same way.
-    return Result(absl::StatusCode::kInvalidArgument, 0,
-                  "an unreadable command was committed")
-        .SerializeAsString();
+  // Every member sees the same bytes and fails the same way.
+  std::string out = cmd.ParseFromString(command)
+                        ? ApplyCommand(index, cmd)
+                        : Result(absl::StatusCode::kInvalidArgument, 0,
+                                 "an unreadable command was committed")
+                              .SerializeAsString();
+  if (lease_listener_) {
+    std::vector<LeaseEvent> events;
+    {
+      MutexLock lock(&mu_);
+      events.swap(lease_events_);
+    }
+    lease_listener_(index, events);
   }
+  return out;
+}
+
+std::string KvStore::ApplyCommand(uint64_t index,
+                                  const client::KvCommand& cmd) {
   MutexLock lock(&mu_);
+  lease_events_.clear();
   const client::OpId& op = cmd.op();
   if (op.client() != 0) {
     auto s = sessions_.find(op.client());
@@ -229,7 +257,7 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
       }
     }
   }
-  const client::KvResult result = Execute(cmd);
+  const client::KvResult result = Execute(index, cmd);
   if (op.client() != 0) {
     if (result.has_txn()) {
       // What a transaction's ranges read is not kept (nor copied): a
@@ -257,7 +285,8 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
   return result.SerializeAsString();
 }
 
-client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
+client::KvResult KvStore::Execute(uint64_t index,
+                                  const client::KvCommand& cmd) {
   // Put, delete and compare-and-set are the transactions of one operation
   // (a put; a delete if the key's version is above 0; a put if its mod
   // revision is the expected one), run here on the same primitives
@@ -265,10 +294,12 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
   switch (cmd.kind_case()) {
     case client::KvCommand::kPut: {
       const client::PutRequest& p = cmd.put();
-      if (absl::Status s = CheckKeyValue(p.key(), p.value()); !s.ok()) {
+      absl::Status s = CheckKeyValue(p.key(), p.value());
+      if (s.ok()) s = CheckLeasedPut(p.key(), p.lease(), 1, cmd.limits());
+      if (!s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
-      PutLocked(p.key(), p.value(), revision_ + 1);
+      PutLocked(p.key(), p.value(), revision_ + 1, p.lease());
       ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
@@ -298,7 +329,7 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
                       absl::StrCat("the key's revision is ", current, ", not ",
                                    c.expected_revision()));
       }
-      PutLocked(c.key(), c.value(), revision_ + 1);
+      PutLocked(c.key(), c.value(), revision_ + 1, /*lease=*/0);
       ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
@@ -311,16 +342,183 @@ client::KvResult KvStore::Execute(const client::KvCommand& cmd) {
           !s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
-      client::TxnResponse response = ExecuteTxn(cmd.txn());
+      const client::TxnRequest& txn = cmd.txn();
+      if (absl::Status s = CheckLeasedPuts(
+              (unsafe_.txn_ignores_compares || AllHold(txn)) ? txn.success()
+                                                             : txn.failure(),
+              cmd.limits());
+          !s.ok()) {
+        return Result(s.code(), revision_, std::string(s.message()));
+      }
+      client::TxnResponse response = ExecuteTxn(txn);
       client::KvResult r = Result(absl::StatusCode::kOk, revision_);
       *r.mutable_txn() = std::move(response);
       return r;
     }
+    case client::KvCommand::kLeaseGrant:
+    case client::KvCommand::kLeaseRevoke:
+    case client::KvCommand::kLeaseExpire:
+    case client::KvCommand::kLeaseCheckpoint:
+      return ExecuteLease(index, cmd);
     case client::KvCommand::KIND_NOT_SET:
       break;
   }
   return Result(absl::StatusCode::kInvalidArgument, revision_,
                 "a command without an operation was committed");
+}
+
+namespace {
+
+uint32_t Limit(uint32_t configured, uint32_t ceiling) {
+  return configured == 0 ? ceiling : std::min(configured, ceiling);
+}
+
+}  // namespace
+
+absl::Status KvStore::CheckLeasedPut(
+    absl::string_view key, uint64_t lease, size_t adding,
+    const client::CommandLimits& limits) const {
+  if (lease == 0) return absl::OkStatus();
+  auto it = leases_.find(lease);
+  if (it == leases_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "lease ", lease, " does not exist (it expired or was revoked)"));
+  }
+  const uint32_t max = Limit(limits.max_keys_per_lease(), kMaxKeysPerLease);
+  const Lease& l = it->second;
+  if (l.keys.size() + adding > max && !l.keys.contains(key)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("lease ", lease, " has ", l.keys.size(),
+                     " keys; the limit is ", max, " (--max_keys_per_lease)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvStore::CheckLeasedPuts(
+    const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+    const client::CommandLimits& limits) const {
+  // Keys a branch attaches, per lease: each lease's limit counts them all.
+  absl::flat_hash_map<uint64_t, size_t> adding;
+  for (const client::RequestOp& op : ops) {
+    if (op.request_case() == client::RequestOp::kPut && op.put().lease() != 0) {
+      ++adding[op.put().lease()];
+    }
+  }
+  for (const client::RequestOp& op : ops) {
+    if (op.request_case() != client::RequestOp::kPut) continue;
+    const client::PutRequest& p = op.put();
+    if (absl::Status s = CheckLeasedPut(
+            p.key(), p.lease(), p.lease() == 0 ? 0 : adding[p.lease()], limits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void KvStore::EndLease(uint64_t id) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  // Its keys go at one new revision, as a transaction's deletes would.
+  const absl::btree_set<std::string> keys = std::move(it->second.keys);
+  leases_.erase(it);
+  for (const std::string& key : keys) {
+    shards_[ShardOf(key)].mutate().erase(key);
+    index_.erase(key);
+  }
+  if (!keys.empty()) ++revision_;
+  lease_events_.push_back(LeaseEvent{LeaseEvent::Kind::kRemoved, id, 0, -1});
+}
+
+client::KvResult KvStore::ExecuteLease(uint64_t index,
+                                       const client::KvCommand& cmd) {
+  switch (cmd.kind_case()) {
+    case client::KvCommand::kLeaseGrant: {
+      const client::LeaseGrantRequest& g = cmd.lease_grant();
+      if (g.ttl_ms() <= 0 || g.ttl_ms() > kMaxLeaseTtlMs) {
+        return Result(
+            absl::StatusCode::kInvalidArgument, revision_,
+            absl::StrCat("a lease's TTL is ", g.ttl_ms(),
+                         " ms; it must be in [1, ", kMaxLeaseTtlMs, "]"));
+      }
+      const uint64_t client = cmd.op().client();
+      if (client != 0) {
+        const uint32_t max =
+            Limit(cmd.limits().max_leases_per_client(), kMaxLeasesPerClient);
+        size_t held = 0;
+        for (const auto& [id, l] : leases_) held += l.client == client;
+        if (held >= max) {
+          return Result(
+              absl::StatusCode::kResourceExhausted, revision_,
+              absl::StrCat("this client holds ", held, " leases; the limit is ",
+                           max, " (--max_leases_per_client)"));
+        }
+      }
+      uint64_t id = g.id();
+      if (id != 0 && leases_.contains(id)) {
+        return Result(absl::StatusCode::kAlreadyExists, revision_,
+                      absl::StrCat("lease ", id, " exists already"));
+      }
+      if (id == 0) {
+        // The entry's index: the same on every member, and new unless a
+        // client chose it; then the next free one.
+        id = index;
+        while (id == 0 || leases_.contains(id)) ++id;
+      }
+      Lease& l = leases_[id];
+      l.ttl_ms = g.ttl_ms();
+      l.client = client;
+      lease_events_.push_back(
+          LeaseEvent{LeaseEvent::Kind::kGranted, id, g.ttl_ms(), -1});
+      client::KvResult r = Result(absl::StatusCode::kOk, revision_);
+      r.set_lease_id(id);
+      r.set_lease_ttl_ms(g.ttl_ms());
+      return r;
+    }
+    case client::KvCommand::kLeaseRevoke: {
+      const uint64_t id = cmd.lease_revoke().id();
+      if (!leases_.contains(id)) {
+        return Result(absl::StatusCode::kNotFound, revision_,
+                      absl::StrCat("lease ", id,
+                                   " does not exist (it expired or was "
+                                   "revoked)"));
+      }
+      EndLease(id);
+      return Result(absl::StatusCode::kOk, revision_);
+    }
+    case client::KvCommand::kLeaseExpire:
+      // Leases revoked meanwhile are simply gone.
+      for (uint64_t id : cmd.lease_expire().ids()) EndLease(id);
+      return Result(absl::StatusCode::kOk, revision_);
+    case client::KvCommand::kLeaseCheckpoint: {
+      const client::LeaseCheckpointCommand& c = cmd.lease_checkpoint();
+      if (c.ids_size() != c.remaining_ms_size()) {
+        return Result(absl::StatusCode::kInvalidArgument, revision_,
+                      "a lease checkpoint is torn");
+      }
+      for (int i = 0; i < c.ids_size(); ++i) {
+        auto it = leases_.find(c.ids(i));
+        if (it == leases_.end()) continue;
+        it->second.checkpoint_ms =
+            std::clamp<int64_t>(c.remaining_ms(i), 0, it->second.ttl_ms);
+        lease_events_.push_back(LeaseEvent{LeaseEvent::Kind::kCheckpoint,
+                                           c.ids(i), it->second.ttl_ms,
+                                           it->second.checkpoint_ms});
+      }
+      for (uint64_t id : c.clear()) {
+        auto it = leases_.find(id);
+        if (it == leases_.end()) continue;
+        it->second.checkpoint_ms = -1;
+        lease_events_.push_back(LeaseEvent{LeaseEvent::Kind::kCheckpoint, id,
+                                           it->second.ttl_ms, -1});
+      }
+      return Result(absl::StatusCode::kOk, revision_);
+    }
+    default:
+      break;
+  }
+  return Result(absl::StatusCode::kInvalidArgument, revision_,
+                "not a lease command");
 }
 
 client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn) {
@@ -341,7 +539,7 @@ client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn) {
         break;
       }
       case client::RequestOp::kPut:
-        PutLocked(op.put().key(), op.put().value(), next);
+        PutLocked(op.put().key(), op.put().value(), next, op.put().lease());
         changed = true;
         out->mutable_put()->set_revision(next);
         break;
@@ -529,7 +727,7 @@ client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
 }
 
 void KvStore::PutLocked(absl::string_view key, absl::string_view value,
-                        uint64_t revision) {
+                        uint64_t revision, uint64_t lease) {
   Value& v = shards_[ShardOf(key)].mutate()[key];
   if (v.version == 0) {
     v.create_revision = revision;
@@ -538,6 +736,14 @@ void KvStore::PutLocked(absl::string_view key, absl::string_view value,
   v.value = std::string(value);
   v.revision = revision;
   ++v.version;
+  if (v.lease != lease) {
+    // The caller checked that `lease` exists (CheckLeasedPut).
+    if (auto old = leases_.find(v.lease); old != leases_.end()) {
+      old->second.keys.erase(std::string(key));
+    }
+    if (lease != 0) leases_[lease].keys.insert(std::string(key));
+    v.lease = lease;
+  }
 }
 
 uint64_t KvStore::DeleteLocked(absl::string_view key,
@@ -548,7 +754,13 @@ uint64_t KvStore::DeleteLocked(absl::string_view key,
     return true;
   });
   for (const std::string& k : doomed) {
-    shards_[ShardOf(k)].mutate().erase(k);
+    Shard& shard = shards_[ShardOf(k)].mutate();
+    auto it = shard.find(k);
+    if (it->second.lease != 0) {
+      auto l = leases_.find(it->second.lease);
+      if (l != leases_.end()) l->second.keys.erase(k);
+    }
+    shard.erase(it);
     index_.erase(k);
   }
   return doomed.size();
@@ -578,6 +790,7 @@ void KvStore::Remember(uint64_t index, const client::OpId& op,
 
 struct KvStore::Frozen {
   uint64_t revision = 0;
+  std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
   std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
 
@@ -619,6 +832,7 @@ struct KvStore::Frozen {
         *out->add_results() = s->results.at(seq);
       }
     }
+    for (const client::KvLease& l : leases) *snap.add_leases() = l;
     return snap.SerializeAsString();
   }
 };
@@ -632,6 +846,14 @@ absl::AnyInvocable<std::string()> KvStore::Snapshot() {
   frozen->sessions.reserve(sessions_.size());
   for (const auto& [id, s] : sessions_) {
     frozen->sessions.emplace_back(id, s.pin());
+  }
+  frozen->leases.reserve(leases_.size());
+  for (const auto& [id, l] : leases_) {
+    client::KvLease& out = frozen->leases.emplace_back();
+    out.set_id(id);
+    out.set_ttl_ms(l.ttl_ms);
+    out.set_client(l.client);
+    out.set_checkpoint_ms(l.checkpoint_ms);
   }
   return [frozen = std::move(frozen)] { return frozen->Serialize(); };
 }
@@ -676,28 +898,87 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
       return absl::DataLossError("a client session in the snapshot is torn");
     }
   }
-  MutexLock lock(&mu_);
-  revision_ = snap.revision();
-  // New shards: a pinned one keeps its old contents for its reader.
-  for (Cow<Shard>& shard : shards_) shard = Cow<Shard>();
-  index_.clear();
-  for (const client::KvEntry& e : snap.entries()) {
-    const bool legacy = e.create_revision() == 0 && e.version() == 0;
-    shards_[ShardOf(e.key())].mutate()[e.key()] = Value{
-        e.value(), e.revision(), legacy ? e.revision() : e.create_revision(),
-        legacy ? 1 : e.version(), e.lease()};
-    index_.insert(index_.end(), e.key());  // sorted already
-  }
-  sessions_.clear();
-  for (const client::KvSession& in : snap.sessions()) {
-    Session& s = sessions_[in.client()].mutate();
-    s.last_used = in.last_used();
-    for (int i = 0; i < in.seqs_size(); ++i) {
-      s.newest = std::max(s.newest, in.seqs(i));
-      s.results[in.seqs(i)] = in.results(i);
+  absl::flat_hash_set<uint64_t> lease_ids;
+  for (const client::KvLease& l : snap.leases()) {
+    if (l.id() == 0 || l.ttl_ms() <= 0 || l.ttl_ms() > kMaxLeaseTtlMs ||
+        l.checkpoint_ms() < -1 || l.checkpoint_ms() > l.ttl_ms() ||
+        !lease_ids.insert(l.id()).second) {
+      return absl::DataLossError(absl::StrCat(
+          "the key-value snapshot holds a damaged lease (id ", l.id(), ", TTL ",
+          l.ttl_ms(), " ms, checkpoint ", l.checkpoint_ms(), ")"));
     }
   }
+  for (const client::KvEntry& e : snap.entries()) {
+    if (e.lease() != 0 && !lease_ids.contains(e.lease())) {
+      return absl::DataLossError(
+          absl::StrCat("the key-value snapshot attaches a key to lease ",
+                       e.lease(), ", which it does not hold"));
+    }
+  }
+  std::vector<LeaseEvent> events = {LeaseEvent{LeaseEvent::Kind::kReset}};
+  {
+    MutexLock lock(&mu_);
+    revision_ = snap.revision();
+    // New shards: a pinned one keeps its old contents for its reader.
+    for (Cow<Shard>& shard : shards_) shard = Cow<Shard>();
+    index_.clear();
+    for (const client::KvEntry& e : snap.entries()) {
+      const bool legacy = e.create_revision() == 0 && e.version() == 0;
+      shards_[ShardOf(e.key())].mutate()[e.key()] = Value{
+          e.value(), e.revision(), legacy ? e.revision() : e.create_revision(),
+          legacy ? 1 : e.version(), e.lease()};
+      index_.insert(index_.end(), e.key());  // sorted already
+    }
+    sessions_.clear();
+    for (const client::KvSession& in : snap.sessions()) {
+      Session& s = sessions_[in.client()].mutate();
+      s.last_used = in.last_used();
+      for (int i = 0; i < in.seqs_size(); ++i) {
+        s.newest = std::max(s.newest, in.seqs(i));
+        s.results[in.seqs(i)] = in.results(i);
+      }
+    }
+    leases_.clear();
+    for (const client::KvLease& in : snap.leases()) {
+      Lease& l = leases_[in.id()];
+      l.ttl_ms = in.ttl_ms();
+      l.client = in.client();
+      l.checkpoint_ms = in.checkpoint_ms();
+      events.push_back(LeaseEvent{LeaseEvent::Kind::kGranted, in.id(),
+                                  in.ttl_ms(), in.checkpoint_ms()});
+    }
+    for (const client::KvEntry& e : snap.entries()) {
+      if (e.lease() != 0) leases_[e.lease()].keys.insert(e.key());
+    }
+  }
+  if (lease_listener_) lease_listener_(0, events);
   return absl::OkStatus();
+}
+
+std::optional<KvStore::LeaseInfo> KvStore::GetLease(uint64_t id,
+                                                    bool keys) const {
+  MutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return std::nullopt;
+  LeaseInfo info;
+  info.id = id;
+  info.ttl_ms = it->second.ttl_ms;
+  info.checkpoint_ms = it->second.checkpoint_ms;
+  info.key_count = it->second.keys.size();
+  if (keys) info.keys.assign(it->second.keys.begin(), it->second.keys.end());
+  return info;
+}
+
+std::vector<uint64_t> KvStore::LeaseIds() const {
+  MutexLock lock(&mu_);
+  std::vector<uint64_t> ids;
+  ids.reserve(leases_.size());
+  for (const auto& [id, l] : leases_) ids.push_back(id);
+  return ids;
+}
+
+void KvStore::SetLeaseListener(LeaseListener listener) {
+  lease_listener_ = std::move(listener);
 }
 
 std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {

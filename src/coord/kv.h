@@ -39,6 +39,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -71,6 +72,39 @@ inline constexpr size_t kMaxRangeBytes = 3 << 20;  // of keys and values
 
 // INVALID_ARGUMENT naming the limit, or OK.
 absl::Status CheckKeyValue(absl::string_view key, absl::string_view value);
+
+// Leases: the state machine's ceilings (members refuse lower limits of
+// their own before proposing: LeaseLimits).
+inline constexpr int64_t kMaxLeaseTtlMs = int64_t{30} * 24 * 3600 * 1000;
+inline constexpr uint32_t kMaxLeasesPerClient = 1 << 20;
+inline constexpr uint32_t kMaxKeysPerLease = 1 << 20;
+
+// A member's limits on leases (docs/operations.md).
+struct LeaseLimits {
+  int64_t min_ttl_ms = 1000;  // set from the election timeout: 2 T
+  int64_t max_ttl_ms = int64_t{24} * 3600 * 1000;
+  uint32_t max_leases_per_client = 16384;
+  uint32_t max_keys_per_lease = 10000;
+};
+
+// INVALID_ARGUMENT naming the limit, or OK.
+absl::Status CheckLeaseTtl(int64_t ttl_ms, const LeaseLimits& limits);
+
+// What applying a command did to the leases, for the leader's lessor
+// (coord/lessor.h). kReset: the store was restored from a snapshot; the
+// events after it list every lease (kGranted, with its checkpoint).
+struct LeaseEvent {
+  enum class Kind { kGranted, kRemoved, kCheckpoint, kReset };
+  Kind kind = Kind::kGranted;
+  uint64_t id = 0;
+  int64_t ttl_ms = 0;
+  int64_t checkpoint_ms = -1;  // -1: none
+};
+// Called on the applying thread after every Apply() and Restore(), outside
+// the store's lock, with the index applied (0 for Restore) and what
+// changed (often nothing).
+using LeaseListener =
+    std::function<void(uint64_t index, const std::vector<LeaseEvent>&)>;
 
 // A member's limits on the transactions it accepts from clients.
 struct TxnLimits {
@@ -126,6 +160,19 @@ class KvStore final : public node::StateMachine {
   client::TxnResponse ReadTxn(const client::TxnRequest& txn) const;
   uint64_t revision() const;
   size_t sessions() const;
+  // Leases.
+  struct LeaseInfo {
+    uint64_t id = 0;
+    int64_t ttl_ms = 0;
+    int64_t checkpoint_ms = -1;
+    std::vector<std::string> keys;  // when asked for
+    size_t key_count = 0;
+  };
+  std::optional<LeaseInfo> GetLease(uint64_t id, bool keys) const;
+  std::vector<uint64_t> LeaseIds() const;
+  // Set before the first Apply(); applying thread.
+  void SetLeaseListener(LeaseListener listener);
+
   // Whether operation `op` was applied (its result is remembered), or
   // nullopt when the store can no longer tell: the op is older than its
   // client's window, or the client was forgotten. A client whose write's
@@ -144,6 +191,13 @@ class KvStore final : public node::StateMachine {
     bool TooOld(uint64_t seq) const { return seq + kSessionWindow <= newest; }
   };
 
+  struct Lease {
+    int64_t ttl_ms = 0;
+    uint64_t client = 0;
+    int64_t checkpoint_ms = -1;
+    absl::btree_set<std::string> keys;
+  };
+
   using Shard = absl::flat_hash_map<std::string, Value>;
   struct Frozen;  // a pinned state, serialized off the loop
 
@@ -155,8 +209,24 @@ class KvStore final : public node::StateMachine {
     return absl::Hash<absl::string_view>{}(key) >> (64 - kShardBits);
   }
 
-  client::KvResult Execute(const client::KvCommand& cmd)
+  std::string ApplyCommand(uint64_t index, const client::KvCommand& cmd)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  client::KvResult Execute(uint64_t index, const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  client::KvResult ExecuteLease(uint64_t index, const client::KvCommand& cmd)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND or RESOURCE_EXHAUSTED if the puts among `ops` (those that
+  // name a lease) cannot all be attached; OK otherwise.
+  absl::Status CheckLeasedPuts(
+      const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+      const client::CommandLimits& limits) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckLeasedPut(absl::string_view key, uint64_t lease,
+                              size_t adding,
+                              const client::CommandLimits& limits) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Deletes the lease and its keys (one revision if it had any).
+  void EndLease(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a transaction that passed CheckTxn against the kMax ceilings.
   client::TxnResponse ExecuteTxn(const client::TxnRequest& txn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -178,7 +248,8 @@ class KvStore final : public node::StateMachine {
                                     uint64_t revision) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void PutLocked(absl::string_view key, absl::string_view value,
-                 uint64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                 uint64_t revision, uint64_t lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t DeleteLocked(absl::string_view key, absl::string_view range_end)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(uint64_t index, const client::OpId& op,
@@ -195,6 +266,13 @@ class KvStore final : public node::StateMachine {
   // sorts the shards it pinned, and Restore rebuilds it.
   absl::btree_set<std::string> index_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Cow<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  // By id. A snapshot copies ids, TTLs and checkpoints (not the keys: the
+  // entries name their lease).
+  std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  // What the command being applied did to leases (Apply, then the
+  // listener, outside the lock).
+  std::vector<LeaseEvent> lease_events_ ABSL_GUARDED_BY(mu_);
+  LeaseListener lease_listener_;  // applying thread only
 };
 
 }  // namespace quorate::coord

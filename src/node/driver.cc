@@ -532,8 +532,8 @@ void Driver::Confirm(int64_t deadline_ns,
             ReadWaiter{
                 deadline_ns,
                 [shared](absl::StatusOr<uint64_t> s) { (*shared)(s.status()); },
-                [shared](const raft::ReadState& rs) {
-                  (*shared)(Confirmation{rs.term, rs.term_start});
+                [this, shared](const raft::ReadState& rs) {
+                  (*shared)(Confirmation{rs.term, rs.term_start, applied_});
                 }});
 }
 

@@ -111,6 +111,9 @@ struct Applied {
 struct Confirmation {
   uint64_t term = 0;
   uint64_t term_start = 0;
+  // This member's applied index when the confirmation arrived: at or past
+  // term_start, everything earlier leaders committed is applied here.
+  uint64_t applied = 0;
 };
 
 // Time, messages and threads, as the driver sees them.
