@@ -18,12 +18,17 @@ absl::Status LeaseGone(uint64_t id) {
 
 }  // namespace
 
-void Lessor::StartLeading(Lease& lease, int64_t now_ns) const {
+int64_t Lessor::FromElection(const Lease& lease) const {
   int64_t ttl = lease.ttl_ns;
   if (lease.checkpoint_ns >= 0 && !options_.unsafe.no_checkpoints) {
     ttl = std::min(ttl, lease.checkpoint_ns);
   }
-  lease.expires_ns = now_ns + ttl;
+  return elected_ns_ + ttl;
+}
+
+void Lessor::StartLeading(Lease& lease, int64_t now_ns) const {
+  lease.expires_ns = FromElection(lease);
+  lease.renewed_until_ns = 0;
   lease.last_renewal_ns = now_ns;
   lease.last_checkpoint_ns = now_ns;
   lease.expiring = false;
@@ -43,7 +48,13 @@ void Lessor::OnLeaseEvents(const std::vector<LeaseEvent>& events,
         l = Lease{};
         l.ttl_ns = e.ttl_ms * kNsPerMs;
         l.checkpoint_ns = e.checkpoint_ms < 0 ? -1 : e.checkpoint_ms * kNsPerMs;
-        if (leader_) StartLeading(l, now_ns);
+        if (leader_) {
+          // Granted now (or, before catching up, by a predecessor: its
+          // holder asked before this election).
+          StartLeading(l, now_ns);
+          l.renewed_until_ns = now_ns + l.ttl_ns;
+          l.expires_ns = std::max(l.expires_ns, l.renewed_until_ns);
+        }
         break;
       }
       case LeaseEvent::Kind::kRemoved:
@@ -62,6 +73,8 @@ void Lessor::OnLeaseEvents(const std::vector<LeaseEvent>& events,
 void Lessor::BecomeLeader(uint64_t term, int64_t now_ns) {
   leader_ = true;
   term_ = term;
+  elected_ns_ = now_ns;
+  caught_up_ = false;
   for (auto& [id, lease] : leases_) StartLeading(lease, now_ns);
 }
 
@@ -96,14 +109,18 @@ absl::Status Lessor::Renew(uint64_t id, uint64_t cookie, int64_t now_ns) {
     return absl::ResourceExhaustedError(
         absl::StrCat(pending_.size(), " renewals wait for a round already"));
   }
-  lease.expires_ns = std::max(lease.expires_ns, now_ns + lease.ttl_ns);
+  lease.renewed_until_ns =
+      std::max(lease.renewed_until_ns, now_ns + lease.ttl_ns);
+  lease.expires_ns = std::max(lease.expires_ns, lease.renewed_until_ns);
   lease.last_renewal_ns = now_ns;
   pending_.push_back(Pending{id, cookie});
   return absl::OkStatus();
 }
 
 std::optional<Lessor::Round> Lessor::TakeRound() {
-  if (round_ != 0 || pending_.empty()) return std::nullopt;
+  if (round_ != 0 || (pending_.empty() && (!leader_ || caught_up_))) {
+    return std::nullopt;
+  }
   Round round;
   round.id = next_round_++;
   round_ = round.id;
@@ -144,6 +161,16 @@ std::vector<Lessor::Answer> Lessor::RoundDone(
           "again");
     }
   }
+  if (c.ok() && leader_ && term_ == round_term_ && c->term == round_term_ &&
+      c->applied >= c->term_start && !caught_up_) {
+    // Every checkpoint a predecessor committed is applied: the election's
+    // grants are known now.
+    caught_up_ = true;
+    for (auto& [id, lease] : leases_) {
+      if (lease.expiring) continue;
+      lease.expires_ns = std::max(lease.renewed_until_ns, FromElection(lease));
+    }
+  }
   std::vector<Answer> answers;
   answers.reserve(renewals.size());
   for (const Pending& p : renewals) {
@@ -170,7 +197,7 @@ std::vector<Lessor::Answer> Lessor::RoundDone(
 
 std::vector<uint64_t> Lessor::TakeExpired(int64_t now_ns) {
   std::vector<uint64_t> ids;
-  if (!leader_) return ids;
+  if (!leader_ || !caught_up()) return ids;
   for (auto& [id, lease] : leases_) {
     if (ids.size() >= options_.max_ids_per_command) break;
     if (lease.expiry_in_flight || lease.expires_ns > now_ns) continue;
@@ -195,7 +222,7 @@ void Lessor::ExpiryDone(const std::vector<uint64_t>& ids, bool applied) {
 
 Lessor::Checkpoint Lessor::TakeCheckpoints(int64_t now_ns) {
   Checkpoint out;
-  if (!leader_ || options_.unsafe.no_checkpoints) return out;
+  if (!leader_ || !caught_up() || options_.unsafe.no_checkpoints) return out;
   const int64_t c = options_.checkpoint_interval_ns;
   for (auto& [id, lease] : leases_) {
     if (out.ids.size() >= options_.max_ids_per_command) break;
@@ -235,7 +262,7 @@ absl::StatusOr<int64_t> Lessor::Remaining(uint64_t id, int64_t now_ns) const {
 
 int64_t Lessor::NextDeadline() const {
   int64_t next = std::numeric_limits<int64_t>::max();
-  if (!leader_) return next;
+  if (!leader_ || !caught_up()) return next;
   const int64_t c = options_.checkpoint_interval_ns;
   for (const auto& [id, lease] : leases_) {
     if (!lease.expiry_in_flight) next = std::min(next, lease.expires_ns);

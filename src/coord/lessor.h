@@ -13,7 +13,10 @@
 //    passed on its clock since the last renewal it received (TakeExpired).
 //    From then on the lease's renewals are refused.
 //  - A new leader gives every lease its full TTL from its own election, or
-//    what the newest checkpoint left it, whichever is less.
+//    what the newest checkpoint left it, whichever is less. It knows the
+//    newest checkpoint only once its predecessors' entries are applied, so
+//    it expires nothing, and takes no checkpoint, until a round tells it
+//    so (a probe round, if no renewal asks for one: TakeRound).
 //  - Checkpoints bound how long a dead holder's lease lives across
 //    elections (etcd#9888: repeated elections renewed leases forever).
 //    Every checkpoint interval C the leader records, in the log, the time
@@ -90,10 +93,11 @@ class Lessor {
   // its answer.
   absl::Status Renew(uint64_t id, uint64_t cookie, int64_t now_ns);
 
-  // The renewals that arrived since the last round, if there are any and
-  // no round is in flight. With `clear` empty, the round is a quorum round
-  // (Driver::Confirm); otherwise it is a checkpoint command clearing those
-  // leases (Driver::Propose), and applying it is the round.
+  // The renewals that arrived since the last round, if there are any (or
+  // a new leader has not caught up yet) and no round is in flight. With `clear`
+  // empty, the round is a quorum round (Driver::Confirm); otherwise it is a
+  // checkpoint command clearing those leases (Driver::Propose), and applying it
+  // is the round.
   struct Round {
     uint64_t id = 0;
     std::vector<uint64_t> clear;
@@ -134,6 +138,8 @@ class Lessor {
     int64_t checkpoint_ns = -1;  // applied; -1: none
     // Leader only:
     int64_t expires_ns = 0;
+    // What renewals (and a grant) seen while leading give it.
+    int64_t renewed_until_ns = 0;
     int64_t last_renewal_ns = 0;
     int64_t last_checkpoint_ns = 0;
     bool expiring = false;  // renewals refused from now on
@@ -145,6 +151,9 @@ class Lessor {
     uint64_t cookie = 0;
   };
   void StartLeading(Lease& lease, int64_t now_ns) const;
+  // What the election gives `lease`: the TTL or its checkpoint's rest.
+  int64_t FromElection(const Lease& lease) const;
+  bool caught_up() const { return caught_up_; }
   // Whether a renewal of `lease` must wait for a checkpoint to be cleared.
   static bool NeedsClear(const Lease& lease) {
     return lease.checkpoint_ns >= 0 || lease.checkpoint_in_flight;
@@ -154,6 +163,9 @@ class Lessor {
   std::map<uint64_t, Lease> leases_;
   bool leader_ = false;
   uint64_t term_ = 0;
+  int64_t elected_ns_ = 0;
+  // The predecessors' entries are applied here (a round said so).
+  bool caught_up_ = false;
   std::vector<Pending> pending_;
   uint64_t next_round_ = 1;
   // The round in flight (0: none), its term and renewals.

@@ -239,6 +239,15 @@ TEST_F(LeaseStoreTest, Restore_RefusesAKeyOnALeaseItDoesNotHold) {
 
 // --- The leader's Lessor. ---
 
+// A new leader's probe round: its predecessors' entries are applied.
+void CatchUp(Lessor& lessor, uint64_t term) {
+  std::optional<Lessor::Round> probe = lessor.TakeRound();
+  ASSERT_TRUE(probe.has_value());
+  EXPECT_TRUE(
+      lessor.RoundDone(probe->id, node::Confirmation{term, 1, 1}).empty());
+  EXPECT_FALSE(lessor.TakeRound().has_value());
+}
+
 class LessorTest : public ::testing::Test {
  protected:
   void Grant(uint64_t id, int64_t ttl_ms, int64_t checkpoint_ms = -1) {
@@ -318,6 +327,7 @@ TEST_F(LessorTest, ExpiresOnlyAfterTtlSinceTheLastRenewalItReceived) {
   Grant(1, 3000);
   Grant(2, 3000);
   lessor_.BecomeLeader(2, now_);
+  CatchUp(lessor_, 2);
   // A new leader gives the full TTL from its election.
   EXPECT_EQ(lessor_.NextDeadline(), now_ + 1000 * kMs);  // a checkpoint
   EXPECT_TRUE(lessor_.TakeExpired(now_ + 3000 * kMs - 1).empty());
@@ -345,6 +355,7 @@ TEST_F(LessorTest, Checkpoints_BoundADeadHoldersLeaseAcrossElections) {
   lessor.OnLeaseEvents({LeaseEvent{LeaseEvent::Kind::kGranted, 1, 3000, -1}},
                        now_);
   lessor.BecomeLeader(2, now_);
+  CatchUp(lessor, 2);
   EXPECT_TRUE(lessor.TakeCheckpoints(now_ + 499 * kMs).ids.empty());
   Lessor::Checkpoint c = lessor.TakeCheckpoints(now_ + 500 * kMs);
   ASSERT_EQ(c.ids, std::vector<uint64_t>{1});
@@ -356,8 +367,31 @@ TEST_F(LessorTest, Checkpoints_BoundADeadHoldersLeaseAcrossElections) {
   lessor.StepDown();
   const int64_t elected = now_ + 900 * kMs;
   lessor.BecomeLeader(3, elected);
+  CatchUp(lessor, 3);
   EXPECT_TRUE(lessor.TakeExpired(elected + 2500 * kMs - 1).empty());
   EXPECT_EQ(lessor.TakeExpired(elected + 2500 * kMs), std::vector<uint64_t>{1});
+}
+
+// Found by the simulator: a new leader had not applied the clear its
+// predecessor committed, took the stale checkpoint for the lease's rest,
+// and expired it while its holder counted on a renewal.
+TEST_F(LessorTest, NewLeader_WaitsForItsPredecessorsEntriesBeforeExpiring) {
+  Grant(1, 3000, /*checkpoint_ms=*/100);  // stale: a clear follows in the log
+  lessor_.BecomeLeader(2, now_);
+  EXPECT_TRUE(lessor_.TakeExpired(now_ + 200 * kMs).empty());
+  EXPECT_TRUE(lessor_.TakeCheckpoints(now_ + 2000 * kMs).ids.empty());
+  EXPECT_EQ(lessor_.NextDeadline(), INT64_MAX);
+  // The clear is applied, then the probe round says all is.
+  lessor_.OnLeaseEvents(
+      {LeaseEvent{LeaseEvent::Kind::kCheckpoint, 1, 3000, -1}}, now_);
+  std::optional<Lessor::Round> probe = lessor_.TakeRound();
+  ASSERT_TRUE(probe.has_value());
+  // A round that is not caught up yet changes nothing.
+  lessor_.RoundDone(probe->id, node::Confirmation{2, 10, 9});
+  EXPECT_TRUE(lessor_.TakeExpired(now_ + 200 * kMs).empty());
+  CatchUp(lessor_, 2);
+  EXPECT_TRUE(lessor_.TakeExpired(now_ + 3000 * kMs - 1).empty());
+  EXPECT_EQ(lessor_.TakeExpired(now_ + 3000 * kMs), std::vector<uint64_t>{1});
 }
 
 TEST_F(LessorTest, RenewalOfACheckpointedLease_WaitsForTheClear) {
@@ -366,6 +400,7 @@ TEST_F(LessorTest, RenewalOfACheckpointedLease_WaitsForTheClear) {
   lessor.OnLeaseEvents({LeaseEvent{LeaseEvent::Kind::kGranted, 1, 3000, -1}},
                        now_);
   lessor.BecomeLeader(2, now_);
+  CatchUp(lessor, 2);
   Lessor::Checkpoint c = lessor.TakeCheckpoints(now_ + 600 * kMs);
   ASSERT_EQ(c.ids.size(), 1u);
   // The holder comes back while the checkpoint is in flight.
@@ -422,7 +457,7 @@ TEST(LeaseHolderTest, FailingRenewalsBringJeopardyThenExpiry) {
   EXPECT_EQ(h.NextRenewalAt(), w / 3);
   const uint64_t c = h.RenewalSent(w / 3);
   h.Answered(c, absl::UnavailableError("no leader"), 0, w / 3 + kMs);
-  EXPECT_EQ(h.deadline_ns(), w);  // unchanged
+  EXPECT_EQ(h.deadline_ns(), w);          // unchanged
   EXPECT_FALSE(h.InJeopardy(w - w / 2));  // half a window left
   EXPECT_TRUE(h.InJeopardy(w - w / 2 + 1));
   EXPECT_TRUE(h.Valid(w - 1));

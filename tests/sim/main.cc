@@ -6,7 +6,9 @@
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
 //               forget-vote-on-restart|stale-reads|ack-on-propose|
 //               answer-before-commit|no-startup-lease|
-//               guard-monotonic-clock|txn-ignores-compares]
+//               guard-monotonic-clock|txn-ignores-compares|
+//               lease-deadline-from-reply|lease-renew-without-round|
+//               lease-no-checkpoints]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -108,6 +110,12 @@ int main(int argc, char** argv) {
         base.unsafe_guard_monotonic_clock = true;
       } else if (value == "txn-ignores-compares") {
         base.unsafe_txn_ignores_compares = true;
+      } else if (value == "lease-deadline-from-reply") {
+        base.unsafe_lease_deadline_from_reply = true;
+      } else if (value == "lease-renew-without-round") {
+        base.unsafe_lease_renew_without_round = true;
+      } else if (value == "lease-no-checkpoints") {
+        base.unsafe_lease_no_checkpoints = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -121,6 +129,7 @@ int main(int argc, char** argv) {
   uint64_t failed = 0;
   uint64_t liveness_failed = 0;
   uint64_t storage_events = 0;
+  uint64_t leases_granted = 0, renewals = 0, leases_expired = 0, died = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -130,6 +139,10 @@ int main(int argc, char** argv) {
     const quorate::sim::SimResult r = quorate::sim::RunSimulation(o);
     simulated_s += static_cast<double>(r.simulated_ns) / 1e9;
     storage_events += r.storage_events;
+    leases_granted += r.leases_granted;
+    renewals += r.renewals_answered;
+    leases_expired += r.leases_expired;
+    died += r.holders_died;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -167,6 +180,14 @@ int main(int argc, char** argv) {
                                              : "")
           << (o.unsafe_txn_ignores_compares ? " --unsafe=txn-ignores-compares"
                                             : "")
+          << (o.unsafe_lease_deadline_from_reply
+                  ? " --unsafe=lease-deadline-from-reply"
+                  : "")
+          << (o.unsafe_lease_renew_without_round
+                  ? " --unsafe=lease-renew-without-round"
+                  : "")
+          << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
+                                            : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
           << " --delay=" << o.delay_min_ns / 1000 << "-"
           << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
@@ -189,7 +210,10 @@ int main(int argc, char** argv) {
   std::cout << "\nsimulated " << simulated_s << " s in " << real_s
             << " s real: " << (real_s > 0 ? simulated_s / real_s : 0)
             << "x real time; " << liveness_failed << " liveness failures; "
-            << storage_events << " torn writes cut off at recovery\n";
+            << storage_events << " torn writes cut off at recovery\n"
+            << "sessions: " << leases_granted << " leases granted, " << renewals
+            << " renewals answered, " << leases_expired << " ended, " << died
+            << " holders died\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

@@ -11,9 +11,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "chaos/linearizability.h"
 #include "coord/kv.h"
+#include "coord/lease_holder.h"
+#include "coord/lessor.h"
 #include "guard/guard.h"
 #include "node/driver.h"
 #include "node/startup.h"
@@ -61,6 +64,8 @@ const char* FaultName(Fault fault) {
       return "suspend";
     case Fault::kTimeoutChange:
       return "timeout-change";
+    case Fault::kLeaderChurn:
+      return "leader-churn";
   }
   return "unknown";
 }
@@ -96,6 +101,16 @@ constexpr int kClients = 3;
 constexpr int kWriteAttempts = 3;
 constexpr int64_t kAttemptTimeout = 3 * kT;
 constexpr uint64_t kSnapshotEvery = 64;
+// Sessions: simulated processes holding leases.
+constexpr int kHolders = 3;
+constexpr int64_t kLeaseTtlMs = 5 * kT / kMs;
+constexpr int64_t kCheckpointNs = kT / 2;  // C
+constexpr int64_t kLessorTickNs = 10 * kMs;
+// The dead-holder bound: what each leader's tenure may lose besides C (its
+// last checkpoint's commit, a tick, a stray renewal), and what the expiry
+// itself may take to commit and apply.
+constexpr int64_t kLeaseSlackNs = 2 * kT;
+constexpr int64_t kHolderClientBase = 1000;  // their OpId clients
 const char* const kKeys[] = {"a", "b", "c"};
 
 // The simulator's one generator, with its own distribution code.
@@ -145,6 +160,10 @@ enum class EventKind {
   kTransferStep,
   kResume,        // a suspended member's machine wakes up
   kRecordTiming,  // the start-up lease ended: record the new T
+  kLessorTick,    // a member's lessor: expiries, checkpoints
+  kHolderWake,    // a holder grants or renews
+  kHolderSend,    // a holder's request reaches a member (holder_msgs_)
+  kHolderAnswer,  // a member's answer reaches a holder (holder_msgs_)
 };
 
 struct Event {
@@ -240,6 +259,52 @@ struct Member {
   // The pending guard check (like timer_at/timer_gen for the core's).
   int64_t guard_check_at = -1;
   uint64_t guard_check_gen = 0;
+  // The leader's side of leases, fed by the store and the driver.
+  std::unique_ptr<coord::Lessor> lessor;
+};
+
+// A simulated process holding a session: it lives beside member `home`
+// (it reaches whom home reaches), on a clock of its own (boot time,
+// drifting within rho), and may pause (a GC pause: nothing runs) or die.
+struct Holder {
+  uint64_t home = 1;
+  double rate = 1.0;
+  int64_t local_base = 0;
+  int64_t real_base = 0;
+  bool dead = false;
+  int64_t died_at = -1;
+  int64_t paused_until = 0;
+  uint64_t lease = 0;  // 0: none
+  std::optional<coord::LeaseHolder> lh;
+  bool granting = false;
+  uint64_t grant_seq = 0;
+  int64_t grant_sent = 0;  // its clock
+  uint64_t hint = 0;       // the member it last heard leads
+  uint64_t wake_gen = 0;
+  // What fate this lease meets: pause or die at this real time (-1: no).
+  int64_t pause_at = -1;
+  int64_t die_at = -1;
+};
+
+// A holder's request or a member's answer on the way.
+struct HolderMsg {
+  int holder = 0;
+  uint64_t member = 0;
+  bool grant = false;  // a grant (else a renewal)
+  uint64_t seq = 0;    // grant: OpId.seq
+  uint64_t lease = 0;
+  uint64_t cookie = 0;
+  absl::Status status;  // answers
+  int64_t ttl_ms = 0;
+  uint64_t leader = 0;  // answers: who the member thinks leads
+};
+
+// What the checkers know of one lease.
+struct LeaseRecord {
+  int holder = -1;
+  int64_t max_deadline = -1;  // the latest real time its holder counted on
+  int64_t ended_at = -1;      // when its end was first applied
+  int64_t holder_died = -1;   // when its holder stopped for good
 };
 
 // A window a member held, in real (simulated) time.
@@ -335,6 +400,33 @@ class Simulator {
   }
   void CheckWindows();
 
+  // Sessions.
+  int64_t HolderNow(const Holder& h) const {
+    return h.local_base + static_cast<int64_t>(
+                              static_cast<double>(now_ - h.real_base) * h.rate);
+  }
+  int64_t HolderRealAt(const Holder& h, int64_t local) const {
+    return h.real_base +
+           static_cast<int64_t>(
+               std::ceil(static_cast<double>(local - h.local_base) / h.rate));
+  }
+  coord::LessorOptions SimLessorOptions() const;
+  void StartLessor(Member& m);
+  void LessorTick(Member& m);
+  void DriveLessor(Member& m);
+  void LeaseEvents(Member& m, const std::vector<coord::LeaseEvent>& events);
+  void RouteAnswers(Member& m, const std::vector<coord::Lessor::Answer>& a);
+  void HolderWake(int h);
+  void HolderSend(int h, HolderMsg msg);
+  void HolderArrive(HolderMsg msg);
+  void HolderAnswer(HolderMsg msg);
+  void ToHolder(HolderMsg msg);
+  bool Reaches(uint64_t from, uint64_t to) const {
+    return from == to || cuts_.count({from, to}) == 0;
+  }
+  void CheckLease(uint64_t lease);
+  void CheckDeadHolders();
+
   // Clients.
   void ClientNext(int c);
   void Submit(int c);
@@ -410,6 +502,23 @@ class Simulator {
   // The value each key was last seen to hold by a client (for the
   // compare-and-sets clients make).
   std::map<std::string, std::string> last_seen_;
+  // Sessions: their own generator (so that adding them did not change the
+  // other draws), the holders, messages in flight, what each lease did.
+  Rng hrng_{0};
+  std::vector<Holder> holders_;
+  std::map<uint64_t, HolderMsg> holder_msgs_;
+  uint64_t next_holder_msg_ = 1;
+  std::map<uint64_t, LeaseRecord> leases_;
+  // Per term: its leader's election and last commit, on the leader's own
+  // monotonic clock (the lessor's), and the election in real time.
+  struct Tenure {
+    uint64_t leader = 0;
+    int64_t elected_real = 0;
+    int64_t elected_local = 0;
+    int64_t last_commit_local = -1;
+    int64_t last_commit_real = -1;
+  };
+  std::map<uint64_t, Tenure> tenures_;
 };
 
 guard::GuardOptions SimGuardOptions(double rho, int64_t election_timeout_ns) {
@@ -595,13 +704,23 @@ void Simulator::Boot(Member& m) {
   m.io = std::make_unique<MemberIo>(this, m.id);
   m.kv = std::make_unique<coord::KvStore>(
       coord::KvStore::Unsafe{opt_.unsafe_txn_ignores_compares});
+  StartLessor(m);
   node::DriverOptions d;
   d.snapshot_every = kSnapshotEvery;
   d.state_machine = m.kv.get();
   // Fresh ids for each incarnation, as the node draws them.
   d.first_read_id = (rng_.Next() >> 2) | 1;
-  d.on_role = [this](raft::Role role, uint64_t term) {
-    if (role == raft::Role::kLeader) leader_at_.emplace(term, now_);
+  d.on_role = [this, id = m.id](raft::Role role, uint64_t term) {
+    Member& mm = member(id);
+    Trace(
+        absl::StrCat("role ", id, " ", static_cast<int>(role), " term ", term));
+    if (role == raft::Role::kLeader) {
+      leader_at_.emplace(term, now_);
+      tenures_[term] = Tenure{id, now_, LocalNow(mm), -1, -1};
+      mm.lessor->BecomeLeader(term, LocalNow(mm));
+    } else if (mm.lessor->leader()) {
+      RouteAnswers(mm, mm.lessor->StepDown());
+    }
   };
   d.log = [this, id = m.id](const std::string& what) {
     Trace(absl::StrCat("driver ", id, ": ", what));
@@ -669,8 +788,18 @@ void MemberIo::OnStep(const raft::Raft& raft) {
 }
 
 void MemberIo::OnApplied(const Entry& entry) {
-  sim_->invariants_.OnApplied(id_, entry,
-                              sim_->member(id_).driver->raft().term());
+  Member& m = sim_->member(id_);
+  sim_->invariants_.OnApplied(id_, entry, m.driver->raft().term());
+  // The leader of the entry's term applies it when it commits: the end of
+  // that leader's effective tenure so far, on its own clock.
+  // (Not a restarted leader applying its old term's entries again.)
+  auto t = sim_->tenures_.find(entry.term());
+  if (t != sim_->tenures_.end() && t->second.leader == id_ &&
+      m.driver->raft().role() == raft::Role::kLeader &&
+      m.driver->raft().term() == entry.term()) {
+    t->second.last_commit_local = sim_->LocalNow(m);
+    t->second.last_commit_real = sim_->now_;
+  }
 }
 
 void Simulator::StartDiskOp(Member& m) {
@@ -767,6 +896,7 @@ void Simulator::Crash(Member& m) {
   m.up = false;
   // Whatever waited on the driver dies with it, unanswered.
   m.driver.reset();
+  m.lessor.reset();
   m.kv.reset();
   m.io.reset();
   m.disk.clear();  // never made durable: lost, or torn
@@ -837,6 +967,372 @@ Member* Simulator::PickTarget(Client& cl) {
   }
   if (up.empty()) return nullptr;
   return up[rng_.Uniform(up.size())];
+}
+
+// ---------------------------------------------------------------------------
+// Sessions. Every member runs the shipped Lessor against its driver, as
+// coord/lease_service.cc does against the node; holders run the shipped
+// LeaseHolder on their own clocks. The checkers compare, in real time, the
+// deadline each holder counted on with when its lease's end was applied.
+
+coord::LessorOptions Simulator::SimLessorOptions() const {
+  coord::LessorOptions o;
+  o.checkpoint_interval_ns = kCheckpointNs;
+  o.unsafe.renew_without_round = opt_.unsafe_lease_renew_without_round;
+  o.unsafe.no_checkpoints = opt_.unsafe_lease_no_checkpoints;
+  return o;
+}
+
+void Simulator::StartLessor(Member& m) {
+  m.lessor = std::make_unique<coord::Lessor>(SimLessorOptions());
+  m.kv->SetLeaseListener(
+      [this, id = m.id](uint64_t, const std::vector<coord::LeaseEvent>& e) {
+        LeaseEvents(member(id), e);
+      });
+  Schedule(now_ + kLessorTickNs, Event{EventKind::kLessorTick,
+                                       static_cast<int>(m.id), -1, m.boot_gen});
+}
+
+void Simulator::LeaseEvents(Member& m,
+                            const std::vector<coord::LeaseEvent>& events) {
+  if (m.lessor == nullptr) return;
+  m.lessor->OnLeaseEvents(events, LocalNow(m));
+  for (const coord::LeaseEvent& e : events) {
+    if (e.kind != coord::LeaseEvent::Kind::kRemoved) continue;
+    LeaseRecord& r = leases_[e.id];
+    if (r.ended_at < 0) {
+      r.ended_at = now_;
+      ++result_.leases_expired;
+      Trace(absl::StrCat("lease ", e.id, " ended on ", m.id));
+      CheckLease(e.id);
+    }
+  }
+}
+
+void Simulator::LessorTick(Member& m) {
+  Schedule(
+      RealAt(m, LocalNow(m) + kLessorTickNs),
+      Event{EventKind::kLessorTick, static_cast<int>(m.id), -1, m.boot_gen});
+  coord::Lessor& l = *m.lessor;
+  if (!l.leader()) return;
+  const int64_t deadline = LocalNow(m) + 3 * kT;
+  const uint64_t boot = m.boot_gen;
+  std::vector<uint64_t> expired = l.TakeExpired(LocalNow(m));
+  if (!expired.empty()) {
+    Trace(absl::StrCat("lessor ", m.id, " term ", l.term(), " expires ",
+                       absl::StrJoin(expired, ",")));
+    client::KvCommand cmd;
+    for (uint64_t id : expired) cmd.mutable_lease_expire()->add_ids(id);
+    m.driver->Propose(
+        cmd.SerializeAsString(), deadline,
+        [this, id = m.id, boot, expired](absl::StatusOr<node::Applied> a) {
+          Member& mm = member(id);
+          if (mm.up && mm.boot_gen == boot) {
+            mm.lessor->ExpiryDone(expired, a.ok());
+          }
+        });
+  }
+  coord::Lessor::Checkpoint cp = l.TakeCheckpoints(LocalNow(m));
+  if (!cp.ids.empty()) {
+    client::KvCommand cmd;
+    for (size_t i = 0; i < cp.ids.size(); ++i) {
+      cmd.mutable_lease_checkpoint()->add_ids(cp.ids[i]);
+      cmd.mutable_lease_checkpoint()->add_remaining_ms(cp.remaining_ms[i]);
+    }
+    m.driver->Propose(
+        cmd.SerializeAsString(), deadline,
+        [this, id = m.id, boot, ids = cp.ids](absl::StatusOr<node::Applied>) {
+          Member& mm = member(id);
+          if (mm.up && mm.boot_gen == boot) {
+            mm.lessor->CheckpointDone(ids);
+          }
+        });
+  }
+  DriveLessor(m);
+}
+
+void Simulator::DriveLessor(Member& m) {
+  std::optional<coord::Lessor::Round> round = m.lessor->TakeRound();
+  if (!round.has_value()) return;
+  const uint64_t boot = m.boot_gen;
+  const uint64_t term = m.lessor->term();
+  auto done = [this, id = m.id, boot,
+               rid = round->id](absl::StatusOr<node::Confirmation> c) {
+    Member& mm = member(id);
+    if (!mm.up || mm.boot_gen != boot) return;
+    RouteAnswers(mm, mm.lessor->RoundDone(rid, c));
+    DriveLessor(mm);
+  };
+  const int64_t deadline = LocalNow(m) + m.t_ns;
+  if (round->clear.empty()) {
+    m.driver->Confirm(deadline, std::move(done));
+    return;
+  }
+  client::KvCommand cmd;
+  for (uint64_t id : round->clear)
+    cmd.mutable_lease_checkpoint()->add_clear(id);
+  m.driver->Propose(
+      cmd.SerializeAsString(), deadline,
+      [done = std::move(done), term](absl::StatusOr<node::Applied> a) mutable {
+        if (!a.ok()) {
+          done(a.status());
+        } else {
+          done(node::Confirmation{term, 0, a->index});
+        }
+      });
+}
+
+void Simulator::RouteAnswers(Member& m,
+                             const std::vector<coord::Lessor::Answer>& a) {
+  for (const coord::Lessor::Answer& x : a) {
+    HolderMsg msg;
+    msg.holder = static_cast<int>(x.cookie >> 48);
+    msg.member = m.id;
+    msg.lease = x.lease;
+    msg.cookie = x.cookie & ((uint64_t{1} << 48) - 1);
+    msg.status = x.status;
+    msg.ttl_ms = x.ttl_ms;
+    msg.leader = m.driver != nullptr ? m.driver->raft().leader() : 0;
+    ToHolder(std::move(msg));
+  }
+}
+
+void Simulator::HolderWake(int h) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  if (x.dead) return;
+  if (x.die_at >= 0 && now_ >= x.die_at) {
+    x.dead = true;
+    x.died_at = now_;
+    ++result_.holders_died;
+    if (x.lease != 0) leases_[x.lease].holder_died = now_;
+    Trace(absl::StrCat("holder ", h, " dies holding lease ", x.lease));
+    return;
+  }
+  if (x.pause_at >= 0 && now_ >= x.pause_at) {
+    x.pause_at = -1;
+    x.paused_until = now_ + hrng_.Range(kT, 12 * kT);
+    Trace(absl::StrCat("holder ", h, " pauses until ", x.paused_until));
+  }
+  if (now_ < x.paused_until) {
+    Schedule(x.paused_until,
+             Event{EventKind::kHolderWake, -1, h, ++x.wake_gen});
+    return;
+  }
+  int64_t next = now_ + kT;
+  if (x.lease != 0 && x.lh->ended()) {
+    Trace(absl::StrCat("holder ", h, " lost lease ", x.lease));
+    x.lease = 0;
+    x.lh.reset();
+  }
+  if (x.lease == 0 && !x.granting) {
+    x.granting = true;
+    ++x.grant_seq;
+    x.grant_sent = HolderNow(x);
+    HolderMsg msg;
+    msg.grant = true;
+    msg.seq = x.grant_seq;
+    HolderSend(h, std::move(msg));
+    next = now_ + 3 * kT;  // give up on it then
+  } else if (x.granting) {
+    x.granting = false;  // unanswered: try again (its lease, if any, is
+    next = now_;         // nobody's and expires)
+  } else {
+    const int64_t at = x.lh->NextRenewalAt();
+    if (HolderNow(x) >= at) {
+      HolderMsg msg;
+      msg.lease = x.lease;
+      msg.cookie = x.lh->RenewalSent(HolderNow(x));
+      HolderSend(h, std::move(msg));
+      // Again after a heartbeat if this one goes unanswered.
+      next = now_ + 2 * kHeartbeat;
+    } else {
+      next = std::max(now_, HolderRealAt(x, at));
+    }
+  }
+  if (x.pause_at >= 0) next = std::min(next, std::max(now_, x.pause_at));
+  if (x.die_at >= 0) next = std::min(next, std::max(now_, x.die_at));
+  Schedule(next, Event{EventKind::kHolderWake, -1, h, ++x.wake_gen});
+}
+
+void Simulator::HolderSend(int h, HolderMsg msg) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  msg.holder = h;
+  if (x.hint == 0 || hrng_.Chance(100'000)) {
+    x.hint = 1 + hrng_.Uniform(static_cast<uint64_t>(opt_.members));
+  }
+  msg.member = x.hint;
+  if (!Reaches(x.home, msg.member)) return;
+  if (net_chaos_ && hrng_.Chance(drop_ppm_)) return;
+  int64_t delay = hrng_.Range(opt_.delay_min_ns, opt_.delay_max_ns);
+  if (net_chaos_ && hrng_.Chance(slow_ppm_)) {
+    delay = hrng_.Range(5 * kMs, 60 * kMs);
+  }
+  const uint64_t key = next_holder_msg_++;
+  const uint64_t to = msg.member;
+  holder_msgs_.emplace(key, std::move(msg));
+  Schedule(now_ + delay,
+           Event{EventKind::kHolderSend, static_cast<int>(to), -1, key});
+}
+
+void Simulator::HolderArrive(HolderMsg msg) {
+  Member& m = member(msg.member);
+  if (!m.up) return;
+  if (msg.grant) {
+    client::KvCommand cmd;
+    cmd.mutable_op()->set_client(kHolderClientBase +
+                                 static_cast<uint64_t>(msg.holder));
+    cmd.mutable_op()->set_seq(msg.seq);
+    cmd.mutable_lease_grant()->set_ttl_ms(kLeaseTtlMs);
+    auto answer = std::make_shared<HolderMsg>(msg);
+    // The answer travels back whenever it comes (ToHolder only schedules).
+    m.driver->Propose(
+        cmd.SerializeAsString(), LocalNow(m) + 3 * kT,
+        [this, answer, id = m.id](absl::StatusOr<node::Applied> a) {
+          HolderMsg out = *answer;
+          out.leader = member(id).driver->raft().leader();
+          if (!a.ok()) {
+            out.status = a.status();
+          } else {
+            client::KvResult r;
+            QUORATE_CHECK(r.ParseFromString(a->result));
+            out.status = coord::ResultStatus(r);
+            out.lease = r.lease_id();
+            out.ttl_ms = r.lease_ttl_ms();
+          }
+          ToHolder(std::move(out));
+        });
+    return;
+  }
+  const uint64_t cookie = static_cast<uint64_t>(msg.holder) << 48 | msg.cookie;
+  const absl::Status s = m.lessor->Renew(msg.lease, cookie, LocalNow(m));
+  if (!s.ok()) {
+    msg.status = s;
+    msg.leader = m.driver->raft().leader();
+    ToHolder(std::move(msg));
+    return;
+  }
+  DriveLessor(m);
+}
+
+void Simulator::ToHolder(HolderMsg msg) {
+  const Holder& x = holders_[static_cast<size_t>(msg.holder)];
+  if (!Reaches(msg.member, x.home)) return;
+  if (net_chaos_ && hrng_.Chance(drop_ppm_)) return;
+  int64_t delay = hrng_.Range(opt_.delay_min_ns, opt_.delay_max_ns);
+  if (net_chaos_ && hrng_.Chance(slow_ppm_)) {
+    delay = hrng_.Range(5 * kMs, 60 * kMs);
+  }
+  const uint64_t key = next_holder_msg_++;
+  holder_msgs_.emplace(key, std::move(msg));
+  Schedule(now_ + delay, Event{EventKind::kHolderAnswer, -1, -1, key});
+}
+
+void Simulator::HolderAnswer(HolderMsg msg) {
+  Holder& x = holders_[static_cast<size_t>(msg.holder)];
+  if (x.dead) return;
+  if (now_ < x.paused_until) {
+    // Its threads are stopped: the answer is read when it wakes.
+    const uint64_t key = next_holder_msg_++;
+    holder_msgs_.emplace(key, std::move(msg));
+    Schedule(x.paused_until, Event{EventKind::kHolderAnswer, -1, -1, key});
+    return;
+  }
+  if (absl::IsUnavailable(msg.status) && msg.leader != 0) {
+    x.hint = msg.leader;
+  } else if (!msg.status.ok()) {
+    x.hint = 0;
+  }
+  if (msg.grant) {
+    if (!x.granting || msg.seq != x.grant_seq) return;  // given up on
+    x.granting = false;
+    if (!msg.status.ok()) return;  // the next wake-up asks again
+    coord::HolderOptions o;
+    o.max_clock_drift = opt_.rho;
+    o.margin_ns = 0;  // the bare bound is what is checked
+    o.unsafe.deadline_from_reply = opt_.unsafe_lease_deadline_from_reply;
+    x.lease = msg.lease;
+    // The grant is the first renewal: counted from its send.
+    x.lh.emplace(
+        o, msg.ttl_ms,
+        opt_.unsafe_lease_deadline_from_reply ? HolderNow(x) : x.grant_sent);
+    ++result_.leases_granted;
+    LeaseRecord& r = leases_[x.lease];
+    r.holder = msg.holder;
+    Trace(absl::StrCat("holder ", msg.holder, " holds lease ", x.lease));
+    // Its fate: most holders live; some pause, some die.
+    x.pause_at = hrng_.Chance(200'000) ? now_ + hrng_.Range(0, 20 * kT) : -1;
+    x.die_at = hrng_.Chance(150'000) && now_ < kChaosNs
+                   ? now_ + hrng_.Range(0, 20 * kT)
+                   : -1;
+  } else {
+    if (x.lease != msg.lease || !x.lh.has_value()) return;
+    x.lh->Answered(msg.cookie, msg.status, msg.ttl_ms, HolderNow(x));
+    if (msg.status.ok()) ++result_.renewals_answered;
+    if (opt_.trace) {
+      Trace(absl::StrCat("holder ", msg.holder, " renewal ", msg.cookie,
+                         " of lease ", msg.lease, " from ", msg.member, ": ",
+                         msg.status.ToString(), "; valid until ",
+                         HolderRealAt(x, x.lh->deadline_ns())));
+    }
+  }
+  LeaseRecord& r = leases_[x.lease];
+  if (x.lh->Valid(HolderNow(x))) {
+    r.max_deadline =
+        std::max(r.max_deadline, HolderRealAt(x, x.lh->deadline_ns()));
+  }
+  CheckLease(x.lease);
+  Schedule(now_, Event{EventKind::kHolderWake, -1, msg.holder, ++x.wake_gen});
+}
+
+void Simulator::CheckLease(uint64_t lease) {
+  const LeaseRecord& r = leases_[lease];
+  if (r.ended_at < 0 || r.max_deadline <= r.ended_at || !result_.safety_ok) {
+    return;
+  }
+  result_.safety_ok = false;
+  result_.safety_violation = absl::StrCat(
+      "session: holder ", r.holder, " counted on lease ", lease, " until ",
+      r.max_deadline, " ns, but its end was applied at ", r.ended_at, " ns");
+}
+
+// The expiry bound (docs/design.md): every leader elected after the
+// holder died (and its last renewals landed) advances the lease's expiry
+// by what it led on its own clock, less one checkpoint interval and a
+// slack; once those advances add up to the TTL, the expiry must be
+// applied within the slack. A run's last tenure counts up to its last
+// commit.
+void Simulator::CheckDeadHolders() {
+  if (!result_.safety_ok) return;
+  for (const auto& [lease, r] : leases_) {
+    if (r.holder_died < 0) continue;
+    int64_t credit = 0;
+    for (const auto& [term, t] : tenures_) {
+      if (t.elected_real < r.holder_died + kLeaseSlackNs ||
+          t.last_commit_local < 0) {
+        continue;
+      }
+      const int64_t led = t.last_commit_local - t.elected_local;
+      const int64_t gain = led - kCheckpointNs - kLeaseSlackNs;
+      if (gain <= 0) continue;
+      if (credit + gain < kLeaseTtlMs * kMs) {
+        credit += gain;
+        continue;
+      }
+      // The TTL ran out in this tenure, at least a slack before its last
+      // commit.
+      if (r.ended_at < 0 || r.ended_at > t.last_commit_real) {
+        result_.safety_ok = false;
+        result_.safety_violation = absl::StrCat(
+            "session: lease ", lease, " of holder ", r.holder, " (dead since ",
+            r.holder_died, " ns) outlived its bound: term ", term,
+            " led until ", t.last_commit_real, " ns with the TTL spent",
+            r.ended_at < 0 ? ", and it never ended"
+                           : absl::StrCat(", but it ended at ", r.ended_at));
+        return;
+      }
+      break;
+    }
+  }
 }
 
 void Simulator::ClientNext(int c) {
@@ -1136,6 +1632,12 @@ void Simulator::StartFault() {
     case Fault::kTransfer:
       Schedule(now_, Event{EventKind::kTransferStep});
       break;
+    case Fault::kLeaderChurn:
+      // Long enough for leases to need several tenures to expire.
+      Schedule(now_, Event{EventKind::kTransferStep});
+      Schedule(std::min(now_ + rng_.Range(20 * kT, 30 * kT), kChaosNs),
+               Event{EventKind::kNemesisStop});
+      return;
     case Fault::kSuspend: {
       // Half the time the leader's machine (whose window the others wait
       // out before electing another), otherwise any member's.
@@ -1281,6 +1783,15 @@ SimResult Simulator::Run() {
     invariants_.OnRestart(m.id, m.driver->raft());
   }
   for (Member& m : members_) m.driver->Drive();
+  hrng_ = Rng(opt_.seed * 0xbf58476d1ce4e5b9ULL + 7);
+  holders_.resize(kHolders);
+  for (int h = 0; h < kHolders; ++h) {
+    Holder& x = holders_[static_cast<size_t>(h)];
+    x.home = 1 + hrng_.Uniform(static_cast<uint64_t>(opt_.members));
+    x.rate = 1 + opt_.rho * hrng_.Signed();
+    x.local_base = static_cast<int64_t>(hrng_.Uniform(1'000'000'000));
+    Schedule(hrng_.Range(0, kT), Event{EventKind::kHolderWake, -1, h, 0});
+  }
   clients_.resize(kClients);
   heal_at_ = kChaosNs;
   for (int c = 0; c < kClients; ++c) {
@@ -1367,8 +1878,30 @@ SimResult Simulator::Run() {
           QUORATE_CHECK(m->storage->RecordElectionTimeout(m->t_ns).ok());
         }
         break;
+      case EventKind::kLessorTick:
+        if (m->up && e.gen == m->boot_gen) LessorTick(*m);
+        break;
+      case EventKind::kHolderWake:
+        if (e.gen == holders_[static_cast<size_t>(e.client)].wake_gen) {
+          HolderWake(e.client);
+        }
+        break;
+      case EventKind::kHolderSend: {
+        auto it = holder_msgs_.find(e.gen);
+        HolderMsg msg = std::move(it->second);
+        holder_msgs_.erase(it);
+        HolderArrive(std::move(msg));
+        break;
+      }
+      case EventKind::kHolderAnswer: {
+        auto it = holder_msgs_.find(e.gen);
+        HolderMsg msg = std::move(it->second);
+        holder_msgs_.erase(it);
+        HolderAnswer(std::move(msg));
+        break;
+      }
       case EventKind::kTransferStep:
-        if (fault_ == Fault::kTransfer) {
+        if (fault_ == Fault::kTransfer || fault_ == Fault::kLeaderChurn) {
           // The current leader hands over to the most up-to-date voter.
           for (Member& x : members_) {
             if (x.up && x.driver->raft().role() == raft::Role::kLeader) {
@@ -1377,7 +1910,9 @@ SimResult Simulator::Run() {
               break;
             }
           }
-          Schedule(now_ + rng_.Range(kT, 3 * kT),
+          Schedule(now_ + (fault_ == Fault::kLeaderChurn
+                               ? rng_.Range(3 * kT, 9 * kT / 2)
+                               : rng_.Range(kT, 3 * kT)),
                    Event{EventKind::kTransferStep});
         }
         break;
@@ -1397,6 +1932,7 @@ SimResult Simulator::Run() {
     }
   }
   CheckWindows();
+  CheckDeadHolders();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

@@ -13,7 +13,11 @@
 //  - no acknowledged write lost;
 //  - the client history is linearizable;
 //  - every member runs the partition guard (src/guard/): an active window
-//    of term t ends before any member becomes leader in a later term.
+//    of term t ends before any member becomes leader in a later term;
+//  - simulated processes hold sessions (leases, coord/lease_holder.h)
+//    that the leaders keep (coord/lessor.h): no holder's lease is valid
+//    by its own clock at a real time after the lease's end was applied,
+//    and a dead holder's lease ends within the stated bound.
 // The same options always give the same run: same events, same trace hash.
 #ifndef QUORATE_TESTS_SIM_SIMULATOR_H_
 #define QUORATE_TESTS_SIM_SIMULATOR_H_
@@ -45,8 +49,10 @@ enum class Fault {
                         // monotonic clock stops, its boot-time clock runs on
   kTimeoutChange,       // a rolling restart to a new election timeout T
                         // (members on different T cannot talk)
+  kLeaderChurn,         // leadership moves every few T for a long while
+                        // (leases of dead holders must still expire)
 };
-inline constexpr int kFaultCount = 15;
+inline constexpr int kFaultCount = 16;
 const char* FaultName(Fault fault);
 bool ParseScenario(const std::string& name, std::vector<Fault>* faults);
 
@@ -85,6 +91,13 @@ struct SimOptions {
   // The partition guard reads the monotonic clock, which stops while the
   // machine sleeps, instead of the boot-time clock.
   bool unsafe_guard_monotonic_clock = false;
+  // Sessions (coord/lessor.h, coord/lease_holder.h): the holder counts
+  // from the answer instead of the send; the leader answers renewals
+  // whatever its quorum round says; no checkpoints (a new leader always
+  // gives the full TTL).
+  bool unsafe_lease_deadline_from_reply = false;
+  bool unsafe_lease_renew_without_round = false;
+  bool unsafe_lease_no_checkpoints = false;
 };
 
 struct SimResult {
@@ -96,16 +109,20 @@ struct SimResult {
   std::string trace;  // when SimOptions::trace
   int64_t simulated_ns = 0;
   uint64_t events = 0;
-  uint64_t operations = 0;        // client operations in the history
-  uint64_t acknowledged = 0;      // writes acknowledged to clients
-  uint64_t leaders = 0;           // distinct terms with a leader
-  uint64_t learner_windows = 0;   // active windows learners held
-  uint64_t storage_events = 0;    // torn tails cut off at recovery, etc.
-  uint64_t suspends = 0;          // times a member's machine fell asleep
-  uint64_t cas_succeeded = 0;     // compare-and-sets (transactions) known
-  uint64_t cas_failed = 0;        // to have written, or not
-  uint64_t timeout_restarts = 0;  // restarts with a new election timeout
-  std::set<std::string> faults;   // fault kinds injected
+  uint64_t operations = 0;         // client operations in the history
+  uint64_t acknowledged = 0;       // writes acknowledged to clients
+  uint64_t leaders = 0;            // distinct terms with a leader
+  uint64_t learner_windows = 0;    // active windows learners held
+  uint64_t storage_events = 0;     // torn tails cut off at recovery, etc.
+  uint64_t suspends = 0;           // times a member's machine fell asleep
+  uint64_t cas_succeeded = 0;      // compare-and-sets (transactions) known
+  uint64_t cas_failed = 0;         // to have written, or not
+  uint64_t timeout_restarts = 0;   // restarts with a new election timeout
+  uint64_t leases_granted = 0;     // to the simulated holders
+  uint64_t renewals_answered = 0;  // renewals answered OK to holders
+  uint64_t leases_expired = 0;     // expiries applied (first member)
+  uint64_t holders_died = 0;       // holders that stopped renewing for good
+  std::set<std::string> faults;    // fault kinds injected
 };
 
 SimResult RunSimulation(const SimOptions& options);
