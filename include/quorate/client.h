@@ -46,6 +46,8 @@
 #define QUORATE_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -136,9 +138,10 @@ struct TxnOp {
   Kind kind = Kind::kRange;
   std::string key;
   std::string value;   // kPut
+  uint64_t lease = 0;  // kPut: attach the key to this lease
   RangeOptions range;  // kRange; kDelete uses its range_end only
 
-  static TxnOp Put(std::string key, std::string value);
+  static TxnOp Put(std::string key, std::string value, uint64_t lease = 0);
   static TxnOp Delete(std::string key, std::string range_end = "");
   static TxnOp Range(std::string key, RangeOptions options = {});
 };
@@ -181,6 +184,71 @@ struct ClusterMember {
   absl::Status error;  // why it did not answer
 };
 
+// A lease the cluster granted.
+struct LeaseGrant {
+  uint64_t id = 0;
+  absl::Duration ttl;
+};
+
+// What the leader knows of a lease.
+struct LeaseStatus {
+  uint64_t id = 0;
+  // Before the leader expires it, by the leader's clock. The holder's own
+  // deadline (Session) is earlier.
+  absl::Duration remaining;
+  absl::Duration granted_ttl;
+  uint64_t key_count = 0;
+  std::vector<std::string> keys;  // when asked for
+};
+
+struct SessionOptions {
+  // At least twice the members' election timeout, at most their
+  // --max_lease_ttl.
+  absl::Duration ttl = absl::Seconds(10);
+  // The members' rho, and how long before the deadline that is safe to
+  // count on the session stops being valid (time an action may take
+  // after its check).
+  double max_clock_drift = 0.01;
+  absl::Duration margin = absl::Milliseconds(50);
+  // Called on the session's own thread, in order, never under a lock:
+  // renewals have been failing and less than half the window is left (stop
+  // starting new work); renewals succeed again; the session is over (its
+  // deadline passed, or the cluster says the lease is gone). Each may be
+  // empty.
+  std::function<void()> on_jeopardy;
+  std::function<void()> on_safe;
+  std::function<void()> on_expired;
+};
+
+// A lease this process keeps alive (docs/design.md, "Sessions"). Renewals
+// go to the leader on the KeepAlive stream, a third of the window after
+// the last one answered. The holder counts each renewal from when it *sent*
+// it, on CLOCK_BOOTTIME (which keeps counting while the machine sleeps):
+// the session is valid until s + TTL (1 - rho) / (1 + rho) - margin, and
+// no leader can have ended the lease before then. A session whose renewals
+// keep failing reports itself expired at that deadline, before the
+// cluster can have expired it. Once over, a session stays over: start a
+// new one.
+//
+// Thread-safe. The Client that started it must outlive it.
+class Session {
+ public:
+  virtual ~Session() = default;  // stops renewing (the lease then expires)
+  virtual uint64_t lease() const = 0;
+  // Whether the session may be counted on now: its deadline, compared with
+  // the clock at this call (a few atomic loads and one clock read).
+  virtual bool Valid() const = 0;
+  // Valid, with renewals failing for a while: finish what is in hand, start
+  // nothing new.
+  virtual bool InJeopardy() const = 0;
+  // What is left before the deadline (zero once over).
+  virtual absl::Duration Remaining() const = 0;
+  // Ready once the session is over, for whatever reason.
+  virtual std::shared_future<void> Done() const = 0;
+  // Ends the session now: revokes the lease (deleting its keys).
+  virtual absl::Status Close() = 0;
+};
+
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
@@ -189,6 +257,12 @@ class Client {
   // Each returns the cluster revision its write created.
   virtual absl::StatusOr<uint64_t> Put(absl::string_view key,
                                        absl::string_view value) = 0;
+  // A put that attaches the key to `lease` (0: none; a put without a lease
+  // detaches it): it is deleted when the lease ends. NOT_FOUND if the
+  // lease does not exist; RESOURCE_EXHAUSTED past --max_keys_per_lease.
+  virtual absl::StatusOr<uint64_t> Put(absl::string_view key,
+                                       absl::string_view value,
+                                       uint64_t lease) = 0;
   virtual absl::StatusOr<uint64_t> Delete(absl::string_view key) = 0;
   // `expected_revision` 0: the key must not exist.
   virtual absl::StatusOr<uint64_t> CompareAndSet(absl::string_view key,
@@ -208,6 +282,21 @@ class Client {
   virtual absl::StatusOr<TxnResult> Txn(const Transaction& txn) = 0;
   // Every member the cluster lists, each asked for its own view.
   virtual absl::StatusOr<std::vector<ClusterMember>> Members() = 0;
+
+  // Leases. Grant: `id` 0 lets the cluster choose (ALREADY_EXISTS if a
+  // chosen one is in use); INVALID_ARGUMENT for a TTL outside the members'
+  // limits, RESOURCE_EXHAUSTED past --max_leases_per_client. Revoke ends
+  // the lease and deletes its keys (NOT_FOUND if it is gone already).
+  // A granted lease must be renewed to live: StartSession does that.
+  virtual absl::StatusOr<LeaseGrant> GrantLease(absl::Duration ttl,
+                                                uint64_t id = 0) = 0;
+  virtual absl::Status RevokeLease(uint64_t id) = 0;
+  virtual absl::StatusOr<LeaseStatus> LeaseTimeToLive(uint64_t id,
+                                                      bool keys = false) = 0;
+  virtual absl::StatusOr<std::vector<uint64_t>> Leases() = 0;
+  // Grants a lease and keeps it alive on threads of the session's own.
+  virtual absl::StatusOr<std::unique_ptr<Session>> StartSession(
+      SessionOptions options) = 0;
 };
 
 }  // namespace quorate

@@ -128,6 +128,18 @@ struct MemberOptions {
   // naming the limit, before anything is proposed.
   size_t max_txn_ops = 128;
   size_t max_txn_bytes = size_t{3} << 19;  // 1.5 MiB
+  // Leases (sessions). A lease's TTL is at least twice the election
+  // timeout (a lease must outlive an election) and at most max_lease_ttl
+  // (up to 30 days). Each client holds at most max_leases_per_client
+  // leases (up to 2^20), each lease at most max_keys_per_lease keys.
+  // Beyond them: INVALID_ARGUMENT or RESOURCE_EXHAUSTED naming the limit.
+  absl::Duration max_lease_ttl = absl::Hours(24);
+  uint32_t max_leases_per_client = 16384;
+  uint32_t max_keys_per_lease = 10000;
+  // A silent lease's remaining time is recorded in the log this often, so
+  // that elections cannot keep a dead holder's lease alive (docs/design.md,
+  // the expiry bound).
+  absl::Duration lease_checkpoint_interval = absl::Seconds(1);
   // If set, one JSON object per line for every role change (see
   // docs/contracts.md), appended and flushed as it happens.
   std::string event_log_path;

@@ -3,15 +3,20 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coord/kv.h"
+#include "coord/lease_holder.h"
 #include "transport/grpc_status.h"
 #include "transport/tls.h"
+#include "util/clock.h"
 #include "util/mutex.h"
 #include "wire/client.grpc.pb.h"
 
@@ -57,11 +62,12 @@ Compare Compare::Lease(std::string key, Op op, int64_t lease) {
   return c;
 }
 
-TxnOp TxnOp::Put(std::string key, std::string value) {
+TxnOp TxnOp::Put(std::string key, std::string value, uint64_t lease) {
   TxnOp op;
   op.kind = Kind::kPut;
   op.key = std::move(key);
   op.value = std::move(value);
+  op.lease = lease;
   return op;
 }
 TxnOp TxnOp::Delete(std::string key, std::string range_end) {
@@ -173,6 +179,7 @@ client::RequestOp ToWire(const TxnOp& op) {
     case TxnOp::Kind::kPut:
       w.mutable_put()->set_key(op.key);
       w.mutable_put()->set_value(op.value);
+      w.mutable_put()->set_lease(op.lease);
       break;
     case TxnOp::Kind::kDelete:
       w.mutable_delete_range()->set_key(op.key);
@@ -217,9 +224,15 @@ class ClientImpl final : public Client {
 
   absl::StatusOr<uint64_t> Put(absl::string_view key,
                                absl::string_view value) override {
+    return Put(key, value, /*lease=*/0);
+  }
+
+  absl::StatusOr<uint64_t> Put(absl::string_view key, absl::string_view value,
+                               uint64_t lease) override {
     client::PutRequest req;
     req.set_key(std::string(key));
     req.set_value(std::string(value));
+    req.set_lease(lease);
     SetOp(req.mutable_op());
     client::PutResponse resp;
     absl::Status s = Call(true, &client::Kv::Stub::Put, req, &resp);
@@ -329,13 +342,55 @@ class ClientImpl final : public Client {
     return out;
   }
 
- private:
-  template <typename Op>
-  void SetOp(Op* op) {
-    op->set_client(client_id_);
-    op->set_seq(next_seq_.fetch_add(1) + 1);
+  absl::StatusOr<LeaseGrant> GrantLease(absl::Duration ttl,
+                                        uint64_t id) override {
+    client::LeaseGrantRequest req;
+    req.set_ttl_ms(absl::ToInt64Milliseconds(ttl));
+    req.set_id(id);
+    SetOp(req.mutable_op());
+    client::LeaseGrantResponse resp;
+    absl::Status s = Call(true, &client::Kv::Stub::LeaseGrant, req, &resp);
+    if (!s.ok()) return s;
+    return LeaseGrant{resp.id(), absl::Milliseconds(resp.ttl_ms())};
   }
 
+  absl::Status RevokeLease(uint64_t id) override {
+    client::LeaseRevokeRequest req;
+    req.set_id(id);
+    SetOp(req.mutable_op());
+    client::LeaseRevokeResponse resp;
+    return Call(true, &client::Kv::Stub::LeaseRevoke, req, &resp);
+  }
+
+  absl::StatusOr<LeaseStatus> LeaseTimeToLive(uint64_t id, bool keys) override {
+    client::LeaseTimeToLiveRequest req;
+    req.set_id(id);
+    req.set_keys(keys);
+    client::LeaseTimeToLiveResponse resp;
+    absl::Status s =
+        Call(false, &client::Kv::Stub::LeaseTimeToLive, req, &resp);
+    if (!s.ok()) return s;
+    LeaseStatus out;
+    out.id = resp.id();
+    out.remaining = absl::Milliseconds(resp.remaining_ms());
+    out.granted_ttl = absl::Milliseconds(resp.granted_ttl_ms());
+    out.key_count = resp.key_count();
+    out.keys.assign(resp.keys().begin(), resp.keys().end());
+    return out;
+  }
+
+  absl::StatusOr<std::vector<uint64_t>> Leases() override {
+    client::LeaseLeasesResponse resp;
+    absl::Status s = Call(false, &client::Kv::Stub::LeaseLeases,
+                          client::LeaseLeasesRequest(), &resp);
+    if (!s.ok()) return s;
+    return std::vector<uint64_t>(resp.ids().begin(), resp.ids().end());
+  }
+
+  absl::StatusOr<std::unique_ptr<Session>> StartSession(
+      SessionOptions options) override;
+
+  // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
     MutexLock lock(&mu_);
     auto& stub = stubs_[address];
@@ -347,7 +402,6 @@ class ClientImpl final : public Client {
     }
     return stub.get();
   }
-
   // The member to try next: the leader if known, else the endpoints in
   // turn.
   std::string Pick() {
@@ -362,6 +416,13 @@ class ClientImpl final : public Client {
   void Forget(const std::string& address) {
     MutexLock lock(&mu_);
     if (leader_ == address) leader_.clear();
+  }
+
+ private:
+  template <typename Op>
+  void SetOp(Op* op) {
+    op->set_client(client_id_);
+    op->set_seq(next_seq_.fetch_add(1) + 1);
   }
 
   // Calls `rpc` until it succeeds, is refused for good, or the deadline
@@ -450,6 +511,231 @@ class ClientImpl final : public Client {
   std::string leader_ ABSL_GUARDED_BY(mu_);
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// A session: coord::LeaseHolder (the deadline arithmetic, shared with the
+// simulator) run on two threads of its own: one sends renewals on the
+// KeepAlive stream (and reconnects it, following the leader), one reads
+// the answers. The deadline is published in an atomic for Valid().
+class SessionImpl final : public Session {
+ public:
+  SessionImpl(ClientImpl* client, SessionOptions options, uint64_t lease,
+              int64_t ttl_ms, int64_t granted_sent_ns)
+      : client_(client),
+        options_(std::move(options)),
+        lease_(lease),
+        holder_(HolderOptionsOf(options_), ttl_ms, granted_sent_ns) {
+    Publish();
+    done_future_ = done_.get_future().share();
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~SessionImpl() override { Shutdown(); }
+
+  uint64_t lease() const override { return lease_; }
+  bool Valid() const override {
+    return BootTimeNowNs() < deadline_ns_.load(std::memory_order_acquire);
+  }
+  bool InJeopardy() const override {
+    const int64_t left =
+        deadline_ns_.load(std::memory_order_acquire) - BootTimeNowNs();
+    return left > 0 && left < window_ns_.load(std::memory_order_acquire) / 2;
+  }
+  absl::Duration Remaining() const override {
+    return absl::Nanoseconds(std::max<int64_t>(
+        0, deadline_ns_.load(std::memory_order_acquire) - BootTimeNowNs()));
+  }
+  std::shared_future<void> Done() const override { return done_future_; }
+
+  absl::Status Close() override {
+    {
+      MutexLock lock(&mu_);
+      holder_.End();
+      Publish();
+    }
+    Shutdown();
+    return client_->RevokeLease(lease_);
+  }
+
+ private:
+  static coord::HolderOptions HolderOptionsOf(const SessionOptions& o) {
+    coord::HolderOptions h;
+    h.max_clock_drift = o.max_clock_drift;
+    h.margin_ns = absl::ToInt64Nanoseconds(o.margin);
+    return h;
+  }
+
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    window_ns_.store(holder_.window_ns(), std::memory_order_release);
+    deadline_ns_.store(holder_.ended() ? 0 : holder_.deadline_ns(),
+                       std::memory_order_release);
+  }
+
+  void Shutdown() {
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      if (ctx_ != nullptr) ctx_->TryCancel();
+      wake_.SignalAll();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // The stream to `address`, and its reader.
+  void Connect(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    stream_ = client_->Stub(address)->LeaseKeepAlive(ctx_.get());
+    address_ = address;
+    broken_ = false;
+    reader_ = std::thread([this, stream = stream_.get()] { Read(stream); });
+  }
+  // Closes the stream (the reader sees it end) and joins the reader.
+  void Disconnect() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stream_ == nullptr) return;
+    ctx_->TryCancel();
+    std::thread reader = std::move(reader_);
+    mu_.Unlock();
+    reader.join();
+    mu_.Lock();
+    stream_.reset();
+    ctx_.reset();
+  }
+
+  void Read(grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
+                                     client::LeaseKeepAliveResponse>* stream) {
+    client::LeaseKeepAliveResponse r;
+    while (stream->Read(&r)) {
+      const absl::Status status(static_cast<absl::StatusCode>(r.code()),
+                                r.message());
+      MutexLock lock(&mu_);
+      holder_.Answered(r.cookie(), status, r.ttl_ms(), BootTimeNowNs());
+      Publish();
+      if (absl::IsUnavailable(status)) {
+        // Not the leader: go where it points, or anywhere else.
+        redirect_ = r.leader_address();
+        broken_ = true;
+      } else if (status.ok()) {
+        client_->SetLeader(address_);
+      }
+      wake_.SignalAll();
+    }
+    MutexLock lock(&mu_);
+    broken_ = true;
+    wake_.SignalAll();
+  }
+
+  void Run() {
+    MutexLock lock(&mu_);
+    int64_t last_send = 0;
+    absl::Duration backoff = absl::Milliseconds(20);
+    // Resend an unanswered renewal this often (it may have been lost).
+    const int64_t resend =
+        std::max<int64_t>(holder_.window_ns() / 10, 50'000'000);
+    while (!stopping_) {
+      const int64_t now = BootTimeNowNs();
+      Evaluate(now);
+      if (holder_.ended() || !holder_.Valid(now)) break;
+      if (stream_ != nullptr && broken_) {
+        const std::string redirect = std::move(redirect_);
+        redirect_.clear();
+        client_->Forget(address_);
+        if (!redirect.empty()) client_->SetLeader(redirect);
+        Disconnect();
+        if (stopping_) break;
+        if (redirect.empty()) {
+          wake_.WaitWithTimeout(&mu_, backoff);
+          backoff = std::min(backoff * 2, absl::Milliseconds(500));
+          continue;
+        }
+      }
+      if (stream_ == nullptr) Connect(client_->Pick());
+      if (now >= holder_.NextRenewalAt() &&
+          (holder_.outstanding() == 0 || now - last_send >= resend)) {
+        client::LeaseKeepAliveRequest req;
+        req.set_id(lease_);
+        req.set_cookie(holder_.RenewalSent(now));
+        last_send = now;
+        grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
+                                 client::LeaseKeepAliveResponse>* stream =
+            stream_.get();
+        mu_.Unlock();
+        const bool sent = stream->Write(req);
+        mu_.Lock();
+        if (!sent) broken_ = true;
+        if (sent) backoff = absl::Milliseconds(20);
+        continue;
+      }
+      // Until the next renewal, a resend, jeopardy or the deadline.
+      int64_t next = holder_.NextRenewalAt();
+      if (holder_.outstanding() > 0) next = std::max(next, last_send + resend);
+      next = std::min(next, holder_.deadline_ns() - holder_.window_ns() / 2);
+      next = std::min(next, holder_.deadline_ns());
+      if (next > now)
+        wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(next - now));
+    }
+    Evaluate(BootTimeNowNs());
+    Disconnect();
+    // Over: by its deadline, the cluster's word, Close() or destruction.
+    holder_.End();
+    Publish();
+    if (!expired_reported_) {
+      expired_reported_ = true;
+      Call(options_.on_expired);
+    }
+    done_.set_value();
+  }
+
+  // Reports jeopardy and safety as they change. Under mu_; the callbacks
+  // run without it.
+  void Evaluate(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool jeopardy = holder_.InJeopardy(now);
+    if (jeopardy == in_jeopardy_) return;
+    in_jeopardy_ = jeopardy;
+    if (!holder_.Valid(now)) return;  // over: on_expired says it
+    Call(jeopardy ? options_.on_jeopardy : options_.on_safe);
+  }
+  void Call(const std::function<void()>& fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!fn) return;
+    mu_.Unlock();
+    fn();
+    mu_.Lock();
+  }
+
+  ClientImpl* const client_;
+  const SessionOptions options_;
+  const uint64_t lease_;
+  Mutex mu_;
+  CondVar wake_;
+  coord::LeaseHolder holder_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> deadline_ns_{0};
+  std::atomic<int64_t> window_ns_{0};
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_jeopardy_ ABSL_GUARDED_BY(mu_) = false;
+  bool expired_reported_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
+                                           client::LeaseKeepAliveResponse>>
+      stream_ ABSL_GUARDED_BY(mu_);
+  std::string address_ ABSL_GUARDED_BY(mu_);
+  std::string redirect_ ABSL_GUARDED_BY(mu_);
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread reader_;
+  std::promise<void> done_;
+  std::shared_future<void> done_future_;
+  std::thread thread_;
+};
+
+absl::StatusOr<std::unique_ptr<Session>> ClientImpl::StartSession(
+    SessionOptions options) {
+  // The grant is the first renewal: counted from before it was sent.
+  const int64_t sent = BootTimeNowNs();
+  absl::StatusOr<LeaseGrant> grant = GrantLease(options.ttl, 0);
+  if (!grant.ok()) return grant.status();
+  return std::unique_ptr<Session>(
+      new SessionImpl(this, std::move(options), grant->id,
+                      absl::ToInt64Milliseconds(grant->ttl), sent));
+}
 
 }  // namespace
 

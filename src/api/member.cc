@@ -152,6 +152,23 @@ class MemberImpl final : public Member {
     o.data_dir = options_.data_dir;
     o.state_machine = &kv_;
     o.services = {&kv_service_};
+    {
+      coord::LeaseKeeperOptions ko;
+      ko.lessor.checkpoint_interval_ns =
+          absl::ToInt64Nanoseconds(options_.lease_checkpoint_interval);
+      ko.round_timeout_ns = absl::ToInt64Nanoseconds(options_.election_timeout);
+      ko.log = [log = options_.log](const std::string& line) {
+        log(absl::StrCat("leases: ", line));
+      };
+      lease_keeper_ = std::make_unique<coord::LeaseKeeper>(&kv_, std::move(ko));
+      coord::LeaseLimits limits;
+      limits.min_ttl_ms =
+          2 * absl::ToInt64Milliseconds(options_.election_timeout);
+      limits.max_ttl_ms = absl::ToInt64Milliseconds(options_.max_lease_ttl);
+      limits.max_leases_per_client = options_.max_leases_per_client;
+      limits.max_keys_per_lease = options_.max_keys_per_lease;
+      kv_service_.SetLeases(lease_keeper_.get(), limits);
+    }
     o.heartbeat_interval = options_.heartbeat_interval;
     o.segment_bytes = options_.wal_segment_bytes;
     o.snapshot_every = options_.snapshot_every_entries;
@@ -169,6 +186,7 @@ class MemberImpl final : public Member {
     };
     o.on_role = [this](raft::Role role, uint64_t term) {
       if (guard::PartitionGuard* g = guard_raw_.load()) g->Nudge(term);
+      lease_keeper_->OnRole(role, term);
       if (options_.on_role_change) {
         options_.on_role_change(static_cast<Role>(role), term);
       }
@@ -192,6 +210,7 @@ class MemberImpl final : public Member {
     if (!n.ok()) return n.status();
     node_ = *std::move(n);
     kv_service_.SetNode(node_.get());
+    lease_keeper_->Start(node_.get());
 
     guard::PartitionGuard::Options go;
     go.guard = GuardOptionsOf(options_);
@@ -230,6 +249,7 @@ class MemberImpl final : public Member {
     guard_raw_.store(nullptr);
     // The permit goes invalid first: a stopping member does not act.
     if (guard_ != nullptr) guard_->Stop();
+    if (lease_keeper_ != nullptr) lease_keeper_->Stop();
     if (node_ != nullptr) node_->Stop(/*graceful=*/true);
     if (admin_ != nullptr) admin_->Stop();
   }
@@ -275,6 +295,8 @@ class MemberImpl final : public Member {
   // The replicated store and its client API; they outlive the node, which
   // serves the API and applies to the store.
   coord::KvStore kv_;
+  // The leader's side of leases; fed by the store and the node's roles.
+  std::unique_ptr<coord::LeaseKeeper> lease_keeper_;
   coord::KvService kv_service_{&kv_};
   std::unique_ptr<node::Node> node_;
   std::unique_ptr<admin::AdminServer> admin_;
@@ -419,6 +441,28 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
     return bad(absl::StrCat("the transaction size limit must be 1024 to ",
                             coord::kMaxTxnBytes, " bytes, not ",
                             o.max_txn_bytes));
+  }
+  if (o.max_lease_ttl < 2 * o.election_timeout ||
+      o.max_lease_ttl > absl::Milliseconds(coord::kMaxLeaseTtlMs)) {
+    return bad(absl::StrCat(
+        "the lease TTL limit must be at least twice the election timeout (",
+        absl::FormatDuration(2 * o.election_timeout),
+        ") and at most 30 days, not ", absl::FormatDuration(o.max_lease_ttl)));
+  }
+  if (o.max_leases_per_client < 1 ||
+      o.max_leases_per_client > coord::kMaxLeasesPerClient) {
+    return bad(absl::StrCat("the leases-per-client limit must be 1 to ",
+                            coord::kMaxLeasesPerClient, ", not ",
+                            o.max_leases_per_client));
+  }
+  if (o.max_keys_per_lease < 1 ||
+      o.max_keys_per_lease > coord::kMaxKeysPerLease) {
+    return bad(absl::StrCat("the keys-per-lease limit must be 1 to ",
+                            coord::kMaxKeysPerLease, ", not ",
+                            o.max_keys_per_lease));
+  }
+  if (o.lease_checkpoint_interval < absl::Milliseconds(10)) {
+    return bad("the lease checkpoint interval must be at least 10ms");
   }
   if (o.wal_segment_bytes < (64 << 10)) {
     return bad("log segments must be at least 64 KiB");

@@ -59,6 +59,10 @@ constexpr char kUsage[] =
   --snapshot_entries=10000     snapshot and compact every this many entries
   --max_txn_ops=128            compares and operations per transaction (1-1024)
   --max_txn_bytes=1572864      bytes per transaction, serialized (1 KiB-2 MiB)
+  --max_lease_ttl=24h          longest lease TTL (at least 2 election timeouts)
+  --max_leases_per_client=16384  leases one client may hold
+  --max_keys_per_lease=10000   keys attached to one lease
+  --lease_checkpoint_interval=1s  silent leases' rest is logged this often
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
   --faults_file=PATH           chaos tests only: delays and duplicates of
                                peer frames, read from PATH (operations.md)
@@ -133,6 +137,10 @@ int main(int argc, char** argv) {
                                 "snapshot_entries",
                                 "max_txn_ops",
                                 "max_txn_bytes",
+                                "max_lease_ttl",
+                                "max_leases_per_client",
+                                "max_keys_per_lease",
+                                "lease_checkpoint_interval",
                                 "resume_dwell",
                                 "window_margin",
                                 "faults_file"},
@@ -202,6 +210,23 @@ int main(int argc, char** argv) {
   if (!absl::SimpleAtoi(txn_bytes, &o.max_txn_bytes)) {
     UsageError(absl::StrCat("--max_txn_bytes='", txn_bytes,
                             "' is not a number of bytes"));
+  }
+  for (const auto& [flag, field] :
+       {std::pair{"max_lease_ttl", &o.max_lease_ttl},
+        std::pair{"lease_checkpoint_interval", &o.lease_checkpoint_interval}}) {
+    if (!flags.Has(flag)) continue;
+    if (!absl::ParseDuration(flags.Get(flag), field)) {
+      UsageError(absl::StrCat("--", flag, "='", flags.Get(flag),
+                              "' is not a duration such as 24h"));
+    }
+  }
+  for (const auto& [flag, field] :
+       {std::pair{"max_leases_per_client", &o.max_leases_per_client},
+        std::pair{"max_keys_per_lease", &o.max_keys_per_lease}}) {
+    if (flags.Has(flag) && !absl::SimpleAtoi(flags.Get(flag), field)) {
+      UsageError(
+          absl::StrCat("--", flag, "='", flags.Get(flag), "' is not a number"));
+    }
   }
   const std::string snap = flags.Get("snapshot_entries", "10000");
   if (!absl::SimpleAtoi(snap, &o.snapshot_every_entries)) {

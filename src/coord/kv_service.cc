@@ -1,6 +1,7 @@
 #include "coord/kv_service.h"
 
 #include <chrono>
+#include <deque>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -90,6 +91,185 @@ class KvService::Call final : public transport::CqHandler {
   transport::CqTag finished_{this, kFinished};
 };
 
+// One KeepAlive stream: renewals are read one at a time and handed to the
+// keeper at once; answers are written in the order they come, one write
+// in flight, at most kMaxQueued waiting (a client that does not read its
+// answers is cut off with RESOURCE_EXHAUSTED). Deleted on the io thread
+// once finished, with no operation in flight and no renewal unanswered.
+class KvService::KeepAliveStream final : public transport::CqHandler {
+ public:
+  static constexpr size_t kMaxQueued = 4096;
+
+  static void Await(KvService* service) {
+    auto* s = new KeepAliveStream(service);
+    transport::CallQueue* queue = service->queue_;
+    if (!queue->StartOperation([&] {
+          service->service_.RequestLeaseKeepAlive(&s->context_, &s->stream_,
+                                                  queue->cq(), queue->cq(),
+                                                  &s->requested_);
+        })) {
+      delete s;
+    }
+  }
+
+  void OnEvent(int kind, bool ok) override {
+    switch (kind) {
+      case kRequested:
+        if (!ok) {
+          delete this;
+          return;
+        }
+        Await(service_);
+        {
+          MutexLock lock(&mu_);
+          StartRead();
+        }
+        return;
+      case kRead: {
+        client::LeaseKeepAliveRequest request;
+        {
+          MutexLock lock(&mu_);
+          read_in_flight_ = false;
+          if (!ok) {
+            read_closed_ = true;  // half-closed, or gone
+            MaybeFinish();
+          } else {
+            request = request_;
+            ++unanswered_;
+            StartRead();
+          }
+        }
+        if (ok) {
+          service_->KeepAlive(request,
+                              [this](client::LeaseKeepAliveResponse r) {
+                                Answered(std::move(r));
+                              });
+        }
+        break;
+      }
+      case kWritten: {
+        MutexLock lock(&mu_);
+        write_in_flight_ = false;
+        if (!out_.empty()) out_.pop_front();
+        if (finishing_) {
+          StartFinish();
+        } else if (!ok) {
+          Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+        } else if (!out_.empty() && !finishing_) {
+          StartWrite();
+        } else {
+          MaybeFinish();
+        }
+        break;
+      }
+      case kFinished: {
+        MutexLock lock(&mu_);
+        finish_done_ = true;
+        break;
+      }
+    }
+    MaybeDelete();
+  }
+
+ private:
+  enum Kind { kRequested, kRead, kWritten, kFinished };
+
+  explicit KeepAliveStream(KvService* service)
+      : service_(service), stream_(&context_) {}
+  ~KeepAliveStream() = default;
+
+  void Answered(client::LeaseKeepAliveResponse response) {
+    {
+      MutexLock lock(&mu_);
+      --unanswered_;
+      if (!finishing_) {
+        if (out_.size() >= kMaxQueued) {
+          Finish(grpc::Status(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the client left ", out_.size(),
+                           " renewal answers unread; the limit is ",
+                           kMaxQueued)));
+        } else {
+          out_.push_back(std::move(response));
+          if (!write_in_flight_) StartWrite();
+        }
+      }
+      MaybeFinish();
+    }
+    // The stream may have finished meanwhile, waiting only for this.
+    MaybeDelete();
+  }
+
+  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || read_closed_ || read_in_flight_) return;
+    read_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Read(&request_, &read_); });
+    if (!read_in_flight_) read_closed_ = true;
+  }
+  void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    write_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Write(out_.front(), &written_); });
+    if (!write_in_flight_) {  // shutting down: the call is cancelled
+      out_.clear();
+      finishing_ = finish_started_ = finish_done_ = true;
+    }
+  }
+  // Once the client stopped sending and every answer is written.
+  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (read_closed_ && unanswered_ == 0 && out_.empty() && !write_in_flight_) {
+      Finish(grpc::Status::OK);
+    }
+  }
+  void Finish(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = status;
+    StartFinish();
+  }
+  // The finish goes out once no write is in flight.
+  void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finishing_ || finish_started_ || write_in_flight_) return;
+    finish_started_ = true;
+    out_.clear();
+    if (!service_->queue_->StartOperation(
+            [&] { stream_.Finish(finish_status_, &finished_); })) {
+      finish_done_ = true;  // shutting down: the call is cancelled already
+    }
+  }
+  void MaybeDelete() {
+    bool done;
+    {
+      MutexLock lock(&mu_);
+      done = finish_done_ && !read_in_flight_ && !write_in_flight_ &&
+             unanswered_ == 0 && !deleting_;
+      if (done) deleting_ = true;
+    }
+    if (done) delete this;
+  }
+
+  KvService* const service_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<client::LeaseKeepAliveResponse,
+                                client::LeaseKeepAliveRequest>
+      stream_;
+  client::LeaseKeepAliveRequest request_;  // the read in flight fills it
+  Mutex mu_;
+  std::deque<client::LeaseKeepAliveResponse> out_ ABSL_GUARDED_BY(mu_);
+  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
+  int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  transport::CqTag requested_{this, kRequested};
+  transport::CqTag read_{this, kRead};
+  transport::CqTag written_{this, kWritten};
+  transport::CqTag finished_{this, kFinished};
+};
+
 namespace {
 
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(5);
@@ -113,6 +293,12 @@ void FillResponse(Response& response, client::KvResult& result) {
 }
 void FillResponse(client::TxnResponse& response, client::KvResult& result) {
   response = std::move(*result.mutable_txn());
+}
+void FillResponse(client::LeaseGrantResponse& response,
+                  client::KvResult& result) {
+  response.set_id(result.lease_id());
+  response.set_ttl_ms(result.lease_ttl_ms());
+  response.set_revision(result.revision());
 }
 
 }  // namespace
@@ -146,6 +332,117 @@ void KvService::Start(transport::CallQueue* queue) {
   RangeCall::Await(this, &client::Kv::AsyncService::RequestRange,
                    &KvService::Range);
   TxnCall::Await(this, &client::Kv::AsyncService::RequestTxn, &KvService::Txn);
+  GrantCall::Await(this, &client::Kv::AsyncService::RequestLeaseGrant,
+                   &KvService::LeaseGrant);
+  RevokeCall::Await(this, &client::Kv::AsyncService::RequestLeaseRevoke,
+                    &KvService::LeaseRevoke);
+  TtlCall::Await(this, &client::Kv::AsyncService::RequestLeaseTimeToLive,
+                 &KvService::LeaseTimeToLive);
+  LeasesCall::Await(this, &client::Kv::AsyncService::RequestLeaseLeases,
+                    &KvService::LeaseLeases);
+  KeepAliveStream::Await(this);
+}
+
+client::CommandLimits KvService::CommandLimits() const {
+  client::CommandLimits l;
+  l.set_max_leases_per_client(lease_limits_.max_leases_per_client);
+  l.set_max_keys_per_lease(lease_limits_.max_keys_per_lease);
+  return l;
+}
+
+template <class C>
+void KvService::NotLeader(C* call, const absl::Status& status) {
+  call->context.AddTrailingMetadata("quorate-refused", "1");
+  if (node::Node* node = node_.load()) {
+    const std::string leader = node->GetStatus().leader_address;
+    if (!leader.empty()) {
+      call->context.AddTrailingMetadata("quorate-leader", leader);
+    }
+  }
+  call->Finish(ToGrpcStatus(status));
+}
+
+void KvService::LeaseGrant(GrantCall* call) {
+  const client::LeaseGrantRequest& request = call->request;
+  if (absl::Status s = CheckLeaseTtl(request.ttl_ms(), lease_limits_);
+      !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
+  client::KvCommand cmd;
+  *cmd.mutable_op() = request.op();
+  *cmd.mutable_lease_grant() = request;
+  cmd.mutable_lease_grant()->clear_op();
+  *cmd.mutable_limits() = CommandLimits();
+  Write(call, cmd);
+}
+
+void KvService::LeaseRevoke(RevokeCall* call) {
+  client::KvCommand cmd;
+  *cmd.mutable_op() = call->request.op();
+  cmd.mutable_lease_revoke()->set_id(call->request.id());
+  Write(call, cmd);
+}
+
+void KvService::LeaseTimeToLive(TtlCall* call) {
+  if (keeper_ == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
+  }
+  const uint64_t id = call->request.id();
+  absl::StatusOr<int64_t> left = keeper_->Remaining(id);
+  if (absl::IsUnavailable(left.status())) {
+    NotLeader(call, left.status());
+    return;
+  }
+  std::optional<KvStore::LeaseInfo> info =
+      store_->GetLease(id, call->request.keys());
+  if (!left.ok() || !info.has_value()) {
+    call->Finish(ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+        "lease ", id, " does not exist (it expired or was revoked)"))));
+    return;
+  }
+  client::LeaseTimeToLiveResponse& r = call->response;
+  r.set_id(id);
+  r.set_remaining_ms(*left / 1'000'000);
+  r.set_granted_ttl_ms(info->ttl_ms);
+  r.set_key_count(info->key_count);
+  for (std::string& key : info->keys) r.add_keys(std::move(key));
+  call->Finish(grpc::Status::OK);
+}
+
+void KvService::LeaseLeases(LeasesCall* call) {
+  const KvStore* store = store_;
+  Read(call, /*stale=*/false, [store, call] {
+    for (uint64_t id : store->LeaseIds()) call->response.add_ids(id);
+  });
+}
+
+void KvService::KeepAlive(
+    const client::LeaseKeepAliveRequest& request,
+    std::function<void(client::LeaseKeepAliveResponse)> reply) {
+  client::LeaseKeepAliveResponse r;
+  r.set_id(request.id());
+  r.set_cookie(request.cookie());
+  if (keeper_ == nullptr) {
+    r.set_code(static_cast<int32_t>(absl::StatusCode::kUnavailable));
+    r.set_message("the member is starting");
+    reply(std::move(r));
+    return;
+  }
+  keeper_->Renew(request.id(), [this, r, reply = std::move(reply)](
+                                   const Lessor::Answer& a) mutable {
+    r.set_code(static_cast<int32_t>(a.status.code()));
+    r.set_message(std::string(a.status.message()));
+    r.set_ttl_ms(a.ttl_ms);
+    if (absl::IsUnavailable(a.status)) {
+      if (node::Node* node = node_.load()) {
+        r.set_leader_address(node->GetStatus().leader_address);
+      }
+    }
+    reply(std::move(r));
+  });
 }
 
 template <class C>
@@ -200,6 +497,7 @@ void KvService::Put(PutCall* call) {
   *cmd.mutable_op() = request.op();
   *cmd.mutable_put() = request;
   cmd.mutable_put()->clear_op();
+  if (request.lease() != 0) *cmd.mutable_limits() = CommandLimits();
   Write(call, cmd);
 }
 
@@ -278,6 +576,7 @@ void KvService::Txn(TxnCall* call) {
   *cmd.mutable_op() = request.op();
   *cmd.mutable_txn() = request;
   cmd.mutable_txn()->clear_op();
+  *cmd.mutable_limits() = CommandLimits();
   Write(call, cmd);
 }
 

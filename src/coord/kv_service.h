@@ -24,6 +24,7 @@
 #include <string>
 
 #include "coord/kv.h"
+#include "coord/lease_keeper.h"
 #include "node/node.h"
 #include "transport/cq.h"
 #include "wire/client.grpc.pb.h"
@@ -39,6 +40,12 @@ class KvService final : public transport::AsyncService {
   // The transactions this member accepts (default: TxnLimits's). Set
   // once, before serving.
   void SetLimits(const TxnLimits& limits) { limits_ = limits; }
+  // Leases: the member's keeper (renewals, time to live) and limits. Set
+  // once, before serving; without a keeper, lease calls get UNAVAILABLE.
+  void SetLeases(LeaseKeeper* keeper, const LeaseLimits& limits) {
+    keeper_ = keeper;
+    lease_limits_ = limits;
+  }
   // What MemberStatus reports as the member's mode (the partition guard
   // lives above this layer). Set once, before serving.
   void SetModeSource(std::function<std::string()> mode) {
@@ -61,6 +68,15 @@ class KvService final : public transport::AsyncService {
   using TxnCall = Call<client::TxnRequest, client::TxnResponse>;
   using StatusCall =
       Call<client::MemberStatusRequest, client::MemberStatusResponse>;
+  using GrantCall = Call<client::LeaseGrantRequest, client::LeaseGrantResponse>;
+  using RevokeCall =
+      Call<client::LeaseRevokeRequest, client::LeaseRevokeResponse>;
+  using TtlCall =
+      Call<client::LeaseTimeToLiveRequest, client::LeaseTimeToLiveResponse>;
+  using LeasesCall =
+      Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
+  // One KeepAlive stream (kv_service.cc).
+  class KeepAliveStream;
 
   void Put(PutCall* call);
   void Get(GetCall* call);
@@ -69,6 +85,19 @@ class KvService final : public transport::AsyncService {
   void MemberStatus(StatusCall* call);
   void Range(RangeCall* call);
   void Txn(TxnCall* call);
+  void LeaseGrant(GrantCall* call);
+  void LeaseRevoke(RevokeCall* call);
+  void LeaseTimeToLive(TtlCall* call);
+  void LeaseLeases(LeasesCall* call);
+  // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
+  // any thread.
+  void KeepAlive(const client::LeaseKeepAliveRequest& request,
+                 std::function<void(client::LeaseKeepAliveResponse)> reply);
+  // The limits the state machine applies to this member's commands.
+  client::CommandLimits CommandLimits() const;
+  // Refuses `call` UNAVAILABLE, naming the leader (as a follower's writes).
+  template <class C>
+  void NotLeader(C* call, const absl::Status& status);
   // Proposes `cmd` and finishes the call with the state machine's result
   // (a success's revision goes into the response) or the error.
   template <class C>
@@ -86,6 +115,8 @@ class KvService final : public transport::AsyncService {
   client::Kv::AsyncService service_;
   transport::CallQueue* queue_ = nullptr;  // set by Start()
   TxnLimits limits_;
+  LeaseKeeper* keeper_ = nullptr;
+  LeaseLimits lease_limits_;
   std::atomic<node::Node*> node_{nullptr};
   std::function<std::string()> mode_;
 };

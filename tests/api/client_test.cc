@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -179,6 +182,97 @@ TEST_F(ClientClusterTest, RangeAndTxn_FromAFollower) {
   // So is a range whose end is before its start.
   EXPECT_EQ((*c)->Range("b", {.range_end = "a"}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Leases through the public API: grant, keys attached, time to live,
+// revoke deleting the keys, and the limits at their edges.
+TEST_F(ClientClusterTest, Leases_GrantAttachRevoke) {
+  auto c = FollowerClient();
+  ASSERT_TRUE(c.ok()) << c.status();
+  // The floor is twice the election timeout (200 ms here).
+  EXPECT_EQ((*c)->GrantLease(absl::Milliseconds(399)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<LeaseGrant> g = (*c)->GrantLease(absl::Milliseconds(400));
+  ASSERT_TRUE(g.ok()) << g.status();
+  (*c)->RevokeLease(g->id).IgnoreError();
+  g = (*c)->GrantLease(absl::Seconds(30));
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->ttl, absl::Seconds(30));
+  ASSERT_TRUE((*c)->Put("svc/a", "1", g->id).ok());
+  ASSERT_TRUE((*c)->Put("svc/b", "2", g->id).ok());
+  EXPECT_EQ((*c)->Put("svc/c", "3", g->id + 1000).status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<LeaseStatus> ttl = (*c)->LeaseTimeToLive(g->id, true);
+  ASSERT_TRUE(ttl.ok()) << ttl.status();
+  EXPECT_EQ(ttl->granted_ttl, absl::Seconds(30));
+  EXPECT_GT(ttl->remaining, absl::Seconds(20));
+  EXPECT_LE(ttl->remaining, absl::Seconds(30));
+  EXPECT_EQ(ttl->keys, (std::vector<std::string>{"svc/a", "svc/b"}));
+  absl::StatusOr<std::vector<uint64_t>> ids = (*c)->Leases();
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_NE(std::find(ids->begin(), ids->end(), g->id), ids->end());
+  ASSERT_TRUE((*c)->RevokeLease(g->id).ok());
+  EXPECT_EQ((*c)->Get("svc/a").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*c)->Get("svc/b").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*c)->RevokeLease(g->id).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*c)->LeaseTimeToLive(g->id).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// A session keeps its lease alive past its TTL; once it stops renewing
+// (destroyed), the leader expires the lease and deletes its keys.
+TEST_F(ClientClusterTest, Session_StaysValidThenItsLeaseExpires) {
+  auto c = FollowerClient();
+  ASSERT_TRUE(c.ok()) << c.status();
+  SessionOptions so;
+  so.ttl = absl::Milliseconds(600);
+  so.margin = absl::Milliseconds(20);
+  absl::StatusOr<std::unique_ptr<Session>> session = (*c)->StartSession(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  const uint64_t lease = (*session)->lease();
+  ASSERT_TRUE((*c)->Put("owner", "me", lease).ok());
+  EXPECT_TRUE((*session)->Valid());
+  // Three TTLs later it is still valid: the renewals are answered.
+  absl::Notification later;
+  std::thread timer([&later] {
+    absl::SleepFor(absl::Milliseconds(1800));
+    later.Notify();
+  });
+  while (!later.HasBeenNotified()) {
+    ASSERT_TRUE((*session)->Valid());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  timer.join();
+  EXPECT_FALSE((*session)->InJeopardy());
+  EXPECT_TRUE((*c)->Get("owner").ok());
+  // Stop renewing: the key goes with the lease, within its TTL and a bit.
+  session->reset();
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  absl::StatusCode code = absl::StatusCode::kOk;
+  while (absl::Now() < until) {
+    code = (*c)->Get("owner").status().code();
+    if (code == absl::StatusCode::kNotFound) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(code, absl::StatusCode::kNotFound);
+}
+
+TEST_F(ClientClusterTest, Session_CloseRevokesAndDoneIsReady) {
+  auto c = FollowerClient();
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::atomic<int> expired{0};
+  SessionOptions so;
+  so.ttl = absl::Seconds(5);
+  so.on_expired = [&expired] { expired.fetch_add(1); };
+  absl::StatusOr<std::unique_ptr<Session>> session = (*c)->StartSession(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_TRUE((*c)->Put("held", "x", (*session)->lease()).ok());
+  ASSERT_TRUE((*session)->Close().ok());
+  EXPECT_FALSE((*session)->Valid());
+  EXPECT_EQ((*session)->Done().wait_for(std::chrono::seconds(5)),
+            std::future_status::ready);
+  EXPECT_EQ(expired.load(), 1);
+  EXPECT_EQ((*c)->Get("held").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(ClientClusterTest, ManyThreads_ShareOneClient) {

@@ -109,7 +109,7 @@ constexpr int64_t kLessorTickNs = 10 * kMs;
 // The dead-holder bound: what each leader's tenure may lose besides C (its
 // last checkpoint's commit, a tick, a stray renewal), and what the expiry
 // itself may take to commit and apply.
-constexpr int64_t kLeaseSlackNs = 2 * kT;
+constexpr int64_t kLeaseSlackNs = kT;
 constexpr int64_t kHolderClientBase = 1000;  // their OpId clients
 const char* const kKeys[] = {"a", "b", "c"};
 
@@ -1312,6 +1312,8 @@ void Simulator::CheckDeadHolders() {
         continue;
       }
       const int64_t led = t.last_commit_local - t.elected_local;
+      Trace(absl::StrCat("bound: lease ", lease, " term ", term, " led ", led,
+                         " credit ", credit));
       const int64_t gain = led - kCheckpointNs - kLeaseSlackNs;
       if (gain <= 0) continue;
       if (credit + gain < kLeaseTtlMs * kMs) {
@@ -1911,7 +1913,7 @@ SimResult Simulator::Run() {
             }
           }
           Schedule(now_ + (fault_ == Fault::kLeaderChurn
-                               ? rng_.Range(3 * kT, 9 * kT / 2)
+                               ? rng_.Range(35 * kT / 10, 48 * kT / 10)
                                : rng_.Range(kT, 3 * kT)),
                    Event{EventKind::kTransferStep});
         }

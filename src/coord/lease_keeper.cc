@@ -1,0 +1,211 @@
+#include "coord/lease_keeper.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "wire/client.pb.h"
+
+namespace quorate::coord {
+
+LeaseKeeper::LeaseKeeper(KvStore* store, LeaseKeeperOptions options)
+    : options_(std::move(options)), lessor_(options_.lessor) {
+  store->SetLeaseListener(
+      [this](uint64_t, const std::vector<LeaseEvent>& events) {
+        OnLeaseEvents(events);
+      });
+}
+
+LeaseKeeper::~LeaseKeeper() { Stop(); }
+
+void LeaseKeeper::Start(node::Node* node) {
+  MutexLock lock(&mu_);
+  node_ = node;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void LeaseKeeper::Stop() {
+  std::vector<Lessor::Answer> answers;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    answers = lessor_.StepDown();
+    wake_.SignalAll();
+  }
+  if (thread_.joinable()) thread_.join();
+  Deliver(answers);
+  // Renewals in a round still in flight: their rounds' callbacks find
+  // the keeper stopped and answer nothing; answer them now.
+  std::map<uint64_t, AnswerFn> left;
+  {
+    MutexLock lock(&mu_);
+    left.swap(waiters_);
+  }
+  for (auto& [cookie, done] : left) {
+    done(Lessor::Answer{0, cookie,
+                        absl::UnavailableError("the member is stopping"), 0});
+  }
+}
+
+void LeaseKeeper::OnLeaseEvents(const std::vector<LeaseEvent>& events) {
+  if (events.empty()) return;
+  MutexLock lock(&mu_);
+  lessor_.OnLeaseEvents(events, options_.clock());
+}
+
+void LeaseKeeper::OnRole(raft::Role role, uint64_t term) {
+  std::vector<Lessor::Answer> answers;
+  {
+    MutexLock lock(&mu_);
+    if (role == raft::Role::kLeader) {
+      lessor_.BecomeLeader(term, options_.clock());
+      Log(absl::StrCat("leading term ", term, ": ", lessor_.leases(),
+                       " leases get their TTL (or their checkpoint's rest) "
+                       "from now"));
+      wake_.SignalAll();  // the probe round, at once
+    } else if (lessor_.leader()) {
+      answers = lessor_.StepDown();
+    }
+  }
+  Deliver(answers);
+}
+
+void LeaseKeeper::Renew(uint64_t id, AnswerFn done) {
+  absl::Status s;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) {
+      s = absl::UnavailableError("the member is stopping");
+    } else {
+      const uint64_t cookie = next_cookie_++;
+      s = lessor_.Renew(id, cookie, options_.clock());
+      if (s.ok()) waiters_.emplace(cookie, std::move(done));
+    }
+  }
+  if (!s.ok()) {
+    done(Lessor::Answer{id, 0, s, 0});
+    return;
+  }
+  DriveRounds();
+}
+
+absl::StatusOr<int64_t> LeaseKeeper::Remaining(uint64_t id) {
+  MutexLock lock(&mu_);
+  return lessor_.Remaining(id, options_.clock());
+}
+
+bool LeaseKeeper::leader() {
+  MutexLock lock(&mu_);
+  return lessor_.leader();
+}
+
+void LeaseKeeper::Deliver(const std::vector<Lessor::Answer>& answers) {
+  for (const Lessor::Answer& a : answers) {
+    AnswerFn done;
+    {
+      MutexLock lock(&mu_);
+      auto it = waiters_.find(a.cookie);
+      if (it == waiters_.end()) continue;
+      done = std::move(it->second);
+      waiters_.erase(it);
+    }
+    done(a);
+  }
+}
+
+void LeaseKeeper::DriveRounds() {
+  std::optional<Lessor::Round> round;
+  node::Node* node;
+  uint64_t term;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_ || node_ == nullptr) return;
+    round = lessor_.TakeRound();
+    if (!round.has_value()) return;
+    node = node_;
+    term = lessor_.term();
+  }
+  auto done = [this, id = round->id](absl::StatusOr<node::Confirmation> c) {
+    std::vector<Lessor::Answer> answers;
+    {
+      MutexLock lock(&mu_);
+      answers = lessor_.RoundDone(id, c);
+    }
+    Deliver(answers);
+    DriveRounds();
+  };
+  const absl::Duration timeout = absl::Nanoseconds(options_.round_timeout_ns);
+  if (round->clear.empty()) {
+    node->Confirm(timeout, std::move(done));
+    return;
+  }
+  // Applying the clear is the round: a quorum took it after the renewals
+  // arrived, and this leader applied it.
+  client::KvCommand cmd;
+  for (uint64_t id : round->clear)
+    cmd.mutable_lease_checkpoint()->add_clear(id);
+  node->Propose(
+      cmd.SerializeAsString(), timeout,
+      [done = std::move(done), term](absl::StatusOr<node::Applied> a) mutable {
+        if (!a.ok()) {
+          done(a.status());
+        } else {
+          done(node::Confirmation{term, 0, a->index});
+        }
+      });
+}
+
+void LeaseKeeper::Tick() {
+  std::vector<uint64_t> expired;
+  Lessor::Checkpoint checkpoint;
+  node::Node* node;
+  {
+    MutexLock lock(&mu_);
+    if (!lessor_.leader() || node_ == nullptr) return;
+    const int64_t now = options_.clock();
+    expired = lessor_.TakeExpired(now);
+    checkpoint = lessor_.TakeCheckpoints(now);
+    node = node_;
+  }
+  const absl::Duration timeout = absl::Nanoseconds(options_.round_timeout_ns);
+  if (!expired.empty()) {
+    Log(absl::StrCat("expiring ", expired.size(),
+                     " leases (first: ", expired.front(), ")"));
+    client::KvCommand cmd;
+    for (uint64_t id : expired) cmd.mutable_lease_expire()->add_ids(id);
+    node->Propose(cmd.SerializeAsString(), timeout,
+                  [this, expired](absl::StatusOr<node::Applied> a) {
+                    MutexLock lock(&mu_);
+                    lessor_.ExpiryDone(expired, a.ok());
+                  });
+  }
+  if (!checkpoint.ids.empty()) {
+    client::KvCommand cmd;
+    for (size_t i = 0; i < checkpoint.ids.size(); ++i) {
+      cmd.mutable_lease_checkpoint()->add_ids(checkpoint.ids[i]);
+      cmd.mutable_lease_checkpoint()->add_remaining_ms(
+          checkpoint.remaining_ms[i]);
+    }
+    node->Propose(cmd.SerializeAsString(), timeout,
+                  [this, ids = checkpoint.ids](absl::StatusOr<node::Applied>) {
+                    MutexLock lock(&mu_);
+                    lessor_.CheckpointDone(ids);
+                  });
+  }
+  DriveRounds();
+}
+
+void LeaseKeeper::Run() {
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return;
+      wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(options_.tick_ns));
+      if (stopping_) return;
+    }
+    Tick();
+  }
+}
+
+}  // namespace quorate::coord
