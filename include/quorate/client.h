@@ -218,6 +218,9 @@ struct SessionOptions {
   std::function<void()> on_jeopardy;
   std::function<void()> on_safe;
   std::function<void()> on_expired;
+  // After each renewal the leader answered OK, with what is left of the
+  // session then (its own deadline, not the leader's). Same thread.
+  std::function<void(absl::Duration remaining)> on_renewed;
 };
 
 // A lease this process keeps alive (docs/design.md, "Sessions"). Renewals
@@ -297,6 +300,11 @@ class Client {
   // Grants a lease and keeps it alive on threads of the session's own.
   virtual absl::StatusOr<std::unique_ptr<Session>> StartSession(
       SessionOptions options) = 0;
+  // Keeps an existing lease alive (its TTL is the one it was granted;
+  // options.ttl is not used). Not valid until its first renewal is
+  // answered. NOT_FOUND if the lease is gone.
+  virtual absl::StatusOr<std::unique_ptr<Session>> AdoptSession(
+      uint64_t lease, SessionOptions options) = 0;
 };
 
 }  // namespace quorate

@@ -389,6 +389,8 @@ class ClientImpl final : public Client {
 
   absl::StatusOr<std::unique_ptr<Session>> StartSession(
       SessionOptions options) override;
+  absl::StatusOr<std::unique_ptr<Session>> AdoptSession(
+      uint64_t lease, SessionOptions options) override;
 
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
@@ -518,12 +520,22 @@ class ClientImpl final : public Client {
 // the answers. The deadline is published in an atomic for Valid().
 class SessionImpl final : public Session {
  public:
+  // `granted_sent_ns`: when the grant was sent (the first renewal). An
+  // adopted lease (`adopt_give_up_ns` > 0) counts from nothing: its first
+  // renewal makes it valid.
   SessionImpl(ClientImpl* client, SessionOptions options, uint64_t lease,
-              int64_t ttl_ms, int64_t granted_sent_ns)
+              int64_t ttl_ms, int64_t granted_sent_ns,
+              int64_t adopt_give_up_ns = 0)
       : client_(client),
         options_(std::move(options)),
         lease_(lease),
-        holder_(HolderOptionsOf(options_), ttl_ms, granted_sent_ns) {
+        holder_(HolderOptionsOf(options_), ttl_ms,
+                adopt_give_up_ns > 0
+                    ? granted_sent_ns -
+                          coord::HolderWindow(ttl_ms, HolderOptionsOf(options_))
+                    : granted_sent_ns),
+        adopted_(adopt_give_up_ns > 0),
+        adopt_give_up_ns_(adopt_give_up_ns) {
     Publish();
     done_future_ = done_.get_future().share();
     thread_ = std::thread([this] { Run(); });
@@ -610,6 +622,7 @@ class SessionImpl final : public Session {
       MutexLock lock(&mu_);
       holder_.Answered(r.cookie(), status, r.ttl_ms(), BootTimeNowNs());
       Publish();
+      if (status.ok()) renewed_ = true;
       if (absl::IsUnavailable(status)) {
         // Not the leader: go where it points, or anywhere else.
         redirect_ = r.leader_address();
@@ -634,7 +647,23 @@ class SessionImpl final : public Session {
     while (!stopping_) {
       const int64_t now = BootTimeNowNs();
       Evaluate(now);
-      if (holder_.ended() || !holder_.Valid(now)) break;
+      if (renewed_) {
+        renewed_ = false;
+        if (options_.on_renewed) {
+          const absl::Duration left = Remaining();
+          mu_.Unlock();
+          options_.on_renewed(left);
+          mu_.Lock();
+        }
+      }
+      // An adopted lease is not valid before its first answer: it may be
+      // renewed until then.
+      if (holder_.ended() ||
+          (!holder_.Valid(now) &&
+           !(adopted_ && !ever_valid_ && now < adopt_give_up_ns_))) {
+        break;
+      }
+      ever_valid_ = ever_valid_ || holder_.Valid(now);
       if (stream_ != nullptr && broken_) {
         const std::string redirect = std::move(redirect_);
         redirect_.clear();
@@ -720,7 +749,12 @@ class SessionImpl final : public Session {
   std::string address_ ABSL_GUARDED_BY(mu_);
   std::string redirect_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool renewed_ ABSL_GUARDED_BY(mu_) = false;
+  bool ever_valid_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reader_;
+  // An adopted lease is renewed until valid, or given up on at this time.
+  const bool adopted_;
+  const int64_t adopt_give_up_ns_;
   std::promise<void> done_;
   std::shared_future<void> done_future_;
   std::thread thread_;
@@ -735,6 +769,16 @@ absl::StatusOr<std::unique_ptr<Session>> ClientImpl::StartSession(
   return std::unique_ptr<Session>(
       new SessionImpl(this, std::move(options), grant->id,
                       absl::ToInt64Milliseconds(grant->ttl), sent));
+}
+
+absl::StatusOr<std::unique_ptr<Session>> ClientImpl::AdoptSession(
+    uint64_t lease, SessionOptions options) {
+  absl::StatusOr<LeaseStatus> status = LeaseTimeToLive(lease, false);
+  if (!status.ok()) return status.status();
+  const int64_t now = BootTimeNowNs();
+  const int64_t ttl_ms = absl::ToInt64Milliseconds(status->granted_ttl);
+  return std::unique_ptr<Session>(new SessionImpl(
+      this, std::move(options), lease, ttl_ms, now, now + ttl_ms * 1'000'000));
 }
 
 }  // namespace

@@ -9,6 +9,12 @@
 //     txn                          a transaction from stdin (format below)
 //     del KEY                      prints the new revision
 //     cas KEY EXPECTED_REV VALUE   prints the new revision
+//     put KEY VALUE --lease=ID     attached to the lease (hex id)
+//     lease grant TTL              prints the lease id (hex)
+//     lease revoke ID
+//     lease ttl ID [--keys]        "remaining_ms=N granted_ms=N" (then keys)
+//     lease keepalive ID           "ID remaining_ms=N" per renewal, until
+//                                  interrupted; exit 1 when the lease is gone
 //
 // Exit codes: 0 success; 1 refused (not found, CAS conflict, a value too
 // large), one line on stderr says which; 2 usage error; 3 unavailable (no
@@ -24,15 +30,20 @@
 //   then|else get KEY [--prefix]
 // Output: SUCCESS or FAILURE, then for each operation of the branch run:
 // a put's revision, "deleted N", or a get's KEY and VALUE lines.
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <future>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "cmd/flags.h"
 #include "quorate/client.h"
 
@@ -52,6 +63,14 @@ constexpr char kUsage[] =
   del KEY                      prints the new revision
   cas KEY EXPECTED_REV VALUE   write only if KEY's revision is EXPECTED_REV
                                (0 = absent); prints the new revision
+  put KEY VALUE --lease=ID     the key goes when the lease ends
+  lease grant TTL              TTL like 10s; prints the lease id (hex)
+  lease revoke ID              ends the lease, deleting its keys
+  lease ttl ID [--keys]        "remaining_ms=N granted_ms=N", then with
+                               --keys one attached key per line
+  lease keepalive ID           renews until interrupted, one line
+                               "ID remaining_ms=N" per renewal; exits 1
+                               when the lease is gone
 flags: --tls_ca, --tls_cert, --tls_key for mutual TLS
 exit: 0 ok, 1 refused, 2 usage, 3 unavailable
 )";
@@ -197,6 +216,74 @@ void PrintKeys(const std::vector<quorate::KeyRecord>& kvs, bool keys_only) {
   }
 }
 
+// A lease id as printed: lowercase hex (docs/contracts.md).
+bool ParseLeaseId(const std::string& text, uint64_t* id) {
+  return !text.empty() && text.size() <= 16 && absl::SimpleHexAtoi(text, id) &&
+         *id != 0;
+}
+
+volatile std::sig_atomic_t interrupted = 0;
+
+int Lease(quorate::Client& c, const std::vector<std::string>& args,
+          const quorate::cmd::Flags& flags) {
+  const std::string& sub = args[1];
+  if (sub == "grant") {
+    absl::Duration ttl;
+    if (!absl::ParseDuration(args[2], &ttl) || ttl <= absl::ZeroDuration()) {
+      return Usage(absl::StrCat("TTL '", args[2],
+                                "' is not a duration such as 10s or 750ms"));
+    }
+    absl::StatusOr<quorate::LeaseGrant> g = c.GrantLease(ttl);
+    if (!g.ok()) return Fail(g.status());
+    printf("%s\n", absl::StrFormat("%x", g->id).c_str());
+    return 0;
+  }
+  uint64_t id = 0;
+  if (!ParseLeaseId(args[2], &id)) {
+    return Usage(absl::StrCat("lease id '", args[2],
+                              "' is not a lease id (lowercase hex)"));
+  }
+  if (sub == "revoke") {
+    absl::Status s = c.RevokeLease(id);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (sub == "ttl") {
+    absl::StatusOr<quorate::LeaseStatus> t =
+        c.LeaseTimeToLive(id, flags.Bool("keys"));
+    if (!t.ok()) return Fail(t.status());
+    printf("remaining_ms=%lld granted_ms=%lld\n",
+           static_cast<long long>(absl::ToInt64Milliseconds(t->remaining)),
+           static_cast<long long>(absl::ToInt64Milliseconds(t->granted_ttl)));
+    for (const std::string& key : t->keys) {
+      fwrite(key.data(), 1, key.size(), stdout);
+      fputc('\n', stdout);
+    }
+    return 0;
+  }
+  // keepalive
+  quorate::SessionOptions so;
+  const std::string hex = args[2];
+  so.on_renewed = [hex](absl::Duration left) {
+    printf("%s remaining_ms=%lld\n", hex.c_str(),
+           static_cast<long long>(absl::ToInt64Milliseconds(left)));
+    fflush(stdout);
+  };
+  absl::StatusOr<std::unique_ptr<quorate::Session>> session =
+      c.AdoptSession(id, so);
+  if (!session.ok()) return Fail(session.status());
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  std::signal(SIGTERM, [](int) { interrupted = 1; });
+  std::shared_future<void> done = (*session)->Done();
+  while (!interrupted) {
+    if (done.wait_for(std::chrono::milliseconds(50)) ==
+        std::future_status::ready) {
+      fprintf(stderr, "quoratectl: lease %s is gone\n", hex.c_str());
+      return 1;
+    }
+  }
+  return 0;  // interrupted: the lease is left to expire (or be renewed)
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -204,10 +291,11 @@ int Main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
-      argc, argv,
-      {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit"},
-      {"stale", "prefix", "keys_only"});
+  absl::StatusOr<quorate::cmd::Flags> parsed =
+      quorate::cmd::ParseFlags(argc, argv,
+                               {"endpoints", "timeout", "tls_ca", "tls_cert",
+                                "tls_key", "limit", "lease"},
+                               {"stale", "prefix", "keys_only", "keys"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
@@ -227,7 +315,10 @@ int Main(int argc, char** argv) {
   auto want = [&](size_t n) { return args.size() == n + 1; };
   if (!((cmd == "status" && want(0)) || (cmd == "put" && want(2)) ||
         (cmd == "get" && want(1)) || (cmd == "del" && want(1)) ||
-        (cmd == "cas" && want(3)) || (cmd == "txn" && want(0)))) {
+        (cmd == "cas" && want(3)) || (cmd == "txn" && want(0)) ||
+        (cmd == "lease" && want(2) &&
+         (args[1] == "grant" || args[1] == "revoke" || args[1] == "ttl" ||
+          args[1] == "keepalive")))) {
     return Usage(absl::StrCat("bad command or arguments: '",
                               absl::StrJoin(args, " "), "'"));
   }
@@ -248,6 +339,15 @@ int Main(int argc, char** argv) {
     }
     txn = *std::move(parsed_txn);
   }
+  if (flags.Bool("keys") && !(cmd == "lease" && args[1] == "ttl")) {
+    return Usage("--keys goes with lease ttl");
+  }
+  uint64_t lease = 0;
+  if (flags.Has("lease") &&
+      (cmd != "put" || !ParseLeaseId(flags.Get("lease"), &lease))) {
+    return Usage(absl::StrCat("--lease='", flags.Get("lease"),
+                              "' goes with put and names a lease id (hex)"));
+  }
   uint64_t expected = 0;
   if (cmd == "cas" && !absl::SimpleAtoi(args[2], &expected)) {
     return Usage(
@@ -258,6 +358,7 @@ int Main(int argc, char** argv) {
   if (!client.ok()) return Usage(std::string(client.status().message()));
   quorate::Client& c = **client;
 
+  if (cmd == "lease") return Lease(c, args, flags);
   if (cmd == "status") {
     absl::StatusOr<std::vector<quorate::ClusterMember>> members = c.Members();
     if (!members.ok()) return Fail(members.status());
@@ -328,7 +429,7 @@ int Main(int argc, char** argv) {
   }
   absl::StatusOr<uint64_t> revision;
   if (cmd == "put") {
-    revision = c.Put(args[1], args[2]);
+    revision = c.Put(args[1], args[2], lease);
   } else if (cmd == "del") {
     revision = c.Delete(args[1]);
   } else {

@@ -417,6 +417,52 @@ TEST_F(QuorateNodeTest, Quoratectl_EveryCommandAndExitCode) {
   EXPECT_EQ(c.exit, 3) << c.out;
 }
 
+// The lease commands of docs/contracts.md, against three processes.
+TEST_F(QuorateNodeTest, Quoratectl_LeaseCommands) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  const std::string e = "--endpoints=" + Endpoints();
+  // The floor is twice the election timeout (200 ms here).
+  Ctl c = Quoratectl({e, "lease", "grant", "399ms"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("floor is 400 ms"), std::string::npos) << c.out;
+  EXPECT_EQ(Quoratectl({e, "lease", "grant", "soon"}).exit, 2);
+  c = Quoratectl({e, "lease", "grant", "3s"});
+  ASSERT_EQ(c.exit, 0) << c.out;
+  const std::string id = c.out.substr(0, c.out.find('\n'));
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  ASSERT_EQ(Quoratectl({e, "put", "svc/a", "1", "--lease=" + id}).exit, 0);
+  EXPECT_EQ(Quoratectl({e, "put", "svc/b", "1", "--lease=zz"}).exit, 2);
+  c = Quoratectl({e, "lease", "ttl", id, "--keys"});
+  ASSERT_EQ(c.exit, 0) << c.out;
+  EXPECT_EQ(c.out.find("remaining_ms="), 0u) << c.out;
+  EXPECT_NE(c.out.find(" granted_ms=3000\nsvc/a\n"), std::string::npos)
+      << c.out;
+  // keepalive renews until the lease is gone, then exits 1.
+  const std::string log = absl::StrCat(root_, "/keepalive.out");
+  Process keepalive({QUORATECTL_BINARY, e, "lease", "keepalive", id}, log);
+  ASSERT_TRUE(Await([&] {
+    const std::string out = ReadAll(log);
+    return out.find(id + " remaining_ms=") != std::string::npos &&
+           out.find(id + " remaining_ms=", out.find(id) + 1) !=
+               std::string::npos;
+  })) << ReadAll(log);
+  // Kept alive past its TTL: the key is still there.
+  absl::SleepFor(absl::Milliseconds(3500));
+  EXPECT_EQ(Quoratectl({e, "get", "svc/a"}).exit, 0);
+  ASSERT_EQ(Quoratectl({e, "lease", "revoke", id}).exit, 0);
+  EXPECT_EQ(keepalive.Wait(absl::Seconds(10)).value_or(-1), 1) << ReadAll(log);
+  EXPECT_NE(ReadAll(log).find("is gone"), std::string::npos) << ReadAll(log);
+  c = Quoratectl({e, "get", "svc/a"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_EQ(Quoratectl({e, "lease", "revoke", id}).exit, 1);
+  EXPECT_EQ(Quoratectl({e, "lease", "ttl", id}).exit, 1);
+  EXPECT_EQ(Quoratectl({e, "lease", "ttl", "0"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "lease", "frob", id}).exit, 2);
+}
+
 TEST_F(QuorateNodeTest, Writes_ReplicateToEveryProcess) {
   Define(3);
   for (auto& [name, m] : members_) Start(name);

@@ -285,8 +285,8 @@ TEST(SimulatorTest, SessionsHoldThroughLeaderChurn) {
     o.scenario = "leader-churn";
     const SimResult r = RunSimulation(o);
     ASSERT_TRUE(r.safety_ok) << "seed " << seed << ": " << r.safety_violation;
-    EXPECT_TRUE(r.liveness_ok) << "seed " << seed << ": "
-                               << r.liveness_violation;
+    EXPECT_TRUE(r.liveness_ok)
+        << "seed " << seed << ": " << r.liveness_violation;
     granted += r.leases_granted;
     renewed += r.renewals_answered;
     ended += r.leases_expired;
