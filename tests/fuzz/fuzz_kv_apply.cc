@@ -6,6 +6,12 @@
 // later, and bursts that fill a client's duplicate window or the session
 // table (format: fuzz_input.h, KvOp).
 //
+// Lease commands (grant, revoke, expire, checkpoint) and puts attached to
+// leases are among them. Checked too: a granted lease exists; a revoked or
+// expired one does not, and neither do its keys, all gone at one revision
+// (none if it had no keys); every key attached to a lease is listed by it,
+// and every key a lease lists is attached to it.
+//
 // Checked after every command: the result parses; the revision never
 // decreases and rises by at most one; it rises exactly when a write
 // happened (the result is OK and names the new revision, and the keys then
@@ -99,10 +105,18 @@ class Harness {
       cmd.mutable_op()->set_client(client);
       cmd.mutable_op()->set_seq(seq);
     }
+    if ((sel & 0x83) == 0x80) {
+      Lease(expected, value.size(), cmd);
+      return cmd;
+    }
     switch (sel & 3) {
       case 1:
         cmd.mutable_put()->set_key(key);
         cmd.mutable_put()->set_value(value);
+        // Attached to a lease granted earlier, or (sometimes) to none
+        // that exists.
+        if (sel & 0x80) cmd.mutable_put()->set_lease(PickLease(expected));
+        if (sel & 0x80) cmd.mutable_limits()->set_max_keys_per_lease(3);
         break;
       case 2:
         cmd.mutable_del()->set_key(key);
@@ -121,6 +135,72 @@ class Harness {
         break;
     }
     return cmd;
+  }
+
+  // A lease granted earlier (it may have ended since), or, for some picks,
+  // an id that was never granted.
+  uint64_t PickLease(uint64_t pick) const {
+    if (granted_.empty() || pick % 8 == 7) return 1'000'000 + pick;
+    return granted_[pick % granted_.size()];
+  }
+
+  // A lease command: grant (a TTL from `n`, sometimes out of range, and
+  // sometimes an id of its own), revoke, expire or checkpoint.
+  void Lease(uint64_t pick, size_t n, client::KvCommand& cmd) const {
+    switch (pick % 4) {
+      case 0: {
+        client::LeaseGrantRequest* g = cmd.mutable_lease_grant();
+        g->set_ttl_ms(n == 0 ? 0 : static_cast<int64_t>(n) * 1000);
+        if (pick & 0x10) g->set_id(PickLease(pick / 4));
+        cmd.mutable_limits()->set_max_leases_per_client(4);
+        break;
+      }
+      case 1:
+        cmd.mutable_lease_revoke()->set_id(PickLease(pick / 4));
+        break;
+      case 2:
+        cmd.mutable_lease_expire()->add_ids(PickLease(pick / 4));
+        if (pick & 0x40) cmd.mutable_lease_expire()->add_ids(PickLease(n));
+        break;
+      default: {
+        client::LeaseCheckpointCommand* c = cmd.mutable_lease_checkpoint();
+        if (pick & 0x40) {
+          c->add_clear(PickLease(pick / 4));
+        } else {
+          c->add_ids(PickLease(pick / 4));
+          c->add_remaining_ms(static_cast<int64_t>(n) * 100 - 50);
+          if (pick & 0x80) c->add_ids(PickLease(n));  // torn: refused
+        }
+        break;
+      }
+    }
+  }
+
+  // Every key attached to a lease is in that lease's list, and the other
+  // way round.
+  void CheckLeaseLinks() const {
+    for (int k = 0; k < 6; ++k) {
+      const std::string key = KeyFor(k);
+      const auto v = store_->Get(key);
+      if (!v.has_value() || v->lease == 0) continue;
+      const auto lease = store_->GetLease(v->lease, true);
+      QUORATE_CHECK(lease.has_value())
+          << "key " << key << " is attached to lease " << v->lease
+          << ", which does not exist";
+      QUORATE_CHECK(std::find(lease->keys.begin(), lease->keys.end(), key) !=
+                    lease->keys.end())
+          << "lease " << v->lease << " does not list its key " << key;
+    }
+    for (uint64_t id : granted_) {
+      const auto lease = store_->GetLease(id, true);
+      if (!lease.has_value()) continue;
+      QUORATE_CHECK_EQ(lease->keys.size(), lease->key_count);
+      for (const std::string& key : lease->keys) {
+        const auto v = store_->Get(key);
+        QUORATE_CHECK(v.has_value() && v->lease == id)
+            << "lease " << id << " lists key " << key << ", not attached";
+      }
+    }
   }
 
   // A transaction: one compare of `key` (target and operator from
@@ -165,6 +245,22 @@ class Harness {
   void Apply(const std::string& bytes) {
     const uint64_t index = index_++;
     const uint64_t before = store_->revision();
+    // The keys of the leases a revoke or expiry names, to check they go.
+    ending_keys_.clear();
+    {
+      client::KvCommand peek;
+      if (peek.ParseFromString(bytes)) {
+        std::vector<uint64_t> ids(peek.lease_expire().ids().begin(),
+                                  peek.lease_expire().ids().end());
+        if (peek.has_lease_revoke()) ids.push_back(peek.lease_revoke().id());
+        for (uint64_t id : ids) {
+          if (auto l = store_->GetLease(id, true)) {
+            ending_keys_.insert(ending_keys_.end(), l->keys.begin(),
+                                l->keys.end());
+          }
+        }
+      }
+    }
     const std::string out = store_->Apply(index, bytes);
     const uint64_t after = store_->revision();
     if (shadow_ != nullptr) {
@@ -181,6 +277,39 @@ class Harness {
 
     client::KvCommand cmd;
     const bool parsed = cmd.ParseFromString(bytes);
+    const bool lease_cmd =
+        parsed && (cmd.has_lease_grant() || cmd.has_lease_revoke() ||
+                   cmd.has_lease_expire() || cmd.has_lease_checkpoint());
+    // (A repeated op id answers with its first result and changes nothing;
+    // checked below.)
+    const bool repeated =
+        parsed && cmd.op().client() != 0 &&
+        results_.count(OpKey{cmd.op().client(), cmd.op().seq()}) > 0;
+    if (result.code() == 0 && result.lease_id() != 0 && !repeated) {
+      QUORATE_CHECK(store_->GetLease(result.lease_id(), false).has_value())
+          << "a granted lease does not exist";
+      if (std::find(granted_.begin(), granted_.end(), result.lease_id()) ==
+          granted_.end()) {
+        granted_.push_back(result.lease_id());
+      }
+    }
+    if (parsed && result.code() == 0 && !repeated &&
+        (cmd.has_lease_revoke() || cmd.has_lease_expire())) {
+      // The leases are gone, their keys with them, at one revision.
+      for (uint64_t id : cmd.lease_expire().ids()) {
+        QUORATE_CHECK(!store_->GetLease(id, false).has_value())
+            << "an expired lease still exists";
+      }
+      QUORATE_CHECK(!store_->GetLease(cmd.lease_revoke().id(), false))
+          << "a revoked lease still exists";
+      for (const std::string& key : ending_keys_) {
+        QUORATE_CHECK(!store_->Get(key).has_value())
+            << "key " << key << " outlived its lease";
+      }
+      QUORATE_CHECK_EQ(after, before + (ending_keys_.empty() ? 0 : 1))
+          << "ending leases took the wrong number of revisions";
+    }
+    if (lease_cmd || after != before) CheckLeaseLinks();
     if (after == before + 1) {
       QUORATE_CHECK(parsed);
       QUORATE_CHECK_EQ(result.code(), 0) << "a failed command wrote";
@@ -193,7 +322,7 @@ class Harness {
     if (client == 0) {
       if (unchanged_txn) CheckChangedNothing(result.txn());
       QUORATE_CHECK(after == before + 1 || result.code() != 0 ||
-                    result.has_txn())
+                    result.has_txn() || lease_cmd)
           << "OK without a write for an op without an id";
       return;
     }
@@ -204,7 +333,8 @@ class Harness {
     auto done = results_.find(op);
     const bool known = done != results_.end();
     if (after == before) {
-      QUORATE_CHECK(result.code() != 0 || known || result.has_txn())
+      QUORATE_CHECK(result.code() != 0 || known || result.has_txn() ||
+                    lease_cmd)
           << "OK without a write, and not a repeated op";
       if (unchanged_txn && !known) CheckChangedNothing(result.txn());
     }
@@ -280,6 +410,16 @@ class Harness {
     if (cmd.has_txn()) {
       CheckTxnWritten(cmd.txn(), last_result_.txn(), revision);
       return;
+    }
+    if (cmd.has_lease_revoke() || cmd.has_lease_expire()) {
+      QUORATE_CHECK(!ending_keys_.empty())
+          << "ending leases without keys took a revision";
+      return;  // checked in Apply
+    }
+    if (cmd.has_put()) {
+      const auto got = store_->Get(cmd.put().key());
+      QUORATE_CHECK(got.has_value() && got->lease == cmd.put().lease())
+          << "a put's key is not attached to the put's lease";
     }
     std::string key;
     std::optional<std::string> value;
@@ -380,6 +520,8 @@ class Harness {
   std::vector<std::unique_ptr<coord::KvStore>> retired_;
   uint64_t index_ = 1;
   std::set<std::string> touched_;
+  std::vector<uint64_t> granted_;         // lease ids granted so far
+  std::vector<std::string> ending_keys_;  // of the leases being ended
   // Ops applied (not answered from memory) and their results, and each
   // client's highest seq applied.
   std::map<OpKey, std::string> results_;

@@ -629,6 +629,27 @@ void KvSeeds() {
            .Op(kKvRestore, 0)
            .Cmd(kTxn | Key(2), "c", 3, 1, 45)  // mod < 2
            .str());
+  // Leases (the harness's Lease(): 0x80 with no put/del/cas bits is a
+  // lease command, its last byte picking which; a put with 0x80 attaches
+  // its key to a lease granted earlier): two grants, keys attached (and one
+  // to a lease that never existed), a checkpoint and its clear, a
+  // snapshot, an expiry deleting a key, a revoke, a grant of an id in use.
+  constexpr uint8_t kLease = 0x80;
+  Save(t, "leases",
+       KvSeed()
+           .Cmd(kLease, "abc", 1, 1, 0)                // grant, TTL 3 s
+           .Cmd(kLease, "ab", 1, 2, 4)                 // grant, TTL 2 s
+           .Cmd(kPut | Key(0) | kLease, "a", 0, 0, 0)  // on the first
+           .Cmd(kPut | Key(1) | kLease, "b", 0, 0, 1)  // on the second
+           .Cmd(kPut | Key(2) | kLease, "c", 0, 0, 7)  // on none: refused
+           .Cmd(kLease, "ab", 0, 0, 3)                 // checkpoint 150 ms
+           .Op(kKvCapture)
+           .Op(kKvRestore, 0)
+           .Cmd(kLease, "", 0, 0, 67)     // clear
+           .Cmd(kLease, "", 0, 0, 2)      // expire the first: k0 goes
+           .Cmd(kLease, "", 2, 1, 5)      // revoke the second: k1 goes
+           .Cmd(kLease, "a", 2, 2, 0x10)  // grant an id in use
+           .str());
   // 4,320 ops of client 4 slide its window past seq 1: then a retry of
   // op 1 is too old to tell.
   Save(t, "window",
