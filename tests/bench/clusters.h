@@ -6,14 +6,21 @@
 
 #include <signal.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -45,6 +52,42 @@ inline bool Await(const std::function<bool()>& pred,
     if (absl::Now() >= until) return false;
     absl::SleepFor(absl::Milliseconds(2));
   }
+  return true;
+}
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// "N cores, M GiB", for the tables.
+inline std::string Machine() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return absl::StrFormat("%d cores, %.0f GiB",
+                         std::thread::hardware_concurrency(),
+                         static_cast<double>(pages) * page / (1 << 30));
+}
+
+// Replaces what lies between "<!-- NAME:begin -->" and "<!-- NAME:end -->"
+// in `file` with `text`; false (saying why) if the markers are missing.
+inline bool WriteSection(const std::string& file, const std::string& name,
+                         const std::string& text) {
+  std::ifstream in(file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string doc = ss.str();
+  const std::string begin = absl::StrCat("<!-- ", name, ":begin -->\n");
+  const std::string end = absl::StrCat("<!-- ", name, ":end -->");
+  const size_t b = doc.find(begin);
+  const size_t x = doc.find(end);
+  if (b == std::string::npos || x == std::string::npos || x < b) {
+    fprintf(stderr, "%s has no %s markers\n", file.c_str(), name.c_str());
+    return false;
+  }
+  doc = doc.substr(0, b + begin.size()) + text + doc.substr(x);
+  std::ofstream(file) << doc;
+  printf("(table written into %s)\n", file.c_str());
   return true;
 }
 

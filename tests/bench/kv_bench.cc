@@ -42,6 +42,8 @@ namespace quorate {
 namespace {
 
 using bench::Await;
+using bench::Machine;
+using bench::Median;
 using bench::Cluster;
 using bench::EtcdCluster;
 using bench::QuorateCluster;
@@ -362,19 +364,6 @@ bool Measure(Cluster& c, double seconds, Results* out) {
   return true;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-std::string Machine() {
-  long pages = sysconf(_SC_PHYS_PAGES);
-  long page = sysconf(_SC_PAGE_SIZE);
-  return absl::StrFormat("%d cores, %.0f GiB",
-                         std::thread::hardware_concurrency(),
-                         static_cast<double>(pages) * page / (1 << 30));
-}
-
 int Main(int argc, char** argv) {
   int rounds = 3;
   double seconds = 5;
@@ -444,22 +433,8 @@ int Main(int argc, char** argv) {
         with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
   }
   fputs(table.c_str(), stdout);
-  if (!markdown.empty()) {
-    std::ifstream in(markdown);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string doc = ss.str();
-    const std::string begin = "<!-- kv_bench:begin -->\n";
-    const std::string end = "<!-- kv_bench:end -->";
-    const size_t b = doc.find(begin);
-    const size_t x = doc.find(end);
-    if (b == std::string::npos || x == std::string::npos || x < b) {
-      fprintf(stderr, "%s has no kv_bench markers\n", markdown.c_str());
-      return 1;
-    }
-    doc = doc.substr(0, b + begin.size()) + table + doc.substr(x);
-    std::ofstream(markdown) << doc;
-    printf("(table written into %s)\n", markdown.c_str());
+  if (!markdown.empty() && !bench::WriteSection(markdown, "kv_bench", table)) {
+    return 1;
   }
   return 0;
 }

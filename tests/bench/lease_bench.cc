@@ -1,0 +1,398 @@
+// Sessions side by side: Quorate and etcd 3.4 in one run, on the same
+// machine and loopback, 3 members each, heartbeat 50 ms, election timeout
+// 500 ms, fsync on. One client process (this one) holds 10,000 leases of
+// TTL 6 s and renews each every TTL/3 (5,000 renewals a second), all on
+// one KeepAlive stream to the leader, through each system's own gRPC API
+// (Quorate's Kv.LeaseKeepAlive; etcd's Lease.LeaseKeepAlive, declared in
+// tests/bench/etcd_kv.proto). Measured over the window: renewals answered
+// per second, their latency (send to answer) p50 and p99, and the
+// leader's CPU (user + system time from /proc): the capacity at equal CPU
+// is renewals per leader CPU-second. Each round runs both systems
+// (alternating which goes first); the table shows medians over rounds.
+//
+//   lease_bench [--rounds=3] [--seconds=10] [--leases=10000]
+//               [--markdown=docs/benchmarks.md] [--smoke]
+// --markdown replaces the section between "<!-- lease_bench:begin -->"
+// and "<!-- lease_bench:end -->". --smoke: Quorate only, 200 leases,
+// briefly (the test suite runs this).
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/clusters.h"
+#include "etcd_kv.grpc.pb.h"
+#include "wire/client.grpc.pb.h"
+
+namespace quorate {
+namespace {
+
+using bench::Await;
+using bench::Machine;
+using bench::Median;
+using bench::Cluster;
+using bench::EtcdCluster;
+using bench::QuorateCluster;
+
+constexpr int64_t kTtlSeconds = 6;
+
+// One system's lease calls: grant, and a KeepAlive stream whose requests
+// name a lease and whose answers name it back.
+class LeaseDriver {
+ public:
+  virtual ~LeaseDriver() = default;
+  virtual bool Grant(uint64_t* id) = 0;
+  virtual void Open() = 0;
+  virtual bool Send(uint64_t id) = 0;
+  // The next answer's lease id; false once the stream ended. *ok: renewed.
+  virtual bool Receive(uint64_t* id, bool* ok) = 0;
+  virtual void Close() = 0;
+};
+
+class QuorateLeases final : public LeaseDriver {
+ public:
+  explicit QuorateLeases(const std::string& address)
+      : stub_(client::Kv::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+  }
+  bool Grant(uint64_t* id) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    client::LeaseGrantRequest req;
+    req.set_ttl_ms(kTtlSeconds * 1000);
+    client::LeaseGrantResponse resp;
+    if (!stub_->LeaseGrant(&ctx, req, &resp).ok()) return false;
+    *id = resp.id();
+    return true;
+  }
+  void Open() override { stream_ = stub_->LeaseKeepAlive(&ctx_); }
+  bool Send(uint64_t id) override {
+    client::LeaseKeepAliveRequest req;
+    req.set_id(id);
+    req.set_cookie(id);
+    return stream_->Write(req);
+  }
+  bool Receive(uint64_t* id, bool* ok) override {
+    client::LeaseKeepAliveResponse r;
+    if (!stream_->Read(&r)) return false;
+    *id = r.id();
+    *ok = r.code() == 0;
+    return true;
+  }
+  void Close() override {
+    ctx_.TryCancel();
+    stream_->Finish().IgnoreError();
+  }
+
+ private:
+  std::unique_ptr<client::Kv::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
+                                           client::LeaseKeepAliveResponse>>
+      stream_;
+};
+
+class EtcdLeases final : public LeaseDriver {
+ public:
+  explicit EtcdLeases(const std::string& address)
+      : stub_(etcdserverpb::Lease::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+  }
+  bool Grant(uint64_t* id) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(kTtlSeconds);
+    etcdserverpb::LeaseGrantResponse resp;
+    if (!stub_->LeaseGrant(&ctx, req, &resp).ok() || !resp.error().empty()) {
+      return false;
+    }
+    *id = static_cast<uint64_t>(resp.id());
+    return true;
+  }
+  void Open() override { stream_ = stub_->LeaseKeepAlive(&ctx_); }
+  bool Send(uint64_t id) override {
+    etcdserverpb::LeaseKeepAliveRequest req;
+    req.set_id(static_cast<int64_t>(id));
+    return stream_->Write(req);
+  }
+  bool Receive(uint64_t* id, bool* ok) override {
+    etcdserverpb::LeaseKeepAliveResponse r;
+    if (!stream_->Read(&r)) return false;
+    *id = static_cast<uint64_t>(r.id());
+    *ok = r.ttl() > 0;
+    return true;
+  }
+  void Close() override {
+    ctx_.TryCancel();
+    stream_->Finish().IgnoreError();
+  }
+
+ private:
+  std::unique_ptr<etcdserverpb::Lease::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
+                                           etcdserverpb::LeaseKeepAliveResponse>>
+      stream_;
+};
+
+// user + system CPU seconds of process `pid` so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(f, line);
+  // Fields after the command name (which may hold spaces): state is the
+  // 3rd field; utime and stime are the 14th and 15th.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields =
+      absl::StrSplit(line.substr(close + 2), ' ');
+  if (fields.size() < 13) return 0;
+  double utime = 0, stime = 0;
+  if (!absl::SimpleAtod(fields[11], &utime) ||
+      !absl::SimpleAtod(fields[12], &stime)) {
+    return 0;
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+using Results = std::map<std::string, std::vector<double>>;
+
+const char* const kMetrics[] = {"renewals/s answered",
+                                "renewal p50 ms",
+                                "renewal p99 ms",
+                                "leader CPU, % of one core",
+                                "renewals per leader CPU-second",
+                                "leases granted/s (one at a time, 16 callers)"};
+
+bool Measure(Cluster& c, int leases, double seconds, Results* out) {
+  for (int i = 0; i < bench::kMembers; ++i) c.Start(i);
+  int leader = -1;
+  if (!Await([&] { return (leader = c.Leader()) >= 0; })) {
+    fprintf(stderr, "%s: no leader\n", c.name().c_str());
+    return false;
+  }
+  auto make = [&]() -> std::unique_ptr<LeaseDriver> {
+    if (c.name() == "etcd") {
+      return std::make_unique<EtcdLeases>(c.ClientAddress(leader));
+    }
+    return std::make_unique<QuorateLeases>(c.ClientAddress(leader));
+  };
+  // Grants, from 16 threads.
+  std::vector<uint64_t> ids(static_cast<size_t>(leases));
+  std::atomic<int> next{0};
+  std::atomic<int> failed{0};
+  const absl::Time grant_start = absl::Now();
+  {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 16; ++t) {
+      threads.emplace_back([&] {
+        std::unique_ptr<LeaseDriver> d = make();
+        for (int i; (i = next.fetch_add(1)) < leases;) {
+          if (!d->Grant(&ids[static_cast<size_t>(i)])) failed.fetch_add(1);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  const double grant_s = absl::ToDoubleSeconds(absl::Now() - grant_start);
+  if (failed.load() > 0) {
+    fprintf(stderr, "%s: %d grants failed\n", c.name().c_str(), failed.load());
+    return false;
+  }
+
+  // Renewals: every lease every TTL/3, spread evenly, on one stream.
+  std::unique_ptr<LeaseDriver> d = make();
+  d->Open();
+  std::mutex mu;
+  std::map<uint64_t, absl::Time> sent;  // lease -> its renewal's send time
+  std::vector<double> latencies_ms;
+  uint64_t refused = 0;
+  std::atomic<bool> measuring{false};
+  std::atomic<uint64_t> answered{0};
+  std::thread reader([&] {
+    uint64_t id;
+    bool ok;
+    while (d->Receive(&id, &ok)) {
+      const absl::Time now = absl::Now();
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = sent.find(id);
+      if (it == sent.end()) continue;
+      if (measuring.load()) {
+        if (ok) {
+          latencies_ms.push_back(absl::ToDoubleMilliseconds(now - it->second));
+          answered.fetch_add(1);
+        } else {
+          ++refused;
+        }
+      }
+      sent.erase(it);
+    }
+  });
+  const double period_s = static_cast<double>(kTtlSeconds) / 3;
+  const double warmup_s = std::min(period_s, seconds);
+  const absl::Time start = absl::Now();
+  const absl::Time measure_from = start + absl::Seconds(warmup_s);
+  const absl::Time end = measure_from + absl::Seconds(seconds);
+  const pid_t pid = c.Pid(leader);
+  double cpu_from = 0;
+  size_t k = 0;
+  bool stream_ok = true;
+  while (stream_ok) {
+    const absl::Time now = absl::Now();
+    if (now >= end) break;
+    if (!measuring.load() && now >= measure_from) {
+      cpu_from = CpuSeconds(pid);
+      measuring.store(true);
+    }
+    // Renewals due by now: lease k is due at (k / leases) * period into
+    // each period.
+    const double elapsed = absl::ToDoubleSeconds(now - start);
+    const auto due =
+        static_cast<size_t>(elapsed / period_s * static_cast<double>(leases));
+    while (k < due && stream_ok) {
+      const uint64_t id = ids[k % ids.size()];
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        sent[id] = absl::Now();
+      }
+      stream_ok = d->Send(id);
+      ++k;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  const double cpu = CpuSeconds(pid) - cpu_from;
+  const double window =
+      absl::ToDoubleSeconds(absl::Now() - std::max(measure_from, start));
+  measuring.store(false);
+  d->Close();
+  reader.join();
+  if (!stream_ok) {
+    fprintf(stderr, "%s: the KeepAlive stream broke\n", c.name().c_str());
+    return false;
+  }
+  if (refused > 0) {
+    fprintf(stderr, "%s: %llu renewals refused\n", c.name().c_str(),
+            static_cast<unsigned long long>(refused));
+  }
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto pct = [&](double p) {
+    return latencies_ms.empty()
+               ? 0.0
+               : latencies_ms[std::min(
+                     latencies_ms.size() - 1,
+                     static_cast<size_t>(p *
+                                         static_cast<double>(latencies_ms.size())))];
+  };
+  const double rate = static_cast<double>(answered.load()) / window;
+  const double v[] = {rate,
+                      pct(0.5),
+                      pct(0.99),
+                      100 * cpu / window,
+                      cpu > 0 ? static_cast<double>(answered.load()) / cpu : 0,
+                      static_cast<double>(leases) / grant_s};
+  for (size_t m = 0; m < std::size(kMetrics); ++m) {
+    (*out)[kMetrics[m]].push_back(v[m]);
+  }
+  return true;
+}
+
+int Main(int argc, char** argv) {
+  int rounds = 3;
+  double seconds = 10;
+  int leases = 10000;
+  bool smoke = false;
+  std::string markdown;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--smoke") {
+      smoke = true;
+      rounds = 1;
+      seconds = 0.5;
+      leases = 200;
+    } else if (a.rfind("--rounds=", 0) == 0) {
+      rounds = std::max(1, std::atoi(a.substr(9).c_str()));
+    } else if (a.rfind("--seconds=", 0) == 0) {
+      seconds = std::max(0.1, std::atof(a.substr(10).c_str()));
+    } else if (a.rfind("--leases=", 0) == 0) {
+      leases = std::max(1, std::atoi(a.substr(9).c_str()));
+    } else if (a.rfind("--markdown=", 0) == 0) {
+      markdown = a.substr(11);
+    } else if (a.rfind("--benchmark_", 0) != 0) {
+      fprintf(stderr,
+              "usage: lease_bench [--rounds=N] [--seconds=S] [--leases=N] "
+              "[--markdown=FILE] [--smoke]\n");
+      return 2;
+    }
+  }
+  const char* etcd = "/usr/bin/etcd";
+  const bool with_etcd = !smoke && ::access(etcd, X_OK) == 0;
+  char tmpl[] = "/tmp/quorate-lease-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return 1;
+  const std::string dir = tmpl;
+  Results q, e;
+  for (int round = 0; round < rounds; ++round) {
+    for (int k = 0; k < 2; ++k) {
+      const bool quorate_now = (k == 0) == (round % 2 == 0);
+      const std::string sub =
+          absl::StrCat(dir, "/r", round, quorate_now ? "q" : "e");
+      std::filesystem::create_directories(sub);
+      if (quorate_now) {
+        QuorateCluster c(QUORATE_NODE_BINARY, sub);
+        if (!Measure(c, leases, seconds, &q)) return 1;
+      } else if (with_etcd) {
+        EtcdCluster c(etcd, sub);
+        if (!Measure(c, leases, seconds, &e)) return 1;
+      }
+      std::filesystem::remove_all(sub);
+    }
+  }
+  std::filesystem::remove_all(dir);
+
+  std::string table = absl::StrFormat(
+      "Machine: %s. Command: `%s --rounds=%d --seconds=%g --leases=%d`. "
+      "Medians of %d rounds; 3 members on loopback, heartbeat 50 ms, "
+      "election timeout 500 ms, fsync on; %d leases of TTL %d s, each "
+      "renewed every TTL/3 on one KeepAlive stream to the leader.\n\n"
+      "| measure | Quorate | etcd 3.4 | Quorate / etcd |\n|---|---|---|---|\n",
+      Machine(), argv[0], rounds, seconds, leases, rounds, leases,
+      kTtlSeconds);
+  for (const char* m : kMetrics) {
+    const double qv = Median(q[m]);
+    const double ev = Median(e[m]);
+    const bool ms = std::string(m).find(" ms") != std::string::npos;
+    auto num = [ms](double v) {
+      return ms ? absl::StrFormat("%.2f", v) : absl::StrFormat("%.0f", v);
+    };
+    absl::StrAppendFormat(
+        &table, "| %s | %s | %s | %s |\n", m, num(qv),
+        with_etcd ? num(ev) : "-",
+        with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
+  }
+  fputs(table.c_str(), stdout);
+  if (!markdown.empty() && !bench::WriteSection(markdown, "lease_bench", table)) {
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace quorate
+
+int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return quorate::Main(argc, argv);
+}
