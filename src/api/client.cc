@@ -615,21 +615,23 @@ class SessionImpl final : public Session {
 
   void Read(grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
                                      client::LeaseKeepAliveResponse>* stream) {
-    client::LeaseKeepAliveResponse r;
-    while (stream->Read(&r)) {
-      const absl::Status status(static_cast<absl::StatusCode>(r.code()),
-                                r.message());
+    client::LeaseKeepAliveResponse batch;
+    while (stream->Read(&batch)) {
       MutexLock lock(&mu_);
-      holder_.Answered(r.cookie(), status, r.ttl_ms(), BootTimeNowNs());
-      Publish();
-      if (status.ok()) renewed_ = true;
-      if (absl::IsUnavailable(status)) {
-        // Not the leader: go where it points, or anywhere else.
-        redirect_ = r.leader_address();
-        broken_ = true;
-      } else if (status.ok()) {
-        client_->SetLeader(address_);
+      for (const client::LeaseRenewalAnswer& r : batch.answers()) {
+        const absl::Status status(static_cast<absl::StatusCode>(r.code()),
+                                  r.message());
+        holder_.Answered(r.cookie(), status, r.ttl_ms(), BootTimeNowNs());
+        if (status.ok()) renewed_ = true;
+        if (absl::IsUnavailable(status)) {
+          // Not the leader: go where it points, or anywhere else.
+          redirect_ = r.leader_address();
+          broken_ = true;
+        } else if (status.ok()) {
+          client_->SetLeader(address_);
+        }
       }
+      Publish();
       wake_.SignalAll();
     }
     MutexLock lock(&mu_);
@@ -681,8 +683,9 @@ class SessionImpl final : public Session {
       if (now >= holder_.NextRenewalAt() &&
           (holder_.outstanding() == 0 || now - last_send >= resend)) {
         client::LeaseKeepAliveRequest req;
-        req.set_id(lease_);
-        req.set_cookie(holder_.RenewalSent(now));
+        client::LeaseRenewal* renewal = req.add_renewals();
+        renewal->set_id(lease_);
+        renewal->set_cookie(holder_.RenewalSent(now));
         last_send = now;
         grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
                                  client::LeaseKeepAliveResponse>* stream =

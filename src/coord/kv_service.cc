@@ -91,11 +91,14 @@ class KvService::Call final : public transport::CqHandler {
   transport::CqTag finished_{this, kFinished};
 };
 
-// One KeepAlive stream: renewals are read one at a time and handed to the
-// keeper at once; answers are written in the order they come, one write
-// in flight, at most kMaxQueued waiting (a client that does not read its
-// answers is cut off with RESOURCE_EXHAUSTED). Deleted on the io thread
-// once finished, with no operation in flight and no renewal unanswered.
+// One KeepAlive stream: requests (each with one or more renewals) are read
+// one at a time and their renewals handed to the keeper at once; answers
+// are written in the order they come, one write in flight, and all those
+// that came meanwhile go out together in the next write (a quorum round
+// answers many renewals at once). At most kMaxQueued wait: a client that
+// does not read its answers is cut off with RESOURCE_EXHAUSTED. Deleted on the
+// io thread once finished, with no operation in flight and no renewal
+// unanswered.
 class KvService::KeepAliveStream final : public transport::CqHandler {
  public:
   static constexpr size_t kMaxQueued = 4096;
@@ -113,18 +116,23 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
   }
 
   void OnEvent(int kind, bool ok) override {
+    if (kind == kRequested && !ok) {  // the server is shutting down
+      delete this;
+      return;
+    }
+    {
+      // An answer on another thread must not delete the stream while this
+      // handler still uses it.
+      MutexLock lock(&mu_);
+      in_handler_ = true;
+    }
     switch (kind) {
-      case kRequested:
-        if (!ok) {
-          delete this;
-          return;
-        }
+      case kRequested: {
         Await(service_);
-        {
-          MutexLock lock(&mu_);
-          StartRead();
-        }
-        return;
+        MutexLock lock(&mu_);
+        StartRead();
+        break;
+      }
       case kRead: {
         client::LeaseKeepAliveRequest request;
         {
@@ -134,28 +142,26 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
             read_closed_ = true;  // half-closed, or gone
             MaybeFinish();
           } else {
-            request = request_;
-            ++unanswered_;
+            request.Swap(&request_);
+            unanswered_ += request.renewals_size();
             StartRead();
           }
         }
-        if (ok) {
-          service_->KeepAlive(request,
-                              [this](client::LeaseKeepAliveResponse r) {
-                                Answered(std::move(r));
-                              });
+        for (const client::LeaseRenewal& renewal : request.renewals()) {
+          service_->KeepAlive(renewal, [this](client::LeaseRenewalAnswer a) {
+            Answered(std::move(a));
+          });
         }
         break;
       }
       case kWritten: {
         MutexLock lock(&mu_);
         write_in_flight_ = false;
-        if (!out_.empty()) out_.pop_front();
         if (finishing_) {
           StartFinish();
         } else if (!ok) {
           Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-        } else if (!out_.empty() && !finishing_) {
+        } else if (out_.answers_size() > 0) {
           StartWrite();
         } else {
           MaybeFinish();
@@ -168,6 +174,10 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
         break;
       }
     }
+    {
+      MutexLock lock(&mu_);
+      in_handler_ = false;
+    }
     MaybeDelete();
   }
 
@@ -178,19 +188,19 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
       : service_(service), stream_(&context_) {}
   ~KeepAliveStream() = default;
 
-  void Answered(client::LeaseKeepAliveResponse response) {
+  void Answered(client::LeaseRenewalAnswer answer) {
     {
       MutexLock lock(&mu_);
       --unanswered_;
       if (!finishing_) {
-        if (out_.size() >= kMaxQueued) {
+        if (static_cast<size_t>(out_.answers_size()) >= kMaxQueued) {
           Finish(grpc::Status(
               grpc::StatusCode::RESOURCE_EXHAUSTED,
-              absl::StrCat("the client left ", out_.size(),
+              absl::StrCat("the client left ", out_.answers_size(),
                            " renewal answers unread; the limit is ",
                            kMaxQueued)));
         } else {
-          out_.push_back(std::move(response));
+          *out_.add_answers() = std::move(answer);
           if (!write_in_flight_) StartWrite();
         }
       }
@@ -207,16 +217,21 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
     if (!read_in_flight_) read_closed_ = true;
   }
   void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // What is written must stay put until the write completes: it moves
+    // to writing_, and new answers gather in out_.
+    writing_.Swap(&out_);
+    out_.Clear();
     write_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Write(out_.front(), &written_); });
+        [&] { stream_.Write(writing_, &written_); });
     if (!write_in_flight_) {  // shutting down: the call is cancelled
-      out_.clear();
+      out_.Clear();
       finishing_ = finish_started_ = finish_done_ = true;
     }
   }
   // Once the client stopped sending and every answer is written.
   void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (read_closed_ && unanswered_ == 0 && out_.empty() && !write_in_flight_) {
+    if (read_closed_ && unanswered_ == 0 && out_.answers_size() == 0 &&
+        !write_in_flight_) {
       Finish(grpc::Status::OK);
     }
   }
@@ -230,7 +245,7 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
   void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!finishing_ || finish_started_ || write_in_flight_) return;
     finish_started_ = true;
-    out_.clear();
+    out_.Clear();
     if (!service_->queue_->StartOperation(
             [&] { stream_.Finish(finish_status_, &finished_); })) {
       finish_done_ = true;  // shutting down: the call is cancelled already
@@ -241,7 +256,7 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
     {
       MutexLock lock(&mu_);
       done = finish_done_ && !read_in_flight_ && !write_in_flight_ &&
-             unanswered_ == 0 && !deleting_;
+             unanswered_ == 0 && !in_handler_ && !deleting_;
       if (done) deleting_ = true;
     }
     if (done) delete this;
@@ -254,7 +269,8 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
       stream_;
   client::LeaseKeepAliveRequest request_;  // the read in flight fills it
   Mutex mu_;
-  std::deque<client::LeaseKeepAliveResponse> out_ ABSL_GUARDED_BY(mu_);
+  client::LeaseKeepAliveResponse out_ ABSL_GUARDED_BY(mu_);      // waiting
+  client::LeaseKeepAliveResponse writing_ ABSL_GUARDED_BY(mu_);  // in flight
   bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
@@ -263,6 +279,7 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
   bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
   bool deleting_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_handler_ ABSL_GUARDED_BY(mu_) = false;
   int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
   transport::CqTag requested_{this, kRequested};
   transport::CqTag read_{this, kRead};
@@ -420,9 +437,9 @@ void KvService::LeaseLeases(LeasesCall* call) {
 }
 
 void KvService::KeepAlive(
-    const client::LeaseKeepAliveRequest& request,
-    std::function<void(client::LeaseKeepAliveResponse)> reply) {
-  client::LeaseKeepAliveResponse r;
+    const client::LeaseRenewal& request,
+    std::function<void(client::LeaseRenewalAnswer)> reply) {
+  client::LeaseRenewalAnswer r;
   r.set_id(request.id());
   r.set_cookie(request.cookie());
   if (keeper_ == nullptr) {

@@ -91,8 +91,8 @@ class KvService final : public transport::AsyncService {
   void LeaseLeases(LeasesCall* call);
   // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
   // any thread.
-  void KeepAlive(const client::LeaseKeepAliveRequest& request,
-                 std::function<void(client::LeaseKeepAliveResponse)> reply);
+  void KeepAlive(const client::LeaseRenewal& request,
+                 std::function<void(client::LeaseRenewalAnswer)> reply);
   // The limits the state machine applies to this member's commands.
   client::CommandLimits CommandLimits() const;
   // Refuses `call` UNAVAILABLE, naming the leader (as a follower's writes).

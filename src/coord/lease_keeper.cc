@@ -1,5 +1,6 @@
 #include "coord/lease_keeper.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -63,7 +64,8 @@ void LeaseKeeper::OnRole(raft::Role role, uint64_t term) {
       Log(absl::StrCat("leading term ", term, ": ", lessor_.leases(),
                        " leases get their TTL (or their checkpoint's rest) "
                        "from now"));
-      wake_.SignalAll();  // the probe round, at once
+      next_scan_at_ = 0;  // the probe round, at once
+      wake_.SignalAll();
     } else if (lessor_.leader()) {
       answers = lessor_.StepDown();
     }
@@ -121,8 +123,19 @@ void LeaseKeeper::DriveRounds() {
   {
     MutexLock lock(&mu_);
     if (stopping_ || node_ == nullptr) return;
+    const int64_t now = options_.clock();
+    if (now < next_round_at_) {
+      // Too soon after the last round: the keeper's thread starts it.
+      if (!round_wanted_) {
+        round_wanted_ = true;
+        wake_.SignalAll();
+      }
+      return;
+    }
     round = lessor_.TakeRound();
     if (!round.has_value()) return;
+    round_wanted_ = false;
+    next_round_at_ = now + options_.min_round_spacing_ns;
     node = node_;
     term = lessor_.term();
   }
@@ -162,11 +175,16 @@ void LeaseKeeper::Tick() {
   node::Node* node;
   {
     MutexLock lock(&mu_);
-    if (!lessor_.leader() || node_ == nullptr) return;
     const int64_t now = options_.clock();
+    if (!lessor_.leader() || node_ == nullptr) {
+      next_scan_at_ = now + options_.max_scan_gap_ns;
+      return;
+    }
     expired = lessor_.TakeExpired(now);
     checkpoint = lessor_.TakeCheckpoints(now);
     node = node_;
+    next_scan_at_ = std::clamp(lessor_.NextDeadline(), now + options_.tick_ns,
+                               now + options_.max_scan_gap_ns);
   }
   const absl::Duration timeout = absl::Nanoseconds(options_.round_timeout_ns);
   if (!expired.empty()) {
@@ -198,13 +216,23 @@ void LeaseKeeper::Tick() {
 
 void LeaseKeeper::Run() {
   while (true) {
+    bool scan;
     {
       MutexLock lock(&mu_);
       if (stopping_) return;
-      wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(options_.tick_ns));
+      const int64_t now = options_.clock();
+      int64_t until = next_scan_at_;
+      if (round_wanted_) until = std::min(until, next_round_at_);
+      if (until > now) {
+        wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(until - now));
+      }
       if (stopping_) return;
+      scan = options_.clock() >= next_scan_at_;
     }
-    Tick();
+    if (scan)
+      Tick();  // its expiries, checkpoints, and a round if due
+    else
+      DriveRounds();
   }
 }
 

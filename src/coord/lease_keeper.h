@@ -36,9 +36,14 @@ namespace quorate::coord {
 
 struct LeaseKeeperOptions {
   LessorOptions lessor;
-  // How often expiries and checkpoints are looked for: an expiry is
-  // proposed at most this much after the TTL passed.
+  // Expiries and checkpoints are looked for when the lessor says one is
+  // due, at most this often, and at least every max_scan_gap_ns.
   int64_t tick_ns = 10'000'000;
+  int64_t max_scan_gap_ns = 100'000'000;
+  // Rounds start at most this often: the renewals that arrive meanwhile
+  // share the next one. Fewer rounds cost the leader less CPU; each waits
+  // at most this much longer.
+  int64_t min_round_spacing_ns = 5'000'000;
   // Deadlines of the keeper's proposals and rounds.
   int64_t round_timeout_ns = 1'000'000'000;
   ClockFn clock = MonotonicNowNs;  // the leader's clock
@@ -92,6 +97,9 @@ class LeaseKeeper {
   uint64_t next_cookie_ ABSL_GUARDED_BY(mu_) = 1;
   node::Node* node_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_round_at_ ABSL_GUARDED_BY(mu_) = 0;
+  bool round_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_scan_at_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -26,10 +26,19 @@ int64_t Lessor::FromElection(const Lease& lease) const {
   return elected_ns_ + ttl;
 }
 
+int64_t Lessor::SilenceForCheckpoint(const Lease& lease) const {
+  return std::max(options_.checkpoint_interval_ns, lease.ttl_ns / 2);
+}
+
 void Lessor::StartLeading(Lease& lease, int64_t now_ns) const {
   lease.expires_ns = FromElection(lease);
   lease.renewed_until_ns = 0;
-  lease.last_renewal_ns = now_ns;
+  // What renewals the last leader saw is not known here: count every lease
+  // as silent long enough that its first checkpoint comes C after the
+  // election (unless it is renewed first), so that every tenure advances
+  // a dead holder's lease.
+  lease.last_renewal_ns =
+      now_ns - SilenceForCheckpoint(lease) + options_.checkpoint_interval_ns;
   lease.last_checkpoint_ns = now_ns;
   lease.expiring = false;
   lease.expiry_in_flight = false;
@@ -227,7 +236,7 @@ Lessor::Checkpoint Lessor::TakeCheckpoints(int64_t now_ns) {
   for (auto& [id, lease] : leases_) {
     if (out.ids.size() >= options_.max_ids_per_command) break;
     if (lease.expiring || lease.checkpoint_in_flight ||
-        now_ns - lease.last_renewal_ns < c ||
+        now_ns - lease.last_renewal_ns < SilenceForCheckpoint(lease) ||
         now_ns - lease.last_checkpoint_ns < c) {
       continue;
     }
@@ -269,7 +278,8 @@ int64_t Lessor::NextDeadline() const {
     if (!options_.unsafe.no_checkpoints && !lease.expiring &&
         !lease.checkpoint_in_flight) {
       next = std::min(
-          next, std::max(lease.last_renewal_ns, lease.last_checkpoint_ns) + c);
+          next, std::max(lease.last_renewal_ns + SilenceForCheckpoint(lease),
+                         lease.last_checkpoint_ns + c));
     }
   }
   return next;

@@ -20,7 +20,10 @@
 //  - Checkpoints bound how long a dead holder's lease lives across
 //    elections (etcd#9888: repeated elections renewed leases forever).
 //    Every checkpoint interval C the leader records, in the log, the time
-//    left to each lease nobody renewed for C (TakeCheckpoints). A renewal
+//    left to each lease nobody renewed for max(C, TTL/2) (a healthy holder
+//    renews every TTL/3, so its lease is not checkpointed), and after an
+//    election to every lease not renewed within C of it (TakeCheckpoints;
+//    so every tenure longer than C advances a dead holder's lease). A renewal
 //    of a lease with a checkpoint (recorded or in flight) is answered only
 //    once a command clearing it is applied: a new leader then never uses a
 //    checkpoint older than a renewal some holder counts on.
@@ -153,6 +156,8 @@ class Lessor {
   void StartLeading(Lease& lease, int64_t now_ns) const;
   // What the election gives `lease`: the TTL or its checkpoint's rest.
   int64_t FromElection(const Lease& lease) const;
+  // How long nobody must renew `lease` before it is checkpointed.
+  int64_t SilenceForCheckpoint(const Lease& lease) const;
   bool caught_up() const { return caught_up_; }
   // Whether a renewal of `lease` must wait for a checkpoint to be cleared.
   static bool NeedsClear(const Lease& lease) {
