@@ -160,6 +160,13 @@ class MemberImpl final : public Member {
       ko.log = [log = options_.log](const std::string& line) {
         log(absl::StrCat("leases: ", line));
       };
+      ko.on_lease_ended = [this](uint64_t lease) {
+        if (events_ == nullptr) return;
+        events_->Write(absl::StrCat("\"id\": \"", options_.id,
+                                    "\", \"event\": \"lease_ended\", "
+                                    "\"lease\": \"",
+                                    absl::Hex(lease), "\""));
+      };
       lease_keeper_ = std::make_unique<coord::LeaseKeeper>(&kv_, std::move(ko));
       coord::LeaseLimits limits;
       limits.min_ttl_ms =

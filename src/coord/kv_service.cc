@@ -221,8 +221,9 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
     // to writing_, and new answers gather in out_.
     writing_.Swap(&out_);
     out_.Clear();
+    const client::LeaseKeepAliveResponse* message = &writing_;
     write_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Write(writing_, &written_); });
+        [&] { stream_.Write(*message, &written_); });
     if (!write_in_flight_) {  // shutting down: the call is cancelled
       out_.Clear();
       finishing_ = finish_started_ = finish_done_ = true;
@@ -246,8 +247,9 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
     if (!finishing_ || finish_started_ || write_in_flight_) return;
     finish_started_ = true;
     out_.Clear();
-    if (!service_->queue_->StartOperation(
-            [&] { stream_.Finish(finish_status_, &finished_); })) {
+    if (!service_->queue_->StartOperation([&, status = finish_status_] {
+          stream_.Finish(status, &finished_);
+        })) {
       finish_done_ = true;  // shutting down: the call is cancelled already
     }
   }

@@ -51,8 +51,14 @@ void LeaseKeeper::Stop() {
 
 void LeaseKeeper::OnLeaseEvents(const std::vector<LeaseEvent>& events) {
   if (events.empty()) return;
-  MutexLock lock(&mu_);
-  lessor_.OnLeaseEvents(events, options_.clock());
+  {
+    MutexLock lock(&mu_);
+    lessor_.OnLeaseEvents(events, options_.clock());
+  }
+  if (!options_.on_lease_ended) return;
+  for (const LeaseEvent& e : events) {
+    if (e.kind == LeaseEvent::Kind::kRemoved) options_.on_lease_ended(e.id);
+  }
 }
 
 void LeaseKeeper::OnRole(raft::Role role, uint64_t term) {

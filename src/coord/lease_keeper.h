@@ -48,6 +48,9 @@ struct LeaseKeeperOptions {
   int64_t round_timeout_ns = 1'000'000'000;
   ClockFn clock = MonotonicNowNs;  // the leader's clock
   std::function<void(const std::string&)> log;
+  // A lease ended here (its expiry or revoke applied). Node loop; must
+  // not block.
+  std::function<void(uint64_t lease)> on_lease_ended;
 };
 
 class LeaseKeeper {

@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,8 +21,11 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cmd/node_processes.h"
+#include "quorate/client.h"
+#include "util/clock.h"
 #include "util/port.h"
 #include "util/process.h"
+#include "util/tcp_proxy.h"
 #include "wire/client.grpc.pb.h"
 
 namespace quorate {
@@ -35,6 +40,7 @@ using testing::PortReservation;
 using testing::Process;
 using testing::QuorateNodeTest;
 using testing::ReadAll;
+using testing::TcpProxy;
 
 TEST_F(QuorateNodeTest, ThreeProcesses_ElectALeaderAndReportIt) {
   Define(3);
@@ -461,6 +467,75 @@ TEST_F(QuorateNodeTest, Quoratectl_LeaseCommands) {
   EXPECT_EQ(Quoratectl({e, "lease", "ttl", id}).exit, 1);
   EXPECT_EQ(Quoratectl({e, "lease", "ttl", "0"}).exit, 2);
   EXPECT_EQ(Quoratectl({e, "lease", "frob", id}).exit, 2);
+}
+
+// A client cut off from the cluster (its only route, a proxy to the
+// leader, is cut) sees its session's Valid() go false before its lease
+// ends on the cluster: its own record (the monotonic time it saw Valid()
+// false) against the members' event logs (the first "lease_ended").
+TEST_F(QuorateNodeTest, Session_CutOffClientGoesInvalidBeforeItsLeaseEnds) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  TcpProxy proxy(members_[leader].port->address());
+  ASSERT_TRUE(proxy.ok());
+  ClientOptions co;
+  co.endpoints = {proxy.address()};
+  co.timeout = absl::Seconds(5);
+  auto client = Client::Create(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::atomic<bool> jeopardy{false};
+  std::atomic<bool> expired{false};
+  SessionOptions so;
+  so.ttl = absl::Seconds(2);
+  so.margin = absl::Milliseconds(100);
+  so.on_jeopardy = [&jeopardy] { jeopardy = true; };
+  so.on_expired = [&expired] { expired = true; };
+  auto session = (*client)->StartSession(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  const uint64_t lease = (*session)->lease();
+  ASSERT_TRUE((*client)->Put("held", "x", lease).ok());
+  // Renewed a few times through the proxy.
+  int renewed = 0;
+  ASSERT_TRUE(Await([&] {
+    if ((*session)->Remaining() > absl::Milliseconds(1700)) ++renewed;
+    return renewed >= 3 && (*session)->Valid();
+  }));
+  proxy.Cut();
+  const int64_t cut_at = KernelMonotonicNowNs();
+  while ((*session)->Valid()) absl::SleepFor(absl::Milliseconds(1));
+  const int64_t invalid_at = KernelMonotonicNowNs();
+  EXPECT_TRUE(jeopardy.load());
+  // At most its window after the cut (it was renewed just before).
+  EXPECT_LT(invalid_at - cut_at, absl::ToInt64Nanoseconds(so.ttl));
+  // The cluster ends the lease (its leader, by its clock): the earliest
+  // lease_ended event of any member.
+  const std::string hex = absl::StrCat(absl::Hex(lease));
+  int64_t ended_at = -1;
+  ASSERT_TRUE(Await(
+      [&] {
+        for (auto& [name, m] : members_) {
+          std::istringstream lines(ReadAll(root_ + "/" + name + ".events"));
+          for (std::string line; std::getline(lines, line);) {
+            if (JsonString(line, "event") != "lease_ended" ||
+                JsonString(line, "lease") != hex) {
+              continue;
+            }
+            const int64_t t = JsonInt(line, "t_mono_ns");
+            if (ended_at < 0 || t < ended_at) ended_at = t;
+          }
+        }
+        return ended_at > 0;
+      },
+      absl::Seconds(20)));
+  EXPECT_LT(invalid_at, ended_at)
+      << "the client counted on lease " << hex << " until "
+      << (invalid_at - cut_at) / 1'000'000 << " ms after the cut; it ended "
+      << (ended_at - cut_at) / 1'000'000 << " ms after the cut";
+  EXPECT_TRUE(Await([&] { return expired.load(); }));
+  Ctl c = Quoratectl({"--endpoints=" + Endpoints(), "get", "held"});
+  EXPECT_EQ(c.exit, 1) << c.out;
 }
 
 TEST_F(QuorateNodeTest, Writes_ReplicateToEveryProcess) {

@@ -1,0 +1,45 @@
+// tests/util/tcp_proxy.h: a TCP proxy on loopback that a test can cut, to
+// cut a client off from a cluster without a network namespace: every
+// connection to address() is relayed to `target` until Cut(), which closes
+// them all and closes every later one at once.
+#ifndef QUORATE_TESTS_UTIL_TCP_PROXY_H_
+#define QUORATE_TESTS_UTIL_TCP_PROXY_H_
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace quorate::testing {
+
+class TcpProxy {
+ public:
+  // `target` is "127.0.0.1:PORT". Listens on an ephemeral loopback port.
+  explicit TcpProxy(std::string target);
+  ~TcpProxy();
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  std::string address() const;
+  bool ok() const { return listen_fd_ >= 0; }
+  void Cut();
+
+ private:
+  void AcceptLoop();
+  void Pump(int a, int b);
+
+  const std::string target_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> cut_{false};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<int> fds_;  // open connections, both sides
+  std::vector<std::thread> pumps_;
+  std::thread acceptor_;
+};
+
+}  // namespace quorate::testing
+
+#endif  // QUORATE_TESTS_UTIL_TCP_PROXY_H_
