@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -39,6 +41,8 @@ using ::quorate::testing::PortReservation;
 using ::quorate::testing::Process;
 
 constexpr int kMembers = 3;
+// Debian's etcd 3.4.
+inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 // Both systems snapshot (and compact their logs) every this many entries:
 // etcd 3.4's default --snapshot-count.
 inline constexpr int kSnapshotEntries = 100000;
@@ -90,6 +94,25 @@ inline bool WriteSection(const std::string& file, const std::string& name,
   printf("(table written into %s)\n", file.c_str());
   return true;
 }
+
+// Metric name -> one value per round.
+using Results = std::map<std::string, std::vector<double>>;
+
+// Runs `measure` on a new Quorate cluster and (when `with_etcd`) a new
+// etcd cluster in each of `rounds` rounds, alternating which goes first,
+// each in a directory of its own under a temporary one. False if a
+// measure failed.
+class Cluster;
+inline bool RunSideBySide(
+    int rounds, bool with_etcd, const std::string& quorate_binary,
+    const std::function<bool(Cluster&, Results*)>& measure, Results* quorate,
+    Results* etcd);
+
+// The table's rows: one per metric, medians, and the ratio Quorate / etcd.
+// Rates print as whole numbers, latencies (" ms" in the name) to a
+// hundredth.
+inline std::string TableRows(const std::vector<std::string>& metrics,
+                             Results& quorate, Results& etcd, bool with_etcd);
 
 // One kind of cluster: how to start a member and read its state.
 class Cluster {
@@ -266,6 +289,53 @@ class EtcdCluster final : public Cluster {
   const std::string dir_;
   std::vector<std::unique_ptr<PortReservation>> peer_, client_;
 };
+
+inline bool RunSideBySide(
+    int rounds, bool with_etcd, const std::string& quorate_binary,
+    const std::function<bool(Cluster&, Results*)>& measure, Results* quorate,
+    Results* etcd) {
+  char tmpl[] = "/tmp/quorate-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return false;
+  const std::string dir = tmpl;
+  bool ok = true;
+  for (int round = 0; round < rounds && ok; ++round) {
+    for (int k = 0; k < 2 && ok; ++k) {
+      const bool quorate_now = (k == 0) == (round % 2 == 0);
+      const std::string sub =
+          absl::StrCat(dir, "/r", round, quorate_now ? "q" : "e");
+      std::filesystem::create_directories(sub);
+      if (quorate_now) {
+        QuorateCluster c(quorate_binary, sub);
+        ok = measure(c, quorate);
+      } else if (with_etcd) {
+        EtcdCluster c(kEtcdBinary, sub);
+        ok = measure(c, etcd);
+      }
+      std::filesystem::remove_all(sub);
+    }
+  }
+  std::filesystem::remove_all(dir);
+  return ok;
+}
+
+inline std::string TableRows(const std::vector<std::string>& metrics,
+                             Results& quorate, Results& etcd, bool with_etcd) {
+  std::string table =
+      "| measure | Quorate | etcd 3.4 | Quorate / etcd |\n|---|---|---|---|\n";
+  for (const std::string& m : metrics) {
+    const double qv = Median(quorate[m]);
+    const double ev = Median(etcd[m]);
+    const bool ms = m.find(" ms") != std::string::npos;
+    auto num = [ms](double v) {
+      return ms ? absl::StrFormat("%.2f", v) : absl::StrFormat("%.0f", v);
+    };
+    absl::StrAppendFormat(
+        &table, "| %s | %s | %s | %s |\n", m, num(qv),
+        with_etcd ? num(ev) : "-",
+        with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
+  }
+  return table;
+}
 
 }  // namespace quorate::bench
 

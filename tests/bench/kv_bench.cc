@@ -42,11 +42,12 @@ namespace quorate {
 namespace {
 
 using bench::Await;
-using bench::Machine;
-using bench::Median;
 using bench::Cluster;
 using bench::EtcdCluster;
+using bench::Machine;
+using bench::Median;
 using bench::QuorateCluster;
+using bench::Results;
 
 constexpr int kManyWorkers = 64;
 const std::string kValue(128, 'v');
@@ -302,9 +303,6 @@ Load Run(Driver& d, int workers, double seconds, Kind kind) {
   return l;
 }
 
-// Metric name -> one value per round.
-using Results = std::map<std::string, std::vector<double>>;
-
 // The flood of the overload test (tests/cmd/overload_test.cc): this many
 // calls in flight against the leader.
 constexpr int kFloodWorkers = 10000;
@@ -388,50 +386,22 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  const char* etcd = "/usr/bin/etcd";
-  const bool with_etcd = !smoke && ::access(etcd, X_OK) == 0;
-  char tmpl[] = "/tmp/quorate-kv-bench-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return 1;
-  const std::string dir = tmpl;
+  const bool with_etcd = !smoke && ::access(bench::kEtcdBinary, X_OK) == 0;
   Results q, e;
-  for (int round = 0; round < rounds; ++round) {
-    for (int k = 0; k < 2; ++k) {
-      const bool quorate_now = (k == 0) == (round % 2 == 0);
-      const std::string sub =
-          absl::StrCat(dir, "/r", round, quorate_now ? "q" : "e");
-      std::filesystem::create_directories(sub);
-      if (quorate_now) {
-        QuorateCluster c(QUORATE_NODE_BINARY, sub);
-        if (!Measure(c, seconds, &q)) return 1;
-      } else if (with_etcd) {
-        EtcdCluster c(etcd, sub);
-        if (!Measure(c, seconds, &e)) return 1;
-      }
-      std::filesystem::remove_all(sub);
-    }
+  if (!bench::RunSideBySide(
+          rounds, with_etcd, QUORATE_NODE_BINARY,
+          [&](Cluster& c, Results* out) { return Measure(c, seconds, out); },
+          &q, &e)) {
+    return 1;
   }
-  std::filesystem::remove_all(dir);
-
   std::string table = absl::StrFormat(
       "Machine: %s. Command: `%s --rounds=%d --seconds=%g`. Medians of %d "
       "rounds; 3 members on loopback, heartbeat "
       "50 ms, election timeout 500 ms, fsync on, 128-byte values, requests "
-      "to the leader.\n\n| workload | Quorate | etcd 3.4 | Quorate / etcd |\n"
-      "|---|---|---|---|\n",
+      "to the leader.\n\n",
       Machine(), argv[0], rounds, seconds, rounds);
-  for (const char* m : kMetrics) {
-    const double qv = Median(q[m]);
-    const double ev = Median(e[m]);
-    // Rates as whole numbers, latencies to a hundredth of a millisecond.
-    const bool ms = std::string(m).find(" ms") != std::string::npos;
-    auto num = [ms](double v) {
-      return ms ? absl::StrFormat("%.2f", v) : absl::StrFormat("%.0f", v);
-    };
-    absl::StrAppendFormat(
-        &table, "| %s | %s | %s | %s |\n", m, num(qv),
-        with_etcd ? num(ev) : "-",
-        with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
-  }
+  table += bench::TableRows({std::begin(kMetrics), std::end(kMetrics)}, q, e,
+                            with_etcd);
   fputs(table.c_str(), stdout);
   if (!markdown.empty() && !bench::WriteSection(markdown, "kv_bench", table)) {
     return 1;

@@ -46,6 +46,7 @@ using bench::EtcdCluster;
 using bench::Machine;
 using bench::Median;
 using bench::QuorateCluster;
+using bench::Results;
 
 constexpr int64_t kTtlSeconds = 6;
 
@@ -178,8 +179,6 @@ double CpuSeconds(pid_t pid) {
   }
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
-
-using Results = std::map<std::string, std::vector<double>>;
 
 const char* const kMetrics[] = {"renewals/s answered",
                                 "renewal p50 ms",
@@ -352,49 +351,24 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  const char* etcd = "/usr/bin/etcd";
-  const bool with_etcd = !smoke && ::access(etcd, X_OK) == 0;
-  char tmpl[] = "/tmp/quorate-lease-bench-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) return 1;
-  const std::string dir = tmpl;
+  const bool with_etcd = !smoke && ::access(bench::kEtcdBinary, X_OK) == 0;
   Results q, e;
-  for (int round = 0; round < rounds; ++round) {
-    for (int k = 0; k < 2; ++k) {
-      const bool quorate_now = (k == 0) == (round % 2 == 0);
-      const std::string sub =
-          absl::StrCat(dir, "/r", round, quorate_now ? "q" : "e");
-      std::filesystem::create_directories(sub);
-      if (quorate_now) {
-        QuorateCluster c(QUORATE_NODE_BINARY, sub);
-        if (!Measure(c, leases, seconds, &q)) return 1;
-      } else if (with_etcd) {
-        EtcdCluster c(etcd, sub);
-        if (!Measure(c, leases, seconds, &e)) return 1;
-      }
-      std::filesystem::remove_all(sub);
-    }
+  if (!bench::RunSideBySide(
+          rounds, with_etcd, QUORATE_NODE_BINARY,
+          [&](Cluster& c, Results* out) {
+            return Measure(c, leases, seconds, out);
+          },
+          &q, &e)) {
+    return 1;
   }
-  std::filesystem::remove_all(dir);
-
   std::string table = absl::StrFormat(
       "Machine: %s. Command: `%s --rounds=%d --seconds=%g --leases=%d`. "
       "Medians of %d rounds; 3 members on loopback, heartbeat 50 ms, "
       "election timeout 500 ms, fsync on; %d leases of TTL %d s, each "
-      "renewed every TTL/3 on one KeepAlive stream to the leader.\n\n"
-      "| measure | Quorate | etcd 3.4 | Quorate / etcd |\n|---|---|---|---|\n",
+      "renewed every TTL/3 on one KeepAlive stream to the leader.\n\n",
       Machine(), argv[0], rounds, seconds, leases, rounds, leases, kTtlSeconds);
-  for (const char* m : kMetrics) {
-    const double qv = Median(q[m]);
-    const double ev = Median(e[m]);
-    const bool ms = std::string(m).find(" ms") != std::string::npos;
-    auto num = [ms](double v) {
-      return ms ? absl::StrFormat("%.2f", v) : absl::StrFormat("%.0f", v);
-    };
-    absl::StrAppendFormat(
-        &table, "| %s | %s | %s | %s |\n", m, num(qv),
-        with_etcd ? num(ev) : "-",
-        with_etcd && ev > 0 ? absl::StrFormat("%.2f", qv / ev) : "-");
-  }
+  table += bench::TableRows({std::begin(kMetrics), std::end(kMetrics)}, q, e,
+                            with_etcd);
   fputs(table.c_str(), stdout);
   if (!markdown.empty() &&
       !bench::WriteSection(markdown, "lease_bench", table)) {
