@@ -130,6 +130,10 @@ void LeaseKeeper::DriveRounds() {
     MutexLock lock(&mu_);
     if (stopping_ || node_ == nullptr) return;
     const int64_t now = options_.clock();
+    if (!lessor_.WantsRound()) {
+      round_wanted_ = false;
+      return;
+    }
     if (now < next_round_at_) {
       // Too soon after the last round: the keeper's thread starts it.
       if (!round_wanted_) {
@@ -139,7 +143,6 @@ void LeaseKeeper::DriveRounds() {
       return;
     }
     round = lessor_.TakeRound();
-    if (!round.has_value()) return;
     round_wanted_ = false;
     next_round_at_ = now + options_.min_round_spacing_ns;
     node = node_;

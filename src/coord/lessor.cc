@@ -127,9 +127,7 @@ absl::Status Lessor::Renew(uint64_t id, uint64_t cookie, int64_t now_ns) {
 }
 
 std::optional<Lessor::Round> Lessor::TakeRound() {
-  if (round_ != 0 || (pending_.empty() && (!leader_ || caught_up_))) {
-    return std::nullopt;
-  }
+  if (!WantsRound()) return std::nullopt;
   Round round;
   round.id = next_round_++;
   round_ = round.id;

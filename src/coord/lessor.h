@@ -106,6 +106,10 @@ class Lessor {
     std::vector<uint64_t> clear;
   };
   std::optional<Round> TakeRound();
+  // Whether TakeRound would return a round now.
+  bool WantsRound() const {
+    return round_ == 0 && (!pending_.empty() || (leader_ && !caught_up_));
+  }
   // Round `round` ended: confirmed (for a checkpoint command: applied, with
   // `applied` its index) or failed.
   std::vector<Answer> RoundDone(uint64_t round,

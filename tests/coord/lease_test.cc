@@ -279,11 +279,17 @@ TEST_F(LessorTest, RenewalIsAnsweredOnlyAfterARoundThatStartedAfterIt) {
   EXPECT_EQ(a[0].cookie, 11u);
   EXPECT_TRUE(a[0].status.ok());
   EXPECT_EQ(a[0].ttl_ms, 3000);
+  EXPECT_TRUE(lessor_.WantsRound());
   std::optional<Lessor::Round> r2 = lessor_.TakeRound();
   ASSERT_TRUE(r2.has_value());
+  EXPECT_FALSE(lessor_.WantsRound());  // one round at a time
   a = lessor_.RoundDone(r2->id, Confirmed(2));
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].cookie, 12u);
+  // Nothing pending, caught up: no round wanted (the keeper then sleeps;
+  // it once spun here, found by the overload test under TSan).
+  EXPECT_FALSE(lessor_.WantsRound());
+  EXPECT_FALSE(lessor_.TakeRound().has_value());
 }
 
 TEST_F(LessorTest, DeposedLeader_RenewsNothing) {
