@@ -710,10 +710,7 @@ class SessionImpl final : public Session {
     // Over: by its deadline, the cluster's word, Close() or destruction.
     holder_.End();
     Publish();
-    if (!expired_reported_) {
-      expired_reported_ = true;
-      Call(options_.on_expired);
-    }
+    Call(options_.on_expired);
     done_.set_value();
   }
 
@@ -744,7 +741,6 @@ class SessionImpl final : public Session {
   std::atomic<int64_t> window_ns_{0};
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool in_jeopardy_ ABSL_GUARDED_BY(mu_) = false;
-  bool expired_reported_ ABSL_GUARDED_BY(mu_) = false;
   std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<grpc::ClientReaderWriter<client::LeaseKeepAliveRequest,
                                            client::LeaseKeepAliveResponse>>

@@ -14,7 +14,8 @@
 //     lease revoke ID
 //     lease ttl ID [--keys]        "remaining_ms=N granted_ms=N" (then keys)
 //     lease keepalive ID           "ID remaining_ms=N" per renewal, until
-//                                  interrupted; exit 1 when the lease is gone
+//                                  interrupted; exit 1 when the lease is gone,
+//                                  3 when no leader renewed it in time
 //
 // Exit codes: 0 success; 1 refused (not found, CAS conflict, a value too
 // large), one line on stderr says which; 2 usage error; 3 unavailable (no
@@ -70,7 +71,8 @@ constexpr char kUsage[] =
                                --keys one attached key per line
   lease keepalive ID           renews until interrupted, one line
                                "ID remaining_ms=N" per renewal; exits 1
-                               when the lease is gone
+                               when the lease is gone, 3 when no leader
+                               renewed it in time
 flags: --tls_ca, --tls_cert, --tls_key for mutual TLS
 exit: 0 ok, 1 refused, 2 usage, 3 unavailable
 )";
@@ -277,8 +279,16 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
   while (!interrupted) {
     if (done.wait_for(std::chrono::milliseconds(50)) ==
         std::future_status::ready) {
-      fprintf(stderr, "quoratectl: lease %s is gone\n", hex.c_str());
-      return 1;
+      // Gone (1), or renewals failed until the session's deadline: the
+      // lease may live on, and no leader answered (3, unavailable).
+      absl::StatusOr<quorate::LeaseStatus> t = c.LeaseTimeToLive(id, false);
+      if (absl::IsNotFound(t.status())) {
+        fprintf(stderr, "quoratectl: lease %s is gone\n", hex.c_str());
+        return 1;
+      }
+      return Fail(absl::UnavailableError(absl::StrCat(
+          "lease ", hex, " could not be renewed before its deadline",
+          t.ok() ? "" : absl::StrCat(" (", t.status().message(), ")"))));
     }
   }
   return 0;  // interrupted: the lease is left to expire (or be renewed)

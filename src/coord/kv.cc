@@ -214,27 +214,23 @@ KvStore::KvStore(Unsafe unsafe) : unsafe_(unsafe), shards_(kShards) {}
 
 std::string KvStore::Apply(uint64_t index, const std::string& command) {
   client::KvCommand cmd;
-  // Every member sees the same bytes and fails the same way.
-  std::string out = cmd.ParseFromString(command)
-                        ? ApplyCommand(index, cmd)
-                        : Result(absl::StatusCode::kInvalidArgument, 0,
-                                 "an unreadable command was committed")
-                              .SerializeAsString();
-  if (lease_listener_) {
-    std::vector<LeaseEvent> events;
-    {
-      MutexLock lock(&mu_);
-      events.swap(lease_events_);
-    }
-    lease_listener_(index, events);
+  std::string out;
+  std::vector<LeaseEvent> events;
+  {
+    MutexLock lock(&mu_);
+    // Every member sees the same bytes and fails the same way.
+    out = cmd.ParseFromString(command)
+              ? ApplyLocked(index, cmd)
+              : Result(absl::StatusCode::kInvalidArgument, 0,
+                       "an unreadable command was committed")
+                    .SerializeAsString();
+    events.swap(lease_events_);
   }
+  if (lease_listener_ && !events.empty()) lease_listener_(events);
   return out;
 }
 
-std::string KvStore::ApplyCommand(uint64_t index,
-                                  const client::KvCommand& cmd) {
-  MutexLock lock(&mu_);
-  lease_events_.clear();
+std::string KvStore::ApplyLocked(uint64_t index, const client::KvCommand& cmd) {
   const client::OpId& op = cmd.op();
   if (op.client() != 0) {
     auto s = sessions_.find(op.client());
@@ -951,7 +947,7 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
       if (e.lease() != 0) leases_[e.lease()].keys.insert(e.key());
     }
   }
-  if (lease_listener_) lease_listener_(0, events);
+  if (lease_listener_) lease_listener_(events);
   return absl::OkStatus();
 }
 

@@ -100,11 +100,9 @@ struct LeaseEvent {
   int64_t ttl_ms = 0;
   int64_t checkpoint_ms = -1;  // -1: none
 };
-// Called on the applying thread after every Apply() and Restore(), outside
-// the store's lock, with the index applied (0 for Restore) and what
-// changed (often nothing).
-using LeaseListener =
-    std::function<void(uint64_t index, const std::vector<LeaseEvent>&)>;
+// Called on the applying thread, outside the store's lock, after an Apply()
+// that changed leases and after every Restore().
+using LeaseListener = std::function<void(const std::vector<LeaseEvent>&)>;
 
 // A member's limits on the transactions it accepts from clients.
 struct TxnLimits {
@@ -209,8 +207,8 @@ class KvStore final : public node::StateMachine {
     return absl::Hash<absl::string_view>{}(key) >> (64 - kShardBits);
   }
 
-  std::string ApplyCommand(uint64_t index, const client::KvCommand& cmd)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  std::string ApplyLocked(uint64_t index, const client::KvCommand& cmd)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   client::KvResult Execute(uint64_t index, const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   client::KvResult ExecuteLease(uint64_t index, const client::KvCommand& cmd)
@@ -269,8 +267,8 @@ class KvStore final : public node::StateMachine {
   // By id. A snapshot copies ids, TTLs and checkpoints (not the keys: the
   // entries name their lease).
   std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
-  // What the command being applied did to leases (Apply, then the
-  // listener, outside the lock).
+  // What the command being applied did to leases (handed to the listener
+  // after Apply, outside the lock).
   std::vector<LeaseEvent> lease_events_ ABSL_GUARDED_BY(mu_);
   LeaseListener lease_listener_;  // applying thread only
 };

@@ -12,9 +12,7 @@ namespace quorate::coord {
 LeaseKeeper::LeaseKeeper(KvStore* store, LeaseKeeperOptions options)
     : options_(std::move(options)), lessor_(options_.lessor) {
   store->SetLeaseListener(
-      [this](uint64_t, const std::vector<LeaseEvent>& events) {
-        OnLeaseEvents(events);
-      });
+      [this](const std::vector<LeaseEvent>& events) { OnLeaseEvents(events); });
 }
 
 LeaseKeeper::~LeaseKeeper() { Stop(); }
@@ -103,11 +101,6 @@ absl::StatusOr<int64_t> LeaseKeeper::Remaining(uint64_t id) {
   return lessor_.Remaining(id, options_.clock());
 }
 
-bool LeaseKeeper::leader() {
-  MutexLock lock(&mu_);
-  return lessor_.leader();
-}
-
 void LeaseKeeper::Deliver(const std::vector<Lessor::Answer>& answers) {
   for (const Lessor::Answer& a : answers) {
     AnswerFn done;
@@ -162,19 +155,10 @@ void LeaseKeeper::DriveRounds() {
     node->Confirm(timeout, std::move(done));
     return;
   }
-  // Applying the clear is the round: a quorum took it after the renewals
-  // arrived, and this leader applied it.
-  client::KvCommand cmd;
-  for (uint64_t id : round->clear)
-    cmd.mutable_lease_checkpoint()->add_clear(id);
   node->Propose(
-      cmd.SerializeAsString(), timeout,
+      ClearCommand(round->clear).SerializeAsString(), timeout,
       [done = std::move(done), term](absl::StatusOr<node::Applied> a) mutable {
-        if (!a.ok()) {
-          done(a.status());
-        } else {
-          done(node::Confirmation{term, 0, a->index});
-        }
+        done(ClearRoundOutcome(term, a));
       });
 }
 
@@ -199,22 +183,14 @@ void LeaseKeeper::Tick() {
   if (!expired.empty()) {
     Log(absl::StrCat("expiring ", expired.size(),
                      " leases (first: ", expired.front(), ")"));
-    client::KvCommand cmd;
-    for (uint64_t id : expired) cmd.mutable_lease_expire()->add_ids(id);
-    node->Propose(cmd.SerializeAsString(), timeout,
+    node->Propose(ExpiryCommand(expired).SerializeAsString(), timeout,
                   [this, expired](absl::StatusOr<node::Applied> a) {
                     MutexLock lock(&mu_);
                     lessor_.ExpiryDone(expired, a.ok());
                   });
   }
   if (!checkpoint.ids.empty()) {
-    client::KvCommand cmd;
-    for (size_t i = 0; i < checkpoint.ids.size(); ++i) {
-      cmd.mutable_lease_checkpoint()->add_ids(checkpoint.ids[i]);
-      cmd.mutable_lease_checkpoint()->add_remaining_ms(
-          checkpoint.remaining_ms[i]);
-    }
-    node->Propose(cmd.SerializeAsString(), timeout,
+    node->Propose(CheckpointCommand(checkpoint).SerializeAsString(), timeout,
                   [this, ids = checkpoint.ids](absl::StatusOr<node::Applied>) {
                     MutexLock lock(&mu_);
                     lessor_.CheckpointDone(ids);

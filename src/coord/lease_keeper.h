@@ -78,7 +78,6 @@ class LeaseKeeper {
   void Renew(uint64_t id, AnswerFn done);
   // The leader's view of what is left of lease `id`.
   absl::StatusOr<int64_t> Remaining(uint64_t id);
-  bool leader();
 
  private:
   void OnLeaseEvents(const std::vector<LeaseEvent>& events);

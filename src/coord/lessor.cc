@@ -283,4 +283,34 @@ int64_t Lessor::NextDeadline() const {
   return next;
 }
 
+client::KvCommand ExpiryCommand(const std::vector<uint64_t>& ids) {
+  client::KvCommand cmd;
+  for (uint64_t id : ids) cmd.mutable_lease_expire()->add_ids(id);
+  return cmd;
+}
+
+client::KvCommand CheckpointCommand(const Lessor::Checkpoint& checkpoint) {
+  client::KvCommand cmd;
+  client::LeaseCheckpointCommand* c = cmd.mutable_lease_checkpoint();
+  for (size_t i = 0; i < checkpoint.ids.size(); ++i) {
+    c->add_ids(checkpoint.ids[i]);
+    c->add_remaining_ms(checkpoint.remaining_ms[i]);
+  }
+  return cmd;
+}
+
+client::KvCommand ClearCommand(const std::vector<uint64_t>& ids) {
+  client::KvCommand cmd;
+  for (uint64_t id : ids) cmd.mutable_lease_checkpoint()->add_clear(id);
+  return cmd;
+}
+
+absl::StatusOr<node::Confirmation> ClearRoundOutcome(
+    uint64_t term, const absl::StatusOr<node::Applied>& applied) {
+  // Applying the clear is the round: a quorum took it after the renewals
+  // arrived, and this leader applied it (term_start 0: nothing to wait for).
+  if (!applied.ok()) return applied.status();
+  return node::Confirmation{term, 0, applied->index};
+}
+
 }  // namespace quorate::coord

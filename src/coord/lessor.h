@@ -137,7 +137,6 @@ class Lessor {
   // INT64_MAX otherwise).
   int64_t NextDeadline() const;
   size_t leases() const { return leases_.size(); }
-  size_t pending() const { return pending_.size(); }
 
  private:
   struct Lease {
@@ -182,6 +181,16 @@ class Lessor {
   uint64_t round_term_ = 0;
   std::vector<Pending> in_round_;
 };
+
+// The commands a Lessor's runner proposes (the node's LeaseKeeper and the
+// simulator), and what a clear round's proposal says as a round.
+client::KvCommand ExpiryCommand(const std::vector<uint64_t>& ids);
+client::KvCommand CheckpointCommand(const Lessor::Checkpoint& checkpoint);
+client::KvCommand ClearCommand(const std::vector<uint64_t>& ids);
+// A clear proposed by the leader of `term` (Round::clear) was applied at
+// `applied.index`, or failed: the round's outcome, for RoundDone.
+absl::StatusOr<node::Confirmation> ClearRoundOutcome(
+    uint64_t term, const absl::StatusOr<node::Applied>& applied);
 
 }  // namespace quorate::coord
 

@@ -17,10 +17,9 @@ constexpr int64_t kMs = 1'000'000;
 class LeaseStoreTest : public ::testing::Test {
  protected:
   LeaseStoreTest() {
-    store_.SetLeaseListener(
-        [this](uint64_t, const std::vector<LeaseEvent>& events) {
-          events_.insert(events_.end(), events.begin(), events.end());
-        });
+    store_.SetLeaseListener([this](const std::vector<LeaseEvent>& events) {
+      events_.insert(events_.end(), events.begin(), events.end());
+    });
   }
   client::KvResult Run(const client::KvCommand& cmd) {
     client::KvResult r;
@@ -199,10 +198,9 @@ TEST_F(LeaseStoreTest, Checkpoints_AreRecordedClearedAndSnapshotted) {
   // Snapshot round trip: leases, their TTL, checkpoint and keys.
   KvStore restored;
   std::vector<LeaseEvent> seen;
-  restored.SetLeaseListener(
-      [&seen](uint64_t, const std::vector<LeaseEvent>& e) {
-        seen.insert(seen.end(), e.begin(), e.end());
-      });
+  restored.SetLeaseListener([&seen](const std::vector<LeaseEvent>& e) {
+    seen.insert(seen.end(), e.begin(), e.end());
+  });
   ASSERT_TRUE(restored.Restore(store_.Snapshot()()).ok());
   std::optional<KvStore::LeaseInfo> info = restored.GetLease(id, true);
   ASSERT_TRUE(info.has_value());

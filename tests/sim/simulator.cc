@@ -986,7 +986,7 @@ coord::LessorOptions Simulator::SimLessorOptions() const {
 void Simulator::StartLessor(Member& m) {
   m.lessor = std::make_unique<coord::Lessor>(SimLessorOptions());
   m.kv->SetLeaseListener(
-      [this, id = m.id](uint64_t, const std::vector<coord::LeaseEvent>& e) {
+      [this, id = m.id](const std::vector<coord::LeaseEvent>& e) {
         LeaseEvents(member(id), e);
       });
   Schedule(now_ + kLessorTickNs, Event{EventKind::kLessorTick,
@@ -1021,10 +1021,8 @@ void Simulator::LessorTick(Member& m) {
   if (!expired.empty()) {
     Trace(absl::StrCat("lessor ", m.id, " term ", l.term(), " expires ",
                        absl::StrJoin(expired, ",")));
-    client::KvCommand cmd;
-    for (uint64_t id : expired) cmd.mutable_lease_expire()->add_ids(id);
     m.driver->Propose(
-        cmd.SerializeAsString(), deadline,
+        coord::ExpiryCommand(expired).SerializeAsString(), deadline,
         [this, id = m.id, boot, expired](absl::StatusOr<node::Applied> a) {
           Member& mm = member(id);
           if (mm.up && mm.boot_gen == boot) {
@@ -1034,13 +1032,8 @@ void Simulator::LessorTick(Member& m) {
   }
   coord::Lessor::Checkpoint cp = l.TakeCheckpoints(LocalNow(m));
   if (!cp.ids.empty()) {
-    client::KvCommand cmd;
-    for (size_t i = 0; i < cp.ids.size(); ++i) {
-      cmd.mutable_lease_checkpoint()->add_ids(cp.ids[i]);
-      cmd.mutable_lease_checkpoint()->add_remaining_ms(cp.remaining_ms[i]);
-    }
     m.driver->Propose(
-        cmd.SerializeAsString(), deadline,
+        coord::CheckpointCommand(cp).SerializeAsString(), deadline,
         [this, id = m.id, boot, ids = cp.ids](absl::StatusOr<node::Applied>) {
           Member& mm = member(id);
           if (mm.up && mm.boot_gen == boot) {
@@ -1068,17 +1061,10 @@ void Simulator::DriveLessor(Member& m) {
     m.driver->Confirm(deadline, std::move(done));
     return;
   }
-  client::KvCommand cmd;
-  for (uint64_t id : round->clear)
-    cmd.mutable_lease_checkpoint()->add_clear(id);
   m.driver->Propose(
-      cmd.SerializeAsString(), deadline,
+      coord::ClearCommand(round->clear).SerializeAsString(), deadline,
       [done = std::move(done), term](absl::StatusOr<node::Applied> a) mutable {
-        if (!a.ok()) {
-          done(a.status());
-        } else {
-          done(node::Confirmation{term, 0, a->index});
-        }
+        done(coord::ClearRoundOutcome(term, a));
       });
 }
 
