@@ -412,18 +412,17 @@ absl::Status KvStore::CheckLeasedPuts(
   return absl::OkStatus();
 }
 
-void KvStore::EndLease(uint64_t id) {
+bool KvStore::EndLease(uint64_t id) {
   auto it = leases_.find(id);
-  if (it == leases_.end()) return;
-  // Its keys go at one new revision, as a transaction's deletes would.
+  if (it == leases_.end()) return false;
   const absl::btree_set<std::string> keys = std::move(it->second.keys);
   leases_.erase(it);
   for (const std::string& key : keys) {
     shards_[ShardOf(key)].mutate().erase(key);
     index_.erase(key);
   }
-  if (!keys.empty()) ++revision_;
   lease_events_.push_back(LeaseEvent{LeaseEvent::Kind::kRemoved, id, 0, -1});
+  return !keys.empty();
 }
 
 client::KvResult KvStore::ExecuteLease(uint64_t index,
@@ -479,13 +478,19 @@ client::KvResult KvStore::ExecuteLease(uint64_t index,
                                    " does not exist (it expired or was "
                                    "revoked)"));
       }
-      EndLease(id);
+      // Its keys go at one new revision, as a transaction's deletes would.
+      if (EndLease(id)) ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
-    case client::KvCommand::kLeaseExpire:
-      // Leases revoked meanwhile are simply gone.
-      for (uint64_t id : cmd.lease_expire().ids()) EndLease(id);
+    case client::KvCommand::kLeaseExpire: {
+      // Leases revoked meanwhile are simply gone. The keys of all the
+      // leases the entry ends go at one new revision: one entry, one
+      // revision, as for a transaction.
+      bool deleted = false;
+      for (uint64_t id : cmd.lease_expire().ids()) deleted |= EndLease(id);
+      if (deleted) ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
+    }
     case client::KvCommand::kLeaseCheckpoint: {
       const client::LeaseCheckpointCommand& c = cmd.lease_checkpoint();
       if (c.ids_size() != c.remaining_ms_size()) {

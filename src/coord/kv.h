@@ -223,8 +223,9 @@ class KvStore final : public node::StateMachine {
                               size_t adding,
                               const client::CommandLimits& limits) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Deletes the lease and its keys (one revision if it had any).
-  void EndLease(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends a lease and deletes its keys; true if it had any. The caller
+  // takes the new revision.
+  bool EndLease(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a transaction that passed CheckTxn against the kMax ceilings.
   client::TxnResponse ExecuteTxn(const client::TxnRequest& txn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
