@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
@@ -65,15 +66,14 @@ absl::Status CheckLeaseTtl(int64_t ttl_ms, const LeaseLimits& limits) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// Whether `key` is in [start, end) by RangeRequest's rules.
-bool InRange(absl::string_view key, absl::string_view start,
-             absl::string_view end) {
+bool KeyInRange(absl::string_view key, absl::string_view start,
+                absl::string_view end) {
   if (end.empty()) return key == start;
   if (key < start) return false;
   return end == absl::string_view("\0", 1) || key < end;
 }
+
+namespace {
 
 absl::Status CheckOps(
     const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
@@ -87,6 +87,12 @@ absl::Status CheckOps(
                 CheckRange(op.range().key(), op.range().range_end());
             !s.ok()) {
           return s;
+        }
+        if (op.range().revision() != 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "a range of the ", branch,
+              " branch names a revision; a transaction reads the current "
+              "state (read past revisions with Range)"));
         }
         break;
       case client::RequestOp::kPut:
@@ -122,7 +128,7 @@ absl::Status CheckOps(
   }
   for (absl::string_view key : puts) {
     for (const auto& [start, end] : deletes) {
-      if (InRange(key, start, end)) {
+      if (KeyInRange(key, start, end)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "the ", branch, " branch puts key '", key, "' and deletes it"));
       }
@@ -216,8 +222,10 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
   client::KvCommand cmd;
   std::string out;
   std::vector<LeaseEvent> events;
+  uint64_t created = 0;  // the revision the command created, if any
   {
     MutexLock lock(&mu_);
+    const uint64_t before = revision_;
     // Every member sees the same bytes and fails the same way.
     out = cmd.ParseFromString(command)
               ? ApplyLocked(index, cmd)
@@ -225,9 +233,41 @@ std::string KvStore::Apply(uint64_t index, const std::string& command) {
                        "an unreadable command was committed")
                     .SerializeAsString();
     events.swap(lease_events_);
+    if (revision_ != before) {
+      CommitChange();
+      created = revision_;
+    } else {
+      pending_.Clear();  // nothing was recorded: nothing changed
+    }
   }
   if (lease_listener_ && !events.empty()) lease_listener_(events);
+  if (change_listener_ && created != 0) change_listener_(created);
   return out;
+}
+
+client::WatchEvent* KvStore::AddEvent(client::WatchEvent::Type type,
+                                      absl::string_view key,
+                                      uint64_t revision) {
+  client::WatchEvent* e = pending_.add_events();
+  e->set_type(type);
+  e->mutable_kv()->set_key(std::string(key));
+  e->mutable_kv()->set_mod_revision(revision);
+  return e;
+}
+
+void KvStore::CommitChange() {
+  pending_.set_revision(revision_);
+  history_.push_back(std::make_shared<const client::KvChange>(
+      std::move(pending_)));
+  pending_.Clear();
+  TrimHistory();
+}
+
+void KvStore::TrimHistory() {
+  while (history_.size() > history_window_) {
+    compacted_ = history_.front()->revision();
+    history_.pop_front();
+  }
 }
 
 std::string KvStore::ApplyLocked(uint64_t index, const client::KvCommand& cmd) {
@@ -418,7 +458,10 @@ bool KvStore::EndLease(uint64_t id) {
   const absl::btree_set<std::string> keys = std::move(it->second.keys);
   leases_.erase(it);
   for (const std::string& key : keys) {
-    shards_[ShardOf(key)].mutate().erase(key);
+    Shard& shard = shards_[ShardOf(key)].mutate();
+    auto v = shard.find(key);
+    RecordDelete(key, v->second);
+    shard.erase(v);
     index_.erase(key);
   }
   lease_events_.push_back(LeaseEvent{LeaseEvent::Kind::kRemoved, id, 0, -1});
@@ -657,33 +700,29 @@ void KvStore::ForEachIn(absl::string_view key, absl::string_view range_end,
   }
 }
 
-client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
-                                           uint64_t revision) const {
+namespace {
+
+using RangeItem = std::pair<const std::string*, const KvStore::Value*>;
+
+bool KeyOrder(const client::RangeRequest& r) {
+  return r.sort_target() == client::RangeRequest::KEY &&
+         r.sort_order() != client::RangeRequest::DESCEND;
+}
+
+// The answer to `r` from the keys in its range (`count` of them; `items`
+// in key order, all of them or, in key order, the first `limit`).
+client::RangeResponse Answer(const client::RangeRequest& r,
+                             std::vector<RangeItem> items, uint64_t count,
+                             uint64_t revision) {
   client::RangeResponse response;
   response.set_revision(revision);
-  using Item = std::pair<const std::string*, const Value*>;
-  std::vector<Item> items;
-  uint64_t count = 0;
-  // In key order, ascending, a limit stops the walk early: it only counts
-  // the rest.
-  const bool key_order = r.sort_target() == client::RangeRequest::KEY &&
-                         r.sort_order() != client::RangeRequest::DESCEND;
-  ForEachIn(r.key(), r.range_end(),
-            [&](const std::string& key, const Value& v) {
-              ++count;
-              if (r.count_only()) return true;
-              if (key_order && r.limit() > 0 && items.size() >= r.limit()) {
-                return true;
-              }
-              items.emplace_back(&key, &v);  // the index's own string
-              return true;
-            });
   response.set_count(count);
   if (r.count_only()) {
     response.set_more(false);
     return response;
   }
-  if (!key_order) {
+  using Item = RangeItem;
+  if (!KeyOrder(r)) {
     auto field =
         [&r](const Item& i) -> std::tuple<uint64_t, absl::string_view> {
       switch (r.sort_target()) {
@@ -706,8 +745,8 @@ client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
           }
           return descend ? field(a) > field(b) : field(a) < field(b);
         });
-    if (r.limit() > 0 && items.size() > r.limit()) items.resize(r.limit());
   }
+  if (r.limit() > 0 && items.size() > r.limit()) items.resize(r.limit());
   size_t bytes = 0;
   for (const Item& i : items) {
     // The key and value, and about what their numbers and framing take.
@@ -727,12 +766,98 @@ client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
   return response;
 }
 
+}  // namespace
+
+client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
+                                           uint64_t revision) const {
+  std::vector<RangeItem> items;
+  uint64_t count = 0;
+  // In key order, ascending, a limit stops the walk early: it only counts
+  // the rest.
+  const bool key_order = KeyOrder(r);
+  ForEachIn(r.key(), r.range_end(),
+            [&](const std::string& key, const Value& v) {
+              ++count;
+              if (r.count_only()) return true;
+              if (key_order && r.limit() > 0 && items.size() >= r.limit()) {
+                return true;
+              }
+              items.emplace_back(&key, &v);  // the index's own string
+              return true;
+            });
+  return Answer(r, std::move(items), count, revision);
+}
+
+client::RangeResponse KvStore::RangeInHistory(
+    const client::RangeRequest& r) const {
+  // The keys in range that changed after the revision, as they were then
+  // (nullopt: absent): undo the changes, newest first, so that the
+  // oldest change after the revision has the last word.
+  absl::btree_map<std::string, std::optional<Value>> then;
+  for (auto c = history_.rbegin();
+       c != history_.rend() && (*c)->revision() > r.revision(); ++c) {
+    const auto& events = (*c)->events();
+    for (auto e = events.rbegin(); e != events.rend(); ++e) {
+      if (!KeyInRange(e->kv().key(), r.key(), r.range_end())) continue;
+      std::optional<Value>& v = then[e->kv().key()];
+      if (e->has_prev_kv()) {
+        const client::KeyValue& p = e->prev_kv();
+        v = Value{p.value(), p.mod_revision(), p.create_revision(),
+                  p.version(), p.lease()};
+      } else {
+        v.reset();
+      }
+    }
+  }
+  // Merged in key order with the keys that did not change.
+  std::vector<RangeItem> items;
+  auto changed = then.begin();
+  auto take_changed_before = [&](absl::string_view limit, bool all) {
+    for (; changed != then.end() && (all || changed->first < limit);
+         ++changed) {
+      if (changed->second.has_value()) {
+        items.emplace_back(&changed->first, &*changed->second);
+      }
+    }
+  };
+  ForEachIn(r.key(), r.range_end(),
+            [&](const std::string& key, const Value& v) {
+              take_changed_before(key, false);
+              if (changed != then.end() && changed->first == key) {
+                return true;  // its past state is in `then`
+              }
+              items.emplace_back(&key, &v);
+              return true;
+            });
+  take_changed_before("", true);
+  const uint64_t count = items.size();
+  return Answer(r, std::move(items), count, r.revision());
+}
+
+namespace {
+
+void Fill(client::KeyValue& kv, const KvStore::Value& v) {
+  kv.set_create_revision(v.create_revision);
+  kv.set_mod_revision(v.revision);
+  kv.set_version(v.version);
+  kv.set_lease(v.lease);
+}
+
+}  // namespace
+
 void KvStore::PutLocked(absl::string_view key, absl::string_view value,
                         uint64_t revision, uint64_t lease) {
   Value& v = shards_[ShardOf(key)].mutate()[key];
+  client::WatchEvent* e = AddEvent(client::WatchEvent::PUT, key, revision);
   if (v.version == 0) {
     v.create_revision = revision;
     index_.insert(std::string(key));
+  } else {
+    // The value it replaces moves into the history: no copy.
+    client::KeyValue& prev = *e->mutable_prev_kv();
+    prev.set_key(std::string(key));
+    Fill(prev, v);
+    prev.set_value(std::move(v.value));
   }
   v.value = std::string(value);
   v.revision = revision;
@@ -745,6 +870,9 @@ void KvStore::PutLocked(absl::string_view key, absl::string_view value,
     if (lease != 0) leases_[lease].keys.insert(std::string(key));
     v.lease = lease;
   }
+  client::KeyValue& kv = *e->mutable_kv();
+  Fill(kv, v);
+  kv.set_value(v.value);
 }
 
 uint64_t KvStore::DeleteLocked(absl::string_view key,
@@ -761,10 +889,20 @@ uint64_t KvStore::DeleteLocked(absl::string_view key,
       auto l = leases_.find(it->second.lease);
       if (l != leases_.end()) l->second.keys.erase(k);
     }
+    RecordDelete(k, it->second);
     shard.erase(it);
     index_.erase(k);
   }
   return doomed.size();
+}
+
+void KvStore::RecordDelete(absl::string_view key, Value& v) {
+  client::WatchEvent* e =
+      AddEvent(client::WatchEvent::DELETE, key, revision_ + 1);
+  client::KeyValue& prev = *e->mutable_prev_kv();
+  prev.set_key(std::string(key));
+  Fill(prev, v);
+  prev.set_value(std::move(v.value));
 }
 
 void KvStore::Remember(uint64_t index, const client::OpId& op,
@@ -791,6 +929,7 @@ void KvStore::Remember(uint64_t index, const client::OpId& op,
 
 struct KvStore::Frozen {
   uint64_t revision = 0;
+  std::vector<Change> history;
   std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
   std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
@@ -834,6 +973,7 @@ struct KvStore::Frozen {
       }
     }
     for (const client::KvLease& l : leases) *snap.add_leases() = l;
+    for (const Change& c : history) *snap.add_history() = *c;
     return snap.SerializeAsString();
   }
 };
@@ -848,6 +988,7 @@ absl::AnyInvocable<std::string()> KvStore::Snapshot() {
   for (const auto& [id, s] : sessions_) {
     frozen->sessions.emplace_back(id, s.pin());
   }
+  frozen->history.assign(history_.begin(), history_.end());
   frozen->leases.reserve(leases_.size());
   for (const auto& [id, l] : leases_) {
     client::KvLease& out = frozen->leases.emplace_back();
@@ -916,10 +1057,42 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
                        e.lease(), ", which it does not hold"));
     }
   }
+  // The history: consecutive revisions up to the snapshot's, each with the
+  // events of its writes.
+  if (static_cast<uint64_t>(snap.history_size()) > snap.revision()) {
+    return absl::DataLossError(absl::StrCat(
+        "the key-value snapshot at revision ", snap.revision(), " holds ",
+        snap.history_size(), " revisions of watch history"));
+  }
+  for (int i = 0; i < snap.history_size(); ++i) {
+    const client::KvChange& c = snap.history(i);
+    const uint64_t want =
+        snap.revision() - static_cast<uint64_t>(snap.history_size() - 1 - i);
+    bool sound = c.revision() == want && c.revision() != 0 &&
+                 c.events_size() > 0;
+    for (const client::WatchEvent& e : c.events()) {
+      sound = sound && !e.kv().key().empty() &&
+              e.kv().mod_revision() == c.revision() &&
+              (!e.has_prev_kv() || e.prev_kv().mod_revision() < c.revision());
+    }
+    if (!sound) {
+      return absl::DataLossError(absl::StrCat(
+          "the key-value snapshot at revision ", snap.revision(),
+          " holds a damaged watch history (revision ", c.revision(),
+          " where ", want, " belongs)"));
+    }
+  }
   std::vector<LeaseEvent> events = {LeaseEvent{LeaseEvent::Kind::kReset}};
   {
     MutexLock lock(&mu_);
     revision_ = snap.revision();
+    history_.clear();
+    for (const client::KvChange& c : snap.history()) {
+      history_.push_back(std::make_shared<const client::KvChange>(c));
+    }
+    compacted_ = snap.revision() - history_.size();
+    TrimHistory();
+    pending_.Clear();
     // New shards: a pinned one keeps its old contents for its reader.
     for (Cow<Shard>& shard : shards_) shard = Cow<Shard>();
     index_.clear();
@@ -953,6 +1126,7 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
     }
   }
   if (lease_listener_) lease_listener_(events);
+  if (change_listener_) change_listener_(snap.revision());
   return absl::OkStatus();
 }
 
@@ -989,9 +1163,52 @@ std::optional<KvStore::Value> KvStore::Get(absl::string_view key) const {
   return *v;
 }
 
-client::RangeResponse KvStore::Range(const client::RangeRequest& r) const {
+absl::StatusOr<client::RangeResponse> KvStore::Range(
+    const client::RangeRequest& r) const {
   MutexLock lock(&mu_);
-  return RangeLocked(r, revision_);
+  const uint64_t at = r.revision();
+  if (at == 0 || at == revision_) return RangeLocked(r, revision_);
+  if (at > revision_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("revision ", at, " is in the future: this member's is ",
+                     revision_));
+  }
+  if (at < compacted_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "revision ", at, " is compacted: the oldest revision readable is ",
+        compacted_, " (the watch history keeps ", history_window_,
+        " revisions: --watch_history)"));
+  }
+  return RangeInHistory(r);
+}
+
+void KvStore::SetHistoryWindow(size_t revisions) {
+  MutexLock lock(&mu_);
+  history_window_ = std::max<size_t>(revisions, 1);
+  TrimHistory();
+}
+
+void KvStore::SetChangeListener(ChangeListener listener) {
+  change_listener_ = std::move(listener);
+}
+
+KvStore::History KvStore::ChangesFrom(uint64_t from, size_t max) const {
+  MutexLock lock(&mu_);
+  History h;
+  h.compacted = compacted_;
+  h.revision = revision_;
+  if (from <= compacted_ || from > revision_) return h;
+  // history_[i] is revision compacted_ + 1 + i.
+  const size_t first = static_cast<size_t>(from - compacted_ - 1);
+  const size_t n = std::min(max, history_.size() - first);
+  h.changes.assign(history_.begin() + static_cast<ptrdiff_t>(first),
+                   history_.begin() + static_cast<ptrdiff_t>(first + n));
+  return h;
+}
+
+uint64_t KvStore::compacted() const {
+  MutexLock lock(&mu_);
+  return compacted_;
 }
 
 uint64_t KvStore::revision() const {

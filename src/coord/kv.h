@@ -24,6 +24,13 @@
 // are remembered; the one used longest ago is forgotten first (by log index, so
 // every member forgets the same one).
 //
+// Watch history: every revision's events (client.proto KvChange: each
+// key written or deleted, with its value before) are kept for the last
+// `history window` revisions (SetHistoryWindow; at least
+// kMinWatchHistory on a member). Watchers (coord/watch.h) read them from
+// here, and so do range reads at a past revision; they go in snapshots
+// too. The revisions before the history are "compacted".
+//
 // Apply() and Snapshot() run on the node loop; Get() and revision() may be
 // called from any thread, and so may the function Snapshot() returns.
 //
@@ -39,8 +46,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +60,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "node/node.h"
 #include "util/cow.h"
@@ -121,6 +131,19 @@ bool IsReadOnly(const client::TxnRequest& txn);
 // The range_end that makes [prefix, range_end) every key starting with
 // `prefix`.
 std::string PrefixEnd(absl::string_view prefix);
+// Whether `key` is in [start, end) by RangeRequest's rules.
+bool KeyInRange(absl::string_view key, absl::string_view start,
+                absl::string_view end);
+
+// The revisions a member's watch history holds at least (the default, and
+// the floor of --watch_history).
+inline constexpr size_t kMinWatchHistory = 10000;
+
+// One revision's events, shared by the history, snapshots and watchers.
+using Change = std::shared_ptr<const client::KvChange>;
+// Called on the applying thread, outside the store's lock, with the new
+// revision: after an Apply() that created one, and after every Restore().
+using ChangeListener = std::function<void(uint64_t revision)>;
 
 // The status a KvResult stands for.
 absl::Status ResultStatus(const client::KvResult& result);
@@ -150,9 +173,11 @@ class KvStore final : public node::StateMachine {
   absl::Status Restore(const std::string& snapshot) override;
 
   std::optional<Value> Get(absl::string_view key) const;
-  // A range read of the current state (RangeRequest's rules; the request
-  // must pass CheckRange). Any thread.
-  client::RangeResponse Range(const client::RangeRequest& request) const;
+  // A range read (RangeRequest's rules; the request must pass CheckRange)
+  // of the current state, or of a past revision from the history:
+  // OUT_OF_RANGE for one before it or after the current one. Any thread.
+  absl::StatusOr<client::RangeResponse> Range(
+      const client::RangeRequest& request) const;
   // A transaction without writes (IsReadOnly), evaluated against the
   // current state. Any thread.
   client::TxnResponse ReadTxn(const client::TxnRequest& txn) const;
@@ -170,6 +195,22 @@ class KvStore final : public node::StateMachine {
   std::vector<uint64_t> LeaseIds() const;
   // Set before the first Apply(); applying thread.
   void SetLeaseListener(LeaseListener listener);
+
+  // The watch history. How many revisions it keeps (default
+  // kMinWatchHistory; at least 1): set before the first Apply().
+  void SetHistoryWindow(size_t revisions);
+  void SetChangeListener(ChangeListener listener);
+  struct History {
+    // Consecutive revisions from the one asked for (none if it is
+    // compacted, or after `revision`).
+    std::vector<Change> changes;
+    uint64_t compacted = 0;  // the history starts after this revision
+    uint64_t revision = 0;   // the current revision
+  };
+  // At most `max` changes from revision `from` on. Any thread; cheap (it
+  // copies pointers).
+  History ChangesFrom(uint64_t from, size_t max) const;
+  uint64_t compacted() const;
 
   // Whether operation `op` was applied (its result is remembered), or
   // nullopt when the store can no longer tell: the op is older than its
@@ -242,14 +283,29 @@ class KvStore final : public node::StateMachine {
   void ForEachIn(absl::string_view key, absl::string_view range_end,
                  Fn fn) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The answer says it saw `revision` (inside a transaction: the one its
-  // writes before the range make).
+  // writes before the range make). The current state only.
   client::RangeResponse RangeLocked(const client::RangeRequest& request,
                                     uint64_t revision) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The state at a past revision the history holds.
+  client::RangeResponse RangeInHistory(const client::RangeRequest& request)
+      const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Records an event of the revision being applied.
+  client::WatchEvent* AddEvent(client::WatchEvent::Type type,
+                               absl::string_view key, uint64_t revision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The events recorded become revision_'s change; the oldest ones beyond
+  // the window go.
+  void CommitChange() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutLocked(absl::string_view key, absl::string_view value,
                  uint64_t revision, uint64_t lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t DeleteLocked(absl::string_view key, absl::string_view range_end)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the delete of `key` (at the next revision); its value moves
+  // into the event.
+  void RecordDelete(absl::string_view key, Value& v)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Remember(uint64_t index, const client::OpId& op,
                 const client::KvResult& result)
@@ -272,6 +328,13 @@ class KvStore final : public node::StateMachine {
   // after Apply, outside the lock).
   std::vector<LeaseEvent> lease_events_ ABSL_GUARDED_BY(mu_);
   LeaseListener lease_listener_;  // applying thread only
+  // The watch history: the changes of revisions compacted_ + 1 ..
+  // revision_, in order.
+  size_t history_window_ = kMinWatchHistory;
+  std::deque<Change> history_ ABSL_GUARDED_BY(mu_);
+  uint64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
+  client::KvChange pending_ ABSL_GUARDED_BY(mu_);  // the command's events
+  ChangeListener change_listener_;  // applying thread only
 };
 
 }  // namespace quorate::coord

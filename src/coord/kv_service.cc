@@ -435,6 +435,7 @@ void KvService::LeaseLeases(LeasesCall* call) {
   const KvStore* store = store_;
   Read(call, /*stale=*/false, [store, call] {
     for (uint64_t id : store->LeaseIds()) call->response.add_ids(id);
+    return absl::OkStatus();
   });
 }
 
@@ -548,8 +549,7 @@ void KvService::Cas(CasCall* call) {
 template <class C, class Answer>
 void KvService::Read(C* call, bool stale, Answer answer) {
   if (stale) {
-    answer();
-    call->Finish(grpc::Status::OK);
+    call->Finish(ToGrpcStatus(answer()));
     return;
   }
   node::Node* node = node_.load();
@@ -561,8 +561,7 @@ void KvService::Read(C* call, bool stale, Answer answer) {
   if (RefuseIfExpired(call)) return;
   node->Read(Timeout(call->context),
              [call, answer](absl::StatusOr<uint64_t> at) {
-               if (at.ok()) answer();
-               call->Finish(ToGrpcStatus(at.status()));
+               call->Finish(ToGrpcStatus(at.ok() ? answer() : at.status()));
              });
 }
 
@@ -574,8 +573,12 @@ void KvService::Range(RangeCall* call) {
     return;
   }
   const KvStore* store = store_;
-  Read(call, request.serializable(),
-       [store, call] { call->response = store->Range(call->request); });
+  Read(call, request.serializable(), [store, call] {
+    absl::StatusOr<client::RangeResponse> r = store->Range(call->request);
+    if (!r.ok()) return r.status();
+    call->response = *std::move(r);
+    return absl::OkStatus();
+  });
 }
 
 void KvService::Txn(TxnCall* call) {
@@ -587,8 +590,10 @@ void KvService::Txn(TxnCall* call) {
   if (IsReadOnly(request)) {
     // Nothing to write: a read point is enough, as for Range.
     const KvStore* store = store_;
-    Read(call, /*stale=*/false,
-         [store, call] { call->response = store->ReadTxn(call->request); });
+    Read(call, /*stale=*/false, [store, call] {
+      call->response = store->ReadTxn(call->request);
+      return absl::OkStatus();
+    });
     return;
   }
   client::KvCommand cmd;
@@ -610,10 +615,11 @@ void KvService::Get(GetCall* call) {
     std::optional<KvStore::Value> v = store->Get(call->request.key());
     client::GetResponse& response = call->response;
     response.set_read_revision(read_revision);
-    if (!v.has_value()) return;
+    if (!v.has_value()) return absl::OkStatus();
     response.set_found(true);
     response.set_value(std::move(v->value));
     response.set_revision(v->revision);
+    return absl::OkStatus();
   };
   Read(call, call->request.stale(), answer);
 }

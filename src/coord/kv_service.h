@@ -106,8 +106,8 @@ class KvService final : public transport::AsyncService {
   // deadline has already passed; false otherwise.
   template <class C>
   bool RefuseIfExpired(C* call);
-  // Finishes the call after answer() fills its response: at a read point
-  // (linearizable), or at once if `stale`.
+  // Finishes the call after answer() fills its response, or with the error
+  // it returns: at a read point (linearizable), or at once if `stale`.
   template <class C, class Answer>
   void Read(C* call, bool stale, Answer answer);
 

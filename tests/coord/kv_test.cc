@@ -56,7 +56,7 @@ class KvStoreTest : public ::testing::Test {
     r.set_range_end(end);
     r.set_limit(limit);
     EXPECT_TRUE(CheckRange(key, end).ok());
-    return store_.Range(r);
+    return *store_.Range(r);
   }
   static std::vector<std::string> Keys(const client::RangeResponse& r) {
     std::vector<std::string> keys;
@@ -581,7 +581,7 @@ TEST_F(KvStoreTest, Range_LimitSortKeysOnlyAndCountOnly) {
     q.set_sort_target(t);
     q.set_sort_order(o);
     q.set_limit(limit);
-    return Keys(store_.Range(q));
+    return Keys(*store_.Range(q));
   };
   using R = client::RangeRequest;
   EXPECT_EQ(sorted(R::KEY, R::DESCEND),
@@ -603,12 +603,12 @@ TEST_F(KvStoreTest, Range_LimitSortKeysOnlyAndCountOnly) {
   q.set_key("a");
   q.set_range_end(all);
   q.set_keys_only(true);
-  r = store_.Range(q);
+  r = *store_.Range(q);
   ASSERT_EQ(r.kvs_size(), 3);
   EXPECT_TRUE(r.kvs(0).value().empty());
   EXPECT_EQ(r.kvs(0).version(), 3u);
   q.set_count_only(true);
-  r = store_.Range(q);
+  r = *store_.Range(q);
   EXPECT_EQ(r.kvs_size(), 0);
   EXPECT_EQ(r.count(), 3u);
   EXPECT_FALSE(r.more());
@@ -664,7 +664,7 @@ TEST_F(KvStoreTest, Snapshot_DataModelRoundTripsAndOldSnapshotsRestore) {
   client::RangeRequest r;
   r.set_key("b/");
   r.set_range_end(PrefixEnd("b/"));
-  EXPECT_EQ(other.Range(r).count(), 1u);  // the order index is rebuilt
+  EXPECT_EQ(other.Range(r)->count(), 1u);  // the order index is rebuilt
   client::KvSnapshot old;
   old.set_revision(4);
   client::KvEntry* e = old.add_entries();

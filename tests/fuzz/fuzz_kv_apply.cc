@@ -396,7 +396,7 @@ class Harness {
         r.set_key(op.delete_range().key());
         r.set_range_end(op.delete_range().range_end());
         r.set_count_only(true);
-        QUORATE_CHECK_EQ(store_->Range(r).count(), 0u)
+        QUORATE_CHECK_EQ(store_->Range(r)->count(), 0u)
             << "a range a transaction deleted still has keys";
       }
     }
