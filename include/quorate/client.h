@@ -49,6 +49,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,9 @@ inline const std::string kRangeToTheEnd(1, '\0');
 std::string PrefixEnd(absl::string_view prefix);
 
 struct RangeOptions {
+  // Read the keys as they were at this revision (0: now). OUT_OF_RANGE if
+  // the members' watch history no longer reaches it. Not in a Transaction.
+  uint64_t revision = 0;
   // The keys in [key, range_end); empty: the key alone. PrefixEnd() and
   // kRangeToTheEnd make the common ranges.
   std::string range_end;
@@ -252,6 +256,61 @@ class Session {
   virtual absl::Status Close() = 0;
 };
 
+// One change the cluster applied to a watched key.
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  // A put's key as written; a delete's key and revision (mod_revision).
+  KeyRecord kv;
+  // The key before the change, with WatchOptions::prev_kv, if it existed.
+  std::optional<KeyRecord> prev;
+};
+
+struct WatchOptions {
+  // The keys in [key, range_end), as RangeOptions::range_end.
+  std::string range_end;
+  // The first revision to report; 0: the next one. A watch can start as
+  // far back as the members' watch history reaches (--watch_history,
+  // 10,000 revisions at least).
+  uint64_t start_revision = 0;
+  bool prev_kv = false;  // fill WatchEvent::prev
+  bool no_put = false;   // leave out puts,
+  bool no_delete = false;  // or deletes
+  // Called on the watch's own thread, in order: every event from the start
+  // revision on, each once, a revision's events in one call. `revision`:
+  // every event up to it has been delivered. Also called without events,
+  // when the members report progress. A callback that does not return
+  // holds the watch up; one that falls too far behind is cut off by the
+  // member and resumed, without a gap.
+  std::function<void(const std::vector<WatchEvent>& events,
+                     uint64_t revision)>
+      on_events;
+  // The watch is over for good, with why: OUT_OF_RANGE when its next
+  // revision left the history (start again from a fresh read), OK after
+  // Cancel(). Same thread; may be empty.
+  std::function<void(const absl::Status& why)> on_end;
+};
+
+// A running watch. It reconnects by itself, to any member (every member
+// serves watches), and resumes from the revision after the last one it
+// delivered: after a member's crash, a cut-off, or a broken stream,
+// nothing is missed and nothing repeated.
+//
+// Thread-safe. The Client that started it must outlive it.
+class Watcher {
+ public:
+  virtual ~Watcher() = default;  // Cancel()
+  // Every event up to this revision has been delivered.
+  virtual uint64_t revision() const = 0;
+  // How many times the watch was resumed on a new stream.
+  virtual uint64_t resumes() const = 0;
+  // Stops the watch; on_end gets OK unless it ended already. Waits for a
+  // callback in progress, so it must not be called from one.
+  virtual void Cancel() = 0;
+  // Ready, with why, once the watch is over.
+  virtual std::shared_future<absl::Status> Done() const = 0;
+};
+
 class Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
@@ -305,6 +364,13 @@ class Client {
   // answered. NOT_FOUND if the lease is gone.
   virtual absl::StatusOr<std::unique_ptr<Session>> AdoptSession(
       uint64_t lease, SessionOptions options) = 0;
+
+  // Watches `key` (or a range: options.range_end). Returns once a member
+  // has accepted the watch: INVALID_ARGUMENT for a bad range, OUT_OF_RANGE
+  // for a start revision the history no longer holds (the message names
+  // the oldest it does), UNAVAILABLE if no member answered in `timeout`.
+  virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(
+      absl::string_view key, WatchOptions options) = 0;
 };
 
 }  // namespace quorate

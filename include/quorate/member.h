@@ -140,6 +140,17 @@ struct MemberOptions {
   // that elections cannot keep a dead holder's lease alive (docs/design.md,
   // the expiry bound).
   absl::Duration lease_checkpoint_interval = absl::Seconds(1);
+  // Watches (docs/operations.md). The history keeps the events of the last
+  // watch_history revisions (at least 10,000): watches can start, and
+  // reads can look back, that far. A watcher that has caught up and then
+  // falls behind by more than watch_buffer_bytes of queued events is cut
+  // off with RESOURCE_EXHAUSTED (the client resumes it). A stream holds at
+  // most max_watchers_per_stream watchers. Watchers that ask get a
+  // progress notification after watch_progress_interval without events.
+  size_t watch_history = 10000;
+  size_t watch_buffer_bytes = size_t{4} << 20;
+  size_t max_watchers_per_stream = 10000;
+  absl::Duration watch_progress_interval = absl::Seconds(1);
   // If set, one JSON object per line for every role change (see
   // docs/contracts.md), appended and flushed as it happens.
   std::string event_log_path;

@@ -114,6 +114,7 @@ client::RangeRequest ToWire(absl::string_view key, const RangeOptions& o) {
   r.set_keys_only(o.keys_only);
   r.set_count_only(o.count_only);
   r.set_serializable(o.stale);
+  r.set_revision(o.revision);
   return r;
 }
 
@@ -391,6 +392,10 @@ class ClientImpl final : public Client {
       SessionOptions options) override;
   absl::StatusOr<std::unique_ptr<Session>> AdoptSession(
       uint64_t lease, SessionOptions options) override;
+  absl::StatusOr<std::unique_ptr<Watcher>> Watch(
+      absl::string_view key, WatchOptions options) override;
+
+  const ClientOptions& options() const { return o_; }
 
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
@@ -398,7 +403,9 @@ class ClientImpl final : public Client {
     auto& stub = stubs_[address];
     if (stub == nullptr) {
       grpc::ChannelArguments args;
-      args.SetMaxReceiveMessageSize(4 << 20);
+      // A watch response holds one revision's events whole, however many
+      // (a lease's keys end at one revision).
+      args.SetMaxReceiveMessageSize(256 << 20);
       stub =
           client::Kv::NewStub(grpc::CreateCustomChannel(address, creds_, args));
     }
@@ -778,6 +785,202 @@ absl::StatusOr<std::unique_ptr<Session>> ClientImpl::AdoptSession(
   const int64_t ttl_ms = absl::ToInt64Milliseconds(status->granted_ttl);
   return std::unique_ptr<Session>(new SessionImpl(
       this, std::move(options), lease, ttl_ms, now, now + ttl_ms * 1'000'000));
+}
+
+KeyRecord FromWire(const client::KeyValue& kv) {
+  return KeyRecord{kv.key(),          kv.value(),   kv.create_revision(),
+                   kv.mod_revision(), kv.version(), kv.lease()};
+}
+
+// One thread runs the watch's stream: it connects, creates the watcher
+// from the revision after the last one delivered, reads and delivers, and
+// on any break starts over on a member (the one the client talks to,
+// then the endpoints in turn).
+class WatcherImpl final : public Watcher {
+ public:
+  WatcherImpl(ClientImpl* client, std::string key, WatchOptions options)
+      : client_(client),
+        key_(std::move(key)),
+        o_(std::move(options)),
+        next_(o_.start_revision) {
+    done_future_ = done_.get_future().share();
+    accepted_future_ = accepted_.get_future();
+  }
+  ~WatcherImpl() override { Cancel(); }
+
+  // Runs the watch; returns once a member accepted it, or why not.
+  absl::Status Start() {
+    give_up_ns_ = MonotonicNowNs() + absl::ToInt64Nanoseconds(
+                                         client_->options().timeout);
+    thread_ = std::thread([this] { Run(); });
+    return accepted_future_.get();
+  }
+
+  uint64_t revision() const override { return revision_.load(); }
+  uint64_t resumes() const override { return resumes_.load(); }
+  std::shared_future<absl::Status> Done() const override {
+    return done_future_;
+  }
+  void Cancel() override {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+      if (ctx_ != nullptr) ctx_->TryCancel();
+      wake_.SignalAll();
+    }
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+      thread_.join();
+    }
+  }
+
+ private:
+  enum class Outcome { kOver, kResume, kBroken };
+
+  bool stopping() {
+    MutexLock lock(&mu_);
+    return stopping_;
+  }
+  void Accept(const absl::Status& s) {
+    if (accepted_set_) return;
+    accepted_set_ = true;
+    accepted_.set_value(s);
+  }
+  // The watch is over, for good.
+  void End(const absl::Status& why) {
+    // Before it was accepted, Watch() returns the error instead.
+    const bool running = accepted_set_;
+    Accept(why.ok() ? absl::CancelledError("the watch was canceled") : why);
+    if (running && o_.on_end) o_.on_end(why);
+    done_.set_value(why);
+  }
+
+  void Run() {
+    const std::vector<std::string>& endpoints = client_->options().endpoints;
+    size_t turn = 0;
+    int64_t backoff_ms = 20;
+    absl::Status last = absl::UnavailableError("no member answered");
+    for (int attempt = 0;; ++attempt) {
+      if (stopping()) return End(absl::OkStatus());
+      if (!accepted_set_ && MonotonicNowNs() > give_up_ns_) {
+        return End(absl::UnavailableError(
+            absl::StrCat("no member accepted the watch in time; last error: ",
+                         last.ToString())));
+      }
+      const std::string address =
+          attempt == 0 ? client_->Pick() : endpoints[turn++ % endpoints.size()];
+      const Outcome out = RunStream(address, &last);
+      if (out == Outcome::kOver) return;
+      if (accepted_set_) resumes_.fetch_add(1);
+      if (out == Outcome::kResume) {
+        backoff_ms = 20;
+        continue;
+      }
+      MutexLock lock(&mu_);
+      if (!stopping_) wake_.WaitWithTimeout(&mu_, absl::Milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
+    }
+  }
+
+  Outcome RunStream(const std::string& address, absl::Status* last) {
+    grpc::ClientContext* ctx;
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) return Outcome::kBroken;
+      ctx_ = std::make_unique<grpc::ClientContext>();
+      ctx = ctx_.get();
+    }
+    auto stream = client_->Stub(address)->Watch(ctx);
+    client::WatchRequest req;
+    client::WatchCreate* c = req.mutable_create();
+    c->set_key(key_);
+    c->set_range_end(o_.range_end);
+    c->set_start_revision(next_);
+    c->set_prev_kv(o_.prev_kv);
+    c->set_no_put(o_.no_put);
+    c->set_no_delete(o_.no_delete);
+    c->set_progress_notify(true);  // keeps `next_` fresh for resuming
+    Outcome out = Outcome::kBroken;
+    client::WatchResponse r;
+    if (stream->Write(req)) {
+      while (stream->Read(&r)) {
+        const absl::Status status(static_cast<absl::StatusCode>(r.code()),
+                                  r.message());
+        if (r.canceled()) {
+          // Cut off for falling behind, or (at create) a member whose
+          // stream is full: resume. Anything else ends the watch.
+          if (r.code() == static_cast<int>(absl::StatusCode::kResourceExhausted) ||
+              r.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
+            *last = status;
+            out = Outcome::kResume;
+          } else {
+            End(status);
+            out = Outcome::kOver;
+          }
+          break;
+        }
+        if (r.created()) {
+          if (next_ == 0) next_ = r.revision() + 1;
+          Accept(absl::OkStatus());
+          continue;
+        }
+        Deliver(r);
+      }
+    }
+    ctx->TryCancel();
+    while (stream->Read(&r)) {
+    }
+    const grpc::Status gs = stream->Finish();
+    if (out == Outcome::kBroken && !gs.ok()) *last = FromGrpcStatus(gs);
+    return out;
+  }
+
+  void Deliver(const client::WatchResponse& r) {
+    std::vector<WatchEvent> events;
+    events.reserve(static_cast<size_t>(r.events_size()));
+    for (const client::WatchEvent& e : r.events()) {
+      if (e.kv().mod_revision() < next_) continue;  // delivered already
+      WatchEvent& out = events.emplace_back();
+      out.type = e.type() == client::WatchEvent::DELETE
+                     ? WatchEvent::Type::kDelete
+                     : WatchEvent::Type::kPut;
+      out.kv = FromWire(e.kv());
+      if (e.has_prev_kv()) out.prev = FromWire(e.prev_kv());
+    }
+    if (r.revision() < next_ && events.empty()) return;  // nothing new
+    next_ = std::max(next_, r.revision() + 1);
+    revision_.store(next_ - 1);
+    if (o_.on_events) o_.on_events(events, r.revision());
+  }
+
+  ClientImpl* const client_;
+  const std::string key_;
+  const WatchOptions o_;
+  int64_t give_up_ns_ = 0;
+  // The watch thread's own.
+  uint64_t next_;  // the next revision to deliver; 0: not known yet
+  bool accepted_set_ = false;
+  std::atomic<uint64_t> revision_{0};
+  std::atomic<uint64_t> resumes_{0};
+  Mutex mu_;
+  CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
+  std::promise<absl::Status> accepted_;
+  std::future<absl::Status> accepted_future_;
+  std::promise<absl::Status> done_;
+  std::shared_future<absl::Status> done_future_;
+  std::thread thread_;
+};
+
+absl::StatusOr<std::unique_ptr<Watcher>> ClientImpl::Watch(
+    absl::string_view key, WatchOptions options) {
+  if (absl::Status s = coord::CheckRange(key, options.range_end); !s.ok()) {
+    return s;
+  }
+  auto w = std::make_unique<WatcherImpl>(this, std::string(key),
+                                         std::move(options));
+  if (absl::Status s = w->Start(); !s.ok()) return s;
+  return std::unique_ptr<Watcher>(std::move(w));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "admin/admin_server.h"
 #include "coord/kv.h"
 #include "coord/kv_service.h"
+#include "coord/watch.h"
 #include "guard/partition_guard.h"
 #include "node/node.h"
 #include "transport/tls.h"
@@ -23,6 +24,9 @@
 
 namespace quorate {
 namespace {
+
+constexpr size_t kMaxWatchHistory = 10'000'000;
+constexpr size_t kMaxWatchersPerStream = 1'000'000;
 
 bool IsName(absl::string_view s) {
   if (s.empty() || s.size() > 32) return false;
@@ -176,6 +180,19 @@ class MemberImpl final : public Member {
       limits.max_keys_per_lease = options_.max_keys_per_lease;
       kv_service_.SetLeases(lease_keeper_.get(), limits);
     }
+    {
+      kv_.SetHistoryWindow(options_.watch_history);
+      coord::WatchLimits limits;
+      limits.buffer_bytes = options_.watch_buffer_bytes;
+      limits.max_watchers_per_stream = options_.max_watchers_per_stream;
+      limits.progress_interval_ns =
+          absl::ToInt64Nanoseconds(options_.watch_progress_interval);
+      watch_hub_ = std::make_unique<coord::WatchHub>(&kv_, limits);
+      kv_.SetChangeListener(
+          [hub = watch_hub_.get()](uint64_t) { hub->Notify(); });
+      watch_hub_->Start();
+      kv_service_.SetWatches(watch_hub_.get());
+    }
     o.heartbeat_interval = options_.heartbeat_interval;
     o.segment_bytes = options_.wal_segment_bytes;
     o.snapshot_every = options_.snapshot_every_entries;
@@ -304,6 +321,8 @@ class MemberImpl final : public Member {
   coord::KvStore kv_;
   // The leader's side of leases; fed by the store and the node's roles.
   std::unique_ptr<coord::LeaseKeeper> lease_keeper_;
+  // Outlives the service and the node: their streams hold its streams.
+  std::unique_ptr<coord::WatchHub> watch_hub_;
   coord::KvService kv_service_{&kv_};
   std::unique_ptr<node::Node> node_;
   std::unique_ptr<admin::AdminServer> admin_;
@@ -470,6 +489,27 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
   }
   if (o.lease_checkpoint_interval < absl::Milliseconds(10)) {
     return bad("the lease checkpoint interval must be at least 10ms");
+  }
+  if (o.watch_history < coord::kMinWatchHistory ||
+      o.watch_history > kMaxWatchHistory) {
+    return bad(absl::StrCat("the watch history must be ",
+                            coord::kMinWatchHistory, " to ", kMaxWatchHistory,
+                            " revisions, not ", o.watch_history));
+  }
+  if (o.watch_buffer_bytes < (64 << 10) ||
+      o.watch_buffer_bytes > (size_t{1} << 30)) {
+    return bad(absl::StrCat(
+        "the watch buffer must be 64 KiB to 1 GiB, not ", o.watch_buffer_bytes,
+        " bytes"));
+  }
+  if (o.max_watchers_per_stream < 1 ||
+      o.max_watchers_per_stream > kMaxWatchersPerStream) {
+    return bad(absl::StrCat("the watchers-per-stream limit must be 1 to ",
+                            kMaxWatchersPerStream, ", not ",
+                            o.max_watchers_per_stream));
+  }
+  if (o.watch_progress_interval < absl::Milliseconds(10)) {
+    return bad("the watch progress interval must be at least 10ms");
   }
   if (o.wal_segment_bytes < (64 << 10)) {
     return bad("log segments must be at least 64 KiB");

@@ -63,6 +63,12 @@ constexpr char kUsage[] =
   --max_leases_per_client=16384  leases one client may hold
   --max_keys_per_lease=10000   keys attached to one lease
   --lease_checkpoint_interval=1s  silent leases' rest is logged this often
+  --watch_history=10000        revisions of events kept for watches and
+                               reads at past revisions (at least 10000)
+  --watch_buffer_bytes=4194304 a caught-up watcher that falls this far
+                               behind is cut off (RESOURCE_EXHAUSTED)
+  --max_watchers_per_stream=10000  watchers on one Watch stream
+  --watch_progress_interval=1s progress notifications, to watchers that ask
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
   --faults_file=PATH           chaos tests only: delays and duplicates of
                                peer frames, read from PATH (operations.md)
@@ -141,6 +147,10 @@ int main(int argc, char** argv) {
                                 "max_leases_per_client",
                                 "max_keys_per_lease",
                                 "lease_checkpoint_interval",
+                                "watch_history",
+                                "watch_buffer_bytes",
+                                "max_watchers_per_stream",
+                                "watch_progress_interval",
                                 "resume_dwell",
                                 "window_margin",
                                 "faults_file"},
@@ -213,7 +223,8 @@ int main(int argc, char** argv) {
   }
   for (const auto& [flag, field] :
        {std::pair{"max_lease_ttl", &o.max_lease_ttl},
-        std::pair{"lease_checkpoint_interval", &o.lease_checkpoint_interval}}) {
+        std::pair{"lease_checkpoint_interval", &o.lease_checkpoint_interval},
+        std::pair{"watch_progress_interval", &o.watch_progress_interval}}) {
     if (!flags.Has(flag)) continue;
     if (!absl::ParseDuration(flags.Get(flag), field)) {
       UsageError(absl::StrCat("--", flag, "='", flags.Get(flag),
@@ -223,6 +234,15 @@ int main(int argc, char** argv) {
   for (const auto& [flag, field] :
        {std::pair{"max_leases_per_client", &o.max_leases_per_client},
         std::pair{"max_keys_per_lease", &o.max_keys_per_lease}}) {
+    if (flags.Has(flag) && !absl::SimpleAtoi(flags.Get(flag), field)) {
+      UsageError(
+          absl::StrCat("--", flag, "='", flags.Get(flag), "' is not a number"));
+    }
+  }
+  for (const auto& [flag, field] :
+       {std::pair{"watch_history", &o.watch_history},
+        std::pair{"watch_buffer_bytes", &o.watch_buffer_bytes},
+        std::pair{"max_watchers_per_stream", &o.max_watchers_per_stream}}) {
     if (flags.Has(flag) && !absl::SimpleAtoi(flags.Get(flag), field)) {
       UsageError(
           absl::StrCat("--", flag, "='", flags.Get(flag), "' is not a number"));

@@ -6,6 +6,13 @@
 //     get KEY                      prints the value (--stale: local read)
 //     get KEY --prefix [--limit=N] [--keys_only]
 //                                  KEY then VALUE for each key, in key order
+//     get KEY [--prefix] --rev=N   as it was at revision N
+//     watch KEY [--prefix] [--rev=N] [--prev]
+//                                  one line per event until interrupted:
+//                                  "PUT KEY MOD_REVISION VALUE" or
+//                                  "DELETE KEY MOD_REVISION"; --prev adds
+//                                  "PREV KEY MOD_REVISION VALUE" after an
+//                                  event whose key existed before
 //     txn                          a transaction from stdin (format below)
 //     del KEY                      prints the new revision
 //     cas KEY EXPECTED_REV VALUE   prints the new revision
@@ -58,6 +65,15 @@ constexpr char kUsage[] =
   get KEY --prefix [--limit=N] [--keys_only] [--stale]
                                every key starting with KEY, in key order:
                                KEY then VALUE (KEY only with --keys_only)
+  get KEY [--prefix] --rev=N   as the keys were at revision N
+  watch KEY [--prefix] [--rev=N] [--prev]
+                               one line per event until interrupted:
+                               "PUT KEY MOD_REVISION VALUE" or
+                               "DELETE KEY MOD_REVISION" (from revision N
+                               on with --rev); --prev adds a line
+                               "PREV KEY MOD_REVISION VALUE" after an event
+                               whose key existed before. Exits 1 if the
+                               watch ends (its revision left the history)
   txn                          reads a transaction from stdin (see
                                docs/operations.md); prints SUCCESS or FAILURE,
                                then each operation's result
@@ -294,6 +310,49 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
   return 0;  // interrupted: the lease is left to expire (or be renewed)
 }
 
+// watch: prints events until interrupted (0), or until the watch ends
+// (1: its next revision left the history).
+int Watch(quorate::Client& c, const std::string& key, bool prefix,
+          uint64_t rev, bool prev) {
+  quorate::WatchOptions w;
+  if (prefix) w.range_end = quorate::PrefixEnd(key);
+  w.start_revision = rev;
+  w.prev_kv = prev;
+  auto print = [](const char* kind, const quorate::KeyRecord& kv,
+                  bool value) {
+    printf("%s ", kind);
+    fwrite(kv.key.data(), 1, kv.key.size(), stdout);
+    printf(" %llu", static_cast<unsigned long long>(kv.mod_revision));
+    if (value) {
+      fputc(' ', stdout);
+      fwrite(kv.value.data(), 1, kv.value.size(), stdout);
+    }
+    fputc('\n', stdout);
+  };
+  w.on_events = [&print](const std::vector<quorate::WatchEvent>& events,
+                         uint64_t) {
+    for (const quorate::WatchEvent& e : events) {
+      const bool put = e.type == quorate::WatchEvent::Type::kPut;
+      print(put ? "PUT" : "DELETE", e.kv, put);
+      if (e.prev.has_value()) print("PREV", *e.prev, true);
+    }
+    fflush(stdout);
+  };
+  absl::StatusOr<std::unique_ptr<quorate::Watcher>> watcher =
+      c.Watch(key, std::move(w));
+  if (!watcher.ok()) return Fail(watcher.status());
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  std::signal(SIGTERM, [](int) { interrupted = 1; });
+  std::shared_future<absl::Status> done = (*watcher)->Done();
+  while (!interrupted) {
+    if (done.wait_for(std::chrono::milliseconds(50)) ==
+        std::future_status::ready) {
+      return Fail(done.get());
+    }
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -304,8 +363,9 @@ int Main(int argc, char** argv) {
   absl::StatusOr<quorate::cmd::Flags> parsed =
       quorate::cmd::ParseFlags(argc, argv,
                                {"endpoints", "timeout", "tls_ca", "tls_cert",
-                                "tls_key", "limit", "lease"},
-                               {"stale", "prefix", "keys_only", "keys"});
+                                "tls_key", "limit", "lease", "rev"},
+                               {"stale", "prefix", "keys_only", "keys",
+                                "prev"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
@@ -326,6 +386,7 @@ int Main(int argc, char** argv) {
   if (!((cmd == "status" && want(0)) || (cmd == "put" && want(2)) ||
         (cmd == "get" && want(1)) || (cmd == "del" && want(1)) ||
         (cmd == "cas" && want(3)) || (cmd == "txn" && want(0)) ||
+        (cmd == "watch" && want(1)) ||
         (cmd == "lease" && want(2) &&
          (args[1] == "grant" || args[1] == "revoke" || args[1] == "ttl" ||
           args[1] == "keepalive")))) {
@@ -337,9 +398,22 @@ int Main(int argc, char** argv) {
     return Usage(absl::StrCat("--limit='", flags.Get("limit"),
                               "' is not a number of keys"));
   }
-  if ((flags.Has("limit") || flags.Bool("keys_only")) &&
-      !flags.Bool("prefix")) {
-    return Usage("--limit and --keys_only go with get --prefix");
+  if ((flags.Has("limit") || flags.Bool("keys_only")) && cmd != "get") {
+    return Usage("--limit and --keys_only go with get");
+  }
+  uint64_t rev = 0;
+  if (flags.Has("rev") &&
+      (!absl::SimpleAtoi(flags.Get("rev"), &rev) || rev == 0 ||
+       (cmd != "get" && cmd != "watch"))) {
+    return Usage(absl::StrCat("--rev='", flags.Get("rev"),
+                              "' goes with get and watch and names a "
+                              "revision (1 or more)"));
+  }
+  if (flags.Bool("prefix") && cmd != "get" && cmd != "watch") {
+    return Usage("--prefix goes with get and watch");
+  }
+  if (flags.Bool("prev") && cmd != "watch") {
+    return Usage("--prev goes with watch");
   }
   quorate::Transaction txn;
   if (cmd == "txn") {
@@ -385,6 +459,27 @@ int Main(int argc, char** argv) {
     }
     return 0;
   }
+  if (cmd == "watch") return Watch(c, args[1], flags.Bool("prefix"), rev,
+                                   flags.Bool("prev"));
+  if (cmd == "get" && !flags.Bool("prefix") &&
+      (rev != 0 || limit != 0 || flags.Bool("keys_only"))) {
+    // One key, through a range read: at a past revision, or its key only.
+    quorate::RangeOptions range;
+    range.revision = rev;
+    range.keys_only = flags.Bool("keys_only");
+    range.stale = flags.Bool("stale");
+    absl::StatusOr<quorate::RangeResult> r = c.Range(args[1], range);
+    if (!r.ok()) return Fail(r.status());
+    if (r->kvs.empty()) {
+      return Fail(absl::NotFoundError(
+          rev == 0 ? std::string("the key does not exist")
+                   : absl::StrCat("the key did not exist at revision ", rev)));
+    }
+    const std::string& out = range.keys_only ? r->kvs[0].key : r->kvs[0].value;
+    fwrite(out.data(), 1, out.size(), stdout);
+    fputc('\n', stdout);
+    return 0;
+  }
   if (cmd == "get" && flags.Bool("prefix")) {
     // An answer holds a few MiB at most: page through the rest.
     quorate::RangeOptions range;
@@ -392,6 +487,7 @@ int Main(int argc, char** argv) {
     range.limit = limit;
     range.keys_only = flags.Bool("keys_only");
     range.stale = flags.Bool("stale");
+    range.revision = rev;
     std::string from = args[1];
     uint64_t printed = 0;
     while (true) {

@@ -289,6 +289,172 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
   transport::CqTag finished_{this, kFinished};
 };
 
+// One Watch stream: its requests go to a WatchStream of the member's hub,
+// whose outbox it writes, one message in flight. The client half-closing
+// ends it. Deleted on the io thread once finished, with no operation in
+// flight and the hub's stream closed (so that the hub no longer wakes it).
+class KvService::WatchCall final : public transport::CqHandler {
+ public:
+  static void Await(KvService* service) {
+    auto* w = new WatchCall(service);
+    transport::CallQueue* queue = service->queue_;
+    if (!queue->StartOperation([&] {
+          service->service_.RequestWatch(&w->context_, &w->stream_,
+                                         queue->cq(), queue->cq(),
+                                         &w->requested_);
+        })) {
+      delete w;
+    }
+  }
+
+  void OnEvent(int kind, bool ok) override {
+    if (kind == kRequested && !ok) {  // the server is shutting down
+      delete this;
+      return;
+    }
+    {
+      MutexLock lock(&mu_);
+      in_handler_ = true;
+    }
+    switch (kind) {
+      case kRequested: {
+        Await(service_);
+        WatchHub* hub = service_->watches_;
+        if (hub == nullptr) {
+          MutexLock lock(&mu_);
+          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "the member is starting"));
+          break;
+        }
+        // Opened before the first read: requests need it.
+        std::shared_ptr<WatchStream> watch = hub->Open([this] { Wake(); });
+        MutexLock lock(&mu_);
+        watch_ = std::move(watch);
+        StartRead();
+        break;
+      }
+      case kRead: {
+        client::WatchRequest request;
+        {
+          MutexLock lock(&mu_);
+          read_in_flight_ = false;
+          if (!ok) {  // half-closed, or gone: the client is done
+            Finish(grpc::Status::OK);
+          } else {
+            request.Swap(&request_);
+            StartRead();
+          }
+        }
+        // Not under mu_: the stream may wake this call at once.
+        if (ok) watch_->Handle(request);
+        break;
+      }
+      case kWritten: {
+        MutexLock lock(&mu_);
+        write_in_flight_ = false;
+        if (finishing_) {
+          StartFinish();
+        } else if (!ok) {
+          Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+        } else {
+          StartWrite();
+        }
+        break;
+      }
+      case kFinished: {
+        MutexLock lock(&mu_);
+        finish_done_ = true;
+        break;
+      }
+    }
+    {
+      MutexLock lock(&mu_);
+      in_handler_ = false;
+    }
+    MaybeDelete();
+  }
+
+ private:
+  enum Kind { kRequested, kRead, kWritten, kFinished };
+
+  explicit WatchCall(KvService* service)
+      : service_(service), stream_(&context_) {}
+  ~WatchCall() = default;
+
+  // The hub's stream has something to send.
+  void Wake() {
+    MutexLock lock(&mu_);
+    if (!write_in_flight_) StartWrite();
+  }
+
+  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || read_in_flight_) return;
+    read_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Read(&request_, &read_); });
+    if (!read_in_flight_) Finish(grpc::Status::CANCELLED);
+  }
+  void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || write_in_flight_ || watch_ == nullptr) return;
+    std::optional<client::WatchResponse> next = watch_->Next();
+    if (!next.has_value()) return;
+    writing_ = *std::move(next);
+    write_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Write(writing_, &written_); });
+    if (!write_in_flight_) {  // shutting down: the call is cancelled
+      finishing_ = finish_started_ = finish_done_ = true;
+    }
+  }
+  void Finish(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = status;
+    StartFinish();
+  }
+  void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finishing_ || finish_started_ || write_in_flight_) return;
+    finish_started_ = true;
+    if (!service_->queue_->StartOperation([&, status = finish_status_] {
+          stream_.Finish(status, &finished_);
+        })) {
+      finish_done_ = true;
+    }
+  }
+  void MaybeDelete() {
+    {
+      MutexLock lock(&mu_);
+      if (!finish_done_ || read_in_flight_ || write_in_flight_ ||
+          in_handler_ || deleting_) {
+        return;
+      }
+      deleting_ = true;
+    }
+    // Not under mu_: Close() waits for a wake in progress, which takes it.
+    if (watch_ != nullptr) watch_->Close();
+    delete this;
+  }
+
+  KvService* const service_;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<client::WatchResponse, client::WatchRequest>
+      stream_;
+  client::WatchRequest request_;  // the read in flight fills it
+  std::shared_ptr<WatchStream> watch_;  // set before the first read
+  Mutex mu_;
+  client::WatchResponse writing_ ABSL_GUARDED_BY(mu_);  // in flight
+  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_handler_ ABSL_GUARDED_BY(mu_) = false;
+  transport::CqTag requested_{this, kRequested};
+  transport::CqTag read_{this, kRead};
+  transport::CqTag written_{this, kWritten};
+  transport::CqTag finished_{this, kFinished};
+};
+
 namespace {
 
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(5);
@@ -360,6 +526,7 @@ void KvService::Start(transport::CallQueue* queue) {
   LeasesCall::Await(this, &client::Kv::AsyncService::RequestLeaseLeases,
                     &KvService::LeaseLeases);
   KeepAliveStream::Await(this);
+  WatchCall::Await(this);
 }
 
 client::CommandLimits KvService::CommandLimits() const {

@@ -12,6 +12,9 @@
 // its own state; `stale` reads answer from local state at once. Range
 // reads (and transactions that only read) follow the same rules.
 //
+// Watch streams are served by every member, from its own applied state
+// (coord/watch.h).
+//
 // Every call has a deadline: the client's, capped at 30 s, or 5 s when the
 // client sets none. Calls arrive on the transport's io thread
 // (transport/cq.h) and never block it: each finishes from the node loop
@@ -25,6 +28,7 @@
 
 #include "coord/kv.h"
 #include "coord/lease_keeper.h"
+#include "coord/watch.h"
 #include "node/node.h"
 #include "transport/cq.h"
 #include "wire/client.grpc.pb.h"
@@ -46,6 +50,9 @@ class KvService final : public transport::AsyncService {
     keeper_ = keeper;
     lease_limits_ = limits;
   }
+  // Watches: the member's hub. Set once, before serving; without it,
+  // Watch calls get UNAVAILABLE.
+  void SetWatches(WatchHub* hub) { watches_ = hub; }
   // What MemberStatus reports as the member's mode (the partition guard
   // lives above this layer). Set once, before serving.
   void SetModeSource(std::function<std::string()> mode) {
@@ -77,6 +84,8 @@ class KvService final : public transport::AsyncService {
       Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
   // One KeepAlive stream (kv_service.cc).
   class KeepAliveStream;
+  // One Watch stream (kv_service.cc).
+  class WatchCall;
 
   void Put(PutCall* call);
   void Get(GetCall* call);
@@ -117,6 +126,7 @@ class KvService final : public transport::AsyncService {
   TxnLimits limits_;
   LeaseKeeper* keeper_ = nullptr;
   LeaseLimits lease_limits_;
+  WatchHub* watches_ = nullptr;
   std::atomic<node::Node*> node_{nullptr};
   std::function<std::string()> mode_;
 };

@@ -152,8 +152,13 @@ void WatchStream::Handle(const client::WatchRequest& request) {
       }
     }
   }
-  if (woke) wake_();
+  if (woke) Wake();
   if (request.has_create()) hub_->Notify();
+}
+
+void WatchStream::Wake() {
+  MutexLock lock(&wake_mu_);
+  if (!wake_closed_) wake_();
 }
 
 std::optional<client::WatchResponse> WatchStream::Next() {
@@ -179,6 +184,10 @@ std::optional<client::WatchResponse> WatchStream::Next() {
 }
 
 void WatchStream::Close() {
+  {
+    MutexLock lock(&wake_mu_);
+    wake_closed_ = true;
+  }
   MutexLock lock(&mu_);
   closed_ = true;
   watchers_.clear();
@@ -280,7 +289,7 @@ void WatchHub::RunOnce() {
         it = next;
       }
     }
-    if (woke) s->wake_();
+    if (woke) s->Wake();
   }
 }
 

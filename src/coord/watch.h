@@ -74,7 +74,8 @@ class WatchStream {
   void Handle(const client::WatchRequest& request);
   // The next response to send, moved out; nullopt if none is waiting.
   std::optional<client::WatchResponse> Next();
-  // The client is gone: the watchers go with it.
+  // The client is gone: the watchers go with it. Once Close() returns,
+  // `wake` is not running and will not be called again.
   void Close();
 
   size_t watchers() const;
@@ -112,6 +113,8 @@ class WatchStream {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Create(const client::WatchCreate& create)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls wake_ unless closed (never under mu_).
+  void Wake() ABSL_LOCKS_EXCLUDED(mu_);
 
   WatchHub* const hub_;
   const std::function<void()> wake_;
@@ -119,6 +122,9 @@ class WatchStream {
   std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   std::deque<Out> outbox_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Held while wake_ runs: Close() waits for it.
+  Mutex wake_mu_;
+  bool wake_closed_ ABSL_GUARDED_BY(wake_mu_) = false;
 };
 
 class WatchHub {
