@@ -257,6 +257,11 @@ std::string StatusJson(const MemberView& view) {
       ", \"applied_index\": ", s.applied_index,
       ", \"last_log_index\": ", s.last_log_index,
       ", \"snapshot_index\": ", s.snapshot_index,
+      ", \"revision\": ", view.revision,
+      ", \"compacted_revision\": ", view.compacted_revision,
+      ", \"watch\": {\"streams\": ", view.watches.streams,
+      ", \"watchers\": ", view.watches.watchers,
+      ", \"cut_off\": ", view.watches.cut_off, "}",
       ", \"error\": ", Quote(s.error.ok() ? "" : s.error.message()),
       ", \"peers\": [", peers, "]}");
 }
@@ -309,6 +314,12 @@ std::string MetricsText(const MemberView& view) {
   absl::StrAppend(&out, "quorate_applied_index ", s.applied_index, "\n");
   metric("quorate_last_log_index", "gauge", "last index in the log");
   absl::StrAppend(&out, "quorate_last_log_index ", s.last_log_index, "\n");
+  metric("quorate_watchers", "gauge", "watchers on this member's streams");
+  absl::StrAppend(&out, "quorate_watchers ", view.watches.watchers, "\n");
+  metric("quorate_watchers_cut_off_total", "counter",
+         "watchers cut off for falling behind (--watch_buffer_bytes)");
+  absl::StrAppend(&out, "quorate_watchers_cut_off_total ",
+                  view.watches.cut_off, "\n");
   metric("quorate_peer_reachable", "gauge",
          "1 while the stream to the peer is up");
   for (const node::PeerStatus& p : s.peers) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "coord/watch.h"
 #include "guard/partition_guard.h"
 #include "node/node.h"
 
@@ -27,6 +28,9 @@ struct MemberView {
   node::NodeStatus node;
   guard::GuardStatus guard;
   int64_t now_ns = 0;  // when the guard's state was read (its clock)
+  coord::WatchHub::Stats watches;
+  uint64_t revision = 0;            // the store's
+  uint64_t compacted_revision = 0;  // the watch history starts after it
 };
 
 // The /status document.

@@ -900,6 +900,7 @@ class WatcherImpl final : public Watcher {
     c->set_no_delete(o_.no_delete);
     c->set_progress_notify(true);  // keeps `next_` fresh for resuming
     Outcome out = Outcome::kBroken;
+    fragments_.clear();  // a revision in parts starts over, whole
     client::WatchResponse r;
     if (stream->Write(req)) {
       while (stream->Read(&r)) {
@@ -935,8 +936,9 @@ class WatcherImpl final : public Watcher {
   }
 
   void Deliver(const client::WatchResponse& r) {
-    std::vector<WatchEvent> events;
-    events.reserve(static_cast<size_t>(r.events_size()));
+    // A revision's parts are delivered together, with the last.
+    std::vector<WatchEvent> events = std::move(fragments_);
+    fragments_.clear();
     for (const client::WatchEvent& e : r.events()) {
       if (e.kv().mod_revision() < next_) continue;  // delivered already
       WatchEvent& out = events.emplace_back();
@@ -945,6 +947,10 @@ class WatcherImpl final : public Watcher {
                      : WatchEvent::Type::kPut;
       out.kv = FromWire(e.kv());
       if (e.has_prev_kv()) out.prev = FromWire(e.prev_kv());
+    }
+    if (r.fragment()) {
+      fragments_ = std::move(events);
+      return;
     }
     if (r.revision() < next_ && events.empty()) return;  // nothing new
     next_ = std::max(next_, r.revision() + 1);
@@ -958,6 +964,7 @@ class WatcherImpl final : public Watcher {
   int64_t give_up_ns_ = 0;
   // The watch thread's own.
   uint64_t next_;  // the next revision to deliver; 0: not known yet
+  std::vector<WatchEvent> fragments_;  // of a revision in parts
   bool accepted_set_ = false;
   std::atomic<uint64_t> revision_{0};
   std::atomic<uint64_t> resumes_{0};

@@ -255,6 +255,9 @@ class MemberImpl final : public Member {
         v.node = node_->GetStatus();
         v.guard = guard_->Status();
         v.now_ns = BootTimeNowNs();  // the guard's clock
+        v.watches = watch_hub_->stats();
+        v.revision = kv_.revision();
+        v.compacted_revision = kv_.compacted();
         return v;
       });
       if (!admin.ok()) {

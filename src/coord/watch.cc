@@ -343,17 +343,32 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
     size_t bytes = 0;
     uint64_t last = w.next - 1;
     for (const Change& c : h.changes) {
-      if (bytes >= kMaxWatchMessageBytes) break;
+      // The watcher's events of this revision.
+      std::vector<client::WatchEvent> mine;
+      size_t size = 0;
       for (const client::WatchEvent& e : c->events()) {
         if (e.type() == client::WatchEvent::PUT ? w.no_put : w.no_delete) {
           continue;
         }
         if (!KeyInRange(e.kv().key(), w.key, w.range_end)) continue;
-        client::WatchEvent* out = r.add_events();
-        *out = e;
-        if (!w.prev_kv) out->clear_prev_kv();
-        bytes += EventBytes(*out);
+        client::WatchEvent& out = mine.emplace_back(e);
+        if (!w.prev_kv) out.clear_prev_kv();
+        size += EventBytes(out);
       }
+      if (r.events_size() > 0 && bytes + size > kMaxWatchMessageBytes) {
+        break;  // the next message starts with it
+      }
+      if (size > kMaxWatchMessageBytes) {
+        // Alone too large for one message (and first in this one): in
+        // fragments.
+        woke = QueueFragments(s, id, w, c->revision(), std::move(mine),
+                              now) ||
+               woke;
+        last = c->revision();
+        break;
+      }
+      for (client::WatchEvent& e : mine) *r.add_events() = std::move(e);
+      bytes += size;
       last = c->revision();
     }
     w.next = last + 1;
@@ -363,6 +378,29 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
       woke = s.Queue(id, std::move(r), bytes) || woke;
     }
   }
+}
+
+bool WatchHub::QueueFragments(WatchStream& s, int64_t id,
+                              WatchStream::Watcher& w, uint64_t revision,
+                              std::vector<client::WatchEvent> events,
+                              int64_t now) {
+  bool woke = false;
+  size_t i = 0;
+  while (i < events.size()) {
+    client::WatchResponse r = Response(id);
+    r.set_revision(revision);
+    size_t bytes = 0;
+    while (i < events.size() &&
+           (r.events_size() == 0 ||
+            bytes + EventBytes(events[i]) <= kMaxWatchMessageBytes)) {
+      bytes += EventBytes(events[i]);
+      *r.add_events() = std::move(events[i++]);
+    }
+    r.set_fragment(i < events.size());
+    woke = s.Queue(id, std::move(r), bytes) || woke;
+  }
+  w.last_queued_ns = now;
+  return woke;
 }
 
 }  // namespace quorate::coord

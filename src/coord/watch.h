@@ -57,8 +57,9 @@ struct WatchLimits {
   int64_t progress_interval_ns = 1'000'000'000;
 };
 
-// One response message holds at most about this many bytes of events
-// (more only for a single revision's events, which are never split).
+// One response message holds at most about this many bytes of events, or
+// one event. A revision's events are split only when they hold more: as
+// fragments (client.proto WatchResponse).
 inline constexpr size_t kMaxWatchMessageBytes = size_t{1} << 20;
 
 class WatchHub;
@@ -168,6 +169,11 @@ class WatchHub {
   bool Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
                int64_t now, std::map<uint64_t, KvStore::History>& fetched)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu_);
+  // Queues one revision's events for `w` in parts of about
+  // kMaxWatchMessageBytes.
+  bool QueueFragments(WatchStream& s, int64_t id, WatchStream::Watcher& w,
+                      uint64_t revision, std::vector<client::WatchEvent> events,
+                      int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu_);
 
   const KvStore* const store_;
   const WatchLimits limits_;

@@ -87,7 +87,10 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
     builder.RegisterService(extra->grpc_service());
   }
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
-  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  // What this listener sends: answers to clients (a range answer holds up
+  // to 3 MiB of keys and values, a watch response about 1 MiB) and peers'
+  // acknowledgements. The limit is for what it receives.
+  builder.SetMaxSendMessageSize(Options::kMaxSendMessageBytes);
   grpc::ResourceQuota quota("quorate-listener");
   quota.Resize(options_.resource_quota_bytes);
   builder.SetResourceQuota(quota);

@@ -136,6 +136,8 @@ class Transport {
     // value limit plus its key: 1 MiB each by default.
     int max_message_bytes = kDefaultMaxMessageBytes;
     static constexpr int kDefaultMaxMessageBytes = (2 << 20) + (64 << 10);
+    // What the listener sends at most (its answers to clients).
+    static constexpr int kMaxSendMessageBytes = 16 << 20;
     // Must agree with every peer's (above).
     TimingSettings timing;
     absl::Duration hello_timeout = absl::Seconds(2);

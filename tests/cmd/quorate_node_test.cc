@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <future>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -23,6 +24,7 @@
 #include "cmd/node_processes.h"
 #include "quorate/client.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/port.h"
 #include "util/process.h"
 #include "util/tcp_proxy.h"
@@ -469,6 +471,46 @@ TEST_F(QuorateNodeTest, Quoratectl_LeaseCommands) {
   EXPECT_EQ(Quoratectl({e, "lease", "frob", id}).exit, 2);
 }
 
+TEST_F(QuorateNodeTest, Quoratectl_WatchAndGetAtARevision) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  const std::string e = "--endpoints=" + Endpoints();
+  ASSERT_EQ(Quoratectl({e, "put", "cfg/a", "one"}).out, "1\n");
+  ASSERT_EQ(Quoratectl({e, "put", "cfg/a", "two words"}).out, "2\n");
+  const std::string log = absl::StrCat(root_, "/watch.out");
+  Process watch({QUORATECTL_BINARY, e, "watch", "cfg/", "--prefix", "--rev=1",
+                 "--prev"},
+                log);
+  ASSERT_EQ(Quoratectl({e, "put", "other", "x"}).exit, 0);
+  ASSERT_EQ(Quoratectl({e, "del", "cfg/a"}).exit, 0);
+  const std::string want =
+      "PUT cfg/a 1 one\n"
+      "PUT cfg/a 2 two words\n"
+      "PREV cfg/a 1 one\n"
+      "DELETE cfg/a 4\n"
+      "PREV cfg/a 2 two words\n";
+  EXPECT_TRUE(Await([&] { return ReadAll(log) == want; })) << ReadAll(log);
+  watch.Signal(SIGTERM);
+  EXPECT_EQ(watch.Wait(absl::Seconds(10)).value_or(-1), 0) << ReadAll(log);
+  // Reads at past revisions.
+  Ctl c = Quoratectl({e, "get", "cfg/a", "--rev=1"});
+  EXPECT_EQ(c.out, "one\n");
+  c = Quoratectl({e, "get", "cfg/", "--prefix", "--rev=2"});
+  EXPECT_EQ(c.out, "cfg/a\ntwo words\n");
+  c = Quoratectl({e, "get", "cfg/a", "--rev=4"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("did not exist at revision 4"), std::string::npos);
+  c = Quoratectl({e, "get", "cfg/a", "--rev=99"});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_NE(c.out.find("OUT_OF_RANGE"), std::string::npos) << c.out;
+  EXPECT_EQ(Quoratectl({e, "get", "cfg/a", "--rev=x"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "put", "k", "v", "--rev=1"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "get", "k", "--prev"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "watch"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "watch", "k", "--rev=0"}).exit, 2);
+}
+
 // A client cut off from the cluster (its only route, a proxy to the
 // leader, is cut) sees its session's Valid() go false before its lease
 // ends on the cluster: its own record (the monotonic time it saw Valid()
@@ -676,6 +718,172 @@ TEST_F(QuorateNodeTest, RestartedProcess_CatchesUpFromASnapshot) {
                .out == "v29\n";
   }));
   EXPECT_GT(JsonInt(Status(follower), "snapshot_index"), before);
+}
+
+// What a watcher delivered: each event's key and revision, in order.
+struct Delivered {
+  Mutex mu;
+  std::vector<std::pair<std::string, uint64_t>> events ABSL_GUARDED_BY(mu);
+  std::vector<uint64_t> batch_revisions ABSL_GUARDED_BY(mu);
+};
+
+// Checks `got` against the keys under "w/" now (each written once): every
+// write's event came once, in revision order.
+void ExpectEveryWriteOnceInOrder(Client& c, Delivered& got) {
+  RangeOptions all;
+  all.range_end = PrefixEnd("w/");
+  all.keys_only = true;  // one answer (values may be large)
+  absl::StatusOr<RangeResult> now = c.Range("w/", all);
+  ASSERT_TRUE(now.ok()) << now.status();
+  ASSERT_FALSE(now->more);
+  std::map<uint64_t, std::string> want;  // by revision
+  for (const KeyRecord& kv : now->kvs) want[kv.mod_revision] = kv.key;
+  MutexLock lock(&got.mu);
+  std::map<uint64_t, std::string> seen;
+  uint64_t previous = 0;
+  for (const auto& [key, revision] : got.events) {
+    EXPECT_GT(revision, previous) << key << " came out of order, or twice";
+    previous = revision;
+    seen[revision] = key;
+  }
+  EXPECT_EQ(seen.size(), got.events.size());
+  EXPECT_EQ(seen, want);
+}
+
+// A watcher on the leader, while the leader is killed with SIGKILL and
+// writes go on: it resumes on another member from the revision after the
+// last one it delivered, and every write comes once.
+TEST_F(QuorateNodeTest, Watch_ResumesAcrossLeaderKillWithoutGapOrDuplicate) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  ClientOptions wo;  // the leader first: Watch tries it first
+  wo.endpoints = {members_[leader].port->address()};
+  for (auto& [name, m] : members_) {
+    if (name != leader) wo.endpoints.push_back(m.port->address());
+  }
+  wo.timeout = absl::Seconds(5);
+  auto watch_client = Client::Create(wo);
+  ASSERT_TRUE(watch_client.ok());
+  ClientOptions co;
+  co.endpoints = wo.endpoints;
+  co.timeout = absl::Seconds(10);
+  auto writer = Client::Create(co);
+  ASSERT_TRUE(writer.ok());
+  Delivered got;
+  WatchOptions w;
+  w.range_end = PrefixEnd("w/");
+  w.on_events = [&got](const std::vector<WatchEvent>& events, uint64_t) {
+    MutexLock lock(&got.mu);
+    for (const WatchEvent& e : events) {
+      got.events.emplace_back(e.kv.key, e.kv.mod_revision);
+    }
+  };
+  auto watcher = (*watch_client)->Watch("w/", std::move(w));
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  uint64_t last = 0;
+  for (int i = 0; i < 150; ++i) {
+    if (i == 60) {
+      // Delivered up to here on the leader; then it dies.
+      ASSERT_TRUE(Await([&] { return (*watcher)->revision() >= last; }));
+      members_[leader].process->Signal(SIGKILL);
+      members_[leader].process->Wait(absl::Seconds(10));
+      members_[leader].process.reset();
+    }
+    // A write whose outcome is unknown may or may not have happened; the
+    // final read below says which.
+    absl::StatusOr<uint64_t> r =
+        (*writer)->Put(absl::StrCat("w/", i), absl::StrCat("v", i));
+    if (r.ok()) last = std::max(last, *r);
+  }
+  ASSERT_GT(last, 0u);
+  ASSERT_TRUE(Await([&] { return (*watcher)->revision() >= last; }))
+      << "delivered up to " << (*watcher)->revision() << " of " << last;
+  EXPECT_GE((*watcher)->resumes(), 1u);
+  ExpectEveryWriteOnceInOrder(**writer, got);
+}
+
+// A watcher whose callback stops returning stops reading: its member cuts
+// it off once it is --watch_buffer_bytes behind (/status counts it), and
+// when the callback returns the client resumes it without a gap.
+TEST_F(QuorateNodeTest, Watch_SlowWatcherIsCutOffAndResumes) {
+  Define(3);
+  for (auto& [name, m] : members_) {
+    m.extra_flags = {"--watch_buffer_bytes=65536"};
+    Start(name);
+  }
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  std::string follower;
+  for (auto& [name, m] : members_) {
+    if (name != leader) follower = name;
+  }
+  // Served by a follower, from its applied state.
+  ClientOptions wo;
+  wo.endpoints = {members_[follower].port->address()};
+  auto watch_client = Client::Create(wo);
+  ASSERT_TRUE(watch_client.ok());
+  ClientOptions co;
+  co.endpoints = absl::StrSplit(Endpoints(), ',');
+  co.timeout = absl::Seconds(10);
+  auto writer = Client::Create(co);
+  ASSERT_TRUE(writer.ok());
+  Delivered got;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> holding{false};
+  WatchOptions w;
+  w.range_end = PrefixEnd("w/");
+  w.on_events = [&](const std::vector<WatchEvent>& events, uint64_t) {
+    {
+      MutexLock lock(&got.mu);
+      for (const WatchEvent& e : events) {
+        got.events.emplace_back(e.kv.key, e.kv.mod_revision);
+      }
+    }
+    if (!events.empty()) {
+      holding = true;
+      released.wait();  // a consumer that stops
+    }
+  };
+  auto watcher = (*watch_client)->Watch("w/", std::move(w));
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  auto cut_off = [&] {
+    return JsonInt(Status(follower), "cut_off");
+  };
+  const std::string value(16 << 10, 'x');
+  uint64_t last = 0;
+  int written = 0;
+  // Writes until the member has cut the watcher off (the client's and
+  // the transport's buffers hold some MiB first), 64 MiB at most.
+  while (cut_off() == 0 && written < 4096) {
+    for (int i = 0; i < 64; ++i, ++written) {
+      absl::StatusOr<uint64_t> r =
+          (*writer)->Put(absl::StrCat("w/", written), value);
+      ASSERT_TRUE(r.ok()) << r.status();
+      last = *r;
+    }
+  }
+  EXPECT_TRUE(holding.load());
+  ASSERT_EQ(cut_off(), 1) << "never cut off after " << written << " writes";
+  release.set_value();
+  ASSERT_TRUE(Await([&] { return (*watcher)->revision() >= last; },
+                    absl::Seconds(30)))
+      << "delivered up to " << (*watcher)->revision() << " of " << last;
+  EXPECT_GE((*watcher)->resumes(), 1u);
+  ExpectEveryWriteOnceInOrder(**writer, got);
+  // A range answer as large as members make them (3 MiB) is sent whole:
+  // the listener's send limit is not its receive limit.
+  for (; written < 256; ++written) {
+    ASSERT_TRUE((*writer)->Put(absl::StrCat("w/", written), value).ok());
+  }
+  RangeOptions full;
+  full.range_end = PrefixEnd("w/");
+  absl::StatusOr<RangeResult> page = (*writer)->Range("w/", full);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_TRUE(page->more);
+  EXPECT_GT(page->kvs.size(), 128u);
 }
 
 }  // namespace

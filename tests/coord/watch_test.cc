@@ -382,6 +382,35 @@ TEST_F(WatchTest, ACaughtUpWatcherThatFallsBehindIsCutOff) {
   EXPECT_EQ(slow_got, all);
 }
 
+// A revision whose events hold more than a message's worth comes in
+// fragments, after the revisions before it and before those after it.
+TEST_F(WatchTest, ALargeRevisionComesInFragments) {
+  MakeHub();
+  std::shared_ptr<WatchStream> s = Open();
+  s->Handle(Create(1, "k", PrefixEnd("k")));
+  Drain(*s);
+  Put("k0", "small");  // 1
+  client::KvCommand big;  // 2: two values of 700 KB
+  for (const char* key : {"k1", "k2"}) {
+    auto* p = big.mutable_txn()->add_success()->mutable_put();
+    p->set_key(key);
+    p->set_value(std::string(700 << 10, 'v'));
+  }
+  ASSERT_EQ(Run(big).code(), 0);
+  Put("k3", "small");  // 3
+  hub_->RunOnce();
+  std::vector<client::WatchResponse> rs = Drain(*s);
+  ASSERT_EQ(rs.size(), 4u);
+  EXPECT_EQ(Events({rs[0]}), std::vector<std::string>{"k0@1"});
+  EXPECT_FALSE(rs[0].fragment());
+  EXPECT_EQ(Events({rs[1]}), std::vector<std::string>{"k1@2"});
+  EXPECT_TRUE(rs[1].fragment());
+  EXPECT_EQ(rs[1].revision(), 2u);
+  EXPECT_EQ(Events({rs[2]}), std::vector<std::string>{"k2@2"});
+  EXPECT_FALSE(rs[2].fragment());
+  EXPECT_EQ(Events({rs[3]}), std::vector<std::string>{"k3@3"});
+}
+
 TEST_F(WatchTest, RefusesBadCreatesAndCompactedRevisions) {
   store_.SetHistoryWindow(10);
   WatchLimits limits;
