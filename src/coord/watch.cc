@@ -323,7 +323,10 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
              woke;
     }
     if (w.queued_bytes >= limits_.buffer_bytes) {
-      if (w.catching_up) return woke;  // it goes at its client's pace
+      if (w.catching_up) {
+        if (limits_.unsafe_skip_when_full) w.next = h.revision + 1;
+        return woke;  // it goes at its client's pace
+      }
       const uint64_t sent = w.sent;
       {
         MutexLock lock(&mu_);
@@ -342,6 +345,9 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
     client::WatchResponse r = Response(id);
     size_t bytes = 0;
     uint64_t last = w.next - 1;
+    // A message fills what is left of the buffer (one revision at least).
+    const size_t cap = std::min(kMaxWatchMessageBytes,
+                                limits_.buffer_bytes - w.queued_bytes);
     for (const Change& c : h.changes) {
       // The watcher's events of this revision.
       std::vector<client::WatchEvent> mine;
@@ -355,7 +361,7 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
         if (!w.prev_kv) out.clear_prev_kv();
         size += EventBytes(out);
       }
-      if (r.events_size() > 0 && bytes + size > kMaxWatchMessageBytes) {
+      if (r.events_size() > 0 && bytes + size > cap) {
         break;  // the next message starts with it
       }
       if (size > kMaxWatchMessageBytes) {

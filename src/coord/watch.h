@@ -55,6 +55,10 @@ struct WatchLimits {
   size_t buffer_bytes = size_t{4} << 20;  // per watcher, queued
   size_t max_watchers_per_stream = 10000;
   int64_t progress_interval_ns = 1'000'000'000;
+  // Deliberately broken, for the simulator's checker: a catching-up
+  // watcher whose buffer is full skips ahead (dropping events) instead of
+  // waiting for its client. Never set outside tests.
+  bool unsafe_skip_when_full = false;
 };
 
 // One response message holds at most about this many bytes of events, or

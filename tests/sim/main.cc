@@ -8,7 +8,7 @@
 //               answer-before-commit|no-startup-lease|
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
-//               lease-no-checkpoints]
+//               lease-no-checkpoints|watch-skip-when-full]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -116,6 +116,8 @@ int main(int argc, char** argv) {
         base.unsafe_lease_renew_without_round = true;
       } else if (value == "lease-no-checkpoints") {
         base.unsafe_lease_no_checkpoints = true;
+      } else if (value == "watch-skip-when-full") {
+        base.unsafe_watch_skip_when_full = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
   uint64_t liveness_failed = 0;
   uint64_t storage_events = 0;
   uint64_t leases_granted = 0, renewals = 0, leases_expired = 0, died = 0;
+  uint64_t watch_revisions = 0, watch_resumes = 0, watch_cut_off = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -143,6 +146,9 @@ int main(int argc, char** argv) {
     renewals += r.renewals_answered;
     leases_expired += r.leases_expired;
     died += r.holders_died;
+    watch_revisions += r.watch_revisions;
+    watch_resumes += r.watch_resumes;
+    watch_cut_off += r.watch_cut_off;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -186,6 +192,8 @@ int main(int argc, char** argv) {
           << (o.unsafe_lease_renew_without_round
                   ? " --unsafe=lease-renew-without-round"
                   : "")
+          << (o.unsafe_watch_skip_when_full ? " --unsafe=watch-skip-when-full"
+                                            : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
@@ -213,7 +221,10 @@ int main(int argc, char** argv) {
             << storage_events << " torn writes cut off at recovery\n"
             << "sessions: " << leases_granted << " leases granted, " << renewals
             << " renewals answered, " << leases_expired << " ended, " << died
-            << " holders died\n";
+            << " holders died\n"
+            << "watches: " << watch_revisions << " revisions delivered, "
+            << watch_resumes << " resumes (" << watch_cut_off
+            << " after cut-offs)\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

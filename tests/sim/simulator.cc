@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -17,6 +18,7 @@
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "coord/lessor.h"
+#include "coord/watch.h"
 #include "guard/guard.h"
 #include "node/driver.h"
 #include "node/startup.h"
@@ -111,6 +113,13 @@ constexpr int64_t kLessorTickNs = 10 * kMs;
 // itself may take to commit and apply.
 constexpr int64_t kLeaseSlackNs = kT;
 constexpr int64_t kHolderClientBase = 1000;  // their OpId clients
+// Watches: watchers on every key, on members' hubs, with small buffers so
+// that slow reading makes them wait and be cut off, and a history short
+// enough to leave some behind.
+constexpr int kWatchers = 2;
+constexpr int64_t kWatchTickNs = 5 * kMs;
+constexpr size_t kWatchBufferBytes = 2048;
+constexpr size_t kWatchHistory = 2000;
 const char* const kKeys[] = {"a", "b", "c"};
 
 // The simulator's one generator, with its own distribution code.
@@ -164,6 +173,7 @@ enum class EventKind {
   kHolderWake,    // a holder grants or renews
   kHolderSend,    // a holder's request reaches a member (holder_msgs_)
   kHolderAnswer,  // a member's answer reaches a holder (holder_msgs_)
+  kWatchTick,     // the watchers read what their members' hubs queued
 };
 
 struct Event {
@@ -261,6 +271,17 @@ struct Member {
   uint64_t guard_check_gen = 0;
   // The leader's side of leases, fed by the store and the driver.
   std::unique_ptr<coord::Lessor> lessor;
+  // Watches on its store, as the node serves them.
+  std::unique_ptr<coord::WatchHub> hub;
+};
+
+// A simulated watcher of every key: a client stream on one member's hub.
+struct SimWatcher {
+  uint64_t member = 0;  // 0: none (it resumes on its next tick)
+  std::shared_ptr<coord::WatchStream> stream;
+  int64_t next_id = 0;
+  uint64_t last = 0;  // every revision up to here was delivered
+  std::string partial;  // a fragmented revision's events so far
 };
 
 // A simulated process holding a session: it lives beside member `home`
@@ -426,6 +447,11 @@ class Simulator {
   }
   void CheckLease(uint64_t lease);
   void CheckDeadHolders();
+  // Watches.
+  void WatchTick();
+  // A response on watcher `w`'s stream: false once the stream is done.
+  bool WatchResponse(SimWatcher& w, const client::WatchResponse& r);
+  void WatchViolation(const std::string& what);
 
   // Clients.
   void ClientNext(int c);
@@ -509,6 +535,11 @@ class Simulator {
   std::map<uint64_t, HolderMsg> holder_msgs_;
   uint64_t next_holder_msg_ = 1;
   std::map<uint64_t, LeaseRecord> leases_;
+  // Watches: their own generator, the watchers, and each revision's events
+  // (serialized) as first delivered, to compare every delivery with.
+  Rng wrng_{0};
+  std::vector<SimWatcher> watchers_;
+  std::map<uint64_t, std::string> revision_events_;
   // Per term: its leader's election and last commit, on the leader's own
   // monotonic clock (the lessor's), and the election in real time.
   struct Tenure {
@@ -704,6 +735,13 @@ void Simulator::Boot(Member& m) {
   m.io = std::make_unique<MemberIo>(this, m.id);
   m.kv = std::make_unique<coord::KvStore>(
       coord::KvStore::Unsafe{opt_.unsafe_txn_ignores_compares});
+  m.kv->SetHistoryWindow(kWatchHistory);
+  {
+    coord::WatchLimits limits;
+    limits.buffer_bytes = kWatchBufferBytes;
+    limits.unsafe_skip_when_full = opt_.unsafe_watch_skip_when_full;
+    m.hub = std::make_unique<coord::WatchHub>(m.kv.get(), limits);
+  }
   StartLessor(m);
   node::DriverOptions d;
   d.snapshot_every = kSnapshotEvery;
@@ -897,6 +935,14 @@ void Simulator::Crash(Member& m) {
   // Whatever waited on the driver dies with it, unanswered.
   m.driver.reset();
   m.lessor.reset();
+  // Its watchers' streams break: they resume elsewhere.
+  for (SimWatcher& w : watchers_) {
+    if (w.member == m.id) {
+      w.stream.reset();
+      w.member = 0;
+    }
+  }
+  m.hub.reset();
   m.kv.reset();
   m.io.reset();
   m.disk.clear();  // never made durable: lost, or torn
@@ -1321,6 +1367,129 @@ void Simulator::CheckDeadHolders() {
       break;
     }
   }
+}
+
+// Watches: each watcher reads at most two messages a tick from its
+// member's hub (so that it falls behind, waits and is cut off), and starts
+// over on a member chosen at random when its stream ends: after a cut-off,
+// a crash, or now and then by itself.
+void Simulator::WatchTick() {
+  if (!result_.safety_ok) return;
+  std::set<uint64_t> ran;  // hubs that ran this tick
+  for (SimWatcher& w : watchers_) {
+    if (w.member != 0 && wrng_.Uniform(200) == 0) {
+      w.stream.reset();
+      w.member = 0;
+    }
+    if (w.member == 0) {
+      std::vector<uint64_t> live;
+      for (const Member& m : members_) {
+        if (m.up && !m.suspended) live.push_back(m.id);
+      }
+      if (live.empty()) continue;
+      w.member = live[wrng_.Uniform(live.size())];
+      w.stream = member(w.member).hub->Open([] {});
+      w.partial.clear();
+      client::WatchRequest req;
+      client::WatchCreate* c = req.mutable_create();
+      c->set_watch_id(++w.next_id);
+      c->set_key(std::string(1, '\0'));  // every key
+      c->set_range_end(std::string(1, '\0'));
+      c->set_start_revision(w.last + 1);
+      w.stream->Handle(req);
+      if (w.next_id > 1) ++result_.watch_resumes;
+      Trace(absl::StrCat("watch on ", w.member, " from ", w.last + 1));
+    }
+    Member& m = member(w.member);
+    if (m.suspended) continue;
+    if (ran.insert(w.member).second) m.hub->RunOnce();
+    const uint64_t reads = wrng_.Uniform(3);
+    for (uint64_t k = 0; k < reads && w.stream != nullptr; ++k) {
+      std::optional<client::WatchResponse> r = w.stream->Next();
+      if (!r.has_value()) break;
+      if (!WatchResponse(w, *r)) {
+        w.stream.reset();
+        w.member = 0;
+      }
+    }
+  }
+}
+
+bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
+  if (r.canceled()) {
+    switch (static_cast<absl::StatusCode>(r.code())) {
+      case absl::StatusCode::kResourceExhausted:
+        // It resumes from the revision after the last one delivered: the
+        // member must say that one.
+        if (r.revision() != w.last) {
+          WatchViolation(absl::StrCat("cut off at revision ", r.revision(),
+                                      " after delivering up to ", w.last));
+        }
+        ++result_.watch_cut_off;
+        break;
+      case absl::StatusCode::kOutOfRange:
+        // The history no longer reaches it: a new start, past the gap.
+        Trace(absl::StrCat("watch compacted: ", w.last, " -> ",
+                           r.compact_revision()));
+        w.last = std::max(w.last, r.compact_revision());
+        break;
+      default:
+        WatchViolation(absl::StrCat("canceled: ", r.message()));
+    }
+    return false;
+  }
+  if (r.created()) {
+    if (r.revision() != w.last) {
+      WatchViolation(absl::StrCat("created at revision ", r.revision(),
+                                  ", asked for ", w.last + 1));
+    }
+    return true;
+  }
+  if (r.fragment()) {
+    for (const client::WatchEvent& e : r.events()) {
+      w.partial += e.SerializeAsString();
+    }
+    return true;
+  }
+  // Every revision has events on every key: they must come one revision
+  // after another, each whole, the same on every member.
+  size_t i = 0;
+  while (i < static_cast<size_t>(r.events_size())) {
+    const uint64_t rev = r.events(static_cast<int>(i)).kv().mod_revision();
+    std::string events = std::move(w.partial);
+    w.partial.clear();
+    for (; i < static_cast<size_t>(r.events_size()) &&
+           r.events(static_cast<int>(i)).kv().mod_revision() == rev;
+         ++i) {
+      events += r.events(static_cast<int>(i)).SerializeAsString();
+    }
+    if (rev != w.last + 1) {
+      WatchViolation(absl::StrCat("revision ", rev, " delivered after ",
+                                  w.last, rev <= w.last ? " (a repeat)"
+                                                        : " (a gap)"));
+      return false;
+    }
+    auto [it, first] = revision_events_.emplace(rev, events);
+    if (!first && it->second != events) {
+      WatchViolation(absl::StrCat("revision ", rev,
+                                  " has other events on member ", w.member));
+      return false;
+    }
+    w.last = rev;
+    ++result_.watch_revisions;
+  }
+  if (r.revision() != w.last) {
+    WatchViolation(absl::StrCat("a response says revision ", r.revision(),
+                                " after delivering up to ", w.last));
+    return false;
+  }
+  return true;
+}
+
+void Simulator::WatchViolation(const std::string& what) {
+  if (!result_.safety_ok) return;
+  result_.safety_ok = false;
+  result_.safety_violation = absl::StrCat("watch: ", what);
 }
 
 void Simulator::ClientNext(int c) {
@@ -1780,6 +1949,9 @@ SimResult Simulator::Run() {
     x.local_base = static_cast<int64_t>(hrng_.Uniform(1'000'000'000));
     Schedule(hrng_.Range(0, kT), Event{EventKind::kHolderWake, -1, h, 0});
   }
+  wrng_ = Rng(opt_.seed * 0x94d049bb133111ebULL + 11);
+  watchers_.resize(kWatchers);
+  Schedule(kWatchTickNs, Event{EventKind::kWatchTick});
   clients_.resize(kClients);
   heal_at_ = kChaosNs;
   for (int c = 0; c < kClients; ++c) {
@@ -1888,6 +2060,10 @@ SimResult Simulator::Run() {
         HolderAnswer(std::move(msg));
         break;
       }
+      case EventKind::kWatchTick:
+        WatchTick();
+        Schedule(now_ + kWatchTickNs, Event{EventKind::kWatchTick});
+        break;
       case EventKind::kTransferStep:
         if (fault_ == Fault::kTransfer || fault_ == Fault::kLeaderChurn) {
           // The current leader hands over to the most up-to-date voter.

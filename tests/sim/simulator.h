@@ -17,7 +17,11 @@
 //  - simulated processes hold sessions (leases, coord/lease_holder.h)
 //    that the leaders keep (coord/lessor.h): no holder's lease is valid
 //    by its own clock at a real time after the lease's end was applied,
-//    and a dead holder's lease ends within the stated bound.
+//    and a dead holder's lease ends within the stated bound;
+//  - simulated watchers (coord/watch.h) on every key, served by members'
+//    hubs, reading slowly, cut off and resumed on another member when
+//    theirs crashes: each gets every revision once, in order, the same
+//    events on every member.
 // The same options always give the same run: same events, same trace hash.
 #ifndef QUORATE_TESTS_SIM_SIMULATOR_H_
 #define QUORATE_TESTS_SIM_SIMULATOR_H_
@@ -98,6 +102,9 @@ struct SimOptions {
   bool unsafe_lease_deadline_from_reply = false;
   bool unsafe_lease_renew_without_round = false;
   bool unsafe_lease_no_checkpoints = false;
+  // Watches (coord/watch.h): a catching-up watcher whose buffer is full
+  // skips ahead instead of waiting for its client.
+  bool unsafe_watch_skip_when_full = false;
 };
 
 struct SimResult {
@@ -122,6 +129,9 @@ struct SimResult {
   uint64_t renewals_answered = 0;  // renewals answered OK to holders
   uint64_t leases_expired = 0;     // expiries applied (first member)
   uint64_t holders_died = 0;       // holders that stopped renewing for good
+  uint64_t watch_revisions = 0;    // revisions delivered to watchers
+  uint64_t watch_resumes = 0;      // watches resumed on a new stream
+  uint64_t watch_cut_off = 0;      // of them, after a cut-off
   std::set<std::string> faults;    // fault kinds injected
 };
 
