@@ -273,8 +273,8 @@ struct WatchOptions {
   // far back as the members' watch history reaches (--watch_history,
   // 10,000 revisions at least).
   uint64_t start_revision = 0;
-  bool prev_kv = false;  // fill WatchEvent::prev
-  bool no_put = false;   // leave out puts,
+  bool prev_kv = false;    // fill WatchEvent::prev
+  bool no_put = false;     // leave out puts,
   bool no_delete = false;  // or deletes
   // Called on the watch's own thread, in order: every event from the start
   // revision on, each once, a revision's events in one call. `revision`:
@@ -282,8 +282,7 @@ struct WatchOptions {
   // when the members report progress. A callback that does not return
   // holds the watch up; one that falls too far behind is cut off by the
   // member and resumed, without a gap.
-  std::function<void(const std::vector<WatchEvent>& events,
-                     uint64_t revision)>
+  std::function<void(const std::vector<WatchEvent>& events, uint64_t revision)>
       on_events;
   // The watch is over for good, with why: OUT_OF_RANGE when its next
   // revision left the history (start again from a fresh read), OK after

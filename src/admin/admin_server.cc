@@ -318,8 +318,8 @@ std::string MetricsText(const MemberView& view) {
   absl::StrAppend(&out, "quorate_watchers ", view.watches.watchers, "\n");
   metric("quorate_watchers_cut_off_total", "counter",
          "watchers cut off for falling behind (--watch_buffer_bytes)");
-  absl::StrAppend(&out, "quorate_watchers_cut_off_total ",
-                  view.watches.cut_off, "\n");
+  absl::StrAppend(&out, "quorate_watchers_cut_off_total ", view.watches.cut_off,
+                  "\n");
   metric("quorate_peer_reachable", "gauge",
          "1 while the stream to the peer is up");
   for (const node::PeerStatus& p : s.peers) {

@@ -392,8 +392,8 @@ class ClientImpl final : public Client {
       SessionOptions options) override;
   absl::StatusOr<std::unique_ptr<Session>> AdoptSession(
       uint64_t lease, SessionOptions options) override;
-  absl::StatusOr<std::unique_ptr<Watcher>> Watch(
-      absl::string_view key, WatchOptions options) override;
+  absl::StatusOr<std::unique_ptr<Watcher>> Watch(absl::string_view key,
+                                                 WatchOptions options) override;
 
   const ClientOptions& options() const { return o_; }
 
@@ -810,8 +810,8 @@ class WatcherImpl final : public Watcher {
 
   // Runs the watch; returns once a member accepted it, or why not.
   absl::Status Start() {
-    give_up_ns_ = MonotonicNowNs() + absl::ToInt64Nanoseconds(
-                                         client_->options().timeout);
+    give_up_ns_ =
+        MonotonicNowNs() + absl::ToInt64Nanoseconds(client_->options().timeout);
     thread_ = std::thread([this] { Run(); });
     return accepted_future_.get();
   }
@@ -834,7 +834,9 @@ class WatcherImpl final : public Watcher {
   }
 
  private:
-  enum class Outcome { kOver, kResume, kBroken };
+  // kGoOn: the stream goes on; the others end it: the watch is over, it
+  // resumes at once, or after a pause.
+  enum class Outcome { kGoOn, kOver, kResume, kBroken };
 
   bool stopping() {
     MutexLock lock(&mu_);
@@ -876,7 +878,8 @@ class WatcherImpl final : public Watcher {
         continue;
       }
       MutexLock lock(&mu_);
-      if (!stopping_) wake_.WaitWithTimeout(&mu_, absl::Milliseconds(backoff_ms));
+      if (!stopping_)
+        wake_.WaitWithTimeout(&mu_, absl::Milliseconds(backoff_ms));
       backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
     }
   }
@@ -899,40 +902,47 @@ class WatcherImpl final : public Watcher {
     c->set_no_put(o_.no_put);
     c->set_no_delete(o_.no_delete);
     c->set_progress_notify(true);  // keeps `next_` fresh for resuming
-    Outcome out = Outcome::kBroken;
+    Outcome out = Outcome::kGoOn;
     fragments_.clear();  // a revision in parts starts over, whole
-    client::WatchResponse r;
+    client::WatchResponses batch;
     if (stream->Write(req)) {
-      while (stream->Read(&r)) {
-        const absl::Status status(static_cast<absl::StatusCode>(r.code()),
-                                  r.message());
-        if (r.canceled()) {
-          // Cut off for falling behind, or (at create) a member whose
-          // stream is full: resume. Anything else ends the watch.
-          if (r.code() == static_cast<int>(absl::StatusCode::kResourceExhausted) ||
-              r.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
-            *last = status;
-            out = Outcome::kResume;
-          } else {
-            End(status);
-            out = Outcome::kOver;
-          }
-          break;
+      while (out == Outcome::kGoOn && stream->Read(&batch)) {
+        for (const client::WatchResponse& r : batch.responses()) {
+          out = Handle(r, last);
+          if (out != Outcome::kGoOn) break;
         }
-        if (r.created()) {
-          if (next_ == 0) next_ = r.revision() + 1;
-          Accept(absl::OkStatus());
-          continue;
-        }
-        Deliver(r);
       }
     }
+    if (out == Outcome::kGoOn) out = Outcome::kBroken;
     ctx->TryCancel();
-    while (stream->Read(&r)) {
+    while (stream->Read(&batch)) {
     }
     const grpc::Status gs = stream->Finish();
     if (out == Outcome::kBroken && !gs.ok()) *last = FromGrpcStatus(gs);
     return out;
+  }
+
+  // One response.
+  Outcome Handle(const client::WatchResponse& r, absl::Status* last) {
+    const absl::Status status(static_cast<absl::StatusCode>(r.code()),
+                              r.message());
+    if (r.canceled()) {
+      // Cut off for falling behind, or (at create) a member whose stream
+      // is full: resume. Anything else ends the watch.
+      if (absl::IsResourceExhausted(status) || absl::IsUnavailable(status)) {
+        *last = status;
+        return Outcome::kResume;
+      }
+      End(status);
+      return Outcome::kOver;
+    }
+    if (r.created()) {
+      if (next_ == 0) next_ = r.revision() + 1;
+      Accept(absl::OkStatus());
+      return Outcome::kGoOn;
+    }
+    Deliver(r);
+    return Outcome::kGoOn;
   }
 
   void Deliver(const client::WatchResponse& r) {
@@ -984,8 +994,8 @@ absl::StatusOr<std::unique_ptr<Watcher>> ClientImpl::Watch(
   if (absl::Status s = coord::CheckRange(key, options.range_end); !s.ok()) {
     return s;
   }
-  auto w = std::make_unique<WatcherImpl>(this, std::string(key),
-                                         std::move(options));
+  auto w =
+      std::make_unique<WatcherImpl>(this, std::string(key), std::move(options));
   if (absl::Status s = w->Start(); !s.ok()) return s;
   return std::unique_ptr<Watcher>(std::move(w));
 }

@@ -501,9 +501,8 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
   }
   if (o.watch_buffer_bytes < (64 << 10) ||
       o.watch_buffer_bytes > (size_t{1} << 30)) {
-    return bad(absl::StrCat(
-        "the watch buffer must be 64 KiB to 1 GiB, not ", o.watch_buffer_bytes,
-        " bytes"));
+    return bad(absl::StrCat("the watch buffer must be 64 KiB to 1 GiB, not ",
+                            o.watch_buffer_bytes, " bytes"));
   }
   if (o.max_watchers_per_stream < 1 ||
       o.max_watchers_per_stream > kMaxWatchersPerStream) {

@@ -312,14 +312,13 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
 
 // watch: prints events until interrupted (0), or until the watch ends
 // (1: its next revision left the history).
-int Watch(quorate::Client& c, const std::string& key, bool prefix,
-          uint64_t rev, bool prev) {
+int Watch(quorate::Client& c, const std::string& key, bool prefix, uint64_t rev,
+          bool prev) {
   quorate::WatchOptions w;
   if (prefix) w.range_end = quorate::PrefixEnd(key);
   w.start_revision = rev;
   w.prev_kv = prev;
-  auto print = [](const char* kind, const quorate::KeyRecord& kv,
-                  bool value) {
+  auto print = [](const char* kind, const quorate::KeyRecord& kv, bool value) {
     printf("%s ", kind);
     fwrite(kv.key.data(), 1, kv.key.size(), stdout);
     printf(" %llu", static_cast<unsigned long long>(kv.mod_revision));
@@ -360,12 +359,11 @@ int Main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<quorate::cmd::Flags> parsed =
-      quorate::cmd::ParseFlags(argc, argv,
-                               {"endpoints", "timeout", "tls_ca", "tls_cert",
-                                "tls_key", "limit", "lease", "rev"},
-                               {"stale", "prefix", "keys_only", "keys",
-                                "prev"});
+  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
+      argc, argv,
+      {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit",
+       "lease", "rev"},
+      {"stale", "prefix", "keys_only", "keys", "prev"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
@@ -402,9 +400,8 @@ int Main(int argc, char** argv) {
     return Usage("--limit and --keys_only go with get");
   }
   uint64_t rev = 0;
-  if (flags.Has("rev") &&
-      (!absl::SimpleAtoi(flags.Get("rev"), &rev) || rev == 0 ||
-       (cmd != "get" && cmd != "watch"))) {
+  if (flags.Has("rev") && (!absl::SimpleAtoi(flags.Get("rev"), &rev) ||
+                           rev == 0 || (cmd != "get" && cmd != "watch"))) {
     return Usage(absl::StrCat("--rev='", flags.Get("rev"),
                               "' goes with get and watch and names a "
                               "revision (1 or more)"));
@@ -459,8 +456,8 @@ int Main(int argc, char** argv) {
     }
     return 0;
   }
-  if (cmd == "watch") return Watch(c, args[1], flags.Bool("prefix"), rev,
-                                   flags.Bool("prev"));
+  if (cmd == "watch")
+    return Watch(c, args[1], flags.Bool("prefix"), rev, flags.Bool("prev"));
   if (cmd == "get" && !flags.Bool("prefix") &&
       (rev != 0 || limit != 0 || flags.Bool("keys_only"))) {
     // One key, through a range read: at a past revision, or its key only.

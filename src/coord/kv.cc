@@ -257,8 +257,8 @@ client::WatchEvent* KvStore::AddEvent(client::WatchEvent::Type type,
 
 void KvStore::CommitChange() {
   pending_.set_revision(revision_);
-  history_.push_back(std::make_shared<const client::KvChange>(
-      std::move(pending_)));
+  history_.push_back(
+      std::make_shared<const client::KvChange>(std::move(pending_)));
   pending_.Clear();
   TrimHistory();
 }
@@ -802,8 +802,8 @@ client::RangeResponse KvStore::RangeInHistory(
       std::optional<Value>& v = then[e->kv().key()];
       if (e->has_prev_kv()) {
         const client::KeyValue& p = e->prev_kv();
-        v = Value{p.value(), p.mod_revision(), p.create_revision(),
-                  p.version(), p.lease()};
+        v = Value{p.value(), p.mod_revision(), p.create_revision(), p.version(),
+                  p.lease()};
       } else {
         v.reset();
       }
@@ -1068,18 +1068,18 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
     const client::KvChange& c = snap.history(i);
     const uint64_t want =
         snap.revision() - static_cast<uint64_t>(snap.history_size() - 1 - i);
-    bool sound = c.revision() == want && c.revision() != 0 &&
-                 c.events_size() > 0;
+    bool sound =
+        c.revision() == want && c.revision() != 0 && c.events_size() > 0;
     for (const client::WatchEvent& e : c.events()) {
       sound = sound && !e.kv().key().empty() &&
               e.kv().mod_revision() == c.revision() &&
               (!e.has_prev_kv() || e.prev_kv().mod_revision() < c.revision());
     }
     if (!sound) {
-      return absl::DataLossError(absl::StrCat(
-          "the key-value snapshot at revision ", snap.revision(),
-          " holds a damaged watch history (revision ", c.revision(),
-          " where ", want, " belongs)"));
+      return absl::DataLossError(
+          absl::StrCat("the key-value snapshot at revision ", snap.revision(),
+                       " holds a damaged watch history (revision ",
+                       c.revision(), " where ", want, " belongs)"));
     }
   }
   std::vector<LeaseEvent> events = {LeaseEvent{LeaseEvent::Kind::kReset}};
@@ -1169,9 +1169,8 @@ absl::StatusOr<client::RangeResponse> KvStore::Range(
   const uint64_t at = r.revision();
   if (at == 0 || at == revision_) return RangeLocked(r, revision_);
   if (at > revision_) {
-    return absl::OutOfRangeError(
-        absl::StrCat("revision ", at, " is in the future: this member's is ",
-                     revision_));
+    return absl::OutOfRangeError(absl::StrCat(
+        "revision ", at, " is in the future: this member's is ", revision_));
   }
   if (at < compacted_) {
     return absl::OutOfRangeError(absl::StrCat(

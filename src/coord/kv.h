@@ -334,7 +334,7 @@ class KvStore final : public node::StateMachine {
   std::deque<Change> history_ ABSL_GUARDED_BY(mu_);
   uint64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
   client::KvChange pending_ ABSL_GUARDED_BY(mu_);  // the command's events
-  ChangeListener change_listener_;  // applying thread only
+  ChangeListener change_listener_;                 // applying thread only
 };
 
 }  // namespace quorate::coord

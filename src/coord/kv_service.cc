@@ -299,9 +299,8 @@ class KvService::WatchCall final : public transport::CqHandler {
     auto* w = new WatchCall(service);
     transport::CallQueue* queue = service->queue_;
     if (!queue->StartOperation([&] {
-          service->service_.RequestWatch(&w->context_, &w->stream_,
-                                         queue->cq(), queue->cq(),
-                                         &w->requested_);
+          service->service_.RequestWatch(&w->context_, &w->stream_, queue->cq(),
+                                         queue->cq(), &w->requested_);
         })) {
       delete w;
     }
@@ -395,9 +394,9 @@ class KvService::WatchCall final : public transport::CqHandler {
   }
   void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finishing_ || write_in_flight_ || watch_ == nullptr) return;
-    std::optional<client::WatchResponse> next = watch_->Next();
-    if (!next.has_value()) return;
-    writing_ = *std::move(next);
+    // Everything waiting goes in one message (a put wakes many watchers).
+    writing_.Clear();
+    if (!watch_->Take(kMaxWatchMessageBytes, &writing_)) return;
     write_in_flight_ = service_->queue_->StartOperation(
         [&] { stream_.Write(writing_, &written_); });
     if (!write_in_flight_) {  // shutting down: the call is cancelled
@@ -422,8 +421,8 @@ class KvService::WatchCall final : public transport::CqHandler {
   void MaybeDelete() {
     {
       MutexLock lock(&mu_);
-      if (!finish_done_ || read_in_flight_ || write_in_flight_ ||
-          in_handler_ || deleting_) {
+      if (!finish_done_ || read_in_flight_ || write_in_flight_ || in_handler_ ||
+          deleting_) {
         return;
       }
       deleting_ = true;
@@ -435,12 +434,12 @@ class KvService::WatchCall final : public transport::CqHandler {
 
   KvService* const service_;
   grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<client::WatchResponse, client::WatchRequest>
+  grpc::ServerAsyncReaderWriter<client::WatchResponses, client::WatchRequest>
       stream_;
-  client::WatchRequest request_;  // the read in flight fills it
+  client::WatchRequest request_;        // the read in flight fills it
   std::shared_ptr<WatchStream> watch_;  // set before the first read
   Mutex mu_;
-  client::WatchResponse writing_ ABSL_GUARDED_BY(mu_);  // in flight
+  client::WatchResponses writing_ ABSL_GUARDED_BY(mu_);  // in flight
   bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;

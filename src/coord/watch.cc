@@ -36,9 +36,8 @@ bool WatchStream::Queue(int64_t id, client::WatchResponse message,
   return was_empty;
 }
 
-bool WatchStream::Cancel(int64_t id, absl::StatusCode code,
-                         std::string message, uint64_t revision,
-                         uint64_t compact_revision) {
+bool WatchStream::Cancel(int64_t id, absl::StatusCode code, std::string message,
+                         uint64_t revision, uint64_t compact_revision) {
   watchers_.erase(id);
   std::erase_if(outbox_, [id](const Out& o) { return o.watch_id == id; });
   client::WatchResponse r = Response(id);
@@ -73,11 +72,11 @@ bool WatchStream::Create(const client::WatchCreate& c) {
   }
   const WatchLimits& limits = hub_->limits();
   if (watchers_.size() >= limits.max_watchers_per_stream) {
-    return refuse(absl::StatusCode::kResourceExhausted,
-                  absl::StrCat("the stream has ", watchers_.size(),
-                               " watchers; the limit is ",
-                               limits.max_watchers_per_stream,
-                               " (--max_watchers_per_stream)"));
+    return refuse(
+        absl::StatusCode::kResourceExhausted,
+        absl::StrCat("the stream has ", watchers_.size(),
+                     " watchers; the limit is ", limits.max_watchers_per_stream,
+                     " (--max_watchers_per_stream)"));
   }
   const uint64_t compacted = hub_->store()->compacted();
   const uint64_t current = hub_->store()->revision();
@@ -121,9 +120,9 @@ void WatchStream::Handle(const client::WatchRequest& request) {
       case client::WatchRequest::kCancel: {
         const int64_t id = request.cancel().watch_id();
         if (!watchers_.contains(id)) {
-          woke = Cancel(id, absl::StatusCode::kNotFound,
-                        absl::StrCat("no watcher ", id, " on this stream"), 0,
-                        0);
+          woke =
+              Cancel(id, absl::StatusCode::kNotFound,
+                     absl::StrCat("no watcher ", id, " on this stream"), 0, 0);
         } else {
           const uint64_t sent = watchers_[id].sent;
           woke = Cancel(id, absl::StatusCode::kOk, "canceled by the client",
@@ -145,8 +144,9 @@ void WatchStream::Handle(const client::WatchRequest& request) {
         client::WatchResponse r = Response(-1);
         r.set_canceled(true);
         r.set_code(static_cast<int32_t>(absl::StatusCode::kInvalidArgument));
-        r.set_message("a watch request is neither a create, a cancel nor a "
-                      "progress request");
+        r.set_message(
+            "a watch request is neither a create, a cancel nor a "
+            "progress request");
         woke = Queue(-1, std::move(r), kSmall);
         break;
       }
@@ -161,26 +161,48 @@ void WatchStream::Wake() {
   if (!wake_closed_) wake_();
 }
 
+client::WatchResponse WatchStream::PopLocked(bool* room_again) {
+  Out& o = outbox_.front();
+  auto w = watchers_.find(o.watch_id);
+  if (w != watchers_.end()) {
+    // A catching-up watcher that was full may take more now.
+    const size_t bound = hub_->limits().buffer_bytes;
+    *room_again = *room_again ||
+                  (w->second.catching_up && w->second.queued_bytes >= bound &&
+                   w->second.queued_bytes - o.bytes < bound);
+    w->second.queued_bytes -= o.bytes;
+    w->second.sent = std::max(w->second.sent, o.message.revision());
+  }
+  client::WatchResponse out = std::move(o.message);
+  outbox_.pop_front();
+  return out;
+}
+
 std::optional<client::WatchResponse> WatchStream::Next() {
   bool room_again = false;
   std::optional<client::WatchResponse> out;
   {
     MutexLock lock(&mu_);
     if (outbox_.empty()) return std::nullopt;
-    Out& o = outbox_.front();
-    auto w = watchers_.find(o.watch_id);
-    if (w != watchers_.end()) {
-      const size_t bound = hub_->limits().buffer_bytes;
-      room_again = w->second.catching_up && w->second.queued_bytes >= bound &&
-                   w->second.queued_bytes - o.bytes < bound;
-      w->second.queued_bytes -= o.bytes;
-      w->second.sent = std::max(w->second.sent, o.message.revision());
-    }
-    out = std::move(o.message);
-    outbox_.pop_front();
+    out = PopLocked(&room_again);
   }
   if (room_again) hub_->Notify();
   return out;
+}
+
+bool WatchStream::Take(size_t max_bytes, client::WatchResponses* out) {
+  bool room_again = false;
+  {
+    MutexLock lock(&mu_);
+    size_t bytes = 0;
+    while (!outbox_.empty() && (out->responses_size() == 0 ||
+                                bytes + outbox_.front().bytes <= max_bytes)) {
+      bytes += outbox_.front().bytes;
+      *out->add_responses() = PopLocked(&room_again);
+    }
+  }
+  if (room_again) hub_->Notify();
+  return out->responses_size() > 0;
 }
 
 void WatchStream::Close() {
@@ -208,9 +230,8 @@ void WatchHub::Start() {
   thread_ = std::thread([this] {
     SetThreadName("watch");
     // Progress notifications are due at most this late.
-    const absl::Duration tick =
-        absl::Nanoseconds(std::max<int64_t>(limits_.progress_interval_ns / 4,
-                                            1'000'000));
+    const absl::Duration tick = absl::Nanoseconds(
+        std::max<int64_t>(limits_.progress_interval_ns / 4, 1'000'000));
     for (;;) {
       {
         MutexLock lock(&wake_mu_);
@@ -346,8 +367,8 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
     size_t bytes = 0;
     uint64_t last = w.next - 1;
     // A message fills what is left of the buffer (one revision at least).
-    const size_t cap = std::min(kMaxWatchMessageBytes,
-                                limits_.buffer_bytes - w.queued_bytes);
+    const size_t cap =
+        std::min(kMaxWatchMessageBytes, limits_.buffer_bytes - w.queued_bytes);
     for (const Change& c : h.changes) {
       // The watcher's events of this revision.
       std::vector<client::WatchEvent> mine;
@@ -367,8 +388,7 @@ bool WatchHub::Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
       if (size > kMaxWatchMessageBytes) {
         // Alone too large for one message (and first in this one): in
         // fragments.
-        woke = QueueFragments(s, id, w, c->revision(), std::move(mine),
-                              now) ||
+        woke = QueueFragments(s, id, w, c->revision(), std::move(mine), now) ||
                woke;
         last = c->revision();
         break;

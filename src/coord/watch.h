@@ -79,6 +79,9 @@ class WatchStream {
   void Handle(const client::WatchRequest& request);
   // The next response to send, moved out; nullopt if none is waiting.
   std::optional<client::WatchResponse> Next();
+  // The responses waiting, in order, up to about `max_bytes` (one at
+  // least), moved into `out`; false if none was waiting.
+  bool Take(size_t max_bytes, client::WatchResponses* out);
   // The client is gone: the watchers go with it. Once Close() returns,
   // `wake` is not running and will not be called again.
   void Close();
@@ -117,6 +120,10 @@ class WatchStream {
               uint64_t revision, uint64_t compact_revision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Create(const client::WatchCreate& create)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the outbox's first response out (there is one), and says
+  // whether its watcher has room again.
+  client::WatchResponse PopLocked(bool* room_again)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls wake_ unless closed (never under mu_).
   void Wake() ABSL_LOCKS_EXCLUDED(mu_);
@@ -170,8 +177,8 @@ class WatchHub {
   friend class WatchStream;
   // Moves watcher `w` (`id` on `s`) along the history; true if the
   // stream's outbox went from empty to not empty.
-  bool Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w,
-               int64_t now, std::map<uint64_t, KvStore::History>& fetched)
+  bool Advance(WatchStream& s, int64_t id, WatchStream::Watcher& w, int64_t now,
+               std::map<uint64_t, KvStore::History>& fetched)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu_);
   // Queues one revision's events for `w` in parts of about
   // kMaxWatchMessageBytes.

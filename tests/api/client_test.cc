@@ -400,6 +400,55 @@ TEST(MemberOptionsTest, TxnLimits_AreCheckedAtTheirEdges) {
   }
 }
 
+// The watch limits a member may be given: each edge accepted, one beyond
+// refused with a message naming the range.
+TEST(MemberOptionsTest, WatchLimits_AreCheckedAtTheirEdges) {
+  MemberOptions o;
+  o.id = "n1";
+  o.zone = "az-a";
+  o.cluster_id = "limits";
+  o.listen_address = "127.0.0.1:1";
+  o.peers = {{"n1", "az-a", "127.0.0.1:1"}};
+  o.data_dir = "/tmp/unused";
+  ASSERT_TRUE(ValidateMemberOptions(o).ok()) << ValidateMemberOptions(o);
+  auto refused = [&](const std::string& names) {
+    const absl::Status s = ValidateMemberOptions(o);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << names;
+    EXPECT_NE(s.message().find(names), std::string::npos) << s;
+  };
+  for (size_t n : {size_t{10000}, size_t{10'000'000}}) {
+    o.watch_history = n;
+    EXPECT_TRUE(ValidateMemberOptions(o).ok()) << n;
+  }
+  for (size_t n : {size_t{9999}, size_t{10'000'001}}) {
+    o.watch_history = n;
+    refused("10000 to 10000000");
+  }
+  o.watch_history = 10000;
+  for (size_t n : {size_t{64} << 10, size_t{1} << 30}) {
+    o.watch_buffer_bytes = n;
+    EXPECT_TRUE(ValidateMemberOptions(o).ok()) << n;
+  }
+  for (size_t n : {(size_t{64} << 10) - 1, (size_t{1} << 30) + 1}) {
+    o.watch_buffer_bytes = n;
+    refused("64 KiB to 1 GiB");
+  }
+  o.watch_buffer_bytes = size_t{4} << 20;
+  for (size_t n : {size_t{1}, size_t{1'000'000}}) {
+    o.max_watchers_per_stream = n;
+    EXPECT_TRUE(ValidateMemberOptions(o).ok()) << n;
+  }
+  for (size_t n : {size_t{0}, size_t{1'000'001}}) {
+    o.max_watchers_per_stream = n;
+    refused("1 to 1000000");
+  }
+  o.max_watchers_per_stream = 10000;
+  o.watch_progress_interval = absl::Milliseconds(10);
+  EXPECT_TRUE(ValidateMemberOptions(o).ok());
+  o.watch_progress_interval = absl::Milliseconds(9);
+  refused("at least 10ms");
+}
+
 TEST(ClientTest, Create_RefusesBadOptions) {
   EXPECT_EQ(Client::Create({}).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -64,6 +64,51 @@ inline double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// The p-quantile (0 to 1) of `sorted`; 0 if it is empty.
+inline double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(
+      sorted.size() - 1,
+      static_cast<size_t>(p * static_cast<double>(sorted.size())))];
+}
+
+// The flags every side-by-side benchmark takes, in order: --rounds=N,
+// --seconds=S, --markdown=FILE (the section to replace), --smoke (one
+// short round of Quorate alone: the test suite's run, which also calls
+// `on_smoke`), and those `extra` accepts. Google Benchmark's own flags
+// (the suite passes them to every benchmark) are ignored. False, after
+// printing `usage`, for any other.
+struct BenchArgs {
+  int rounds = 3;
+  double seconds = 5;
+  bool smoke = false;
+  std::string markdown;
+};
+inline bool ParseBenchArgs(
+    int argc, char** argv, const char* usage, double smoke_seconds,
+    BenchArgs* args, const std::function<void()>& on_smoke = {},
+    const std::function<bool(const std::string&)>& extra = {}) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--smoke") {
+      args->smoke = true;
+      args->rounds = 1;
+      args->seconds = smoke_seconds;
+      if (on_smoke) on_smoke();
+    } else if (a.rfind("--rounds=", 0) == 0) {
+      args->rounds = std::max(1, std::atoi(a.substr(9).c_str()));
+    } else if (a.rfind("--seconds=", 0) == 0) {
+      args->seconds = std::max(0.1, std::atof(a.substr(10).c_str()));
+    } else if (a.rfind("--markdown=", 0) == 0) {
+      args->markdown = a.substr(11);
+    } else if (a.rfind("--benchmark_", 0) != 0 && !(extra && extra(a))) {
+      fprintf(stderr, "usage: %s\n", usage);
+      return false;
+    }
+  }
+  return true;
+}
+
 // "N cores, M GiB", for the tables.
 inline std::string Machine() {
   const long pages = sysconf(_SC_PHYS_PAGES);

@@ -363,29 +363,17 @@ bool Measure(Cluster& c, double seconds, Results* out) {
 }
 
 int Main(int argc, char** argv) {
-  int rounds = 3;
-  double seconds = 5;
-  bool smoke = false;
-  std::string markdown;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--smoke") {
-      smoke = true;
-      rounds = 1;
-      seconds = 0.3;
-    } else if (a.rfind("--rounds=", 0) == 0) {
-      rounds = std::max(1, std::atoi(a.substr(9).c_str()));
-    } else if (a.rfind("--seconds=", 0) == 0) {
-      seconds = std::max(0.1, std::atof(a.substr(10).c_str()));
-    } else if (a.rfind("--markdown=", 0) == 0) {
-      markdown = a.substr(11);
-    } else if (a.rfind("--benchmark_", 0) != 0) {
-      fprintf(stderr,
-              "usage: kv_bench [--rounds=N] [--seconds=S] [--markdown=FILE] "
-              "[--smoke]\n");
-      return 2;
-    }
+  bench::BenchArgs args;
+  if (!bench::ParseBenchArgs(argc, argv,
+                             "kv_bench [--rounds=N] [--seconds=S] "
+                             "[--markdown=FILE] [--smoke]",
+                             0.3, &args)) {
+    return 2;
   }
+  const int rounds = args.rounds;
+  const double seconds = args.seconds;
+  const bool smoke = args.smoke;
+  const std::string& markdown = args.markdown;
   const bool with_etcd = !smoke && ::access(bench::kEtcdBinary, X_OK) == 0;
   Results q, e;
   if (!bench::RunSideBySide(

@@ -302,14 +302,7 @@ bool Measure(Cluster& c, int leases, double seconds, Results* out) {
             static_cast<unsigned long long>(refused));
   }
   std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto pct = [&](double p) {
-    return latencies_ms.empty()
-               ? 0.0
-               : latencies_ms[std::min(
-                     latencies_ms.size() - 1,
-                     static_cast<size_t>(
-                         p * static_cast<double>(latencies_ms.size())))];
-  };
+  auto pct = [&](double p) { return bench::Percentile(latencies_ms, p); };
   const double rate = static_cast<double>(answered.load()) / window;
   const double v[] = {rate,
                       pct(0.5),
@@ -324,33 +317,25 @@ bool Measure(Cluster& c, int leases, double seconds, Results* out) {
 }
 
 int Main(int argc, char** argv) {
-  int rounds = 3;
-  double seconds = 10;
+  bench::BenchArgs args;
+  args.seconds = 10;
   int leases = 10000;
-  bool smoke = false;
-  std::string markdown;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--smoke") {
-      smoke = true;
-      rounds = 1;
-      seconds = 0.5;
-      leases = 200;
-    } else if (a.rfind("--rounds=", 0) == 0) {
-      rounds = std::max(1, std::atoi(a.substr(9).c_str()));
-    } else if (a.rfind("--seconds=", 0) == 0) {
-      seconds = std::max(0.1, std::atof(a.substr(10).c_str()));
-    } else if (a.rfind("--leases=", 0) == 0) {
-      leases = std::max(1, std::atoi(a.substr(9).c_str()));
-    } else if (a.rfind("--markdown=", 0) == 0) {
-      markdown = a.substr(11);
-    } else if (a.rfind("--benchmark_", 0) != 0) {
-      fprintf(stderr,
-              "usage: lease_bench [--rounds=N] [--seconds=S] [--leases=N] "
-              "[--markdown=FILE] [--smoke]\n");
-      return 2;
-    }
+  if (!bench::ParseBenchArgs(
+          argc, argv,
+          "lease_bench [--rounds=N] [--seconds=S] [--leases=N] "
+          "[--markdown=FILE] [--smoke]",
+          0.5, &args, [&leases] { leases = 200; },
+          [&leases](const std::string& a) {
+            if (a.rfind("--leases=", 0) != 0) return false;
+            leases = std::max(1, std::atoi(a.substr(9).c_str()));
+            return true;
+          })) {
+    return 2;
   }
+  const int rounds = args.rounds;
+  const double seconds = args.seconds;
+  const bool smoke = args.smoke;
+  const std::string& markdown = args.markdown;
   const bool with_etcd = !smoke && ::access(bench::kEtcdBinary, X_OK) == 0;
   Results q, e;
   if (!bench::RunSideBySide(

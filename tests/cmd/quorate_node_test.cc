@@ -6,9 +6,9 @@
 #include <signal.h>
 
 #include <atomic>
-#include <future>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -410,7 +410,7 @@ TEST_F(QuorateNodeTest, Quoratectl_EveryCommandAndExitCode) {
   EXPECT_EQ(Quoratectl({e, "get", "m/", "--prefix"}).out, "");
   // Usage errors.
   EXPECT_EQ(Quoratectl({e, "frobnicate"}).exit, 2);
-  EXPECT_EQ(Quoratectl({e, "get", "k", "--limit=2"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e, "put", "k", "v", "--limit=2"}).exit, 2);
   EXPECT_EQ(Quoratectl({e, "put", "only-key"}).exit, 2);
   EXPECT_EQ(Quoratectl({e, "cas", "k", "notanumber", "v"}).exit, 2);
   EXPECT_EQ(Quoratectl({"get", "k"}).exit, 2);
@@ -479,9 +479,9 @@ TEST_F(QuorateNodeTest, Quoratectl_WatchAndGetAtARevision) {
   ASSERT_EQ(Quoratectl({e, "put", "cfg/a", "one"}).out, "1\n");
   ASSERT_EQ(Quoratectl({e, "put", "cfg/a", "two words"}).out, "2\n");
   const std::string log = absl::StrCat(root_, "/watch.out");
-  Process watch({QUORATECTL_BINARY, e, "watch", "cfg/", "--prefix", "--rev=1",
-                 "--prev"},
-                log);
+  Process watch(
+      {QUORATECTL_BINARY, e, "watch", "cfg/", "--prefix", "--rev=1", "--prev"},
+      log);
   ASSERT_EQ(Quoratectl({e, "put", "other", "x"}).exit, 0);
   ASSERT_EQ(Quoratectl({e, "del", "cfg/a"}).exit, 0);
   const std::string want =
@@ -849,9 +849,7 @@ TEST_F(QuorateNodeTest, Watch_SlowWatcherIsCutOffAndResumes) {
   };
   auto watcher = (*watch_client)->Watch("w/", std::move(w));
   ASSERT_TRUE(watcher.ok()) << watcher.status();
-  auto cut_off = [&] {
-    return JsonInt(Status(follower), "cut_off");
-  };
+  auto cut_off = [&] { return JsonInt(Status(follower), "cut_off"); };
   const std::string value(16 << 10, 'x');
   uint64_t last = 0;
   int written = 0;
@@ -868,8 +866,8 @@ TEST_F(QuorateNodeTest, Watch_SlowWatcherIsCutOffAndResumes) {
   EXPECT_TRUE(holding.load());
   ASSERT_EQ(cut_off(), 1) << "never cut off after " << written << " writes";
   release.set_value();
-  ASSERT_TRUE(Await([&] { return (*watcher)->revision() >= last; },
-                    absl::Seconds(30)))
+  ASSERT_TRUE(
+      Await([&] { return (*watcher)->revision() >= last; }, absl::Seconds(30)))
       << "delivered up to " << (*watcher)->revision() << " of " << last;
   EXPECT_GE((*watcher)->resumes(), 1u);
   ExpectEveryWriteOnceInOrder(**writer, got);

@@ -245,9 +245,9 @@ class WatchTest : public HistoryTest {
     std::vector<std::string> out;
     for (const client::WatchResponse& r : rs) {
       for (const client::WatchEvent& e : r.events()) {
-        out.push_back(
-            (e.type() == client::WatchEvent::DELETE ? "-" : "") +
-            e.kv().key() + "@" + std::to_string(e.kv().mod_revision()));
+        out.push_back((e.type() == client::WatchEvent::DELETE ? "-" : "") +
+                      e.kv().key() + "@" +
+                      std::to_string(e.kv().mod_revision()));
       }
     }
     return out;
@@ -389,7 +389,7 @@ TEST_F(WatchTest, ALargeRevisionComesInFragments) {
   std::shared_ptr<WatchStream> s = Open();
   s->Handle(Create(1, "k", PrefixEnd("k")));
   Drain(*s);
-  Put("k0", "small");  // 1
+  Put("k0", "small");     // 1
   client::KvCommand big;  // 2: two values of 700 KB
   for (const char* key : {"k1", "k2"}) {
     auto* p = big.mutable_txn()->add_success()->mutable_put();

@@ -280,7 +280,7 @@ struct SimWatcher {
   uint64_t member = 0;  // 0: none (it resumes on its next tick)
   std::shared_ptr<coord::WatchStream> stream;
   int64_t next_id = 0;
-  uint64_t last = 0;  // every revision up to here was delivered
+  uint64_t last = 0;    // every revision up to here was delivered
   std::string partial;  // a fragmented revision's events so far
 };
 
@@ -1464,9 +1464,8 @@ bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
       events += r.events(static_cast<int>(i)).SerializeAsString();
     }
     if (rev != w.last + 1) {
-      WatchViolation(absl::StrCat("revision ", rev, " delivered after ",
-                                  w.last, rev <= w.last ? " (a repeat)"
-                                                        : " (a gap)"));
+      WatchViolation(absl::StrCat("revision ", rev, " delivered after ", w.last,
+                                  rev <= w.last ? " (a repeat)" : " (a gap)"));
       return false;
     }
     auto [it, first] = revision_events_.emplace(rev, events);
