@@ -91,66 +91,73 @@ class KvService::Call final : public transport::CqHandler {
   transport::CqTag finished_{this, kFinished};
 };
 
-// One KeepAlive stream: requests (each with one or more renewals) are read
-// one at a time and their renewals handed to the keeper at once; answers
-// are written in the order they come, one write in flight, and all those
-// that came meanwhile go out together in the next write (a quorum round
-// answers many renewals at once). At most kMaxQueued wait: a client that
-// does not read its answers is cut off with RESOURCE_EXHAUSTED. Deleted on the
-// io thread once finished, with no operation in flight and no renewal
-// unanswered.
-class KvService::KeepAliveStream final : public transport::CqHandler {
+// A bidirectional stream's life, shared by the KeepAlive and Watch calls:
+// requested on the queue; requests read one at a time, each handed to the
+// derived class (Received, outside the lock) before the next read starts;
+// messages written one in flight, each taken from the derived class
+// (NextLocked) when the last write completes or when it calls PumpLocked;
+// finished once, after the write in flight; deleted on the io thread once
+// finished, with no operation in flight and nothing else holding it
+// (IdleLocked). The derived class also says what the client's half-close
+// means (ReadClosedLocked) and what a completed write leads to
+// (WrittenLocked).
+template <class Derived, class Request, class Response>
+class KvService::BidiCall : public transport::CqHandler {
  public:
-  static constexpr size_t kMaxQueued = 4096;
+  using RequestMethod = void (client::Kv::AsyncService::*)(
+      grpc::ServerContext*, grpc::ServerAsyncReaderWriter<Response, Request>*,
+      grpc::CompletionQueue*, grpc::ServerCompletionQueue*, void*);
 
-  static void Await(KvService* service) {
-    auto* s = new KeepAliveStream(service);
+  // Waits for the next call of `method`. Nothing, once the queue is
+  // shutting down.
+  static void Await(KvService* service, RequestMethod method) {
+    auto* call = new Derived(service);
+    call->method_ = method;
     transport::CallQueue* queue = service->queue_;
     if (!queue->StartOperation([&] {
-          service->service_.RequestLeaseKeepAlive(&s->context_, &s->stream_,
-                                                  queue->cq(), queue->cq(),
-                                                  &s->requested_);
+          (service->service_.*method)(&call->context_, &call->stream_,
+                                      queue->cq(), queue->cq(),
+                                      &call->requested_);
         })) {
-      delete s;
+      delete call;
     }
   }
 
   void OnEvent(int kind, bool ok) override {
     if (kind == kRequested && !ok) {  // the server is shutting down
-      delete this;
+      delete self();
       return;
     }
     {
-      // An answer on another thread must not delete the stream while this
+      // An answer on another thread must not delete the call while this
       // handler still uses it.
       MutexLock lock(&mu_);
       in_handler_ = true;
     }
     switch (kind) {
       case kRequested: {
-        Await(service_);
+        Await(service_, method_);
+        self()->Started();
         MutexLock lock(&mu_);
         StartRead();
         break;
       }
       case kRead: {
-        client::LeaseKeepAliveRequest request;
+        Request request;
         {
           MutexLock lock(&mu_);
           read_in_flight_ = false;
-          if (!ok) {
-            read_closed_ = true;  // half-closed, or gone
-            MaybeFinish();
+          if (!ok) {  // half-closed, or gone
+            read_closed_ = true;
+            self()->ReadClosedLocked();
           } else {
             request.Swap(&request_);
-            unanswered_ += request.renewals_size();
-            StartRead();
           }
         }
-        for (const client::LeaseRenewal& renewal : request.renewals()) {
-          service_->KeepAlive(renewal, [this](client::LeaseRenewalAnswer a) {
-            Answered(std::move(a));
-          });
+        if (ok) {
+          self()->Received(std::move(request));
+          MutexLock lock(&mu_);
+          StartRead();
         }
         break;
       }
@@ -161,10 +168,8 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
           StartFinish();
         } else if (!ok) {
           Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-        } else if (out_.answers_size() > 0) {
-          StartWrite();
         } else {
-          MaybeFinish();
+          self()->WrittenLocked();
         }
         break;
       }
@@ -181,13 +186,139 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
     MaybeDelete();
   }
 
+ protected:
+  explicit BidiCall(KvService* service)
+      : service_(service), stream_(&context_) {}
+  ~BidiCall() = default;
+
+  // Writes the derived class's next message, if no write is in flight.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || write_in_flight_) return;
+    writing_.Clear();
+    if (!self()->NextLocked(&writing_)) return;
+    write_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Write(writing_, &written_); });
+    if (!write_in_flight_) {  // shutting down: the call is cancelled
+      finishing_ = finish_started_ = finish_done_ = true;
+    }
+  }
+  void Finish(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = status;
+    StartFinish();
+  }
+  // Deletes the call if it is done (any thread, not under mu_).
+  void MaybeDelete() {
+    {
+      MutexLock lock(&mu_);
+      if (!finish_done_ || read_in_flight_ || write_in_flight_ || in_handler_ ||
+          deleting_ || !self()->IdleLocked()) {
+        return;
+      }
+      deleting_ = true;
+    }
+    self()->BeforeDelete();
+    delete self();
+  }
+
+  KvService* const service_;
+  Mutex mu_;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+
  private:
   enum Kind { kRequested, kRead, kWritten, kFinished };
 
-  explicit KeepAliveStream(KvService* service)
-      : service_(service), stream_(&context_) {}
-  ~KeepAliveStream() = default;
+  Derived* self() { return static_cast<Derived*>(this); }
 
+  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || read_closed_ || read_in_flight_) return;
+    read_in_flight_ = service_->queue_->StartOperation(
+        [&] { stream_.Read(&request_, &read_); });
+    if (!read_in_flight_) read_closed_ = true;
+  }
+  // The finish goes out once no write is in flight.
+  void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!finishing_ || finish_started_ || write_in_flight_) return;
+    finish_started_ = true;
+    if (!service_->queue_->StartOperation([&, status = finish_status_] {
+          stream_.Finish(status, &finished_);
+        })) {
+      finish_done_ = true;  // shutting down: the call is cancelled already
+    }
+  }
+
+  RequestMethod method_ = nullptr;
+  grpc::ServerContext context_;
+  grpc::ServerAsyncReaderWriter<Response, Request> stream_;
+  Request request_;                        // the read in flight fills it
+  Response writing_ ABSL_GUARDED_BY(mu_);  // the write in flight's
+  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_handler_ ABSL_GUARDED_BY(mu_) = false;
+  transport::CqTag requested_{this, kRequested};
+  transport::CqTag read_{this, kRead};
+  transport::CqTag written_{this, kWritten};
+  transport::CqTag finished_{this, kFinished};
+};
+
+// One KeepAlive stream: each request's renewals go to the keeper at once;
+// answers are written in the order they come, and all those that came
+// while a write was in flight go out together in the next (a quorum round
+// answers many renewals at once). At most kMaxQueued wait: a client that
+// does not read its answers is cut off with RESOURCE_EXHAUSTED. It
+// finishes once the client stopped sending and every renewal is answered
+// and written, and lives until no renewal is unanswered.
+class KvService::KeepAliveStream final
+    : public BidiCall<KeepAliveStream, client::LeaseKeepAliveRequest,
+                      client::LeaseKeepAliveResponse> {
+ public:
+  static constexpr size_t kMaxQueued = 4096;
+
+  explicit KeepAliveStream(KvService* service) : BidiCall(service) {}
+
+  void Started() {}
+  void Received(client::LeaseKeepAliveRequest request) {
+    {
+      MutexLock lock(&mu_);
+      unanswered_ += request.renewals_size();
+    }
+    for (const client::LeaseRenewal& renewal : request.renewals()) {
+      service_->KeepAlive(renewal, [this](client::LeaseRenewalAnswer a) {
+        Answered(std::move(a));
+      });
+    }
+  }
+  void ReadClosedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    MaybeFinishLocked();
+  }
+  void WrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (out_.answers_size() > 0) {
+      PumpLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+  bool NextLocked(client::LeaseKeepAliveResponse* message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (out_.answers_size() == 0) return false;
+    // What is written must stay put until the write completes; new
+    // answers gather in out_.
+    message->Swap(&out_);
+    out_.Clear();
+    return true;
+  }
+  bool IdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return unanswered_ == 0;
+  }
+  void BeforeDelete() {}
+
+ private:
   void Answered(client::LeaseRenewalAnswer answer) {
     {
       MutexLock lock(&mu_);
@@ -201,257 +332,75 @@ class KvService::KeepAliveStream final : public transport::CqHandler {
                            kMaxQueued)));
         } else {
           *out_.add_answers() = std::move(answer);
-          if (!write_in_flight_) StartWrite();
+          PumpLocked();
         }
       }
-      MaybeFinish();
+      MaybeFinishLocked();
     }
     // The stream may have finished meanwhile, waiting only for this.
     MaybeDelete();
   }
-
-  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_ || read_closed_ || read_in_flight_) return;
-    read_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Read(&request_, &read_); });
-    if (!read_in_flight_) read_closed_ = true;
-  }
-  void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // What is written must stay put until the write completes: it moves
-    // to writing_, and new answers gather in out_.
-    writing_.Swap(&out_);
-    out_.Clear();
-    const client::LeaseKeepAliveResponse* message = &writing_;
-    write_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Write(*message, &written_); });
-    if (!write_in_flight_) {  // shutting down: the call is cancelled
-      out_.Clear();
-      finishing_ = finish_started_ = finish_done_ = true;
-    }
-  }
   // Once the client stopped sending and every answer is written.
-  void MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (read_closed_ && unanswered_ == 0 && out_.answers_size() == 0 &&
         !write_in_flight_) {
       Finish(grpc::Status::OK);
     }
   }
-  void Finish(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
-    finish_status_ = status;
-    StartFinish();
-  }
-  // The finish goes out once no write is in flight.
-  void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finishing_ || finish_started_ || write_in_flight_) return;
-    finish_started_ = true;
-    out_.Clear();
-    if (!service_->queue_->StartOperation([&, status = finish_status_] {
-          stream_.Finish(status, &finished_);
-        })) {
-      finish_done_ = true;  // shutting down: the call is cancelled already
-    }
-  }
-  void MaybeDelete() {
-    bool done;
-    {
-      MutexLock lock(&mu_);
-      done = finish_done_ && !read_in_flight_ && !write_in_flight_ &&
-             unanswered_ == 0 && !in_handler_ && !deleting_;
-      if (done) deleting_ = true;
-    }
-    if (done) delete this;
-  }
 
-  KvService* const service_;
-  grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<client::LeaseKeepAliveResponse,
-                                client::LeaseKeepAliveRequest>
-      stream_;
-  client::LeaseKeepAliveRequest request_;  // the read in flight fills it
-  Mutex mu_;
-  client::LeaseKeepAliveResponse out_ ABSL_GUARDED_BY(mu_);      // waiting
-  client::LeaseKeepAliveResponse writing_ ABSL_GUARDED_BY(mu_);  // in flight
-  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
-  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
-  bool in_handler_ ABSL_GUARDED_BY(mu_) = false;
+  client::LeaseKeepAliveResponse out_ ABSL_GUARDED_BY(mu_);  // waiting
   int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
-  transport::CqTag requested_{this, kRequested};
-  transport::CqTag read_{this, kRead};
-  transport::CqTag written_{this, kWritten};
-  transport::CqTag finished_{this, kFinished};
 };
 
 // One Watch stream: its requests go to a WatchStream of the member's hub,
-// whose outbox it writes, one message in flight. The client half-closing
-// ends it. Deleted on the io thread once finished, with no operation in
-// flight and the hub's stream closed (so that the hub no longer wakes it).
-class KvService::WatchCall final : public transport::CqHandler {
+// whose outbox it writes: everything waiting, in one message. The client
+// half-closing ends it. It closes the hub's stream before it is deleted,
+// so that the hub no longer wakes it.
+class KvService::WatchCall final
+    : public BidiCall<WatchCall, client::WatchRequest, client::WatchResponses> {
  public:
-  static void Await(KvService* service) {
-    auto* w = new WatchCall(service);
-    transport::CallQueue* queue = service->queue_;
-    if (!queue->StartOperation([&] {
-          service->service_.RequestWatch(&w->context_, &w->stream_, queue->cq(),
-                                         queue->cq(), &w->requested_);
-        })) {
-      delete w;
-    }
-  }
+  explicit WatchCall(KvService* service) : BidiCall(service) {}
 
-  void OnEvent(int kind, bool ok) override {
-    if (kind == kRequested && !ok) {  // the server is shutting down
-      delete this;
+  void Started() {
+    WatchHub* hub = service_->watches_;
+    if (hub == nullptr) {
+      MutexLock lock(&mu_);
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the member is starting"));
       return;
     }
-    {
-      MutexLock lock(&mu_);
-      in_handler_ = true;
-    }
-    switch (kind) {
-      case kRequested: {
-        Await(service_);
-        WatchHub* hub = service_->watches_;
-        if (hub == nullptr) {
-          MutexLock lock(&mu_);
-          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "the member is starting"));
-          break;
-        }
-        // Opened before the first read: requests need it.
-        std::shared_ptr<WatchStream> watch = hub->Open([this] { Wake(); });
-        MutexLock lock(&mu_);
-        watch_ = std::move(watch);
-        StartRead();
-        break;
-      }
-      case kRead: {
-        client::WatchRequest request;
-        {
-          MutexLock lock(&mu_);
-          read_in_flight_ = false;
-          if (!ok) {  // half-closed, or gone: the client is done
-            Finish(grpc::Status::OK);
-          } else {
-            request.Swap(&request_);
-            StartRead();
-          }
-        }
-        // Not under mu_: the stream may wake this call at once.
-        if (ok) watch_->Handle(request);
-        break;
-      }
-      case kWritten: {
-        MutexLock lock(&mu_);
-        write_in_flight_ = false;
-        if (finishing_) {
-          StartFinish();
-        } else if (!ok) {
-          Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-        } else {
-          StartWrite();
-        }
-        break;
-      }
-      case kFinished: {
-        MutexLock lock(&mu_);
-        finish_done_ = true;
-        break;
-      }
-    }
-    {
-      MutexLock lock(&mu_);
-      in_handler_ = false;
-    }
-    MaybeDelete();
+    // Opened before the first read: requests need it.
+    std::shared_ptr<WatchStream> watch = hub->Open([this] { Wake(); });
+    MutexLock lock(&mu_);
+    watch_ = std::move(watch);
+  }
+  // Not under mu_: the stream may wake this call at once.
+  void Received(const client::WatchRequest& request) {
+    watch_->Handle(request);
+  }
+  void ReadClosedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Finish(grpc::Status::OK);  // the client is done
+  }
+  void WrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { PumpLocked(); }
+  // Everything waiting goes in one message (a put wakes many watchers).
+  bool NextLocked(client::WatchResponses* message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return watch_ != nullptr && watch_->Take(kMaxWatchMessageBytes, message);
+  }
+  bool IdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return true; }
+  // Not under mu_: Close() waits for a wake in progress, which takes it.
+  void BeforeDelete() {
+    if (watch_ != nullptr) watch_->Close();
   }
 
  private:
-  enum Kind { kRequested, kRead, kWritten, kFinished };
-
-  explicit WatchCall(KvService* service)
-      : service_(service), stream_(&context_) {}
-  ~WatchCall() = default;
-
   // The hub's stream has something to send.
   void Wake() {
     MutexLock lock(&mu_);
-    if (!write_in_flight_) StartWrite();
+    PumpLocked();
   }
 
-  void StartRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_ || read_in_flight_) return;
-    read_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Read(&request_, &read_); });
-    if (!read_in_flight_) Finish(grpc::Status::CANCELLED);
-  }
-  void StartWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_ || write_in_flight_ || watch_ == nullptr) return;
-    // Everything waiting goes in one message (a put wakes many watchers).
-    writing_.Clear();
-    if (!watch_->Take(kMaxWatchMessageBytes, &writing_)) return;
-    write_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Write(writing_, &written_); });
-    if (!write_in_flight_) {  // shutting down: the call is cancelled
-      finishing_ = finish_started_ = finish_done_ = true;
-    }
-  }
-  void Finish(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
-    finish_status_ = status;
-    StartFinish();
-  }
-  void StartFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!finishing_ || finish_started_ || write_in_flight_) return;
-    finish_started_ = true;
-    if (!service_->queue_->StartOperation([&, status = finish_status_] {
-          stream_.Finish(status, &finished_);
-        })) {
-      finish_done_ = true;
-    }
-  }
-  void MaybeDelete() {
-    {
-      MutexLock lock(&mu_);
-      if (!finish_done_ || read_in_flight_ || write_in_flight_ || in_handler_ ||
-          deleting_) {
-        return;
-      }
-      deleting_ = true;
-    }
-    // Not under mu_: Close() waits for a wake in progress, which takes it.
-    if (watch_ != nullptr) watch_->Close();
-    delete this;
-  }
-
-  KvService* const service_;
-  grpc::ServerContext context_;
-  grpc::ServerAsyncReaderWriter<client::WatchResponses, client::WatchRequest>
-      stream_;
-  client::WatchRequest request_;        // the read in flight fills it
   std::shared_ptr<WatchStream> watch_;  // set before the first read
-  Mutex mu_;
-  client::WatchResponses writing_ ABSL_GUARDED_BY(mu_);  // in flight
-  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
-  bool finish_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool deleting_ ABSL_GUARDED_BY(mu_) = false;
-  bool in_handler_ ABSL_GUARDED_BY(mu_) = false;
-  transport::CqTag requested_{this, kRequested};
-  transport::CqTag read_{this, kRead};
-  transport::CqTag written_{this, kWritten};
-  transport::CqTag finished_{this, kFinished};
 };
 
 namespace {
@@ -524,8 +473,9 @@ void KvService::Start(transport::CallQueue* queue) {
                  &KvService::LeaseTimeToLive);
   LeasesCall::Await(this, &client::Kv::AsyncService::RequestLeaseLeases,
                     &KvService::LeaseLeases);
-  KeepAliveStream::Await(this);
-  WatchCall::Await(this);
+  KeepAliveStream::Await(this,
+                         &client::Kv::AsyncService::RequestLeaseKeepAlive);
+  WatchCall::Await(this, &client::Kv::AsyncService::RequestWatch);
 }
 
 client::CommandLimits KvService::CommandLimits() const {

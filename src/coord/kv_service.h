@@ -82,9 +82,10 @@ class KvService final : public transport::AsyncService {
       Call<client::LeaseTimeToLiveRequest, client::LeaseTimeToLiveResponse>;
   using LeasesCall =
       Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
-  // One KeepAlive stream (kv_service.cc).
+  // A bidirectional stream, and its two kinds (kv_service.cc).
+  template <class Derived, class Request, class Response>
+  class BidiCall;
   class KeepAliveStream;
-  // One Watch stream (kv_service.cc).
   class WatchCall;
 
   void Put(PutCall* call);

@@ -140,6 +140,15 @@ inline bool WriteSection(const std::string& file, const std::string& name,
   return true;
 }
 
+// Prints `table`, and writes it into `markdown`'s section `section` when
+// `markdown` is set; the exit code.
+inline int Report(const std::string& table, const std::string& markdown,
+                  const std::string& section) {
+  fputs(table.c_str(), stdout);
+  if (!markdown.empty() && !WriteSection(markdown, section, table)) return 1;
+  return 0;
+}
+
 // Metric name -> one value per round.
 using Results = std::map<std::string, std::vector<double>>;
 

@@ -390,11 +390,7 @@ int Main(int argc, char** argv) {
       Machine(), argv[0], rounds, seconds, rounds);
   table += bench::TableRows({std::begin(kMetrics), std::end(kMetrics)}, q, e,
                             with_etcd);
-  fputs(table.c_str(), stdout);
-  if (!markdown.empty() && !bench::WriteSection(markdown, "kv_bench", table)) {
-    return 1;
-  }
-  return 0;
+  return bench::Report(table, markdown, "kv_bench");
 }
 
 }  // namespace

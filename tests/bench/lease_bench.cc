@@ -354,12 +354,7 @@ int Main(int argc, char** argv) {
       Machine(), argv[0], rounds, seconds, leases, rounds, leases, kTtlSeconds);
   table += bench::TableRows({std::begin(kMetrics), std::end(kMetrics)}, q, e,
                             with_etcd);
-  fputs(table.c_str(), stdout);
-  if (!markdown.empty() &&
-      !bench::WriteSection(markdown, "lease_bench", table)) {
-    return 1;
-  }
-  return 0;
+  return bench::Report(table, markdown, "lease_bench");
 }
 
 }  // namespace

@@ -308,12 +308,7 @@ int Main(int argc, char** argv) {
       Machine(), argv[0], rounds, seconds, rounds, kWatchersPerStream,
       kPutEveryMs);
   table += bench::TableRows(metrics, q, e, with_etcd);
-  fputs(table.c_str(), stdout);
-  if (!markdown.empty() &&
-      !bench::WriteSection(markdown, "watch_bench", table)) {
-    return 1;
-  }
-  return 0;
+  return bench::Report(table, markdown, "watch_bench");
 }
 
 }  // namespace
