@@ -100,7 +100,8 @@ class KvService::Call final : public transport::CqHandler {
 // finished, with no operation in flight and nothing else holding it
 // (IdleLocked). The derived class also says what the client's half-close
 // means (ReadClosedLocked) and what a completed write leads to
-// (WrittenLocked).
+// (WrittenLocked). The hooks are virtual: the thread-safety analysis then
+// knows that the *Locked ones run under this call's mu_.
 template <class Derived, class Request, class Response>
 class KvService::BidiCall : public transport::CqHandler {
  public:
@@ -137,7 +138,7 @@ class KvService::BidiCall : public transport::CqHandler {
     switch (kind) {
       case kRequested: {
         Await(service_, method_);
-        self()->Started();
+        Started();
         MutexLock lock(&mu_);
         StartRead();
         break;
@@ -149,13 +150,13 @@ class KvService::BidiCall : public transport::CqHandler {
           read_in_flight_ = false;
           if (!ok) {  // half-closed, or gone
             read_closed_ = true;
-            self()->ReadClosedLocked();
+            ReadClosedLocked();
           } else {
             request.Swap(&request_);
           }
         }
         if (ok) {
-          self()->Received(std::move(request));
+          Received(std::move(request));
           MutexLock lock(&mu_);
           StartRead();
         }
@@ -169,7 +170,7 @@ class KvService::BidiCall : public transport::CqHandler {
         } else if (!ok) {
           Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
         } else {
-          self()->WrittenLocked();
+          WrittenLocked();
         }
         break;
       }
@@ -191,13 +192,32 @@ class KvService::BidiCall : public transport::CqHandler {
       : service_(service), stream_(&context_) {}
   ~BidiCall() = default;
 
+  // What the kind of stream does (the *Locked ones under mu_):
+  // the call has arrived (before the first read);
+  virtual void Started() = 0;
+  // a request (the next read starts after it);
+  virtual void Received(Request request) = 0;
+  // the client half-closed, or is gone;
+  virtual void ReadClosedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // a write completed;
+  virtual void WrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // fills the next message; false if there is none;
+  virtual bool NextLocked(Response* message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // nothing but the call's own operations holds it;
+  virtual bool IdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // it is about to be deleted (not under mu_).
+  virtual void BeforeDelete() = 0;
+
   // Writes the derived class's next message, if no write is in flight.
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finishing_ || write_in_flight_) return;
     writing_.Clear();
-    if (!self()->NextLocked(&writing_)) return;
+    if (!NextLocked(&writing_)) return;
+    // (The message stays put until the write completes.)
+    const Response* message = &writing_;
     write_in_flight_ = service_->queue_->StartOperation(
-        [&] { stream_.Write(writing_, &written_); });
+        [&] { stream_.Write(*message, &written_); });
     if (!write_in_flight_) {  // shutting down: the call is cancelled
       finishing_ = finish_started_ = finish_done_ = true;
     }
@@ -213,12 +233,12 @@ class KvService::BidiCall : public transport::CqHandler {
     {
       MutexLock lock(&mu_);
       if (!finish_done_ || read_in_flight_ || write_in_flight_ || in_handler_ ||
-          deleting_ || !self()->IdleLocked()) {
+          deleting_ || !IdleLocked()) {
         return;
       }
       deleting_ = true;
     }
-    self()->BeforeDelete();
+    BeforeDelete();
     delete self();
   }
 
@@ -282,8 +302,8 @@ class KvService::KeepAliveStream final
 
   explicit KeepAliveStream(KvService* service) : BidiCall(service) {}
 
-  void Started() {}
-  void Received(client::LeaseKeepAliveRequest request) {
+  void Started() override {}
+  void Received(client::LeaseKeepAliveRequest request) override {
     {
       MutexLock lock(&mu_);
       unanswered_ += request.renewals_size();
@@ -294,17 +314,17 @@ class KvService::KeepAliveStream final
       });
     }
   }
-  void ReadClosedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void ReadClosedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     MaybeFinishLocked();
   }
-  void WrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void WrittenLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (out_.answers_size() > 0) {
       PumpLocked();
     } else {
       MaybeFinishLocked();
     }
   }
-  bool NextLocked(client::LeaseKeepAliveResponse* message)
+  bool NextLocked(client::LeaseKeepAliveResponse* message) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (out_.answers_size() == 0) return false;
     // What is written must stay put until the write completes; new
@@ -313,10 +333,10 @@ class KvService::KeepAliveStream final
     out_.Clear();
     return true;
   }
-  bool IdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool IdleLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return unanswered_ == 0;
   }
-  void BeforeDelete() {}
+  void BeforeDelete() override {}
 
  private:
   void Answered(client::LeaseRenewalAnswer answer) {
@@ -361,7 +381,7 @@ class KvService::WatchCall final
  public:
   explicit WatchCall(KvService* service) : BidiCall(service) {}
 
-  void Started() {
+  void Started() override {
     WatchHub* hub = service_->watches_;
     if (hub == nullptr) {
       MutexLock lock(&mu_);
@@ -375,21 +395,23 @@ class KvService::WatchCall final
     watch_ = std::move(watch);
   }
   // Not under mu_: the stream may wake this call at once.
-  void Received(const client::WatchRequest& request) {
+  void Received(client::WatchRequest request) override {
     watch_->Handle(request);
   }
-  void ReadClosedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void ReadClosedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Finish(grpc::Status::OK);  // the client is done
   }
-  void WrittenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { PumpLocked(); }
+  void WrittenLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PumpLocked();
+  }
   // Everything waiting goes in one message (a put wakes many watchers).
-  bool NextLocked(client::WatchResponses* message)
+  bool NextLocked(client::WatchResponses* message) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return watch_ != nullptr && watch_->Take(kMaxWatchMessageBytes, message);
   }
-  bool IdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return true; }
+  bool IdleLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return true; }
   // Not under mu_: Close() waits for a wake in progress, which takes it.
-  void BeforeDelete() {
+  void BeforeDelete() override {
     if (watch_ != nullptr) watch_->Close();
   }
 

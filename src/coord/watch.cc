@@ -49,19 +49,24 @@ bool WatchStream::Cancel(int64_t id, absl::StatusCode code, std::string message,
   return Queue(id, std::move(r), kSmall);
 }
 
+// A create that fails is answered created and canceled at once: the
+// client tells it from a watcher of that id that is running.
+bool WatchStream::Refuse(int64_t id, absl::StatusCode code, std::string message,
+                         uint64_t compact_revision) {
+  client::WatchResponse r = Response(id);
+  r.set_created(true);
+  r.set_canceled(true);
+  r.set_code(static_cast<int32_t>(code));
+  r.set_message(std::move(message));
+  r.set_compact_revision(compact_revision);
+  return Queue(id, std::move(r), kSmall);
+}
+
 bool WatchStream::Create(const client::WatchCreate& c) {
   const int64_t id = c.watch_id();
-  // A create that fails is answered created and canceled at once: the
-  // client tells it from a watcher of that id that is running.
   auto refuse = [&](absl::StatusCode code, std::string message,
-                    uint64_t compact = 0) {
-    client::WatchResponse r = Response(id);
-    r.set_created(true);
-    r.set_canceled(true);
-    r.set_code(static_cast<int32_t>(code));
-    r.set_message(std::move(message));
-    r.set_compact_revision(compact);
-    return Queue(id, std::move(r), kSmall);
+                    uint64_t compact = 0) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return Refuse(id, code, std::move(message), compact);
   };
   if (watchers_.contains(id)) {
     return refuse(absl::StatusCode::kInvalidArgument,

@@ -121,6 +121,9 @@ class WatchStream {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Create(const client::WatchCreate& create)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers a create it refuses.
+  bool Refuse(int64_t id, absl::StatusCode code, std::string message,
+              uint64_t compact_revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves the outbox's first response out (there is one), and says
   // whether its watcher has room again.
   client::WatchResponse PopLocked(bool* room_again)
