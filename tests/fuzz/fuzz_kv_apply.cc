@@ -273,6 +273,20 @@ class Harness {
     last_result_ = result;
     QUORATE_CHECK(after == before || after == before + 1)
         << "revision went from " << before << " to " << after;
+    // The watch history holds the new revision's events, all at it, and
+    // nothing for a command that wrote nothing.
+    {
+      const coord::KvStore::History h = store_->ChangesFrom(before + 1, 2);
+      QUORATE_CHECK_EQ(h.changes.size(), after - before);
+      if (after != before) {
+        QUORATE_CHECK_EQ(h.changes[0]->revision(), after);
+        QUORATE_CHECK(h.changes[0]->events_size() > 0)
+            << "revision " << after << " has no events";
+        for (const client::WatchEvent& e : h.changes[0]->events()) {
+          QUORATE_CHECK_EQ(e.kv().mod_revision(), after);
+        }
+      }
+    }
     if (store_->sessions() >= coord::kMaxSessions) may_forget_ = true;
 
     client::KvCommand cmd;
