@@ -973,8 +973,27 @@ struct KvStore::Frozen {
       }
     }
     for (const client::KvLease& l : leases) *snap.add_leases() = l;
-    for (const Change& c : history) *snap.add_history() = *c;
-    return snap.SerializeAsString();
+    std::string out = snap.SerializeAsString();
+    // The history's changes are appended as they are, serialized, not
+    // copied into the message first: protobuf reads a repeated field's
+    // occurrences wherever they are in the bytes.
+    for (const Change& c : history) AppendHistoryField(*c, &out);
+    return out;
+  }
+
+  static void AppendHistoryField(const client::KvChange& change,
+                                 std::string* out) {
+    constexpr uint32_t kHistoryTag = (5 << 3) | 2;  // field 5, length-delimited
+    static_assert(client::KvSnapshot::kHistoryFieldNumber == 5);
+    out->push_back(static_cast<char>(kHistoryTag));
+    for (size_t n = change.ByteSizeLong();; n >>= 7) {
+      if (n < 0x80) {
+        out->push_back(static_cast<char>(n));
+        break;
+      }
+      out->push_back(static_cast<char>((n & 0x7f) | 0x80));
+    }
+    change.AppendToString(out);
   }
 };
 

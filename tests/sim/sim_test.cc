@@ -286,7 +286,7 @@ TEST(SimulatorCheckersTest, WatcherSkippingWhenFullIsCaughtAsAGap) {
 // other members after crashes, and get every revision once, in order.
 TEST(SimulatorTest, WatchesHoldThroughFaults) {
   uint64_t revisions = 0, resumes = 0, cut_off = 0;
-  for (uint64_t seed = 1; seed <= 30; ++seed) {
+  for (uint64_t seed = 1; seed <= 15; ++seed) {
     SimOptions o;
     o.seed = seed;
     o.members = seed % 2 == 0 ? 5 : 3;
