@@ -210,6 +210,8 @@ bool WatchStream::Take(size_t max_bytes, client::WatchResponses* out) {
   return out->responses_size() > 0;
 }
 
+WatchStream::~WatchStream() { hub_->open_streams_.fetch_sub(1); }
+
 void WatchStream::Close() {
   {
     MutexLock lock(&wake_mu_);
@@ -259,6 +261,7 @@ void WatchHub::Stop() {
 }
 
 void WatchHub::Notify() {
+  if (open_streams_.load(std::memory_order_relaxed) == 0) return;
   {
     MutexLock lock(&wake_mu_);
     if (woken_) return;
@@ -268,6 +271,7 @@ void WatchHub::Notify() {
 }
 
 std::shared_ptr<WatchStream> WatchHub::Open(std::function<void()> wake) {
+  open_streams_.fetch_add(1);
   std::shared_ptr<WatchStream> s(new WatchStream(this, std::move(wake)));
   MutexLock lock(&mu_);
   streams_.push_back(s);
