@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/client_internal.h"
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "transport/grpc_status.h"
@@ -396,6 +397,13 @@ class ClientImpl final : public Client {
                                                  WatchOptions options) override;
 
   const ClientOptions& options() const { return o_; }
+
+  // A transaction as the wire has it (api/client_internal.h).
+  absl::Status WireTxn(client::TxnRequest req, client::TxnResponse* resp) {
+    const bool write = !coord::IsReadOnly(req);
+    if (write) SetOp(req.mutable_op());
+    return Call(write, &client::Kv::Stub::Txn, req, resp);
+  }
 
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
@@ -1001,6 +1009,18 @@ absl::StatusOr<std::unique_ptr<Watcher>> ClientImpl::Watch(
 }
 
 }  // namespace
+
+namespace api {
+absl::Status WireTxn(Client* c, client::TxnRequest req,
+                     client::TxnResponse* resp) {
+  auto* impl = dynamic_cast<ClientImpl*>(c);
+  if (impl == nullptr) {
+    return absl::InvalidArgumentError(
+        "elections and locks need a Client made by Client::Create");
+  }
+  return impl->WireTxn(std::move(req), resp);
+}
+}  // namespace api
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   auto c = std::make_unique<ClientImpl>(std::move(options));

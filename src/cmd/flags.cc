@@ -31,10 +31,13 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv,
     std::string arg = argv[i];
     if (flags_done || arg.empty() || arg[0] != '-' || arg == "-") {
       f.positional.push_back(arg);
+      if (!f.dash_dash) f.before_dash_dash = f.positional.size();
       continue;
     }
     if (arg == "--") {
       flags_done = true;
+      f.dash_dash = true;
+      f.before_dash_dash = f.positional.size();
       continue;
     }
     arg = arg.substr(arg.rfind("--", 0) == 0 ? 2 : 1);

@@ -22,6 +22,10 @@ struct Flags {
   std::map<std::string, std::string> values;
   std::set<std::string> set_booleans;  // booleans given as true
   std::vector<std::string> positional;
+  // How many positional arguments came before a "--" (all of them if none
+  // did): those after it are a command line of their own.
+  size_t before_dash_dash = 0;
+  bool dash_dash = false;
 
   std::string Get(const std::string& name, const std::string& def = "") const;
   bool Has(const std::string& name) const { return values.count(name) > 0; }

@@ -23,6 +23,18 @@
 //     lease keepalive ID           "ID remaining_ms=N" per renewal, until
 //                                  interrupted; exit 1 when the lease is gone,
 //                                  3 when no leader renewed it in time
+//     elect NAME VALUE [--ttl=D]   campaigns; "LEADER NAME VALUE TOKEN" once
+//                                  it leads; holds until interrupted, then
+//                                  resigns
+//     elect --observe NAME         "LEADER NAME VALUE TOKEN" per change
+//     lock NAME [--ttl=D] [-- COMMAND ARGS...]
+//                                  "LOCKED NAME TOKEN" once held; runs
+//                                  COMMAND with QUORATE_FENCE_NAME and
+//                                  QUORATE_FENCE_TOKEN, releases when it
+//                                  exits, exits with its status; without
+//                                  one, holds until interrupted
+//     pause WORKLOAD [--reason=TEXT], resume WORKLOAD
+//     workloads                    "NAME running|paused REASON" per workload
 //
 // Exit codes: 0 success; 1 refused (not found, CAS conflict, a value too
 // large), one line on stderr says which; 2 usage error; 3 unavailable (no
@@ -38,9 +50,14 @@
 //   then|else get KEY [--prefix]
 // Output: SUCCESS or FAILURE, then for each operation of the branch run:
 // a put's revision, "deleted N", or a get's KEY and VALUE lines.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <string>
@@ -54,6 +71,8 @@
 #include "absl/time/clock.h"
 #include "cmd/flags.h"
 #include "quorate/client.h"
+#include "quorate/election.h"
+#include "quorate/workload.h"
 
 namespace {
 
@@ -89,6 +108,25 @@ constexpr char kUsage[] =
                                "ID remaining_ms=N" per renewal; exits 1
                                when the lease is gone, 3 when no leader
                                renewed it in time
+  elect NAME VALUE [--ttl=D]   campaigns in election NAME (session TTL D,
+                               default 10s); prints "LEADER NAME VALUE TOKEN"
+                               once it leads; holds until interrupted, then
+                               resigns; exits 1 if it loses leadership
+  elect --observe NAME         one line "LEADER NAME VALUE TOKEN" per change
+                               of leader (or of its value), in order
+  lock NAME [--ttl=D] [-- COMMAND ARGS...]
+                               waits for lock NAME, prints "LOCKED NAME
+                               TOKEN"; with a command, runs it with
+                               QUORATE_FENCE_NAME and QUORATE_FENCE_TOKEN
+                               set, releases when it exits and exits with
+                               its status (the command gets SIGTERM if the
+                               lock is lost first: exit 1); without one,
+                               holds until interrupted
+  pause WORKLOAD [--reason=TEXT]
+                               turns the workload's switch off: every
+                               WorkloadSwitch of that name stops Running()
+  resume WORKLOAD              turns it on again
+  workloads                    one line per workload: "NAME running|paused REASON"
 flags: --tls_ca, --tls_cert, --tls_key for mutual TLS
 exit: 0 ok, 1 refused, 2 usage, 3 unavailable
 )";
@@ -242,6 +280,15 @@ bool ParseLeaseId(const std::string& text, uint64_t* id) {
 
 volatile std::sig_atomic_t interrupted = 0;
 
+void OnInterrupt() {
+  std::signal(SIGINT, [](int) { interrupted = 1; });
+  std::signal(SIGTERM, [](int) { interrupted = 1; });
+}
+
+// Waits until interrupted (0), or until `done` is ready: its status's exit
+// code.
+int UntilInterrupted(const std::shared_future<absl::Status>& done);
+
 int Lease(quorate::Client& c, const std::vector<std::string>& args,
           const quorate::cmd::Flags& flags) {
   const std::string& sub = args[1];
@@ -289,8 +336,7 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
   absl::StatusOr<std::unique_ptr<quorate::Session>> session =
       c.AdoptSession(id, so);
   if (!session.ok()) return Fail(session.status());
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  std::signal(SIGTERM, [](int) { interrupted = 1; });
+  OnInterrupt();
   std::shared_future<void> done = (*session)->Done();
   while (!interrupted) {
     if (done.wait_for(std::chrono::milliseconds(50)) ==
@@ -340,9 +386,11 @@ int Watch(quorate::Client& c, const std::string& key, bool prefix, uint64_t rev,
   absl::StatusOr<std::unique_ptr<quorate::Watcher>> watcher =
       c.Watch(key, std::move(w));
   if (!watcher.ok()) return Fail(watcher.status());
-  std::signal(SIGINT, [](int) { interrupted = 1; });
-  std::signal(SIGTERM, [](int) { interrupted = 1; });
-  std::shared_future<absl::Status> done = (*watcher)->Done();
+  OnInterrupt();
+  return UntilInterrupted((*watcher)->Done());
+}
+
+int UntilInterrupted(const std::shared_future<absl::Status>& done) {
   while (!interrupted) {
     if (done.wait_for(std::chrono::milliseconds(50)) ==
         std::future_status::ready) {
@@ -350,6 +398,148 @@ int Watch(quorate::Client& c, const std::string& key, bool prefix, uint64_t rev,
     }
   }
   return 0;
+}
+
+// Calls `attempt` (a campaign with a short timeout) until it succeeds (-1)
+// or fails otherwise, or an interrupt comes (the exit code).
+int UntilWon(const std::function<absl::Status()>& attempt) {
+  while (true) {
+    const absl::Status s = attempt();
+    if (s.ok()) return -1;
+    if (!absl::IsDeadlineExceeded(s)) return Fail(s);
+    if (interrupted) return 0;
+  }
+}
+
+void PrintLeader(const std::string& name, const quorate::LeaderInfo& l) {
+  printf("LEADER %s %s %llu\n", name.c_str(), l.value.c_str(),
+         static_cast<unsigned long long>(l.token));
+  fflush(stdout);
+}
+
+absl::StatusOr<std::unique_ptr<quorate::Session>> HoldSession(
+    quorate::Client& c, absl::Duration ttl) {
+  quorate::SessionOptions so;
+  so.ttl = ttl;
+  return c.StartSession(so);
+}
+
+// elect NAME VALUE: leads until interrupted (0), or until leadership is
+// lost (1).
+int Elect(quorate::Client& c, const std::string& name, const std::string& value,
+          absl::Duration ttl) {
+  absl::StatusOr<std::unique_ptr<quorate::Session>> session =
+      HoldSession(c, ttl);
+  if (!session.ok()) return Fail(session.status());
+  absl::StatusOr<std::unique_ptr<quorate::Election>> e =
+      quorate::Election::Create(&c, session->get(), name);
+  if (!e.ok()) return Usage(std::string(e.status().message()));
+  OnInterrupt();
+  // Campaign in slices, so that an interrupt while waiting is noticed.
+  if (const int exit = UntilWon(
+          [&] { return (*e)->Campaign(value, absl::Milliseconds(200)); });
+      exit >= 0) {
+    return exit;
+  }
+  uint64_t token = 0;
+  (*e)->IsLeader(&token);
+  PrintLeader(name, quorate::LeaderInfo{value, token, (*session)->lease(), ""});
+  while (!interrupted) {
+    if (!(*e)->IsLeader()) {
+      return Fail(absl::FailedPreconditionError(
+          absl::StrCat("lost the leadership of '", name,
+                       "': the session ended or the key was deleted")));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const absl::Status s = (*e)->Resign();
+  return s.ok() ? 0 : Fail(s);
+}
+
+int Observe(quorate::Client& c, const std::string& name) {
+  quorate::ObserveOptions o;
+  o.on_leader = [name](const std::optional<quorate::LeaderInfo>& l) {
+    if (l.has_value()) PrintLeader(name, *l);
+  };
+  absl::StatusOr<std::unique_ptr<quorate::Watcher>> w =
+      quorate::ObserveElection(&c, name, std::move(o));
+  if (absl::IsInvalidArgument(w.status())) {
+    return Usage(std::string(w.status().message()));
+  }
+  if (!w.ok()) return Fail(w.status());
+  OnInterrupt();
+  return UntilInterrupted((*w)->Done());
+}
+
+// lock NAME [-- COMMAND...]: see the usage.
+int LockCommand(quorate::Client& c, const std::string& name,
+                const std::vector<std::string>& command, absl::Duration ttl) {
+  absl::StatusOr<std::unique_ptr<quorate::Session>> session =
+      HoldSession(c, ttl);
+  if (!session.ok()) return Fail(session.status());
+  absl::StatusOr<std::unique_ptr<quorate::Lock>> lock =
+      quorate::Lock::Create(&c, session->get(), name);
+  if (!lock.ok()) return Usage(std::string(lock.status().message()));
+  OnInterrupt();
+  if (const int exit =
+          UntilWon([&] { return (*lock)->Acquire(absl::Milliseconds(200)); });
+      exit >= 0) {
+    return exit;
+  }
+  uint64_t token = 0;
+  (*lock)->Held(&token);
+  printf("LOCKED %s %llu\n", name.c_str(),
+         static_cast<unsigned long long>(token));
+  fflush(stdout);
+  int status = 0;
+  bool lost = false;
+  if (command.empty()) {
+    while (!interrupted && !lost) {
+      lost = !(*lock)->Held();
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  } else {
+    const std::string fence = (*lock)->fence_name();
+    const std::string tok = absl::StrCat(token);
+    const pid_t child = fork();
+    if (child < 0) return Fail(absl::InternalError("fork failed"));
+    if (child == 0) {
+      setenv("QUORATE_FENCE_NAME", fence.c_str(), 1);
+      setenv("QUORATE_FENCE_TOKEN", tok.c_str(), 1);
+      std::vector<char*> argv;
+      for (const std::string& a : command) {
+        argv.push_back(const_cast<char*>(a.c_str()));
+      }
+      argv.push_back(nullptr);
+      execvp(argv[0], argv.data());
+      fprintf(stderr, "quoratectl: cannot run '%s'\n", argv[0]);
+      _exit(127);
+    }
+    // The lock is checked while the command runs: if it is lost (the
+    // session ended), the command is told to stop (SIGTERM) at once.
+    bool signalled = false;
+    while (true) {
+      int ws = 0;
+      const pid_t r = waitpid(child, &ws, WNOHANG);
+      if (r == child) {
+        status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+        break;
+      }
+      if (!signalled && (interrupted || !(*lock)->Held())) {
+        lost = !(*lock)->Held();
+        kill(child, SIGTERM);
+        signalled = true;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+  const absl::Status released = (*lock)->Release();
+  if (lost) {
+    return Fail(absl::FailedPreconditionError(absl::StrCat(
+        "lost lock '", name, "': its session ended before the command did")));
+  }
+  if (!released.ok()) return Fail(released);
+  return status;
 }
 
 int Main(int argc, char** argv) {
@@ -362,8 +552,8 @@ int Main(int argc, char** argv) {
   absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
       argc, argv,
       {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit",
-       "lease", "rev"},
-      {"stale", "prefix", "keys_only", "keys", "prev"});
+       "lease", "rev", "ttl", "reason"},
+      {"stale", "prefix", "keys_only", "keys", "prev", "observe"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
@@ -385,6 +575,11 @@ int Main(int argc, char** argv) {
         (cmd == "get" && want(1)) || (cmd == "del" && want(1)) ||
         (cmd == "cas" && want(3)) || (cmd == "txn" && want(0)) ||
         (cmd == "watch" && want(1)) ||
+        (cmd == "elect" && want(flags.Bool("observe") ? 1 : 2)) ||
+        (cmd == "pause" && want(1)) || (cmd == "resume" && want(1)) ||
+        (cmd == "workloads" && want(0)) ||
+        (cmd == "lock" && flags.before_dash_dash == 2 &&
+         (!flags.dash_dash || args.size() > 2)) ||
         (cmd == "lease" && want(2) &&
          (args[1] == "grant" || args[1] == "revoke" || args[1] == "ttl" ||
           args[1] == "keepalive")))) {
@@ -412,6 +607,17 @@ int Main(int argc, char** argv) {
   if (flags.Bool("prev") && cmd != "watch") {
     return Usage("--prev goes with watch");
   }
+  if (flags.Bool("observe") && cmd != "elect") {
+    return Usage("--observe goes with elect");
+  }
+  if (flags.Has("reason") && cmd != "pause") {
+    return Usage("--reason goes with pause");
+  }
+  if (flags.Has("ttl") && cmd != "elect" && cmd != "lock") {
+    return Usage("--ttl goes with elect and lock");
+  }
+  absl::StatusOr<absl::Duration> ttl = flags.Duration("ttl", absl::Seconds(10));
+  if (!ttl.ok()) return Usage(std::string(ttl.status().message()));
   quorate::Transaction txn;
   if (cmd == "txn") {
     absl::StatusOr<quorate::Transaction> parsed_txn = ParseTxn(std::cin);
@@ -440,6 +646,31 @@ int Main(int argc, char** argv) {
   quorate::Client& c = **client;
 
   if (cmd == "lease") return Lease(c, args, flags);
+  if (cmd == "pause" || cmd == "resume") {
+    const absl::Status s =
+        cmd == "pause"
+            ? quorate::PauseWorkload(&c, args[1], flags.Get("reason"))
+            : quorate::ResumeWorkload(&c, args[1]);
+    if (absl::IsInvalidArgument(s)) return Usage(std::string(s.message()));
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (cmd == "workloads") {
+    absl::StatusOr<std::vector<quorate::WorkloadState>> all =
+        quorate::ListWorkloads(&c);
+    if (!all.ok()) return Fail(all.status());
+    for (const quorate::WorkloadState& w : *all) {
+      printf("%s %s%s%s\n", w.name.c_str(), w.running ? "running" : "paused",
+             w.reason.empty() ? "" : " ", w.reason.c_str());
+    }
+    return 0;
+  }
+  if (cmd == "elect" && flags.Bool("observe")) return Observe(c, args[1]);
+  if (cmd == "elect") return Elect(c, args[1], args[2], *ttl);
+  if (cmd == "lock") {
+    return LockCommand(c, args[1],
+                       std::vector<std::string>(args.begin() + 2, args.end()),
+                       *ttl);
+  }
   if (cmd == "status") {
     absl::StatusOr<std::vector<quorate::ClusterMember>> members = c.Members();
     if (!members.ok()) return Fail(members.status());

@@ -46,8 +46,9 @@
 //     TakeMessages() (heartbeats), TakeReadStates() (confirmations and read
 //     points) and TakeCommittedEntries() (applied and answered).
 //
-// SNAPSHOTS. Every `snapshot_every` applied entries (once the applied index
-// is durable here) the state machine's state is captured on the driver's
+// SNAPSHOTS. Every `snapshot_every` applied entries (each member at its own
+// phase of that interval: NextSnapshotAt; once the applied index is durable
+// here) the state machine's state is captured on the driver's
 // thread (StateMachine::Snapshot, cheap), serialized by
 // DriverEnv::RunInBackground, saved by DriverWriter::SaveSnapshot after
 // every write submitted before it, and only then is the core's log
@@ -367,6 +368,8 @@ class Driver {
   void FailReads(const std::vector<uint64_t>& ids);
   void ServeReads();
   void MaybeSnapshot();
+  // The applied index at which the next snapshot is taken.
+  uint64_t NextSnapshotAt() const;
   void Fail(const absl::Status& status);
   void AnswerAll(const absl::Status& proposals, const absl::Status& reads);
   void Log(const std::string& line) const {

@@ -320,7 +320,8 @@ absl::Status Node::Impl::Init() {
   d.on_fatal = [this](const absl::Status& s) { OnFatal(s); };
   d.log = options_.log;
   writer_ = std::make_unique<storage::GroupCommitWriter>(storage_.get());
-  snapshotter_ = std::make_unique<SerialExecutor>("q-snapshot");
+  snapshotter_ = std::make_unique<SerialExecutor>("q-snapshot",
+                                                  /*background=*/true);
   absl::StatusOr<std::unique_ptr<Driver>> driver =
       Driver::Create(c, std::move(d), std::move(restored), this, this);
   if (!driver.ok()) {

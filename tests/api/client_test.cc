@@ -10,13 +10,18 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "quorate/election.h"
 #include "quorate/member.h"
+#include "quorate/workload.h"
 #include "util/port.h"
 #include "wire/client.grpc.pb.h"
 
@@ -273,6 +278,271 @@ TEST_F(ClientClusterTest, Session_CloseRevokesAndDoneIsReady) {
             std::future_status::ready);
   EXPECT_EQ(expired.load(), 1);
   EXPECT_EQ((*c)->Get("held").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Polls `done` (the members run on their own) for up to 20 s.
+bool AwaitTrue(const std::function<bool()>& done) {
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < until) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return done();
+}
+
+class RecipeTest : public ClientClusterTest {
+ protected:
+  void SetUp() override {
+    ClientClusterTest::SetUp();
+    auto c = FollowerClient();
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = *std::move(c);
+  }
+  std::unique_ptr<Session> NewSession() {
+    SessionOptions so;
+    so.ttl = absl::Seconds(5);
+    auto s = client_->StartSession(so);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+  // Keys under a campaign's prefix.
+  size_t Candidates(const std::string& prefix) {
+    RangeOptions o;
+    o.range_end = PrefixEnd(prefix);
+    o.count_only = true;
+    auto r = client_->Range(prefix, o);
+    return r.ok() ? r->count : 0;
+  }
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(RecipeTest, Lock_WaitersServedInOrder_TokensGrow) {
+  auto sa = NewSession(), sb = NewSession(), sc = NewSession();
+  auto a = Lock::Create(client_.get(), sa.get(), "billing");
+  auto b = Lock::Create(client_.get(), sb.get(), "billing");
+  auto c = Lock::Create(client_.get(), sc.get(), "billing");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ((*a)->fence_name(), "lock/billing");
+  ASSERT_TRUE((*a)->Acquire().ok());
+  uint64_t ta = 0;
+  ASSERT_TRUE((*a)->Held(&ta));
+  EXPECT_GT(ta, 0u);
+  // b queues first, then c.
+  auto fb = std::async(std::launch::async, [&] { return (*b)->Acquire(); });
+  ASSERT_TRUE(
+      AwaitTrue([&] { return Candidates("quorate/lock/billing/") == 2; }));
+  auto fc = std::async(std::launch::async, [&] { return (*c)->Acquire(); });
+  ASSERT_TRUE(
+      AwaitTrue([&] { return Candidates("quorate/lock/billing/") == 3; }));
+  EXPECT_FALSE((*b)->Held());
+  EXPECT_FALSE((*c)->Held());
+  ASSERT_TRUE((*a)->Release().ok());
+  EXPECT_FALSE((*a)->Held());
+  ASSERT_TRUE(fb.get().ok());
+  uint64_t tb = 0;
+  EXPECT_TRUE((*b)->Held(&tb));
+  EXPECT_GT(tb, ta);
+  EXPECT_FALSE((*c)->Held());  // still waiting: in order, not a stampede
+  ASSERT_TRUE((*b)->Release().ok());
+  ASSERT_TRUE(fc.get().ok());
+  uint64_t tc = 0;
+  EXPECT_TRUE((*c)->Held(&tc));
+  EXPECT_GT(tc, tb);
+  // a takes it again later: a new key, a higher token.
+  auto fa = std::async(std::launch::async, [&] { return (*a)->Acquire(); });
+  ASSERT_TRUE((*c)->Release().ok());
+  ASSERT_TRUE(fa.get().ok());
+  uint64_t ta2 = 0;
+  EXPECT_TRUE((*a)->Held(&ta2));
+  EXPECT_GT(ta2, tc);
+}
+
+TEST_F(RecipeTest, Lock_TimeoutWithdrawsTheWaiter) {
+  auto sa = NewSession(), sb = NewSession();
+  auto a = Lock::Create(client_.get(), sa.get(), "l");
+  auto b = Lock::Create(client_.get(), sb.get(), "l");
+  ASSERT_TRUE((*a)->Acquire().ok());
+  const absl::Status s = (*b)->Acquire(absl::Milliseconds(200));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_FALSE((*b)->Held());
+  EXPECT_EQ(Candidates("quorate/lock/l/"), 1u);  // b's key is gone
+  EXPECT_TRUE((*a)->Held());
+}
+
+TEST_F(RecipeTest, EndedSession_CannotCampaignOrLock) {
+  auto sa = NewSession();
+  ASSERT_TRUE(sa->Close().ok());
+  auto l = Lock::Create(client_.get(), sa.get(), "l");
+  auto e = Election::Create(client_.get(), sa.get(), "e");
+  EXPECT_EQ((*l)->Acquire().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*e)->Campaign("v").code(), absl::StatusCode::kFailedPrecondition);
+  // Revoked behind the session's back: the cluster refuses the entry.
+  auto sb = NewSession();
+  ASSERT_TRUE(client_->RevokeLease(sb->lease()).ok());
+  auto lb = Lock::Create(client_.get(), sb.get(), "l");
+  const absl::Status s = (*lb)->Acquire();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(Candidates("quorate/lock/l/"), 0u);
+  EXPECT_FALSE((*lb)->Held());
+}
+
+TEST_F(RecipeTest, BadNamesAndProclaimWithoutLeading_AreRefused) {
+  auto sa = NewSession();
+  for (const char* bad : {"", "a/b"}) {
+    EXPECT_EQ(Lock::Create(client_.get(), sa.get(), bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(Election::Create(client_.get(), sa.get(), bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(ElectionLeader(client_.get(), bad).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  auto e = Election::Create(client_.get(), sa.get(), "e");
+  EXPECT_EQ((*e)->Proclaim("x").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ElectionLeader(client_.get(), "e").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(RecipeTest, Election_ObserveSeesEveryLeaderInOrder) {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  ObserveOptions o;
+  o.on_leader = [&](const std::optional<LeaderInfo>& l) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(l.has_value() ? absl::StrCat(l->value, "@", l->token)
+                                 : std::string("none"));
+  };
+  auto observer = ObserveElection(client_.get(), "leader", std::move(o));
+  ASSERT_TRUE(observer.ok()) << observer.status();
+  auto sa = NewSession(), sb = NewSession();
+  auto a = Election::Create(client_.get(), sa.get(), "leader");
+  auto b = Election::Create(client_.get(), sb.get(), "leader");
+  ASSERT_TRUE((*a)->Campaign("a").ok());
+  uint64_t ta = 0;
+  ASSERT_TRUE((*a)->IsLeader(&ta));
+  EXPECT_EQ((*a)->fence_name(), "election/leader");
+  ASSERT_TRUE((*a)->Proclaim("a2").ok());
+  auto fb = std::async(std::launch::async, [&] { return (*b)->Campaign("b"); });
+  ASSERT_TRUE(
+      AwaitTrue([&] { return Candidates("quorate/election/leader/") == 2; }));
+  auto now = ElectionLeader(client_.get(), "leader");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->value, "a2");
+  EXPECT_EQ(now->token, ta);
+  ASSERT_TRUE((*a)->Resign().ok());
+  EXPECT_FALSE((*a)->IsLeader());
+  ASSERT_TRUE(fb.get().ok());
+  uint64_t tb = 0;
+  ASSERT_TRUE((*b)->IsLeader(&tb));
+  ASSERT_TRUE((*b)->Resign().ok());
+  const std::vector<std::string> want = {"none", absl::StrCat("a@", ta),
+                                         absl::StrCat("a2@", ta),
+                                         absl::StrCat("b@", tb), "none"};
+  EXPECT_TRUE(AwaitTrue([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return seen.size() >= want.size();
+  }));
+  (*observer)->Cancel();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(seen, want);
+}
+
+TEST_F(RecipeTest, Election_LeaderWhoseKeyIsDeletedStopsLeading) {
+  auto sa = NewSession(), sb = NewSession();
+  auto a = Election::Create(client_.get(), sa.get(), "e");
+  auto b = Election::Create(client_.get(), sb.get(), "e");
+  ASSERT_TRUE((*a)->Campaign("a").ok());
+  auto fb = std::async(std::launch::async, [&] { return (*b)->Campaign("b"); });
+  ASSERT_TRUE(
+      AwaitTrue([&] { return Candidates("quorate/election/e/") == 2; }));
+  // An operator deletes the leader's key by hand: a learns it from its
+  // watch; b leads.
+  auto leader = ElectionLeader(client_.get(), "e");
+  ASSERT_TRUE(leader.ok());
+  ASSERT_TRUE(client_->Delete(leader->key).ok());
+  EXPECT_TRUE(AwaitTrue([&] { return !(*a)->IsLeader(); }));
+  ASSERT_TRUE(fb.get().ok());
+  EXPECT_TRUE((*b)->IsLeader());
+  EXPECT_EQ((*a)->Proclaim("again").code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// The session ends (here: closed) while leading: IsLeader() is false at
+// once, before the next candidate can lead.
+TEST_F(RecipeTest, Lock_HolderSessionEnds_NextWaiterHoldsIt) {
+  auto sa = NewSession(), sb = NewSession();
+  auto a = Lock::Create(client_.get(), sa.get(), "l");
+  auto b = Lock::Create(client_.get(), sb.get(), "l");
+  ASSERT_TRUE((*a)->Acquire().ok());
+  auto fb = std::async(std::launch::async, [&] { return (*b)->Acquire(); });
+  ASSERT_TRUE(AwaitTrue([&] { return Candidates("quorate/lock/l/") == 2; }));
+  ASSERT_TRUE(sa->Close().ok());
+  EXPECT_FALSE((*a)->Held());
+  ASSERT_TRUE(fb.get().ok());
+  EXPECT_TRUE((*b)->Held());
+  EXPECT_FALSE((*a)->Held());
+}
+
+// A pause reaches every switch of the workload; a resume turns them back
+// on; a switch whose session ended is never Running (it fails closed).
+TEST_F(RecipeTest, WorkloadSwitch_PauseReachesEverySwitch) {
+  ASSERT_TRUE(PauseWorkload(client_.get(), "outbound", "flood").ok());
+  std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<std::unique_ptr<WorkloadSwitch>> switches;
+  std::atomic<int> changes{0};
+  for (int i = 0; i < 3; ++i) {
+    sessions.push_back(NewSession());
+    WorkloadSwitchOptions o;
+    o.on_change = [&changes](const WorkloadState&) { changes.fetch_add(1); };
+    auto sw = WorkloadSwitch::Create(client_.get(), sessions.back().get(),
+                                     "outbound", std::move(o));
+    ASSERT_TRUE(sw.ok()) << sw.status();
+    EXPECT_FALSE((*sw)->Running());  // paused before it started
+    EXPECT_EQ((*sw)->state().reason, "flood");
+    switches.push_back(*std::move(sw));
+  }
+  ASSERT_TRUE(ResumeWorkload(client_.get(), "outbound").ok());
+  for (auto& sw : switches) {
+    EXPECT_TRUE(AwaitTrue([&] { return sw->Running(); }));
+  }
+  ASSERT_TRUE(PauseWorkload(client_.get(), "outbound", "again").ok());
+  for (auto& sw : switches) {
+    EXPECT_TRUE(AwaitTrue([&] { return !sw->Running(); }));
+    EXPECT_EQ(sw->state().reason, "again");
+  }
+  EXPECT_TRUE(AwaitTrue([&] { return changes.load() == 6; })) << changes;
+  // Another workload's switch is not touched, and one never set runs.
+  auto inbound =
+      WorkloadSwitch::Create(client_.get(), sessions[0].get(), "inbound", {});
+  ASSERT_TRUE(inbound.ok());
+  EXPECT_TRUE((*inbound)->Running());
+  ASSERT_TRUE(sessions[0]->Close().ok());
+  EXPECT_FALSE((*inbound)->Running());  // the session is over: fail closed
+  auto all = ListWorkloads(client_.get());
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].name, "outbound");
+  EXPECT_FALSE((*all)[0].running);
+  EXPECT_EQ((*all)[0].reason, "again");
+}
+
+TEST_F(RecipeTest, WorkloadSwitch_BadInputIsRefused) {
+  auto s = NewSession();
+  for (const char* bad : {"", "a/b"}) {
+    EXPECT_EQ(PauseWorkload(client_.get(), bad, "").code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(ResumeWorkload(client_.get(), bad).code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(
+        WorkloadSwitch::Create(client_.get(), s.get(), bad, {}).status().code(),
+        absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(PauseWorkload(client_.get(), "w", "two\nlines").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PauseWorkload(client_.get(), "w", std::string(1025, 'r')).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto all = ListWorkloads(client_.get());
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->empty());  // nothing was written
 }
 
 TEST_F(ClientClusterTest, ManyThreads_ShareOneClient) {

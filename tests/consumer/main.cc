@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "quorate/election.h"
 #include "quorate/version.h"
 
 int main(int argc, char** argv) {
@@ -18,5 +19,9 @@ int main(int argc, char** argv) {
               << quorate::Version() << "\n";
     return 1;
   }
+  // The election and lock API is installed and links.
+  auto* volatile lock = &quorate::Lock::Create;
+  auto* volatile observe = &quorate::ObserveElection;
+  if (lock == nullptr || observe == nullptr) return 1;
   return info.dependencies.empty() ? 1 : 0;
 }

@@ -8,7 +8,8 @@
 //               answer-before-commit|no-startup-lease|
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
-//               lease-no-checkpoints|watch-skip-when-full]
+//               lease-no-checkpoints|watch-skip-when-full|
+//               lock-ignores-session]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
         base.unsafe_lease_no_checkpoints = true;
       } else if (value == "watch-skip-when-full") {
         base.unsafe_watch_skip_when_full = true;
+      } else if (value == "lock-ignores-session") {
+        base.unsafe_lock_ignores_session = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -133,6 +136,7 @@ int main(int argc, char** argv) {
   uint64_t storage_events = 0;
   uint64_t leases_granted = 0, renewals = 0, leases_expired = 0, died = 0;
   uint64_t watch_revisions = 0, watch_resumes = 0, watch_cut_off = 0;
+  uint64_t lock_holds = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -149,6 +153,7 @@ int main(int argc, char** argv) {
     watch_revisions += r.watch_revisions;
     watch_resumes += r.watch_resumes;
     watch_cut_off += r.watch_cut_off;
+    lock_holds += r.lock_holds;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -194,6 +199,8 @@ int main(int argc, char** argv) {
                   : "")
           << (o.unsafe_watch_skip_when_full ? " --unsafe=watch-skip-when-full"
                                             : "")
+          << (o.unsafe_lock_ignores_session ? " --unsafe=lock-ignores-session"
+                                            : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
@@ -224,7 +231,8 @@ int main(int argc, char** argv) {
             << " holders died\n"
             << "watches: " << watch_revisions << " revisions delivered, "
             << watch_resumes << " resumes (" << watch_cut_off
-            << " after cut-offs)\n";
+            << " after cut-offs)\n"
+            << "locks: " << lock_holds << " times held\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

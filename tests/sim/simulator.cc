@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "chaos/linearizability.h"
+#include "coord/campaign.h"
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "coord/lessor.h"
@@ -113,6 +114,9 @@ constexpr int64_t kLessorTickNs = 10 * kMs;
 // itself may take to commit and apply.
 constexpr int64_t kLeaseSlackNs = kT;
 constexpr int64_t kHolderClientBase = 1000;  // their OpId clients
+// The holders campaign for one lock (coord/campaign.h), hold it a while and
+// give it up.
+const char* const kLockName = "sim";
 // Watches: watchers on every key, on members' hubs, with small buffers so
 // that slow reading makes them wait and be cut off, and a history short
 // enough to leave some behind.
@@ -305,6 +309,36 @@ struct Holder {
   // What fate this lease meets: pause or die at this real time (-1: no).
   int64_t pause_at = -1;
   int64_t die_at = -1;
+  uint64_t seq = 0;  // its last OpId.seq (grants and campaign requests)
+  // Its campaign for the lock kLockName (coord/campaign.h): out, waiting
+  // for an answer, queued behind another holder, or holding it.
+  // Resigning: its resignation is not answered yet. It enters again only
+  // once it is, or a late resignation could delete the key it entered
+  // with again (the same key, the same token) after it read that it leads.
+  enum class Lock {
+    kOut,
+    kAsking,
+    kWaiting,
+    kHolding,
+    kResigning
+  } lock = Lock::kOut;
+  uint64_t lock_lease = 0;    // the lease it campaigns with
+  uint64_t lock_seq = 0;      // the request an answer must match
+  int64_t lock_next = 0;      // real time of its next campaign request
+  int span = -1;              // lock_spans_ index while holding
+  int64_t resign_at = -1;     // real time it gives the lock up, holding
+  uint64_t resign_token = 0;  // what it resigns, resigning
+};
+
+// A time a holder held the lock, in real time: from when it learned it
+// leads to when it stopped counting on it (it resigned, died, or its
+// session's deadline passed).
+struct LockSpan {
+  int holder = 0;
+  uint64_t token = 0;
+  int64_t start = 0;
+  int64_t counted = 0;  // the latest real time it counted on, so far
+  int64_t end = -1;     // -1 while open
 };
 
 // A holder's request or a member's answer on the way.
@@ -318,6 +352,10 @@ struct HolderMsg {
   absl::Status status;  // answers
   int64_t ttl_ms = 0;
   uint64_t leader = 0;  // answers: who the member thinks leads
+  // A campaign's transaction (serialized TxnRequest; seq is its OpId.seq),
+  // and its answer (a serialized KvResult).
+  std::string txn;
+  std::string result;
 };
 
 // What the checkers know of one lease.
@@ -447,6 +485,13 @@ class Simulator {
   }
   void CheckLease(uint64_t lease);
   void CheckDeadHolders();
+  // The lock: a holder's next campaign step (returns when to wake for
+  // it), an answer to its campaign, the end of a span, the check.
+  int64_t LockStep(int h);
+  void LockAnswer(int h, const HolderMsg& msg);
+  void SendCampaign(int h, const client::TxnRequest& txn);
+  void CloseSpan(Holder& x, int64_t end);
+  void CheckLockSpans();
   // Watches.
   void WatchTick();
   // A response on watcher `w`'s stream: false once the stream is done.
@@ -533,6 +578,9 @@ class Simulator {
   Rng hrng_{0};
   std::vector<Holder> holders_;
   std::map<uint64_t, HolderMsg> holder_msgs_;
+  std::vector<LockSpan> lock_spans_;
+  const std::string lock_prefix_ =
+      *coord::CampaignPrefix(coord::CampaignKind::kLock, kLockName);
   uint64_t next_holder_msg_ = 1;
   std::map<uint64_t, LeaseRecord> leases_;
   // Watches: their own generator, the watchers, and each revision's events
@@ -1137,6 +1185,7 @@ void Simulator::HolderWake(int h) {
     x.died_at = now_;
     ++result_.holders_died;
     if (x.lease != 0) leases_[x.lease].holder_died = now_;
+    CloseSpan(x, now_);  // a dead process acts no more
     Trace(absl::StrCat("holder ", h, " dies holding lease ", x.lease));
     return;
   }
@@ -1156,9 +1205,10 @@ void Simulator::HolderWake(int h) {
     x.lease = 0;
     x.lh.reset();
   }
+  const int64_t lock_wake = LockStep(h);
   if (x.lease == 0 && !x.granting) {
     x.granting = true;
-    ++x.grant_seq;
+    x.grant_seq = ++x.seq;
     x.grant_sent = HolderNow(x);
     HolderMsg msg;
     msg.grant = true;
@@ -1183,7 +1233,194 @@ void Simulator::HolderWake(int h) {
   }
   if (x.pause_at >= 0) next = std::min(next, std::max(now_, x.pause_at));
   if (x.die_at >= 0) next = std::min(next, std::max(now_, x.die_at));
+  if (lock_wake >= 0) next = std::min(next, std::max(now_, lock_wake));
   Schedule(next, Event{EventKind::kHolderWake, -1, h, ++x.wake_gen});
+}
+
+// The lock. A holder with a lease enters the campaign (EnterTxn), then
+// asks where it stands (StandingTxn) every T until it leads. It counts on
+// the lock only while its session is valid by its own clock (the span's
+// `counted`), and gives the lock up after a while (ResignTxn). The
+// broken variant (unsafe_lock_ignores_session) counts on it until it
+// resigns or dies, whatever its session says.
+int64_t Simulator::LockStep(int h) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  const bool valid = x.lh.has_value() && x.lh->Valid(HolderNow(x));
+  switch (x.lock) {
+    case Holder::Lock::kHolding: {
+      LockSpan& span = lock_spans_[static_cast<size_t>(x.span)];
+      if (!opt_.unsafe_lock_ignores_session) {
+        if (!valid) {
+          // Its deadline passed: it stopped counting on the lock then.
+          Trace(absl::StrCat("holder ", h, " lets go of the lock (session)"));
+          CloseSpan(x, span.counted);
+          x.lock = Holder::Lock::kOut;
+          x.lock_next = now_ + hrng_.Range(0, 2 * kT);
+          return x.lock_next;
+        }
+        span.counted =
+            std::max(span.counted, HolderRealAt(x, x.lh->deadline_ns()));
+      }
+      if (now_ < x.resign_at) return x.resign_at;
+      Trace(absl::StrCat("holder ", h, " resigns token ", span.token));
+      x.resign_token = span.token;
+      CloseSpan(x, now_);  // before the request goes out
+      x.lock = Holder::Lock::kResigning;
+      x.lock_next = now_;
+      [[fallthrough]];
+    }
+    case Holder::Lock::kResigning:
+      if (x.lease != x.lock_lease || !x.lh.has_value() || x.lh->ended()) {
+        x.lock = Holder::Lock::kOut;  // its key goes with its lease
+        x.lock_next = now_;
+        return -1;
+      }
+      if (now_ < x.lock_next) return x.lock_next;
+      SendCampaign(
+          h, coord::ResignTxn(coord::CampaignKey(lock_prefix_, x.lock_lease),
+                              x.resign_token));
+      x.lock_next = now_ + 3 * kT;  // sent again then if unanswered
+      return x.lock_next;
+    case Holder::Lock::kOut:
+      if (!valid || x.lease == 0 || now_ < x.lock_next) {
+        return valid ? x.lock_next : -1;
+      }
+      x.lock = Holder::Lock::kAsking;
+      x.lock_lease = x.lease;
+      SendCampaign(
+          h, coord::EnterTxn(lock_prefix_,
+                             coord::CampaignKey(lock_prefix_, x.lock_lease),
+                             absl::StrCat("holder-", h), x.lock_lease));
+      x.lock_next = now_ + 3 * kT;  // asked again then if unanswered
+      return x.lock_next;
+    case Holder::Lock::kAsking:
+    case Holder::Lock::kWaiting:
+      if (x.lease != x.lock_lease || !x.lh.has_value() || x.lh->ended()) {
+        x.lock = Holder::Lock::kOut;  // its key goes with its lease
+        x.lock_next = now_;
+        return -1;
+      }
+      if (now_ < x.lock_next) return x.lock_next;
+      x.lock = Holder::Lock::kAsking;
+      SendCampaign(
+          h, coord::StandingTxn(
+                 lock_prefix_, coord::CampaignKey(lock_prefix_, x.lock_lease)));
+      x.lock_next = now_ + 3 * kT;
+      return x.lock_next;
+  }
+  return -1;
+}
+
+void Simulator::SendCampaign(int h, const client::TxnRequest& txn) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  HolderMsg msg;
+  msg.seq = ++x.seq;
+  x.lock_seq = msg.seq;
+  msg.txn = txn.SerializeAsString();
+  HolderSend(h, std::move(msg));
+}
+
+void Simulator::LockAnswer(int h, const HolderMsg& msg) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  if (msg.seq != x.lock_seq ||
+      (x.lock != Holder::Lock::kAsking && x.lock != Holder::Lock::kResigning)) {
+    return;
+  }
+  client::KvResult r;
+  if (msg.status.ok() && !r.ParseFromString(msg.result)) return;
+  const absl::Status s = msg.status.ok() ? coord::ResultStatus(r) : msg.status;
+  if (absl::IsNotFound(s)) {  // its lease is gone: the campaign with it
+    x.lock = Holder::Lock::kOut;
+    return;
+  }
+  if (!s.ok()) return;  // asked again at lock_next
+  if (x.lock == Holder::Lock::kResigning) {
+    // Applied (the key is gone, whether this or an earlier copy deleted
+    // it): it may enter again.
+    x.lock = Holder::Lock::kOut;
+    x.lock_next = now_ + hrng_.Range(0, 3 * kT);
+    return;
+  }
+  if (r.txn().replayed()) {
+    x.lock_next = now_;  // a retried entry: ask where it stands
+    return;
+  }
+  absl::StatusOr<coord::Standing> st = coord::ReadStanding(r.txn());
+  QUORATE_CHECK(st.ok()) << st.status();
+  if (!st->present) {
+    x.lock = Holder::Lock::kOut;
+    x.lock_next = now_ + hrng_.Range(0, 2 * kT);
+    return;
+  }
+  if (!st->leads) {
+    x.lock = Holder::Lock::kWaiting;
+    x.lock_next = now_ + kT;
+    return;
+  }
+  const bool valid = x.lh.has_value() && x.lh->Valid(HolderNow(x));
+  if (!valid && !opt_.unsafe_lock_ignores_session) {
+    x.lock = Holder::Lock::kOut;  // its key goes with its lease
+    return;
+  }
+  x.lock = Holder::Lock::kHolding;
+  x.span = static_cast<int>(lock_spans_.size());
+  LockSpan span;
+  span.holder = h;
+  span.token = st->token;
+  span.start = now_;
+  span.counted = valid ? HolderRealAt(x, x.lh->deadline_ns()) : now_;
+  lock_spans_.push_back(span);
+  x.resign_at = now_ + hrng_.Range(kT, 8 * kT);
+  ++result_.lock_holds;
+  Trace(absl::StrCat("holder ", h, " holds the lock, token ", st->token));
+  CheckLockSpans();
+}
+
+void Simulator::CloseSpan(Holder& x, int64_t end) {
+  if (x.lock != Holder::Lock::kHolding || x.span < 0) return;
+  LockSpan& span = lock_spans_[static_cast<size_t>(x.span)];
+  span.end =
+      opt_.unsafe_lock_ignores_session ? end : std::min(end, span.counted);
+  x.span = -1;
+  x.lock = Holder::Lock::kOut;
+}
+
+// No two holders count on the lock at one real time, and each new holder's
+// token is higher than every earlier one's. (Spans are in the order they
+// started; an open one ends, so far, where its holder counts on it.)
+void Simulator::CheckLockSpans() {
+  auto end_of = [this](const LockSpan& a) {
+    if (a.end >= 0) return a.end;
+    return opt_.unsafe_lock_ignores_session
+               ? std::numeric_limits<int64_t>::max()
+               : a.counted;
+  };
+  for (size_t j = 1; j < lock_spans_.size() && result_.safety_ok; ++j) {
+    const LockSpan& b = lock_spans_[j];
+    for (size_t i = 0; i < j; ++i) {
+      const LockSpan& a = lock_spans_[i];
+      if (b.start < end_of(a)) {
+        result_.safety_ok = false;
+        const int64_t until = end_of(a);
+        result_.safety_violation = absl::StrCat(
+            "lock: holder ", b.holder, " took token ", b.token, " at ", b.start,
+            " ns while holder ", a.holder, " counted on token ", a.token,
+            until == std::numeric_limits<int64_t>::max()
+                ? std::string(" with no end")
+                : absl::StrCat(" until ", until, " ns"));
+        return;
+      }
+      // A holder may let go (its deadline passed) and, its lease still
+      // alive, count on the same key again: the same token, nobody between.
+      if (a.token > b.token || (a.token == b.token && a.holder != b.holder)) {
+        result_.safety_ok = false;
+        result_.safety_violation =
+            absl::StrCat("lock: token ", b.token, " of holder ", b.holder,
+                         " does not exceed an earlier holder's ", a.token);
+        return;
+      }
+    }
+  }
 }
 
 void Simulator::HolderSend(int h, HolderMsg msg) {
@@ -1209,6 +1446,27 @@ void Simulator::HolderSend(int h, HolderMsg msg) {
 void Simulator::HolderArrive(HolderMsg msg) {
   Member& m = member(msg.member);
   if (!m.up) return;
+  if (!msg.txn.empty()) {
+    client::KvCommand cmd;
+    cmd.mutable_op()->set_client(kHolderClientBase +
+                                 static_cast<uint64_t>(msg.holder));
+    cmd.mutable_op()->set_seq(msg.seq);
+    QUORATE_CHECK(cmd.mutable_txn()->ParseFromString(msg.txn));
+    auto answer = std::make_shared<HolderMsg>(std::move(msg));
+    m.driver->Propose(
+        cmd.SerializeAsString(), LocalNow(m) + 3 * kT,
+        [this, answer, id = m.id](absl::StatusOr<node::Applied> a) {
+          HolderMsg out = *answer;
+          out.leader = member(id).driver->raft().leader();
+          if (a.ok()) {
+            out.result = a->result;
+          } else {
+            out.status = a.status();
+          }
+          ToHolder(std::move(out));
+        });
+    return;
+  }
   if (msg.grant) {
     client::KvCommand cmd;
     cmd.mutable_op()->set_client(kHolderClientBase +
@@ -1273,6 +1531,11 @@ void Simulator::HolderAnswer(HolderMsg msg) {
     x.hint = msg.leader;
   } else if (!msg.status.ok()) {
     x.hint = 0;
+  }
+  if (!msg.txn.empty()) {
+    LockAnswer(msg.holder, msg);
+    Schedule(now_, Event{EventKind::kHolderWake, -1, msg.holder, ++x.wake_gen});
+    return;
   }
   if (msg.grant) {
     if (!x.granting || msg.seq != x.grant_seq) return;  // given up on
@@ -2096,6 +2359,7 @@ SimResult Simulator::Run() {
   }
   CheckWindows();
   CheckDeadHolders();
+  CheckLockSpans();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

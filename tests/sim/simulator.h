@@ -21,7 +21,9 @@
 //  - simulated watchers (coord/watch.h) on every key, served by members'
 //    hubs, reading slowly, cut off and resumed on another member when
 //    theirs crashes: each gets every revision once, in order, the same
-//    events on every member.
+//    events on every member;
+//  - the holders campaign for a lock (coord/campaign.h): no two count on
+//    it at the same real time, and tokens grow with every new holder.
 // The same options always give the same run: same events, same trace hash.
 #ifndef QUORATE_TESTS_SIM_SIMULATOR_H_
 #define QUORATE_TESTS_SIM_SIMULATOR_H_
@@ -105,6 +107,9 @@ struct SimOptions {
   // Watches (coord/watch.h): a catching-up watcher whose buffer is full
   // skips ahead instead of waiting for its client.
   bool unsafe_watch_skip_when_full = false;
+  // Locks (coord/campaign.h): a holder counts on the lock until it
+  // resigns, whatever its session says.
+  bool unsafe_lock_ignores_session = false;
 };
 
 struct SimResult {
@@ -132,6 +137,7 @@ struct SimResult {
   uint64_t watch_revisions = 0;    // revisions delivered to watchers
   uint64_t watch_resumes = 0;      // watches resumed on a new stream
   uint64_t watch_cut_off = 0;      // of them, after a cut-off
+  uint64_t lock_holds = 0;         // times a holder came to hold the lock
   std::set<std::string> faults;    // fault kinds injected
 };
 

@@ -1,0 +1,20 @@
+// api/client_internal.h: what the API's own parts (elections, locks) use of
+// a Client beyond its public interface.
+#ifndef QUORATE_API_CLIENT_INTERNAL_H_
+#define QUORATE_API_CLIENT_INTERNAL_H_
+
+#include "absl/status/status.h"
+#include "quorate/client.h"
+#include "wire/client.pb.h"
+
+namespace quorate::api {
+
+// Client::Txn on the wire's own messages: a write is retried with one
+// operation id, as Txn's are. INVALID_ARGUMENT for a Client that
+// Client::Create did not make.
+absl::Status WireTxn(Client* c, client::TxnRequest req,
+                     client::TxnResponse* resp);
+
+}  // namespace quorate::api
+
+#endif  // QUORATE_API_CLIENT_INTERNAL_H_

@@ -1,0 +1,385 @@
+// quorate::Election and quorate::Lock: coord/campaign.h (the transactions
+// and what their answers mean, shared with the simulator) run on the
+// caller's thread, with a watch to wait on the candidate before this one
+// and another to notice this one's key go.
+#include "quorate/election.h"
+
+#include <atomic>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "api/client_internal.h"
+#include "coord/campaign.h"
+#include "util/mutex.h"
+
+namespace quorate {
+namespace {
+
+using coord::CampaignKind;
+
+client::KeyValue ToWire(const KeyRecord& r) {
+  client::KeyValue kv;
+  kv.set_key(r.key);
+  kv.set_value(r.value);
+  kv.set_create_revision(r.create_revision);
+  kv.set_mod_revision(r.mod_revision);
+  kv.set_version(r.version);
+  kv.set_lease(r.lease);
+  return kv;
+}
+
+LeaderInfo FromCore(const coord::Leader& l) {
+  return LeaderInfo{l.value, l.token, l.lease, l.key};
+}
+
+absl::Status SessionOver(uint64_t lease) {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "the session (lease %x) is over: expired or revoked; start a new "
+      "session to campaign",
+      lease));
+}
+
+// One session's campaign for one name: what Election and Lock share.
+class Campaigner {
+ public:
+  Campaigner(Client* client, Session* session, CampaignKind kind,
+             std::string name, std::string prefix)
+      : client_(client),
+        session_(session),
+        kind_(kind),
+        name_(std::move(name)),
+        prefix_(std::move(prefix)),
+        key_(coord::CampaignKey(prefix_, session->lease())) {}
+  ~Campaigner() { (void)Leave(); }
+
+  absl::Status Enter(absl::string_view value, absl::Duration timeout) {
+    MutexLock lock(&mu_);
+    if (Leads(nullptr)) return absl::OkStatus();
+    if (!session_->Valid()) return SessionOver(session_->lease());
+    // A resignation whose outcome is unknown is settled first: entered
+    // again with the same key, a late copy of it could delete that key
+    // after we read that we lead (it names the same token).
+    if (entered_) {
+      if (absl::Status w = WithdrawLocked(); !w.ok()) return w;
+    }
+    const absl::Time deadline = timeout == absl::InfiniteDuration()
+                                    ? absl::InfiniteFuture()
+                                    : absl::Now() + timeout;
+    client::TxnResponse r;
+    absl::Status s = api::WireTxn(
+        client_, coord::EnterTxn(prefix_, key_, value, session_->lease()), &r);
+    if (absl::IsNotFound(s)) return SessionOver(session_->lease());
+    entered_ = true;  // or perhaps, after an UNKNOWN: Leave() cleans up
+    if (s.ok() && r.replayed()) {
+      s = api::WireTxn(client_, coord::StandingTxn(prefix_, key_), &r);
+    }
+    while (s.ok()) {
+      absl::StatusOr<coord::Standing> st = coord::ReadStanding(r);
+      if (!st.ok()) {
+        s = st.status();
+        break;
+      }
+      if (!st->present) {
+        s = absl::FailedPreconditionError(
+            absl::StrCat("this campaign's key ", key_,
+                         " is gone: its session ended, or someone deleted it"));
+        break;
+      }
+      token_held_ = st->token;
+      if (st->leads) {
+        if (!session_->Valid()) {
+          s = SessionOver(session_->lease());
+          break;
+        }
+        token_.store(st->token, std::memory_order_relaxed);
+        leading_.store(true, std::memory_order_release);
+        WatchOwnKey(st->revision);
+        return absl::OkStatus();
+      }
+      s = AwaitDelete(st->predecessor, st->revision, deadline);
+      if (s.ok()) {
+        s = api::WireTxn(client_, coord::StandingTxn(prefix_, key_), &r);
+      }
+    }
+    // Best effort: a key left behind goes with the session anyway.
+    (void)WithdrawLocked();
+    return s;
+  }
+
+  bool Leads(uint64_t* token) const {
+    if (!leading_.load(std::memory_order_acquire)) return false;
+    if (!session_->Valid()) return false;
+    if (token != nullptr) *token = token_.load(std::memory_order_relaxed);
+    return true;
+  }
+
+  absl::Status Proclaim(absl::string_view value) {
+    MutexLock lock(&mu_);
+    if (!Leads(nullptr)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("not the leader of '", name_, "': campaign first"));
+    }
+    client::TxnResponse r;
+    absl::Status s = api::WireTxn(
+        client_,
+        coord::ProclaimTxn(key_, value, session_->lease(), token_held_), &r);
+    if (!s.ok()) return s;
+    if (!r.succeeded()) {
+      leading_.store(false, std::memory_order_release);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no longer the leader of '", name_, "': its key ", key_, " is gone"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Leave() {
+    MutexLock lock(&mu_);
+    return WithdrawLocked();
+  }
+
+  std::string fence_name() const {
+    return coord::CampaignFenceName(kind_, name_);
+  }
+
+ private:
+  // Stops counting on leadership first, then deletes the key (if it is
+  // still the one this campaign created).
+  absl::Status WithdrawLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    leading_.store(false, std::memory_order_release);
+    own_watch_.reset();
+    if (!entered_) return absl::OkStatus();
+    client::TxnResponse r;
+    const absl::Status s =
+        token_held_ != 0
+            ? api::WireTxn(client_, coord::ResignTxn(key_, token_held_), &r)
+            : api::WireTxn(client_, coord::WithdrawTxn(key_, session_->lease()),
+                           &r);
+    if (s.ok()) {
+      entered_ = false;
+      token_held_ = 0;
+    }
+    return s;
+  }
+
+  // Waits until `key` is deleted after `revision`, the deadline passes or
+  // the session ends.
+  absl::Status AwaitDelete(const std::string& key, uint64_t revision,
+                           absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    struct Signal {
+      Mutex mu;
+      CondVar cv;
+      bool fired ABSL_GUARDED_BY(mu) = false;
+    };
+    auto sig = std::make_shared<Signal>();
+    auto fire = [sig] {
+      MutexLock l(&sig->mu);
+      sig->fired = true;
+      sig->cv.SignalAll();
+    };
+    WatchOptions w;
+    w.start_revision = revision + 1;
+    w.no_put = true;
+    w.on_events = [fire](const std::vector<WatchEvent>& events, uint64_t) {
+      if (!events.empty()) fire();  // deletes only: no_put
+    };
+    // A watch that ended (its revision left the history): look again.
+    w.on_end = [fire](const absl::Status&) { fire(); };
+    absl::StatusOr<std::unique_ptr<Watcher>> watcher =
+        client_->Watch(key, std::move(w));
+    if (absl::IsOutOfRange(watcher.status())) return absl::OkStatus();
+    if (!watcher.ok()) return watcher.status();
+    while (true) {
+      {
+        MutexLock l(&sig->mu);
+        if (sig->fired) return absl::OkStatus();
+        // The session's end and the deadline are looked at every 50 ms.
+        sig->cv.WaitWithTimeout(
+            &sig->mu, std::min(deadline - absl::Now(), absl::Milliseconds(50)));
+        if (sig->fired) return absl::OkStatus();
+      }
+      if (!session_->Valid()) return SessionOver(session_->lease());
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("'", name_,
+                         "' was not won before the timeout; the campaign is "
+                         "withdrawn"));
+      }
+    }
+  }
+
+  // A leader learns that its key went (deleted by hand, or its lease
+  // revoked): it stops leading then.
+  void WatchOwnKey(uint64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    WatchOptions w;
+    w.start_revision = revision + 1;
+    w.no_put = true;
+    std::atomic<bool>* leading = &leading_;
+    w.on_events = [leading](const std::vector<WatchEvent>& events, uint64_t) {
+      if (!events.empty()) leading->store(false, std::memory_order_release);
+    };
+    absl::StatusOr<std::unique_ptr<Watcher>> watcher =
+        client_->Watch(key_, std::move(w));
+    // Without it the holder still stops in time for every end the
+    // argument covers (its session's): only a delete by hand goes unseen.
+    if (watcher.ok()) own_watch_ = *std::move(watcher);
+  }
+
+  Client* const client_;
+  Session* const session_;
+  const CampaignKind kind_;
+  const std::string name_;
+  const std::string prefix_;
+  const std::string key_;
+  std::atomic<bool> leading_{false};
+  std::atomic<uint64_t> token_{0};
+  Mutex mu_;  // one call at a time
+  bool entered_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t token_held_ ABSL_GUARDED_BY(mu_) = 0;  // our key's, once read
+  std::unique_ptr<Watcher> own_watch_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<std::unique_ptr<Campaigner>> MakeCampaigner(
+    Client* client, Session* session, CampaignKind kind,
+    absl::string_view name) {
+  if (client == nullptr || session == nullptr) {
+    return absl::InvalidArgumentError("a client and a session are needed");
+  }
+  absl::StatusOr<std::string> prefix = coord::CampaignPrefix(kind, name);
+  if (!prefix.ok()) return prefix.status();
+  return std::make_unique<Campaigner>(client, session, kind, std::string(name),
+                                      *std::move(prefix));
+}
+
+class ElectionImpl final : public Election {
+ public:
+  explicit ElectionImpl(std::unique_ptr<Campaigner> c) : c_(std::move(c)) {}
+  absl::Status Campaign(absl::string_view value,
+                        absl::Duration timeout) override {
+    return c_->Enter(value, timeout);
+  }
+  bool IsLeader(uint64_t* token) const override { return c_->Leads(token); }
+  absl::Status Proclaim(absl::string_view value) override {
+    return c_->Proclaim(value);
+  }
+  absl::Status Resign() override { return c_->Leave(); }
+  std::string fence_name() const override { return c_->fence_name(); }
+
+ private:
+  std::unique_ptr<Campaigner> c_;
+};
+
+class LockImpl final : public Lock {
+ public:
+  explicit LockImpl(std::unique_ptr<Campaigner> c) : c_(std::move(c)) {}
+  absl::Status Acquire(absl::Duration timeout) override {
+    return c_->Enter("", timeout);
+  }
+  bool Held(uint64_t* token) const override { return c_->Leads(token); }
+  absl::Status Release() override { return c_->Leave(); }
+  std::string fence_name() const override { return c_->fence_name(); }
+
+ private:
+  std::unique_ptr<Campaigner> c_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Election>> Election::Create(
+    Client* client, Session* session, absl::string_view name) {
+  absl::StatusOr<std::unique_ptr<Campaigner>> c =
+      MakeCampaigner(client, session, CampaignKind::kElection, name);
+  if (!c.ok()) return c.status();
+  return std::make_unique<ElectionImpl>(*std::move(c));
+}
+
+absl::StatusOr<std::unique_ptr<Lock>> Lock::Create(Client* client,
+                                                   Session* session,
+                                                   absl::string_view name) {
+  absl::StatusOr<std::unique_ptr<Campaigner>> c =
+      MakeCampaigner(client, session, CampaignKind::kLock, name);
+  if (!c.ok()) return c.status();
+  return std::make_unique<LockImpl>(*std::move(c));
+}
+
+absl::StatusOr<LeaderInfo> ElectionLeader(Client* client,
+                                          absl::string_view name) {
+  absl::StatusOr<std::string> prefix =
+      coord::CampaignPrefix(CampaignKind::kElection, name);
+  if (!prefix.ok()) return prefix.status();
+  RangeOptions o;
+  o.range_end = PrefixEnd(*prefix);
+  o.sort_by = RangeOptions::SortBy::kCreateRevision;
+  o.limit = 1;
+  absl::StatusOr<RangeResult> r = client->Range(*prefix, o);
+  if (!r.ok()) return r.status();
+  if (r->kvs.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("election '", name, "' has no leader"));
+  }
+  const KeyRecord& k = r->kvs.front();
+  return LeaderInfo{k.value, k.create_revision, k.lease, k.key};
+}
+
+absl::StatusOr<std::unique_ptr<Watcher>> ObserveElection(
+    Client* client, absl::string_view name, ObserveOptions options) {
+  absl::StatusOr<std::string> prefix =
+      coord::CampaignPrefix(CampaignKind::kElection, name);
+  if (!prefix.ok()) return prefix.status();
+  // Every candidate as of one revision, then every event after it.
+  RangeOptions o;
+  o.range_end = PrefixEnd(*prefix);
+  google::protobuf::RepeatedPtrField<client::KeyValue> kvs;
+  uint64_t revision = 0;
+  std::string from = *prefix;
+  while (true) {
+    o.revision = revision;  // every page at the first page's revision
+    absl::StatusOr<RangeResult> r = client->Range(from, o);
+    if (!r.ok()) return r.status();
+    revision = r->revision;
+    for (const KeyRecord& k : r->kvs) *kvs.Add() = ToWire(k);
+    if (!r->more || r->kvs.empty()) break;
+    from = r->kvs.back().key + std::string(1, '\0');
+  }
+  struct State {
+    coord::CandidateSet candidates;
+    std::optional<coord::Leader> shown;
+  };
+  auto state = std::make_shared<State>();
+  state->candidates.Reset(kvs);
+  state->shown = state->candidates.First();
+  auto on_leader = std::move(options.on_leader);
+  if (on_leader) {
+    on_leader(state->shown.has_value()
+                  ? std::optional<LeaderInfo>(FromCore(*state->shown))
+                  : std::nullopt);
+  }
+  WatchOptions w;
+  w.range_end = o.range_end;
+  w.start_revision = revision + 1;
+  w.on_events = [state, on_leader](const std::vector<WatchEvent>& events,
+                                   uint64_t) {
+    if (events.empty()) return;  // progress
+    for (const WatchEvent& e : events) {
+      if (e.type == WatchEvent::Type::kPut) {
+        state->candidates.Put(ToWire(e.kv));
+      } else {
+        state->candidates.Delete(e.kv.key);
+      }
+    }
+    std::optional<coord::Leader> now = state->candidates.First();
+    if (now == state->shown) return;
+    state->shown = now;
+    if (on_leader) {
+      on_leader(now.has_value() ? std::optional<LeaderInfo>(FromCore(*now))
+                                : std::nullopt);
+    }
+  };
+  w.on_end = std::move(options.on_end);
+  return client->Watch(*prefix, std::move(w));
+}
+
+}  // namespace quorate

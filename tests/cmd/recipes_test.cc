@@ -1,0 +1,226 @@
+// Elections and locks through quoratectl, against quorate-node processes:
+// what a script relies on (CONTRACTS.md's elect and lock lines, the fence
+// variables, exit codes), and that holders never overlap, even when one is
+// killed with SIGKILL.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "cmd/node_processes.h"
+#include "util/process.h"
+
+namespace quorate {
+namespace {
+
+using testing::Process;
+using testing::QuorateNodeTest;
+using testing::ReadAll;
+
+class RecipesTest : public QuorateNodeTest {
+ protected:
+  void SetUp() override {
+    QuorateNodeTest::SetUp();
+    Define(3);
+    for (auto& [name, m] : members_) Start(name);
+    ASSERT_FALSE(AwaitLeader().empty());
+    e_ = "--endpoints=" + Endpoints();
+  }
+  std::string Path(const std::string& name) const {
+    return absl::StrCat(root_, "/", name);
+  }
+  // The number in "PREFIX NUMBER" on the last line of `log` starting with
+  // PREFIX; 0 if none.
+  static uint64_t TokenAfter(const std::string& log,
+                             const std::string& prefix) {
+    uint64_t token = 0;
+    for (absl::string_view line : absl::StrSplit(ReadAll(log), '\n')) {
+      if (!absl::StartsWith(line, prefix)) continue;
+      const std::vector<std::string> words = absl::StrSplit(line, ' ');
+      if (!absl::SimpleAtoi(words.back(), &token)) token = 0;
+    }
+    return token;
+  }
+  std::string e_;
+};
+
+// Two scripts take one lock in turn, four times each. Each holder writes
+// its token and the time when it starts and ends its work into one file:
+// no two holders' spans overlap, and the tokens grow in the order of the
+// spans.
+TEST_F(RecipesTest, TwoLockHolders_NeverOverlap) {
+  const std::string file = Path("spans");
+  const std::string work = absl::StrCat(
+      "echo \"$QUORATE_FENCE_NAME $QUORATE_FENCE_TOKEN start $(date +%s%N)\" "
+      ">> ",
+      file,
+      "; sleep 0.1; echo \"$QUORATE_FENCE_NAME $QUORATE_FENCE_TOKEN end "
+      "$(date +%s%N)\" >> ",
+      file);
+  const std::string loop = absl::StrCat("for i in 1 2 3 4; do \"$0\" ", e_,
+                                        " lock shared --ttl=2s -- sh -c '",
+                                        work, "' || exit $?; done");
+  Process a({"/bin/sh", "-c", loop, QUORATECTL_BINARY}, Path("a.out"));
+  Process b({"/bin/sh", "-c", loop, QUORATECTL_BINARY}, Path("b.out"));
+  EXPECT_EQ(a.Wait(absl::Seconds(60)).value_or(-1), 0)
+      << ReadAll(Path("a.out"));
+  EXPECT_EQ(b.Wait(absl::Seconds(60)).value_or(-1), 0)
+      << ReadAll(Path("b.out"));
+
+  struct Span {
+    uint64_t start = 0, end = 0;
+  };
+  std::map<uint64_t, Span> by_token;
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(ReadAll(file), '\n')) {
+    if (line.empty()) continue;
+    ++lines;
+    const std::vector<std::string> w = absl::StrSplit(line, ' ');
+    ASSERT_EQ(w.size(), 4u) << line;
+    EXPECT_EQ(w[0], "lock/shared");
+    uint64_t token = 0, t = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(w[1], &token)) << line;
+    ASSERT_TRUE(absl::SimpleAtoi(w[3], &t)) << line;
+    (w[2] == "start" ? by_token[token].start : by_token[token].end) = t;
+  }
+  EXPECT_EQ(lines, 16) << ReadAll(file);
+  ASSERT_EQ(by_token.size(), 8u) << ReadAll(file);
+  // By token, the spans follow one another.
+  const Span* last = nullptr;
+  for (const auto& [token, span] : by_token) {
+    EXPECT_LT(span.start, span.end) << token;
+    if (last != nullptr) {
+      EXPECT_LT(last->end, span.start)
+          << "token " << token << " started before the holder before it "
+          << "ended:\n"
+          << ReadAll(file);
+    }
+    last = &span;
+  }
+}
+
+// The holder is killed with SIGKILL: its session stops being renewed, and
+// the waiter holds the lock once the lease has expired, with a higher
+// token.
+TEST_F(RecipesTest, KilledLockHolder_NextWaiterHoldsItAfterTheTtl) {
+  Process holder({QUORATECTL_BINARY, e_, "lock", "job", "--ttl=1s"},
+                 Path("holder.out"));
+  ASSERT_TRUE(Await([&] {
+    return TokenAfter(Path("holder.out"), "LOCKED job") > 0;
+  })) << ReadAll(Path("holder.out"));
+  const uint64_t first = TokenAfter(Path("holder.out"), "LOCKED job");
+  Process waiter({QUORATECTL_BINARY, e_, "lock", "job", "--ttl=1s", "--", "sh",
+                  "-c", "echo $QUORATE_FENCE_TOKEN > " + Path("token")},
+                 Path("waiter.out"));
+  const absl::Time killed = absl::Now();
+  holder.Signal(SIGKILL);
+  EXPECT_EQ(waiter.Wait(absl::Seconds(30)).value_or(-1), 0)
+      << ReadAll(Path("waiter.out"));
+  std::cout << "the waiter held the lock "
+            << absl::ToDoubleMilliseconds(absl::Now() - killed)
+            << " ms after the holder was killed (TTL 1 s)\n";
+  uint64_t second = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      absl::StripAsciiWhitespace(ReadAll(Path("token"))), &second))
+      << ReadAll(Path("token"));
+  EXPECT_GT(second, first);
+  EXPECT_EQ(TokenAfter(Path("waiter.out"), "LOCKED job"), second);
+}
+
+// Two campaigners and an observer: the observer prints each leader once,
+// in order; a leader interrupted resigns, and the next one leads.
+TEST_F(RecipesTest, ElectAndObserve) {
+  Process observer({QUORATECTL_BINARY, e_, "elect", "--observe", "leader"},
+                   Path("observer.out"));
+  Process a({QUORATECTL_BINARY, e_, "elect", "leader", "alpha"}, Path("a.out"));
+  ASSERT_TRUE(Await([&] {
+    return TokenAfter(Path("a.out"), "LEADER leader alpha") > 0;
+  })) << ReadAll(Path("a.out"));
+  const uint64_t ta = TokenAfter(Path("a.out"), "LEADER leader alpha");
+  Process b({QUORATECTL_BINARY, e_, "elect", "leader", "beta"}, Path("b.out"));
+  // b waits behind a: its key is there, and it does not lead.
+  ASSERT_TRUE(Await([&] {
+    Ctl c = Quoratectl(
+        {e_, "get", "quorate/election/leader/", "--prefix", "--keys_only"});
+    return std::count(c.out.begin(), c.out.end(), '\n') == 2;
+  }));
+  EXPECT_EQ(TokenAfter(Path("b.out"), "LEADER"), 0u);
+  a.Signal(SIGTERM);
+  EXPECT_EQ(a.Wait(absl::Seconds(10)).value_or(-1), 0)
+      << ReadAll(Path("a.out"));
+  ASSERT_TRUE(Await([&] {
+    return TokenAfter(Path("b.out"), "LEADER leader beta") > 0;
+  })) << ReadAll(Path("b.out"));
+  const uint64_t tb = TokenAfter(Path("b.out"), "LEADER leader beta");
+  EXPECT_GT(tb, ta);
+  const std::string want = absl::StrCat("LEADER leader alpha ", ta,
+                                        "\nLEADER leader beta ", tb, "\n");
+  EXPECT_TRUE(Await([&] { return ReadAll(Path("observer.out")) == want; }))
+      << ReadAll(Path("observer.out"));
+  b.Signal(SIGTERM);
+  EXPECT_EQ(b.Wait(absl::Seconds(10)).value_or(-1), 0);
+  observer.Signal(SIGTERM);
+  EXPECT_EQ(observer.Wait(absl::Seconds(10)).value_or(-1), 0);
+}
+
+TEST_F(RecipesTest, Quoratectl_BadArgumentsAndTheCommandsStatus) {
+  EXPECT_EQ(Quoratectl({e_, "lock"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "lock", "a/b"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "lock", "l", "extra"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "lock", "l", "--"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "lock", "l", "--ttl=soon"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "elect", "x"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "elect", "--observe", "x", "y"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "get", "k", "--observe"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "put", "k", "v", "--ttl=1s"}).exit, 2);
+  // A TTL below the members' floor is refused by the cluster (1).
+  EXPECT_EQ(Quoratectl({e_, "lock", "l", "--ttl=1ms", "--", "true"}).exit, 1);
+  // The command's exit status is quoratectl's; the lock is released.
+  Ctl c = Quoratectl({e_, "lock", "l", "--", "sh", "-c", "exit 7"});
+  EXPECT_EQ(c.exit, 7) << c.out;
+  EXPECT_NE(c.out.find("LOCKED l "), std::string::npos) << c.out;
+  c = Quoratectl({e_, "get", "quorate/lock/l/", "--prefix", "--keys_only"});
+  EXPECT_EQ(c.out, "");
+}
+
+// pause, resume and workloads, as an operator uses them; each pause is
+// seen at once by a process watching the switch's key.
+TEST_F(RecipesTest, Quoratectl_PauseResumeWorkloads) {
+  EXPECT_EQ(Quoratectl({e_, "workloads"}).out, "");
+  Process watch(
+      {QUORATECTL_BINARY, e_, "watch", "quorate/workload/", "--prefix"},
+      Path("watch.out"));
+  Ctl c = Quoratectl({e_, "pause", "outbound-email", "--reason=queue flood"});
+  ASSERT_EQ(c.exit, 0) << c.out;
+  ASSERT_EQ(Quoratectl({e_, "pause", "inbound-email"}).exit, 0);
+  ASSERT_EQ(Quoratectl({e_, "resume", "inbound-email"}).exit, 0);
+  EXPECT_EQ(Quoratectl({e_, "workloads"}).out,
+            "inbound-email running\n"
+            "outbound-email paused queue flood\n");
+  EXPECT_TRUE(Await([&] {
+    // Three switches turned, three events (a value has two lines).
+    const std::string out = ReadAll(Path("watch.out"));
+    size_t puts = 0;
+    for (size_t at = out.find("PUT quorate/workload/"); at != std::string::npos;
+         at = out.find("PUT quorate/workload/", at + 1)) {
+      ++puts;
+    }
+    return puts == 3;
+  })) << ReadAll(Path("watch.out"));
+  watch.Signal(SIGTERM);
+  EXPECT_EQ(watch.Wait(absl::Seconds(10)).value_or(-1), 0);
+  EXPECT_EQ(Quoratectl({e_, "pause"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "pause", "a/b"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "resume", "x", "--reason=no"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "workloads", "x"}).exit, 2);
+}
+
+}  // namespace
+}  // namespace quorate
