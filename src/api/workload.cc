@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "coord/campaign.h"
 #include "util/mutex.h"
 
 namespace quorate {
@@ -19,12 +20,8 @@ constexpr absl::string_view kPrefix = "quorate/workload/";
 constexpr size_t kMaxReasonBytes = 1024;
 
 absl::StatusOr<std::string> KeyOf(absl::string_view name) {
-  if (name.empty() || absl::StrContains(name, '/') ||
-      absl::StrContains(name, '\0')) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a workload name is one non-empty path element, without '/' or NUL; "
-        "got '",
-        name, "'"));
+  if (absl::Status s = coord::CheckName("a workload name", name); !s.ok()) {
+    return s;
   }
   return absl::StrCat(kPrefix, name);
 }

@@ -39,14 +39,22 @@ client::Compare CreatedAt(absl::string_view key, uint64_t revision) {
 
 }  // namespace
 
-absl::StatusOr<std::string> CampaignPrefix(CampaignKind kind,
-                                           absl::string_view name) {
+absl::Status CheckName(absl::string_view what, absl::string_view name) {
   if (name.empty() || absl::StrContains(name, '/') ||
       absl::StrContains(name, '\0')) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "an election or lock name is one non-empty path element, without "
-        "'/' or NUL; got '",
-        name, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what,
+                     " is one non-empty path element, without '/' or NUL; "
+                     "got '",
+                     name, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CampaignPrefix(CampaignKind kind,
+                                           absl::string_view name) {
+  if (absl::Status s = CheckName("an election or lock name", name); !s.ok()) {
+    return s;
   }
   return absl::StrCat(
       kind == CampaignKind::kElection ? "quorate/election/" : "quorate/lock/",

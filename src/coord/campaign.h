@@ -36,8 +36,11 @@ namespace quorate::coord {
 
 enum class CampaignKind { kElection, kLock };
 
-// "quorate/election/NAME/" or "quorate/lock/NAME/". INVALID_ARGUMENT for an
-// empty name, or one with a '/' or a NUL (names are one path element).
+// OK if `name` is one non-empty path element (no '/', no NUL): the rule
+// for election, lock and workload names. INVALID_ARGUMENT naming `what`
+// otherwise.
+absl::Status CheckName(absl::string_view what, absl::string_view name);
+// "quorate/election/NAME/" or "quorate/lock/NAME/"; CheckName's errors.
 absl::StatusOr<std::string> CampaignPrefix(CampaignKind kind,
                                            absl::string_view name);
 // A campaigner's key: the prefix, then its lease in 16 hex digits.
