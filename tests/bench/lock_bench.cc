@@ -1,0 +1,333 @@
+// Locks side by side: Quorate and etcd 3.4 in one run, on the same machine
+// and loopback, 3 members each, heartbeat 50 ms, election timeout 500 ms,
+// fsync on. Quorate through its library (quorate::Lock, which campaigns
+// from the client: a transaction to enter, a watch to wait, a transaction
+// to leave); etcd through its own lock service (v3lockpb.Lock, declared in
+// tests/bench/etcd_lock.proto), one lease per contender. Measured:
+//  - lock cycles per second (acquire, then release) with 1 contender, and
+//    the acquire latency p50 and p99 (call to held, uncontended);
+//  - lock cycles per second with 64 contenders on one lock, each with a
+//    session (lease) of its own, in threads of this process;
+//  - failover: a holder in a process of its own (`quoratectl lock NAME
+//    --ttl=2s`, `etcdctl lock NAME --ttl=2`) is killed with SIGKILL while
+//    a waiter queues; the time until the waiter holds the lock. Same TTL,
+//    2 s, on both.
+// Each round runs both systems (alternating which goes first); the table
+// shows medians over rounds.
+//
+//   lock_bench [--rounds=3] [--seconds=5] [--markdown=docs/benchmarks.md]
+//              [--smoke]
+// --markdown replaces the section between "<!-- lock_bench:begin -->" and
+// "<!-- lock_bench:end -->". --smoke: Quorate only, briefly (the test
+// suite runs this).
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <cstdio>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/clusters.h"
+#include "etcd_kv.grpc.pb.h"
+#include "etcd_lock.grpc.pb.h"
+#include "quorate/client.h"
+#include "quorate/election.h"
+
+namespace quorate {
+namespace {
+
+using bench::Await;
+using bench::Cluster;
+using bench::Machine;
+using bench::Percentile;
+using bench::Results;
+
+constexpr int kContenders = 64;
+
+// One contender's lock calls, on one system.
+class Contender {
+ public:
+  virtual ~Contender() = default;
+  virtual bool Acquire() = 0;
+  virtual bool Release() = 0;
+};
+
+class QuorateContender final : public Contender {
+ public:
+  static std::unique_ptr<QuorateContender> Make(Client* client,
+                                                const std::string& name) {
+    auto c = std::make_unique<QuorateContender>();
+    SessionOptions so;
+    so.ttl = absl::Seconds(10);
+    auto s = client->StartSession(so);
+    if (!s.ok()) return nullptr;
+    c->session_ = *std::move(s);
+    auto l = Lock::Create(client, c->session_.get(), name);
+    if (!l.ok()) return nullptr;
+    c->lock_ = *std::move(l);
+    return c;
+  }
+  bool Acquire() override { return lock_->Acquire(absl::Seconds(30)).ok(); }
+  bool Release() override { return lock_->Release().ok(); }
+
+ private:
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Lock> lock_;
+};
+
+class EtcdContender final : public Contender {
+ public:
+  static std::unique_ptr<EtcdContender> Make(
+      const std::shared_ptr<grpc::Channel>& ch, const std::string& name) {
+    auto c = std::make_unique<EtcdContender>();
+    c->lock_ = v3lockpb::Lock::NewStub(ch);
+    auto leases = etcdserverpb::Lease::NewStub(ch);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(60);  // outlives the measurement without renewals
+    etcdserverpb::LeaseGrantResponse resp;
+    if (!leases->LeaseGrant(&ctx, req, &resp).ok() || !resp.error().empty()) {
+      return nullptr;
+    }
+    c->lease_ = resp.id();
+    c->name_ = name;
+    return c;
+  }
+  bool Acquire() override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
+    v3lockpb::LockRequest req;
+    req.set_name(name_);
+    req.set_lease(lease_);
+    v3lockpb::LockResponse resp;
+    if (!lock_->Lock(&ctx, req, &resp).ok()) return false;
+    key_ = resp.key();
+    return true;
+  }
+  bool Release() override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v3lockpb::UnlockRequest req;
+    req.set_key(key_);
+    v3lockpb::UnlockResponse resp;
+    return lock_->Unlock(&ctx, req, &resp).ok();
+  }
+
+ private:
+  std::unique_ptr<v3lockpb::Lock::Stub> lock_;
+  int64_t lease_ = 0;
+  std::string name_;
+  std::string key_;
+};
+
+// Keys under `prefix` on etcd (linearizable count).
+int64_t EtcdCount(const std::shared_ptr<grpc::Channel>& ch,
+                  const std::string& prefix) {
+  auto kv = etcdserverpb::KV::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  etcdserverpb::RangeRequest req;
+  req.set_key(prefix);
+  std::string end = prefix;
+  end.back() = static_cast<char>(end.back() + 1);
+  req.set_range_end(end);
+  req.set_count_only(true);
+  etcdserverpb::RangeResponse resp;
+  if (!kv->Range(&ctx, req, &resp).ok()) return -1;
+  return resp.count();
+}
+
+struct Setup {
+  bool quorate = true;
+  std::vector<std::string> endpoints;      // every member's client address
+  std::string leader;                      // the leader's
+  std::unique_ptr<Client> client;          // Quorate's
+  std::shared_ptr<grpc::Channel> channel;  // etcd's, to the leader
+  std::string etcd_endpoints;              // for etcdctl
+};
+
+std::unique_ptr<Contender> NewContender(Setup& s, const std::string& name) {
+  if (s.quorate) return QuorateContender::Make(s.client.get(), name);
+  return EtcdContender::Make(s.channel, name);
+}
+
+// Acquire/release cycles of `n` contenders on one lock for `seconds`: the
+// cycles per second, and (one contender) each acquire's latency.
+bool Cycles(Setup& s, int n, double seconds, const std::string& name,
+            double* per_second, std::vector<double>* acquire_ms) {
+  std::vector<std::unique_ptr<Contender>> cs;
+  for (int i = 0; i < n; ++i) {
+    cs.push_back(NewContender(s, name));
+    if (cs.back() == nullptr) return false;
+  }
+  std::atomic<uint64_t> cycles{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  const absl::Time until = absl::Now() + absl::Seconds(seconds);
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (auto& c : cs) {
+    threads.emplace_back([&, c = c.get()] {
+      while (absl::Now() < until && !failed.load()) {
+        const absl::Time t0 = absl::Now();
+        if (!c->Acquire()) {
+          failed = true;
+          return;
+        }
+        const double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+        if (!c->Release()) {
+          failed = true;
+          return;
+        }
+        cycles.fetch_add(1);
+        if (acquire_ms != nullptr) {
+          std::lock_guard<std::mutex> lock(mu);
+          acquire_ms->push_back(ms);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  *per_second = static_cast<double>(cycles.load()) /
+                absl::ToDoubleSeconds(absl::Now() - start);
+  return !failed.load();
+}
+
+// The holder's process, killed with SIGKILL while a waiter queues: the
+// milliseconds until the waiter holds the lock; negative on failure.
+double Failover(Setup& s, const std::string& dir) {
+  const std::string name = "failover";
+  const std::string log = dir + "/holder.out";
+  std::unique_ptr<testing::Process> holder;
+  if (s.quorate) {
+    holder = std::make_unique<testing::Process>(
+        std::vector<std::string>{
+            QUORATECTL_BINARY, "--endpoints=" + absl::StrJoin(s.endpoints, ","),
+            "lock", name, "--ttl=2s"},
+        log);
+  } else {
+    holder = std::make_unique<testing::Process>(
+        std::vector<std::string>{"/usr/bin/etcdctl",
+                                 "--endpoints=" + s.etcd_endpoints, "lock",
+                                 name, "--ttl=2"},
+        log);
+  }
+  // Held: quoratectl prints "LOCKED NAME TOKEN", etcdctl the key.
+  if (!Await([&] { return testing::FileSize(log) > 0; })) return -1;
+  std::unique_ptr<Contender> waiter = NewContender(s, name);
+  if (waiter == nullptr) return -1;
+  auto acquired =
+      std::async(std::launch::async, [&] { return waiter->Acquire(); });
+  // Queued: two keys under the lock's prefix.
+  const bool queued = Await([&] {
+    if (s.quorate) {
+      RangeOptions o;
+      o.range_end = PrefixEnd("quorate/lock/" + name + "/");
+      o.count_only = true;
+      auto r = s.client->Range("quorate/lock/" + name + "/", o);
+      return r.ok() && r->count == 2;
+    }
+    return EtcdCount(s.channel, name + "/") == 2;
+  });
+  if (!queued) return -1;
+  const absl::Time killed = absl::Now();
+  holder->Signal(SIGKILL);
+  if (!acquired.get()) return -1;
+  const double ms = absl::ToDoubleMilliseconds(absl::Now() - killed);
+  (void)waiter->Release();
+  return ms;
+}
+
+bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
+  for (int i = 0; i < bench::kMembers; ++i) c.Start(i);
+  int leader = -1;
+  if (!Await([&] { return (leader = c.Leader()) >= 0; })) return false;
+  Setup s;
+  s.quorate = c.name() == "quorate";
+  std::vector<std::string> etcd_urls;
+  for (int i = 0; i < bench::kMembers; ++i) {
+    s.endpoints.push_back(c.ClientAddress(i));
+    etcd_urls.push_back("http://" + c.ClientAddress(i));
+  }
+  s.etcd_endpoints = absl::StrJoin(etcd_urls, ",");
+  s.leader = c.ClientAddress(leader);
+  if (s.quorate) {
+    ClientOptions o;
+    o.endpoints = {s.leader};
+    for (const std::string& e : s.endpoints) {
+      if (e != s.leader) o.endpoints.push_back(e);
+    }
+    o.timeout = absl::Seconds(10);
+    auto client = Client::Create(o);
+    if (!client.ok()) return false;
+    s.client = *std::move(client);
+  } else {
+    s.channel =
+        grpc::CreateChannel(s.leader, grpc::InsecureChannelCredentials());
+  }
+  double one = 0, many = 0;
+  std::vector<double> acquire;
+  if (!Cycles(s, 1, seconds, "single", &one, &acquire)) return false;
+  std::sort(acquire.begin(), acquire.end());
+  (*out)["lock cycles/s, 1 contender"].push_back(one);
+  (*out)["acquire p50 ms, uncontended"].push_back(Percentile(acquire, 0.5));
+  (*out)["acquire p99 ms, uncontended"].push_back(Percentile(acquire, 0.99));
+  const int n = smoke ? 4 : kContenders;
+  if (!Cycles(s, n, seconds, "shared", &many, nullptr)) return false;
+  (*out)[absl::StrCat("lock cycles/s, ", kContenders, " contenders")].push_back(
+      many);
+  char tmpl[] = "/tmp/quorate-lock-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return false;
+  const double failover = Failover(s, tmpl);
+  std::filesystem::remove_all(tmpl);
+  if (failover < 0) return false;
+  (*out)["failover ms, holder killed, TTL 2 s"].push_back(failover);
+  return true;
+}
+
+int Main(int argc, char** argv) {
+  bench::BenchArgs args;
+  if (!bench::ParseBenchArgs(
+          argc, argv,
+          "lock_bench [--rounds=3] [--seconds=5] [--markdown=FILE] [--smoke]",
+          0.5, &args)) {
+    return 2;
+  }
+  const bool with_etcd = !args.smoke;
+  Results quorate, etcd;
+  if (!bench::RunSideBySide(
+          args.rounds, with_etcd, QUORATE_NODE_BINARY,
+          [&](Cluster& c, Results* r) {
+            const bool ok = Measure(c, args.seconds, args.smoke, r);
+            if (!ok)
+              fprintf(stderr, "%s: a measurement failed\n", c.name().c_str());
+            return ok;
+          },
+          &quorate, &etcd)) {
+    return 1;
+  }
+  const std::vector<std::string> metrics = {
+      "lock cycles/s, 1 contender", "acquire p50 ms, uncontended",
+      "acquire p99 ms, uncontended",
+      absl::StrCat("lock cycles/s, ", kContenders, " contenders"),
+      "failover ms, holder killed, TTL 2 s"};
+  std::string table = absl::StrFormat(
+      "Machine: %s. Command: `build/tests/bench/lock_bench --rounds=%d "
+      "--seconds=%g`. Medians of %d rounds; 3 members on loopback, "
+      "heartbeat 50 ms, election timeout 500 ms, fsync on.\n\n",
+      Machine(), args.rounds, args.seconds, args.rounds);
+  table += bench::TableRows(metrics, quorate, etcd, with_etcd);
+  return bench::Report(table, args.markdown, "lock_bench");
+}
+
+}  // namespace
+}  // namespace quorate
+
+int main(int argc, char** argv) { return quorate::Main(argc, argv); }
