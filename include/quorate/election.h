@@ -69,8 +69,11 @@ class Election {
   virtual ~Election() = default;
 
   // Enters the election with `value` and waits until this session leads.
-  // On DEADLINE_EXCEEDED or a failure the campaign is withdrawn. Campaign
-  // while leading answers OK at once (the value is not changed: Proclaim).
+  // On DEADLINE_EXCEEDED or a failure the campaign is withdrawn: calling
+  // again queues anew, behind whoever came meanwhile (so do not wait in
+  // short slices; to give up from another thread, end the session).
+  // Campaign while leading answers OK at once (the value is not changed:
+  // Proclaim).
   virtual absl::Status Campaign(
       absl::string_view value,
       absl::Duration timeout = absl::InfiniteDuration()) = 0;
@@ -113,7 +116,8 @@ class Lock {
   virtual ~Lock() = default;
 
   // Waits for the lock, in the order the waiters came. DEADLINE_EXCEEDED:
-  // the timeout passed first and this session no longer waits.
+  // the timeout passed first and this session no longer waits (calling
+  // again queues anew, at the back).
   virtual absl::Status Acquire(
       absl::Duration timeout = absl::InfiniteDuration()) = 0;
   // Whether this session holds the lock now, and its token.

@@ -400,15 +400,24 @@ int UntilInterrupted(const std::shared_future<absl::Status>& done) {
   return 0;
 }
 
-// Calls `attempt` (a campaign with a short timeout) until it succeeds (-1)
-// or fails otherwise, or an interrupt comes (the exit code).
-int UntilWon(const std::function<absl::Status()>& attempt) {
-  while (true) {
-    const absl::Status s = attempt();
-    if (s.ok()) return -1;
-    if (!absl::IsDeadlineExceeded(s)) return Fail(s);
-    if (interrupted) return 0;
+// Runs `campaign` (without a timeout: a campaign that times out is
+// withdrawn, and would lose its place in line) on a thread of its own
+// until it succeeds (-1) or fails (the exit code). An interrupt ends the
+// session, which ends the campaign (its key goes with the lease), and
+// exits 0.
+int UntilWon(quorate::Session& session,
+             const std::function<absl::Status()>& campaign) {
+  std::future<absl::Status> won = std::async(std::launch::async, campaign);
+  while (won.wait_for(std::chrono::milliseconds(20)) !=
+         std::future_status::ready) {
+    if (interrupted) {
+      (void)session.Close();
+      (void)won.get();
+      return 0;
+    }
   }
+  const absl::Status s = won.get();
+  return s.ok() ? -1 : Fail(s);
 }
 
 void PrintLeader(const std::string& name, const quorate::LeaderInfo& l) {
@@ -435,9 +444,8 @@ int Elect(quorate::Client& c, const std::string& name, const std::string& value,
       quorate::Election::Create(&c, session->get(), name);
   if (!e.ok()) return Usage(std::string(e.status().message()));
   OnInterrupt();
-  // Campaign in slices, so that an interrupt while waiting is noticed.
-  if (const int exit = UntilWon(
-          [&] { return (*e)->Campaign(value, absl::Milliseconds(200)); });
+  if (const int exit =
+          UntilWon(**session, [&] { return (*e)->Campaign(value); });
       exit >= 0) {
     return exit;
   }
@@ -481,8 +489,7 @@ int LockCommand(quorate::Client& c, const std::string& name,
       quorate::Lock::Create(&c, session->get(), name);
   if (!lock.ok()) return Usage(std::string(lock.status().message()));
   OnInterrupt();
-  if (const int exit =
-          UntilWon([&] { return (*lock)->Acquire(absl::Milliseconds(200)); });
+  if (const int exit = UntilWon(**session, [&] { return (*lock)->Acquire(); });
       exit >= 0) {
     return exit;
   }
