@@ -73,7 +73,9 @@ class Campaigner {
     absl::Status s = api::WireTxn(
         client_, coord::EnterTxn(prefix_, key_, value, session_->lease()), &r);
     if (absl::IsNotFound(s)) return SessionOver(session_->lease());
-    entered_ = true;  // or perhaps, after an UNKNOWN: Leave() cleans up
+    // Entered, or perhaps (after UNKNOWN, UNAVAILABLE): the withdrawal
+    // below, or the next Enter or Leave, removes the key either way.
+    entered_ = true;
     if (s.ok() && r.replayed()) {
       s = api::WireTxn(client_, coord::StandingTxn(prefix_, key_), &r);
     }
