@@ -1020,6 +1020,21 @@ absl::Status WireTxn(Client* c, client::TxnRequest req,
   }
   return impl->WireTxn(std::move(req), resp);
 }
+
+absl::StatusOr<RangeResult> RangeAll(Client* c, absl::string_view key,
+                                     RangeOptions options) {
+  RangeResult all;
+  std::string from(key);
+  while (true) {
+    absl::StatusOr<RangeResult> r = c->Range(from, options);
+    if (!r.ok()) return r.status();
+    options.revision = all.revision = r->revision;
+    all.count = std::max(all.count, r->count);
+    for (KeyRecord& k : r->kvs) all.kvs.push_back(std::move(k));
+    if (!r->more || r->kvs.empty()) return all;
+    from = all.kvs.back().key + std::string(1, '\0');  // the next key
+  }
+}
 }  // namespace api
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {

@@ -15,6 +15,12 @@ namespace quorate::api {
 absl::Status WireTxn(Client* c, client::TxnRequest req,
                      client::TxnResponse* resp);
 
+// Every key in [key, options.range_end), paging through answers cut short
+// (3 MiB each), every page at the first page's revision; the result's
+// revision is that one. options.limit must be 0.
+absl::StatusOr<RangeResult> RangeAll(Client* c, absl::string_view key,
+                                     RangeOptions options);
+
 }  // namespace quorate::api
 
 #endif  // QUORATE_API_CLIENT_INTERNAL_H_

@@ -357,18 +357,10 @@ absl::StatusOr<std::unique_ptr<Watcher>> ObserveElection(
   // Every candidate as of one revision, then every event after it.
   RangeOptions o;
   o.range_end = PrefixEnd(*prefix);
+  absl::StatusOr<RangeResult> all = api::RangeAll(client, *prefix, o);
+  if (!all.ok()) return all.status();
   google::protobuf::RepeatedPtrField<client::KeyValue> kvs;
-  uint64_t revision = 0;
-  std::string from = *prefix;
-  while (true) {
-    o.revision = revision;  // every page at the first page's revision
-    absl::StatusOr<RangeResult> r = client->Range(from, o);
-    if (!r.ok()) return r.status();
-    revision = r->revision;
-    for (const KeyRecord& k : r->kvs) *kvs.Add() = ToWire(k);
-    if (!r->more || r->kvs.empty()) break;
-    from = r->kvs.back().key + std::string(1, '\0');
-  }
+  for (const KeyRecord& k : all->kvs) *kvs.Add() = ToWire(k);
   struct State {
     coord::CandidateSet candidates;
     std::optional<coord::Leader> shown;
@@ -384,7 +376,7 @@ absl::StatusOr<std::unique_ptr<Watcher>> ObserveElection(
   }
   WatchOptions w;
   w.range_end = o.range_end;
-  w.start_revision = revision + 1;
+  w.start_revision = all->revision + 1;
   w.on_events = [state, on_leader](const std::vector<WatchEvent>& events,
                                    uint64_t) {
     if (events.empty()) return;  // progress

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "api/client_internal.h"
 #include "coord/campaign.h"
 #include "util/mutex.h"
 
@@ -100,18 +101,13 @@ absl::Status ResumeWorkload(Client* client, absl::string_view name) {
 absl::StatusOr<std::vector<WorkloadState>> ListWorkloads(Client* client) {
   RangeOptions o;
   o.range_end = PrefixEnd(kPrefix);
+  absl::StatusOr<RangeResult> all = api::RangeAll(client, kPrefix, o);
+  if (!all.ok()) return all.status();
   std::vector<WorkloadState> out;
-  std::string from(kPrefix);
-  while (true) {
-    absl::StatusOr<RangeResult> r = client->Range(from, o);
-    if (!r.ok()) return r.status();
-    for (const KeyRecord& k : r->kvs) {
-      out.push_back(Parse(absl::StripPrefix(k.key, kPrefix), k.value));
-    }
-    if (!r->more || r->kvs.empty()) return out;
-    from = r->kvs.back().key + std::string(1, '\0');
-    o.revision = r->revision;  // the next pages at the same revision
+  for (const KeyRecord& k : all->kvs) {
+    out.push_back(Parse(absl::StripPrefix(k.key, kPrefix), k.value));
   }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<WorkloadSwitch>> WorkloadSwitch::Create(
@@ -140,8 +136,9 @@ absl::StatusOr<std::unique_ptr<WorkloadSwitch>> WorkloadSwitch::Create(
     WorkloadState st;
     st.name = name;
     if (e.type == WatchEvent::Type::kPut) st = Parse(name, e.kv.value);
+    const WorkloadState before = raw->state();
     const bool changed =
-        st.running != raw->state().running || st.reason != raw->state().reason;
+        st.running != before.running || st.reason != before.reason;
     raw->Set(st);
     if (changed && on_change) on_change(st);
   };

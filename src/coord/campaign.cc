@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "coord/kv.h"
 
 namespace quorate::coord {
 namespace {
@@ -12,9 +13,7 @@ client::RequestOp CandidatesRange(absl::string_view prefix) {
   client::RequestOp op;
   client::RangeRequest* r = op.mutable_range();
   r->set_key(std::string(prefix));
-  std::string end(prefix);
-  end.back() = static_cast<char>(end.back() + 1);  // prefix ends in '/'
-  r->set_range_end(end);
+  r->set_range_end(PrefixEnd(prefix));
   r->set_sort_target(client::RangeRequest::CREATE);
   r->set_sort_order(client::RangeRequest::ASCEND);
   r->set_keys_only(true);

@@ -135,9 +135,7 @@ int64_t EtcdCount(const std::shared_ptr<grpc::Channel>& ch,
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   etcdserverpb::RangeRequest req;
   req.set_key(prefix);
-  std::string end = prefix;
-  end.back() = static_cast<char>(end.back() + 1);
-  req.set_range_end(end);
+  req.set_range_end(PrefixEnd(prefix));
   req.set_count_only(true);
   etcdserverpb::RangeResponse resp;
   if (!kv->Range(&ctx, req, &resp).ok()) return -1;
