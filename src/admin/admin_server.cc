@@ -257,6 +257,9 @@ std::string StatusJson(const MemberView& view) {
       ", \"applied_index\": ", s.applied_index,
       ", \"last_log_index\": ", s.last_log_index,
       ", \"snapshot_index\": ", s.snapshot_index,
+      ", \"proposals\": {\"waiting\": ", s.proposals_waiting,
+      ", \"shed\": ", s.proposals_shed,
+      ", \"apply_latency_ms\": ", s.proposal_latency_us / 1000, "}",
       ", \"revision\": ", view.revision,
       ", \"compacted_revision\": ", view.compacted_revision,
       ", \"watch\": {\"streams\": ", view.watches.streams,
@@ -314,6 +317,19 @@ std::string MetricsText(const MemberView& view) {
   absl::StrAppend(&out, "quorate_applied_index ", s.applied_index, "\n");
   metric("quorate_last_log_index", "gauge", "last index in the log");
   absl::StrAppend(&out, "quorate_last_log_index ", s.last_log_index, "\n");
+  metric("quorate_proposals_waiting", "gauge",
+         "proposals waiting on this leader, before the log and in it");
+  absl::StrAppend(&out, "quorate_proposals_waiting ", s.proposals_waiting,
+                  "\n");
+  metric("quorate_proposals_shed_total", "counter",
+         "proposals refused or answered unproposed because they would not "
+         "be applied before their deadline");
+  absl::StrAppend(&out, "quorate_proposals_shed_total ", s.proposals_shed,
+                  "\n");
+  metric("quorate_proposal_apply_seconds", "gauge",
+         "moving average of a proposal's time from the log to applied");
+  absl::StrAppend(&out, "quorate_proposal_apply_seconds ",
+                  static_cast<double>(s.proposal_latency_us) / 1e6, "\n");
   metric("quorate_watchers", "gauge", "watchers on this member's streams");
   absl::StrAppend(&out, "quorate_watchers ", view.watches.watchers, "\n");
   metric("quorate_watchers_cut_off_total", "counter",

@@ -89,7 +89,12 @@ void Driver::Drive() {
     while (!failed_ && !closed_ && !write_in_flight_ && raft_->HasReady()) {
       if (observer_ != nullptr) observer_->OnStep(*raft_);
       raft::Ready rd = raft_->GetReady();
-      if (rd.soft_state.has_value()) soft_ = *rd.soft_state;
+      if (rd.soft_state.has_value()) {
+        soft_ = *rd.soft_state;
+        // No longer the leader: what waits before the log is refused now
+        // (by the core), not at its deadline.
+        if (soft_.role != raft::Role::kLeader) ProposeQueued();
+      }
       ReportRole();
       // (1) Confirmations need nothing of this member's disk.
       ConfirmRounds(rd.read_states);
@@ -240,6 +245,8 @@ void Driver::ApplyCommitted(const std::vector<raft::EntryPtr>& entries) {
 
 void Driver::ApplySome() {
   size_t applied = 0;
+  int64_t now = 0;  // read once, when a proposal of this member's applies
+  const size_t in_log = proposals_.size();
   while (!to_apply_.empty()) {
     if (failed_ || closed_) return;
     if (options_.max_apply_per_turn > 0 &&
@@ -263,6 +270,12 @@ void Driver::ApplySome() {
     Proposal p = std::move(it->second);
     proposals_.erase(it);
     if (e->term() == p.term) {
+      if (now == 0) now = env_->Now();
+      const int64_t took = std::max<int64_t>(now - p.proposed_ns, 1);
+      log_latency_ns_ = log_latency_ns_ == 0
+                            ? took
+                            : log_latency_ns_ + (took - log_latency_ns_) / 16;
+      overload_.log_latency_ns = log_latency_ns_;
       p.done(Applied{e->index(), std::move(result)});
     } else {
       p.done(absl::AbortedError(
@@ -270,6 +283,9 @@ void Driver::ApplySome() {
           "applied"));
     }
   }
+  // Room in the log: whoever called this drives the core afterwards (the
+  // core takes proposals while a Ready is outstanding, raft.h).
+  if (proposals_.size() < in_log && !to_propose_.empty()) ProposeQueued();
 }
 
 void Driver::ApplySnapshot(const raft::Snapshot& snapshot) {
@@ -506,22 +522,74 @@ absl::Status Driver::Admit(size_t waiting, absl::string_view what) const {
 
 void Driver::Propose(std::string command, int64_t deadline_ns,
                      std::function<void(absl::StatusOr<Applied>)> done) {
-  if (absl::Status s = Admit(proposals_.size(), "proposals"); !s.ok()) {
+  if (absl::Status s =
+          Admit(proposals_.size() + to_propose_.size(), "proposals");
+      !s.ok()) {
     done(s);
     return;
   }
   // It waited past its deadline to get here (an overloaded member): its
   // caller has gone, and proposing it would only delay those still waiting.
-  if (env_->Now() >= deadline_ns) {
+  const int64_t now = env_->Now();
+  if (now >= deadline_ns) {
     done(absl::DeadlineExceededError(
         "the proposal's deadline passed before it was proposed; it was not "
         "applied"));
     return;
   }
-  absl::StatusOr<uint64_t> index =
-      raft_->Propose(std::move(command), env_->Now());
+  const bool log_full = options_.max_proposals_in_log > 0 &&
+                        proposals_.size() >= options_.max_proposals_in_log;
+  if (log_full || !to_propose_.empty()) {
+    const int64_t wait = ExpectedWaitNs(to_propose_.size());
+    if (now + wait >= deadline_ns) {
+      ++overload_.refused;
+      done(absl::ResourceExhaustedError(absl::StrCat(
+          "this member is overloaded: ", proposals_.size() + to_propose_.size(),
+          " proposals are waiting, and this one would be applied in about ",
+          wait / 1'000'000, " ms, after its deadline (",
+          (deadline_ns - now) / 1'000'000, " ms away); it was not proposed")));
+      return;
+    }
+  }
+  to_propose_.push_back(
+      Queued{std::move(command), deadline_ns, std::move(done)});
+  ProposeQueued();
+  Drive();
+}
+
+int64_t Driver::ExpectedWaitNs(size_t ahead) const {
+  if (log_latency_ns_ == 0) return 0;
+  // Little's law: the log serves about in_log entries per latency.
+  const double in_log =
+      static_cast<double>(std::max<size_t>(proposals_.size(), 1));
+  return static_cast<int64_t>(static_cast<double>(log_latency_ns_) *
+                              (1.0 + static_cast<double>(ahead) / in_log));
+}
+
+void Driver::ProposeQueued() {
+  // Room in the log, or a core that will refuse them all (not leading).
+  while (!to_propose_.empty() && !failed_ && !closed_ &&
+         (options_.max_proposals_in_log == 0 ||
+          proposals_.size() < options_.max_proposals_in_log ||
+          raft_->role() != raft::Role::kLeader)) {
+    Queued q = std::move(to_propose_.front());
+    to_propose_.pop_front();
+    if (env_->Now() + log_latency_ns_ >= q.deadline_ns) {
+      ++overload_.expired;
+      q.done(absl::DeadlineExceededError(
+          "the proposal waited for room in the log until too little of its "
+          "time was left to apply it; it was not proposed"));
+      continue;
+    }
+    ProposeNow(std::move(q));
+  }
+}
+
+void Driver::ProposeNow(Queued q) {
+  const int64_t now = env_->Now();
+  absl::StatusOr<uint64_t> index = raft_->Propose(std::move(q.command), now);
   if (!index.ok()) {
-    done(index.status());
+    q.done(index.status());
     return;
   }
   // A proposal of an earlier term may still wait at this index: a new
@@ -534,8 +602,8 @@ void Driver::Propose(std::string command, int64_t deadline_ns,
         "leadership changed and another entry took the proposal's place; "
         "it was not applied"));
   }
-  proposals_[*index] = Proposal{raft_->term(), deadline_ns, std::move(done)};
-  Drive();
+  proposals_[*index] =
+      Proposal{raft_->term(), q.deadline_ns, std::move(q.done), now};
 }
 
 void Driver::Read(int64_t deadline_ns,
@@ -610,6 +678,22 @@ void Driver::ExpireWaiting(int64_t now_ns) {
     done(absl::DeadlineExceededError(
         "the proposal was not applied before its deadline; it may still be"));
   }
+  for (auto it = to_propose_.begin(); it != to_propose_.end();) {
+    if (it->deadline_ns > now_ns) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->done);
+    it = to_propose_.erase(it);
+    ++overload_.expired;
+    done(absl::DeadlineExceededError(
+        "the proposal waited for room in the log past its deadline; it was "
+        "not proposed"));
+  }
+  if (!to_propose_.empty()) {
+    ProposeQueued();
+    Drive();
+  }
   // A batch whose callers all expired stays until the core answers it:
   // its lane asks for no other read point meanwhile.
   std::vector<ReadWaiter> expired;
@@ -639,6 +723,8 @@ void Driver::AnswerAll(const absl::Status& proposals,
   // Callbacks may call back in; take the maps first.
   std::map<uint64_t, Proposal> p;
   p.swap(proposals_);
+  std::deque<Queued> queued;
+  queued.swap(to_propose_);
   std::vector<ReadWaiter> r;
   for (auto& [id, batch] : reads_) {
     std::move(batch.waiters.begin(), batch.waiters.end(),
@@ -653,6 +739,11 @@ void Driver::AnswerAll(const absl::Status& proposals,
   }
   // A proposal is in the log already: another member may still commit it.
   for (auto& [index, proposal] : p) proposal.done(proposals);
+  // Never proposed: not applied, whatever became of the others.
+  for (Queued& q : queued) {
+    q.done(absl::UnavailableError(absl::StrCat(
+        reads.message(), "; the proposal was not proposed or applied")));
+  }
   for (ReadWaiter& w : r) w.done(reads);
 }
 

@@ -184,6 +184,11 @@ struct DriverOptions {
   // Proposals, and reads, waiting for their entry or read point: each
   // RESOURCE_EXHAUSTED beyond this many.
   size_t max_waiting = 65536;
+  // Proposals in the log and not yet applied, at most; the others wait in
+  // order before the log (see Propose). An entry in the log cannot be
+  // withdrawn, so this bounds how long a proposal waits after the point
+  // where its caller could still be told "not applied". 0: no limit.
+  size_t max_proposals_in_log = 1024;
   // Confirm() calls waiting, counted apart from everything else.
   size_t max_waiting_confirms = 1024;
   // Committed entries applied (and their proposals answered), and reads
@@ -212,6 +217,13 @@ struct DriverOptions {
     // before it is committed.
     bool answer_before_commit = false;
   } unsafe;
+};
+
+// What shedding by time refused (Driver::Propose), since the start.
+struct OverloadCounters {
+  uint64_t refused = 0;        // at once: it would not be applied in time
+  uint64_t expired = 0;        // waited before the log until too late
+  int64_t log_latency_ns = 0;  // the current moving average
 };
 
 // The member list a new cluster starts from: a snapshot at index 0 whose
@@ -257,6 +269,18 @@ class Driver {
   // may still be applied). A proposal whose deadline has passed when it
   // gets here is not proposed (DEADLINE_EXCEEDED, saying so). `done` may
   // run before Propose returns.
+  //
+  // SHEDDING BY TIME. At most max_proposals_in_log proposals are in the
+  // log unapplied; the rest wait in order before it. The driver measures
+  // how long an entry takes from the log to applied (a moving average).
+  // A proposal that would, by that measure, not be applied before its
+  // deadline is refused at once (RESOURCE_EXHAUSTED: never proposed), and
+  // one that waited before the log until too little of its time is left
+  // is answered DEADLINE_EXCEEDED without being proposed. Under a flood
+  // the log therefore holds only entries that can still be answered in
+  // time, and writes keep completing, instead of every caller waiting out
+  // its deadline in a queue longer than the member can serve.
+  // Callers and tests read the counters in overload().
   void Propose(std::string command, int64_t deadline_ns,
                std::function<void(absl::StatusOr<Applied>)> done);
 
@@ -296,6 +320,10 @@ class Driver {
   raft::Raft& mutable_raft() { return *raft_; }
   const raft::SoftState& soft_state() const { return soft_; }
   uint64_t applied() const { return applied_; }
+  const OverloadCounters& overload() const { return overload_; }
+  // Proposals waiting before the log, and in it unapplied.
+  size_t proposals_queued() const { return to_propose_.size(); }
+  size_t proposals_in_log() const { return proposals_.size(); }
   bool failed() const { return failed_; }
   // Every member's name, zone and address, by id, as of the newest
   // snapshot; `members_generation()` changes whenever it does.
@@ -307,6 +335,13 @@ class Driver {
  private:
   struct Proposal {
     uint64_t term = 0;
+    int64_t deadline_ns = 0;
+    std::function<void(absl::StatusOr<Applied>)> done;
+    int64_t proposed_ns = 0;  // when it entered the log
+  };
+  // A proposal waiting before the log.
+  struct Queued {
+    std::string command;
     int64_t deadline_ns = 0;
     std::function<void(absl::StatusOr<Applied>)> done;
   };
@@ -358,6 +393,13 @@ class Driver {
   // max_apply_per_turn at a time (the rest in a posted continuation).
   void ApplyCommitted(const std::vector<raft::EntryPtr>& entries);
   void ApplySome();
+  // Moves proposals from before the log into it while there is room,
+  // answering those with too little time left (shedding by time).
+  void ProposeQueued();
+  void ProposeNow(Queued q);
+  // How long a proposal with `ahead` others before it would wait until
+  // applied, by the moving average (0 before anything was measured).
+  int64_t ExpectedWaitNs(size_t ahead) const;
   // Posts (once) the rest of what ApplySome() and ServeReads() left for
   // the next turn.
   void PostContinuation();
@@ -402,6 +444,12 @@ class Driver {
   int64_t scheduled_tick_ = 0;
 
   std::map<uint64_t, Proposal> proposals_;  // by index
+  // Before the log, in arrival order (max_proposals_in_log).
+  std::deque<Queued> to_propose_;
+  // Moving average of an entry's time from the log to applied, over this
+  // member's own proposals; 0 until one was applied.
+  int64_t log_latency_ns_ = 0;
+  OverloadCounters overload_;
   // Committed, not yet applied (ApplySome).
   std::deque<raft::EntryPtr> to_apply_;
   // Reads whose read point is applied, not yet answered.

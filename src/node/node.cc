@@ -320,8 +320,7 @@ absl::Status Node::Impl::Init() {
   d.on_fatal = [this](const absl::Status& s) { OnFatal(s); };
   d.log = options_.log;
   writer_ = std::make_unique<storage::GroupCommitWriter>(storage_.get());
-  snapshotter_ = std::make_unique<SerialExecutor>("q-snapshot",
-                                                  /*background=*/true);
+  snapshotter_ = std::make_unique<SerialExecutor>("q-snapshot");
   absl::StatusOr<std::unique_ptr<Driver>> driver =
       Driver::Create(c, std::move(d), std::move(restored), this, this);
   if (!driver.ok()) {
@@ -541,6 +540,11 @@ void Node::Impl::PublishStatus() {
     status_.applied_index = driver_->applied();
     status_.last_log_index = raft.log().last_index();
     status_.snapshot_index = raft.log().snapshot_index();
+    status_.proposals_waiting =
+        driver_->proposals_queued() + driver_->proposals_in_log();
+    status_.proposals_shed =
+        driver_->overload().refused + driver_->overload().expired;
+    status_.proposal_latency_us = driver_->overload().log_latency_ns / 1000;
     // The member list changes only with a snapshot: rebuild it then, not
     // after every Ready.
     if (published_members_ != driver_->members_generation()) {

@@ -134,6 +134,12 @@ struct NodeStatus {
   uint64_t applied_index = 0;
   uint64_t last_log_index = 0;
   uint64_t snapshot_index = 0;
+  // Shedding by time (driver.h, Propose): proposals waiting (before the
+  // log and in it), those refused or answered unproposed since the start,
+  // and the moving average of an entry's time from the log to applied.
+  uint64_t proposals_waiting = 0;
+  uint64_t proposals_shed = 0;
+  int64_t proposal_latency_us = 0;
   std::vector<PeerStatus> peers;
   absl::Status error;  // why the member stopped working, if it did
 };

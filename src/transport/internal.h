@@ -76,10 +76,6 @@ bool FaultsActive(FaultFile& file);
 // One line in the log if `o` serves plaintext beyond loopback.
 void WarnIfPlaintextOnNetwork(const Transport::Options& o);
 
-// The client queue's thread runs at this nice value (and so do threads
-// gRPC starts from it).
-inline constexpr int kClientNice = 10;
-
 // Milliseconds, for gRPC's integer arguments.
 int Ms(absl::Duration d);
 
@@ -94,9 +90,8 @@ class QueueThread final : public CallQueue {
   explicit QueueThread(std::unique_ptr<grpc::ServerCompletionQueue> cq)
       : cq_(std::move(cq)) {}
   ~QueueThread() { Shutdown(); }
-  // Starts the thread, which hands each event to its CqTag's handler, at
-  // `nice` above the process's nice value.
-  void Run(const char* thread_name, int nice);
+  // Starts the thread, which hands each event to its CqTag's handler.
+  void Run(const char* thread_name);
   grpc::ServerCompletionQueue* cq() override { return cq_.get(); }
   bool StartOperation(absl::FunctionRef<void()> start) override {
     MutexLock lock(&mu_);

@@ -1,7 +1,6 @@
 #include "transport/transport.h"
 
 #include <grpcpp/grpcpp.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,15 +26,9 @@ bool FaultsActive(FaultFile& file) {
   return f.delay_ms > 0 || f.duplicate_percent > 0;
 }
 
-void QueueThread::Run(const char* thread_name, int nice) {
-  thread_ = std::thread([this, thread_name, nice] {
+void QueueThread::Run(const char* thread_name) {
+  thread_ = std::thread([this, thread_name] {
     SetThreadName(thread_name);
-    // Linux keeps a nice value per thread: lowering this one's priority
-    // (always allowed) lets the threads that keep the member in its
-    // cluster run first when the machine is busy.
-    if (nice != 0) {
-      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
-    }
     void* tag;
     bool ok;
     while (cq_->Next(&tag, &ok)) {
@@ -127,10 +120,11 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   for (AsyncService* extra : options_.services) {
     extra->Start(client_queue_.get());
   }
-  peer_queue_->Run("q-io", 0);
-  // Client calls yield the CPU to peer traffic, the loop and the guard: a
-  // flood slows its clients down, not the member's renewals.
-  client_queue_->Run("q-client", kClientNice);
+  // Both at the process's priority: a thread at a lower one that holds a
+  // lock the others need (the allocator's, gRPC's) stalls them all when
+  // the CPU is scarce (docs/design.md, "Overload").
+  peer_queue_->Run("q-io");
+  client_queue_->Run("q-client");
 
   for (const PeerAddress& p : peers) {
     if (p.id == options_.self.id) continue;

@@ -18,14 +18,9 @@ namespace quorate {
 class SerialExecutor {
  public:
   // `name`: the thread's, as ps and perf show it (at most 15 characters).
-  // `background`: the thread runs at the lowest CPU priority
-  // (LowerThreadPriority), for work that may wait while others need the
-  // CPU.
-  explicit SerialExecutor(const char* name = "q-callbacks",
-                          bool background = false)
-      : thread_([this, name, background] {
+  explicit SerialExecutor(const char* name = "q-callbacks")
+      : thread_([this, name] {
           SetThreadName(name);
-          if (background) LowerThreadPriority();
           Run();
         }) {}
   // Runs what is queued, then joins.

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "raft/random.h"
 #include "util/check.h"
 #include "wire/peer.pb.h"
@@ -59,7 +60,7 @@ class Harness {
     Harness* const h_;
   };
 
-  explicit Harness(uint64_t seed) {
+  explicit Harness(uint64_t seed, size_t max_proposals_in_log = 1024) {
     std::vector<peer::MemberInfo> voters(3);
     for (uint64_t id = 1; id <= 3; ++id) voters[id - 1].set_id(id);
     const Bootstrap boot = MakeBootstrap(voters, {});
@@ -76,6 +77,7 @@ class Harness {
       r.snapshot_data = boot.data;
       DriverOptions o;
       o.snapshot_every = 0;
+      o.max_proposals_in_log = max_proposals_in_log;
       auto d = Driver::Create(c, std::move(o), std::move(r), ios_.back().get(),
                               ios_.back().get());
       QUORATE_CHECK(d.ok()) << d.status();
@@ -278,6 +280,84 @@ TEST(DriverTest, ReportUnreachable_MovesTheTickToTheSoonerDeadline) {
     sooner += h.io(2).tick < before;
   }
   EXPECT_GT(sooner, 0);
+}
+
+// Shedding by time (Driver::Propose): beyond the log's room proposals wait
+// in order; one that the measured pace would not apply before its
+// deadline is refused at once, one that waited until too little time was
+// left is answered without being proposed, and nothing refused enters the
+// log.
+TEST(DriverTest, ProposalsBeyondTheLogsRoom_WaitInOrderAndAreShedByTime) {
+  Harness h(6, /*max_proposals_in_log=*/2);
+  h.ElectOne();
+  // One proposal that takes 10 ns from the log to applied: the pace.
+  std::optional<absl::Status> first;
+  h.d(1).Propose("first", h.now() + 1000,
+                 [&](absl::StatusOr<Applied> a) { first = a.status(); });
+  h.Skip(10);
+  h.Stabilize();
+  ASSERT_TRUE(first.has_value() && first->ok());
+  ASSERT_EQ(h.d(1).overload().log_latency_ns, 10);
+
+  const uint64_t last = h.d(1).raft().log().last_index();
+  std::vector<uint64_t> applied_at(4, 0);
+  std::vector<absl::Status> status(4, absl::OkStatus());
+  for (int i = 0; i < 4; ++i) {
+    h.d(1).Propose(absl::StrCat("p", i), h.now() + 1000,
+                   [&, i](absl::StatusOr<Applied> a) {
+                     status[i] = a.status();
+                     if (a.ok()) applied_at[i] = a->index;
+                   });
+  }
+  EXPECT_EQ(h.d(1).proposals_in_log(), 2u);
+  EXPECT_EQ(h.d(1).proposals_queued(), 2u);
+  EXPECT_EQ(h.d(1).raft().log().last_index(), last + 2);
+
+  // Two ahead before the log, two in it: about 10 * (1 + 2/2) = 20 ns.
+  std::optional<absl::Status> hopeless;
+  h.d(1).Propose("hopeless", h.now() + 15,
+                 [&](absl::StatusOr<Applied> a) { hopeless = a.status(); });
+  ASSERT_TRUE(hopeless.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(*hopeless)) << *hopeless;
+  EXPECT_NE(hopeless->message().find("not proposed"), std::string::npos);
+  EXPECT_EQ(h.d(1).overload().refused, 1u);
+
+  // Admitted (20 ns < 40 ns), but the log has no room until too late.
+  std::optional<absl::Status> late;
+  h.d(1).Propose("late", h.now() + 40,
+                 [&](absl::StatusOr<Applied> a) { late = a.status(); });
+  EXPECT_FALSE(late.has_value());
+  EXPECT_EQ(h.d(1).proposals_queued(), 3u);
+  h.Skip(35);
+  h.Stabilize();
+  ASSERT_TRUE(late.has_value());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(*late)) << *late;
+  EXPECT_NE(late->message().find("not proposed"), std::string::npos);
+  EXPECT_EQ(h.d(1).overload().expired, 1u);
+  // The others were applied, in the order they came.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(status[i].ok()) << i << ": " << status[i];
+    if (i > 0) {
+      EXPECT_GT(applied_at[i], applied_at[i - 1]);
+    }
+  }
+  EXPECT_EQ(h.d(1).raft().log().last_index(), last + 4)
+      << "a refused proposal entered the log";
+
+  // One still waiting before the log at its deadline is answered then.
+  for (int i = 0; i < 3; ++i) {
+    h.d(1).Propose(absl::StrCat("q", i), h.now() + 1000,
+                   [&, i](absl::StatusOr<Applied> a) {
+                     if (i == 2) late = a.status();
+                   });
+  }
+  late.reset();
+  ASSERT_EQ(h.d(1).proposals_queued(), 1u);
+  h.d(1).ExpireWaiting(h.now() + 1000);
+  ASSERT_TRUE(late.has_value());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(*late)) << *late;
+  EXPECT_NE(late->message().find("not proposed"), std::string::npos);
+  EXPECT_EQ(h.d(1).proposals_queued(), 0u);
 }
 
 // Callers are answered once, with what happened: stopping answers every
