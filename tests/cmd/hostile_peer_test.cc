@@ -24,6 +24,7 @@
 #include "transport/transport.h"
 #include "util/certs.h"
 #include "util/process.h"
+#include "util/sanitizers.h"
 #include "wire/client.grpc.pb.h"
 #include "wire/peer.grpc.pb.h"
 
@@ -116,18 +117,7 @@ class HostilePeerTest : public QuorateNodeTest {
   }
 };
 
-// Whether this is the ThreadSanitizer build (clang says so through
-// __has_feature, GCC through __SANITIZE_THREAD__).
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define QUORATE_TEST_UNDER_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__) || defined(QUORATE_TEST_UNDER_TSAN)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
+using testing::kThreadSanitizer;
 
 raft::Message Msg(raft::MessageType type, uint64_t from, uint64_t to,
                   uint64_t term) {
