@@ -215,7 +215,8 @@ class ShardGroupImpl final : public ShardGroup {
 
   // A shard's new state, from the first read or the watch (its thread).
   void Update(uint32_t s, const coord::ShardState& st, bool at_start) {
-    const bool mine = st.owner == me_ && st.phase != coord::ShardPhase::kUnowned;
+    const bool mine =
+        st.owner == me_ && st.phase != coord::ShardPhase::kUnowned;
     uint64_t revoke_epoch = 0;
     bool assigned = false;
     {
@@ -233,8 +234,7 @@ class ShardGroupImpl final : public ShardGroup {
         epoch_[s].store(st.epoch, std::memory_order_release);
         assigned = true;
       }
-      const bool held =
-          epoch_[s].load(std::memory_order_acquire) == st.epoch;
+      const bool held = epoch_[s].load(std::memory_order_acquire) == st.epoch;
       if (!held) {
         // Released here already (the view lags): nothing to drain.
       } else if (st.phase == coord::ShardPhase::kRevoking) {
@@ -278,8 +278,7 @@ class ShardGroupImpl final : public ShardGroup {
         stop_.WaitWithTimeout(&mu_, kMonitorEvery);
         if (stopping_) return;
       }
-      if (done.wait_for(std::chrono::seconds(0)) ==
-          std::future_status::ready) {
+      if (done.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
         for (uint32_t s = 0; s < count_; ++s) epoch_[s].store(0);
         if (options_.on_lost) callbacks_.Post([this] { options_.on_lost(); });
         return;
@@ -374,8 +373,7 @@ absl::StatusOr<std::unique_ptr<ShardGroup>> ShardGroup::Join(
   j->set_zone(options.zone);
   j->set_weight(options.weight);
   client::ShardResponse resp;
-  if (absl::Status s = api::WireShard(client, std::move(req), &resp);
-      !s.ok()) {
+  if (absl::Status s = api::WireShard(client, std::move(req), &resp); !s.ok()) {
     return s;
   }
   absl::StatusOr<GroupRead> read = ReadGroup(client, name);

@@ -570,9 +570,10 @@ int ShardJoin(quorate::Client& c, const std::string& group,
               const quorate::cmd::Flags& flags, absl::Duration ttl) {
   quorate::ShardGroupOptions o;
   o.zone = flags.Get("zone");
-  if (flags.Has("weight") && !absl::SimpleAtoi(flags.Get("weight"), &o.weight)) {
-    return Usage(absl::StrCat("--weight='", flags.Get("weight"),
-                              "' is not a number"));
+  if (flags.Has("weight") &&
+      !absl::SimpleAtoi(flags.Get("weight"), &o.weight)) {
+    return Usage(
+        absl::StrCat("--weight='", flags.Get("weight"), "' is not a number"));
   }
   absl::StatusOr<std::unique_ptr<quorate::Session>> session =
       HoldSession(c, ttl);
@@ -599,8 +600,8 @@ int ShardJoin(quorate::Client& c, const std::string& group,
   OnInterrupt();
   while (!interrupted && !lost) absl::SleepFor(absl::Milliseconds(20));
   if (lost) {
-    return Fail(absl::FailedPreconditionError(absl::StrCat(
-        "left shard group '", group, "': the session ended")));
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("left shard group '", group, "': the session ended")));
   }
   if (const absl::Status s = (*g)->Leave(); !s.ok()) return Fail(s);
   const absl::Time until = absl::Now() + absl::Seconds(10);
@@ -728,8 +729,19 @@ int Main(int argc, char** argv) {
   if (flags.Has("reason") && cmd != "pause") {
     return Usage("--reason goes with pause");
   }
-  if (flags.Has("ttl") && cmd != "elect" && cmd != "lock") {
-    return Usage("--ttl goes with elect and lock");
+  const bool shard_join = cmd == "shards" && args.size() == 3;
+  const bool shard_create = cmd == "shards" && args.size() == 4;
+  if (flags.Has("ttl") && cmd != "elect" && cmd != "lock" && !shard_join) {
+    return Usage("--ttl goes with elect, lock and shards join");
+  }
+  if ((flags.Has("zone") || flags.Has("weight")) && !shard_join) {
+    return Usage("--zone and --weight go with shards join");
+  }
+  if ((flags.Has("max_processors") || flags.Has("max_in_motion") ||
+       flags.Has("drain")) &&
+      !shard_create) {
+    return Usage(
+        "--max_processors, --max_in_motion and --drain go with shards create");
   }
   absl::StatusOr<absl::Duration> ttl = flags.Duration("ttl", absl::Seconds(10));
   if (!ttl.ok()) return Usage(std::string(ttl.status().message()));

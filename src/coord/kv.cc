@@ -976,7 +976,7 @@ struct KvStore::Frozen {
   std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
   std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
-  std::vector<client::ShardGroupState> shard_groups;              // by name
+  std::vector<client::ShardGroupState> shard_groups;             // by name
 
   std::string Serialize() const {
     client::KvSnapshot snap;
@@ -1161,9 +1161,9 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
     for (const auto& [id, m] : g->members()) {
       uint64_t lease = 0;
       if (!absl::SimpleHexAtoi(id, &lease) || !lease_ids.contains(lease)) {
-        return absl::DataLossError(absl::StrCat(
-            "the key-value snapshot's shard group '", in.name(),
-            "' has a processor without a session (", id, ")"));
+        return absl::DataLossError(
+            absl::StrCat("the key-value snapshot's shard group '", in.name(),
+                         "' has a processor without a session (", id, ")"));
       }
     }
     if (!groups.emplace(in.name(), *std::move(g)).second) {

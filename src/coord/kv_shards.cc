@@ -62,8 +62,8 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
       return ShardResult(g.status().code(), revision_,
                          std::string(g.status().message()));
     }
-    PutLocked(ShardConfigKey(*prefix), FormatShardConfig(config),
-              revision_ + 1, 0);
+    PutLocked(ShardConfigKey(*prefix), FormatShardConfig(config), revision_ + 1,
+              0);
     for (uint32_t s = 0; s < config.shards; ++s) {
       PutLocked(ShardStateKey(*prefix, s), FormatShardState(ShardState{}),
                 revision_ + 1, 0);
@@ -221,9 +221,8 @@ absl::StatusOr<ShardGroup> ShardGroupFromProto(
   }
   std::map<std::string, ShardGroup::Member> members;
   for (const client::ShardGroupState::Member& m : in.members()) {
-    members[m.id()] =
-        ShardGroup::Member{ShardProcessor{m.id(), m.zone(), m.weight()},
-                           m.leaving()};
+    members[m.id()] = ShardGroup::Member{
+        ShardProcessor{m.id(), m.zone(), m.weight()}, m.leaving()};
   }
   std::vector<ShardState> shards;
   for (const client::ShardGroupState::Shard& s : in.shards()) {

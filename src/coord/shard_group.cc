@@ -1,9 +1,9 @@
 #include "coord/shard_group.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "coord/campaign.h"
 
@@ -11,9 +11,9 @@ namespace quorate::coord {
 
 absl::Status CheckShardGroupConfig(const ShardGroupConfig& c) {
   if (c.shards == 0 || c.shards > kMaxShardsPerGroup) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a shard group has 1 to ", kMaxShardsPerGroup,
-                     " shards, not ", c.shards));
+    return absl::InvalidArgumentError(absl::StrCat("a shard group has 1 to ",
+                                                   kMaxShardsPerGroup,
+                                                   " shards, not ", c.shards));
   }
   if (c.max_processors == 0 || c.max_processors > kMaxProcessorsPerGroup) {
     return absl::InvalidArgumentError(
@@ -78,8 +78,8 @@ absl::Status ShardGroup::Join(const ShardProcessor& p) {
     return absl::InvalidArgumentError("a processor needs an id");
   }
   if (p.weight < 1 || p.weight > 1000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a processor's weight is 1 to 1000, not ", p.weight));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a processor's weight is 1 to 1000, not ", p.weight));
   }
   auto it = members_.find(p.id);
   if (it == members_.end() && members_.size() >= config_.max_processors) {
@@ -117,13 +117,12 @@ void ShardGroup::SessionEnded(const std::string& id) {
 absl::Status ShardGroup::CheckOwner(uint32_t shard, const std::string& id,
                                     uint64_t epoch) const {
   if (shard >= shards_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "shard ", shard, " is out of range (the group has ", shards_.size(),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard, " is out of range (the group has ",
+                     shards_.size(), ")"));
   }
   const ShardState& st = shards_[shard];
-  if (st.phase == ShardPhase::kUnowned || st.owner != id ||
-      st.epoch != epoch) {
+  if (st.phase == ShardPhase::kUnowned || st.owner != id || st.epoch != epoch) {
     return absl::FailedPreconditionError(absl::StrCat(
         "processor '", id, "' does not own shard ", shard, " at epoch ", epoch,
         st.phase == ShardPhase::kUnowned
@@ -311,8 +310,8 @@ std::string ShardMemberKey(absl::string_view prefix, absl::string_view id) {
 }
 
 std::string FormatShardConfig(const ShardGroupConfig& c) {
-  return absl::StrCat("shards=", c.shards, " max_processors=",
-                      c.max_processors, " max_in_motion=", c.max_in_motion,
+  return absl::StrCat("shards=", c.shards, " max_processors=", c.max_processors,
+                      " max_in_motion=", c.max_in_motion,
                       " drain_ms=", c.drain_ms);
 }
 

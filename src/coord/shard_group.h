@@ -52,10 +52,10 @@ inline constexpr uint32_t kMaxShardsPerGroup = 16384;
 inline constexpr uint32_t kMaxProcessorsPerGroup = 10000;
 
 struct ShardGroupConfig {
-  uint32_t shards = 0;           // 1 to kMaxShardsPerGroup
+  uint32_t shards = 0;             // 1 to kMaxShardsPerGroup
   uint32_t max_processors = 1000;  // 1 to kMaxProcessorsPerGroup
-  uint32_t max_in_motion = 16;   // shards revoking at once; at least 1
-  int64_t drain_ms = 30000;      // after AckRevoke; at least 1
+  uint32_t max_in_motion = 16;     // shards revoking at once; at least 1
+  int64_t drain_ms = 30000;        // after AckRevoke; at least 1
 };
 
 // INVALID_ARGUMENT naming the rule, or OK.
@@ -71,8 +71,8 @@ struct ShardState {
   std::string owner;  // "" when unowned
   uint64_t epoch = 0;
   ShardPhase phase = ShardPhase::kUnowned;
-  std::string next;     // kRevoking: who gets it
-  bool acked = false;   // kRevoking: the owner acknowledged (AckRevoke)
+  std::string next;    // kRevoking: who gets it
+  bool acked = false;  // kRevoking: the owner acknowledged (AckRevoke)
 };
 
 // Deliberately broken behaviour, so that tests can show their checks
@@ -108,8 +108,7 @@ class ShardGroup {
   void SessionEnded(const std::string& id);
   // FAILED_PRECONDITION unless `id` owns `shard` at `epoch`;
   // INVALID_ARGUMENT for a shard out of range.
-  absl::Status AckRevoke(uint32_t shard, const std::string& id,
-                         uint64_t epoch);
+  absl::Status AckRevoke(uint32_t shard, const std::string& id, uint64_t epoch);
   absl::Status Release(uint32_t shard, const std::string& id, uint64_t epoch);
   // The drain deadline of an acknowledged revocation passed: the shard is
   // handed over. FAILED_PRECONDITION unless it is revoking at `epoch` and
@@ -182,7 +181,8 @@ class DrainClock {
 //   quorate/shards/GROUP/shard/NNNNN   "OWNER EPOCH PHASE NEXT ACKED"
 //   quorate/shards/GROUP/member/ID     "ZONE WEIGHT active|leaving"
 // OWNER and NEXT are processor ids, "-" for none; PHASE is unowned, owned
-// or draining (kRevoking); ACKED is 0 or 1; NNNNN is the shard number in 5 digits.
+// or draining (kRevoking); ACKED is 0 or 1; NNNNN is the shard number in 5
+// digits.
 inline constexpr char kShardKeyPrefix[] = "quorate/shards/";
 // "quorate/shards/GROUP/"; INVALID_ARGUMENT for a bad group name.
 absl::StatusOr<std::string> ShardGroupPrefix(absl::string_view group);

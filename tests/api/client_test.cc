@@ -583,9 +583,8 @@ TEST_F(RecipeTest, ShardGroup_PlannedMovesDrainAndSessionEndsMoveAtOnce) {
   auto b = ShardGroup::Join(client_.get(), sb.get(), "mail", ob);
   ASSERT_TRUE(b.ok()) << b.status();
   b_group = b->get();
-  ASSERT_TRUE(AwaitTrue([&] {
-    return (*a)->Owned().size() == 4 && (*b)->Owned().size() == 4;
-  }));
+  ASSERT_TRUE(AwaitTrue(
+      [&] { return (*a)->Owned().size() == 4 && (*b)->Owned().size() == 4; }));
   EXPECT_EQ(revokes.load(), 4);
   EXPECT_EQ(overlaps.load(), 0);
   for (uint32_t s = 0; s < 8; ++s) {
@@ -593,8 +592,7 @@ TEST_F(RecipeTest, ShardGroup_PlannedMovesDrainAndSessionEndsMoveAtOnce) {
     if ((*b)->Owns(s, &epoch)) {
       EXPECT_EQ(epoch, 2u) << "shard " << s;
     } else {
-      EXPECT_EQ((*b)->Release(s).code(),
-                absl::StatusCode::kFailedPrecondition);
+      EXPECT_EQ((*b)->Release(s).code(), absl::StatusCode::kFailedPrecondition);
     }
   }
   auto listed = ListShards(client_.get(), "mail");
@@ -636,9 +634,8 @@ TEST_F(RecipeTest, ShardGroup_AnOwnerThatKeepsAShardStopsAtTheDrainDeadline) {
   };
   auto b = ShardGroup::Join(client_.get(), sb.get(), "slow", ob);
   ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_TRUE(AwaitTrue([&] {
-    return (*a)->Owned().size() == 1 && (*b)->Owned().size() == 1;
-  }));
+  ASSERT_TRUE(AwaitTrue(
+      [&] { return (*a)->Owned().size() == 1 && (*b)->Owned().size() == 1; }));
   EXPECT_EQ(revokes.load(), 1);
   EXPECT_EQ(overlaps.load(), 0);
 }
@@ -651,8 +648,9 @@ TEST_F(RecipeTest, ShardGroup_BadInputAndLimitsAreRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CreateShardGroup(client_.get(), "big", 16385).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ShardGroup::Join(client_.get(), s.get(), "nope", {}).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      ShardGroup::Join(client_.get(), s.get(), "nope", {}).status().code(),
+      absl::StatusCode::kNotFound);
   EXPECT_EQ(ListShards(client_.get(), "nope").status().code(),
             absl::StatusCode::kNotFound);
   ShardGroupLimits one;

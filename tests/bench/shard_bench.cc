@@ -109,7 +109,10 @@ std::unique_ptr<Processor> Join(Client* c, const std::string& name,
   SessionOptions so;
   so.ttl = kTtl;
   absl::StatusOr<std::unique_ptr<Session>> s = c->StartSession(so);
-  if (!s.ok()) return nullptr;
+  if (!s.ok()) {
+    fprintf(stderr, "session: %s\n", s.status().ToString().c_str());
+    return nullptr;
+  }
   p->session = *std::move(s);
   ShardGroupOptions o;
   o.zone = zone;
@@ -131,17 +134,30 @@ std::unique_ptr<Processor> Join(Client* c, const std::string& name,
 bool Measure(Cluster& cluster, double seconds, bool smoke, Results* out) {
   const uint32_t shards = smoke ? 256 : 4096;
   const int processors = smoke ? 12 : 200;
+  for (int i = 0; i < bench::kMembers; ++i) cluster.Start(i);
+  if (!bench::Await([&] { return cluster.Leader() >= 0; })) {
+    fprintf(stderr, "no leader\n");
+    return false;
+  }
   ClientOptions co;
-  for (int i = 0; i < 3; ++i) co.endpoints.push_back(cluster.ClientAddress(i));
+  for (int i = 0; i < bench::kMembers; ++i) {
+    co.endpoints.push_back(cluster.ClientAddress(i));
+  }
   co.timeout = absl::Seconds(10);
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(co);
-  if (!client.ok()) return false;
+  if (!client.ok()) {
+    fprintf(stderr, "client: %s\n", client.status().ToString().c_str());
+    return false;
+  }
   Client* c = client->get();
   const std::string name = "bench";
   ShardGroupLimits limits;
   limits.max_in_motion = 256;
   limits.max_processors = 1000;
-  if (!CreateShardGroup(c, name, shards, limits).ok()) return false;
+  if (absl::Status s = CreateShardGroup(c, name, shards, limits); !s.ok()) {
+    fprintf(stderr, "create: %s\n", s.ToString().c_str());
+    return false;
+  }
 
   std::vector<std::unique_ptr<Processor>> ps;
   const absl::Time start = absl::Now();
@@ -150,12 +166,18 @@ bool Measure(Cluster& cluster, double seconds, bool smoke, Results* out) {
     if (ps.back() == nullptr) return false;
   }
   const double settle = AwaitSettled(c, name, {}, start, absl::Seconds(120));
-  if (settle < 0) return false;
+  if (settle < 0) {
+    fprintf(stderr, "the group did not settle after the joins\n");
+    return false;
+  }
   (*out)["settle ms, all processors joined"].push_back(settle);
 
   // The leader's CPU while every session renews and nothing moves.
   const int leader = cluster.Leader();
-  if (leader < 0) return false;
+  if (leader < 0) {
+    fprintf(stderr, "no leader\n");
+    return false;
+  }
   const pid_t pid = cluster.Pid(leader);
   const double cpu_before = CpuSeconds(pid);
   absl::SleepFor(absl::Seconds(seconds));
@@ -167,6 +189,7 @@ bool Measure(Cluster& cluster, double seconds, bool smoke, Results* out) {
   ps.push_back(Join(c, name, "z1"));
   if (ps.back() == nullptr) return false;
   if (AwaitSettled(c, name, {}, absl::Now(), absl::Seconds(60)) < 0) {
+    fprintf(stderr, "the group did not settle after one more join\n");
     return false;
   }
   const std::map<uint32_t, uint64_t> after = Owners(c, name);
@@ -185,7 +208,10 @@ bool Measure(Cluster& cluster, double seconds, bool smoke, Results* out) {
     p->session.reset();
   }
   const double regained = AwaitSettled(c, name, lost, cut, absl::Seconds(60));
-  if (regained < 0) return false;
+  if (regained < 0) {
+    fprintf(stderr, "the lost zone's shards were not owned again\n");
+    return false;
+  }
   (*out)["zone lost -> every shard owned, ms (TTL 2 s)"].push_back(regained);
   (*out)["... less the TTL, ms"].push_back(regained -
                                            absl::ToDoubleMilliseconds(kTtl));

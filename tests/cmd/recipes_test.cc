@@ -240,6 +240,9 @@ TEST_F(RecipesTest, Quoratectl_ShardsCreateAndList) {
   EXPECT_EQ(Quoratectl({e_, "shards", "create", "x", "0"}).exit, 2);
   EXPECT_EQ(Quoratectl({e_, "shards", "create", "x", "many"}).exit, 2);
   EXPECT_EQ(Quoratectl({e_, "shards"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "mail", "--drain=1s"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "y", "2", "--zone=a"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "put", "k", "v", "--weight=2"}).exit, 2);
   // The group's keys are the cluster's to write.
   EXPECT_EQ(Quoratectl({e_, "put", "quorate/shards/mail/config", "x"}).exit, 1);
 }
@@ -261,9 +264,8 @@ TEST_F(RecipesTest, KilledShardOwner_ItsShardsMoveAfterItsTtl) {
   // Three shards drain from a to b.
   auto owners = [&] {
     std::map<std::string, int> count;
-    for (absl::string_view line :
-         absl::StrSplit(Quoratectl({e_, "shards", "mail"}).out, '\n',
-                        absl::SkipEmpty())) {
+    for (absl::string_view line : absl::StrSplit(
+             Quoratectl({e_, "shards", "mail"}).out, '\n', absl::SkipEmpty())) {
       const std::vector<std::string> w = absl::StrSplit(line, ' ');
       if (w.size() == 5 && w[4] == "owned") ++count[w[2]];
     }
@@ -272,7 +274,8 @@ TEST_F(RecipesTest, KilledShardOwner_ItsShardsMoveAfterItsTtl) {
   ASSERT_TRUE(Await([&] {
     const std::map<std::string, int> c = owners();
     return c.size() == 2 && c.count("az-a") && c.at("az-a") == 3;
-  })) << ReadAll(Path("a.out")) << ReadAll(Path("b.out"));
+  })) << ReadAll(Path("a.out"))
+      << ReadAll(Path("b.out"));
   EXPECT_NE(ReadAll(Path("a.out")).find("REVOKED "), std::string::npos);
   a.Signal(SIGKILL);
   ASSERT_TRUE(a.Wait(absl::Seconds(10)).has_value());
@@ -291,7 +294,8 @@ TEST_F(RecipesTest, KilledShardOwner_ItsShardsMoveAfterItsTtl) {
   }
   EXPECT_EQ(assigned, 6) << out;
   b.Signal(SIGINT);
-  EXPECT_EQ(b.Wait(absl::Seconds(20)).value_or(-1), 0) << ReadAll(Path("b.out"));
+  EXPECT_EQ(b.Wait(absl::Seconds(20)).value_or(-1), 0)
+      << ReadAll(Path("b.out"));
 }
 
 }  // namespace

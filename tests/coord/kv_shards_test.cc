@@ -111,8 +111,8 @@ TEST_F(KvShardsTest, Create_WritesTheConfigAndEveryShardAtOneRevision) {
   EXPECT_TRUE(absl::IsAlreadyExists(Status(Create("mail", 8))));
   EXPECT_TRUE(absl::IsInvalidArgument(Status(Create("m/x", 4))));
   EXPECT_TRUE(absl::IsInvalidArgument(Status(Create("zero", 0))));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      Status(Create("huge", kMaxShardsPerGroup + 1))));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(Status(Create("huge", kMaxShardsPerGroup + 1))));
   EXPECT_EQ(store_.revision(), rev) << "a refusal changed something";
 }
 
@@ -202,7 +202,8 @@ TEST_F(KvShardsTest, SessionEnd_MovesItsShardsAtOnceAndRemovesTheMember) {
 TEST_F(KvShardsTest, SessionsEndingTogether_WriteEachKeyOnce) {
   ASSERT_EQ(Run(Create("mail", 6)).code(), 0);
   const uint64_t a = Grant(), b = Grant(), c = Grant();
-  for (uint64_t lease : {a, b, c}) ASSERT_TRUE(Status(Join("mail", lease)).ok());
+  for (uint64_t lease : {a, b, c})
+    ASSERT_TRUE(Status(Join("mail", lease)).ok());
   // Let every planned move finish.
   for (int round = 0; round < 10; ++round) {
     for (uint32_t s = 0; s < 6; ++s) {
@@ -248,8 +249,9 @@ TEST_F(KvShardsTest, ClientWrites_UnderTheShardPrefixAreRefused) {
   // Beside it, and reading it, is fine.
   put.mutable_put()->set_key("quorate/shardsX");
   EXPECT_TRUE(Status(put).ok());
-  EXPECT_TRUE(CheckWritable("quorate/sharde", "quorate/shards").ok());
-  EXPECT_FALSE(CheckWritable("quorate/sharde", "quorate/shards/").ok());
+  EXPECT_TRUE(CheckWritable("quorate/sharde", "quorate/shards/").ok());
+  EXPECT_FALSE(CheckWritable("quorate/sharde", "quorate/shards/0").ok());
+  EXPECT_FALSE(CheckWritable("quorate/shards/x", "").ok());
 }
 
 TEST_F(KvShardsTest, Snapshot_CarriesGroupsAndTheRestoredStoreGoesOnAlike) {

@@ -175,18 +175,19 @@ std::vector<std::string> Violations(const std::vector<ShardState>& before,
     if (b.phase != ShardPhase::kUnowned &&
         (a.owner != b.owner || a.epoch != b.epoch)) {
       const bool allowed =
-          step.ok && ((step.kind == Step::kRelease && step.shard == s &&
-                       step.id == b.owner) ||
-                      (step.kind == Step::kDrain && step.shard == s &&
-                       b.acked) ||
-                      (step.kind == Step::kSessionEnded && step.id == b.owner));
+          step.ok &&
+          ((step.kind == Step::kRelease && step.shard == s &&
+            step.id == b.owner) ||
+           (step.kind == Step::kDrain && step.shard == s && b.acked) ||
+           (step.kind == Step::kSessionEnded && step.id == b.owner));
       if (!allowed) {
         out.push_back(absl::StrCat("shard ", s, " left '", b.owner,
                                    "' without a release, an acknowledged "
                                    "drain or the end of its session"));
       }
     }
-    if (a.epoch < b.epoch) out.push_back(absl::StrCat("shard ", s, ": epoch fell"));
+    if (a.epoch < b.epoch)
+      out.push_back(absl::StrCat("shard ", s, ": epoch fell"));
     if (new_owner && a.epoch != b.epoch + 1) {
       out.push_back(absl::StrCat("shard ", s, ": a new owner at epoch ",
                                  a.epoch, " after ", b.epoch));
