@@ -405,6 +405,12 @@ class ClientImpl final : public Client {
     return Call(write, &client::Kv::Stub::Txn, req, resp);
   }
 
+  absl::Status WireShard(client::ShardRequest req,
+                         client::ShardResponse* resp) {
+    SetOp(req.mutable_op());
+    return Call(true, &client::Kv::Stub::Shard, req, resp);
+  }
+
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
     MutexLock lock(&mu_);
@@ -1011,14 +1017,32 @@ absl::StatusOr<std::unique_ptr<Watcher>> ClientImpl::Watch(
 }  // namespace
 
 namespace api {
-absl::Status WireTxn(Client* c, client::TxnRequest req,
-                     client::TxnResponse* resp) {
+namespace {
+
+absl::StatusOr<ClientImpl*> ImplOf(Client* c) {
   auto* impl = dynamic_cast<ClientImpl*>(c);
   if (impl == nullptr) {
     return absl::InvalidArgumentError(
-        "elections and locks need a Client made by Client::Create");
+        "elections, locks and shard groups need a Client made by "
+        "Client::Create");
   }
-  return impl->WireTxn(std::move(req), resp);
+  return impl;
+}
+
+}  // namespace
+
+absl::Status WireTxn(Client* c, client::TxnRequest req,
+                     client::TxnResponse* resp) {
+  absl::StatusOr<ClientImpl*> impl = ImplOf(c);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->WireTxn(std::move(req), resp);
+}
+
+absl::Status WireShard(Client* c, client::ShardRequest req,
+                       client::ShardResponse* resp) {
+  absl::StatusOr<ClientImpl*> impl = ImplOf(c);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->WireShard(std::move(req), resp);
 }
 
 absl::StatusOr<RangeResult> RangeAll(Client* c, absl::string_view key,

@@ -15,6 +15,11 @@ namespace quorate::api {
 absl::Status WireTxn(Client* c, client::TxnRequest req,
                      client::TxnResponse* resp);
 
+// A shard group call (quorate/shards.h): a write, retried with one
+// operation id.
+absl::Status WireShard(Client* c, client::ShardRequest req,
+                       client::ShardResponse* resp);
+
 // Every key in [key, options.range_end), paging through answers cut short
 // (3 MiB each), every page at the first page's revision; the result's
 // revision is that one. options.limit must be 0.

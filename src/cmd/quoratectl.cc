@@ -53,6 +53,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -72,6 +73,7 @@
 #include "cmd/flags.h"
 #include "quorate/client.h"
 #include "quorate/election.h"
+#include "quorate/shards.h"
 #include "quorate/workload.h"
 
 namespace {
@@ -122,6 +124,20 @@ constexpr char kUsage[] =
                                its status (the command gets SIGTERM if the
                                lock is lost first: exit 1); without one,
                                holds until interrupted
+  shards create GROUP COUNT [--max_processors=N] [--max_in_motion=K]
+                     [--drain=D]
+                               creates shard group GROUP of COUNT shards (a
+                               group with the same shape is no error)
+  shards GROUP                 one line per shard: "SHARD OWNER ZONE EPOCH
+                               STATE" (OWNER a lease in hex, "-" for none;
+                               STATE owned, draining or unowned)
+  shards join GROUP [--zone=Z] [--weight=W] [--ttl=D]
+                               a processor (session TTL D, default 10s):
+                               prints "ASSIGNED SHARD EPOCH" and "REVOKED
+                               SHARD" as they come, releases what is revoked
+                               at once; on interrupt leaves the group, waits
+                               for its shards to drain (10 s at most) and
+                               exits 0; exits 1 if its session ends first
   pause WORKLOAD [--reason=TEXT]
                                turns the workload's switch off: every
                                WorkloadSwitch of that name stops Running()
@@ -549,6 +565,96 @@ int LockCommand(quorate::Client& c, const std::string& name,
   return status;
 }
 
+// `shards join GROUP`: see the usage.
+int ShardJoin(quorate::Client& c, const std::string& group,
+              const quorate::cmd::Flags& flags, absl::Duration ttl) {
+  quorate::ShardGroupOptions o;
+  o.zone = flags.Get("zone");
+  if (flags.Has("weight") &&
+      !absl::SimpleAtoi(flags.Get("weight"), &o.weight)) {
+    return Usage(
+        absl::StrCat("--weight='", flags.Get("weight"), "' is not a number"));
+  }
+  absl::StatusOr<std::unique_ptr<quorate::Session>> session =
+      HoldSession(c, ttl);
+  if (!session.ok()) return Fail(session.status());
+  std::atomic<quorate::ShardGroup*> self{nullptr};
+  std::atomic<bool> lost{false};
+  o.on_assigned = [](uint32_t shard, uint64_t epoch) {
+    printf("ASSIGNED %u %llu\n", shard, static_cast<unsigned long long>(epoch));
+    fflush(stdout);
+  };
+  o.on_revoke = [&self](uint32_t shard) {
+    printf("REVOKED %u\n", shard);
+    fflush(stdout);
+    if (quorate::ShardGroup* g = self.load()) (void)g->Release(shard);
+  };
+  o.on_lost = [&lost] { lost = true; };
+  absl::StatusOr<std::unique_ptr<quorate::ShardGroup>> g =
+      quorate::ShardGroup::Join(&c, session->get(), group, std::move(o));
+  if (absl::IsInvalidArgument(g.status())) {
+    return Usage(std::string(g.status().message()));
+  }
+  if (!g.ok()) return Fail(g.status());
+  self = g->get();
+  OnInterrupt();
+  while (!interrupted && !lost) absl::SleepFor(absl::Milliseconds(20));
+  if (lost) {
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("left shard group '", group, "': the session ended")));
+  }
+  if (const absl::Status s = (*g)->Leave(); !s.ok()) return Fail(s);
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (!(*g)->Owned().empty() && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  self = nullptr;
+  const absl::Status closed = (*session)->Close();
+  return closed.ok() ? 0 : Fail(closed);
+}
+
+// `shards create GROUP COUNT`, `shards GROUP` and `shards join GROUP`.
+int Shards(quorate::Client& c, const std::vector<std::string>& args,
+           const quorate::cmd::Flags& flags, absl::Duration ttl) {
+  if (args.size() == 3) return ShardJoin(c, args[2], flags, ttl);
+  if (args.size() == 4) {
+    uint32_t count = 0;
+    if (!absl::SimpleAtoi(args[3], &count)) {
+      return Usage(absl::StrCat("'", args[3], "' is not a number of shards"));
+    }
+    quorate::ShardGroupLimits limits;
+    for (const auto& [name, field] :
+         {std::pair{"max_processors", &limits.max_processors},
+          std::pair{"max_in_motion", &limits.max_in_motion}}) {
+      if (flags.Has(name) && !absl::SimpleAtoi(flags.Get(name), field)) {
+        return Usage(absl::StrCat("--", name, "='", flags.Get(name),
+                                  "' is not a number"));
+      }
+    }
+    absl::StatusOr<absl::Duration> drain =
+        flags.Duration("drain", absl::ZeroDuration());
+    if (!drain.ok()) return Usage(std::string(drain.status().message()));
+    limits.drain = *drain;
+    const absl::Status s =
+        quorate::CreateShardGroup(&c, args[2], count, limits);
+    if (absl::IsInvalidArgument(s)) return Usage(std::string(s.message()));
+    return s.ok() ? 0 : Fail(s);
+  }
+  absl::StatusOr<std::vector<quorate::ShardInfo>> shards =
+      quorate::ListShards(&c, args[1]);
+  if (absl::IsInvalidArgument(shards.status())) {
+    return Usage(std::string(shards.status().message()));
+  }
+  if (!shards.ok()) return Fail(shards.status());
+  for (const quorate::ShardInfo& s : *shards) {
+    printf("%u %s %s %llu %s\n", s.shard,
+           s.owner == 0 ? "-" : absl::StrFormat("%x", s.owner).c_str(),
+           s.zone.empty() ? "-" : s.zone.c_str(),
+           static_cast<unsigned long long>(s.epoch), s.state.c_str());
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -559,7 +665,8 @@ int Main(int argc, char** argv) {
   absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
       argc, argv,
       {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit",
-       "lease", "rev", "ttl", "reason"},
+       "lease", "rev", "ttl", "reason", "max_processors", "max_in_motion",
+       "drain", "zone", "weight"},
       {"stale", "prefix", "keys_only", "keys", "prev", "observe"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
@@ -585,6 +692,8 @@ int Main(int argc, char** argv) {
         (cmd == "elect" && want(flags.Bool("observe") ? 1 : 2)) ||
         (cmd == "pause" && want(1)) || (cmd == "resume" && want(1)) ||
         (cmd == "workloads" && want(0)) ||
+        (cmd == "shards" && (want(1) || (want(3) && args[1] == "create") ||
+                             (want(2) && args[1] == "join"))) ||
         (cmd == "lock" && flags.before_dash_dash == 2 &&
          (!flags.dash_dash || args.size() > 2)) ||
         (cmd == "lease" && want(2) &&
@@ -620,8 +729,19 @@ int Main(int argc, char** argv) {
   if (flags.Has("reason") && cmd != "pause") {
     return Usage("--reason goes with pause");
   }
-  if (flags.Has("ttl") && cmd != "elect" && cmd != "lock") {
-    return Usage("--ttl goes with elect and lock");
+  const bool shard_join = cmd == "shards" && args.size() == 3;
+  const bool shard_create = cmd == "shards" && args.size() == 4;
+  if (flags.Has("ttl") && cmd != "elect" && cmd != "lock" && !shard_join) {
+    return Usage("--ttl goes with elect, lock and shards join");
+  }
+  if ((flags.Has("zone") || flags.Has("weight")) && !shard_join) {
+    return Usage("--zone and --weight go with shards join");
+  }
+  if ((flags.Has("max_processors") || flags.Has("max_in_motion") ||
+       flags.Has("drain")) &&
+      !shard_create) {
+    return Usage(
+        "--max_processors, --max_in_motion and --drain go with shards create");
   }
   absl::StatusOr<absl::Duration> ttl = flags.Duration("ttl", absl::Seconds(10));
   if (!ttl.ok()) return Usage(std::string(ttl.status().message()));
@@ -671,6 +791,7 @@ int Main(int argc, char** argv) {
     }
     return 0;
   }
+  if (cmd == "shards") return Shards(c, args, flags, *ttl);
   if (cmd == "elect" && flags.Bool("observe")) return Observe(c, args[1]);
   if (cmd == "elect") return Elect(c, args[1], args[2], *ttl);
   if (cmd == "lock") {

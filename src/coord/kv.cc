@@ -7,6 +7,8 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace quorate::coord {
@@ -33,6 +35,26 @@ absl::Status CheckKeyValue(absl::string_view key, absl::string_view value) {
     return absl::InvalidArgumentError(
         absl::StrCat("the value is ", value.size(), " bytes; the limit is ",
                      kMaxValueBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWritable(absl::string_view key, absl::string_view range_end) {
+  const absl::string_view reserved = kShardKeyPrefix;
+  const std::string reserved_end = PrefixEnd(reserved);
+  bool touches;
+  if (range_end.empty()) {
+    touches = absl::StartsWith(key, reserved);
+  } else {
+    // [key, range_end) meets [reserved, reserved_end); "\0" ends nowhere.
+    const bool to_the_end = range_end == absl::string_view("\0", 1);
+    touches = key < reserved_end && (to_the_end || range_end > reserved);
+  }
+  if (touches) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keys under '", reserved,
+        "' hold shard groups' state and are written by shard group calls "
+        "only"));
   }
   return absl::OkStatus();
 }
@@ -100,11 +122,19 @@ absl::Status CheckOps(
             !s.ok()) {
           return s;
         }
+        if (absl::Status s = CheckWritable(op.put().key(), ""); !s.ok()) {
+          return s;
+        }
         puts.push_back(op.put().key());
         break;
       case client::RequestOp::kDeleteRange:
         if (absl::Status s = CheckRange(op.delete_range().key(),
                                         op.delete_range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = CheckWritable(op.delete_range().key(),
+                                           op.delete_range().range_end());
             !s.ok()) {
           return s;
         }
@@ -331,6 +361,7 @@ client::KvResult KvStore::Execute(uint64_t index,
     case client::KvCommand::kPut: {
       const client::PutRequest& p = cmd.put();
       absl::Status s = CheckKeyValue(p.key(), p.value());
+      if (s.ok()) s = CheckWritable(p.key(), "");
       if (s.ok()) s = CheckLeasedPut(p.key(), p.lease(), 1, cmd.limits());
       if (!s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
@@ -341,7 +372,9 @@ client::KvResult KvStore::Execute(uint64_t index,
     }
     case client::KvCommand::kDel: {
       const std::string& key = cmd.del().key();
-      if (absl::Status s = CheckKeyValue(key, ""); !s.ok()) {
+      absl::Status s = CheckKeyValue(key, "");
+      if (s.ok()) s = CheckWritable(key, "");
+      if (!s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
       if (DeleteLocked(key, "") == 0) {
@@ -353,7 +386,9 @@ client::KvResult KvStore::Execute(uint64_t index,
     }
     case client::KvCommand::kCas: {
       const client::CasRequest& c = cmd.cas();
-      if (absl::Status s = CheckKeyValue(c.key(), c.value()); !s.ok()) {
+      absl::Status s = CheckKeyValue(c.key(), c.value());
+      if (s.ok()) s = CheckWritable(c.key(), "");
+      if (!s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
       const Value* v = Find(c.key());
@@ -396,6 +431,8 @@ client::KvResult KvStore::Execute(uint64_t index,
     case client::KvCommand::kLeaseExpire:
     case client::KvCommand::kLeaseCheckpoint:
       return ExecuteLease(index, cmd);
+    case client::KvCommand::kShard:
+      return ExecuteShard(cmd.shard());
     case client::KvCommand::KIND_NOT_SET:
       break;
   }
@@ -521,8 +558,10 @@ client::KvResult KvStore::ExecuteLease(uint64_t index,
                                    " does not exist (it expired or was "
                                    "revoked)"));
       }
-      // Its keys go at one new revision, as a transaction's deletes would.
-      if (EndLease(id)) ++revision_;
+      // Its keys go at one new revision, as a transaction's deletes would,
+      // and so do the moves of the shards it owned.
+      const bool deleted = EndLease(id);
+      if (EndShardSessions({id}) || deleted) ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
     case client::KvCommand::kLeaseExpire: {
@@ -531,6 +570,10 @@ client::KvResult KvStore::ExecuteLease(uint64_t index,
       // revision, as for a transaction.
       bool deleted = false;
       for (uint64_t id : cmd.lease_expire().ids()) deleted |= EndLease(id);
+      // Every group once, whatever number of its processors ended: a key
+      // is written at most once in a revision.
+      deleted |= EndShardSessions(std::vector<uint64_t>(
+          cmd.lease_expire().ids().begin(), cmd.lease_expire().ids().end()));
       if (deleted) ++revision_;
       return Result(absl::StatusCode::kOk, revision_);
     }
@@ -933,6 +976,7 @@ struct KvStore::Frozen {
   std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
   std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
+  std::vector<client::ShardGroupState> shard_groups;             // by name
 
   std::string Serialize() const {
     client::KvSnapshot snap;
@@ -973,6 +1017,9 @@ struct KvStore::Frozen {
       }
     }
     for (const client::KvLease& l : leases) *snap.add_leases() = l;
+    for (const client::ShardGroupState& g : shard_groups) {
+      *snap.add_shard_groups() = g;
+    }
     std::string out = snap.SerializeAsString();
     // The history's changes are appended as they are, serialized, not
     // copied into the message first: protobuf reads a repeated field's
@@ -1015,6 +1062,12 @@ absl::AnyInvocable<std::string()> KvStore::Snapshot() {
     out.set_ttl_ms(l.ttl_ms);
     out.set_client(l.client);
     out.set_checkpoint_ms(l.checkpoint_ms);
+  }
+  // Groups are copied (their shards' states are small strings): a group
+  // changes only with a shard call, far rarer than writes.
+  frozen->shard_groups.reserve(groups_.size());
+  for (const auto& [name, g] : groups_) {
+    frozen->shard_groups.push_back(ShardGroupToProto(name, g));
   }
   return [frozen = std::move(frozen)] { return frozen->Serialize(); };
 }
@@ -1101,9 +1154,27 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
                        c.revision(), " where ", want, " belongs)"));
     }
   }
+  std::map<std::string, ShardGroup> groups;
+  for (const client::ShardGroupState& in : snap.shard_groups()) {
+    absl::StatusOr<ShardGroup> g = ShardGroupFromProto(in);
+    if (!g.ok()) return g.status();
+    for (const auto& [id, m] : g->members()) {
+      uint64_t lease = 0;
+      if (!absl::SimpleHexAtoi(id, &lease) || !lease_ids.contains(lease)) {
+        return absl::DataLossError(
+            absl::StrCat("the key-value snapshot's shard group '", in.name(),
+                         "' has a processor without a session (", id, ")"));
+      }
+    }
+    if (!groups.emplace(in.name(), *std::move(g)).second) {
+      return absl::DataLossError(absl::StrCat(
+          "the key-value snapshot holds shard group '", in.name(), "' twice"));
+    }
+  }
   std::vector<LeaseEvent> events = {LeaseEvent{LeaseEvent::Kind::kReset}};
   {
     MutexLock lock(&mu_);
+    groups_ = std::move(groups);
     revision_ = snap.revision();
     history_.clear();
     for (const client::KvChange& c : snap.history()) {

@@ -62,6 +62,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "coord/shard_group.h"
 #include "node/node.h"
 #include "util/cow.h"
 #include "util/mutex.h"
@@ -82,6 +83,10 @@ inline constexpr size_t kMaxRangeBytes = 3 << 20;  // of keys and values
 
 // INVALID_ARGUMENT naming the limit, or OK.
 absl::Status CheckKeyValue(absl::string_view key, absl::string_view value);
+// INVALID_ARGUMENT if a client's write of `key` (or of [key, range_end),
+// RangeRequest's rules) would touch the keys the state machine keeps for
+// shard groups (kShardKeyPrefix), or OK.
+absl::Status CheckWritable(absl::string_view key, absl::string_view range_end);
 
 // Leases: the state machine's ceilings (members refuse lower limits of
 // their own before proposing: LeaseLimits).
@@ -147,6 +152,12 @@ using ChangeListener = std::function<void(uint64_t revision)>;
 
 // The status a KvResult stands for.
 absl::Status ResultStatus(const client::KvResult& result);
+
+// A shard group as snapshots hold it, and back (DATA_LOSS if damaged).
+client::ShardGroupState ShardGroupToProto(const std::string& name,
+                                          const ShardGroup& group);
+absl::StatusOr<ShardGroup> ShardGroupFromProto(
+    const client::ShardGroupState& state);
 
 class KvStore final : public node::StateMachine {
  public:
@@ -218,6 +229,12 @@ class KvStore final : public node::StateMachine {
   // outcome is unknown can ask this at a linearizable read point.
   std::optional<bool> WasApplied(const client::OpId& op) const;
 
+  // Shard groups (coord/shard_group.h): the revocations acknowledged and
+  // still draining, for the leader's DrainClock. Any thread.
+  std::vector<DrainingShard> DrainingShards() const;
+  // A processor's id in a shard group: its session's lease, in hex.
+  static std::string ShardProcessorId(uint64_t lease);
+
  private:
   struct Session {
     uint64_t last_used = 0;  // log index of its last operation
@@ -254,6 +271,20 @@ class KvStore final : public node::StateMachine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   client::KvResult ExecuteLease(uint64_t index, const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  client::KvResult ExecuteShard(const client::ShardRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the keys of group `name` that changed (the shards in `changed`,
+  // and its members against `before`) at revision_ + 1, each once; true
+  // if it wrote any. The caller takes the new revision.
+  bool WriteShardKeys(const std::string& name, const ShardGroup& group,
+                      const std::map<std::string, ShardGroup::Member>& before,
+                      std::vector<uint32_t> changed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The leases' holders are out of every group they were in (ended
+  // sessions: their shards move at once); true if a key changed. The
+  // caller takes the new revision.
+  bool EndShardSessions(const std::vector<uint64_t>& leases)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NOT_FOUND or RESOURCE_EXHAUSTED if the puts among `ops` (those that
   // name a lease) cannot all be attached; OK otherwise.
   absl::Status CheckLeasedPuts(
@@ -265,7 +296,7 @@ class KvStore final : public node::StateMachine {
                               const client::CommandLimits& limits) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Ends a lease and deletes its keys; true if it had any. The caller
-  // takes the new revision.
+  // takes the new revision (and calls EndShardSessions).
   bool EndLease(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs a transaction that passed CheckTxn against the kMax ceilings.
   client::TxnResponse ExecuteTxn(const client::TxnRequest& txn)
@@ -324,6 +355,7 @@ class KvStore final : public node::StateMachine {
   // By id. A snapshot copies ids, TTLs and checkpoints (not the keys: the
   // entries name their lease).
   std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ShardGroup> groups_ ABSL_GUARDED_BY(mu_);
   // What the command being applied did to leases (handed to the listener
   // after Apply, outside the lock).
   std::vector<LeaseEvent> lease_events_ ABSL_GUARDED_BY(mu_);

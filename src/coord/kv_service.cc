@@ -495,6 +495,8 @@ void KvService::Start(transport::CallQueue* queue) {
                  &KvService::LeaseTimeToLive);
   LeasesCall::Await(this, &client::Kv::AsyncService::RequestLeaseLeases,
                     &KvService::LeaseLeases);
+  ShardCall::Await(this, &client::Kv::AsyncService::RequestShard,
+                   &KvService::Shard);
   KeepAliveStream::Await(this,
                          &client::Kv::AsyncService::RequestLeaseKeepAlive);
   WatchCall::Await(this, &client::Kv::AsyncService::RequestWatch);
@@ -538,6 +540,28 @@ void KvService::LeaseRevoke(RevokeCall* call) {
   client::KvCommand cmd;
   *cmd.mutable_op() = call->request.op();
   cmd.mutable_lease_revoke()->set_id(call->request.id());
+  Write(call, cmd);
+}
+
+void KvService::Shard(ShardCall* call) {
+  // The drain deadline is the leader's to call (ShardDrainer): a client
+  // that could call it would cut an owner's drain short.
+  if (call->request.kind_case() == client::ShardRequest::kDrainExpired ||
+      call->request.kind_case() == client::ShardRequest::KIND_NOT_SET) {
+    call->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        "a shard request creates a group, joins, leaves, or acknowledges "
+        "or releases a shard")));
+    return;
+  }
+  if (absl::Status s = ShardGroupPrefix(call->request.group()).status();
+      !s.ok()) {
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
+  client::KvCommand cmd;
+  *cmd.mutable_op() = call->request.op();
+  *cmd.mutable_shard() = call->request;
+  cmd.mutable_shard()->clear_op();
   Write(call, cmd);
 }
 

@@ -82,6 +82,7 @@ class KvService final : public transport::AsyncService {
       Call<client::LeaseTimeToLiveRequest, client::LeaseTimeToLiveResponse>;
   using LeasesCall =
       Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
+  using ShardCall = Call<client::ShardRequest, client::ShardResponse>;
   // A bidirectional stream, and its two kinds (kv_service.cc).
   template <class Derived, class Request, class Response>
   class BidiCall;
@@ -99,6 +100,7 @@ class KvService final : public transport::AsyncService {
   void LeaseRevoke(RevokeCall* call);
   void LeaseTimeToLive(TtlCall* call);
   void LeaseLeases(LeasesCall* call);
+  void Shard(ShardCall* call);
   // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
   // any thread.
   void KeepAlive(const client::LeaseRenewal& request,

@@ -10,7 +10,7 @@
 namespace quorate::coord {
 
 LeaseKeeper::LeaseKeeper(KvStore* store, LeaseKeeperOptions options)
-    : options_(std::move(options)), lessor_(options_.lessor) {
+    : options_(std::move(options)), store_(store), lessor_(options_.lessor) {
   store->SetLeaseListener(
       [this](const std::vector<LeaseEvent>& events) { OnLeaseEvents(events); });
 }
@@ -165,14 +165,19 @@ void LeaseKeeper::DriveRounds() {
 void LeaseKeeper::Tick() {
   std::vector<uint64_t> expired;
   Lessor::Checkpoint checkpoint;
+  std::vector<DrainingShard> drained;
   node::Node* node;
+  // Read before the keeper's lock: the store has a lock of its own.
+  const std::vector<DrainingShard> draining = store_->DrainingShards();
   {
     MutexLock lock(&mu_);
     const int64_t now = options_.clock();
     if (!lessor_.leader() || node_ == nullptr) {
+      drain_clock_.Reset();
       next_scan_at_ = now + options_.max_scan_gap_ns;
       return;
     }
+    drained = drain_clock_.Scan(draining, now);
     expired = lessor_.TakeExpired(now);
     checkpoint = lessor_.TakeCheckpoints(now);
     node = node_;
@@ -188,6 +193,17 @@ void LeaseKeeper::Tick() {
                     MutexLock lock(&mu_);
                     lessor_.ExpiryDone(expired, a.ok());
                   });
+  }
+  for (const DrainingShard& d : drained) {
+    Log(absl::StrCat("shard ", d.shard, " of group '", d.group,
+                     "': its drain deadline passed (", d.drain_ms,
+                     " ms after its owner acknowledged); handing it over"));
+    client::KvCommand cmd;
+    cmd.mutable_shard()->set_group(d.group);
+    cmd.mutable_shard()->mutable_drain_expired()->set_shard(d.shard);
+    cmd.mutable_shard()->mutable_drain_expired()->set_epoch(d.epoch);
+    node->Propose(cmd.SerializeAsString(), timeout,
+                  [](absl::StatusOr<node::Applied>) {});
   }
   if (!checkpoint.ids.empty()) {
     node->Propose(CheckpointCommand(checkpoint).SerializeAsString(), timeout,

@@ -3,7 +3,9 @@
 // lease events and the node's role changes feed it; renewals from the
 // client API go through it; a thread of its own ticks it (expiries and
 // checkpoints, proposed through the node) and starts its rounds
-// (Node::Confirm, or a proposal that clears checkpoints).
+// (Node::Confirm, or a proposal that clears checkpoints). The same tick
+// proposes shard groups' drain deadlines (coord/shard_group.h,
+// DrainClock): the leader's other timer of the same kind.
 //
 //   LeaseKeeper keeper(&store, options);        // before the node starts
 //   node options: on_role -> keeper.OnRole(role, term)
@@ -92,6 +94,7 @@ class LeaseKeeper {
   }
 
   const LeaseKeeperOptions options_;
+  KvStore* const store_;
   Mutex mu_;
   CondVar wake_;
   Lessor lessor_ ABSL_GUARDED_BY(mu_);
@@ -102,6 +105,8 @@ class LeaseKeeper {
   int64_t next_round_at_ ABSL_GUARDED_BY(mu_) = 0;
   bool round_wanted_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_scan_at_ ABSL_GUARDED_BY(mu_) = 0;
+  // Shard groups' drain deadlines, proposed from Tick (DrainClock).
+  DrainClock drain_clock_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -21,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "quorate/election.h"
 #include "quorate/member.h"
+#include "quorate/shards.h"
 #include "quorate/workload.h"
 #include "util/port.h"
 #include "wire/client.grpc.pb.h"
@@ -543,6 +544,130 @@ TEST_F(RecipeTest, WorkloadSwitch_BadInputIsRefused) {
   auto all = ListWorkloads(client_.get());
   ASSERT_TRUE(all.ok());
   EXPECT_TRUE(all->empty());  // nothing was written
+}
+
+// Shard groups (quorate/shards.h): a join takes all; a second join drains
+// half over (the first owner releases in on_revoke); the new owner never
+// sees the old one still owning; a session's end moves its shards at once.
+TEST_F(RecipeTest, ShardGroup_PlannedMovesDrainAndSessionEndsMoveAtOnce) {
+  ASSERT_TRUE(CreateShardGroup(client_.get(), "mail", 8).ok());
+  EXPECT_TRUE(CreateShardGroup(client_.get(), "mail", 8).ok()) << "a retry";
+  EXPECT_EQ(CreateShardGroup(client_.get(), "mail", 9).code(),
+            absl::StatusCode::kAlreadyExists);
+  auto sa = NewSession(), sb = NewSession();
+  std::atomic<ShardGroup*> a_group{nullptr}, b_group{nullptr};
+  std::atomic<int> overlaps{0}, revokes{0}, lost{0};
+  ShardGroupOptions oa;
+  oa.zone = "az-a";
+  oa.on_revoke = [&](uint32_t shard) {
+    ++revokes;
+    ShardGroup* b = b_group.load();
+    if (b != nullptr && b->Owns(shard)) ++overlaps;
+    EXPECT_TRUE(a_group.load()->Release(shard).ok());
+  };
+  oa.on_lost = [&] { ++lost; };
+  auto a = ShardGroup::Join(client_.get(), sa.get(), "mail", oa);
+  ASSERT_TRUE(a.ok()) << a.status();
+  a_group = a->get();
+  ASSERT_TRUE(AwaitTrue([&] { return (*a)->Owned().size() == 8; }));
+  uint64_t epoch = 0;
+  ASSERT_TRUE((*a)->Owns(3, &epoch));
+  EXPECT_EQ(epoch, 1u);
+
+  ShardGroupOptions ob;
+  ob.zone = "az-b";
+  ob.on_assigned = [&](uint32_t shard, uint64_t) {
+    ShardGroup* owner = a_group.load();
+    if (owner != nullptr && owner->Owns(shard)) ++overlaps;
+  };
+  auto b = ShardGroup::Join(client_.get(), sb.get(), "mail", ob);
+  ASSERT_TRUE(b.ok()) << b.status();
+  b_group = b->get();
+  ASSERT_TRUE(AwaitTrue(
+      [&] { return (*a)->Owned().size() == 4 && (*b)->Owned().size() == 4; }));
+  EXPECT_EQ(revokes.load(), 4);
+  EXPECT_EQ(overlaps.load(), 0);
+  for (uint32_t s = 0; s < 8; ++s) {
+    EXPECT_NE((*a)->Owns(s), (*b)->Owns(s)) << "shard " << s;
+    if ((*b)->Owns(s, &epoch)) {
+      EXPECT_EQ(epoch, 2u) << "shard " << s;
+    } else {
+      EXPECT_EQ((*b)->Release(s).code(), absl::StatusCode::kFailedPrecondition);
+    }
+  }
+  auto listed = ListShards(client_.get(), "mail");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 8u);
+  for (const ShardInfo& info : *listed) {
+    EXPECT_EQ(info.state, "owned");
+    EXPECT_EQ(info.zone, info.owner == sa->lease() ? "az-a" : "az-b");
+  }
+
+  // An unplanned move: a's session ends; b owns everything, new epochs.
+  a_group = nullptr;
+  ASSERT_TRUE(sa->Close().ok());
+  EXPECT_TRUE((*a)->Owned().empty());
+  ASSERT_TRUE(AwaitTrue([&] { return (*b)->Owned().size() == 8; }));
+  for (uint32_t s = 0; s < 8; ++s) {
+    ASSERT_TRUE((*b)->Owns(s, &epoch));
+    EXPECT_EQ(epoch, 2u) << "shard " << s;
+  }
+  EXPECT_TRUE(AwaitTrue([&] { return lost.load() == 1; }));
+}
+
+// An owner that never releases stops owning at its drain deadline, and
+// only then does the cluster hand the shard over.
+TEST_F(RecipeTest, ShardGroup_AnOwnerThatKeepsAShardStopsAtTheDrainDeadline) {
+  ShardGroupLimits limits;
+  limits.drain = absl::Milliseconds(300);
+  ASSERT_TRUE(CreateShardGroup(client_.get(), "slow", 2, limits).ok());
+  auto sa = NewSession(), sb = NewSession();
+  std::atomic<int> revokes{0}, overlaps{0};
+  ShardGroupOptions oa;
+  oa.on_revoke = [&](uint32_t) { ++revokes; };  // and never releases
+  auto a = ShardGroup::Join(client_.get(), sa.get(), "slow", oa);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(AwaitTrue([&] { return (*a)->Owned().size() == 2; }));
+  ShardGroupOptions ob;
+  ob.on_assigned = [&](uint32_t shard, uint64_t) {
+    if ((*a)->Owns(shard)) ++overlaps;
+  };
+  auto b = ShardGroup::Join(client_.get(), sb.get(), "slow", ob);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(AwaitTrue(
+      [&] { return (*a)->Owned().size() == 1 && (*b)->Owned().size() == 1; }));
+  EXPECT_EQ(revokes.load(), 1);
+  EXPECT_EQ(overlaps.load(), 0);
+}
+
+TEST_F(RecipeTest, ShardGroup_BadInputAndLimitsAreRefused) {
+  auto s = NewSession();
+  EXPECT_EQ(CreateShardGroup(client_.get(), "a/b", 4).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateShardGroup(client_.get(), "none", 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateShardGroup(client_.get(), "big", 16385).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ShardGroup::Join(client_.get(), s.get(), "nope", {}).status().code(),
+      absl::StatusCode::kNotFound);
+  EXPECT_EQ(ListShards(client_.get(), "nope").status().code(),
+            absl::StatusCode::kNotFound);
+  ShardGroupLimits one;
+  one.max_processors = 1;
+  ASSERT_TRUE(CreateShardGroup(client_.get(), "solo", 2, one).ok());
+  auto first = ShardGroup::Join(client_.get(), s.get(), "solo", {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto other = NewSession();
+  EXPECT_EQ(
+      ShardGroup::Join(client_.get(), other.get(), "solo", {}).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(AwaitTrue([&] { return (*first)->Owned().size() == 2; }));
+  EXPECT_EQ((*first)->Release(7).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(other->Close().ok());
+  EXPECT_EQ(
+      ShardGroup::Join(client_.get(), other.get(), "solo", {}).status().code(),
+      absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(ClientClusterTest, ManyThreads_ShareOneClient) {

@@ -228,5 +228,75 @@ TEST_F(RecipesTest, Quoratectl_PauseResumeWorkloads) {
   EXPECT_EQ(Quoratectl({e_, "workloads", "x"}).exit, 2);
 }
 
+// shards create and shards GROUP, as CONTRACTS.md has them.
+TEST_F(RecipesTest, Quoratectl_ShardsCreateAndList) {
+  EXPECT_EQ(Quoratectl({e_, "shards", "mail"}).exit, 1) << "unknown group";
+  ASSERT_EQ(Quoratectl({e_, "shards", "create", "mail", "3"}).exit, 0);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "mail", "3"}).exit, 0);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "mail", "4"}).exit, 1);
+  EXPECT_EQ(Quoratectl({e_, "shards", "mail"}).out,
+            "0 - - 0 unowned\n1 - - 0 unowned\n2 - - 0 unowned\n");
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "a/b", "3"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "x", "0"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "x", "many"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "mail", "--drain=1s"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "shards", "create", "y", "2", "--zone=a"}).exit, 2);
+  EXPECT_EQ(Quoratectl({e_, "put", "k", "v", "--weight=2"}).exit, 2);
+  // The group's keys are the cluster's to write.
+  EXPECT_EQ(Quoratectl({e_, "put", "quorate/shards/mail/config", "x"}).exit, 1);
+}
+
+// Two processors (`shards join`) share a group; one is killed with
+// SIGKILL. Its shards stay its own until its session's TTL has passed,
+// then all move to the other, each with a higher epoch.
+TEST_F(RecipesTest, KilledShardOwner_ItsShardsMoveAfterItsTtl) {
+  ASSERT_EQ(Quoratectl({e_, "shards", "create", "mail", "6"}).exit, 0);
+  Process a({QUORATECTL_BINARY, e_, "shards", "join", "mail", "--zone=az-a",
+             "--ttl=2s"},
+            Path("a.out"));
+  ASSERT_TRUE(Await([&] {
+    return ReadAll(Path("a.out")).find("ASSIGNED 5 ") != std::string::npos;
+  })) << ReadAll(Path("a.out"));
+  Process b({QUORATECTL_BINARY, e_, "shards", "join", "mail", "--zone=az-b",
+             "--ttl=2s"},
+            Path("b.out"));
+  // Three shards drain from a to b.
+  auto owners = [&] {
+    std::map<std::string, int> count;
+    for (absl::string_view line : absl::StrSplit(
+             Quoratectl({e_, "shards", "mail"}).out, '\n', absl::SkipEmpty())) {
+      const std::vector<std::string> w = absl::StrSplit(line, ' ');
+      if (w.size() == 5 && w[4] == "owned") ++count[w[2]];
+    }
+    return count;
+  };
+  ASSERT_TRUE(Await([&] {
+    const std::map<std::string, int> c = owners();
+    return c.size() == 2 && c.count("az-a") && c.at("az-a") == 3;
+  })) << ReadAll(Path("a.out"))
+      << ReadAll(Path("b.out"));
+  EXPECT_NE(ReadAll(Path("a.out")).find("REVOKED "), std::string::npos);
+  a.Signal(SIGKILL);
+  ASSERT_TRUE(a.Wait(absl::Seconds(10)).has_value());
+  const std::map<std::string, int> at_kill = owners();
+  EXPECT_EQ(at_kill.count("az-a") ? at_kill.at("az-a") : 0, 3)
+      << "a's shards moved at once, not after its session's TTL";
+  ASSERT_TRUE(Await([&] {
+    const std::map<std::string, int> c = owners();
+    return c.size() == 1 && c.count("az-b") && c.at("az-b") == 6;
+  })) << ReadAll(Path("b.out"));
+  // b was assigned every shard, the three from a at a higher epoch.
+  const std::string out = ReadAll(Path("b.out"));
+  int assigned = 0;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "ASSIGNED ")) ++assigned;
+  }
+  EXPECT_EQ(assigned, 6) << out;
+  b.Signal(SIGINT);
+  EXPECT_EQ(b.Wait(absl::Seconds(20)).value_or(-1), 0)
+      << ReadAll(Path("b.out"));
+}
+
 }  // namespace
 }  // namespace quorate

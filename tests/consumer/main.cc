@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "quorate/election.h"
+#include "quorate/shards.h"
 #include "quorate/version.h"
 
 int main(int argc, char** argv) {
@@ -19,9 +20,10 @@ int main(int argc, char** argv) {
               << quorate::Version() << "\n";
     return 1;
   }
-  // The election and lock API is installed and links.
+  // The election, lock and shard group APIs are installed and link.
   auto* volatile lock = &quorate::Lock::Create;
   auto* volatile observe = &quorate::ObserveElection;
-  if (lock == nullptr || observe == nullptr) return 1;
+  auto* volatile join = &quorate::ShardGroup::Join;
+  if (lock == nullptr || observe == nullptr || join == nullptr) return 1;
   return info.dependencies.empty() ? 1 : 0;
 }

@@ -1,0 +1,388 @@
+// quorate::ShardGroup (quorate/shards.h): a processor's view of a shard
+// group, kept from a read of the group's keys and a watch from the
+// revision after it (coord/shard_group.h, KEYS).
+#include "quorate/shards.h"
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "api/client_internal.h"
+#include "coord/kv.h"
+#include "coord/shard_group.h"
+#include "util/clock.h"
+#include "util/mutex.h"
+#include "util/serial_executor.h"
+
+namespace quorate {
+namespace {
+
+constexpr int64_t kNever = INT64_MAX;
+// The owner's drain deadline is counted as the session's window is:
+// shrunk by the clock drift bound, less a margin (quorate/client.h).
+constexpr double kMaxClockDrift = 0.01;
+constexpr int64_t kMarginNs = 50'000'000;
+constexpr absl::Duration kMonitorEvery = absl::Milliseconds(20);
+
+uint64_t LeaseOf(const std::string& id) {
+  uint64_t lease = 0;
+  return absl::SimpleHexAtoi(id, &lease) ? lease : 0;
+}
+
+// Reads the group's keys: its config, shards and members. NOT_FOUND
+// without a config.
+struct GroupRead {
+  coord::ShardGroupConfig config;
+  std::vector<coord::ShardState> shards;
+  std::map<std::string, std::string> zones;  // by processor id
+  uint64_t revision = 0;
+};
+
+absl::StatusOr<GroupRead> ReadGroup(Client* client, absl::string_view name) {
+  absl::StatusOr<std::string> prefix = coord::ShardGroupPrefix(name);
+  if (!prefix.ok()) return prefix.status();
+  RangeOptions o;
+  o.range_end = coord::PrefixEnd(*prefix);
+  absl::StatusOr<RangeResult> all = api::RangeAll(client, *prefix, o);
+  if (!all.ok()) return all.status();
+  GroupRead out;
+  out.revision = all->revision;
+  bool have_config = false;
+  const std::string config_key = coord::ShardConfigKey(*prefix);
+  const std::string member_head = coord::ShardMemberKey(*prefix, "");
+  for (const KeyRecord& kv : all->kvs) {
+    if (kv.key == config_key) {
+      for (absl::string_view field : absl::StrSplit(kv.value, ' ')) {
+        std::pair<std::string, std::string> f = absl::StrSplit(field, '=');
+        int64_t v = 0;
+        if (!absl::SimpleAtoi(f.second, &v)) continue;
+        if (f.first == "shards") out.config.shards = static_cast<uint32_t>(v);
+        if (f.first == "drain_ms") out.config.drain_ms = v;
+      }
+      have_config = true;
+    } else if (std::optional<uint32_t> s = coord::ShardOfKey(*prefix, kv.key)) {
+      absl::StatusOr<coord::ShardState> st = coord::ParseShardState(kv.value);
+      if (!st.ok()) return st.status();
+      if (*s >= out.shards.size()) out.shards.resize(*s + 1);
+      out.shards[*s] = *std::move(st);
+    } else if (kv.key.rfind(member_head, 0) == 0) {
+      const std::vector<std::string> f = absl::StrSplit(kv.value, ' ');
+      out.zones[kv.key.substr(member_head.size())] =
+          f.empty() || f[0] == "-" ? "" : f[0];
+    }
+  }
+  if (!have_config) {
+    return absl::NotFoundError(
+        absl::StrCat("there is no shard group '", name, "'"));
+  }
+  out.shards.resize(out.config.shards);
+  return out;
+}
+
+class ShardGroupImpl final : public ShardGroup {
+ public:
+  ShardGroupImpl(Client* client, Session* session, std::string name,
+                 std::string prefix, ShardGroupOptions options,
+                 const GroupRead& read)
+      : client_(client),
+        session_(session),
+        name_(std::move(name)),
+        prefix_(std::move(prefix)),
+        options_(std::move(options)),
+        me_(coord::KvStore::ShardProcessorId(session->lease())),
+        count_(read.config.shards),
+        drain_ns_(static_cast<int64_t>(
+                      static_cast<double>(read.config.drain_ms) * 1e6 *
+                      (1 - kMaxClockDrift) / (1 + kMaxClockDrift)) -
+                  kMarginNs),
+        epoch_(new std::atomic<uint64_t>[count_]),
+        until_(new std::atomic<int64_t>[count_]),
+        view_(count_),
+        seen_revoke_(count_, 0),
+        releasing_(count_, 0) {
+    for (uint32_t s = 0; s < count_; ++s) {
+      epoch_[s].store(0);
+      until_[s].store(kNever);
+    }
+    for (uint32_t s = 0; s < count_ && s < read.shards.size(); ++s) {
+      // A revocation this processor acknowledged before this view began:
+      // when is not known here, so its drain is over already.
+      Update(s, read.shards[s], /*at_start=*/true);
+    }
+  }
+
+  ~ShardGroupImpl() override {
+    if (watcher_ != nullptr) watcher_->Cancel();
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    stop_.SignalAll();
+    if (monitor_.joinable()) monitor_.join();
+  }
+
+  absl::Status Start(uint64_t revision) {
+    WatchOptions w;
+    w.start_revision = revision + 1;
+    const std::string shards = absl::StrCat(prefix_, "shard/");
+    w.range_end = coord::PrefixEnd(shards);
+    w.on_events = [this](const std::vector<WatchEvent>& events, uint64_t) {
+      for (const WatchEvent& e : events) {
+        std::optional<uint32_t> s = coord::ShardOfKey(prefix_, e.kv.key);
+        if (!s.has_value() || *s >= count_ ||
+            e.type != WatchEvent::Type::kPut) {
+          continue;
+        }
+        absl::StatusOr<coord::ShardState> st =
+            coord::ParseShardState(e.kv.value);
+        if (st.ok()) Update(*s, *st, /*at_start=*/false);
+      }
+    };
+    absl::StatusOr<std::unique_ptr<Watcher>> watcher =
+        client_->Watch(shards, std::move(w));
+    if (!watcher.ok()) return watcher.status();
+    watcher_ = *std::move(watcher);
+    monitor_ = std::thread([this] { Monitor(); });
+    return absl::OkStatus();
+  }
+
+  bool Owns(uint32_t shard, uint64_t* epoch) const override {
+    if (shard >= count_) return false;
+    const uint64_t e = epoch_[shard].load(std::memory_order_acquire);
+    if (e == 0 || !session_->Valid()) return false;
+    const int64_t until = until_[shard].load(std::memory_order_acquire);
+    if (until != kNever && BootTimeNowNs() >= until) return false;
+    if (epoch != nullptr) *epoch = e;
+    return true;
+  }
+
+  absl::Status Release(uint32_t shard) override {
+    if (shard >= count_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shard ", shard, " is out of range (the group has ", count_, ")"));
+    }
+    uint64_t epoch = epoch_[shard].exchange(0);  // Owns() is false now
+    {
+      MutexLock lock(&mu_);
+      if (epoch != 0) releasing_[shard] = epoch;
+      epoch = releasing_[shard];  // a release that failed is sent again
+    }
+    if (epoch == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", shard, " of group '", name_, "' is not owned here"));
+    }
+    absl::Status s = Send(shard, epoch, /*ack=*/false);
+    if (s.ok() || absl::IsFailedPrecondition(s)) {
+      MutexLock lock(&mu_);
+      if (releasing_[shard] == epoch) releasing_[shard] = 0;
+    }
+    return s;
+  }
+
+  absl::Status Leave() override {
+    client::ShardRequest req;
+    req.set_group(name_);
+    req.mutable_leave()->set_lease(session_->lease());
+    client::ShardResponse resp;
+    return api::WireShard(client_, std::move(req), &resp);
+  }
+
+  std::vector<uint32_t> Owned() const override {
+    std::vector<uint32_t> out;
+    for (uint32_t s = 0; s < count_; ++s) {
+      if (Owns(s, nullptr)) out.push_back(s);
+    }
+    return out;
+  }
+
+  uint32_t shard_count() const override { return count_; }
+
+ private:
+  absl::Status Send(uint32_t shard, uint64_t epoch, bool ack) {
+    client::ShardRequest req;
+    req.set_group(name_);
+    client::ShardRelease* r = req.mutable_release();
+    r->set_lease(session_->lease());
+    r->set_shard(shard);
+    r->set_epoch(epoch);
+    r->set_ack(ack);
+    client::ShardResponse resp;
+    return api::WireShard(client_, std::move(req), &resp);
+  }
+
+  // A shard's new state, from the first read or the watch (its thread).
+  void Update(uint32_t s, const coord::ShardState& st, bool at_start) {
+    const bool mine =
+        st.owner == me_ && st.phase != coord::ShardPhase::kUnowned;
+    uint64_t revoke_epoch = 0;
+    bool assigned = false;
+    {
+      MutexLock lock(&mu_);
+      const coord::ShardState old = view_[s];
+      view_[s] = st;
+      if (!mine) {
+        epoch_[s].store(0, std::memory_order_release);
+        return;
+      }
+      const bool new_tenure = old.owner != me_ || old.epoch != st.epoch ||
+                              old.phase == coord::ShardPhase::kUnowned;
+      if (new_tenure && releasing_[s] != st.epoch) {
+        until_[s].store(kNever, std::memory_order_release);
+        epoch_[s].store(st.epoch, std::memory_order_release);
+        assigned = true;
+      }
+      const bool held = epoch_[s].load(std::memory_order_acquire) == st.epoch;
+      if (!held) {
+        // Released here already (the view lags): nothing to drain.
+      } else if (st.phase == coord::ShardPhase::kRevoking) {
+        if (at_start && st.acked) {
+          until_[s].store(0, std::memory_order_release);  // drained already
+        } else if (seen_revoke_[s] != st.epoch) {
+          seen_revoke_[s] = st.epoch;
+          // The deadline counts from now, before the acknowledgement is
+          // sent: never later than the leader's, which counts from its
+          // apply.
+          until_[s].store(BootTimeNowNs() + drain_ns_,
+                          std::memory_order_release);
+          revoke_epoch = st.epoch;
+        }
+      } else if (!new_tenure) {
+        until_[s].store(kNever, std::memory_order_release);  // called off
+        seen_revoke_[s] = 0;
+      }
+    }
+    if (assigned && options_.on_assigned) {
+      callbacks_.Post([this, s, e = st.epoch] { options_.on_assigned(s, e); });
+    }
+    if (revoke_epoch != 0) {
+      if (options_.on_revoke) {
+        callbacks_.Post([this, s] { options_.on_revoke(s); });
+      }
+      acks_.Post([this, s, revoke_epoch] {
+        (void)Send(s, revoke_epoch, /*ack=*/true);
+      });
+    }
+  }
+
+  // Releases shards whose drain deadline passed here, and reports the
+  // session's end.
+  void Monitor() {
+    std::shared_future<void> done = session_->Done();
+    while (true) {
+      {
+        MutexLock lock(&mu_);
+        if (stopping_) return;
+        stop_.WaitWithTimeout(&mu_, kMonitorEvery);
+        if (stopping_) return;
+      }
+      if (done.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+        for (uint32_t s = 0; s < count_; ++s) epoch_[s].store(0);
+        if (options_.on_lost) callbacks_.Post([this] { options_.on_lost(); });
+        return;
+      }
+      const int64_t now = BootTimeNowNs();
+      for (uint32_t s = 0; s < count_; ++s) {
+        const int64_t until = until_[s].load(std::memory_order_acquire);
+        if (until != kNever && now >= until &&
+            epoch_[s].load(std::memory_order_acquire) != 0) {
+          (void)Release(s);
+        }
+      }
+    }
+  }
+
+  Client* const client_;
+  Session* const session_;
+  const std::string name_;
+  const std::string prefix_;
+  const ShardGroupOptions options_;
+  const std::string me_;
+  const uint32_t count_;
+  const int64_t drain_ns_;
+  // Per shard: the epoch owned here (0: none), and until when (the drain
+  // deadline; kNever). Owns() reads these without a lock.
+  std::unique_ptr<std::atomic<uint64_t>[]> epoch_;
+  std::unique_ptr<std::atomic<int64_t>[]> until_;
+  Mutex mu_;
+  CondVar stop_;
+  std::vector<coord::ShardState> view_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> seen_revoke_ ABSL_GUARDED_BY(mu_);  // its epoch
+  std::vector<uint64_t> releasing_ ABSL_GUARDED_BY(mu_);    // its epoch
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Declared after what their tasks use, so destroyed (and drained) first.
+  SerialExecutor acks_{"q-shard-acks"};
+  SerialExecutor callbacks_{"q-shards"};
+  std::unique_ptr<Watcher> watcher_;
+  std::thread monitor_;
+};
+
+}  // namespace
+
+absl::Status CreateShardGroup(Client* client, absl::string_view name,
+                              uint32_t shards, const ShardGroupLimits& limits) {
+  if (absl::Status s = coord::ShardGroupPrefix(name).status(); !s.ok()) {
+    return s;
+  }
+  client::ShardRequest req;
+  req.set_group(std::string(name));
+  client::ShardGroupCreate* c = req.mutable_create();
+  c->set_shards(shards);
+  c->set_max_processors(limits.max_processors);
+  c->set_max_in_motion(limits.max_in_motion);
+  c->set_drain_ms(absl::ToInt64Milliseconds(limits.drain));
+  client::ShardResponse resp;
+  return api::WireShard(client, std::move(req), &resp);
+}
+
+absl::StatusOr<std::vector<ShardInfo>> ListShards(Client* client,
+                                                  absl::string_view name) {
+  absl::StatusOr<GroupRead> read = ReadGroup(client, name);
+  if (!read.ok()) return read.status();
+  std::vector<ShardInfo> out;
+  for (uint32_t s = 0; s < read->shards.size(); ++s) {
+    const coord::ShardState& st = read->shards[s];
+    ShardInfo info;
+    info.shard = s;
+    info.owner = LeaseOf(st.owner);
+    auto zone = read->zones.find(st.owner);
+    if (zone != read->zones.end()) info.zone = zone->second;
+    info.epoch = st.epoch;
+    info.state = coord::ShardPhaseName(st.phase);
+    info.next = LeaseOf(st.next);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ShardGroup>> ShardGroup::Join(
+    Client* client, Session* session, absl::string_view name,
+    ShardGroupOptions options) {
+  absl::StatusOr<std::string> prefix = coord::ShardGroupPrefix(name);
+  if (!prefix.ok()) return prefix.status();
+  if (!session->Valid()) {
+    return absl::FailedPreconditionError(
+        "the session is over; join with a live one");
+  }
+  client::ShardRequest req;
+  req.set_group(std::string(name));
+  client::ShardJoin* j = req.mutable_join();
+  j->set_lease(session->lease());
+  j->set_zone(options.zone);
+  j->set_weight(options.weight);
+  client::ShardResponse resp;
+  if (absl::Status s = api::WireShard(client, std::move(req), &resp); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<GroupRead> read = ReadGroup(client, name);
+  if (!read.ok()) return read.status();
+  auto group = std::make_unique<ShardGroupImpl>(
+      client, session, std::string(name), *std::move(prefix),
+      std::move(options), *read);
+  if (absl::Status s = group->Start(read->revision); !s.ok()) return s;
+  return group;
+}
+
+}  // namespace quorate
