@@ -12,18 +12,14 @@
 #include "absl/strings/str_cat.h"
 
 namespace quorate::coord {
-namespace {
-
-client::KvResult Result(absl::StatusCode code, uint64_t revision,
-                        std::string message = "") {
+client::KvResult KvStore::Result(absl::StatusCode code, uint64_t revision,
+                                 std::string message) {
   client::KvResult r;
   r.set_code(static_cast<int32_t>(code));
   r.set_revision(revision);
   r.set_message(std::move(message));
   return r;
 }
-
-}  // namespace
 
 absl::Status CheckKeyValue(absl::string_view key, absl::string_view value) {
   if (key.empty()) return absl::InvalidArgumentError("the key is empty");

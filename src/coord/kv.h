@@ -265,6 +265,8 @@ class KvStore final : public node::StateMachine {
     return absl::Hash<absl::string_view>{}(key) >> (64 - kShardBits);
   }
 
+  static client::KvResult Result(absl::StatusCode code, uint64_t revision,
+                                 std::string message = "");
   std::string ApplyLocked(uint64_t index, const client::KvCommand& cmd)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   client::KvResult Execute(uint64_t index, const client::KvCommand& cmd)

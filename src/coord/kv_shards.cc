@@ -10,15 +10,6 @@
 namespace quorate::coord {
 namespace {
 
-client::KvResult ShardResult(absl::StatusCode code, uint64_t revision,
-                             std::string message = "") {
-  client::KvResult r;
-  r.set_code(static_cast<int32_t>(code));
-  r.set_revision(revision);
-  r.set_message(std::move(message));
-  return r;
-}
-
 ShardGroupConfig ConfigOf(const client::ShardGroupCreate& c) {
   ShardGroupConfig out;
   out.shards = c.shards();
@@ -43,24 +34,24 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
   const std::string& name = request.group();
   absl::StatusOr<std::string> prefix = ShardGroupPrefix(name);
   if (!prefix.ok()) {
-    return ShardResult(prefix.status().code(), revision_,
-                       std::string(prefix.status().message()));
+    return Result(prefix.status().code(), revision_,
+                  std::string(prefix.status().message()));
   }
   if (request.kind_case() == client::ShardRequest::kCreate) {
     const ShardGroupConfig config = ConfigOf(request.create());
     if (auto it = groups_.find(name); it != groups_.end()) {
       if (SameConfig(it->second.config(), config)) {
-        return ShardResult(absl::StatusCode::kOk, revision_);  // a retry
+        return Result(absl::StatusCode::kOk, revision_);  // a retry
       }
-      return ShardResult(
+      return Result(
           absl::StatusCode::kAlreadyExists, revision_,
           absl::StrCat("shard group '", name, "' exists already, with ",
                        FormatShardConfig(it->second.config())));
     }
     absl::StatusOr<ShardGroup> g = ShardGroup::Create(config);
     if (!g.ok()) {
-      return ShardResult(g.status().code(), revision_,
-                         std::string(g.status().message()));
+      return Result(g.status().code(), revision_,
+                    std::string(g.status().message()));
     }
     PutLocked(ShardConfigKey(*prefix), FormatShardConfig(config), revision_ + 1,
               0);
@@ -70,12 +61,12 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
     }
     groups_.emplace(name, *std::move(g));
     ++revision_;
-    return ShardResult(absl::StatusCode::kOk, revision_);
+    return Result(absl::StatusCode::kOk, revision_);
   }
   auto it = groups_.find(name);
   if (it == groups_.end()) {
-    return ShardResult(absl::StatusCode::kNotFound, revision_,
-                       absl::StrCat("there is no shard group '", name, "'"));
+    return Result(absl::StatusCode::kNotFound, revision_,
+                  absl::StrCat("there is no shard group '", name, "'"));
   }
   ShardGroup& g = it->second;
   const std::map<std::string, ShardGroup::Member> before = g.members();
@@ -115,10 +106,10 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
       break;
   }
   if (!s.ok()) {
-    return ShardResult(s.code(), revision_, std::string(s.message()));
+    return Result(s.code(), revision_, std::string(s.message()));
   }
   if (WriteShardKeys(name, g, before, g.changed())) ++revision_;
-  return ShardResult(absl::StatusCode::kOk, revision_);
+  return Result(absl::StatusCode::kOk, revision_);
 }
 
 bool KvStore::WriteShardKeys(

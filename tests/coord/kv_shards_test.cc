@@ -78,6 +78,22 @@ class KvShardsTest : public ::testing::Test {
   ShardState StateOf(const std::string& group, uint32_t shard) {
     return StateOf(store_, group, shard);
   }
+  // A group of `shards` (K `k`) joined by two processors, a then b; the
+  // first shard draining from a to b.
+  uint32_t TwoJoinedOneDraining(const std::string& group, uint32_t shards,
+                                uint32_t k, uint64_t* a, uint64_t* b) {
+    EXPECT_EQ(Run(Create(group, shards, k)).code(), 0);
+    *a = Grant();
+    *b = Grant();
+    EXPECT_TRUE(Status(Join(group, *a)).ok());
+    EXPECT_TRUE(Status(Join(group, *b)).ok());
+    uint32_t s = 0;
+    while (s + 1 < shards && StateOf(group, s).phase != ShardPhase::kRevoking) {
+      ++s;
+    }
+    EXPECT_EQ(StateOf(group, s).phase, ShardPhase::kRevoking);
+    return s;
+  }
   static std::string Id(uint64_t lease) {
     return KvStore::ShardProcessorId(lease);
   }
@@ -162,13 +178,8 @@ TEST_F(KvShardsTest, PlannedMove_WaitsForTheOwnersRelease) {
 }
 
 TEST_F(KvShardsTest, DrainExpired_HandsOverAnAcknowledgedShard) {
-  ASSERT_EQ(Run(Create("mail", 2, 1)).code(), 0);
-  const uint64_t a = Grant();
-  const uint64_t b = Grant();
-  ASSERT_TRUE(Status(Join("mail", a)).ok());
-  ASSERT_TRUE(Status(Join("mail", b)).ok());
-  uint32_t s = 0;
-  while (StateOf("mail", s).phase != ShardPhase::kRevoking) ++s;
+  uint64_t a = 0, b = 0;
+  const uint32_t s = TwoJoinedOneDraining("mail", 2, 1, &a, &b);
   client::KvCommand expired = Shard("mail");
   expired.mutable_shard()->mutable_drain_expired()->set_shard(s);
   expired.mutable_shard()->mutable_drain_expired()->set_epoch(1);
@@ -255,13 +266,8 @@ TEST_F(KvShardsTest, ClientWrites_UnderTheShardPrefixAreRefused) {
 }
 
 TEST_F(KvShardsTest, Snapshot_CarriesGroupsAndTheRestoredStoreGoesOnAlike) {
-  ASSERT_EQ(Run(Create("mail", 8, 2)).code(), 0);
-  const uint64_t a = Grant();
-  const uint64_t b = Grant();
-  ASSERT_TRUE(Status(Join("mail", a)).ok());
-  ASSERT_TRUE(Status(Join("mail", b)).ok());
-  uint32_t s = 0;
-  while (StateOf("mail", s).phase != ShardPhase::kRevoking) ++s;
+  uint64_t a = 0, b = 0;
+  const uint32_t s = TwoJoinedOneDraining("mail", 8, 2, &a, &b);
   ASSERT_TRUE(Status(Release("mail", a, s, 1, /*ack=*/true)).ok());
   const std::string bytes = store_.Snapshot()();
   KvStore copy;
