@@ -544,7 +544,7 @@ void KvService::LeaseRevoke(RevokeCall* call) {
 }
 
 void KvService::Shard(ShardCall* call) {
-  // The drain deadline is the leader's to call (ShardDrainer): a client
+  // The drain deadline is the leader's to call (DrainClock): a client
   // that could call it would cut an owner's drain short.
   if (call->request.kind_case() == client::ShardRequest::kDrainExpired ||
       call->request.kind_case() == client::ShardRequest::KIND_NOT_SET) {
