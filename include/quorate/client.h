@@ -252,6 +252,11 @@ class Session {
   virtual absl::Duration Remaining() const = 0;
   // Ready once the session is over, for whatever reason.
   virtual std::shared_future<void> Done() const = 0;
+  // The clock drift bound and the margin it counts with (SessionOptions).
+  // Other deadlines counted for the same holder, such as a shard's drain
+  // (quorate/shards.h), use them too.
+  virtual double max_clock_drift() const = 0;
+  virtual absl::Duration margin() const = 0;
   // Ends the session now: revokes the lease (deleting its keys).
   virtual absl::Status Close() = 0;
 };

@@ -578,6 +578,8 @@ class SessionImpl final : public Session {
         0, deadline_ns_.load(std::memory_order_acquire) - BootTimeNowNs()));
   }
   std::shared_future<void> Done() const override { return done_future_; }
+  double max_clock_drift() const override { return options_.max_clock_drift; }
+  absl::Duration margin() const override { return options_.margin; }
 
   absl::Status Close() override {
     {

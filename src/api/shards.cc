@@ -3,7 +3,6 @@
 // revision after it (coord/shard_group.h, KEYS).
 #include "quorate/shards.h"
 
-#include <atomic>
 #include <map>
 #include <thread>
 
@@ -13,6 +12,7 @@
 #include "api/client_internal.h"
 #include "coord/kv.h"
 #include "coord/shard_group.h"
+#include "coord/shard_view.h"
 #include "util/clock.h"
 #include "util/mutex.h"
 #include "util/serial_executor.h"
@@ -20,12 +20,8 @@
 namespace quorate {
 namespace {
 
-constexpr int64_t kNever = INT64_MAX;
-// The owner's drain deadline is counted as the session's window is:
-// shrunk by the clock drift bound, less a margin (quorate/client.h).
-constexpr double kMaxClockDrift = 0.01;
-constexpr int64_t kMarginNs = 50'000'000;
 constexpr absl::Duration kMonitorEvery = absl::Milliseconds(20);
+constexpr uint64_t kRetryReleasesEvery = 50;  // monitor rounds: 1 s
 
 uint64_t LeaseOf(const std::string& id) {
   uint64_t lease = 0;
@@ -92,24 +88,14 @@ class ShardGroupImpl final : public ShardGroup {
         name_(std::move(name)),
         prefix_(std::move(prefix)),
         options_(std::move(options)),
-        me_(coord::KvStore::ShardProcessorId(session->lease())),
-        count_(read.config.shards),
-        drain_ns_(static_cast<int64_t>(
-                      static_cast<double>(read.config.drain_ms) * 1e6 *
-                      (1 - kMaxClockDrift) / (1 + kMaxClockDrift)) -
-                  kMarginNs),
-        epoch_(new std::atomic<uint64_t>[count_]),
-        until_(new std::atomic<int64_t>[count_]),
-        view_(count_),
-        seen_revoke_(count_, 0),
-        releasing_(count_, 0) {
-    for (uint32_t s = 0; s < count_; ++s) {
-      epoch_[s].store(0);
-      until_[s].store(kNever);
-    }
-    for (uint32_t s = 0; s < count_ && s < read.shards.size(); ++s) {
-      // A revocation this processor acknowledged before this view began:
-      // when is not known here, so its drain is over already.
+        view_(coord::KvStore::ShardProcessorId(session->lease()),
+              read.config.shards,
+              coord::ShardDrainWindowNs(
+                  read.config.drain_ms, session->max_clock_drift(),
+                  absl::ToInt64Nanoseconds(session->margin()))) {
+    MutexLock lock(&mu_);
+    for (uint32_t s = 0; s < view_.shard_count() && s < read.shards.size();
+         ++s) {
       Update(s, read.shards[s], /*at_start=*/true);
     }
   }
@@ -130,12 +116,10 @@ class ShardGroupImpl final : public ShardGroup {
     const std::string shards = absl::StrCat(prefix_, "shard/");
     w.range_end = coord::PrefixEnd(shards);
     w.on_events = [this](const std::vector<WatchEvent>& events, uint64_t) {
+      MutexLock lock(&mu_);
       for (const WatchEvent& e : events) {
         std::optional<uint32_t> s = coord::ShardOfKey(prefix_, e.kv.key);
-        if (!s.has_value() || *s >= count_ ||
-            e.type != WatchEvent::Type::kPut) {
-          continue;
-        }
+        if (!s.has_value() || e.type != WatchEvent::Type::kPut) continue;
         absl::StatusOr<coord::ShardState> st =
             coord::ParseShardState(e.kv.value);
         if (st.ok()) Update(*s, *st, /*at_start=*/false);
@@ -150,25 +134,22 @@ class ShardGroupImpl final : public ShardGroup {
   }
 
   bool Owns(uint32_t shard, uint64_t* epoch) const override {
-    if (shard >= count_) return false;
-    const uint64_t e = epoch_[shard].load(std::memory_order_acquire);
+    const uint64_t e = view_.Owns(shard, BootTimeNowNs());
     if (e == 0 || !session_->Valid()) return false;
-    const int64_t until = until_[shard].load(std::memory_order_acquire);
-    if (until != kNever && BootTimeNowNs() >= until) return false;
     if (epoch != nullptr) *epoch = e;
     return true;
   }
 
   absl::Status Release(uint32_t shard) override {
-    if (shard >= count_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shard ", shard, " is out of range (the group has ", count_, ")"));
+    if (shard >= view_.shard_count()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shard ", shard, " is out of range (the group has ",
+                       view_.shard_count(), ")"));
     }
-    uint64_t epoch = epoch_[shard].exchange(0);  // Owns() is false now
+    uint64_t epoch;
     {
       MutexLock lock(&mu_);
-      if (epoch != 0) releasing_[shard] = epoch;
-      epoch = releasing_[shard];  // a release that failed is sent again
+      epoch = view_.TakeRelease(shard);  // Owns() is false now
     }
     if (epoch == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -177,7 +158,7 @@ class ShardGroupImpl final : public ShardGroup {
     absl::Status s = Send(shard, epoch, /*ack=*/false);
     if (s.ok() || absl::IsFailedPrecondition(s)) {
       MutexLock lock(&mu_);
-      if (releasing_[shard] == epoch) releasing_[shard] = 0;
+      view_.ReleaseDone(shard, epoch);
     }
     return s;
   }
@@ -192,13 +173,13 @@ class ShardGroupImpl final : public ShardGroup {
 
   std::vector<uint32_t> Owned() const override {
     std::vector<uint32_t> out;
-    for (uint32_t s = 0; s < count_; ++s) {
+    for (uint32_t s = 0; s < view_.shard_count(); ++s) {
       if (Owns(s, nullptr)) out.push_back(s);
     }
     return out;
   }
 
-  uint32_t shard_count() const override { return count_; }
+  uint32_t shard_count() const override { return view_.shard_count(); }
 
  private:
   absl::Status Send(uint32_t shard, uint64_t epoch, bool ack) {
@@ -214,56 +195,20 @@ class ShardGroupImpl final : public ShardGroup {
   }
 
   // A shard's new state, from the first read or the watch (its thread).
-  void Update(uint32_t s, const coord::ShardState& st, bool at_start) {
-    const bool mine =
-        st.owner == me_ && st.phase != coord::ShardPhase::kUnowned;
-    uint64_t revoke_epoch = 0;
-    bool assigned = false;
-    {
-      MutexLock lock(&mu_);
-      const coord::ShardState old = view_[s];
-      view_[s] = st;
-      if (!mine) {
-        epoch_[s].store(0, std::memory_order_release);
-        return;
-      }
-      const bool new_tenure = old.owner != me_ || old.epoch != st.epoch ||
-                              old.phase == coord::ShardPhase::kUnowned;
-      if (new_tenure && releasing_[s] != st.epoch) {
-        until_[s].store(kNever, std::memory_order_release);
-        epoch_[s].store(st.epoch, std::memory_order_release);
-        assigned = true;
-      }
-      const bool held = epoch_[s].load(std::memory_order_acquire) == st.epoch;
-      if (!held) {
-        // Released here already (the view lags): nothing to drain.
-      } else if (st.phase == coord::ShardPhase::kRevoking) {
-        if (at_start && st.acked) {
-          until_[s].store(0, std::memory_order_release);  // drained already
-        } else if (seen_revoke_[s] != st.epoch) {
-          seen_revoke_[s] = st.epoch;
-          // The deadline counts from now, before the acknowledgement is
-          // sent: never later than the leader's, which counts from its
-          // apply.
-          until_[s].store(BootTimeNowNs() + drain_ns_,
-                          std::memory_order_release);
-          revoke_epoch = st.epoch;
-        }
-      } else if (!new_tenure) {
-        until_[s].store(kNever, std::memory_order_release);  // called off
-        seen_revoke_[s] = 0;
-      }
+  void Update(uint32_t s, const coord::ShardState& st, bool at_start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const coord::ShardView::Change c =
+        view_.Update(s, st, at_start, BootTimeNowNs());
+    if (c.assigned != 0 && options_.on_assigned) {
+      callbacks_.Post(
+          [this, s, e = c.assigned] { options_.on_assigned(s, e); });
     }
-    if (assigned && options_.on_assigned) {
-      callbacks_.Post([this, s, e = st.epoch] { options_.on_assigned(s, e); });
-    }
-    if (revoke_epoch != 0) {
+    if (c.revoke_epoch != 0) {
       if (options_.on_revoke) {
         callbacks_.Post([this, s] { options_.on_revoke(s); });
       }
-      acks_.Post([this, s, revoke_epoch] {
-        (void)Send(s, revoke_epoch, /*ack=*/true);
-      });
+      acks_.Post(
+          [this, s, e = c.revoke_epoch] { (void)Send(s, e, /*ack=*/true); });
     }
   }
 
@@ -279,18 +224,26 @@ class ShardGroupImpl final : public ShardGroup {
         if (stopping_) return;
       }
       if (done.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-        for (uint32_t s = 0; s < count_; ++s) epoch_[s].store(0);
+        {
+          MutexLock lock(&mu_);
+          view_.DropAll();
+        }
         if (options_.on_lost) callbacks_.Post([this] { options_.on_lost(); });
         return;
       }
-      const int64_t now = BootTimeNowNs();
-      for (uint32_t s = 0; s < count_; ++s) {
-        const int64_t until = until_[s].load(std::memory_order_acquire);
-        if (until != kNever && now >= until &&
-            epoch_[s].load(std::memory_order_acquire) != 0) {
-          (void)Release(s);
+      std::vector<uint32_t> due;
+      {
+        MutexLock lock(&mu_);
+        due = view_.Due(BootTimeNowNs());
+        // A release that failed (the cluster was unreachable) is sent
+        // again, or the shard would wait for the session's end.
+        if (++rounds_ % kRetryReleasesEvery == 0) {
+          for (const auto& [s, epoch] : view_.PendingReleases()) {
+            due.push_back(s);
+          }
         }
       }
+      for (uint32_t s : due) (void)Release(s);
     }
   }
 
@@ -299,19 +252,12 @@ class ShardGroupImpl final : public ShardGroup {
   const std::string name_;
   const std::string prefix_;
   const ShardGroupOptions options_;
-  const std::string me_;
-  const uint32_t count_;
-  const int64_t drain_ns_;
-  // Per shard: the epoch owned here (0: none), and until when (the drain
-  // deadline; kNever). Owns() reads these without a lock.
-  std::unique_ptr<std::atomic<uint64_t>[]> epoch_;
-  std::unique_ptr<std::atomic<int64_t>[]> until_;
   Mutex mu_;
   CondVar stop_;
-  std::vector<coord::ShardState> view_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint64_t> seen_revoke_ ABSL_GUARDED_BY(mu_);  // its epoch
-  std::vector<uint64_t> releasing_ ABSL_GUARDED_BY(mu_);    // its epoch
+  // Owns() reads it without mu_ (atomics); every other call holds mu_.
+  coord::ShardView view_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;  // of the monitor
   // Declared after what their tasks use, so destroyed (and drained) first.
   SerialExecutor acks_{"q-shard-acks"};
   SerialExecutor callbacks_{"q-shards"};

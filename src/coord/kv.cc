@@ -1152,11 +1152,13 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   }
   std::map<std::string, ShardGroup> groups;
   for (const client::ShardGroupState& in : snap.shard_groups()) {
-    absl::StatusOr<ShardGroup> g = ShardGroupFromProto(in);
+    absl::StatusOr<ShardGroup> g = ShardGroupFromProto(in, unsafe_.shards);
     if (!g.ok()) return g.status();
     for (const auto& [id, m] : g->members()) {
       uint64_t lease = 0;
-      if (!absl::SimpleHexAtoi(id, &lease) || !lease_ids.contains(lease)) {
+      // (The broken variant that ignores session ends makes such groups.)
+      if (!absl::SimpleHexAtoi(id, &lease) ||
+          (!lease_ids.contains(lease) && !unsafe_.shards.ignore_session_end)) {
         return absl::DataLossError(
             absl::StrCat("the key-value snapshot's shard group '", in.name(),
                          "' has a processor without a session (", id, ")"));

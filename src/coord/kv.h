@@ -157,7 +157,9 @@ absl::Status ResultStatus(const client::KvResult& result);
 client::ShardGroupState ShardGroupToProto(const std::string& name,
                                           const ShardGroup& group);
 absl::StatusOr<ShardGroup> ShardGroupFromProto(
-    const client::ShardGroupState& state);
+    const client::ShardGroupState& state, ShardGroup::Unsafe unsafe = {});
+// The leader's proposal that a shard's drain deadline passed (DrainClock).
+client::KvCommand DrainExpiredCommand(const DrainingShard& shard);
 
 class KvStore final : public node::StateMachine {
  public:
@@ -166,6 +168,8 @@ class KvStore final : public node::StateMachine {
   struct Unsafe {
     // Run a transaction's success branch whatever its compares say.
     bool txn_ignores_compares = false;
+    // Shard groups' broken variants (coord/shard_group.h).
+    ShardGroup::Unsafe shards;
   };
   KvStore();
   explicit KvStore(Unsafe unsafe);

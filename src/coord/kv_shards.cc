@@ -48,7 +48,7 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
           absl::StrCat("shard group '", name, "' exists already, with ",
                        FormatShardConfig(it->second.config())));
     }
-    absl::StatusOr<ShardGroup> g = ShardGroup::Create(config);
+    absl::StatusOr<ShardGroup> g = ShardGroup::Create(config, unsafe_.shards);
     if (!g.ok()) {
       return Result(g.status().code(), revision_,
                     std::string(g.status().message()));
@@ -204,8 +204,16 @@ client::ShardGroupState ShardGroupToProto(const std::string& name,
   return out;
 }
 
+client::KvCommand DrainExpiredCommand(const DrainingShard& shard) {
+  client::KvCommand cmd;
+  cmd.mutable_shard()->set_group(shard.group);
+  cmd.mutable_shard()->mutable_drain_expired()->set_shard(shard.shard);
+  cmd.mutable_shard()->mutable_drain_expired()->set_epoch(shard.epoch);
+  return cmd;
+}
+
 absl::StatusOr<ShardGroup> ShardGroupFromProto(
-    const client::ShardGroupState& in) {
+    const client::ShardGroupState& in, ShardGroup::Unsafe unsafe) {
   if (!ShardGroupPrefix(in.name()).ok()) {
     return absl::DataLossError(
         absl::StrCat("a snapshot names a shard group '", in.name(), "'"));
@@ -229,7 +237,8 @@ absl::StatusOr<ShardGroup> ShardGroupFromProto(
   config.max_processors = in.config().max_processors();
   config.max_in_motion = in.config().max_in_motion();
   config.drain_ms = in.config().drain_ms();
-  return ShardGroup::Restore(config, std::move(members), std::move(shards));
+  return ShardGroup::Restore(config, std::move(members), std::move(shards),
+                             unsafe);
 }
 
 }  // namespace quorate::coord

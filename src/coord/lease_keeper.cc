@@ -167,8 +167,15 @@ void LeaseKeeper::Tick() {
   Lessor::Checkpoint checkpoint;
   std::vector<DrainingShard> drained;
   node::Node* node;
-  // Read before the keeper's lock: the store has a lock of its own.
-  const std::vector<DrainingShard> draining = store_->DrainingShards();
+  bool leads;
+  {
+    MutexLock lock(&mu_);
+    leads = lessor_.leader() && node_ != nullptr;
+  }
+  // Read before the keeper's lock (the store has a lock of its own), and
+  // only on the leader: followers have no drain deadlines to call.
+  const std::vector<DrainingShard> draining =
+      leads ? store_->DrainingShards() : std::vector<DrainingShard>{};
   {
     MutexLock lock(&mu_);
     const int64_t now = options_.clock();
@@ -198,11 +205,7 @@ void LeaseKeeper::Tick() {
     Log(absl::StrCat("shard ", d.shard, " of group '", d.group,
                      "': its drain deadline passed (", d.drain_ms,
                      " ms after its owner acknowledged); handing it over"));
-    client::KvCommand cmd;
-    cmd.mutable_shard()->set_group(d.group);
-    cmd.mutable_shard()->mutable_drain_expired()->set_shard(d.shard);
-    cmd.mutable_shard()->mutable_drain_expired()->set_epoch(d.epoch);
-    node->Propose(cmd.SerializeAsString(), timeout,
+    node->Propose(DrainExpiredCommand(d).SerializeAsString(), timeout,
                   [](absl::StatusOr<node::Applied>) {});
   }
   if (!checkpoint.ids.empty()) {

@@ -38,7 +38,7 @@ absl::StatusOr<ShardGroup> ShardGroup::Create(const ShardGroupConfig& config,
 
 absl::StatusOr<ShardGroup> ShardGroup::Restore(
     const ShardGroupConfig& config, std::map<std::string, Member> members,
-    std::vector<ShardState> shards) {
+    std::vector<ShardState> shards, Unsafe unsafe) {
   if (absl::Status s = CheckShardGroupConfig(config); !s.ok()) {
     return absl::DataLossError(s.message());
   }
@@ -57,7 +57,7 @@ absl::StatusOr<ShardGroup> ShardGroup::Restore(
           "is in no phase it could be in");
     }
   }
-  ShardGroup g(config, Unsafe{});
+  ShardGroup g(config, unsafe);
   g.members_ = std::move(members);
   g.shards_ = std::move(shards);
   return g;
@@ -107,7 +107,7 @@ absl::Status ShardGroup::Leave(const std::string& id) {
 
 void ShardGroup::SessionEnded(const std::string& id) {
   changed_.clear();
-  if (members_.erase(id) == 0) return;
+  if (unsafe_.ignore_session_end || members_.erase(id) == 0) return;
   for (uint32_t s = 0; s < shards_.size(); ++s) {
     if (shards_[s].owner == id) HandOver(s, "");
   }
@@ -185,7 +185,7 @@ void ShardGroup::HandOver(uint32_t shard, const std::string& to) {
   st.next.clear();
   st.acked = false;
   st.phase = owner.empty() ? ShardPhase::kUnowned : ShardPhase::kOwned;
-  if (!owner.empty() && !unsafe_.keep_epoch) ++st.epoch;
+  if (!owner.empty() && (!unsafe_.keep_epoch || st.epoch == 0)) ++st.epoch;
   Changed(shard);
 }
 

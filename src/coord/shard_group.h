@@ -79,7 +79,9 @@ struct ShardState {
 // catch it. Never set outside tests.
 struct ShardGroupUnsafe {
   bool skip_drain = false;  // planned moves hand over at once
-  bool keep_epoch = false;  // a new owner keeps the old epoch
+  bool keep_epoch = false;  // a new owner keeps the old epoch (the first
+                            // owner still gets epoch 1)
+  bool ignore_session_end = false;  // a session's end moves nothing
 };
 
 class ShardGroup {
@@ -94,7 +96,7 @@ class ShardGroup {
   // owner that is not a member, a phase out of range).
   static absl::StatusOr<ShardGroup> Restore(
       const ShardGroupConfig& config, std::map<std::string, Member> members,
-      std::vector<ShardState> shards);
+      std::vector<ShardState> shards, Unsafe unsafe = {});
 
   // A processor (a session) joins, or changes its zone or weight.
   // RESOURCE_EXHAUSTED beyond max_processors; INVALID_ARGUMENT for an

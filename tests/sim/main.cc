@@ -9,7 +9,8 @@
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
 //               lease-no-checkpoints|watch-skip-when-full|
-//               lock-ignores-session]
+//               lock-ignores-session|shard-skip-drain|shard-keep-epoch|
+//               shard-ignore-session-end]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
 // --members, each seed picks 3 or 5 members. For each failure it prints the
@@ -121,6 +122,12 @@ int main(int argc, char** argv) {
         base.unsafe_watch_skip_when_full = true;
       } else if (value == "lock-ignores-session") {
         base.unsafe_lock_ignores_session = true;
+      } else if (value == "shard-skip-drain") {
+        base.unsafe_shard_skip_drain = true;
+      } else if (value == "shard-keep-epoch") {
+        base.unsafe_shard_keep_epoch = true;
+      } else if (value == "shard-ignore-session-end") {
+        base.unsafe_shard_ignore_session_end = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -137,6 +144,8 @@ int main(int argc, char** argv) {
   uint64_t leases_granted = 0, renewals = 0, leases_expired = 0, died = 0;
   uint64_t watch_revisions = 0, watch_resumes = 0, watch_cut_off = 0;
   uint64_t lock_holds = 0;
+  uint64_t shard_tenures = 0, shard_releases = 0, shard_leaves = 0;
+  uint64_t shard_checked = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -154,6 +163,10 @@ int main(int argc, char** argv) {
     watch_resumes += r.watch_resumes;
     watch_cut_off += r.watch_cut_off;
     lock_holds += r.lock_holds;
+    shard_tenures += r.shard_tenures;
+    shard_releases += r.shard_releases;
+    shard_leaves += r.shard_leaves;
+    shard_checked += r.shard_liveness_checked;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -203,6 +216,11 @@ int main(int argc, char** argv) {
                                             : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
+          << (o.unsafe_shard_skip_drain ? " --unsafe=shard-skip-drain" : "")
+          << (o.unsafe_shard_keep_epoch ? " --unsafe=shard-keep-epoch" : "")
+          << (o.unsafe_shard_ignore_session_end
+                  ? " --unsafe=shard-ignore-session-end"
+                  : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
           << " --delay=" << o.delay_min_ns / 1000 << "-"
           << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
@@ -232,7 +250,10 @@ int main(int argc, char** argv) {
             << "watches: " << watch_revisions << " revisions delivered, "
             << watch_resumes << " resumes (" << watch_cut_off
             << " after cut-offs)\n"
-            << "locks: " << lock_holds << " times held\n";
+            << "locks: " << lock_holds << " times held\n"
+            << "shards: " << shard_tenures << " tenures, " << shard_releases
+            << " releases, " << shard_leaves << " leaves; every shard owned "
+            << "at the end of " << shard_checked << " quiet runs\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

@@ -19,6 +19,8 @@
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "coord/lessor.h"
+#include "coord/shard_group.h"
+#include "coord/shard_view.h"
 #include "coord/watch.h"
 #include "guard/guard.h"
 #include "node/driver.h"
@@ -117,6 +119,18 @@ constexpr int64_t kHolderClientBase = 1000;  // their OpId clients
 // The holders campaign for one lock (coord/campaign.h), hold it a while and
 // give it up.
 const char* const kLockName = "sim";
+// The holders are also processors of one shard group (coord/shard_view.h,
+// the view quorate::ShardGroup keeps): they join with their sessions, read
+// the group's keys every kShardPollNs, drain and release what is revoked
+// (or let its drain deadline pass), and some leave and join again.
+const char* const kShardGroup = "sim";
+constexpr uint32_t kShards = 8;
+constexpr uint32_t kShardsInMotion = 2;
+constexpr int64_t kShardDrainMs = kT / kMs;
+constexpr int64_t kShardPollNs = kT / 2;
+// Liveness: with no fault, death, pause, join or leave for this long (and
+// a holder in the group), every shard is owned by some holder.
+constexpr int64_t kShardSettleNs = 10 * kT;
 // Watches: watchers on every key, on members' hubs, with small buffers so
 // that slow reading makes them wait and be cut off, and a history short
 // enough to leave some behind.
@@ -277,6 +291,8 @@ struct Member {
   std::unique_ptr<coord::Lessor> lessor;
   // Watches on its store, as the node serves them.
   std::unique_ptr<coord::WatchHub> hub;
+  // The leader's clock for shard drains (coord/lease_keeper.cc's).
+  coord::DrainClock drain_clock;
 };
 
 // A simulated watcher of every key: a client stream on one member's hub.
@@ -328,6 +344,32 @@ struct Holder {
   int span = -1;              // lock_spans_ index while holding
   int64_t resign_at = -1;     // real time it gives the lock up, holding
   uint64_t resign_token = 0;  // what it resigns, resigning
+  // Its processor in the shard group kShardGroup: out of it, asking to
+  // create it (the first to join does), joining, in, leaving, left (and
+  // still draining what it owned), with the lease `proc_lease`.
+  enum class Proc {
+    kOut,
+    kCreating,
+    kJoining,
+    kIn,
+    kLeaving,
+    kLeft
+  } proc = Proc::kOut;
+  uint64_t proc_lease = 0;
+  uint64_t proc_seq = 0;  // the create, join or leave an answer matches
+  int64_t proc_next = 0;  // real time of its next such request
+  std::unique_ptr<coord::ShardView> view;
+  bool view_started = false;  // a read was applied to it
+  uint64_t view_revision = 0;
+  uint64_t read_seq = 0;        // the read in flight
+  int64_t read_next = 0;        // real time of its next read
+  std::vector<int> shard_span;  // per shard: its open ShardSpan, or -1
+  // Work it finishes on a revoked shard before releasing it: real time,
+  // and the epoch it was revoked at.
+  std::map<uint32_t, std::pair<int64_t, uint64_t>> finish_at;
+  std::map<uint32_t, int64_t> release_sent;  // real time, per shard
+  int64_t leave_at = -1;   // leaves the group then (-1: never)
+  int64_t rejoin_at = -1;  // and joins again then
 };
 
 // A time a holder held the lock, in real time: from when it learned it
@@ -339,6 +381,18 @@ struct LockSpan {
   int64_t start = 0;
   int64_t counted = 0;  // the latest real time it counted on, so far
   int64_t end = -1;     // -1 while open
+};
+
+// A time a processor's Owns(shard) was true, in real time: from when its
+// view first said so to when it stopped (released, lost, or its session's
+// or drain's deadline passed). An open span's `until` is when Owns turns
+// false if nothing else happens: the sooner of the two deadlines.
+struct ShardSpan {
+  int holder = 0;
+  uint64_t epoch = 0;
+  int64_t start = 0;
+  int64_t until = 0;
+  int64_t end = -1;  // -1 while open
 };
 
 // A holder's request or a member's answer on the way.
@@ -356,6 +410,12 @@ struct HolderMsg {
   // and its answer (a serialized KvResult).
   std::string txn;
   std::string result;
+  // A shard group request (a serialized ShardRequest, or a read in `txn`):
+  // what it is for, and for a release, which shard and epoch.
+  enum class Shards { kNo, kRead, kProc, kAck, kRelease } shards = Shards::kNo;
+  std::string shard_request;
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
 };
 
 // What the checkers know of one lease.
@@ -492,6 +552,18 @@ class Simulator {
   void SendCampaign(int h, const client::TxnRequest& txn);
   void CloseSpan(Holder& x, int64_t end);
   void CheckLockSpans();
+  // The shard group: a holder's next step as a processor (returns when to
+  // wake for it), its requests and their answers, its spans, the checks.
+  int64_t ShardStep(int h);
+  void SendShards(int h, HolderMsg::Shards what, client::ShardRequest req);
+  void SendShardRead(int h);
+  void SendRelease(int h, uint32_t shard, uint64_t epoch);
+  void ShardAnswer(int h, const HolderMsg& msg);
+  void EndProcessor(Holder& x);
+  void TrackShards(int h);
+  void CheckShardSpan(uint32_t shard, size_t b);
+  void CheckShardLiveness();
+  void ShardsDisturbed() { shards_disturbed_at_ = now_; }
   // Watches.
   void WatchTick();
   // A response on watcher `w`'s stream: false once the stream is done.
@@ -583,6 +655,12 @@ class Simulator {
       *coord::CampaignPrefix(coord::CampaignKind::kLock, kLockName);
   uint64_t next_holder_msg_ = 1;
   std::map<uint64_t, LeaseRecord> leases_;
+  // The shard group: its own generator, every shard's spans, and the last
+  // time anything disturbed the group (for the liveness check).
+  Rng srng_{0};
+  std::vector<std::vector<ShardSpan>> shard_spans_;
+  const std::string shard_prefix_ = *coord::ShardGroupPrefix(kShardGroup);
+  int64_t shards_disturbed_at_ = 0;
   // Watches: their own generator, the watchers, and each revision's events
   // (serialized) as first delivered, to compare every delivery with.
   Rng wrng_{0};
@@ -781,8 +859,11 @@ void Simulator::Boot(Member& m) {
   if (opt_.unsafe_forget_vote_on_restart) restored.hard_state.set_vote(0);
   m.persisted = restored.hard_state;
   m.io = std::make_unique<MemberIo>(this, m.id);
-  m.kv = std::make_unique<coord::KvStore>(
-      coord::KvStore::Unsafe{opt_.unsafe_txn_ignores_compares});
+  m.kv = std::make_unique<coord::KvStore>(coord::KvStore::Unsafe{
+      opt_.unsafe_txn_ignores_compares,
+      coord::ShardGroup::Unsafe{opt_.unsafe_shard_skip_drain,
+                                opt_.unsafe_shard_keep_epoch,
+                                opt_.unsafe_shard_ignore_session_end}});
   m.kv->SetHistoryWindow(kWatchHistory);
   {
     coord::WatchLimits limits;
@@ -1079,6 +1160,7 @@ coord::LessorOptions Simulator::SimLessorOptions() const {
 
 void Simulator::StartLessor(Member& m) {
   m.lessor = std::make_unique<coord::Lessor>(SimLessorOptions());
+  m.drain_clock.Reset();
   m.kv->SetLeaseListener(
       [this, id = m.id](const std::vector<coord::LeaseEvent>& e) {
         LeaseEvents(member(id), e);
@@ -1108,9 +1190,19 @@ void Simulator::LessorTick(Member& m) {
       RealAt(m, LocalNow(m) + kLessorTickNs),
       Event{EventKind::kLessorTick, static_cast<int>(m.id), -1, m.boot_gen});
   coord::Lessor& l = *m.lessor;
-  if (!l.leader()) return;
+  if (!l.leader()) {
+    m.drain_clock.Reset();
+    return;
+  }
   const int64_t deadline = LocalNow(m) + 3 * kT;
   const uint64_t boot = m.boot_gen;
+  for (const coord::DrainingShard& d :
+       m.drain_clock.Scan(m.kv->DrainingShards(), LocalNow(m))) {
+    Trace(absl::StrCat("leader ", m.id, " drain of shard ", d.shard, " epoch ",
+                       d.epoch, " expired"));
+    m.driver->Propose(coord::DrainExpiredCommand(d).SerializeAsString(),
+                      deadline, [](absl::StatusOr<node::Applied>) {});
+  }
   std::vector<uint64_t> expired = l.TakeExpired(LocalNow(m));
   if (!expired.empty()) {
     Trace(absl::StrCat("lessor ", m.id, " term ", l.term(), " expires ",
@@ -1186,6 +1278,8 @@ void Simulator::HolderWake(int h) {
     ++result_.holders_died;
     if (x.lease != 0) leases_[x.lease].holder_died = now_;
     CloseSpan(x, now_);  // a dead process acts no more
+    EndProcessor(x);
+    ShardsDisturbed();
     Trace(absl::StrCat("holder ", h, " dies holding lease ", x.lease));
     return;
   }
@@ -1193,6 +1287,7 @@ void Simulator::HolderWake(int h) {
     x.pause_at = -1;
     x.paused_until = now_ + hrng_.Range(kT, 12 * kT);
     Trace(absl::StrCat("holder ", h, " pauses until ", x.paused_until));
+    shards_disturbed_at_ = std::max(shards_disturbed_at_, x.paused_until);
   }
   if (now_ < x.paused_until) {
     Schedule(x.paused_until,
@@ -1206,6 +1301,7 @@ void Simulator::HolderWake(int h) {
     x.lh.reset();
   }
   const int64_t lock_wake = LockStep(h);
+  const int64_t shard_wake = ShardStep(h);
   if (x.lease == 0 && !x.granting) {
     x.granting = true;
     x.grant_seq = ++x.seq;
@@ -1234,6 +1330,7 @@ void Simulator::HolderWake(int h) {
   if (x.pause_at >= 0) next = std::min(next, std::max(now_, x.pause_at));
   if (x.die_at >= 0) next = std::min(next, std::max(now_, x.die_at));
   if (lock_wake >= 0) next = std::min(next, std::max(now_, lock_wake));
+  if (shard_wake >= 0) next = std::min(next, std::max(now_, shard_wake));
   Schedule(next, Event{EventKind::kHolderWake, -1, h, ++x.wake_gen});
 }
 
@@ -1423,6 +1520,402 @@ void Simulator::CheckLockSpans() {
   }
 }
 
+// ---------------------------------------------------------------------------
+// The shard group. Each holder is also a processor: it runs the shipped
+// view (coord/shard_view.h) that quorate::ShardGroup runs, fed by reads of
+// the group's keys instead of a watch, and does what the library does with
+// what the view asks: acknowledge a revocation, release what it finished
+// or what its drain deadline ended, send a release again until it is
+// confirmed. The members run the shipped state machine and the leader's
+// drain clock. The checker: for each shard, no two processors' Owns() true
+// at one real time, and epochs growing with each new owner.
+
+void Simulator::SendShards(int h, HolderMsg::Shards what,
+                           client::ShardRequest req) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  req.set_group(kShardGroup);
+  HolderMsg msg;
+  msg.seq = ++x.seq;
+  msg.shards = what;
+  msg.lease = x.proc_lease;
+  if (what == HolderMsg::Shards::kProc) x.proc_seq = msg.seq;
+  if (req.has_release()) {
+    msg.shard = req.release().shard();
+    msg.epoch = req.release().epoch();
+  }
+  msg.shard_request = req.SerializeAsString();
+  HolderSend(h, std::move(msg));
+}
+
+void Simulator::SendShardRead(int h) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  const std::string shards = absl::StrCat(shard_prefix_, "shard/");
+  client::TxnRequest t;
+  client::RangeRequest* r = t.add_success()->mutable_range();
+  r->set_key(shards);
+  r->set_range_end(coord::PrefixEnd(shards));
+  HolderMsg msg;
+  msg.seq = ++x.seq;
+  msg.shards = HolderMsg::Shards::kRead;
+  msg.lease = x.proc_lease;
+  msg.txn = t.SerializeAsString();
+  x.read_seq = msg.seq;
+  x.read_next = now_ + 3 * kT;  // asked again then if unanswered
+  HolderSend(h, std::move(msg));
+}
+
+void Simulator::SendRelease(int h, uint32_t shard, uint64_t epoch) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  client::ShardRequest req;
+  client::ShardRelease* r = req.mutable_release();
+  r->set_lease(x.proc_lease);
+  r->set_shard(shard);
+  r->set_epoch(epoch);
+  x.release_sent[shard] = now_;
+  SendShards(h, HolderMsg::Shards::kRelease, std::move(req));
+}
+
+// The processor is gone with its session (or its process): nothing is
+// owned any more.
+void Simulator::EndProcessor(Holder& x) {
+  if (x.view != nullptr) x.view->DropAll();
+  for (uint32_t s = 0; s < x.shard_span.size(); ++s) {
+    int& i = x.shard_span[s];
+    if (i < 0) continue;
+    ShardSpan& span = shard_spans_[s][static_cast<size_t>(i)];
+    span.end = std::min(now_, span.until);
+    i = -1;
+  }
+  x.view.reset();
+  x.proc = Holder::Proc::kOut;
+  x.proc_lease = 0;
+  x.finish_at.clear();
+  x.release_sent.clear();
+}
+
+int64_t Simulator::ShardStep(int h) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  if (x.proc != Holder::Proc::kOut && x.lease != x.proc_lease) {
+    Trace(absl::StrCat("processor ", h, " ends with lease ", x.proc_lease));
+    EndProcessor(x);
+    ShardsDisturbed();
+  }
+  const bool valid = x.lh.has_value() && x.lh->Valid(HolderNow(x));
+  int64_t next = -1;
+  auto wake_at = [&next](int64_t t) {
+    next = next < 0 ? t : std::min(next, t);
+  };
+  switch (x.proc) {
+    case Holder::Proc::kOut:
+      if (!valid) return -1;
+      x.proc = Holder::Proc::kCreating;
+      x.proc_lease = x.lease;
+      x.proc_next = now_;
+      x.view = std::make_unique<coord::ShardView>(
+          coord::KvStore::ShardProcessorId(x.lease), kShards,
+          coord::ShardDrainWindowNs(kShardDrainMs, opt_.rho, 0));
+      x.view_started = false;
+      x.view_revision = 0;
+      x.shard_span.assign(kShards, -1);
+      // Some processors leave the group for a while, during the chaos.
+      x.leave_at = srng_.Chance(300'000) && now_ < kChaosNs
+                       ? now_ + srng_.Range(2 * kT, 20 * kT)
+                       : -1;
+      x.rejoin_at = -1;
+      ShardsDisturbed();
+      [[fallthrough]];
+    case Holder::Proc::kCreating:
+    case Holder::Proc::kJoining:
+      if (now_ >= x.proc_next) {
+        client::ShardRequest req;
+        if (x.proc == Holder::Proc::kCreating) {
+          client::ShardGroupCreate* c = req.mutable_create();
+          c->set_shards(kShards);
+          c->set_max_in_motion(kShardsInMotion);
+          c->set_drain_ms(kShardDrainMs);
+        } else {
+          client::ShardJoin* j = req.mutable_join();
+          j->set_lease(x.proc_lease);
+          j->set_zone(absl::StrCat("az-", member(x.home).zone));
+        }
+        SendShards(h, HolderMsg::Shards::kProc, std::move(req));
+        x.proc_next = now_ + 3 * kT;  // sent again then if unanswered
+      }
+      wake_at(x.proc_next);
+      break;
+    case Holder::Proc::kIn:
+      if (x.leave_at >= 0 && now_ >= x.leave_at) {
+        x.leave_at = -1;
+        x.proc = Holder::Proc::kLeaving;
+        x.proc_next = now_;
+      } else {
+        if (x.leave_at >= 0) wake_at(x.leave_at);
+        break;
+      }
+      [[fallthrough]];
+    case Holder::Proc::kLeaving:
+      if (now_ >= x.proc_next) {
+        Trace(absl::StrCat("processor ", h, " leaves the group"));
+        client::ShardRequest req;
+        req.mutable_leave()->set_lease(x.proc_lease);
+        SendShards(h, HolderMsg::Shards::kProc, std::move(req));
+        x.proc_next = now_ + 3 * kT;
+        ShardsDisturbed();
+      }
+      wake_at(x.proc_next);
+      break;
+    case Holder::Proc::kLeft:
+      if (now_ >= x.rejoin_at) {
+        x.proc = Holder::Proc::kJoining;
+        x.proc_next = now_;
+        return now_;
+      }
+      wake_at(x.rejoin_at);
+      break;
+  }
+  if (x.view == nullptr) return next;
+  // Joined (or leaving, or left and draining): read the group's keys.
+  if (x.proc != Holder::Proc::kCreating && x.proc != Holder::Proc::kJoining) {
+    if (now_ >= x.read_next) SendShardRead(h);
+    wake_at(x.read_next);
+  }
+  // Finish revoked shards' work, and release them (or what the drain
+  // deadline ended), as the library's monitor does.
+  for (auto it = x.finish_at.begin(); it != x.finish_at.end();) {
+    const auto [at, epoch] = it->second;
+    if (x.view->Owns(it->first, HolderNow(x)) != epoch) {
+      it = x.finish_at.erase(it);  // not ours at that epoch any more
+    } else if (now_ >= at) {
+      const uint32_t s = it->first;
+      it = x.finish_at.erase(it);
+      Trace(absl::StrCat("processor ", h, " releases shard ", s, " epoch ",
+                         epoch, " (drained)"));
+      SendRelease(h, s, x.view->TakeRelease(s));
+    } else {
+      wake_at(at);
+      ++it;
+    }
+  }
+  for (uint32_t s : x.view->Due(HolderNow(x))) {
+    Trace(absl::StrCat("processor ", h, " releases shard ", s,
+                       " (its drain deadline passed)"));
+    SendRelease(h, s, x.view->TakeRelease(s));
+  }
+  for (const auto& [s, epoch] : x.view->PendingReleases()) {
+    auto sent = x.release_sent.find(s);
+    if (sent == x.release_sent.end() || now_ >= sent->second + 3 * kT) {
+      SendRelease(h, s, epoch);
+    }
+    wake_at(x.release_sent[s] + 3 * kT);
+  }
+  for (uint32_t s = 0; s < kShards; ++s) {
+    const int64_t until = x.view->Until(s);
+    if (until != coord::ShardView::kNever && x.view->Owns(s, HolderNow(x))) {
+      wake_at(std::max(now_, HolderRealAt(x, until)));
+    }
+  }
+  TrackShards(h);
+  return next;
+}
+
+void Simulator::ShardAnswer(int h, const HolderMsg& msg) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  if (x.view == nullptr || msg.lease != x.proc_lease) return;
+  client::KvResult r;
+  if (msg.status.ok() && !r.ParseFromString(msg.result)) return;
+  const absl::Status s = msg.status.ok() ? coord::ResultStatus(r) : msg.status;
+  // A member that is not the leader names it: the client library sends
+  // the request there at once (its hint is already updated).
+  const bool redirect =
+      absl::IsUnavailable(s) && msg.leader != 0 && msg.leader != msg.member;
+  switch (msg.shards) {
+    case HolderMsg::Shards::kNo:
+      return;
+    case HolderMsg::Shards::kAck:
+      if (redirect) {
+        client::ShardRequest req;
+        QUORATE_CHECK(req.ParseFromString(msg.shard_request));
+        SendShards(h, HolderMsg::Shards::kAck, std::move(req));
+      }
+      return;
+    case HolderMsg::Shards::kRelease:
+      Trace(absl::StrCat("processor ", h, " release of shard ", msg.shard,
+                         " epoch ", msg.epoch, ": ", s.ToString()));
+      if (s.ok() || absl::IsFailedPrecondition(s)) {
+        x.view->ReleaseDone(msg.shard, msg.epoch);
+        if (s.ok()) ++result_.shard_releases;
+      } else if (redirect) {
+        SendRelease(h, msg.shard, msg.epoch);
+      }
+      return;
+    case HolderMsg::Shards::kProc:
+      if (msg.seq != x.proc_seq) return;
+      if (redirect) x.proc_next = now_;
+      if (x.proc == Holder::Proc::kCreating &&
+          (s.ok() || absl::IsAlreadyExists(s))) {
+        x.proc = Holder::Proc::kJoining;
+        x.proc_next = now_;
+      } else if (x.proc == Holder::Proc::kJoining) {
+        if (s.ok()) {
+          Trace(absl::StrCat("processor ", h, " joined with lease ",
+                             x.proc_lease));
+          x.proc = Holder::Proc::kIn;
+          x.read_next = now_;
+          ShardsDisturbed();
+        } else if (absl::IsNotFound(s)) {
+          x.proc = Holder::Proc::kCreating;
+        }
+        // FAILED_PRECONDITION: its lease is gone (ShardStep ends it).
+      } else if (x.proc == Holder::Proc::kLeaving && s.ok()) {
+        x.proc = Holder::Proc::kLeft;
+        x.rejoin_at = now_ + srng_.Range(2 * kT, 8 * kT);
+        ++result_.shard_leaves;
+      }
+      return;
+    case HolderMsg::Shards::kRead:
+      break;
+  }
+  if (opt_.trace) {
+    Trace(absl::StrCat("processor ", h, " read: ", s.ToString(), " rev ",
+                       r.revision()));
+  }
+  if (msg.seq != x.read_seq) return;
+  if (redirect) x.read_next = now_;
+  if (!s.ok()) return;
+  x.read_next = now_ + kShardPollNs;
+  if (r.txn().replayed() || r.txn().responses_size() != 1 ||
+      r.revision() < x.view_revision) {
+    return;
+  }
+  x.view_revision = r.revision();
+  const bool at_start = !x.view_started;
+  x.view_started = true;
+  for (const client::KeyValue& kv : r.txn().responses(0).range().kvs()) {
+    std::optional<uint32_t> shard = coord::ShardOfKey(shard_prefix_, kv.key());
+    absl::StatusOr<coord::ShardState> st = coord::ParseShardState(kv.value());
+    QUORATE_CHECK(shard.has_value() && st.ok()) << kv.key();
+    const coord::ShardView::Change c =
+        x.view->Update(*shard, *st, at_start, HolderNow(x));
+    if (c.revoke_epoch == 0) continue;
+    Trace(absl::StrCat("processor ", h, " drains shard ", *shard, " epoch ",
+                       c.revoke_epoch));
+    client::ShardRequest ack;
+    client::ShardRelease* a = ack.mutable_release();
+    a->set_lease(x.proc_lease);
+    a->set_shard(*shard);
+    a->set_epoch(c.revoke_epoch);
+    a->set_ack(true);
+    SendShards(h, HolderMsg::Shards::kAck, std::move(ack));
+    // Most finish their work within the drain time; some never do, and
+    // the deadline ends it.
+    if (!srng_.Chance(250'000)) {
+      const int64_t work = srng_.Range(0, kShardDrainMs * kMs * 3 / 2);
+      x.finish_at[*shard] = {now_ + work, c.revoke_epoch};
+    }
+  }
+  TrackShards(h);
+}
+
+// Opens, extends and closes the holder's spans from what its Owns() says
+// now: the view's epoch while the session is valid and before the drain
+// deadline.
+void Simulator::TrackShards(int h) {
+  Holder& x = holders_[static_cast<size_t>(h)];
+  if (x.view == nullptr || x.dead) return;
+  const int64_t local = HolderNow(x);
+  const bool valid = x.lh.has_value() && x.lh->Valid(local);
+  for (uint32_t s = 0; s < kShards; ++s) {
+    const uint64_t epoch = valid ? x.view->Owns(s, local) : 0;
+    int& i = x.shard_span[s];
+    if (i >= 0) {
+      ShardSpan& span = shard_spans_[s][static_cast<size_t>(i)];
+      if (epoch == span.epoch && now_ < span.until) {
+        span.until =
+            HolderRealAt(x, std::min(x.lh->deadline_ns(), x.view->Until(s)));
+        continue;
+      }
+      span.end = std::min(now_, span.until);
+      i = -1;
+    }
+    if (epoch == 0) continue;
+    ShardSpan span;
+    span.holder = h;
+    span.epoch = epoch;
+    span.start = now_;
+    span.until =
+        HolderRealAt(x, std::min(x.lh->deadline_ns(), x.view->Until(s)));
+    i = static_cast<int>(shard_spans_[s].size());
+    shard_spans_[s].push_back(span);
+    ++result_.shard_tenures;
+    Trace(absl::StrCat("processor ", h, " owns shard ", s, " epoch ", epoch,
+                       " until ", span.until));
+    CheckShardSpan(s, static_cast<size_t>(i));
+  }
+}
+
+// Span `b` of `shard` just opened: it must start after every other
+// processor's span of the shard ended, at a higher epoch. (A processor
+// whose session lapsed and came back owns the same epoch again.)
+void Simulator::CheckShardSpan(uint32_t shard, size_t b_index) {
+  if (!result_.safety_ok) return;
+  const ShardSpan& b = shard_spans_[shard][b_index];
+  for (size_t i = 0; i < b_index; ++i) {
+    const ShardSpan& a = shard_spans_[shard][i];
+    if (a.holder == b.holder && a.epoch == b.epoch) continue;
+    const int64_t a_end = a.end >= 0 ? a.end : a.until;
+    if (b.start < a_end) {
+      result_.safety_ok = false;
+      result_.safety_violation = absl::StrCat(
+          "shard ", shard, ": processor ", b.holder, " owns it at epoch ",
+          b.epoch, " from ", b.start, " ns while processor ", a.holder,
+          " owns it at epoch ", a.epoch, " until ", a_end, " ns");
+      return;
+    }
+    if (a.epoch >= b.epoch) {
+      result_.safety_ok = false;
+      result_.safety_violation =
+          absl::StrCat("shard ", shard, ": processor ", b.holder,
+                       " owns it at epoch ", b.epoch, ", not above processor ",
+                       a.holder, "'s earlier epoch ", a.epoch);
+      return;
+    }
+  }
+}
+
+// At the end of a run that left the group undisturbed for kShardSettleNs
+// (no fault, no holder dying, pausing, joining or leaving, no new leader),
+// with a live holder in the group: every shard is owned by some holder.
+void Simulator::CheckShardLiveness() {
+  int64_t quiet_since = std::max(heal_at_, shards_disturbed_at_);
+  for (const Member& m : members_) {
+    if (m.up && m.driver->raft().role() == raft::Role::kLeader) {
+      auto it = leader_at_.find(m.driver->raft().term());
+      if (it != leader_at_.end())
+        quiet_since = std::max(quiet_since, it->second);
+    }
+  }
+  bool in_group = false;
+  for (const Holder& x : holders_) {
+    in_group |= !x.dead && x.proc == Holder::Proc::kIn;
+  }
+  if (now_ - quiet_since < kShardSettleNs || !in_group) return;
+  ++result_.shard_liveness_checked;
+  for (uint32_t s = 0; s < kShards; ++s) {
+    bool owned = false;
+    for (const Holder& x : holders_) {
+      if (x.dead || x.view == nullptr || x.shard_span[s] < 0) continue;
+      owned |=
+          shard_spans_[s][static_cast<size_t>(x.shard_span[s])].until > now_;
+    }
+    if (!owned && result_.liveness_ok) {
+      result_.liveness_ok = false;
+      result_.liveness_violation = absl::StrCat(
+          "shard ", s, " has no owner ", (now_ - quiet_since) / kMs,
+          " ms after the group was last disturbed");
+    }
+  }
+}
+
 void Simulator::HolderSend(int h, HolderMsg msg) {
   Holder& x = holders_[static_cast<size_t>(h)];
   msg.holder = h;
@@ -1446,12 +1939,16 @@ void Simulator::HolderSend(int h, HolderMsg msg) {
 void Simulator::HolderArrive(HolderMsg msg) {
   Member& m = member(msg.member);
   if (!m.up) return;
-  if (!msg.txn.empty()) {
+  if (!msg.txn.empty() || !msg.shard_request.empty()) {
     client::KvCommand cmd;
     cmd.mutable_op()->set_client(kHolderClientBase +
                                  static_cast<uint64_t>(msg.holder));
     cmd.mutable_op()->set_seq(msg.seq);
-    QUORATE_CHECK(cmd.mutable_txn()->ParseFromString(msg.txn));
+    if (!msg.txn.empty()) {
+      QUORATE_CHECK(cmd.mutable_txn()->ParseFromString(msg.txn));
+    } else {
+      QUORATE_CHECK(cmd.mutable_shard()->ParseFromString(msg.shard_request));
+    }
     auto answer = std::make_shared<HolderMsg>(std::move(msg));
     m.driver->Propose(
         cmd.SerializeAsString(), LocalNow(m) + 3 * kT,
@@ -1532,6 +2029,11 @@ void Simulator::HolderAnswer(HolderMsg msg) {
   } else if (!msg.status.ok()) {
     x.hint = 0;
   }
+  if (msg.shards != HolderMsg::Shards::kNo) {
+    ShardAnswer(msg.holder, msg);
+    Schedule(now_, Event{EventKind::kHolderWake, -1, msg.holder, ++x.wake_gen});
+    return;
+  }
   if (!msg.txn.empty()) {
     LockAnswer(msg.holder, msg);
     Schedule(now_, Event{EventKind::kHolderWake, -1, msg.holder, ++x.wake_gen});
@@ -1576,6 +2078,7 @@ void Simulator::HolderAnswer(HolderMsg msg) {
         std::max(r.max_deadline, HolderRealAt(x, x.lh->deadline_ns()));
   }
   CheckLease(x.lease);
+  TrackShards(msg.holder);  // its shards' spans last as long as its session
   Schedule(now_, Event{EventKind::kHolderWake, -1, msg.holder, ++x.wake_gen});
 }
 
@@ -2211,6 +2714,8 @@ SimResult Simulator::Run() {
     x.local_base = static_cast<int64_t>(hrng_.Uniform(1'000'000'000));
     Schedule(hrng_.Range(0, kT), Event{EventKind::kHolderWake, -1, h, 0});
   }
+  srng_ = Rng(opt_.seed * 0xd6e8feb86659fd93ULL + 13);
+  shard_spans_.resize(kShards);
   wrng_ = Rng(opt_.seed * 0x94d049bb133111ebULL + 11);
   watchers_.resize(kWatchers);
   Schedule(kWatchTickNs, Event{EventKind::kWatchTick});
@@ -2360,6 +2865,10 @@ SimResult Simulator::Run() {
   CheckWindows();
   CheckDeadHolders();
   CheckLockSpans();
+  for (int h = 0; h < kHolders; ++h) {
+    if (now_ >= holders_[static_cast<size_t>(h)].paused_until) TrackShards(h);
+  }
+  CheckShardLiveness();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

@@ -23,7 +23,11 @@
 //    theirs crashes: each gets every revision once, in order, the same
 //    events on every member;
 //  - the holders campaign for a lock (coord/campaign.h): no two count on
-//    it at the same real time, and tokens grow with every new holder.
+//    it at the same real time, and tokens grow with every new holder;
+//  - the holders are processors of a shard group (coord/shard_view.h, the
+//    view quorate::ShardGroup keeps): for each shard, no two processors'
+//    Owns() are true at the same real time, epochs grow with every new
+//    owner, and once the group is left alone every shard has an owner.
 // The same options always give the same run: same events, same trace hash.
 #ifndef QUORATE_TESTS_SIM_SIMULATOR_H_
 #define QUORATE_TESTS_SIM_SIMULATOR_H_
@@ -110,6 +114,14 @@ struct SimOptions {
   // Locks (coord/campaign.h): a holder counts on the lock until it
   // resigns, whatever its session says.
   bool unsafe_lock_ignores_session = false;
+  // Shard groups (coord/shard_group.h, ShardGroup::Unsafe): planned moves
+  // hand a shard over without waiting for its drain; a new owner keeps
+  // the old epoch.
+  bool unsafe_shard_skip_drain = false;
+  bool unsafe_shard_keep_epoch = false;
+  // A processor's session end moves none of its shards: a dead holder's
+  // shards have no live owner (the liveness check's broken variant).
+  bool unsafe_shard_ignore_session_end = false;
 };
 
 struct SimResult {
@@ -138,7 +150,11 @@ struct SimResult {
   uint64_t watch_resumes = 0;      // watches resumed on a new stream
   uint64_t watch_cut_off = 0;      // of them, after a cut-off
   uint64_t lock_holds = 0;         // times a holder came to hold the lock
-  std::set<std::string> faults;    // fault kinds injected
+  uint64_t shard_tenures = 0;      // times a processor came to own a shard
+  uint64_t shard_releases = 0;     // releases applied
+  uint64_t shard_leaves = 0;       // processors that left and came back
+  uint64_t shard_liveness_checked = 0;  // runs quiet long enough to check
+  std::set<std::string> faults;         // fault kinds injected
 };
 
 SimResult RunSimulation(const SimOptions& options);
