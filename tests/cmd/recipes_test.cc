@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "cmd/node_processes.h"
 #include "util/process.h"
@@ -296,6 +298,117 @@ TEST_F(RecipesTest, KilledShardOwner_ItsShardsMoveAfterItsTtl) {
   b.Signal(SIGINT);
   EXPECT_EQ(b.Wait(absl::Seconds(20)).value_or(-1), 0)
       << ReadAll(Path("b.out"));
+}
+
+// A planned join: b joins while a owns every shard. The group's keys,
+// replayed in order by `quoratectl watch --rev=1` in a third process,
+// show each shard that moves pass through "draining" (a revoked, a
+// releasing it) before b owns it at the next epoch; never straight from
+// a to b. a prints REVOKED for exactly those shards, b ASSIGNED with the
+// new epochs, and only as many move as b's share.
+TEST_F(RecipesTest, PlannedJoin_ShardsDrainThenMove) {
+  ASSERT_EQ(Quoratectl({e_, "shards", "create", "mail", "6"}).exit, 0);
+  Process a({QUORATECTL_BINARY, e_, "shards", "join", "mail", "--zone=az-a"},
+            Path("a.out"));
+  ASSERT_TRUE(Await([&] {
+    return ReadAll(Path("a.out")).find("ASSIGNED 5 ") != std::string::npos;
+  })) << ReadAll(Path("a.out"));
+  Process b({QUORATECTL_BINARY, e_, "shards", "join", "mail", "--zone=az-b"},
+            Path("b.out"));
+  auto owned_by_b = [&] {
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(
+             Quoratectl({e_, "shards", "mail"}).out, '\n', absl::SkipEmpty())) {
+      const std::vector<std::string> w = absl::StrSplit(line, ' ');
+      n += w.size() == 5 && w[2] == "az-b" && w[4] == "owned";
+    }
+    return n;
+  };
+  ASSERT_TRUE(Await([&] { return owned_by_b() == 3; }))
+      << ReadAll(Path("a.out")) << ReadAll(Path("b.out"));
+
+  // Every change of every shard, in order, from the group's creation.
+  Process w({QUORATECTL_BINARY, e_, "watch", "quorate/shards/mail/shard/",
+             "--prefix", "--rev=1"},
+            Path("w.out"));
+  struct State {
+    std::string owner, phase, next;
+    uint64_t epoch = 0;
+  };
+  std::map<uint32_t, std::vector<State>> history;
+  auto parse = [&] {
+    history.clear();
+    for (absl::string_view line :
+         absl::StrSplit(ReadAll(Path("w.out")), '\n', absl::SkipEmpty())) {
+      // PUT KEY MOD_REVISION OWNER EPOCH PHASE NEXT ACKED
+      const std::vector<std::string> f = absl::StrSplit(line, ' ');
+      uint32_t shard = 0;
+      State st;
+      if (f.size() != 8 || f[0] != "PUT" ||
+          !absl::SimpleAtoi(f[1].substr(f[1].rfind('/') + 1), &shard) ||
+          !absl::SimpleAtoi(f[4], &st.epoch)) {
+        continue;
+      }
+      st.owner = f[3];
+      st.phase = f[5];
+      st.next = f[6];
+      history[shard].push_back(st);
+    }
+    int final_owners = 0;
+    for (const auto& [shard, states] : history) {
+      final_owners += states.back().phase == "owned";
+    }
+    return history.size() == 6 && final_owners == 6;
+  };
+  ASSERT_TRUE(Await(parse)) << ReadAll(Path("w.out"));
+  w.Signal(SIGINT);
+
+  std::set<uint32_t> moved;
+  for (const auto& [shard, states] : history) {
+    const std::string first =
+        states.front().owner == "-" ? states.at(1).owner : states.front().owner;
+    for (size_t i = 1; i < states.size(); ++i) {
+      const State& before = states[i - 1];
+      const State& now = states[i];
+      if (before.owner == "-" || now.owner == before.owner) continue;
+      // An owner changed: only after a drain toward the new one.
+      EXPECT_EQ(before.phase, "draining")
+          << "shard " << shard << " went from " << before.owner << " to "
+          << now.owner << " without draining";
+      EXPECT_EQ(before.next, now.owner) << "shard " << shard;
+      EXPECT_EQ(now.epoch, before.epoch + 1) << "shard " << shard;
+      EXPECT_EQ(before.owner, first) << "shard " << shard << " moved twice";
+      moved.insert(shard);
+    }
+  }
+  EXPECT_EQ(moved.size(), 3u) << "b's share is 3 of 6";
+
+  // a was asked to drain exactly those; b was assigned them.
+  std::set<uint32_t> revoked, assigned;
+  for (absl::string_view line :
+       absl::StrSplit(ReadAll(Path("a.out")), '\n', absl::SkipEmpty())) {
+    uint32_t shard = 0;
+    if (absl::ConsumePrefix(&line, "REVOKED ") &&
+        absl::SimpleAtoi(line, &shard)) {
+      revoked.insert(shard);
+    }
+  }
+  for (absl::string_view line :
+       absl::StrSplit(ReadAll(Path("b.out")), '\n', absl::SkipEmpty())) {
+    const std::vector<std::string> f = absl::StrSplit(line, ' ');
+    uint32_t shard = 0;
+    if (f.size() == 3 && f[0] == "ASSIGNED" && absl::SimpleAtoi(f[1], &shard)) {
+      assigned.insert(shard);
+    }
+  }
+  EXPECT_EQ(revoked, moved) << ReadAll(Path("a.out"));
+  EXPECT_EQ(assigned, moved) << ReadAll(Path("b.out"));
+  b.Signal(SIGINT);
+  EXPECT_EQ(b.Wait(absl::Seconds(20)).value_or(-1), 0)
+      << ReadAll(Path("b.out"));
+  a.Signal(SIGINT);
+  EXPECT_EQ(a.Wait(absl::Seconds(20)).value_or(-1), 0)
+      << ReadAll(Path("a.out"));
 }
 
 }  // namespace
