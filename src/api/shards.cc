@@ -22,6 +22,7 @@ namespace {
 
 constexpr absl::Duration kMonitorEvery = absl::Milliseconds(20);
 constexpr uint64_t kRetryReleasesEvery = 50;  // monitor rounds: 1 s
+constexpr int64_t kMaxResumeBackoffMs = 5000;
 
 uint64_t LeaseOf(const std::string& id) {
   uint64_t lease = 0;
@@ -101,34 +102,28 @@ class ShardGroupImpl final : public ShardGroup {
   }
 
   ~ShardGroupImpl() override {
-    if (watcher_ != nullptr) watcher_->Cancel();
     {
       MutexLock lock(&mu_);
       stopping_ = true;
     }
     stop_.SignalAll();
+    std::unique_ptr<Watcher> watcher;
+    {
+      MutexLock lock(&watch_mu_);
+      watch_closed_ = true;
+      watcher = std::move(watcher_);
+    }
+    if (watcher != nullptr) watcher->Cancel();
     if (monitor_.joinable()) monitor_.join();
   }
 
   absl::Status Start(uint64_t revision) {
-    WatchOptions w;
-    w.start_revision = revision + 1;
-    const std::string shards = absl::StrCat(prefix_, "shard/");
-    w.range_end = coord::PrefixEnd(shards);
-    w.on_events = [this](const std::vector<WatchEvent>& events, uint64_t) {
-      MutexLock lock(&mu_);
-      for (const WatchEvent& e : events) {
-        std::optional<uint32_t> s = coord::ShardOfKey(prefix_, e.kv.key);
-        if (!s.has_value() || e.type != WatchEvent::Type::kPut) continue;
-        absl::StatusOr<coord::ShardState> st =
-            coord::ParseShardState(e.kv.value);
-        if (st.ok()) Update(*s, *st, /*at_start=*/false);
-      }
-    };
-    absl::StatusOr<std::unique_ptr<Watcher>> watcher =
-        client_->Watch(shards, std::move(w));
+    absl::StatusOr<std::unique_ptr<Watcher>> watcher = NewWatch(revision);
     if (!watcher.ok()) return watcher.status();
-    watcher_ = *std::move(watcher);
+    {
+      MutexLock lock(&watch_mu_);
+      watcher_ = *std::move(watcher);
+    }
     monitor_ = std::thread([this] { Monitor(); });
     return absl::OkStatus();
   }
@@ -182,6 +177,71 @@ class ShardGroupImpl final : public ShardGroup {
   uint32_t shard_count() const override { return view_.shard_count(); }
 
  private:
+  // The watch of the group's shard keys after `revision`. If it ends (its
+  // revision left the members' history while it was cut off or slow), the
+  // view is read again and a new watch started (Resume): until then the
+  // processor keeps what it owns safely, but would acknowledge no
+  // revocation, so planned moves would wait for its session's end.
+  absl::StatusOr<std::unique_ptr<Watcher>> NewWatch(uint64_t revision) {
+    WatchOptions w;
+    w.start_revision = revision + 1;
+    const std::string shards = absl::StrCat(prefix_, "shard/");
+    w.range_end = coord::PrefixEnd(shards);
+    w.on_events = [this](const std::vector<WatchEvent>& events, uint64_t) {
+      MutexLock lock(&mu_);
+      for (const WatchEvent& e : events) {
+        std::optional<uint32_t> s = coord::ShardOfKey(prefix_, e.kv.key);
+        if (!s.has_value() || e.type != WatchEvent::Type::kPut) continue;
+        absl::StatusOr<coord::ShardState> st =
+            coord::ParseShardState(e.kv.value);
+        if (st.ok()) Update(*s, *st, /*at_start=*/false);
+      }
+    };
+    w.on_end = [this](const absl::Status& why) {
+      if (!why.ok()) resume_.Post([this] { Resume(); });
+    };
+    return client_->Watch(shards, std::move(w));
+  }
+
+  // Reads the group again and watches from there, until it works or the
+  // group is closed. The read continues the view: an acknowledged
+  // revocation in it was seen here (only this processor acknowledges), so
+  // its deadline is already set.
+  void Resume() {
+    for (int64_t backoff_ms = 100;;
+         backoff_ms = std::min<int64_t>(backoff_ms * 2, kMaxResumeBackoffMs)) {
+      {
+        MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      absl::StatusOr<GroupRead> read = ReadGroup(client_, name_);
+      if (read.ok()) {
+        {
+          MutexLock lock(&mu_);
+          for (uint32_t s = 0;
+               s < view_.shard_count() && s < read->shards.size(); ++s) {
+            Update(s, read->shards[s], /*at_start=*/false);
+          }
+        }
+        absl::StatusOr<std::unique_ptr<Watcher>> watcher =
+            NewWatch(read->revision);
+        if (watcher.ok()) {
+          std::unique_ptr<Watcher> done = *std::move(watcher);
+          {
+            MutexLock lock(&watch_mu_);
+            if (!watch_closed_) std::swap(done, watcher_);
+          }
+          if (done != nullptr) done->Cancel();  // the ended one (or unused)
+          return;
+        }
+      }
+      MutexLock lock(&mu_);
+      if (!stopping_) {
+        stop_.WaitWithTimeout(&mu_, absl::Milliseconds(backoff_ms));
+      }
+    }
+  }
+
   absl::Status Send(uint32_t shard, uint64_t epoch, bool ack) {
     client::ShardRequest req;
     req.set_group(name_);
@@ -261,8 +321,12 @@ class ShardGroupImpl final : public ShardGroup {
   // Declared after what their tasks use, so destroyed (and drained) first.
   SerialExecutor acks_{"q-shard-acks"};
   SerialExecutor callbacks_{"q-shards"};
-  std::unique_ptr<Watcher> watcher_;
+  Mutex watch_mu_;
+  std::unique_ptr<Watcher> watcher_ ABSL_GUARDED_BY(watch_mu_);
+  bool watch_closed_ ABSL_GUARDED_BY(watch_mu_) = false;
   std::thread monitor_;
+  // Declared last: drained first, while everything Resume() uses lives.
+  SerialExecutor resume_{"q-shard-watch"};
 };
 
 }  // namespace

@@ -972,7 +972,8 @@ struct KvStore::Frozen {
   std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
   std::vector<std::pair<uint64_t, Cow<Session>::Pin>> sessions;  // by id
-  std::vector<client::ShardGroupState> shard_groups;             // by name
+  std::vector<std::pair<std::string, Cow<ShardGroup>::Pin>>
+      shard_groups;  // by name
 
   std::string Serialize() const {
     client::KvSnapshot snap;
@@ -1013,8 +1014,8 @@ struct KvStore::Frozen {
       }
     }
     for (const client::KvLease& l : leases) *snap.add_leases() = l;
-    for (const client::ShardGroupState& g : shard_groups) {
-      *snap.add_shard_groups() = g;
+    for (const auto& [name, group] : shard_groups) {
+      *snap.add_shard_groups() = ShardGroupToProto(name, *group);
     }
     std::string out = snap.SerializeAsString();
     // The history's changes are appended as they are, serialized, not
@@ -1059,11 +1060,9 @@ absl::AnyInvocable<std::string()> KvStore::Snapshot() {
     out.set_client(l.client);
     out.set_checkpoint_ms(l.checkpoint_ms);
   }
-  // Groups are copied (their shards' states are small strings): a group
-  // changes only with a shard call, far rarer than writes.
   frozen->shard_groups.reserve(groups_.size());
   for (const auto& [name, g] : groups_) {
-    frozen->shard_groups.push_back(ShardGroupToProto(name, g));
+    frozen->shard_groups.emplace_back(name, g.pin());
   }
   return [frozen = std::move(frozen)] { return frozen->Serialize(); };
 }
@@ -1150,7 +1149,7 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
                        c.revision(), " where ", want, " belongs)"));
     }
   }
-  std::map<std::string, ShardGroup> groups;
+  std::map<std::string, Cow<ShardGroup>> groups;
   for (const client::ShardGroupState& in : snap.shard_groups()) {
     absl::StatusOr<ShardGroup> g = ShardGroupFromProto(in, unsafe_.shards);
     if (!g.ok()) return g.status();
@@ -1164,7 +1163,7 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
                          "' has a processor without a session (", id, ")"));
       }
     }
-    if (!groups.emplace(in.name(), *std::move(g)).second) {
+    if (!groups.emplace(in.name(), Cow<ShardGroup>(*std::move(g))).second) {
       return absl::DataLossError(absl::StrCat(
           "the key-value snapshot holds shard group '", in.name(), "' twice"));
     }

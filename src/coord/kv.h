@@ -361,7 +361,8 @@ class KvStore final : public node::StateMachine {
   // By id. A snapshot copies ids, TTLs and checkpoints (not the keys: the
   // entries name their lease).
   std::map<uint64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, ShardGroup> groups_ ABSL_GUARDED_BY(mu_);
+  // Pinned by snapshots, as the key shards are.
+  std::map<std::string, Cow<ShardGroup>> groups_ ABSL_GUARDED_BY(mu_);
   // What the command being applied did to leases (handed to the listener
   // after Apply, outside the lock).
   std::vector<LeaseEvent> lease_events_ ABSL_GUARDED_BY(mu_);

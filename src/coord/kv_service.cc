@@ -669,9 +669,22 @@ void KvService::Write(C* call, const client::KvCommand& cmd) {
       });
 }
 
+namespace {
+
+// A client's write of one key: refused here, before it costs a log entry,
+// for what the state machine would refuse anyway (a bad key or value, a
+// key under a prefix only the state machine writes).
+absl::Status CheckClientWrite(absl::string_view key, absl::string_view value) {
+  if (absl::Status s = CheckKeyValue(key, value); !s.ok()) return s;
+  return CheckWritable(key, "");
+}
+
+}  // namespace
+
 void KvService::Put(PutCall* call) {
   const client::PutRequest& request = call->request;
-  if (absl::Status s = CheckKeyValue(request.key(), request.value()); !s.ok()) {
+  if (absl::Status s = CheckClientWrite(request.key(), request.value());
+      !s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }
@@ -685,7 +698,7 @@ void KvService::Put(PutCall* call) {
 
 void KvService::Delete(DeleteCall* call) {
   const client::DeleteRequest& request = call->request;
-  if (absl::Status s = CheckKeyValue(request.key(), ""); !s.ok()) {
+  if (absl::Status s = CheckClientWrite(request.key(), ""); !s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }
@@ -697,7 +710,8 @@ void KvService::Delete(DeleteCall* call) {
 
 void KvService::Cas(CasCall* call) {
   const client::CasRequest& request = call->request;
-  if (absl::Status s = CheckKeyValue(request.key(), request.value()); !s.ok()) {
+  if (absl::Status s = CheckClientWrite(request.key(), request.value());
+      !s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }

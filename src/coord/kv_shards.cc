@@ -40,13 +40,13 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
   if (request.kind_case() == client::ShardRequest::kCreate) {
     const ShardGroupConfig config = ConfigOf(request.create());
     if (auto it = groups_.find(name); it != groups_.end()) {
-      if (SameConfig(it->second.config(), config)) {
+      if (SameConfig(it->second.get().config(), config)) {
         return Result(absl::StatusCode::kOk, revision_);  // a retry
       }
       return Result(
           absl::StatusCode::kAlreadyExists, revision_,
           absl::StrCat("shard group '", name, "' exists already, with ",
-                       FormatShardConfig(it->second.config())));
+                       FormatShardConfig(it->second.get().config())));
     }
     absl::StatusOr<ShardGroup> g = ShardGroup::Create(config, unsafe_.shards);
     if (!g.ok()) {
@@ -59,7 +59,7 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
       PutLocked(ShardStateKey(*prefix, s), FormatShardState(ShardState{}),
                 revision_ + 1, 0);
     }
-    groups_.emplace(name, *std::move(g));
+    groups_.emplace(name, Cow<ShardGroup>(*std::move(g)));
     ++revision_;
     return Result(absl::StatusCode::kOk, revision_);
   }
@@ -68,7 +68,7 @@ client::KvResult KvStore::ExecuteShard(const client::ShardRequest& request) {
     return Result(absl::StatusCode::kNotFound, revision_,
                   absl::StrCat("there is no shard group '", name, "'"));
   }
-  ShardGroup& g = it->second;
+  ShardGroup& g = it->second.mutate();
   const std::map<std::string, ShardGroup::Member> before = g.members();
   absl::Status s;
   switch (request.kind_case()) {
@@ -146,7 +146,13 @@ bool KvStore::WriteShardKeys(
 
 bool KvStore::EndShardSessions(const std::vector<uint64_t>& leases) {
   bool wrote = false;
-  for (auto& [name, g] : groups_) {
+  for (auto& [name, group] : groups_) {
+    bool member = false;
+    for (uint64_t lease : leases) {
+      member |= group.get().members().count(ShardProcessorId(lease)) != 0;
+    }
+    if (!member) continue;  // nothing to change (nor to copy)
+    ShardGroup& g = group.mutate();
     const std::map<std::string, ShardGroup::Member> before = g.members();
     std::vector<uint32_t> changed;
     for (uint64_t lease : leases) {
@@ -165,7 +171,8 @@ bool KvStore::EndShardSessions(const std::vector<uint64_t>& leases) {
 std::vector<DrainingShard> KvStore::DrainingShards() const {
   MutexLock lock(&mu_);
   std::vector<DrainingShard> out;
-  for (const auto& [name, g] : groups_) {
+  for (const auto& [name, group] : groups_) {
+    const ShardGroup& g = group.get();
     const std::vector<ShardState>& shards = g.shards();
     for (uint32_t s = 0; s < shards.size(); ++s) {
       if (shards[s].phase == ShardPhase::kRevoking && shards[s].acked) {

@@ -272,10 +272,8 @@ void Driver::ApplySome() {
     if (e->term() == p.term) {
       if (now == 0) now = env_->Now();
       const int64_t took = std::max<int64_t>(now - p.proposed_ns, 1);
-      log_latency_ns_ = log_latency_ns_ == 0
-                            ? took
-                            : log_latency_ns_ + (took - log_latency_ns_) / 16;
-      overload_.log_latency_ns = log_latency_ns_;
+      int64_t& avg = overload_.log_latency_ns;
+      avg = avg == 0 ? took : avg + (took - avg) / 16;
       p.done(Applied{e->index(), std::move(result)});
     } else {
       p.done(absl::AbortedError(
@@ -558,11 +556,11 @@ void Driver::Propose(std::string command, int64_t deadline_ns,
 }
 
 int64_t Driver::ExpectedWaitNs(size_t ahead) const {
-  if (log_latency_ns_ == 0) return 0;
+  if (overload_.log_latency_ns == 0) return 0;
   // Little's law: the log serves about in_log entries per latency.
   const double in_log =
       static_cast<double>(std::max<size_t>(proposals_.size(), 1));
-  return static_cast<int64_t>(static_cast<double>(log_latency_ns_) *
+  return static_cast<int64_t>(static_cast<double>(overload_.log_latency_ns) *
                               (1.0 + static_cast<double>(ahead) / in_log));
 }
 
@@ -574,7 +572,7 @@ void Driver::ProposeQueued() {
           raft_->role() != raft::Role::kLeader)) {
     Queued q = std::move(to_propose_.front());
     to_propose_.pop_front();
-    if (env_->Now() + log_latency_ns_ >= q.deadline_ns) {
+    if (env_->Now() + overload_.log_latency_ns >= q.deadline_ns) {
       ++overload_.expired;
       q.done(absl::DeadlineExceededError(
           "the proposal waited for room in the log until too little of its "

@@ -446,9 +446,8 @@ class Driver {
   std::map<uint64_t, Proposal> proposals_;  // by index
   // Before the log, in arrival order (max_proposals_in_log).
   std::deque<Queued> to_propose_;
-  // Moving average of an entry's time from the log to applied, over this
-  // member's own proposals; 0 until one was applied.
-  int64_t log_latency_ns_ = 0;
+  // Its log_latency_ns: the moving average of an entry's time from the log
+  // to applied, over this member's own proposals; 0 until one was applied.
   OverloadCounters overload_;
   // Committed, not yet applied (ApplySome).
   std::deque<raft::EntryPtr> to_apply_;

@@ -24,6 +24,7 @@ class Cow {
   struct Node {
     Node() = default;
     explicit Node(const T& v) : value(v) {}
+    explicit Node(T&& v) : value(std::move(v)) {}
     T value;
     std::atomic<int> pins{0};
   };
@@ -63,6 +64,7 @@ class Cow {
   };
 
   Cow() : node_(std::make_shared<Node>()) {}
+  explicit Cow(T value) : node_(std::make_shared<Node>(std::move(value))) {}
   Cow(Cow&&) noexcept = default;
   Cow& operator=(Cow&&) noexcept = default;
   // A copy would share the value with its original: neither could change it.

@@ -24,6 +24,7 @@
 #include "quorate/shards.h"
 #include "quorate/workload.h"
 #include "util/port.h"
+#include "util/tcp_proxy.h"
 #include "wire/client.grpc.pb.h"
 
 namespace quorate {
@@ -668,6 +669,73 @@ TEST_F(RecipeTest, ShardGroup_BadInputAndLimitsAreRefused) {
   EXPECT_EQ(
       ShardGroup::Join(client_.get(), other.get(), "solo", {}).status().code(),
       absl::StatusCode::kFailedPrecondition);
+}
+
+// A processor's watch of its group that fell out of the members' watch
+// history (cut off from the cluster, by a proxy, while more than
+// --watch_history revisions passed) ends; the group reads itself again
+// and watches on, so a later join still drains shards from it. Without
+// that, the processor would never see the revocations, and the joiner
+// would get nothing until the processor's session ended.
+TEST_F(RecipeTest, ShardGroup_AWatchThatLeftTheHistoryResumes) {
+  ShardGroupLimits limits;
+  limits.drain = absl::Seconds(1);  // a's own deadline releases them
+  ASSERT_TRUE(CreateShardGroup(client_.get(), "mail", 4, limits).ok());
+  ClientOptions all;
+  for (auto& p : ports_) all.endpoints.push_back(p->address());
+  all.timeout = absl::Seconds(10);
+  auto full = Client::Create(all);
+  ASSERT_TRUE(full.ok()) << full.status();
+  SessionOptions so;
+  so.ttl = absl::Seconds(10);
+  auto sa = (*full)->StartSession(so);
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  // The group's calls and watch reach the leader only through the proxy
+  // (the leader answers them, so the client follows no hint elsewhere);
+  // the session's renewals go straight to the cluster.
+  std::string leader;
+  ASSERT_TRUE(AwaitTrue([&] {
+    for (size_t i = 0; i < members_.size(); ++i) {
+      if (members_[i]->GetStatus().role == Role::kLeader) {
+        leader = ports_[i]->address();
+      }
+    }
+    return !leader.empty();
+  }));
+  testing::TcpProxy proxy(leader);
+  ASSERT_TRUE(proxy.ok());
+  ClientOptions through;
+  through.endpoints = {proxy.address()};
+  through.timeout = absl::Seconds(10);
+  auto cut_client = Client::Create(through);
+  ASSERT_TRUE(cut_client.ok());
+  auto a = ShardGroup::Join(cut_client->get(), sa->get(), "mail", {});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(AwaitTrue([&] { return (*a)->Owned().size() == 4; }));
+
+  proxy.Cut();
+  // More revisions than the members keep for watches (10,000).
+  std::atomic<int> failed{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 16; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 660; ++i) {
+        if (!(*full)->Put(absl::StrCat("w", t), "v").ok()) ++failed;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  ASSERT_EQ(failed.load(), 0);
+  proxy.Heal();
+
+  auto sb = (*full)->StartSession(so);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  auto b = ShardGroup::Join(full->get(), sb->get(), "mail", {});
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE(AwaitTrue([&] {
+    return (*b)->Owned().size() == 2 && (*a)->Owned().size() == 2;
+  })) << "a owns "
+      << (*a)->Owned().size() << ", b " << (*b)->Owned().size();
 }
 
 TEST_F(ClientClusterTest, ManyThreads_ShareOneClient) {

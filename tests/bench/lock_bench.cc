@@ -10,8 +10,16 @@
 //    session (lease) of its own, in threads of this process;
 //  - failover: a holder in a process of its own (`quoratectl lock NAME
 //    --ttl=2s`, `etcdctl lock NAME --ttl=2`) is killed with SIGKILL while
-//    a waiter queues; the time until the waiter holds the lock. Same TTL,
-//    2 s, on both.
+//    a waiter queues; the time until the waiter holds the lock. Same TTL
+//    on both: 2 s, and 1 s (the shortest either allows at this election
+//    timeout);
+//  - elections: 4 candidates (a session each) campaign, lead and resign in
+//    turn on one election while one observer watches it (Quorate:
+//    quorate::Election and ObserveElection; etcd: v3electionpb.Election's
+//    Campaign, Resign and Observe, declared in etcd_election.proto). The
+//    changes of leader the observer was told of per second, and what
+//    share of the leaderships it was told of (each leader proclaims a
+//    value of its own, so a skipped leader shows).
 // Each round runs both systems (alternating which goes first); the table
 // shows medians over rounds.
 //
@@ -31,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/clusters.h"
+#include "etcd_election.grpc.pb.h"
 #include "etcd_kv.grpc.pb.h"
 #include "etcd_lock.grpc.pb.h"
 #include "quorate/client.h"
@@ -46,6 +55,34 @@ using bench::Percentile;
 using bench::Results;
 
 constexpr int kContenders = 64;
+constexpr int kCandidates = 4;
+constexpr char kElectionChanges[] = "election changes observed/s, 4 candidates";
+constexpr char kElectionShare[] = "leaderships observed, %";
+constexpr char kShortestFailover[] =
+    "failover ms, holder killed, TTL 1 s (shortest on both)";
+
+// A session of 10 s for a contender or candidate; null on failure.
+std::unique_ptr<Session> BenchSession(Client* client) {
+  SessionOptions so;
+  so.ttl = absl::Seconds(10);
+  auto s = client->StartSession(so);
+  return s.ok() ? *std::move(s) : nullptr;
+}
+
+// An etcd lease that outlives the measurement without renewals; 0 on
+// failure.
+int64_t EtcdLease(const std::shared_ptr<grpc::Channel>& ch) {
+  auto leases = etcdserverpb::Lease::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  etcdserverpb::LeaseGrantRequest req;
+  req.set_ttl(60);
+  etcdserverpb::LeaseGrantResponse resp;
+  if (!leases->LeaseGrant(&ctx, req, &resp).ok() || !resp.error().empty()) {
+    return 0;
+  }
+  return resp.id();
+}
 
 // One contender's lock calls, on one system.
 class Contender {
@@ -60,11 +97,8 @@ class QuorateContender final : public Contender {
   static std::unique_ptr<QuorateContender> Make(Client* client,
                                                 const std::string& name) {
     auto c = std::make_unique<QuorateContender>();
-    SessionOptions so;
-    so.ttl = absl::Seconds(10);
-    auto s = client->StartSession(so);
-    if (!s.ok()) return nullptr;
-    c->session_ = *std::move(s);
+    c->session_ = BenchSession(client);
+    if (c->session_ == nullptr) return nullptr;
     auto l = Lock::Create(client, c->session_.get(), name);
     if (!l.ok()) return nullptr;
     c->lock_ = *std::move(l);
@@ -84,17 +118,8 @@ class EtcdContender final : public Contender {
       const std::shared_ptr<grpc::Channel>& ch, const std::string& name) {
     auto c = std::make_unique<EtcdContender>();
     c->lock_ = v3lockpb::Lock::NewStub(ch);
-    auto leases = etcdserverpb::Lease::NewStub(ch);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    etcdserverpb::LeaseGrantRequest req;
-    req.set_ttl(60);  // outlives the measurement without renewals
-    etcdserverpb::LeaseGrantResponse resp;
-    if (!leases->LeaseGrant(&ctx, req, &resp).ok() || !resp.error().empty()) {
-      return nullptr;
-    }
-    c->lease_ = resp.id();
+    c->lease_ = EtcdLease(ch);
+    if (c->lease_ == 0) return nullptr;
     c->name_ = name;
     return c;
   }
@@ -200,21 +225,21 @@ bool Cycles(Setup& s, int n, double seconds, const std::string& name,
 
 // The holder's process, killed with SIGKILL while a waiter queues: the
 // milliseconds until the waiter holds the lock; negative on failure.
-double Failover(Setup& s, const std::string& dir) {
-  const std::string name = "failover";
-  const std::string log = dir + "/holder.out";
+double Failover(Setup& s, const std::string& dir, int ttl_s) {
+  const std::string name = absl::StrCat("failover-", ttl_s);
+  const std::string log = absl::StrCat(dir, "/holder-", ttl_s, ".out");
   std::unique_ptr<testing::Process> holder;
   if (s.quorate) {
     holder = std::make_unique<testing::Process>(
         std::vector<std::string>{
             QUORATECTL_BINARY, "--endpoints=" + absl::StrJoin(s.endpoints, ","),
-            "lock", name, "--ttl=2s"},
+            "lock", name, absl::StrCat("--ttl=", ttl_s, "s")},
         log);
   } else {
     holder = std::make_unique<testing::Process>(
         std::vector<std::string>{"/usr/bin/etcdctl",
                                  "--endpoints=" + s.etcd_endpoints, "lock",
-                                 name, "--ttl=2"},
+                                 name, absl::StrCat("--ttl=", ttl_s)},
         log);
   }
   // Held: quoratectl prints "LOCKED NAME TOKEN", etcdctl the key.
@@ -235,12 +260,186 @@ double Failover(Setup& s, const std::string& dir) {
     return EtcdCount(s.channel, name + "/") == 2;
   });
   if (!queued) return -1;
+  if (acquired.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    const bool held = acquired.get();
+    fprintf(stderr, "failover: the waiter's acquire %s before the kill:\n%s",
+            held ? "succeeded" : "failed", testing::ReadAll(log).c_str());
+    return -1;
+  }
   const absl::Time killed = absl::Now();
   holder->Signal(SIGKILL);
   if (!acquired.get()) return -1;
   const double ms = absl::ToDoubleMilliseconds(absl::Now() - killed);
   (void)waiter->Release();
   return ms;
+}
+
+// One candidate in an election, on one system: campaigns with `value`
+// until it leads, then resigns.
+class Candidate {
+ public:
+  virtual ~Candidate() = default;
+  virtual bool Campaign(const std::string& value) = 0;
+  virtual bool Resign() = 0;
+};
+
+class QuorateCandidate final : public Candidate {
+ public:
+  static std::unique_ptr<QuorateCandidate> Make(Client* client,
+                                                const std::string& name) {
+    auto c = std::make_unique<QuorateCandidate>();
+    c->session_ = BenchSession(client);
+    if (c->session_ == nullptr) return nullptr;
+    auto e = Election::Create(client, c->session_.get(), name);
+    if (!e.ok()) return nullptr;
+    c->election_ = *std::move(e);
+    return c;
+  }
+  bool Campaign(const std::string& value) override {
+    return election_->Campaign(value, absl::Seconds(30)).ok();
+  }
+  bool Resign() override { return election_->Resign().ok(); }
+
+ private:
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<Election> election_;
+};
+
+class EtcdCandidate final : public Candidate {
+ public:
+  static std::unique_ptr<EtcdCandidate> Make(
+      const std::shared_ptr<grpc::Channel>& ch, const std::string& name) {
+    auto c = std::make_unique<EtcdCandidate>();
+    c->election_ = v3electionpb::Election::NewStub(ch);
+    c->lease_ = EtcdLease(ch);
+    if (c->lease_ == 0) return nullptr;
+    c->name_ = name;
+    return c;
+  }
+  bool Campaign(const std::string& value) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
+    v3electionpb::CampaignRequest req;
+    req.set_name(name_);
+    req.set_lease(lease_);
+    req.set_value(value);
+    v3electionpb::CampaignResponse resp;
+    if (!election_->Campaign(&ctx, req, &resp).ok()) return false;
+    leader_ = resp.leader();
+    return true;
+  }
+  bool Resign() override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    v3electionpb::ResignRequest req;
+    *req.mutable_leader() = leader_;
+    v3electionpb::ResignResponse resp;
+    return election_->Resign(&ctx, req, &resp).ok();
+  }
+
+ private:
+  std::unique_ptr<v3electionpb::Election::Stub> election_;
+  int64_t lease_ = 0;
+  std::string name_;
+  v3electionpb::LeaderKey leader_;
+};
+
+// Counts the changes of leader an observer is told of: a value other than
+// the last one it was told.
+class ObserverCount {
+ public:
+  void Saw(const std::string& value) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (value == last_) return;
+    last_ = value;
+    ++changes_;
+  }
+  uint64_t changes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return changes_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string last_;
+  uint64_t changes_ = 0;
+};
+
+// kCandidates candidates take turns leading election `name` for
+// `seconds` while one observer watches it. The changes it was told of per
+// second, and the share of leaderships it was told of.
+bool ElectionChanges(Setup& s, double seconds, const std::string& name,
+                     double* per_second, double* observed_share) {
+  std::vector<std::unique_ptr<Candidate>> cs;
+  for (int i = 0; i < kCandidates; ++i) {
+    if (s.quorate) {
+      cs.push_back(QuorateCandidate::Make(s.client.get(), name));
+    } else {
+      cs.push_back(EtcdCandidate::Make(s.channel, name));
+    }
+    if (cs.back() == nullptr) return false;
+  }
+  ObserverCount seen;
+  std::unique_ptr<Watcher> quorate_observer;
+  grpc::ClientContext etcd_ctx;
+  std::thread etcd_observer;
+  if (s.quorate) {
+    ObserveOptions o;
+    o.on_leader = [&seen](const std::optional<LeaderInfo>& l) {
+      if (l.has_value()) seen.Saw(l->value);
+    };
+    auto w = ObserveElection(s.client.get(), name, std::move(o));
+    if (!w.ok()) return false;
+    quorate_observer = *std::move(w);
+  } else {
+    etcd_observer = std::thread([&] {
+      auto stub = v3electionpb::Election::NewStub(s.channel);
+      v3electionpb::LeaderRequest req;
+      req.set_name(name);
+      auto stream = stub->Observe(&etcd_ctx, req);
+      v3electionpb::LeaderResponse resp;
+      while (stream->Read(&resp)) seen.Saw(resp.kv().value());
+      (void)stream->Finish();
+    });
+  }
+  std::atomic<uint64_t> leaderships{0};
+  std::atomic<bool> failed{false};
+  const absl::Time start = absl::Now();
+  const absl::Time until = start + absl::Seconds(seconds);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCandidates; ++i) {
+    threads.emplace_back([&, i, c = cs[static_cast<size_t>(i)].get()] {
+      for (int n = 0; absl::Now() < until && !failed.load(); ++n) {
+        if (!c->Campaign(absl::StrCat("candidate-", i, "-", n))) {
+          failed = true;
+          return;
+        }
+        leaderships.fetch_add(1);
+        if (!c->Resign()) {
+          failed = true;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  // The observer may lag behind: let it catch up (or give up after 5 s).
+  (void)Await([&] { return seen.changes() >= leaderships.load(); },
+              absl::Seconds(5));
+  const uint64_t observed = seen.changes();
+  if (quorate_observer != nullptr) quorate_observer->Cancel();
+  if (etcd_observer.joinable()) {
+    etcd_ctx.TryCancel();
+    etcd_observer.join();
+  }
+  if (failed.load() || leaderships.load() == 0) return false;
+  *per_second = static_cast<double>(observed) / elapsed;
+  *observed_share = 100.0 * static_cast<double>(observed) /
+                    static_cast<double>(leaderships.load());
+  return true;
 }
 
 bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
@@ -283,10 +482,19 @@ bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
       many);
   char tmpl[] = "/tmp/quorate-lock-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return false;
-  const double failover = Failover(s, tmpl);
+  const double failover = Failover(s, tmpl, 2);
+  // The shortest TTL each allows at this election timeout (500 ms):
+  // Quorate's floor is twice the election timeout, etcd's 1.5 times,
+  // rounded up to whole seconds. 1 s on both.
+  const double shortest = failover < 0 ? -1 : Failover(s, tmpl, 1);
   std::filesystem::remove_all(tmpl);
-  if (failover < 0) return false;
+  if (failover < 0 || shortest < 0) return false;
   (*out)["failover ms, holder killed, TTL 2 s"].push_back(failover);
+  (*out)[kShortestFailover].push_back(shortest);
+  double changes = 0, share = 0;
+  if (!ElectionChanges(s, seconds, "bench", &changes, &share)) return false;
+  (*out)[kElectionChanges].push_back(changes);
+  (*out)[kElectionShare].push_back(share);
   return true;
 }
 
@@ -312,10 +520,14 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const std::vector<std::string> metrics = {
-      "lock cycles/s, 1 contender", "acquire p50 ms, uncontended",
+      "lock cycles/s, 1 contender",
+      "acquire p50 ms, uncontended",
       "acquire p99 ms, uncontended",
       absl::StrCat("lock cycles/s, ", kContenders, " contenders"),
-      "failover ms, holder killed, TTL 2 s"};
+      "failover ms, holder killed, TTL 2 s",
+      kShortestFailover,
+      kElectionChanges,
+      kElectionShare};
   std::string table = absl::StrFormat(
       "Machine: %s. Command: `build/tests/bench/lock_bench --rounds=%d "
       "--seconds=%g`. Medians of %d rounds; 3 members on loopback, "

@@ -52,6 +52,19 @@ void TcpProxy::Cut() {
   for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
 }
 
+void TcpProxy::Heal() {
+  std::vector<std::thread> pumps;
+  std::vector<int> fds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pumps.swap(pumps_);
+    fds.swap(fds_);
+  }
+  for (std::thread& t : pumps) t.join();  // they end: cut_ is still set
+  for (int fd : fds) ::close(fd);
+  cut_ = false;
+}
+
 void TcpProxy::AcceptLoop() {
   const size_t colon = target_.rfind(':');
   sockaddr_in to{};

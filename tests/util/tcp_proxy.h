@@ -1,7 +1,7 @@
 // tests/util/tcp_proxy.h: a TCP proxy on loopback that a test can cut, to
 // cut a client off from a cluster without a network namespace: every
 // connection to address() is relayed to `target` until Cut(), which closes
-// them all and closes every later one at once.
+// them all and closes every later one at once, until Heal().
 #ifndef QUORATE_TESTS_UTIL_TCP_PROXY_H_
 #define QUORATE_TESTS_UTIL_TCP_PROXY_H_
 
@@ -24,6 +24,8 @@ class TcpProxy {
   std::string address() const;
   bool ok() const { return listen_fd_ >= 0; }
   void Cut();
+  // Relays new connections again (those Cut() closed stay closed).
+  void Heal();
 
  private:
   void AcceptLoop();
