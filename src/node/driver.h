@@ -216,6 +216,9 @@ struct DriverOptions {
     // Answer a proposal as soon as its entry is durable on this member,
     // before it is committed.
     bool answer_before_commit = false;
+    // Refuse a proposal as shed (RESOURCE_EXHAUSTED, "not proposed") and
+    // propose it all the same.
+    bool propose_what_it_sheds = false;
   } unsafe;
 };
 

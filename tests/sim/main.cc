@@ -5,7 +5,8 @@
 //               [--delay=MIN_US-MAX_US[:tail]]
 //               [--drift_beyond_rho] [--unsafe=commit-previous-terms|
 //               forget-vote-on-restart|stale-reads|ack-on-propose|
-//               answer-before-commit|no-startup-lease|
+//               answer-before-commit|propose-what-it-sheds|
+//               no-startup-lease|
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
 //               lease-no-checkpoints|watch-skip-when-full|
@@ -122,6 +123,8 @@ int main(int argc, char** argv) {
         base.unsafe_watch_skip_when_full = true;
       } else if (value == "lock-ignores-session") {
         base.unsafe_lock_ignores_session = true;
+      } else if (value == "propose-what-it-sheds") {
+        base.unsafe_propose_what_it_sheds = true;
       } else if (value == "shard-skip-drain") {
         base.unsafe_shard_skip_drain = true;
       } else if (value == "shard-keep-epoch") {
@@ -146,6 +149,7 @@ int main(int argc, char** argv) {
   uint64_t lock_holds = 0;
   uint64_t shard_tenures = 0, shard_releases = 0, shard_leaves = 0;
   uint64_t shard_checked = 0;
+  uint64_t refused = 0, shed = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -167,6 +171,8 @@ int main(int argc, char** argv) {
     shard_releases += r.shard_releases;
     shard_leaves += r.shard_leaves;
     shard_checked += r.shard_liveness_checked;
+    refused += r.writes_refused;
+    shed += r.writes_shed;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -216,6 +222,8 @@ int main(int argc, char** argv) {
                                             : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
+          << (o.unsafe_propose_what_it_sheds ? " --unsafe=propose-what-it-sheds"
+                                             : "")
           << (o.unsafe_shard_skip_drain ? " --unsafe=shard-skip-drain" : "")
           << (o.unsafe_shard_keep_epoch ? " --unsafe=shard-keep-epoch" : "")
           << (o.unsafe_shard_ignore_session_end
@@ -250,6 +258,8 @@ int main(int argc, char** argv) {
             << "watches: " << watch_revisions << " revisions delivered, "
             << watch_resumes << " resumes (" << watch_cut_off
             << " after cut-offs)\n"
+            << "writes refused before the log: " << refused << " (" << shed
+            << " shed by time)\n"
             << "locks: " << lock_holds << " times held\n"
             << "shards: " << shard_tenures << " tenures, " << shard_releases
             << " releases, " << shard_leaves << " leaves; every shard owned "

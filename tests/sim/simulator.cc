@@ -10,6 +10,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -106,6 +107,13 @@ constexpr int kClients = 3;
 constexpr int kWriteAttempts = 3;
 constexpr int64_t kAttemptTimeout = 3 * kT;
 constexpr uint64_t kSnapshotEvery = 64;
+// Few, so that floods (below) are shed by time (node/driver.h, SHEDDING BY
+// TIME); the node's default is 1,024.
+constexpr size_t kMaxProposalsInLog = 8;
+// Floods: now and then during the chaos, a burst of writes to keys of
+// their own, with deadlines of a few ms, on one member.
+constexpr int64_t kFloodEveryNs = 8 * kT;
+constexpr uint64_t kFloodClient = 3000;
 // Sessions: simulated processes holding leases.
 constexpr int kHolders = 3;
 constexpr int64_t kLeaseTtlMs = 5 * kT / kMs;
@@ -192,6 +200,7 @@ enum class EventKind {
   kHolderSend,    // a holder's request reaches a member (holder_msgs_)
   kHolderAnswer,  // a member's answer reaches a holder (holder_msgs_)
   kWatchTick,     // the watchers read what their members' hubs queued
+  kFlood,         // a burst of writes with short deadlines on one member
 };
 
 struct Event {
@@ -564,6 +573,8 @@ class Simulator {
   void CheckShardSpan(uint32_t shard, size_t b);
   void CheckShardLiveness();
   void ShardsDisturbed() { shards_disturbed_at_ = now_; }
+  // A burst of writes (shedding): those refused must never be applied.
+  void Flood();
   // Watches.
   void WatchTick();
   // A response on watcher `w`'s stream: false once the stream is done.
@@ -615,6 +626,10 @@ class Simulator {
   std::vector<RegisterOp> history_;
   // Acknowledged writes: op id -> the KV store's id for it.
   std::map<uint64_t, client::OpId> acknowledged_;
+  // Write attempts refused before they were proposed (the KV store's ids).
+  std::vector<client::OpId> refused_;
+  Rng frng_{0};  // the floods' own generator
+  uint64_t flood_seq_ = 0;
   uint64_t next_op_id_ = 1;
   uint64_t hash_ = 1469598103934665603ULL;
   SimResult result_;
@@ -893,6 +908,8 @@ void Simulator::Boot(Member& m) {
     Trace(absl::StrCat("driver ", id, ": ", what));
   };
   d.unsafe.answer_before_commit = opt_.unsafe_answer_before_commit;
+  d.unsafe.propose_what_it_sheds = opt_.unsafe_propose_what_it_sheds;
+  d.max_proposals_in_log = kMaxProposalsInLog;
   auto driver = node::Driver::Create(c, std::move(d), std::move(restored),
                                      m.io.get(), m.io.get(), m.io.get());
   QUORATE_CHECK(driver.ok()) << driver.status();
@@ -1443,7 +1460,10 @@ void Simulator::LockAnswer(int h, const HolderMsg& msg) {
     return;
   }
   absl::StatusOr<coord::Standing> st = coord::ReadStanding(r.txn());
-  QUORATE_CHECK(st.ok()) << st.status();
+  // Only a broken driver (answer_before_commit) answers a campaign's
+  // transaction without its reads: it asks again at lock_next.
+  QUORATE_CHECK(st.ok() || opt_.unsafe_answer_before_commit) << st.status();
+  if (!st.ok()) return;
   if (!st->present) {
     x.lock = Holder::Lock::kOut;
     x.lock_next = now_ + hrng_.Range(0, 2 * kT);
@@ -1913,6 +1933,54 @@ void Simulator::CheckShardLiveness() {
           "shard ", s, " has no owner ", (now_ - quiet_since) / kMs,
           " ms after the group was last disturbed");
     }
+  }
+}
+
+void Simulator::Flood() {
+  if (now_ < kChaosNs) {
+    Schedule(now_ + frng_.Range(kFloodEveryNs / 2, 2 * kFloodEveryNs),
+             Event{EventKind::kFlood});
+  }
+  std::vector<Member*> up;
+  for (Member& m : members_) {
+    if (m.up && !m.suspended) up.push_back(&m);
+  }
+  if (up.empty()) return;
+  // Mostly the leader, where shedding happens.
+  Member* m = up[frng_.Uniform(up.size())];
+  for (Member* x : up) {
+    if (x->driver->raft().role() == raft::Role::kLeader &&
+        frng_.Chance(800'000)) {
+      m = x;
+    }
+  }
+  const int n = static_cast<int>(frng_.Range(50, 300));
+  const int64_t deadline = LocalNow(*m) + frng_.Range(3 * kMs, 40 * kMs);
+  Trace(absl::StrCat("flood of ", n, " on ", m->id));
+  for (int i = 0; i < n; ++i) {
+    client::KvCommand cmd;
+    cmd.mutable_op()->set_client(kFloodClient);
+    cmd.mutable_op()->set_seq(++flood_seq_);
+    cmd.mutable_put()->set_key(absl::StrCat("flood/", flood_seq_ % 16));
+    cmd.mutable_put()->set_value("x");
+    const client::OpId op = cmd.op();
+    auto in_call = std::make_shared<bool>(true);
+    m->driver->Propose(
+        cmd.SerializeAsString(), deadline,
+        [this, op, in_call](absl::StatusOr<node::Applied> a) {
+          if (a.ok()) return;
+          // Refused while Propose() ran, or answered later that it waited
+          // before the log and was never proposed: never applied.
+          const bool not_proposed =
+              *in_call ||
+              (absl::IsDeadlineExceeded(a.status()) &&
+               absl::StrContains(a.status().message(), "it was not proposed"));
+          if (!not_proposed) return;
+          ++result_.writes_refused;
+          if (absl::IsResourceExhausted(a.status())) ++result_.writes_shed;
+          refused_.push_back(op);
+        });
+    *in_call = false;
   }
 }
 
@@ -2393,6 +2461,18 @@ void Simulator::Submit(int c) {
     });
     *in_call = false;
   }
+  if (!refused->ok() && cl.op.is_write && !cl.maybe_applied) {
+    // Refused before it was proposed, and no earlier attempt entered a
+    // log: it must never be applied, so the client may send it again as a
+    // new operation (a new seq, not deduplicated with this one).
+    ++result_.writes_refused;
+    if (absl::IsResourceExhausted(*refused)) ++result_.writes_shed;
+    client::OpId op;
+    op.set_client(static_cast<uint64_t>(c) + 1);
+    op.set_seq(cl.seq);
+    refused_.push_back(op);
+    cl.seq = ++cl.seqs;
+  }
   if (!refused->ok()) {
     // Not accepted here: follow the leader hint, or try someone else.
     cl.leader_hint = m->driver->raft().leader();
@@ -2715,6 +2795,8 @@ SimResult Simulator::Run() {
     Schedule(hrng_.Range(0, kT), Event{EventKind::kHolderWake, -1, h, 0});
   }
   srng_ = Rng(opt_.seed * 0xd6e8feb86659fd93ULL + 13);
+  frng_ = Rng(opt_.seed * 0x2545f4914f6cdd1dULL + 17);
+  Schedule(frng_.Range(kT, kFloodEveryNs), Event{EventKind::kFlood});
   shard_spans_.resize(kShards);
   wrng_ = Rng(opt_.seed * 0x94d049bb133111ebULL + 11);
   watchers_.resize(kWatchers);
@@ -2831,6 +2913,9 @@ SimResult Simulator::Run() {
         WatchTick();
         Schedule(now_ + kWatchTickNs, Event{EventKind::kWatchTick});
         break;
+      case EventKind::kFlood:
+        Flood();
+        break;
       case EventKind::kTransferStep:
         if (fault_ == Fault::kTransfer || fault_ == Fault::kLeaderChurn) {
           // The current leader hands over to the most up-to-date voter.
@@ -2898,6 +2983,25 @@ SimResult Simulator::Run() {
         result_.safety_ok = false;
         result_.safety_violation =
             absl::StrCat("acknowledged write ", op, " lost");
+        break;
+      }
+    }
+  }
+  if (result_.safety_ok) {
+    // No refused attempt applied: a refusal means "not proposed".
+    const Member* best = nullptr;
+    for (const Member& mm : members_) {
+      if (mm.up &&
+          (best == nullptr || mm.driver->applied() > best->driver->applied())) {
+        best = &mm;
+      }
+    }
+    for (const client::OpId& op : refused_) {
+      if (best != nullptr && best->kv->WasApplied(op).value_or(false)) {
+        result_.safety_ok = false;
+        result_.safety_violation =
+            absl::StrCat("client ", op.client(), "'s write seq ", op.seq(),
+                         " was refused before it was proposed, and applied");
         break;
       }
     }

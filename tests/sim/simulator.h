@@ -10,7 +10,10 @@
 // fault is removed and a leader must be elected and a write committed within a
 // bound (liveness); then the checks:
 //  - the invariants of tests/raft/invariants.h, after every step;
-//  - no acknowledged write lost;
+//  - no acknowledged write lost, and no write applied that a member
+//    refused before proposing it (not the leader; shed by time): the
+//    client sends it again as a new operation, as the driver's answer
+//    allows;
 //  - the client history is linearizable;
 //  - every member runs the partition guard (src/guard/): an active window
 //    of term t ends before any member becomes leader in a later term;
@@ -93,6 +96,8 @@ struct SimOptions {
   bool unsafe_ack_on_propose = false;  // writes acknowledged before commit
   // Planted in the shipped driver (node::DriverOptions::Unsafe):
   bool unsafe_answer_before_commit = false;  // answered once durable here
+  // Refuses a write as shed (RESOURCE_EXHAUSTED) and proposes it anyway.
+  bool unsafe_propose_what_it_sheds = false;
   // The start-up lease (node/startup.h) forgets the last run's longer T.
   bool unsafe_no_startup_lease = false;
   // The state machine runs a transaction's success branch whatever its
@@ -150,6 +155,8 @@ struct SimResult {
   uint64_t watch_resumes = 0;      // watches resumed on a new stream
   uint64_t watch_cut_off = 0;      // of them, after a cut-off
   uint64_t lock_holds = 0;         // times a holder came to hold the lock
+  uint64_t writes_refused = 0;     // attempts refused before the log
+  uint64_t writes_shed = 0;        // of them, RESOURCE_EXHAUSTED (shedding)
   uint64_t shard_tenures = 0;      // times a processor came to own a shard
   uint64_t shard_releases = 0;     // releases applied
   uint64_t shard_leaves = 0;       // processors that left and came back
