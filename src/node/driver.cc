@@ -537,18 +537,27 @@ void Driver::Propose(std::string command, int64_t deadline_ns,
   }
   const bool log_full = options_.max_proposals_in_log > 0 &&
                         proposals_.size() >= options_.max_proposals_in_log;
-  if (log_full || !to_propose_.empty()) {
-    const int64_t wait = ExpectedWaitNs(to_propose_.size());
-    if (now + wait >= deadline_ns) {
-      ++overload_.refused;
-      done(absl::ResourceExhaustedError(absl::StrCat(
-          "this member is overloaded: ", proposals_.size() + to_propose_.size(),
-          " proposals are waiting, and this one would be applied in about ",
-          wait / 1'000'000, " ms, after its deadline (",
-          (deadline_ns - now) / 1'000'000, " ms away); it was not proposed")));
-      if (!options_.unsafe.propose_what_it_sheds) return;
-      done = [](absl::StatusOr<Applied>) {};  // broken on purpose
-    }
+  if (!log_full && to_propose_.empty()) {
+    // Room now: straight into the log, whatever the estimate says. The
+    // estimate only decides for proposals that would wait; it learns only
+    // from what is applied, so a stale one (entries that waited out a
+    // stall) that refused proposals with room would never be corrected:
+    // the simulator found a leader that proposed nothing for good after a
+    // zone cut.
+    ProposeNow(Queued{std::move(command), deadline_ns, std::move(done)});
+    Drive();
+    return;
+  }
+  const int64_t wait = ExpectedWaitNs(to_propose_.size());
+  if (now + wait >= deadline_ns) {
+    ++overload_.refused;
+    done(absl::ResourceExhaustedError(absl::StrCat(
+        "this member is overloaded: ", proposals_.size() + to_propose_.size(),
+        " proposals are waiting, and this one would be applied in about ",
+        wait / 1'000'000, " ms, after its deadline (",
+        (deadline_ns - now) / 1'000'000, " ms away); it was not proposed")));
+    if (!options_.unsafe.propose_what_it_sheds) return;
+    done = [](absl::StatusOr<Applied>) {};  // broken on purpose
   }
   to_propose_.push_back(
       Queued{std::move(command), deadline_ns, std::move(done)});

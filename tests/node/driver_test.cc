@@ -360,6 +360,37 @@ TEST(DriverTest, ProposalsBeyondTheLogsRoom_WaitInOrderAndAreShedByTime) {
   EXPECT_EQ(h.d(1).proposals_queued(), 0u);
 }
 
+// The estimate decides only for proposals that would wait. One inflated by
+// entries that waited out a stall (here one took 1 ms from the log to
+// applied) must not turn away a proposal the log has room for: it learns
+// only from what is applied, so it would never come down again. (The
+// simulator found a leader that proposed nothing more after a zone cut.)
+TEST(DriverTest, AStaleEstimateDoesNotRefuseWhatTheLogHasRoomFor) {
+  Harness h(7, /*max_proposals_in_log=*/2);
+  h.ElectOne();
+  std::optional<absl::Status> slow;
+  h.d(1).Propose("slow", h.now() + 10'000'000,
+                 [&](absl::StatusOr<Applied> a) { slow = a.status(); });
+  h.Skip(1'000'000);
+  h.Stabilize();
+  ASSERT_TRUE(slow.has_value() && slow->ok());
+  ASSERT_EQ(h.d(1).overload().log_latency_ns, 1'000'000);
+
+  // Due in 1 us, against an estimate of 1 ms: proposed all the same.
+  const uint64_t last = h.d(1).raft().log().last_index();
+  std::optional<absl::Status> quick;
+  h.d(1).Propose("quick", h.now() + 1000,
+                 [&](absl::StatusOr<Applied> a) { quick = a.status(); });
+  EXPECT_EQ(h.d(1).raft().log().last_index(), last + 1);
+  h.Stabilize();
+  ASSERT_TRUE(quick.has_value());
+  EXPECT_TRUE(quick->ok()) << *quick;
+  EXPECT_EQ(h.d(1).overload().expired, 0u);
+  EXPECT_EQ(h.d(1).overload().refused, 0u);
+  // And the estimate came down with it.
+  EXPECT_LT(h.d(1).overload().log_latency_ns, 1'000'000);
+}
+
 // Callers are answered once, with what happened: stopping answers every
 // waiting one.
 TEST(DriverTest, Close_AnswersEveryWaitingCaller) {
