@@ -513,6 +513,17 @@ class Simulator {
   void Send(Message m);
   void Deliver(Member& m, Message msg);
   Member& member(uint64_t id) { return members_[id - 1]; }
+  // The live member that has applied the most (nullptr: none is up).
+  const Member* MostAdvanced() const {
+    const Member* best = nullptr;
+    for (const Member& m : members_) {
+      if (m.up &&
+          (best == nullptr || m.driver->applied() > best->driver->applied())) {
+        best = &m;
+      }
+    }
+    return best;
+  }
   std::vector<std::pair<uint64_t, const raft::Raft*>> Live() const;
   void CheckSafety();
 
@@ -2965,13 +2976,7 @@ SimResult Simulator::Run() {
   if (result_.safety_ok) {
     // No acknowledged write lost: the most advanced live member has applied
     // every write a client was told succeeded.
-    const Member* best = nullptr;
-    for (const Member& mm : members_) {
-      if (mm.up &&
-          (best == nullptr || mm.driver->applied() > best->driver->applied())) {
-        best = &mm;
-      }
-    }
+    const Member* best = MostAdvanced();
     for (const auto& [op, kv_op] : acknowledged_) {
       const std::optional<bool> applied =
           best == nullptr ? std::nullopt : best->kv->WasApplied(kv_op);
@@ -2989,13 +2994,7 @@ SimResult Simulator::Run() {
   }
   if (result_.safety_ok) {
     // No refused attempt applied: a refusal means "not proposed".
-    const Member* best = nullptr;
-    for (const Member& mm : members_) {
-      if (mm.up &&
-          (best == nullptr || mm.driver->applied() > best->driver->applied())) {
-        best = &mm;
-      }
-    }
+    const Member* best = MostAdvanced();
     for (const client::OpId& op : refused_) {
       if (best != nullptr && best->kv->WasApplied(op).value_or(false)) {
         result_.safety_ok = false;
