@@ -281,22 +281,25 @@ struct WatchOptions {
   bool prev_kv = false;    // fill WatchEvent::prev
   bool no_put = false;     // leave out puts,
   bool no_delete = false;  // or deletes
-  // Called on the watch's own thread, in order: every event from the start
-  // revision on, each once, a revision's events in one call. `revision`:
-  // every event up to it has been delivered. Also called without events,
-  // when the members report progress. A callback that does not return
-  // holds the watch up; one that falls too far behind is cut off by the
+  // Called in order: every event from the start revision on, each once, a
+  // revision's events in one call. `revision`: every event up to it has
+  // been delivered. Also called without events, when the members report
+  // progress. A client's watches share its watch streams (up to 1,000 on
+  // one), and each stream has one thread that runs its watches' callbacks
+  // one at a time: a callback that does not return holds up the others
+  // on its stream. A watch that falls too far behind is cut off by the
   // member and resumed, without a gap.
   std::function<void(const std::vector<WatchEvent>& events, uint64_t revision)>
       on_events;
   // The watch is over for good, with why: OUT_OF_RANGE when its next
   // revision left the history (start again from a fresh read), OK after
-  // Cancel(). Same thread; may be empty.
+  // Cancel() (then on Cancel's caller). May be empty.
   std::function<void(const absl::Status& why)> on_end;
 };
 
-// A running watch. It reconnects by itself, to any member (every member
-// serves watches), and resumes from the revision after the last one it
+// A running watch: one watch id on a stream the client shares among its
+// watches. It reconnects by itself, to any member (every member serves
+// watches), and resumes from the revision after the last one it
 // delivered: after a member's crash, a cut-off, or a broken stream,
 // nothing is missed and nothing repeated.
 //
@@ -309,7 +312,7 @@ class Watcher {
   // How many times the watch was resumed on a new stream.
   virtual uint64_t resumes() const = 0;
   // Stops the watch; on_end gets OK unless it ended already. Waits for a
-  // callback in progress, so it must not be called from one.
+  // callback of this watch in progress, unless called from one of them.
   virtual void Cancel() = 0;
   // Ready, with why, once the watch is over.
   virtual std::shared_future<absl::Status> Done() const = 0;

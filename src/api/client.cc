@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/client_internal.h"
+#include "api/watch_mux.h"
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "transport/grpc_status.h"
@@ -126,8 +127,7 @@ RangeResult FromWire(const client::RangeResponse& r) {
   out.revision = r.revision();
   out.kvs.reserve(static_cast<size_t>(r.kvs_size()));
   for (const client::KeyValue& kv : r.kvs()) {
-    out.kvs.push_back(KeyRecord{kv.key(), kv.value(), kv.create_revision(),
-                                kv.mod_revision(), kv.version(), kv.lease()});
+    out.kvs.push_back(api::FromWire(kv));
   }
   return out;
 }
@@ -221,6 +221,12 @@ class ClientImpl final : public Client {
             {o_.tls.ca_file, o_.tls.cert_file, o_.tls.key_file});
     if (!creds.ok()) return creds.status();
     creds_ = *std::move(creds);
+    api::WatchLink link;
+    link.stub = [this](const std::string& address) { return Stub(address); };
+    link.pick = [this] { return Pick(); };
+    link.endpoints = o_.endpoints;
+    link.accept_timeout = o_.timeout;
+    watches_ = std::make_unique<api::WatchMux>(std::move(link));
     return absl::OkStatus();
   }
 
@@ -533,6 +539,8 @@ class ClientImpl final : public Client {
       ABSL_GUARDED_BY(mu_);
   std::string leader_ ABSL_GUARDED_BY(mu_);
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
+  // Every watch, on few streams. Last: its threads use the stubs.
+  std::unique_ptr<api::WatchMux> watches_;
 };
 
 // A session: coord::LeaseHolder (the deadline arithmetic, shared with the
@@ -803,222 +811,23 @@ absl::StatusOr<std::unique_ptr<Session>> ClientImpl::AdoptSession(
       this, std::move(options), lease, ttl_ms, now, now + ttl_ms * 1'000'000));
 }
 
-KeyRecord FromWire(const client::KeyValue& kv) {
-  return KeyRecord{kv.key(),          kv.value(),   kv.create_revision(),
-                   kv.mod_revision(), kv.version(), kv.lease()};
-}
-
-// One thread runs the watch's stream: it connects, creates the watcher
-// from the revision after the last one delivered, reads and delivers, and
-// on any break starts over on a member (the one the client talks to,
-// then the endpoints in turn).
-class WatcherImpl final : public Watcher {
- public:
-  WatcherImpl(ClientImpl* client, std::string key, WatchOptions options)
-      : client_(client),
-        key_(std::move(key)),
-        o_(std::move(options)),
-        next_(o_.start_revision) {
-    done_future_ = done_.get_future().share();
-    accepted_future_ = accepted_.get_future();
-  }
-  ~WatcherImpl() override { Cancel(); }
-
-  // Runs the watch; returns once a member accepted it, or why not.
-  absl::Status Start() {
-    give_up_ns_ =
-        MonotonicNowNs() + absl::ToInt64Nanoseconds(client_->options().timeout);
-    thread_ = std::thread([this] { Run(); });
-    return accepted_future_.get();
-  }
-
-  uint64_t revision() const override { return revision_.load(); }
-  uint64_t resumes() const override { return resumes_.load(); }
-  std::shared_future<absl::Status> Done() const override {
-    return done_future_;
-  }
-  void Cancel() override {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-      if (ctx_ != nullptr) ctx_->TryCancel();
-      wake_.SignalAll();
-    }
-    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
-      thread_.join();
-    }
-  }
-
- private:
-  // kGoOn: the stream goes on; the others end it: the watch is over, it
-  // resumes at once, or after a pause.
-  enum class Outcome { kGoOn, kOver, kResume, kBroken };
-
-  bool stopping() {
-    MutexLock lock(&mu_);
-    return stopping_;
-  }
-  void Accept(const absl::Status& s) {
-    if (accepted_set_) return;
-    accepted_set_ = true;
-    accepted_.set_value(s);
-  }
-  // The watch is over, for good.
-  void End(const absl::Status& why) {
-    // Before it was accepted, Watch() returns the error instead.
-    const bool running = accepted_set_;
-    Accept(why.ok() ? absl::CancelledError("the watch was canceled") : why);
-    if (running && o_.on_end) o_.on_end(why);
-    done_.set_value(why);
-  }
-
-  void Run() {
-    const std::vector<std::string>& endpoints = client_->options().endpoints;
-    size_t turn = 0;
-    int64_t backoff_ms = 20;
-    absl::Status last = absl::UnavailableError("no member answered");
-    for (int attempt = 0;; ++attempt) {
-      if (stopping()) return End(absl::OkStatus());
-      if (!accepted_set_ && MonotonicNowNs() > give_up_ns_) {
-        return End(absl::UnavailableError(
-            absl::StrCat("no member accepted the watch in time; last error: ",
-                         last.ToString())));
-      }
-      const std::string address =
-          attempt == 0 ? client_->Pick() : endpoints[turn++ % endpoints.size()];
-      const Outcome out = RunStream(address, &last);
-      if (out == Outcome::kOver) return;
-      if (accepted_set_) resumes_.fetch_add(1);
-      if (out == Outcome::kResume) {
-        backoff_ms = 20;
-        continue;
-      }
-      MutexLock lock(&mu_);
-      if (!stopping_)
-        wake_.WaitWithTimeout(&mu_, absl::Milliseconds(backoff_ms));
-      backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
-    }
-  }
-
-  Outcome RunStream(const std::string& address, absl::Status* last) {
-    grpc::ClientContext* ctx;
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) return Outcome::kBroken;
-      ctx_ = std::make_unique<grpc::ClientContext>();
-      ctx = ctx_.get();
-    }
-    auto stream = client_->Stub(address)->Watch(ctx);
-    client::WatchRequest req;
-    client::WatchCreate* c = req.mutable_create();
-    c->set_key(key_);
-    c->set_range_end(o_.range_end);
-    c->set_start_revision(next_);
-    c->set_prev_kv(o_.prev_kv);
-    c->set_no_put(o_.no_put);
-    c->set_no_delete(o_.no_delete);
-    c->set_progress_notify(true);  // keeps `next_` fresh for resuming
-    Outcome out = Outcome::kGoOn;
-    fragments_.clear();  // a revision in parts starts over, whole
-    client::WatchResponses batch;
-    if (stream->Write(req)) {
-      while (out == Outcome::kGoOn && stream->Read(&batch)) {
-        for (const client::WatchResponse& r : batch.responses()) {
-          out = Handle(r, last);
-          if (out != Outcome::kGoOn) break;
-        }
-      }
-    }
-    if (out == Outcome::kGoOn) out = Outcome::kBroken;
-    ctx->TryCancel();
-    while (stream->Read(&batch)) {
-    }
-    const grpc::Status gs = stream->Finish();
-    if (out == Outcome::kBroken && !gs.ok()) *last = FromGrpcStatus(gs);
-    return out;
-  }
-
-  // One response.
-  Outcome Handle(const client::WatchResponse& r, absl::Status* last) {
-    const absl::Status status(static_cast<absl::StatusCode>(r.code()),
-                              r.message());
-    if (r.canceled()) {
-      // Cut off for falling behind, or (at create) a member whose stream
-      // is full: resume. Anything else ends the watch.
-      if (absl::IsResourceExhausted(status) || absl::IsUnavailable(status)) {
-        *last = status;
-        return Outcome::kResume;
-      }
-      End(status);
-      return Outcome::kOver;
-    }
-    if (r.created()) {
-      if (next_ == 0) next_ = r.revision() + 1;
-      Accept(absl::OkStatus());
-      return Outcome::kGoOn;
-    }
-    Deliver(r);
-    return Outcome::kGoOn;
-  }
-
-  void Deliver(const client::WatchResponse& r) {
-    // A revision's parts are delivered together, with the last.
-    std::vector<WatchEvent> events = std::move(fragments_);
-    fragments_.clear();
-    for (const client::WatchEvent& e : r.events()) {
-      if (e.kv().mod_revision() < next_) continue;  // delivered already
-      WatchEvent& out = events.emplace_back();
-      out.type = e.type() == client::WatchEvent::DELETE
-                     ? WatchEvent::Type::kDelete
-                     : WatchEvent::Type::kPut;
-      out.kv = FromWire(e.kv());
-      if (e.has_prev_kv()) out.prev = FromWire(e.prev_kv());
-    }
-    if (r.fragment()) {
-      fragments_ = std::move(events);
-      return;
-    }
-    if (r.revision() < next_ && events.empty()) return;  // nothing new
-    next_ = std::max(next_, r.revision() + 1);
-    revision_.store(next_ - 1);
-    if (o_.on_events) o_.on_events(events, r.revision());
-  }
-
-  ClientImpl* const client_;
-  const std::string key_;
-  const WatchOptions o_;
-  int64_t give_up_ns_ = 0;
-  // The watch thread's own.
-  uint64_t next_;  // the next revision to deliver; 0: not known yet
-  std::vector<WatchEvent> fragments_;  // of a revision in parts
-  bool accepted_set_ = false;
-  std::atomic<uint64_t> revision_{0};
-  std::atomic<uint64_t> resumes_{0};
-  Mutex mu_;
-  CondVar wake_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
-  std::promise<absl::Status> accepted_;
-  std::future<absl::Status> accepted_future_;
-  std::promise<absl::Status> done_;
-  std::shared_future<absl::Status> done_future_;
-  std::thread thread_;
-};
-
 absl::StatusOr<std::unique_ptr<Watcher>> ClientImpl::Watch(
     absl::string_view key, WatchOptions options) {
   if (absl::Status s = coord::CheckRange(key, options.range_end); !s.ok()) {
     return s;
   }
-  auto w =
-      std::make_unique<WatcherImpl>(this, std::string(key), std::move(options));
-  if (absl::Status s = w->Start(); !s.ok()) return s;
-  return std::unique_ptr<Watcher>(std::move(w));
+  return watches_->Watch(std::string(key), std::move(options));
 }
 
 }  // namespace
 
 namespace api {
+
+KeyRecord FromWire(const client::KeyValue& kv) {
+  return KeyRecord{kv.key(),          kv.value(),   kv.create_revision(),
+                   kv.mod_revision(), kv.version(), kv.lease()};
+}
+
 namespace {
 
 absl::StatusOr<ClientImpl*> ImplOf(Client* c) {

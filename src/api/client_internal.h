@@ -9,6 +9,9 @@
 
 namespace quorate::api {
 
+// A key as the wire has it.
+KeyRecord FromWire(const client::KeyValue& kv);
+
 // Client::Txn on the wire's own messages: a write is retried with one
 // operation id, as Txn's are. INVALID_ARGUMENT for a Client that
 // Client::Create did not make.

@@ -884,5 +884,72 @@ TEST_F(QuorateNodeTest, Watch_SlowWatcherIsCutOffAndResumes) {
   EXPECT_GT(page->kvs.size(), 128u);
 }
 
+// The watches of one client share its streams: 40 watches are one stream
+// and 40 watchers on their member (/status). A member that takes fewer
+// watchers per stream (--max_watchers_per_stream=4) makes the client open
+// more streams: no watch is refused. Every watch gets its own key's
+// writes, and one canceled from its own callback gets no more.
+TEST_F(QuorateNodeTest, Watch_OneClientsWatchesShareItsStreams) {
+  Define(3);
+  for (auto& [name, m] : members_) {
+    if (name == "n3") m.extra_flags = {"--max_watchers_per_stream=4"};
+    Start(name);
+  }
+  ASSERT_FALSE(AwaitLeader().empty());
+  ClientOptions co;
+  co.endpoints = absl::StrSplit(Endpoints(), ',');
+  co.timeout = absl::Seconds(10);
+  auto writer = Client::Create(co);
+  ASSERT_TRUE(writer.ok());
+  struct Case {
+    std::string member;
+    int watches;
+    int64_t streams;  // on the member, once all are started
+  };
+  for (const Case& c : {Case{"n1", 40, 1}, Case{"n3", 10, 3}}) {
+    SCOPED_TRACE(c.member);
+    ClientOptions wo;
+    wo.endpoints = {members_[c.member].port->address()};
+    wo.timeout = absl::Seconds(10);
+    auto watch_client = Client::Create(wo);
+    ASSERT_TRUE(watch_client.ok());
+    const std::string prefix = absl::StrCat("share-", c.member, "/");
+    std::vector<std::atomic<int>> seen(c.watches);
+    std::vector<std::unique_ptr<Watcher>> watchers(c.watches);
+    // Watch 0 cancels itself in its first callback with an event.
+    std::atomic<bool> self_canceled{false};
+    for (int i = 0; i < c.watches; ++i) {
+      WatchOptions w;
+      w.on_events = [&, i](const std::vector<WatchEvent>& events, uint64_t) {
+        seen[i].fetch_add(static_cast<int>(events.size()));
+        if (i == 0 && !events.empty()) {
+          watchers[0]->Cancel();
+          self_canceled = true;
+        }
+      };
+      auto watcher =
+          (*watch_client)->Watch(absl::StrCat(prefix, i), std::move(w));
+      ASSERT_TRUE(watcher.ok()) << i << ": " << watcher.status();
+      watchers[i] = *std::move(watcher);
+    }
+    const std::string status = Status(c.member);
+    EXPECT_EQ(JsonInt(status, "streams"), c.streams) << status;
+    EXPECT_EQ(JsonInt(status, "watchers"), c.watches) << status;
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < c.watches; ++i) {
+        ASSERT_TRUE((*writer)->Put(absl::StrCat(prefix, i), "v").ok());
+      }
+    }
+    for (int i = 1; i < c.watches; ++i) {
+      EXPECT_TRUE(Await([&] { return seen[i].load() == 2; }))
+          << "watch " << i << " saw " << seen[i].load() << " of 2 writes";
+    }
+    EXPECT_TRUE(self_canceled.load());
+    EXPECT_EQ(seen[0].load(), 1);
+    EXPECT_EQ(watchers[0]->Done().get(), absl::OkStatus());
+    EXPECT_EQ(JsonInt(Status(c.member), "watchers"), c.watches - 1);
+  }
+}
+
 }  // namespace
 }  // namespace quorate
