@@ -10,7 +10,8 @@
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
 //               lease-no-checkpoints|watch-skip-when-full|
-//               lock-ignores-session|shard-skip-drain|shard-keep-epoch|
+//               lock-ignores-session|lock-lost-wakeup|shard-skip-drain|
+//               shard-keep-epoch|
 //               shard-ignore-session-end]
 //
 // Runs K seeds starting at N (K=0: without end, printing progress). Without
@@ -123,6 +124,8 @@ int main(int argc, char** argv) {
         base.unsafe_watch_skip_when_full = true;
       } else if (value == "lock-ignores-session") {
         base.unsafe_lock_ignores_session = true;
+      } else if (value == "lock-lost-wakeup") {
+        base.unsafe_lock_lost_wakeup = true;
       } else if (value == "propose-what-it-sheds") {
         base.unsafe_propose_what_it_sheds = true;
       } else if (value == "shard-skip-drain") {
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
   uint64_t lock_holds = 0;
   uint64_t shard_tenures = 0, shard_releases = 0, shard_leaves = 0;
   uint64_t shard_checked = 0;
+  uint64_t lock_checked = 0;
   uint64_t refused = 0, shed = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
     shard_releases += r.shard_releases;
     shard_leaves += r.shard_leaves;
     shard_checked += r.shard_liveness_checked;
+    lock_checked += r.lock_liveness_checked;
     refused += r.writes_refused;
     shed += r.writes_shed;
     for (const std::string& f : r.faults) ++faults[f];
@@ -220,6 +225,7 @@ int main(int argc, char** argv) {
                                             : "")
           << (o.unsafe_lock_ignores_session ? " --unsafe=lock-ignores-session"
                                             : "")
+          << (o.unsafe_lock_lost_wakeup ? " --unsafe=lock-lost-wakeup" : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
           << (o.unsafe_propose_what_it_sheds ? " --unsafe=propose-what-it-sheds"
@@ -260,7 +266,8 @@ int main(int argc, char** argv) {
             << " after cut-offs)\n"
             << "writes refused before the log: " << refused << " (" << shed
             << " shed by time)\n"
-            << "locks: " << lock_holds << " times held\n"
+            << "locks: " << lock_holds << " times held; held lately at the "
+            << "end of " << lock_checked << " quiet runs\n"
             << "shards: " << shard_tenures << " tenures, " << shard_releases
             << " releases, " << shard_leaves << " leaves; every shard owned "
             << "at the end of " << shard_checked << " quiet runs\n";

@@ -188,6 +188,22 @@ bool Caught(SimOptions o, int runs, const std::string& what) {
   return false;
 }
 
+// As Caught, for a liveness violation: the run stays safe, and ends with
+// a liveness violation that contains `what`.
+bool CaughtLiveness(SimOptions o, int runs, const std::string& what) {
+  for (int s = 1; s <= runs; ++s) {
+    o.seed = static_cast<uint64_t>(s);
+    o.members = s % 2 == 0 ? 5 : 3;
+    const SimResult r = RunSimulation(o);
+    EXPECT_TRUE(r.safety_ok) << "seed " << s << ": " << r.safety_violation;
+    if (!r.liveness_ok &&
+        r.liveness_violation.find(what) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 TEST(SimulatorCheckersTest, VoteLostOnRestartIsCaughtAsDoubleVote) {
   SimOptions o;
   o.scenario = "crash";
@@ -313,19 +329,34 @@ TEST(SimulatorCheckersTest, LockHolderIgnoringItsSessionIsCaught) {
   EXPECT_TRUE(Caught(o, 60, "while holder"));
 }
 
+// A waiter that misses its wake-up (as a client whose watch missed its
+// predecessor's delete) never asks again: once the holder resigns, no one
+// holds the lock though every holder wants it. The lock's liveness check
+// catches it.
+TEST(SimulatorCheckersTest, LockWaiterThatMissesItsWakeUpIsCaught) {
+  SimOptions o;
+  o.unsafe_lock_lost_wakeup = true;
+  EXPECT_TRUE(CaughtLiveness(o, 10, "the lock was held by no one"));
+}
+
 // The shipped campaign (coord/campaign.h) through every fault: holders
-// take the lock in turn, never two at once, with growing tokens.
+// take the lock in turn, never two at once, with growing tokens, and once
+// the holders are left alone someone holds it again soon.
 TEST(SimulatorTest, LocksHoldThroughFaults) {
-  uint64_t holds = 0;
+  uint64_t holds = 0, checked = 0;
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     SimOptions o;
     o.seed = seed;
     o.members = seed % 2 == 0 ? 5 : 3;
     const SimResult r = RunSimulation(o);
     ASSERT_TRUE(r.safety_ok) << "seed " << seed << ": " << r.safety_violation;
+    ASSERT_TRUE(r.liveness_ok)
+        << "seed " << seed << ": " << r.liveness_violation;
     holds += r.lock_holds;
+    checked += r.lock_liveness_checked;
   }
   EXPECT_GT(holds, 100u);
+  EXPECT_GT(checked, 4u);  // runs quiet long enough to check liveness
 }
 
 // A driver that answers "shed, not proposed" but proposes the write all
@@ -373,18 +404,9 @@ TEST(SimulatorCheckersTest, ShardEpochNotBumpedIsCaught) {
 // A state machine that moves nothing when a processor's session ends:
 // the dead processor's shards never get a live owner.
 TEST(SimulatorCheckersTest, ShardsOfAnEndedSessionLeftOwnerlessAreCaught) {
-  bool caught = false;
-  for (uint64_t seed = 1; seed <= 30 && !caught; ++seed) {
-    SimOptions o;
-    o.seed = seed;
-    o.members = seed % 2 == 0 ? 5 : 3;
-    o.unsafe_shard_ignore_session_end = true;
-    const SimResult r = RunSimulation(o);
-    ASSERT_TRUE(r.safety_ok) << "seed " << seed << ": " << r.safety_violation;
-    caught = !r.liveness_ok &&
-             r.liveness_violation.find("has no owner") != std::string::npos;
-  }
-  EXPECT_TRUE(caught);
+  SimOptions o;
+  o.unsafe_shard_ignore_session_end = true;
+  EXPECT_TRUE(CaughtLiveness(o, 30, "has no owner"));
 }
 
 // The shipped shard group (coord/shard_group.h in the state machine,

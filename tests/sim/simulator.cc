@@ -139,6 +139,11 @@ constexpr int64_t kShardPollNs = kT / 2;
 // Liveness: with no fault, death, pause, join or leave for this long (and
 // a holder in the group), every shard is owned by some holder.
 constexpr int64_t kShardSettleNs = 10 * kT;
+// And after as long, with a holder whose session is valid (each one keeps
+// campaigning), the lock was held at some time in the last kLockGapNs: a
+// hand-off takes a waiter's next question (every T, 3 T after a lost
+// answer), and a lone holder enters again within 3 T of resigning.
+constexpr int64_t kLockGapNs = 5 * kT;
 // Watches: watchers on every key, on members' hubs, with small buffers so
 // that slow reading makes them wait and be cut off, and a history short
 // enough to leave some behind.
@@ -583,6 +588,10 @@ class Simulator {
   void TrackShards(int h);
   void CheckShardSpan(uint32_t shard, size_t b);
   void CheckShardLiveness();
+  void CheckLockLiveness();
+  // Since when nothing disturbed the holders: no fault, no holder dying,
+  // pausing, joining or leaving, no new leader.
+  int64_t QuietSince() const;
   void ShardsDisturbed() { shards_disturbed_at_ = now_; }
   // A burst of writes (shedding): those refused must never be applied.
   void Flood();
@@ -1454,6 +1463,16 @@ void Simulator::LockAnswer(int h, const HolderMsg& msg) {
   client::KvResult r;
   if (msg.status.ok() && !r.ParseFromString(msg.result)) return;
   const absl::Status s = msg.status.ok() ? coord::ResultStatus(r) : msg.status;
+  if (absl::IsUnavailable(s) && msg.leader != 0 && msg.leader != msg.member) {
+    // A member that is not the leader names it: the client library sends
+    // the request there at once, with the same operation id (the hint is
+    // already updated).
+    HolderMsg again;
+    again.seq = msg.seq;
+    again.txn = msg.txn;
+    HolderSend(h, std::move(again));
+    return;
+  }
   if (absl::IsNotFound(s)) {  // its lease is gone: the campaign with it
     x.lock = Holder::Lock::kOut;
     return;
@@ -1482,7 +1501,11 @@ void Simulator::LockAnswer(int h, const HolderMsg& msg) {
   }
   if (!st->leads) {
     x.lock = Holder::Lock::kWaiting;
-    x.lock_next = now_ + kT;
+    // The broken variant: a lost wake-up, as a client whose watch missed
+    // its predecessor's delete.
+    x.lock_next = opt_.unsafe_lock_lost_wakeup
+                      ? std::numeric_limits<int64_t>::max()
+                      : now_ + kT;
     return;
   }
   const bool valid = x.lh.has_value() && x.lh->Valid(HolderNow(x));
@@ -1916,7 +1939,7 @@ void Simulator::CheckShardSpan(uint32_t shard, size_t b_index) {
 // At the end of a run that left the group undisturbed for kShardSettleNs
 // (no fault, no holder dying, pausing, joining or leaving, no new leader),
 // with a live holder in the group: every shard is owned by some holder.
-void Simulator::CheckShardLiveness() {
+int64_t Simulator::QuietSince() const {
   int64_t quiet_since = std::max(heal_at_, shards_disturbed_at_);
   for (const Member& m : members_) {
     if (m.up && m.driver->raft().role() == raft::Role::kLeader) {
@@ -1925,6 +1948,36 @@ void Simulator::CheckShardLiveness() {
         quiet_since = std::max(quiet_since, it->second);
     }
   }
+  return quiet_since;
+}
+
+// At the end of a run left quiet for kShardSettleNs, with a live holder
+// whose session is valid: someone held the lock in the last kLockGapNs.
+void Simulator::CheckLockLiveness() {
+  const int64_t quiet_since = QuietSince();
+  bool wanted = false;
+  int64_t last_held = -1;
+  for (Holder& x : holders_) {
+    if (x.dead) continue;
+    wanted |= x.lh.has_value() && x.lh->Valid(HolderNow(x));
+    if (x.lock == Holder::Lock::kHolding) last_held = now_;
+  }
+  if (now_ - quiet_since < kShardSettleNs || !wanted) return;
+  ++result_.lock_liveness_checked;
+  for (const LockSpan& span : lock_spans_) {
+    last_held = std::max(last_held, span.end);
+  }
+  if (now_ - last_held > kLockGapNs && result_.liveness_ok) {
+    result_.liveness_ok = false;
+    result_.liveness_violation = absl::StrCat(
+        "the lock was held by no one for ", (now_ - last_held) / kMs, " ms, ",
+        (now_ - quiet_since) / kMs,
+        " ms after the holders were last disturbed");
+  }
+}
+
+void Simulator::CheckShardLiveness() {
+  const int64_t quiet_since = QuietSince();
   bool in_group = false;
   for (const Holder& x : holders_) {
     in_group |= !x.dead && x.proc == Holder::Proc::kIn;
@@ -2965,6 +3018,7 @@ SimResult Simulator::Run() {
     if (now_ >= holders_[static_cast<size_t>(h)].paused_until) TrackShards(h);
   }
   CheckShardLiveness();
+  CheckLockLiveness();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

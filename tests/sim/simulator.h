@@ -119,6 +119,9 @@ struct SimOptions {
   // Locks (coord/campaign.h): a holder counts on the lock until it
   // resigns, whatever its session says.
   bool unsafe_lock_ignores_session = false;
+  // A waiter told that it does not lead never asks again (a lost
+  // wake-up): the lock liveness check's broken variant.
+  bool unsafe_lock_lost_wakeup = false;
   // Shard groups (coord/shard_group.h, ShardGroup::Unsafe): planned moves
   // hand a shard over without waiting for its drain; a new owner keeps
   // the old epoch.
@@ -161,6 +164,7 @@ struct SimResult {
   uint64_t shard_releases = 0;     // releases applied
   uint64_t shard_leaves = 0;       // processors that left and came back
   uint64_t shard_liveness_checked = 0;  // runs quiet long enough to check
+  uint64_t lock_liveness_checked = 0;   // the same, for the lock
   std::set<std::string> faults;         // fault kinds injected
 };
 
