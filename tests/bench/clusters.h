@@ -197,8 +197,15 @@ class Cluster {
 
 class QuorateCluster final : public Cluster {
  public:
-  QuorateCluster(std::string binary, std::string dir)
-      : binary_(std::move(binary)), dir_(std::move(dir)) {
+  // `heartbeat` and `election_timeout`: the members' (the defaults are
+  // the ones every bench compares with etcd at).
+  QuorateCluster(std::string binary, std::string dir,
+                 absl::Duration heartbeat = absl::Milliseconds(50),
+                 absl::Duration election_timeout = absl::Milliseconds(500))
+      : binary_(std::move(binary)),
+        dir_(std::move(dir)),
+        heartbeat_(heartbeat),
+        election_timeout_(election_timeout) {
     for (int i = 0; i < kMembers; ++i) {
       ports_.push_back(std::make_unique<PortReservation>());
     }
@@ -224,7 +231,10 @@ class QuorateCluster final : public Cluster {
             "--listen=" + ports_[u]->address(), "--admin=127.0.0.1:0",
             "--peers=" + absl::StrJoin(peers, ","),
             absl::StrCat("--data_dir=", dir_, "/n", i), "--cluster_id=bench",
-            "--heartbeat_interval=50ms", "--election_timeout=500ms",
+            absl::StrCat("--heartbeat_interval=",
+                         absl::ToInt64Milliseconds(heartbeat_), "ms"),
+            absl::StrCat("--election_timeout=",
+                         absl::ToInt64Milliseconds(election_timeout_), "ms"),
             "--segment_bytes=4194304",
             absl::StrCat("--snapshot_entries=", kSnapshotEntries)},
         Log(i));
@@ -265,6 +275,8 @@ class QuorateCluster final : public Cluster {
   }
   const std::string binary_;
   const std::string dir_;
+  const absl::Duration heartbeat_;
+  const absl::Duration election_timeout_;
   std::vector<std::unique_ptr<PortReservation>> ports_;
   std::vector<size_t> log_from_;
   std::vector<int> admin_ports_;

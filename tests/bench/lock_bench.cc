@@ -12,7 +12,10 @@
 //    --ttl=2s`, `etcdctl lock NAME --ttl=2`) is killed with SIGKILL while
 //    a waiter queues; the time until the waiter holds the lock. Same TTL
 //    on both: 2 s, and 1 s (the shortest either allows at this election
-//    timeout);
+//    timeout). Then each at the shortest TTL it allows at all: etcd's
+//    TTLs are whole seconds, so 1 s at any timing; Quorate's floor is
+//    twice the election timeout, so a cluster of its own with an election
+//    timeout of 250 ms (heartbeat 25 ms) takes 500 ms;
 //  - elections: 4 candidates (a session each) campaign, lead and resign in
 //    turn on one election while one observer watches it (Quorate:
 //    quorate::Election and ObserveElection; etcd: v3electionpb.Election's
@@ -59,7 +62,10 @@ constexpr int kCandidates = 4;
 constexpr char kElectionChanges[] = "election changes observed/s, 4 candidates";
 constexpr char kElectionShare[] = "leaderships observed, %";
 constexpr char kShortestFailover[] =
-    "failover ms, holder killed, TTL 1 s (shortest on both)";
+    "failover ms, holder killed, TTL 1 s (shortest on both at this timing)";
+constexpr char kSubSecondFailover[] =
+    "failover ms, holder killed, shortest TTL each allows (Quorate 500 ms at "
+    "election timeout 250 ms; etcd 1 s)";
 
 // A session of 10 s for a contender or candidate; null on failure.
 std::unique_ptr<Session> BenchSession(Client* client) {
@@ -225,21 +231,22 @@ bool Cycles(Setup& s, int n, double seconds, const std::string& name,
 
 // The holder's process, killed with SIGKILL while a waiter queues: the
 // milliseconds until the waiter holds the lock; negative on failure.
-double Failover(Setup& s, const std::string& dir, int ttl_s) {
-  const std::string name = absl::StrCat("failover-", ttl_s);
-  const std::string log = absl::StrCat(dir, "/holder-", ttl_s, ".out");
+double Failover(Setup& s, const std::string& dir, int64_t ttl_ms) {
+  const std::string name = absl::StrCat("failover-", ttl_ms);
+  const std::string log = absl::StrCat(dir, "/holder-", ttl_ms, ".out");
   std::unique_ptr<testing::Process> holder;
   if (s.quorate) {
     holder = std::make_unique<testing::Process>(
         std::vector<std::string>{
             QUORATECTL_BINARY, "--endpoints=" + absl::StrJoin(s.endpoints, ","),
-            "lock", name, absl::StrCat("--ttl=", ttl_s, "s")},
+            "lock", name, absl::StrCat("--ttl=", ttl_ms, "ms")},
         log);
   } else {
+    // etcd's TTLs are whole seconds.
     holder = std::make_unique<testing::Process>(
         std::vector<std::string>{"/usr/bin/etcdctl",
                                  "--endpoints=" + s.etcd_endpoints, "lock",
-                                 name, absl::StrCat("--ttl=", ttl_s)},
+                                 name, absl::StrCat("--ttl=", ttl_ms / 1000)},
         log);
   }
   // Held: quoratectl prints "LOCKED NAME TOKEN", etcdctl the key.
@@ -442,33 +449,51 @@ bool ElectionChanges(Setup& s, double seconds, const std::string& name,
   return true;
 }
 
-bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
+// Starts `c` and connects to its leader; false if it has none in time.
+bool Connect(Cluster& c, Setup* s) {
   for (int i = 0; i < bench::kMembers; ++i) c.Start(i);
   int leader = -1;
   if (!Await([&] { return (leader = c.Leader()) >= 0; })) return false;
-  Setup s;
-  s.quorate = c.name() == "quorate";
+  s->quorate = c.name() == "quorate";
   std::vector<std::string> etcd_urls;
   for (int i = 0; i < bench::kMembers; ++i) {
-    s.endpoints.push_back(c.ClientAddress(i));
+    s->endpoints.push_back(c.ClientAddress(i));
     etcd_urls.push_back("http://" + c.ClientAddress(i));
   }
-  s.etcd_endpoints = absl::StrJoin(etcd_urls, ",");
-  s.leader = c.ClientAddress(leader);
-  if (s.quorate) {
-    ClientOptions o;
-    o.endpoints = {s.leader};
-    for (const std::string& e : s.endpoints) {
-      if (e != s.leader) o.endpoints.push_back(e);
-    }
-    o.timeout = absl::Seconds(10);
-    auto client = Client::Create(o);
-    if (!client.ok()) return false;
-    s.client = *std::move(client);
-  } else {
-    s.channel =
-        grpc::CreateChannel(s.leader, grpc::InsecureChannelCredentials());
+  s->etcd_endpoints = absl::StrJoin(etcd_urls, ",");
+  s->leader = c.ClientAddress(leader);
+  if (!s->quorate) {
+    s->channel =
+        grpc::CreateChannel(s->leader, grpc::InsecureChannelCredentials());
+    return true;
   }
+  ClientOptions o;
+  o.endpoints = {s->leader};
+  for (const std::string& e : s->endpoints) {
+    if (e != s->leader) o.endpoints.push_back(e);
+  }
+  o.timeout = absl::Seconds(10);
+  auto client = Client::Create(o);
+  if (!client.ok()) return false;
+  s->client = *std::move(client);
+  return true;
+}
+
+// Quorate's failover at a TTL etcd cannot be given (its TTLs are whole
+// seconds): 500 ms, the floor at an election timeout of 250 ms (heartbeat
+// 25 ms), on a cluster of its own in `dir`; negative on failure.
+double SubSecondFailover(const std::string& dir) {
+  bench::QuorateCluster c(QUORATE_NODE_BINARY, dir, absl::Milliseconds(25),
+                          absl::Milliseconds(250));
+  std::filesystem::create_directories(dir);
+  Setup s;
+  if (!Connect(c, &s)) return -1;
+  return Failover(s, dir, 500);
+}
+
+bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
+  Setup s;
+  if (!Connect(c, &s)) return false;
   double one = 0, many = 0;
   std::vector<double> acquire;
   if (!Cycles(s, 1, seconds, "single", &one, &acquire)) return false;
@@ -482,15 +507,21 @@ bool Measure(Cluster& c, double seconds, bool smoke, Results* out) {
       many);
   char tmpl[] = "/tmp/quorate-lock-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return false;
-  const double failover = Failover(s, tmpl, 2);
+  const double failover = Failover(s, tmpl, 2000);
   // The shortest TTL each allows at this election timeout (500 ms):
   // Quorate's floor is twice the election timeout, etcd's 1.5 times,
   // rounded up to whole seconds. 1 s on both.
-  const double shortest = failover < 0 ? -1 : Failover(s, tmpl, 1);
+  const double shortest = failover < 0 ? -1 : Failover(s, tmpl, 1000);
+  // Each at the shortest TTL it can be given at all: etcd's stays 1 s.
+  const double sub_second =
+      shortest < 0 || smoke ? shortest
+      : s.quorate           ? SubSecondFailover(absl::StrCat(tmpl, "/short"))
+                            : shortest;
   std::filesystem::remove_all(tmpl);
-  if (failover < 0 || shortest < 0) return false;
+  if (failover < 0 || shortest < 0 || sub_second < 0) return false;
   (*out)["failover ms, holder killed, TTL 2 s"].push_back(failover);
   (*out)[kShortestFailover].push_back(shortest);
+  (*out)[kSubSecondFailover].push_back(sub_second);
   double changes = 0, share = 0;
   if (!ElectionChanges(s, seconds, "bench", &changes, &share)) return false;
   (*out)[kElectionChanges].push_back(changes);
@@ -526,6 +557,7 @@ int Main(int argc, char** argv) {
       absl::StrCat("lock cycles/s, ", kContenders, " contenders"),
       "failover ms, holder killed, TTL 2 s",
       kShortestFailover,
+      kSubSecondFailover,
       kElectionChanges,
       kElectionShare};
   std::string table = absl::StrFormat(
