@@ -376,6 +376,7 @@ class Client {
   // has accepted the watch: INVALID_ARGUMENT for a bad range, OUT_OF_RANGE
   // for a start revision the history no longer holds (the message names
   // the oldest it does), UNAVAILABLE if no member answered in `timeout`.
+  // May be called from a watch's callback.
   virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(
       absl::string_view key, WatchOptions options) = 0;
 };

@@ -361,39 +361,32 @@ absl::StatusOr<std::unique_ptr<Watcher>> ObserveElection(
   if (!all.ok()) return all.status();
   google::protobuf::RepeatedPtrField<client::KeyValue> kvs;
   for (const KeyRecord& k : all->kvs) *kvs.Add() = ToWire(k);
-  struct State {
-    coord::CandidateSet candidates;
-    std::optional<coord::Leader> shown;
-  };
-  auto state = std::make_shared<State>();
-  state->candidates.Reset(kvs);
-  state->shown = state->candidates.First();
+  auto watch = std::make_shared<coord::LeaderWatch>();
+  const std::optional<coord::Leader> first = watch->Reset(kvs);
   auto on_leader = std::move(options.on_leader);
-  if (on_leader) {
-    on_leader(state->shown.has_value()
-                  ? std::optional<LeaderInfo>(FromCore(*state->shown))
-                  : std::nullopt);
-  }
+  auto report = [on_leader](const std::optional<coord::Leader>& l) {
+    if (on_leader) {
+      on_leader(l.has_value() ? std::optional<LeaderInfo>(FromCore(*l))
+                              : std::nullopt);
+    }
+  };
+  report(first);
   WatchOptions w;
   w.range_end = o.range_end;
   w.start_revision = all->revision + 1;
-  w.on_events = [state, on_leader](const std::vector<WatchEvent>& events,
-                                   uint64_t) {
+  // One call per revision (client.h): each revision's leader is seen.
+  w.on_events = [watch, report](const std::vector<WatchEvent>& events,
+                                uint64_t) {
     if (events.empty()) return;  // progress
-    for (const WatchEvent& e : events) {
-      if (e.type == WatchEvent::Type::kPut) {
-        state->candidates.Put(ToWire(e.kv));
-      } else {
-        state->candidates.Delete(e.kv.key);
-      }
+    std::vector<client::WatchEvent> wire(events.size());
+    for (size_t i = 0; i < events.size(); ++i) {
+      wire[i].set_type(events[i].type == WatchEvent::Type::kPut
+                           ? client::WatchEvent::PUT
+                           : client::WatchEvent::DELETE);
+      *wire[i].mutable_kv() = ToWire(events[i].kv);
     }
-    std::optional<coord::Leader> now = state->candidates.First();
-    if (now == state->shown) return;
-    state->shown = now;
-    if (on_leader) {
-      on_leader(now.has_value() ? std::optional<LeaderInfo>(FromCore(*now))
-                                : std::nullopt);
-    }
+    std::optional<coord::Leader> now;
+    if (watch->Revision(wire, &now)) report(now);
   };
   w.on_end = std::move(options.on_end);
   return client->Watch(*prefix, std::move(w));

@@ -64,8 +64,12 @@ class WatchMux::Stream {
   std::set<std::shared_ptr<Entry>> entries;  // mux: placed here
   size_t capacity = SIZE_MAX;  // mux: learned from a member's refusal
 
+  // Room for one more watch, placed from this thread. Not on its own
+  // thread: a callback that starts a watch waits for its acceptance,
+  // which this thread would read.
   bool HasRoomLocked() const {
-    return entries.size() < std::min(capacity, mux_->link_.per_stream);
+    return entries.size() < std::min(capacity, mux_->link_.per_stream) &&
+           std::this_thread::get_id() != thread_.get_id();
   }
 
   // Claims `e`'s create on the connection, if one is up: adds the request,
@@ -436,8 +440,10 @@ absl::StatusOr<std::unique_ptr<Watcher>> WatchMux::Watch(std::string key,
     if (e->state == Entry::State::kEnded) return e->refusal;
     // Not accepted in time: withdrawn.
     e->state = Entry::State::kEnded;
-    last = e->stream->last_error();
-    e->stream->DetachLocked(e, &out);
+    if (e->stream != nullptr) {
+      last = e->stream->last_error();
+      e->stream->DetachLocked(e, &out);
+    }
   }
   Send(out);
   return absl::UnavailableError(absl::StrCat(

@@ -178,4 +178,27 @@ std::optional<Leader> CandidateSet::First() const {
   return by_token_.begin()->second;
 }
 
+std::optional<Leader> LeaderWatch::Reset(
+    const google::protobuf::RepeatedPtrField<client::KeyValue>& kvs) {
+  candidates_.Reset(kvs);
+  shown_ = candidates_.First();
+  return shown_;
+}
+
+bool LeaderWatch::Revision(const std::vector<client::WatchEvent>& events,
+                           std::optional<Leader>* now) {
+  for (const client::WatchEvent& e : events) {
+    if (e.type() == client::WatchEvent::PUT) {
+      candidates_.Put(e.kv());
+    } else {
+      candidates_.Delete(e.kv().key());
+    }
+  }
+  std::optional<Leader> first = candidates_.First();
+  if (first == shown_) return false;
+  shown_ = first;
+  *now = std::move(first);
+  return true;
+}
+
 }  // namespace quorate::coord

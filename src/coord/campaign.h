@@ -27,6 +27,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -110,6 +111,25 @@ class CandidateSet {
  private:
   std::map<uint64_t, Leader> by_token_;                    // by create revision
   std::map<std::string, uint64_t, std::less<>> token_of_;  // key -> token
+};
+
+// What an election's observer reports (ObserveElection, and the
+// simulator's observers): the first candidate as of a read, then again
+// after each revision's events, whenever it changed. Fed every revision
+// one at a time, it reports every leader, in order.
+class LeaderWatch {
+ public:
+  // The prefix's keys as of one read; the first candidate then.
+  std::optional<Leader> Reset(
+      const google::protobuf::RepeatedPtrField<client::KeyValue>& kvs);
+  // One revision's events on the prefix. True if the first candidate
+  // changed: then `*now` is the new one (or none).
+  bool Revision(const std::vector<client::WatchEvent>& events,
+                std::optional<Leader>* now);
+
+ private:
+  CandidateSet candidates_;
+  std::optional<Leader> shown_;
 };
 
 }  // namespace quorate::coord

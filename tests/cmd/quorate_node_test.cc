@@ -916,8 +916,11 @@ TEST_F(QuorateNodeTest, Watch_OneClientsWatchesShareItsStreams) {
     const std::string prefix = absl::StrCat("share-", c.member, "/");
     std::vector<std::atomic<int>> seen(c.watches);
     std::vector<std::unique_ptr<Watcher>> watchers(c.watches);
-    // Watch 0 cancels itself in its first callback with an event.
+    // Watch 0 cancels itself in its first callback with an event, and
+    // starts another watch from there.
     std::atomic<bool> self_canceled{false};
+    std::promise<absl::StatusOr<std::unique_ptr<Watcher>>> started_late;
+    std::atomic<int> seen_late{0};
     for (int i = 0; i < c.watches; ++i) {
       WatchOptions w;
       w.on_events = [&, i](const std::vector<WatchEvent>& events, uint64_t) {
@@ -925,6 +928,12 @@ TEST_F(QuorateNodeTest, Watch_OneClientsWatchesShareItsStreams) {
         if (i == 0 && !events.empty()) {
           watchers[0]->Cancel();
           self_canceled = true;
+          WatchOptions late;
+          late.on_events = [&](const std::vector<WatchEvent>& e, uint64_t) {
+            seen_late.fetch_add(static_cast<int>(e.size()));
+          };
+          started_late.set_value(
+              (*watch_client)->Watch(prefix + "late", std::move(late)));
         }
       };
       auto watcher =
@@ -947,7 +956,13 @@ TEST_F(QuorateNodeTest, Watch_OneClientsWatchesShareItsStreams) {
     EXPECT_TRUE(self_canceled.load());
     EXPECT_EQ(seen[0].load(), 1);
     EXPECT_EQ(watchers[0]->Done().get(), absl::OkStatus());
-    EXPECT_EQ(JsonInt(Status(c.member), "watchers"), c.watches - 1);
+    absl::StatusOr<std::unique_ptr<Watcher>> late =
+        started_late.get_future().get();
+    ASSERT_TRUE(late.ok()) << late.status();
+    ASSERT_TRUE((*writer)->Put(prefix + "late", "v").ok());
+    EXPECT_TRUE(Await([&] { return seen_late.load() == 1; }));
+    // Watch 0 gone, the late one in.
+    EXPECT_EQ(JsonInt(Status(c.member), "watchers"), c.watches);
   }
 }
 

@@ -10,7 +10,8 @@
 //               guard-monotonic-clock|txn-ignores-compares|
 //               lease-deadline-from-reply|lease-renew-without-round|
 //               lease-no-checkpoints|watch-skip-when-full|
-//               lock-ignores-session|lock-lost-wakeup|shard-skip-drain|
+//               lock-ignores-session|lock-lost-wakeup|
+//               observe-per-response|shard-skip-drain|
 //               shard-keep-epoch|
 //               shard-ignore-session-end]
 //
@@ -126,6 +127,8 @@ int main(int argc, char** argv) {
         base.unsafe_lock_ignores_session = true;
       } else if (value == "lock-lost-wakeup") {
         base.unsafe_lock_lost_wakeup = true;
+      } else if (value == "observe-per-response") {
+        base.unsafe_observe_per_response = true;
       } else if (value == "propose-what-it-sheds") {
         base.unsafe_propose_what_it_sheds = true;
       } else if (value == "shard-skip-drain") {
@@ -153,6 +156,7 @@ int main(int argc, char** argv) {
   uint64_t shard_tenures = 0, shard_releases = 0, shard_leaves = 0;
   uint64_t shard_checked = 0;
   uint64_t lock_checked = 0;
+  uint64_t observed = 0;
   uint64_t refused = 0, shed = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
     watch_resumes += r.watch_resumes;
     watch_cut_off += r.watch_cut_off;
     lock_holds += r.lock_holds;
+    observed += r.observer_leaders;
     shard_tenures += r.shard_tenures;
     shard_releases += r.shard_releases;
     shard_leaves += r.shard_leaves;
@@ -226,6 +231,8 @@ int main(int argc, char** argv) {
           << (o.unsafe_lock_ignores_session ? " --unsafe=lock-ignores-session"
                                             : "")
           << (o.unsafe_lock_lost_wakeup ? " --unsafe=lock-lost-wakeup" : "")
+          << (o.unsafe_observe_per_response ? " --unsafe=observe-per-response"
+                                            : "")
           << (o.unsafe_lease_no_checkpoints ? " --unsafe=lease-no-checkpoints"
                                             : "")
           << (o.unsafe_propose_what_it_sheds ? " --unsafe=propose-what-it-sheds"
@@ -267,7 +274,8 @@ int main(int argc, char** argv) {
             << "writes refused before the log: " << refused << " (" << shed
             << " shed by time)\n"
             << "locks: " << lock_holds << " times held; held lately at the "
-            << "end of " << lock_checked << " quiet runs\n"
+            << "end of " << lock_checked << " quiet runs; " << observed
+            << " leaders reported by observers\n"
             << "shards: " << shard_tenures << " tenures, " << shard_releases
             << " releases, " << shard_leaves << " leaves; every shard owned "
             << "at the end of " << shard_checked << " quiet runs\n";

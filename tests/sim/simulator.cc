@@ -316,6 +316,15 @@ struct SimWatcher {
   int64_t next_id = 0;
   uint64_t last = 0;    // every revision up to here was delivered
   std::string partial;  // a fragmented revision's events so far
+  // An election observer of the lock's candidates, as ObserveElection
+  // runs it (coord::LeaderWatch), fed each revision's events on the
+  // lock's prefix; it stops observing after a gap (its next revision
+  // left the history).
+  coord::LeaderWatch observer;
+  bool observing = true;
+  std::vector<client::WatchEvent> lock_events;  // not yet fed to it
+  uint64_t last_leader = 0;                     // the last token it reported
+  std::set<uint64_t> leaders;                   // every token it reported
 };
 
 // A simulated process holding a session: it lives beside member `home`
@@ -392,6 +401,7 @@ struct Holder {
 struct LockSpan {
   int holder = 0;
   uint64_t token = 0;
+  uint64_t revision = 0;  // of the read that said it leads
   int64_t start = 0;
   int64_t counted = 0;  // the latest real time it counted on, so far
   int64_t end = -1;     // -1 while open
@@ -599,6 +609,9 @@ class Simulator {
   void WatchTick();
   // A response on watcher `w`'s stream: false once the stream is done.
   bool WatchResponse(SimWatcher& w, const client::WatchResponse& r);
+  // Feeds the observer what it has not seen yet, and checks its report.
+  void Observe(SimWatcher& w);
+  void CheckObservers();
   void WatchViolation(const std::string& what);
 
   // Clients.
@@ -1518,6 +1531,7 @@ void Simulator::LockAnswer(int h, const HolderMsg& msg) {
   LockSpan span;
   span.holder = h;
   span.token = st->token;
+  span.revision = st->revision;
   span.start = now_;
   span.counted = valid ? HolderRealAt(x, x.lh->deadline_ns()) : now_;
   lock_spans_.push_back(span);
@@ -2288,6 +2302,7 @@ void Simulator::WatchTick() {
       w.member = live[wrng_.Uniform(live.size())];
       w.stream = member(w.member).hub->Open([] {});
       w.partial.clear();
+      w.lock_events.clear();
       client::WatchRequest req;
       client::WatchCreate* c = req.mutable_create();
       c->set_watch_id(++w.next_id);
@@ -2326,7 +2341,9 @@ bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
         ++result_.watch_cut_off;
         break;
       case absl::StatusCode::kOutOfRange:
-        // The history no longer reaches it: a new start, past the gap.
+        // The history no longer reaches it: a new start, past the gap
+        // (where an observer would read the candidates again).
+        w.observing = false;
         Trace(absl::StrCat("watch compacted: ", w.last, " -> ",
                            r.compact_revision()));
         w.last = std::max(w.last, r.compact_revision());
@@ -2346,6 +2363,9 @@ bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
   if (r.fragment()) {
     for (const client::WatchEvent& e : r.events()) {
       w.partial += e.SerializeAsString();
+      if (absl::StartsWith(e.kv().key(), lock_prefix_)) {
+        w.lock_events.push_back(e);
+      }
     }
     return true;
   }
@@ -2359,7 +2379,11 @@ bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
     for (; i < static_cast<size_t>(r.events_size()) &&
            r.events(static_cast<int>(i)).kv().mod_revision() == rev;
          ++i) {
-      events += r.events(static_cast<int>(i)).SerializeAsString();
+      const client::WatchEvent& e = r.events(static_cast<int>(i));
+      events += e.SerializeAsString();
+      if (absl::StartsWith(e.kv().key(), lock_prefix_)) {
+        w.lock_events.push_back(e);
+      }
     }
     if (rev != w.last + 1) {
       WatchViolation(absl::StrCat("revision ", rev, " delivered after ", w.last,
@@ -2374,13 +2398,49 @@ bool Simulator::WatchResponse(SimWatcher& w, const client::WatchResponse& r) {
     }
     w.last = rev;
     ++result_.watch_revisions;
+    // The broken variant feeds the observer once per response instead.
+    if (!opt_.unsafe_observe_per_response) Observe(w);
   }
+  Observe(w);
   if (r.revision() != w.last) {
     WatchViolation(absl::StrCat("a response says revision ", r.revision(),
                                 " after delivering up to ", w.last));
     return false;
   }
   return true;
+}
+
+void Simulator::Observe(SimWatcher& w) {
+  if (w.lock_events.empty()) return;
+  std::optional<coord::Leader> now;
+  const bool changed = w.observing && w.observer.Revision(w.lock_events, &now);
+  w.lock_events.clear();
+  if (!changed || !now.has_value()) return;
+  // A new leader's key was created after the last one's.
+  if (now->token <= w.last_leader) {
+    WatchViolation(absl::StrCat("the observer reported leader token ",
+                                now->token, " after ", w.last_leader));
+  }
+  w.last_leader = now->token;
+  w.leaders.insert(now->token);
+  ++result_.observer_leaders;
+}
+
+// Every holder of the lock was reported by every observer that has
+// delivered the revision at which that holder read that it leads.
+void Simulator::CheckObservers() {
+  for (const SimWatcher& w : watchers_) {
+    if (!w.observing) continue;
+    for (const LockSpan& span : lock_spans_) {
+      if (span.revision <= w.last && !w.leaders.contains(span.token)) {
+        return WatchViolation(
+            absl::StrCat("an observer on member ", w.member, ", at revision ",
+                         w.last, ", never reported leader token ", span.token,
+                         " (holder ", span.holder, ", who read at revision ",
+                         span.revision, " that it leads)"));
+      }
+    }
+  }
 }
 
 void Simulator::WatchViolation(const std::string& what) {
@@ -3019,6 +3079,7 @@ SimResult Simulator::Run() {
   }
   CheckShardLiveness();
   CheckLockLiveness();
+  CheckObservers();
   result_.simulated_ns = now_;
   result_.operations = history_.size();
   result_.acknowledged = acknowledged_.size();

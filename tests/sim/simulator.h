@@ -122,6 +122,10 @@ struct SimOptions {
   // A waiter told that it does not lead never asks again (a lost
   // wake-up): the lock liveness check's broken variant.
   bool unsafe_lock_lost_wakeup = false;
+  // The election observers are fed a whole watch response at once, as
+  // etcd's Observe reads the leader after each batch, instead of each
+  // revision: a leader that came and went within one response is skipped.
+  bool unsafe_observe_per_response = false;
   // Shard groups (coord/shard_group.h, ShardGroup::Unsafe): planned moves
   // hand a shard over without waiting for its drain; a new owner keeps
   // the old epoch.
@@ -158,6 +162,7 @@ struct SimResult {
   uint64_t watch_resumes = 0;      // watches resumed on a new stream
   uint64_t watch_cut_off = 0;      // of them, after a cut-off
   uint64_t lock_holds = 0;         // times a holder came to hold the lock
+  uint64_t observer_leaders = 0;   // leaders the lock's observers reported
   uint64_t writes_refused = 0;     // attempts refused before the log
   uint64_t writes_shed = 0;        // of them, RESOURCE_EXHAUSTED (shedding)
   uint64_t shard_tenures = 0;      // times a processor came to own a shard
