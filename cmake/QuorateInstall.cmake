@@ -14,6 +14,18 @@ install(EXPORT quorateTargets
   NAMESPACE quorate::
   DESTINATION ${QUORATE_CMAKE_DIR})
 
+# Optional components, each in an export of its own that quorateConfig
+# loads only when asked for (find_package(quorate COMPONENTS ...)), with
+# the outside library it needs.
+install(TARGETS quorate_fence_sqlite
+  EXPORT quorateFenceSqliteTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT quorateFenceSqliteTargets
+  NAMESPACE quorate::
+  DESTINATION ${QUORATE_CMAKE_DIR})
+
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/quorateConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/quorateConfig.cmake"

@@ -11,6 +11,8 @@ packages=(
   # Libraries (CMake config packages, and protobuf through FindProtobuf).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost-dev libssl-dev
+  # The fence adapters' databases (quorate::fence_sqlite).
+  libsqlite3-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Sanitizers, fuzzing, formatting, linting, coverage.

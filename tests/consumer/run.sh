@@ -33,6 +33,7 @@ cmake --build "$work/cmake-build" >"$work/build.log" 2>&1 || {
   exit 1
 }
 "$work/cmake-build/consumer" "$version"
+"$work/cmake-build/fence_consumer"
 
 echo "== pkg-config quorate"
 pc_dir=$(dirname "$(find "$prefix" -name quorate.pc | head -n 1)")
