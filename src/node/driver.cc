@@ -676,24 +676,32 @@ void Driver::LaunchBatch(Lane lane) {
 }
 
 void Driver::ExpireWaiting(int64_t now_ns) {
+  // The callbacks run after both sweeps: one may propose again, which
+  // changes proposals_ and to_propose_ under the sweeps' iterators (the
+  // simulator's lessor did; ASan caught the use after free).
+  std::vector<std::function<void(absl::StatusOr<Applied>)>> in_log, queued;
   for (auto it = proposals_.begin(); it != proposals_.end();) {
     if (it->second.deadline_ns > now_ns) {
       ++it;
       continue;
     }
-    auto done = std::move(it->second.done);
+    in_log.push_back(std::move(it->second.done));
     it = proposals_.erase(it);
-    done(absl::DeadlineExceededError(
-        "the proposal was not applied before its deadline; it may still be"));
   }
   for (auto it = to_propose_.begin(); it != to_propose_.end();) {
     if (it->deadline_ns > now_ns) {
       ++it;
       continue;
     }
-    auto done = std::move(it->done);
+    queued.push_back(std::move(it->done));
     it = to_propose_.erase(it);
     ++overload_.expired;
+  }
+  for (auto& done : in_log) {
+    done(absl::DeadlineExceededError(
+        "the proposal was not applied before its deadline; it may still be"));
+  }
+  for (auto& done : queued) {
     done(absl::DeadlineExceededError(
         "the proposal waited for room in the log past its deadline; it was "
         "not proposed"));

@@ -360,6 +360,39 @@ TEST(DriverTest, ProposalsBeyondTheLogsRoom_WaitInOrderAndAreShedByTime) {
   EXPECT_EQ(h.d(1).proposals_queued(), 0u);
 }
 
+// A proposal's callback may propose again when its deadline ends it, as
+// the lessor does. ExpireWaiting must not be walking its queues then (the
+// simulator's ASan build caught it reading a freed queue entry): every
+// expired proposal is answered once, and every one proposed again from a
+// callback is applied.
+TEST(DriverTest, ACallbackOfAnExpiredProposalMayProposeAgain) {
+  Harness h(8, /*max_proposals_in_log=*/8);
+  h.ElectOne();
+  int expired = 0;
+  std::vector<absl::Status> again;
+  // 8 in the log, then 30 waiting before it (several blocks of the queue).
+  // All expire; those waiting propose again from their callbacks, and the
+  // log has room again by then.
+  for (int i = 0; i < 38; ++i) {
+    h.d(1).Propose(
+        absl::StrCat("p", i), h.now() + 100, [&, i](absl::StatusOr<Applied> a) {
+          if (!absl::IsDeadlineExceeded(a.status())) return;
+          ++expired;
+          if (i < 8) return;
+          h.d(1).Propose(
+              absl::StrCat("again", i), h.now() + 1'000'000,
+              [&](absl::StatusOr<Applied> b) { again.push_back(b.status()); });
+        });
+  }
+  ASSERT_EQ(h.d(1).proposals_in_log(), 8u);
+  ASSERT_EQ(h.d(1).proposals_queued(), 30u);
+  h.d(1).ExpireWaiting(h.now() + 200);  // nothing was delivered: all expire
+  EXPECT_EQ(expired, 38);
+  h.Stabilize();
+  ASSERT_EQ(again.size(), 30u);
+  for (const absl::Status& s : again) EXPECT_TRUE(s.ok()) << s;
+}
+
 // The estimate decides only for proposals that would wait. One inflated by
 // entries that waited out a stall (here one took 1 ms from the log to
 // applied) must not turn away a proposal the log has room for: it learns
