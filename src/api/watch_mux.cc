@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <future>
 #include <map>
 #include <set>
@@ -93,7 +94,7 @@ class WatchMux::Stream {
     c->set_no_put(e->o.no_put);
     c->set_no_delete(e->o.no_delete);
     c->set_progress_notify(true);  // keeps `next` fresh for resuming
-    out->push_back(Outgoing{this, conn_, std::move(req)});
+    Queue(std::move(req), out);
   }
 
   // Takes `e` off this stream, adding the cancel if the member has it.
@@ -106,13 +107,23 @@ class WatchMux::Stream {
     if (!live_ || e->conn != conn_) return;
     client::WatchRequest req;
     req.mutable_cancel()->set_watch_id(id);
-    out->push_back(Outgoing{this, conn_, std::move(req)});
+    Queue(std::move(req), out);
   }
 
-  // Sends `req` if the connection it was made for is still the one up.
-  void Write(uint64_t conn, const client::WatchRequest& req) {
-    MutexLock lock(&write_mu_);
-    if (rw_ != nullptr && rw_conn_ == conn) (void)rw_->Write(req);
+  // Writes what was queued, in the order it was queued (a cancel never
+  // overtakes its watch's create), on the connection it was made for.
+  void Flush() {
+    MutexLock write(&write_mu_);
+    while (true) {
+      Outgoing o;
+      {
+        MutexLock lock(&mux_->mu_);
+        if (pending_.empty()) return;
+        o = std::move(pending_.front());
+        pending_.pop_front();
+      }
+      if (rw_ != nullptr && rw_conn_ == o.conn) (void)rw_->Write(o.request);
+    }
   }
 
   // Wakes the thread if it waits for a watch to serve.
@@ -139,11 +150,19 @@ class WatchMux::Stream {
   // The watch is over, for good, with why (on this thread).
   void End(const std::shared_ptr<Entry>& e, const absl::Status& why);
 
+  // Queues `req` for the connection up, and notes that this stream has
+  // something to write (the caller flushes it once it let go of mu_).
+  void Queue(client::WatchRequest req, Requests* out) {
+    pending_.push_back(Outgoing{this, conn_, std::move(req)});
+    out->push_back(Outgoing{this, conn_, {}});
+  }
+
   WatchMux* const mux_;
   CondVar wake_;
-  bool live_ = false;    // mux: a connection is up
-  uint64_t conn_ = 0;    // mux: its number
-  int64_t next_id_ = 0;  // mux
+  std::deque<Outgoing> pending_;  // mux: to write, in order
+  bool live_ = false;             // mux: a connection is up
+  uint64_t conn_ = 0;             // mux: its number
+  int64_t next_id_ = 0;           // mux
   // mux: the creates sent on the connection up, by id.
   std::map<int64_t, std::shared_ptr<Entry>> by_id_;
   grpc::ClientContext* ctx_ = nullptr;  // mux
@@ -291,7 +310,11 @@ bool WatchMux::Stream::MoveOnLocked(const std::shared_ptr<Entry>& e,
                                     Requests* out) {
   size_t created = 0;
   for (const auto& [id, other] : by_id_) created += other->created ? 1 : 0;
-  if (created == 0 || mux_->stopping_) return false;
+  if (mux_->stopping_) return false;
+  // A member that takes no watch on a stream (its limit is at least 1, so
+  // only in passing): a new watch is refused (Watch() says why), but a
+  // running one is never ended for it: it moves on.
+  if (created == 0 && e->state != Entry::State::kRunning) return false;
   capacity = created;
   DetachLocked(e, out);
   mux_->PlaceLocked(e, out);
@@ -411,7 +434,7 @@ void WatchMux::PlaceLocked(const std::shared_ptr<Entry>& e, Requests* out) {
 }
 
 void WatchMux::Send(Requests& requests) {
-  for (Outgoing& o : requests) o.stream->Write(o.conn, o.request);
+  for (Outgoing& o : requests) o.stream->Flush();
   requests.clear();
 }
 

@@ -69,10 +69,11 @@ class WatchMux {
   class Stream;
   class Handle;
 
-  // A request for the member, made under mu_ and sent after (Send).
+  // A request for the member, queued on its stream under mu_ and written
+  // after, in order (Send flushes the streams a list names).
   struct Outgoing {
-    Stream* stream;
-    uint64_t conn;  // the connection it was made for
+    Stream* stream = nullptr;
+    uint64_t conn = 0;  // the connection it was made for
     client::WatchRequest request;
   };
   using Requests = std::vector<Outgoing>;
@@ -81,7 +82,8 @@ class WatchMux {
   // create to send there if that stream is connected.
   void PlaceLocked(const std::shared_ptr<Entry>& e, Requests* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends what was made under mu_ (not under it).
+  // Writes what was queued under mu_ on the streams `requests` names (not
+  // under mu_).
   static void Send(Requests& requests);
   // Cancel() of a Watcher.
   void Cancel(const std::shared_ptr<Entry>& e);
