@@ -376,7 +376,10 @@ class Client {
   // has accepted the watch: INVALID_ARGUMENT for a bad range, OUT_OF_RANGE
   // for a start revision the history no longer holds (the message names
   // the oldest it does), UNAVAILABLE if no member answered in `timeout`.
-  // May be called from a watch's callback.
+  // From a watch's callback it returns at once, before a member accepted
+  // the watch (waiting there could wait on a stream whose own callback
+  // waits on this one): a refusal then comes to the new watch's on_end,
+  // and its Done() is ready with it.
   virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(
       absl::string_view key, WatchOptions options) = 0;
 };

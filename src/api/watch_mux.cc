@@ -23,8 +23,11 @@ namespace quorate::api {
 // One watch. Everything but the atomics and `fragments` is guarded by the
 // mux's mu_; `fragments` is its stream thread's.
 struct WatchMux::Entry {
-  Entry(std::string k, WatchOptions opts)
-      : key(std::move(k)), o(std::move(opts)), next(o.start_revision) {
+  Entry(std::string k, WatchOptions opts, bool in_callback)
+      : key(std::move(k)),
+        o(std::move(opts)),
+        from_callback(in_callback),
+        next(o.start_revision) {
     done_future = done.get_future().share();
   }
 
@@ -32,6 +35,9 @@ struct WatchMux::Entry {
 
   const std::string key;
   const WatchOptions o;
+  // Started from a watch's callback: Watch() did not wait for it to be
+  // accepted, so a refusal goes to on_end.
+  const bool from_callback;
   State state = State::kPending;
   Stream* stream = nullptr;  // the stream it is placed on
   int64_t id = -1;           // its id there, once a create was sent
@@ -65,12 +71,11 @@ class WatchMux::Stream {
   std::set<std::shared_ptr<Entry>> entries;  // mux: placed here
   size_t capacity = SIZE_MAX;  // mux: learned from a member's refusal
 
-  // Room for one more watch, placed from this thread. Not on its own
-  // thread: a callback that starts a watch waits for its acceptance,
-  // which this thread would read.
   bool HasRoomLocked() const {
-    return entries.size() < std::min(capacity, mux_->link_.per_stream) &&
-           std::this_thread::get_id() != thread_.get_id();
+    return entries.size() < std::min(capacity, mux_->link_.per_stream);
+  }
+  bool IsOwnThread() const {
+    return std::this_thread::get_id() == thread_.get_id();
   }
 
   // Claims `e`'s create on the connection, if one is up: adds the request,
@@ -153,8 +158,8 @@ class WatchMux::Stream {
   // Queues `req` for the connection up, and notes that this stream has
   // something to write (the caller flushes it once it let go of mu_).
   void Queue(client::WatchRequest req, Requests* out) {
-    pending_.push_back(Outgoing{this, conn_, std::move(req)});
-    out->push_back(Outgoing{this, conn_, {}});
+    pending_.push_back(Outgoing{conn_, std::move(req)});
+    out->push_back(this);
   }
 
   WatchMux* const mux_;
@@ -312,8 +317,8 @@ bool WatchMux::Stream::MoveOnLocked(const std::shared_ptr<Entry>& e,
   for (const auto& [id, other] : by_id_) created += other->created ? 1 : 0;
   if (mux_->stopping_) return false;
   // A member that takes no watch on a stream (its limit is at least 1, so
-  // only in passing): a new watch is refused (Watch() says why), but a
-  // running one is never ended for it: it moves on.
+  // only in passing): a new watch is refused (Watch() or on_end says
+  // why), but a running one is never ended for it: it moves on.
   if (created == 0 && e->state != Entry::State::kRunning) return false;
   capacity = created;
   DetachLocked(e, out);
@@ -366,7 +371,7 @@ void WatchMux::Stream::End(const std::shared_ptr<Entry>& e,
     const bool was_running = e->state == Entry::State::kRunning;
     e->state = Entry::State::kEnded;
     if (e->stream != nullptr) e->stream->DetachLocked(e, &out);
-    if (!was_running) {
+    if (!was_running && !e->from_callback) {
       e->refusal = why;  // Watch() returns it
       mux_->changed_.SignalAll();
       return;
@@ -434,19 +439,31 @@ void WatchMux::PlaceLocked(const std::shared_ptr<Entry>& e, Requests* out) {
 }
 
 void WatchMux::Send(Requests& requests) {
-  for (Outgoing& o : requests) o.stream->Flush();
+  std::sort(requests.begin(), requests.end());
+  requests.erase(std::unique(requests.begin(), requests.end()), requests.end());
+  for (Stream* s : requests) s->Flush();
   requests.clear();
 }
 
 absl::StatusOr<std::unique_ptr<Watcher>> WatchMux::Watch(std::string key,
                                                          WatchOptions options) {
-  auto e = std::make_shared<Entry>(std::move(key), std::move(options));
   Requests out;
+  std::shared_ptr<Entry> e;
   {
     MutexLock lock(&mu_);
+    // From a callback, waiting for the acceptance could wait on a stream
+    // whose own callback waits on this one: return at once instead.
+    const bool from_callback =
+        std::any_of(streams_.begin(), streams_.end(),
+                    [](const auto& s) { return s->IsOwnThread(); });
+    e = std::make_shared<Entry>(std::move(key), std::move(options),
+                                from_callback);
     PlaceLocked(e, &out);
   }
   Send(out);
+  if (e->from_callback) {
+    return std::unique_ptr<Watcher>(new Handle(this, std::move(e)));
+  }
   const int64_t give_up =
       MonotonicNowNs() + absl::ToInt64Nanoseconds(link_.accept_timeout);
   absl::Status last;

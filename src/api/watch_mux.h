@@ -18,7 +18,9 @@
 //
 // Threads: Watch() and the Watchers it returns from any thread. The
 // callbacks of the watches on one stream run on that stream's thread, one
-// at a time.
+// at a time. Watch() called from a callback returns before the watch is
+// accepted: waiting there could wait on a stream whose own callback waits
+// on this one (a refusal then goes to the new watch's on_end).
 #ifndef QUORATE_API_WATCH_MUX_H_
 #define QUORATE_API_WATCH_MUX_H_
 
@@ -70,20 +72,21 @@ class WatchMux {
   class Handle;
 
   // A request for the member, queued on its stream under mu_ and written
-  // after, in order (Send flushes the streams a list names).
+  // after, in order, by the stream's Flush.
   struct Outgoing {
-    Stream* stream = nullptr;
     uint64_t conn = 0;  // the connection it was made for
     client::WatchRequest request;
   };
-  using Requests = std::vector<Outgoing>;
+  // The streams that were given requests under mu_: Send flushes each
+  // once mu_ is let go.
+  using Requests = std::vector<Stream*>;
 
   // Puts `e` on a stream with room (opening one if none has), and adds the
   // create to send there if that stream is connected.
   void PlaceLocked(const std::shared_ptr<Entry>& e, Requests* out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes what was queued under mu_ on the streams `requests` names (not
-  // under mu_).
+  // under mu_), each once.
   static void Send(Requests& requests);
   // Cancel() of a Watcher.
   void Cancel(const std::shared_ptr<Entry>& e);

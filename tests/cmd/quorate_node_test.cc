@@ -966,5 +966,74 @@ TEST_F(QuorateNodeTest, Watch_OneClientsWatchesShareItsStreams) {
   }
 }
 
+// Callbacks on two streams may each start a watch. A callback that waited
+// for its new watch's acceptance could wait on the other stream while that
+// stream's callback waited on this one: both stalled until the client's
+// timeout, and failed. Here two watches sit on two streams (the member
+// takes 2 per stream; one watch each is canceled to leave room on both),
+// both callbacks are held until both run, then each starts a watch: both
+// return at once, and both new watches get their writes.
+TEST_F(QuorateNodeTest, Watch_CallbacksOnTwoStreamsMayStartWatches) {
+  Define(3);
+  for (auto& [name, m] : members_) {
+    m.extra_flags = {"--max_watchers_per_stream=2"};
+    Start(name);
+  }
+  ASSERT_FALSE(AwaitLeader().empty());
+  ClientOptions co;
+  co.endpoints = absl::StrSplit(Endpoints(), ',');
+  co.timeout = absl::Seconds(10);
+  auto writer = Client::Create(co);
+  ASSERT_TRUE(writer.ok());
+  ClientOptions wo;
+  wo.endpoints = {members_["n1"].port->address()};
+  wo.timeout = absl::Seconds(10);
+  auto watch_client = Client::Create(wo);
+  ASSERT_TRUE(watch_client.ok());
+
+  std::atomic<int> arrived{0};
+  std::promise<absl::StatusOr<std::unique_ptr<Watcher>>> started[2];
+  std::atomic<int> seen_late[2] = {0, 0};
+  auto starter = [&](int i) {
+    WatchOptions w;
+    w.on_events = [&, i](const std::vector<WatchEvent>& events, uint64_t) {
+      if (events.empty()) return;
+      // Both callbacks run before either starts its watch.
+      arrived.fetch_add(1);
+      EXPECT_TRUE(Await([&] { return arrived.load() >= 2; }));
+      WatchOptions late;
+      late.on_events = [&, i](const std::vector<WatchEvent>& e, uint64_t) {
+        seen_late[i].fetch_add(static_cast<int>(e.size()));
+      };
+      started[i].set_value(
+          (*watch_client)->Watch(absl::StrCat("late/", i), std::move(late)));
+    };
+    return w;
+  };
+  auto idle = [] { return WatchOptions{}; };
+  // a and b fill the first stream; c is refused there and goes to a
+  // second, with d; b and d leave.
+  std::unique_ptr<Watcher> a, b, c, d;
+  for (auto [key, slot, options] :
+       {std::tuple{"a", &a, starter(0)}, std::tuple{"b", &b, idle()},
+        std::tuple{"c", &c, starter(1)}, std::tuple{"d", &d, idle()}}) {
+    auto w = (*watch_client)->Watch(key, std::move(options));
+    ASSERT_TRUE(w.ok()) << key << ": " << w.status();
+    *slot = *std::move(w);
+  }
+  EXPECT_EQ(JsonInt(Status("n1"), "streams"), 2);
+  b->Cancel();
+  d->Cancel();
+  ASSERT_TRUE((*writer)->Put("a", "v").ok());
+  ASSERT_TRUE((*writer)->Put("c", "v").ok());
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::unique_ptr<Watcher>> late =
+        started[i].get_future().get();
+    ASSERT_TRUE(late.ok()) << i << ": " << late.status();
+    ASSERT_TRUE((*writer)->Put(absl::StrCat("late/", i), "v").ok());
+    EXPECT_TRUE(Await([&] { return seen_late[i].load() == 1; })) << i;
+  }
+}
+
 }  // namespace
 }  // namespace quorate
