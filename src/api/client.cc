@@ -224,6 +224,10 @@ class ClientImpl final : public Client {
     api::WatchLink link;
     link.stub = [this](const std::string& address) { return Stub(address); };
     link.pick = [this] { return Pick(); };
+    link.await_connected = [this](const std::string& address,
+                                  absl::Duration timeout) {
+      return AwaitConnected(address, timeout);
+    };
     link.endpoints = o_.endpoints;
     link.accept_timeout = o_.timeout;
     watches_ = std::make_unique<api::WatchMux>(std::move(link));
@@ -420,16 +424,26 @@ class ClientImpl final : public Client {
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
     MutexLock lock(&mu_);
-    auto& stub = stubs_[address];
-    if (stub == nullptr) {
-      grpc::ChannelArguments args;
-      // A watch response holds one revision's events whole, however many
-      // (a lease's keys end at one revision).
-      args.SetMaxReceiveMessageSize(256 << 20);
-      stub =
-          client::Kv::NewStub(grpc::CreateCustomChannel(address, creds_, args));
+    return LinkLocked(address).stub.get();
+  }
+  // Waits until the channel to `address` is connected or `timeout` passed,
+  // polling it meanwhile; true if connected. gRPC moves a connection
+  // attempt on only while something polls its channel (a call waiting on
+  // it), or else every 5 s (its backup poller). A stream that broke waits
+  // here before its next try, not on a timer: on a timer, a session
+  // lapsed after a partition healed, its channel reconnecting 5 s late.
+  bool AwaitConnected(const std::string& address, absl::Duration timeout) {
+    std::shared_ptr<grpc::Channel> channel;
+    {
+      MutexLock lock(&mu_);
+      channel = LinkLocked(address).channel;
     }
-    return stub.get();
+    const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
+    for (grpc_connectivity_state state = channel->GetState(true);
+         state != GRPC_CHANNEL_READY; state = channel->GetState(true)) {
+      if (!channel->WaitForStateChange(state, deadline)) return false;
+    }
+    return true;
   }
   // The member to try next: the leader if known, else the endpoints in
   // turn.
@@ -448,6 +462,37 @@ class ClientImpl final : public Client {
   }
 
  private:
+  // A member's channel, and the stub on it.
+  struct Link {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<client::Kv::Stub> stub;
+  };
+  Link& LinkLocked(const std::string& address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Link& link = links_[address];
+    if (link.stub == nullptr) {
+      grpc::ChannelArguments args;
+      // A watch response holds one revision's events whole, however many
+      // (a lease's keys end at one revision).
+      args.SetMaxReceiveMessageSize(256 << 20);
+      // Back within a second of a partition's end. gRPC's defaults wait
+      // up to 120 s between attempts, give each attempt 20 s, and never
+      // notice a black-holed connection: a session (whose window is a few
+      // seconds) would lapse after the heal, its renewals written into a
+      // dead stream or held back by the backoff.
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1'000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2'000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+      args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
+      link.channel = grpc::CreateCustomChannel(address, creds_, args);
+      link.stub = client::Kv::NewStub(link.channel);
+    }
+    return link;
+  }
+
   template <typename Op>
   void SetOp(Op* op) {
     op->set_client(client_id_);
@@ -535,8 +580,7 @@ class ClientImpl final : public Client {
   std::atomic<size_t> in_flight_{0};
   std::shared_ptr<grpc::ChannelCredentials> creds_;
   Mutex mu_;
-  std::map<std::string, std::unique_ptr<client::Kv::Stub>> stubs_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Link> links_ ABSL_GUARDED_BY(mu_);
   std::string leader_ ABSL_GUARDED_BY(mu_);
   size_t next_endpoint_ ABSL_GUARDED_BY(mu_) = 0;
   // Every watch, on few streams. Last: its threads use the stubs.
@@ -705,12 +749,26 @@ class SessionImpl final : public Session {
         Disconnect();
         if (stopping_) break;
         if (redirect.empty()) {
-          wake_.WaitWithTimeout(&mu_, backoff);
+          // Until the next member to try is connected, for at most the
+          // backoff, looking at stopping_ every 50 ms.
+          const std::string next_try = client_->Pick();
+          const absl::Time until = absl::Now() + backoff;
+          for (absl::Time t = absl::Now(); t < until && !stopping_;
+               t = absl::Now()) {
+            mu_.Unlock();
+            const bool up = client_->AwaitConnected(
+                next_try, std::min(until - t, absl::Milliseconds(50)));
+            mu_.Lock();
+            if (up) break;
+          }
           backoff = std::min(backoff * 2, absl::Milliseconds(500));
           continue;
         }
       }
-      if (stream_ == nullptr) Connect(client_->Pick());
+      if (stream_ == nullptr) {
+        Connect(client_->Pick());
+        last_send = 0;  // an unanswered renewal goes again at once
+      }
       if (now >= holder_.NextRenewalAt() &&
           (holder_.outstanding() == 0 || now - last_send >= resend)) {
         client::LeaseKeepAliveRequest req;

@@ -201,9 +201,20 @@ void WatchMux::Stream::Run() {
       continue;
     }
     pick = false;
-    MutexLock lock(&mux_->mu_);
-    if (!mux_->stopping_) {
-      wake_.WaitWithTimeout(&mux_->mu_, absl::Milliseconds(backoff_ms));
+    // Until the next member to try is connected, for at most the backoff
+    // (WatchLink::await_connected says why not on a timer).
+    const std::string next = endpoints[turn % endpoints.size()];
+    const int64_t until = MonotonicNowNs() + backoff_ms * 1'000'000;
+    for (int64_t now = MonotonicNowNs(); now < until; now = MonotonicNowNs()) {
+      {
+        MutexLock lock(&mux_->mu_);
+        if (mux_->stopping_) return;
+      }
+      if (mux_->link_.await_connected(next,
+                                      std::min(absl::Nanoseconds(until - now),
+                                               absl::Milliseconds(50)))) {
+        break;
+      }
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
   }

@@ -46,6 +46,12 @@ struct WatchLink {
   // The member the client talks to now (the leader, if known).
   std::function<std::string()> pick;
   std::vector<std::string> endpoints;  // tried in turn after a failure
+  // Waits until the channel to an address is connected, or the time
+  // passed, polling it (true if connected). A stream waits here between
+  // tries: gRPC moves a connection attempt on only while something polls
+  // the channel, else every 5 s.
+  std::function<bool(const std::string& address, absl::Duration timeout)>
+      await_connected;
   // How long Watch() waits for a member to accept a watch.
   absl::Duration accept_timeout = absl::Seconds(5);
   size_t per_stream = 1000;  // watches on one stream, at most

@@ -580,6 +580,69 @@ TEST_F(QuorateNodeTest, Session_CutOffClientGoesInvalidBeforeItsLeaseEnds) {
   EXPECT_EQ(c.exit, 1) << c.out;
 }
 
+// A session whose renewals fail goes into jeopardy, and out of it by
+// itself once they succeed again: on_jeopardy, then on_safe, and the
+// session stays valid throughout (the cut ends before the window does)
+// and after. The lease never ends on the cluster.
+TEST_F(QuorateNodeTest, Session_JeopardyEndsWhenRenewalsSucceedAgain) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  TcpProxy proxy(members_[leader].port->address());
+  ASSERT_TRUE(proxy.ok());
+  ClientOptions co;
+  co.endpoints = {proxy.address()};
+  co.timeout = absl::Seconds(5);
+  auto client = Client::Create(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::atomic<int> jeopardy{0};
+  std::atomic<int> safe{0};
+  std::atomic<bool> valid_when_safe{false};
+  std::atomic<bool> expired{false};
+  std::atomic<int> renewed{0};
+  std::atomic<Session*> holder{nullptr};
+  SessionOptions so;
+  so.ttl = absl::Seconds(8);
+  so.on_jeopardy = [&jeopardy] { jeopardy.fetch_add(1); };
+  so.on_safe = [&] {
+    Session* s = holder.load();
+    valid_when_safe = s != nullptr && s->Valid();
+    safe.fetch_add(1);
+  };
+  so.on_expired = [&expired] { expired = true; };
+  so.on_renewed = [&renewed](absl::Duration) { renewed.fetch_add(1); };
+  auto session = (*client)->StartSession(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  holder = session->get();
+  const int before = renewed.load();
+  ASSERT_TRUE(Await([&] { return renewed.load() >= before + 1; }));
+  EXPECT_FALSE((*session)->InJeopardy());
+  proxy.Cut();
+  ASSERT_TRUE(Await([&] { return jeopardy.load() == 1; }, absl::Seconds(10)));
+  EXPECT_TRUE((*session)->InJeopardy());
+  EXPECT_TRUE((*session)->Valid());
+  EXPECT_EQ(safe.load(), 0);
+  proxy.Heal();
+  ASSERT_TRUE(Await([&] { return safe.load() == 1; }, absl::Seconds(10)))
+      << "jeopardy " << jeopardy.load() << ", expired " << expired.load();
+  EXPECT_TRUE(valid_when_safe.load());
+  EXPECT_FALSE((*session)->InJeopardy());
+  EXPECT_TRUE((*session)->Valid());
+  EXPECT_FALSE(expired.load());
+  // Still renewed, and the lease is alive on the cluster.
+  const int after = renewed.load();
+  ASSERT_TRUE(Await([&] { return renewed.load() >= after + 1; }));
+  ClientOptions direct;
+  direct.endpoints = absl::StrSplit(Endpoints(), ',');
+  auto other = Client::Create(direct);
+  ASSERT_TRUE(other.ok());
+  absl::StatusOr<LeaseStatus> ttl =
+      (*other)->LeaseTimeToLive((*session)->lease());
+  EXPECT_TRUE(ttl.ok()) << ttl.status();
+  holder = nullptr;
+}
+
 TEST_F(QuorateNodeTest, Writes_ReplicateToEveryProcess) {
   Define(3);
   for (auto& [name, m] : members_) Start(name);
@@ -681,6 +744,14 @@ TEST_F(QuorateNodeTest, CutOffFollower_ServesNoLinearizableRead) {
       {"--endpoints=" + Endpoints({follower}), "--stale", "get", "k"});
   EXPECT_EQ(c.exit, 0) << c.out;
   EXPECT_EQ(c.out, "v\n");
+  // A range read likewise: serializable on request, else linearizable.
+  c = Quoratectl({"--endpoints=" + Endpoints({follower}), "--timeout=1s", "get",
+                  "--prefix", "k"});
+  EXPECT_EQ(c.exit, 3) << c.out;
+  c = Quoratectl({"--endpoints=" + Endpoints({follower}), "--stale", "get",
+                  "--prefix", "k"});
+  EXPECT_EQ(c.exit, 0) << c.out;
+  EXPECT_NE(c.out.find("v"), std::string::npos) << c.out;
   for (auto& [name, m] : members_) {
     if (name != follower) m.process->Signal(SIGCONT);
   }
