@@ -247,6 +247,11 @@ void Driver::ApplySome() {
   size_t applied = 0;
   int64_t now = 0;  // read once, when a proposal of this member's applies
   const size_t in_log = proposals_.size();
+  // A snapshot is taken at its member's own index when the batch passes
+  // it, not at the batch's end: members applying in large batches would
+  // otherwise meet at the same index (NextSnapshotAt).
+  const uint64_t snapshot_at =
+      options_.snapshot_every == 0 ? 0 : NextSnapshotAt();
   while (!to_apply_.empty()) {
     if (failed_ || closed_) return;
     if (options_.max_apply_per_turn > 0 &&
@@ -265,6 +270,7 @@ void Driver::ApplySome() {
       result = options_.state_machine->Apply(e->index(), e->data());
     }
     if (observer_ != nullptr) observer_->OnApplied(*e);
+    if (applied_ == snapshot_at) MaybeSnapshot();
     auto it = proposals_.find(e->index());
     if (it == proposals_.end()) continue;
     Proposal p = std::move(it->second);
