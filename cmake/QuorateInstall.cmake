@@ -25,6 +25,14 @@ install(TARGETS quorate_fence_sqlite
 install(EXPORT quorateFenceSqliteTargets
   NAMESPACE quorate::
   DESTINATION ${QUORATE_CMAKE_DIR})
+install(TARGETS quorate_fence_postgres
+  EXPORT quorateFencePostgresTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT quorateFencePostgresTargets
+  NAMESPACE quorate::
+  DESTINATION ${QUORATE_CMAKE_DIR})
 
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/quorateConfig.cmake.in"

@@ -11,8 +11,10 @@ packages=(
   # Libraries (CMake config packages, and protobuf through FindProtobuf).
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libboost-dev libssl-dev
-  # The fence adapters' databases (quorate::fence_sqlite).
-  libsqlite3-dev
+  # The fence adapters' databases (quorate::fence_sqlite,
+  # quorate::fence_postgres), and a PostgreSQL server for their tests (each
+  # test starts a private one; the package's own is never started).
+  libsqlite3-dev libpq-dev postgresql
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Sanitizers, fuzzing, formatting, linting, coverage.

@@ -30,8 +30,10 @@ namespace quorate {
 // refuses it with CheckFence's FAILED_PRECONDITION: then roll back. Also:
 // FAILED_PRECONDITION when no transaction is open on `db` (BEGIN first);
 // ABORTED when another connection's write transaction is in the way
-// (SQLITE_BUSY, after the connection's busy timeout): roll back and run
-// the transaction again; INVALID_ARGUMENT for a fence CheckFence refuses as
+// (SQLITE_BUSY: after the connection's busy timeout, or at once where
+// waiting could not help, as when this transaction read a snapshot that
+// another's commit made stale in WAL mode): roll back and run the
+// transaction again; INVALID_ARGUMENT for a fence CheckFence refuses as
 // invalid, or an epoch above 2^63 - 1; INTERNAL for any other SQLite error.
 absl::Status FenceSqlite(sqlite3* db, const Fence& fence);
 

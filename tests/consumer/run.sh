@@ -34,6 +34,7 @@ cmake --build "$work/cmake-build" >"$work/build.log" 2>&1 || {
 }
 "$work/cmake-build/consumer" "$version"
 "$work/cmake-build/fence_consumer"
+"$work/cmake-build/fence_postgres_consumer"
 
 echo "== pkg-config quorate"
 pc_dir=$(dirname "$(find "$prefix" -name quorate.pc | head -n 1)")
