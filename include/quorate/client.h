@@ -382,6 +382,25 @@ class Client {
   // and its Done() is ready with it.
   virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(
       absl::string_view key, WatchOptions options) = 0;
+
+  // Chubby's CheckSequencer: whether `epoch` is the current holder's for
+  // fence `name` (quorate/fence.h: "GROUP/SHARD", "lock/NAME",
+  // "election/NAME" or "cluster"), for a resource that cannot store an
+  // epoch itself. Linearizable: OK means that at some instant during the
+  // call the holder with that epoch held it. FAILED_PRECONDITION, naming
+  // both epochs, if a newer holder took over or no one holds it; NOT_FOUND
+  // for a shard of no group; INVALID_ARGUMENT for a name that names no
+  // holder, or epoch 0.
+  //
+  // Time of check to time of use: the answer is about the past. The holder
+  // may lose its hold the moment after (its session lapses, a newer holder
+  // takes over), so a request a resource serves after an OK may still come
+  // from a deposed holder, for up to the time between the check and the
+  // use. Check right before each use, and only where one late request per
+  // takeover is tolerable; where it is not, have the resource keep the
+  // epoch itself (quorate/fence_sqlite.h, quorate/fence_postgres.h), which
+  // has no such window.
+  virtual absl::Status CheckFence(absl::string_view name, uint64_t epoch) = 0;
 };
 
 }  // namespace quorate

@@ -21,7 +21,13 @@
 // Each epoch grows with every new holder of its name: a shard's with every
 // new owner, a lock's or election's with every new holder (its key's
 // create revision), the cluster's with every new leader (one leader per
-// term, and all active members act under it).
+// term, and all active members act under it). (So no shard group may be
+// called "lock" or "election".)
+//
+// A resource that keeps the highest epoch per name applies CheckFence below
+// (quorate/fence_sqlite.h and quorate/fence_postgres.h do it inside a
+// transaction). One that cannot ask the cluster instead:
+// Client::CheckFence(name, epoch), with its time-of-check limit.
 #ifndef QUORATE_FENCE_H_
 #define QUORATE_FENCE_H_
 

@@ -14,8 +14,10 @@
 #include "absl/time/clock.h"
 #include "api/client_internal.h"
 #include "api/watch_mux.h"
+#include "coord/fence_check.h"
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
+#include "quorate/fence.h"
 #include "transport/grpc_status.h"
 #include "transport/tls.h"
 #include "util/clock.h"
@@ -397,6 +399,17 @@ class ClientImpl final : public Client {
                           client::LeaseLeasesRequest(), &resp);
     if (!s.ok()) return s;
     return std::vector<uint64_t>(resp.ids().begin(), resp.ids().end());
+  }
+
+  absl::Status CheckFence(absl::string_view name, uint64_t epoch) override {
+    const Fence fence{std::string(name), epoch};
+    if (absl::Status s = ::quorate::CheckFence(fence, 0); !s.ok()) return s;
+    client::CheckFenceRequest req;
+    req.set_name(fence.name);
+    client::CheckFenceResponse resp;
+    absl::Status s = Call(false, &client::Kv::Stub::CheckFence, req, &resp);
+    if (!s.ok()) return s;
+    return coord::FenceVerdict(fence.name, epoch, {resp.epoch(), resp.held()});
   }
 
   absl::StatusOr<std::unique_ptr<Session>> StartSession(

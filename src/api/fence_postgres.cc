@@ -30,15 +30,11 @@ constexpr char kExists[] = "SELECT to_regclass('quorate_fence') IS NOT NULL";
 // The check and the raise at once: a new name is inserted, a known one
 // raised only if the epoch is not below the one it holds (judged against
 // the latest committed row: ON CONFLICT locks it, waiting for a
-// transaction that holds it). Also what the statement's snapshot saw, for
-// the message of a refusal.
+// transaction that holds it). A row back means accepted.
 constexpr char kRaise[] =
-    "WITH raised AS ("
     "INSERT INTO quorate_fence AS f (name, epoch) VALUES ($1, $2) "
     "ON CONFLICT (name) DO UPDATE SET epoch = EXCLUDED.epoch "
-    "WHERE f.epoch <= EXCLUDED.epoch RETURNING 1) "
-    "SELECT (SELECT count(*) FROM raised), "
-    "(SELECT epoch FROM quorate_fence WHERE name = $1)";
+    "WHERE f.epoch <= EXCLUDED.epoch RETURNING 1";
 constexpr char kHighest[] = "SELECT epoch FROM quorate_fence WHERE name = $1";
 
 struct Clear {
@@ -171,23 +167,16 @@ absl::Status FencePostgres(PGconn* conn, const Fence& fence) {
     }
     return raised.status();
   }
-  if (absl::string_view(PQgetvalue(raised->get(), 0, 0)) == "1") {
-    return absl::OkStatus();
-  }
-  // Refused. What the statement's snapshot saw may predate the holder that
-  // won (it waited for that one's commit): read again if it does not
-  // explain the refusal.
+  if (PQntuples(raised->get()) == 1) return absl::OkStatus();
+  // Refused: the epoch it holds, for the message (a new statement, so that
+  // under READ COMMITTED it sees the holder that won).
   uint64_t held = 0;
-  if (PQgetisnull(raised->get(), 0, 1) ||
-      !absl::SimpleAtoi(PQgetvalue(raised->get(), 0, 1), &held) ||
-      held <= fence.epoch) {
-    absl::StatusOr<Result> again =
-        Run(conn, kHighest, {fence.name.c_str()}, PGRES_TUPLES_OK, what);
-    if (!again.ok()) return again.status();
-    if (PQntuples(again->get()) != 1 ||
-        !absl::SimpleAtoi(PQgetvalue(again->get(), 0, 0), &held)) {
-      held = 0;
-    }
+  absl::StatusOr<Result> highest =
+      Run(conn, kHighest, {fence.name.c_str()}, PGRES_TUPLES_OK, what);
+  if (!highest.ok()) return highest.status();
+  if (PQntuples(highest->get()) != 1 ||
+      !absl::SimpleAtoi(PQgetvalue(highest->get(), 0, 0), &held)) {
+    held = 0;
   }
   absl::Status refused = CheckFence(fence, held);
   if (refused.ok()) {

@@ -497,6 +497,8 @@ void KvService::Start(transport::CallQueue* queue) {
                     &KvService::LeaseLeases);
   ShardCall::Await(this, &client::Kv::AsyncService::RequestShard,
                    &KvService::Shard);
+  FenceCall::Await(this, &client::Kv::AsyncService::RequestCheckFence,
+                   &KvService::CheckFence);
   KeepAliveStream::Await(this,
                          &client::Kv::AsyncService::RequestLeaseKeepAlive);
   WatchCall::Await(this, &client::Kv::AsyncService::RequestWatch);
@@ -541,6 +543,44 @@ void KvService::LeaseRevoke(RevokeCall* call) {
   *cmd.mutable_op() = call->request.op();
   cmd.mutable_lease_revoke()->set_id(call->request.id());
   Write(call, cmd);
+}
+
+void KvService::CheckFence(FenceCall* call) {
+  absl::StatusOr<FenceTarget> target = ParseFenceName(call->request.name());
+  if (!target.ok()) {
+    call->Finish(ToGrpcStatus(target.status()));
+    return;
+  }
+  if (target->kind != FenceTarget::Kind::kCluster) {
+    const KvStore* store = store_;
+    Read(call, /*stale=*/false, [store, call, t = *target] {
+      absl::StatusOr<FenceHolder> h = ReadFenceHolder(*store, t);
+      if (!h.ok()) return h.status();
+      call->response.set_epoch(h->epoch);
+      call->response.set_held(h->held);
+      return absl::OkStatus();
+    });
+    return;
+  }
+  // The cluster's holder is its leader: a confirmation round says which
+  // term leads now.
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
+  }
+  if (RefuseIfExpired(call)) return;
+  node->Confirm(Timeout(call->context),
+                [call](absl::StatusOr<node::Confirmation> c) {
+                  if (!c.ok()) {
+                    call->Finish(ToGrpcStatus(c.status()));
+                    return;
+                  }
+                  call->response.set_epoch(c->term);
+                  call->response.set_held(true);
+                  call->Finish(grpc::Status::OK);
+                });
 }
 
 void KvService::Shard(ShardCall* call) {

@@ -26,6 +26,7 @@
 #include <functional>
 #include <string>
 
+#include "coord/fence_check.h"
 #include "coord/kv.h"
 #include "coord/lease_keeper.h"
 #include "coord/watch.h"
@@ -83,6 +84,7 @@ class KvService final : public transport::AsyncService {
   using LeasesCall =
       Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
   using ShardCall = Call<client::ShardRequest, client::ShardResponse>;
+  using FenceCall = Call<client::CheckFenceRequest, client::CheckFenceResponse>;
   // A bidirectional stream, and its two kinds (kv_service.cc).
   template <class Derived, class Request, class Response>
   class BidiCall;
@@ -101,6 +103,7 @@ class KvService final : public transport::AsyncService {
   void LeaseTimeToLive(TtlCall* call);
   void LeaseLeases(LeasesCall* call);
   void Shard(ShardCall* call);
+  void CheckFence(FenceCall* call);
   // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
   // any thread.
   void KeepAlive(const client::LeaseRenewal& request,

@@ -294,6 +294,15 @@ absl::StatusOr<std::string> ShardGroupPrefix(absl::string_view group) {
   if (absl::Status s = CheckName("a shard group's name", group); !s.ok()) {
     return s;
   }
+  // A shard's fence name is "GROUP/SHARD" (quorate/fence.h): a group
+  // called "lock" or "election" would share its fences with the locks or
+  // elections named by a number.
+  if (group == "lock" || group == "election") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a shard group cannot be called '", group,
+                     "': its fence names would be those of the ", group,
+                     "s named by a number"));
+  }
   return absl::StrCat(kShardKeyPrefix, group, "/");
 }
 

@@ -17,6 +17,9 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "cmd/node_processes.h"
+#include "quorate/client.h"
+#include "quorate/election.h"
+#include "quorate/shards.h"
 #include "util/process.h"
 
 namespace quorate {
@@ -409,6 +412,82 @@ TEST_F(RecipesTest, PlannedJoin_ShardsDrainThenMove) {
   a.Signal(SIGINT);
   EXPECT_EQ(a.Wait(absl::Seconds(20)).value_or(-1), 0)
       << ReadAll(Path("a.out"));
+}
+
+// Client::CheckFence tells the current holder from a stale one, for each
+// kind of fence: a lock (held, then taken over), a shard (owned, then
+// released), and the cluster (the leader's term); a name that names no
+// holder, and a shard of no group, are refused as such.
+TEST_F(RecipesTest, CheckFence_TellsTheCurrentHolderFromAStaleOne) {
+  ClientOptions co;
+  co.endpoints = absl::StrSplit(Endpoints(), ',');
+  co.timeout = absl::Seconds(10);
+  auto client = Client::Create(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  Client& c = **client;
+  SessionOptions so;
+  so.ttl = absl::Seconds(5);
+  auto a = c.StartSession(so);
+  auto b = c.StartSession(so);
+  ASSERT_TRUE(a.ok() && b.ok());
+
+  // A lock: A holds it; then B, after A released it.
+  auto lock_a = Lock::Create(&c, a->get(), "billing");
+  auto lock_b = Lock::Create(&c, b->get(), "billing");
+  ASSERT_TRUE(lock_a.ok() && lock_b.ok());
+  ASSERT_TRUE((*lock_a)->Acquire(absl::Seconds(10)).ok());
+  uint64_t ta = 0;
+  ASSERT_TRUE((*lock_a)->Held(&ta));
+  EXPECT_TRUE(c.CheckFence("lock/billing", ta).ok());
+  ASSERT_TRUE((*lock_a)->Release().ok());
+  const absl::Status none = c.CheckFence("lock/billing", ta);
+  EXPECT_EQ(none.code(), absl::StatusCode::kFailedPrecondition) << none;
+  ASSERT_TRUE((*lock_b)->Acquire(absl::Seconds(10)).ok());
+  uint64_t tb = 0;
+  ASSERT_TRUE((*lock_b)->Held(&tb));
+  ASSERT_GT(tb, ta);
+  const absl::Status stale = c.CheckFence("lock/billing", ta);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_NE(stale.message().find(absl::StrCat(
+                "epoch ", ta, " is below the current holder's, ", tb)),
+            std::string::npos)
+      << stale;
+  EXPECT_TRUE(c.CheckFence("lock/billing", tb).ok());
+  EXPECT_EQ(c.CheckFence("lock/billing", tb + 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // A shard: owned by A's processor, then released.
+  ASSERT_TRUE(CreateShardGroup(&c, "fenced", 2).ok());
+  auto group = ShardGroup::Join(&c, a->get(), "fenced", {});
+  ASSERT_TRUE(group.ok()) << group.status();
+  uint64_t e = 0;
+  ASSERT_TRUE(Await([&] { return (*group)->Owns(1, &e); }));
+  EXPECT_TRUE(c.CheckFence("fenced/1", e).ok());
+  EXPECT_EQ(c.CheckFence("fenced/1", e + 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*group)->Release(1).ok());
+  // Released: e is no one's now (or, once it moved, below its new owner's).
+  ASSERT_TRUE(Await([&] { return !c.CheckFence("fenced/1", e).ok(); }));
+  EXPECT_EQ(c.CheckFence("fenced/1", e).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.CheckFence("fenced/7", 1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c.CheckFence("nogroup/1", 1).code(), absl::StatusCode::kNotFound);
+
+  // The cluster: the leader's term.
+  const uint64_t term =
+      static_cast<uint64_t>(testing::JsonInt(Status(AwaitLeader()), "term"));
+  ASSERT_GT(term, 0u);
+  EXPECT_TRUE(c.CheckFence("cluster", term).ok());
+  EXPECT_EQ(c.CheckFence("cluster", term + 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Names that name no holder, and epoch 0.
+  EXPECT_EQ(c.CheckFence("no-such-kind", 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.CheckFence("fenced/x", 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.CheckFence("lock/billing", 0).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
