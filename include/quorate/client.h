@@ -379,7 +379,10 @@ class Client {
   // From a watch's callback it returns at once, before a member accepted
   // the watch (waiting there could wait on a stream whose own callback
   // waits on this one): a refusal then comes to the new watch's on_end,
-  // and its Done() is ready with it.
+  // and its Done() is ready with it; until a member accepts it, it keeps
+  // trying (no timeout). Without a start revision it starts after the
+  // revision the calling callback delivered, so that it misses nothing
+  // written after that.
   virtual absl::StatusOr<std::unique_ptr<Watcher>> Watch(
       absl::string_view key, WatchOptions options) = 0;
 

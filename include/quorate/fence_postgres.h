@@ -22,7 +22,9 @@
 // resumes after its successor's fenced write is refused.
 //
 // Cost: one round trip and one row written per fenced transaction
-// (tests/bench/fence_bench).
+// (tests/bench/fence_bench). The table's presence is remembered per
+// process, by host, port, database and user: a connection of those with
+// another search_path may see one ABORTED the first time (run it again).
 #ifndef QUORATE_FENCE_POSTGRES_H_
 #define QUORATE_FENCE_POSTGRES_H_
 

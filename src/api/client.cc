@@ -230,6 +230,9 @@ class ClientImpl final : public Client {
                                   absl::Duration timeout) {
       return AwaitConnected(address, timeout);
     };
+    link.connected = [this](const std::string& address) {
+      return Connected(address);
+    };
     link.endpoints = o_.endpoints;
     link.accept_timeout = o_.timeout;
     watches_ = std::make_unique<api::WatchMux>(std::move(link));
@@ -445,6 +448,15 @@ class ClientImpl final : public Client {
   // it), or else every 5 s (its backup poller). A stream that broke waits
   // here before its next try, not on a timer: on a timer, a session
   // lapsed after a partition healed, its channel reconnecting 5 s late.
+  // Whether the channel to `address` is connected now (no attempt made).
+  bool Connected(const std::string& address) {
+    std::shared_ptr<grpc::Channel> channel;
+    {
+      MutexLock lock(&mu_);
+      channel = LinkLocked(address).channel;
+    }
+    return channel->GetState(false) == GRPC_CHANNEL_READY;
+  }
   bool AwaitConnected(const std::string& address, absl::Duration timeout) {
     std::shared_ptr<grpc::Channel> channel;
     {
@@ -731,6 +743,7 @@ class SessionImpl final : public Session {
     MutexLock lock(&mu_);
     int64_t last_send = 0;
     absl::Duration backoff = absl::Milliseconds(20);
+    std::string next_try;  // the member the backoff waited for
     // Resend an unanswered renewal this often (it may have been lost).
     const int64_t resend =
         std::max<int64_t>(holder_.window_ns() / 10, 50'000'000);
@@ -762,15 +775,22 @@ class SessionImpl final : public Session {
         Disconnect();
         if (stopping_) break;
         if (redirect.empty()) {
-          // Until the next member to try is connected, for at most the
-          // backoff, looking at stopping_ every 50 ms.
-          const std::string next_try = client_->Pick();
+          // The backoff, cut short only if the member to try next gets
+          // connected meanwhile (a member that is connected but refused
+          // the stream waits it out), looking at stopping_ every 50 ms.
+          next_try = client_->Pick();
+          const bool was_up = client_->Connected(next_try);
           const absl::Time until = absl::Now() + backoff;
           for (absl::Time t = absl::Now(); t < until && !stopping_;
                t = absl::Now()) {
+            const absl::Duration slice =
+                std::min(until - t, absl::Milliseconds(50));
+            if (was_up) {
+              wake_.WaitWithTimeout(&mu_, slice);
+              continue;
+            }
             mu_.Unlock();
-            const bool up = client_->AwaitConnected(
-                next_try, std::min(until - t, absl::Milliseconds(50)));
+            const bool up = client_->AwaitConnected(next_try, slice);
             mu_.Lock();
             if (up) break;
           }
@@ -779,7 +799,8 @@ class SessionImpl final : public Session {
         }
       }
       if (stream_ == nullptr) {
-        Connect(client_->Pick());
+        Connect(next_try.empty() ? client_->Pick()
+                                 : std::exchange(next_try, std::string()));
         last_send = 0;  // an unanswered renewal goes again at once
       }
       if (now >= holder_.NextRenewalAt() &&

@@ -333,7 +333,7 @@ class ShardGroupImpl final : public ShardGroup {
 
 absl::Status CreateShardGroup(Client* client, absl::string_view name,
                               uint32_t shards, const ShardGroupLimits& limits) {
-  if (absl::Status s = coord::ShardGroupPrefix(name).status(); !s.ok()) {
+  if (absl::Status s = coord::CheckNewShardGroupName(name); !s.ok()) {
     return s;
   }
   client::ShardRequest req;

@@ -19,6 +19,14 @@
 #include "util/thread_name.h"
 
 namespace quorate::api {
+namespace {
+
+// On a stream's thread, inside a callback: the revision that callback
+// delivered up to (0 elsewhere). A watch started from the callback without
+// a start revision starts after it.
+thread_local uint64_t t_callback_revision = 0;
+
+}  // namespace
 
 // One watch. Everything but the atomics and `fragments` is guarded by the
 // mux's mu_; `fragments` is its stream thread's.
@@ -201,20 +209,24 @@ void WatchMux::Stream::Run() {
       continue;
     }
     pick = false;
-    // Until the next member to try is connected, for at most the backoff
-    // (WatchLink::await_connected says why not on a timer).
+    // The backoff, cut short only if the next member to try gets connected
+    // meanwhile (WatchLink::await_connected says why not on a timer); a
+    // member connected already that refused the stream waits it out.
     const std::string next = endpoints[turn % endpoints.size()];
+    const bool was_up = mux_->link_.connected(next);
     const int64_t until = MonotonicNowNs() + backoff_ms * 1'000'000;
     for (int64_t now = MonotonicNowNs(); now < until; now = MonotonicNowNs()) {
+      const absl::Duration slice =
+          std::min(absl::Nanoseconds(until - now), absl::Milliseconds(50));
       {
         MutexLock lock(&mux_->mu_);
         if (mux_->stopping_) return;
+        if (was_up) {
+          wake_.WaitWithTimeout(&mux_->mu_, slice);
+          continue;
+        }
       }
-      if (mux_->link_.await_connected(next,
-                                      std::min(absl::Nanoseconds(until - now),
-                                               absl::Milliseconds(50)))) {
-        break;
-      }
+      if (mux_->link_.await_connected(next, slice)) break;
     }
     backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
   }
@@ -367,7 +379,9 @@ void WatchMux::Stream::Deliver(const std::shared_ptr<Entry>& e,
     e->revision.store(e->next - 1);
     e->caller = std::this_thread::get_id();
   }
+  t_callback_revision = e->revision.load();
   if (e->o.on_events) e->o.on_events(events, r.revision());
+  t_callback_revision = 0;
   MutexLock lock(&mux_->mu_);
   e->caller = std::thread::id();
   mux_->changed_.SignalAll();
@@ -389,7 +403,9 @@ void WatchMux::Stream::End(const std::shared_ptr<Entry>& e,
     }
     e->caller = std::this_thread::get_id();
   }
+  t_callback_revision = e->revision.load();
   if (e->o.on_end) e->o.on_end(why);
+  t_callback_revision = 0;
   e->done.set_value(why);
   MutexLock lock(&mux_->mu_);
   e->caller = std::thread::id();
@@ -467,6 +483,12 @@ absl::StatusOr<std::unique_ptr<Watcher>> WatchMux::Watch(std::string key,
     const bool from_callback =
         std::any_of(streams_.begin(), streams_.end(),
                     [](const auto& s) { return s->IsOwnThread(); });
+    // "From now", from a callback, is after what the callback delivered:
+    // a write the callback then makes, or waits for, is seen.
+    if (from_callback && options.start_revision == 0 &&
+        t_callback_revision > 0) {
+      options.start_revision = t_callback_revision + 1;
+    }
     e = std::make_shared<Entry>(std::move(key), std::move(options),
                                 from_callback);
     PlaceLocked(e, &out);

@@ -52,6 +52,8 @@ struct WatchLink {
   // the channel, else every 5 s.
   std::function<bool(const std::string& address, absl::Duration timeout)>
       await_connected;
+  // Whether the channel to an address is connected now.
+  std::function<bool(const std::string& address)> connected;
   // How long Watch() waits for a member to accept a watch.
   absl::Duration accept_timeout = absl::Seconds(5);
   size_t per_stream = 1000;  // watches on one stream, at most

@@ -593,8 +593,10 @@ void KvService::Shard(ShardCall* call) {
         "or releases a shard")));
     return;
   }
-  if (absl::Status s = ShardGroupPrefix(call->request.group()).status();
-      !s.ok()) {
+  absl::Status s = call->request.has_create()
+                       ? CheckNewShardGroupName(call->request.group())
+                       : ShardGroupPrefix(call->request.group()).status();
+  if (!s.ok()) {
     call->Finish(ToGrpcStatus(s));
     return;
   }

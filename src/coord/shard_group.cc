@@ -294,6 +294,11 @@ absl::StatusOr<std::string> ShardGroupPrefix(absl::string_view group) {
   if (absl::Status s = CheckName("a shard group's name", group); !s.ok()) {
     return s;
   }
+  return absl::StrCat(kShardKeyPrefix, group, "/");
+}
+
+absl::Status CheckNewShardGroupName(absl::string_view group) {
+  if (absl::Status s = ShardGroupPrefix(group).status(); !s.ok()) return s;
   // A shard's fence name is "GROUP/SHARD" (quorate/fence.h): a group
   // called "lock" or "election" would share its fences with the locks or
   // elections named by a number.
@@ -303,7 +308,7 @@ absl::StatusOr<std::string> ShardGroupPrefix(absl::string_view group) {
                      "': its fence names would be those of the ", group,
                      "s named by a number"));
   }
-  return absl::StrCat(kShardKeyPrefix, group, "/");
+  return absl::OkStatus();
 }
 
 std::string ShardConfigKey(absl::string_view prefix) {

@@ -188,6 +188,12 @@ class DrainClock {
 inline constexpr char kShardKeyPrefix[] = "quorate/shards/";
 // "quorate/shards/GROUP/"; INVALID_ARGUMENT for a bad group name.
 absl::StatusOr<std::string> ShardGroupPrefix(absl::string_view group);
+// For a group being created: ShardGroupPrefix's rule, and not "lock" or
+// "election" (its fence names would be a lock's or an election's). Checked
+// where a create enters (the client, the member's service), never where
+// entries are applied or snapshots loaded: a group that exists stays
+// readable.
+absl::Status CheckNewShardGroupName(absl::string_view group);
 std::string ShardConfigKey(absl::string_view prefix);
 std::string ShardStateKey(absl::string_view prefix, uint32_t shard);
 std::string ShardMemberKey(absl::string_view prefix, absl::string_view id);

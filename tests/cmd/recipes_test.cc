@@ -473,12 +473,16 @@ TEST_F(RecipesTest, CheckFence_TellsTheCurrentHolderFromAStaleOne) {
   EXPECT_EQ(c.CheckFence("fenced/7", 1).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(c.CheckFence("nogroup/1", 1).code(), absl::StatusCode::kNotFound);
 
-  // The cluster: the leader's term.
-  const uint64_t term =
-      static_cast<uint64_t>(testing::JsonInt(Status(AwaitLeader()), "term"));
-  ASSERT_GT(term, 0u);
-  EXPECT_TRUE(c.CheckFence("cluster", term).ok());
-  EXPECT_EQ(c.CheckFence("cluster", term + 1).code(),
+  // The cluster: the leader's term (read again if an election came
+  // between the read and the check).
+  uint64_t term = 0;
+  EXPECT_TRUE(Await([&] {
+    term =
+        static_cast<uint64_t>(testing::JsonInt(Status(AwaitLeader()), "term"));
+    return term > 0 && c.CheckFence("cluster", term).ok();
+  })) << "term "
+      << term;
+  EXPECT_EQ(c.CheckFence("cluster", term + 1000).code(),
             absl::StatusCode::kFailedPrecondition);
 
   // Names that name no holder, and epoch 0.

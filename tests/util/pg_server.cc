@@ -1,5 +1,6 @@
 #include "util/pg_server.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -23,30 +25,40 @@ namespace {
 
 // Runs `args` as uid/gid (this process's when they are its own), its
 // output appended to `log`; its exit code, or -1 if it could not run.
+// Everything the child needs is made before fork(): between fork and exec
+// it only calls async-signal-safe functions (this process has threads).
 int RunAs(const std::vector<std::string>& args, uid_t uid, gid_t gid,
           const std::string& log) {
   std::vector<char*> argv;
   for (const std::string& a : args)
     argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<std::string> env_strings = {"LC_ALL=C"};
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "LC_ALL=", 7) != 0) env_strings.push_back(*e);
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (out < 0) return -1;
+  const bool switch_user = ::getuid() != uid;
   const pid_t pid = ::fork();
-  if (pid < 0) return -1;
+  if (pid < 0) {
+    ::close(out);
+    return -1;
+  }
   if (pid == 0) {
-    FILE* out = std::fopen(log.c_str(), "a");
-    if (out != nullptr) {
-      ::dup2(::fileno(out), 1);
-      ::dup2(::fileno(out), 2);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    if (switch_user && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 ||
+                        ::setuid(uid) != 0)) {
+      ::_exit(126);
     }
-    if (::getuid() != uid) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 ||
-          ::setuid(uid) != 0) {
-        ::_exit(126);
-      }
-    }
-    ::setenv("LC_ALL", "C", 1);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
+  ::close(out);
   int status = 0;
   if (::waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -142,15 +154,16 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start(
 }
 
 PgServer::~PgServer() {
-  if (started_) {
+  // Started, or perhaps started: pg_ctl may give up waiting on a server
+  // that then runs.
+  std::error_code ec;
+  if (started_ || (!dir_.empty() && std::filesystem::exists(
+                                        dir_ + "/data/postmaster.pid", ec))) {
     RunAs({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate", "-w",
            "stop"},
           uid_, gid_, dir_ + "/pg_ctl.log");
   }
-  if (!dir_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
 std::string PgServer::Conninfo(absl::string_view database) const {
