@@ -173,8 +173,10 @@ bool Measure(Cluster& cluster, double seconds, bool smoke, Results* out) {
   (*out)["settle ms, all processors joined"].push_back(settle);
 
   // The leader's CPU while every session renews and nothing moves.
-  const int leader = cluster.Leader();
-  if (leader < 0) {
+  // (Leader() also wants every member caught up, which a write in flight
+  // breaks for a moment: ask until it holds.)
+  int leader = -1;
+  if (!bench::Await([&] { return (leader = cluster.Leader()) >= 0; })) {
     fprintf(stderr, "no leader\n");
     return false;
   }
