@@ -475,6 +475,17 @@ bool KvService::RefuseIfExpired(C* call) {
   return true;
 }
 
+template <class C>
+node::Node* KvService::NodeForRead(C* call) {
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return nullptr;
+  }
+  return RefuseIfExpired(call) ? nullptr : node;
+}
+
 void KvService::Start(transport::CallQueue* queue) {
   queue_ = queue;
   PutCall::Await(this, &client::Kv::AsyncService::RequestPut, &KvService::Put);
@@ -564,13 +575,8 @@ void KvService::CheckFence(FenceCall* call) {
   }
   // The cluster's holder is its leader: a confirmation round says which
   // term leads now.
-  node::Node* node = node_.load();
-  if (node == nullptr) {
-    call->Finish(
-        ToGrpcStatus(absl::UnavailableError("the member is starting")));
-    return;
-  }
-  if (RefuseIfExpired(call)) return;
+  node::Node* node = NodeForRead(call);
+  if (node == nullptr) return;
   node->Confirm(Timeout(call->context),
                 [call](absl::StatusOr<node::Confirmation> c) {
                   if (!c.ok()) {
@@ -770,13 +776,8 @@ void KvService::Read(C* call, bool stale, Answer answer) {
     call->Finish(ToGrpcStatus(answer()));
     return;
   }
-  node::Node* node = node_.load();
-  if (node == nullptr) {
-    call->Finish(
-        ToGrpcStatus(absl::UnavailableError("the member is starting")));
-    return;
-  }
-  if (RefuseIfExpired(call)) return;
+  node::Node* node = NodeForRead(call);
+  if (node == nullptr) return;
   node->Read(Timeout(call->context),
              [call, answer](absl::StatusOr<uint64_t> at) {
                call->Finish(ToGrpcStatus(at.ok() ? answer() : at.status()));

@@ -121,6 +121,10 @@ class KvService final : public transport::AsyncService {
   // deadline has already passed; false otherwise.
   template <class C>
   bool RefuseIfExpired(C* call);
+  // The node to read through; nullptr after finishing `call` (the member
+  // is starting, or the call's deadline passed).
+  template <class C>
+  node::Node* NodeForRead(C* call);
   // Finishes the call after answer() fills its response, or with the error
   // it returns: at a read point (linearizable), or at once if `stale`.
   template <class C, class Answer>
