@@ -15,6 +15,9 @@ packages=(
   # quorate::fence_postgres), and a PostgreSQL server for their tests (each
   # test starts a private one; the package's own is never started).
   libsqlite3-dev libpq-dev postgresql
+  # The email example (examples/email/): libcurl's SMTP client for its
+  # outbound mail, and swaks, a second SMTP client its tests send with.
+  libcurl4-openssl-dev swaks
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Sanitizers, fuzzing, formatting, linting, coverage.

@@ -17,7 +17,9 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace quorate::testing {
@@ -169,6 +171,20 @@ PgServer::~PgServer() {
 std::string PgServer::Conninfo(absl::string_view database) const {
   return absl::StrCat("host=", dir_, " port=", kSocketPort,
                       " user=quorate dbname=", database);
+}
+
+std::string PgServer::Url(absl::string_view database) const {
+  std::string host;
+  for (char c : dir_) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+        c == '_' || c == '.') {
+      host += c;
+    } else {
+      absl::StrAppendFormat(&host, "%%%02X", static_cast<unsigned char>(c));
+    }
+  }
+  return absl::StrCat("postgresql://quorate@/", database, "?host=", host,
+                      "&port=", kSocketPort);
 }
 
 absl::Status PgServer::CreateDatabase(absl::string_view name) const {

@@ -40,6 +40,9 @@ class PgServer {
 
   // libpq's connection string for `database`.
   std::string Conninfo(absl::string_view database = "postgres") const;
+  // The same as a postgresql:// URL (the socket directory
+  // percent-encoded), for programs that take only URLs.
+  std::string Url(absl::string_view database = "postgres") const;
   // Creates a database of that name (an error if it cannot).
   absl::Status CreateDatabase(absl::string_view name) const;
 
