@@ -16,8 +16,9 @@ packages=(
   # test starts a private one; the package's own is never started).
   libsqlite3-dev libpq-dev postgresql
   # The email example (examples/email/): libcurl's SMTP client for its
-  # outbound mail, and swaks, a second SMTP client its tests send with.
-  libcurl4-openssl-dev swaks
+  # outbound mail, and swaks and Python's smtplib, the other SMTP clients
+  # its tests send with.
+  libcurl4-openssl-dev swaks python3
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Sanitizers, fuzzing, formatting, linting, coverage.
