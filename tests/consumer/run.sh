@@ -4,7 +4,8 @@
 # find_package(quorate CONFIG REQUIRED) and with pkg-config. Any mistake in
 # the export (a missing header, target, dependency or path) fails here.
 # Then it builds examples/minimal_member the same way and runs it: a member
-# started through the installed public API elects itself.
+# started through the installed public API elects itself; and it builds
+# examples/email, the email example, as a user's project would.
 #   run.sh BUILD_DIR CONSUMER_SOURCE_DIR EXPECTED_VERSION [EXAMPLES_DIR]
 set -euo pipefail
 build=$1
@@ -60,5 +61,25 @@ if [[ -n $examples ]]; then
     exit 1
   }
   "$work/example-build/minimal_member" "$work/example-data"
+  echo "== examples/email"
+  cmake -S "$examples/email" -B "$work/email-build" -G Ninja \
+    -DCMAKE_PREFIX_PATH="$prefix" >"$work/email-configure.log" 2>&1 || {
+    cat "$work/email-configure.log"
+    exit 1
+  }
+  cmake --build "$work/email-build" >"$work/email-build.log" 2>&1 || {
+    cat "$work/email-build.log"
+    exit 1
+  }
+  for tool in front processor sink audit loadgen; do
+    [[ -x $work/email-build/email-$tool ]] || {
+      echo "examples/email built no email-$tool" >&2
+      exit 1
+    }
+  done
+  # A store made by the installed build's binaries: the audit of an empty
+  # one passes.
+  "$work/email-build/email-audit" --db="$work/empty.db" >/dev/null 2>&1 &&
+    { echo "email-audit passed a database without the tables" >&2; exit 1; }
 fi
 echo "consumer: ok"
