@@ -70,8 +70,9 @@ constexpr char kUsage[] =
   --max_watchers_per_stream=10000  watchers on one Watch stream
   --watch_progress_interval=1s progress notifications, to watchers that ask
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
-  --faults_file=PATH           chaos tests only: delays and duplicates of
-                               peer frames, read from PATH (operations.md)
+  --faults_file=PATH           chaos tests and make demo: delays,
+                               duplicates and drops of peer frames, read
+                               from PATH (operations.md)
   --learner                    this member is a learner: it must be listed
                                in --learners (and is refused otherwise)
   --version, --help

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "raft/validate.h"
 #include "transport/cq.h"
@@ -36,6 +37,9 @@ class FaultFile {
   struct Faults {
     int64_t delay_ms = 0;
     int duplicate_percent = 0;
+    // Peers (by name) whose frames are dropped instead of sent: a
+    // partition without root (make demo cuts a zone so).
+    std::set<std::string> drop;
   };
 
   explicit FaultFile(std::string path) : path_(std::move(path)) {}
@@ -55,6 +59,12 @@ class FaultFile {
       const std::string key = word.substr(0, eq);
       const int64_t value = std::atoll(word.c_str() + eq + 1);
       if (key == "delay_ms") faults_.delay_ms = std::max<int64_t>(0, value);
+      if (key == "drop") {
+        for (absl::string_view name :
+             absl::StrSplit(word.substr(eq + 1), ',', absl::SkipEmpty())) {
+          faults_.drop.insert(std::string(name));
+        }
+      }
       if (key == "duplicate_percent") {
         faults_.duplicate_percent =
             static_cast<int>(std::clamp<int64_t>(value, 0, 100));

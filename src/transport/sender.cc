@@ -44,10 +44,11 @@ void PeerSender::Stop() {
 }
 
 void PeerSender::Enqueue(std::vector<raft::Message> messages) {
+  const bool cut = owner_->faults().Current().drop.count(peer_.name) > 0;
   MutexLock lock(&mu_);
   const size_t max = owner_->options().max_queued_messages;
   for (raft::Message& m : messages) {
-    if (!connected_ || queue_.size() >= max) {
+    if (cut || !connected_ || queue_.size() >= max) {
       ++dropped_;
       continue;
     }

@@ -45,8 +45,11 @@
 // (quorate-node --faults_file), each sender reads it (at most every 100 ms)
 // and obeys `delay_ms=N` (every outgoing frame waits N ms, with
 // ±50 % jitter, before it is written) and `duplicate_percent=P` (a frame is
-// written twice with probability P %). A missing or empty file means no
-// faults. Packet loss and partitions are made with nftables instead.
+// written twice with probability P %), and `drop=NAME,NAME` (every frame to
+// those peers is dropped instead of sent: each side of a partition lists
+// the other, as make demo does to cut a zone off without root). A missing
+// or empty file means no faults. Packet loss and partitions on real
+// interfaces are made with nftables instead.
 //
 // Thread-safety: all methods may be called from any thread. The callbacks
 // run on the io thread (on_connected and on_unreachable on a peer's

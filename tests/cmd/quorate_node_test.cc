@@ -126,6 +126,46 @@ TEST_F(QuorateNodeTest, PartitionGuard_ActiveThenPausedWhenItsQuorumIsGone) {
   EXPECT_NE(events.find("\"active_until_mono_ns\": "), std::string::npos);
 }
 
+// The fault file's drop= cuts a member off without root (make demo cuts a
+// zone so): each side drops its frames to the other. The cut member pauses
+// by itself; the others keep (or elect) a leader; removing the lines heals.
+TEST_F(QuorateNodeTest, FaultFileDrop_CutsAMemberOffAndHeals) {
+  election_timeout_ = "500ms";
+  Define(3);
+  for (auto& [name, m] : members_) {
+    m.extra_flags.push_back("--faults_file=" + root_ + "/" + name + ".faults");
+  }
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  auto mode = [this](const std::string& name) {
+    return JsonString(Status(name), "mode");
+  };
+  for (const auto& entry : members_) {
+    ASSERT_TRUE(Await([&] { return mode(entry.first) == "active"; }));
+  }
+  auto write = [this](const std::string& name, const std::string& text) {
+    std::ofstream(root_ + "/" + name + ".faults") << text;
+  };
+  write("n3", "drop=n1,n2\n");
+  write("n1", "drop=n3\n");
+  write("n2", "drop=n3\n");
+  ASSERT_TRUE(Await([&] { return mode("n3") == "paused"; })) << Status("n3");
+  // The majority side has a leader and stays active.
+  std::string leader;
+  ASSERT_TRUE(Await([&] {
+    leader = JsonString(Status("n1"), "leader_id");
+    return (leader == "n1" || leader == "n2") && mode("n1") == "active" &&
+           mode("n2") == "active";
+  })) << Status("n1");
+  const Ctl put = Quoratectl(
+      {"--endpoints=" + Endpoints({"n1", "n2"}), "put", "cut", "yes"});
+  EXPECT_EQ(put.exit, 0) << put.out;
+  for (const char* name : {"n1", "n2", "n3"}) write(name, "");
+  ASSERT_TRUE(Await([&] { return mode("n3") == "active"; })) << Status("n3");
+  EXPECT_EQ(JsonString(Status("n3"), "leader_id"),
+            JsonString(Status("n1"), "leader_id"));
+}
+
 // A learner (--learners, --learner) replicates, serves linearizable reads
 // and holds active windows like a voter, and never campaigns: with two of
 // the three voters gone no leader is left, and it pauses.
