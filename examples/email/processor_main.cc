@@ -90,8 +90,22 @@ class Worker {
 
   ~Worker() { Stop(); }
 
+  // The group's callbacks can run before Join returns: a shard revoked
+  // before then is released here.
   void Start(quorate::ShardGroup* group) {
-    group_ = group;
+    std::vector<uint32_t> idle;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      group_ = group;
+      for (uint32_t shard : revoking_) {
+        if (busy_[shard] == 0) idle.push_back(shard);
+      }
+      for (uint32_t shard : idle) revoking_.erase(shard);
+    }
+    for (uint32_t shard : idle) {
+      Log(absl::StrCat("shard ", shard, " revoked while joining: released"));
+      Release(shard);
+    }
     threads_.emplace_back([this] { InboundLoop(); });
     threads_.emplace_back([this] { OutboundLoop(); });
   }
@@ -118,12 +132,13 @@ class Worker {
     {
       std::lock_guard<std::mutex> lock(mu_);
       revoking_.insert(shard);
-      release = busy_[shard] == 0;
+      // Before Start there is no group to release to: Start does it.
+      release = group_ != nullptr && busy_[shard] == 0;
       if (release) revoking_.erase(shard);
       wake_.notify_all();
     }
     Log(absl::StrCat("shard ", shard, " revoked",
-                     release ? ": idle, released" : ": finishing"));
+                     release ? ": idle, released" : ": finishing it first"));
     if (release) Release(shard);
   }
   void Lost() {
@@ -316,7 +331,7 @@ class Worker {
   quorate::WorkloadSwitch* const inbound_;
   quorate::WorkloadSwitch* const outbound_;
   Counters* const counters_;
-  quorate::ShardGroup* group_ = nullptr;
+  quorate::ShardGroup* group_ = nullptr;  // set once, by Start (under mu_)
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;
