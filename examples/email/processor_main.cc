@@ -155,6 +155,21 @@ class Worker {
         " jeopardy=", session_->InJeopardy() ? 1 : 0);
   }
 
+  // This processor's card on the members' /ui page (a flat JSON object
+  // under quorate/dashboard/email/ID; "lease" names its shards there).
+  std::string Card(const std::string& zone) const {
+    return absl::StrCat(
+        "{\"name\": \"", id_, "\", \"zone\": \"", zone, "\", \"lease\": \"",
+        absl::Hex(session_->lease()), "\", \"shards\": \"",
+        absl::StrJoin(group_->Owned(), ","), "\", \"processed\": ",
+        counters_->processed.load(), ", \"quarantined\": ",
+        counters_->quarantined.load(), ", \"sent\": ", counters_->sent.load(),
+        ", \"fence_refusals\": ", counters_->refusals.load(),
+        ", \"inbound\": \"", inbound_->Running() ? "running" : "paused",
+        "\", \"outbound\": \"", outbound_->Running() ? "running" : "paused",
+        "\", \"jeopardy\": ", session_->InJeopardy() ? "true" : "false", "}");
+  }
+
  private:
   void Release(uint32_t shard) {
     absl::Status s = group_->Release(shard);
@@ -396,11 +411,19 @@ bool RunSession(const std::string& id, const std::string& zone,
   worker.Start(group->get());
   std::shared_future<void> done = (*session)->Done();
   absl::Duration every = absl::GetFlag(FLAGS_status_interval);
+  absl::Time next_card = absl::Now();
   while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     if (WaitForStop(every)) break;
     std::printf("status id=%s %s %s\n", id.c_str(), worker.Status().c_str(),
                 CounterText(*counters).c_str());
     std::fflush(stdout);
+    if (absl::Now() >= next_card) {
+      // Attached to the session's lease: it goes when the processor does.
+      client->Put(absl::StrCat("quorate/dashboard/email/", id),
+                  worker.Card(zone), (*session)->lease())
+          .IgnoreError();
+      next_card = absl::Now() + absl::Seconds(1);
+    }
   }
   if (StopRequested() && (*session)->Valid()) {
     // Leave by plan: each shard is revoked, finished and released; the

@@ -186,6 +186,14 @@ struct ClusterMember {
   uint64_t commit_index = 0;
   std::string mode;    // "active" or "paused" (the partition guard)
   absl::Status error;  // why it did not answer
+  // Its links to the other members, as it sees them.
+  struct Link {
+    std::string id;
+    std::string zone;
+    bool reachable = false;        // the link is up
+    int64_t last_contact_ms = -1;  // since it heard from it; -1: never
+  };
+  std::vector<Link> links;
 };
 
 // A lease the cluster granted.

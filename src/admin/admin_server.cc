@@ -23,7 +23,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-std::string Quote(absl::string_view s) {
+}  // namespace
+
+std::string JsonQuote(absl::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
@@ -47,6 +49,10 @@ std::string Quote(absl::string_view s) {
   return out + "\"";
 }
 
+namespace {
+
+std::string Quote(absl::string_view s) { return JsonQuote(s); }
+
 const char* Bool(bool b) { return b ? "true" : "false"; }
 
 // One connection: read a request, answer, repeat while the client keeps
@@ -54,8 +60,12 @@ const char* Bool(bool b) { return b ? "true" : "false"; }
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `open` counts the sessions alive (the server's thread only).
-  Session(tcp::socket socket, std::function<MemberView()>* status, size_t* open)
-      : stream_(std::move(socket)), status_(status), open_(open) {
+  Session(tcp::socket socket, std::function<MemberView()>* status,
+          std::function<std::string()>* ui_state, size_t* open)
+      : stream_(std::move(socket)),
+        status_(status),
+        ui_state_(ui_state),
+        open_(open) {
     ++*open_;
   }
   ~Session() { --*open_; }
@@ -101,10 +111,21 @@ class Session : public std::enable_shared_from_this<Session> {
       res->result(http::status::ok);
       res->set(http::field::content_type, "application/json");
       res->body() = StatusJson((*status_)()) + "\n";
+    } else if ((path == "/ui" || path == "/ui/") && *ui_state_) {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "text/html; charset=utf-8");
+      res->set(http::field::cache_control, "no-store");
+      res->body() = std::string(DashboardPage());
+    } else if (path == "/ui/state" && *ui_state_) {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "application/json");
+      res->set(http::field::cache_control, "no-store");
+      res->body() = (*ui_state_)();
     } else {
       res->result(http::status::not_found);
       res->set(http::field::content_type, "text/plain");
-      res->body() = "not found; try /healthz, /readyz, /status or /metrics\n";
+      res->body() =
+          "not found; try /healthz, /readyz, /status, /metrics or /ui\n";
     }
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(10));
@@ -125,13 +146,17 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   std::function<MemberView()>* const status_;
+  std::function<std::string()>* const ui_state_;
   size_t* const open_;
 };
 
 class AdminServerImpl final : public AdminServer {
  public:
-  explicit AdminServerImpl(std::function<MemberView()> status)
-      : status_(std::move(status)), acceptor_(io_) {}
+  AdminServerImpl(std::function<MemberView()> status,
+                  std::function<std::string()> ui_state)
+      : status_(std::move(status)),
+        ui_state_(std::move(ui_state)),
+        acceptor_(io_) {}
   ~AdminServerImpl() override { Stop(); }
 
   absl::Status Bind(const std::string& address) {
@@ -202,7 +227,9 @@ class AdminServerImpl final : public AdminServer {
         beast::error_code ignored;
         socket.close(ignored);
       } else {
-        std::make_shared<Session>(std::move(socket), &status_, &open_)->Read();
+        std::make_shared<Session>(std::move(socket), &status_, &ui_state_,
+                                  &open_)
+            ->Read();
       }
       Accept();
     });
@@ -213,6 +240,7 @@ class AdminServerImpl final : public AdminServer {
   static constexpr std::chrono::milliseconds kMaxBackoff{1000};
 
   std::function<MemberView()> status_;
+  std::function<std::string()> ui_state_;
   // Sessions alive; the server's thread only. Before io_: sessions its
   // handlers still hold count down when it is destroyed.
   size_t open_ = 0;
@@ -366,8 +394,10 @@ std::string MetricsText(const MemberView& view) {
 }
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
-    const std::string& address, std::function<MemberView()> status) {
-  auto s = std::make_unique<AdminServerImpl>(std::move(status));
+    const std::string& address, std::function<MemberView()> status,
+    std::function<std::string()> ui_state) {
+  auto s = std::make_unique<AdminServerImpl>(std::move(status),
+                                             std::move(ui_state));
   if (absl::Status st = s->Bind(address); !st.ok()) return st;
   return s;
 }

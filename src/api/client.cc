@@ -351,6 +351,10 @@ class ClientImpl final : public Client {
         m.leader_id = r.leader_id();
         m.commit_index = r.commit_index();
         m.mode = r.mode();
+        for (const client::MemberStatusResponse::Peer& p : r.peers()) {
+          m.links.push_back(
+              {p.id(), p.zone(), p.reachable(), p.last_contact_ms()});
+        }
       } else {
         m.error = FromGrpcStatus(gs);
       }

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "admin/admin_server.h"
+#include "api/dashboard.h"
 #include "coord/kv.h"
 #include "coord/kv_service.h"
 #include "coord/watch.h"
@@ -250,6 +251,16 @@ class MemberImpl final : public Member {
     guard_ = *std::move(g);
     guard_raw_.store(guard_.get());
     if (!options_.admin_address.empty()) {
+      // The /ui page reads the cluster as any client would.
+      ClientOptions co;
+      co.endpoints.push_back(node_->GetStatus().listen_address);
+      for (const PeerSpec& p : options_.peers) {
+        if (p.id != options_.id) co.endpoints.push_back(p.address);
+      }
+      co.timeout = absl::Seconds(1);
+      co.tls = options_.tls;
+      dashboard_ = std::make_unique<api::Dashboard>(
+          std::move(co), options_.id, options_.cluster_id);
       auto admin = admin::AdminServer::Start(options_.admin_address, [this] {
         admin::MemberView v;
         v.node = node_->GetStatus();
@@ -259,7 +270,7 @@ class MemberImpl final : public Member {
         v.revision = kv_.revision();
         v.compacted_revision = kv_.compacted();
         return v;
-      });
+      }, [this] { return dashboard_->State(); });
       if (!admin.ok()) {
         guard_->Stop();
         node_->Stop(false);
@@ -273,6 +284,9 @@ class MemberImpl final : public Member {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    // First, while the member still answers its reads. (The admin server,
+    // stopped last, may still ask it for its last reading.)
+    if (dashboard_ != nullptr) dashboard_->Stop();
     guard_raw_.store(nullptr);
     // The permit goes invalid first: a stopping member does not act.
     if (guard_ != nullptr) guard_->Stop();
@@ -328,6 +342,7 @@ class MemberImpl final : public Member {
   std::unique_ptr<coord::WatchHub> watch_hub_;
   coord::KvService kv_service_{&kv_};
   std::unique_ptr<node::Node> node_;
+  std::unique_ptr<api::Dashboard> dashboard_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> stopped_{false};
   // The application's on_pause/on_resume, in order, outside every lock.

@@ -865,6 +865,11 @@ void KvService::MemberStatus(StatusCall* call) {
   for (const node::PeerStatus& p : s.peers) {
     response.add_member_ids(p.name);
     response.add_member_addresses(p.address);
+    client::MemberStatusResponse::Peer* peer = response.add_peers();
+    peer->set_id(p.name);
+    peer->set_zone(p.zone);
+    peer->set_reachable(p.reachable);
+    peer->set_last_contact_ms(p.last_contact_ms);
   }
   call->Finish(grpc::Status::OK);
 }
