@@ -19,6 +19,8 @@ packages=(
   # outbound mail, and swaks and Python's smtplib, the other SMTP clients
   # its tests send with.
   libcurl4-openssl-dev swaks python3
+  # The members' dashboard (/ui) is tested in headless Chromium.
+  chromium
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   # Sanitizers, fuzzing, formatting, linting, coverage.

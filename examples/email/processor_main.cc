@@ -161,9 +161,10 @@ class Worker {
     return absl::StrCat(
         "{\"name\": \"", id_, "\", \"zone\": \"", zone, "\", \"lease\": \"",
         absl::Hex(session_->lease()), "\", \"shards\": \"",
-        absl::StrJoin(group_->Owned(), ","), "\", \"processed\": ",
-        counters_->processed.load(), ", \"quarantined\": ",
-        counters_->quarantined.load(), ", \"sent\": ", counters_->sent.load(),
+        absl::StrJoin(group_->Owned(), ","),
+        "\", \"processed\": ", counters_->processed.load(),
+        ", \"quarantined\": ", counters_->quarantined.load(),
+        ", \"sent\": ", counters_->sent.load(),
         ", \"fence_refusals\": ", counters_->refusals.load(),
         ", \"inbound\": \"", inbound_->Running() ? "running" : "paused",
         "\", \"outbound\": \"", outbound_->Running() ? "running" : "paused",
@@ -419,8 +420,9 @@ bool RunSession(const std::string& id, const std::string& zone,
     std::fflush(stdout);
     if (absl::Now() >= next_card) {
       // Attached to the session's lease: it goes when the processor does.
-      client->Put(absl::StrCat("quorate/dashboard/email/", id),
-                  worker.Card(zone), (*session)->lease())
+      client
+          ->Put(absl::StrCat("quorate/dashboard/email/", id), worker.Card(zone),
+                (*session)->lease())
           .IgnoreError();
       next_card = absl::Now() + absl::Seconds(1);
     }

@@ -396,8 +396,8 @@ std::string MetricsText(const MemberView& view) {
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
     const std::string& address, std::function<MemberView()> status,
     std::function<std::string()> ui_state) {
-  auto s = std::make_unique<AdminServerImpl>(std::move(status),
-                                             std::move(ui_state));
+  auto s =
+      std::make_unique<AdminServerImpl>(std::move(status), std::move(ui_state));
   if (absl::Status st = s->Bind(address); !st.ok()) return st;
   return s;
 }

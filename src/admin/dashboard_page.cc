@@ -82,6 +82,11 @@ function render(st) {
   upd.textContent = "updated " + new Date(st.generated_ms).toLocaleTimeString() + (st.error ? " (" + st.error + ")" : "");
   upd.className = age > 3000 || st.error ? "stale" : "";
 
+  // Each card's value is the JSON text its application put there.
+  for (const c of st.cards) {
+    try { c.value = JSON.parse(c.value); } catch (e) { c.value = {value: c.value}; }
+    if (typeof c.value !== "object" || c.value === null) c.value = {value: c.value};
+  }
   // Names for leases, from application cards that carry one.
   const names = {};
   for (const c of st.cards) if (c.value && c.value.lease) names[c.value.lease] = c.value.name || c.key.split("/").pop();

@@ -92,7 +92,8 @@ DashboardSnapshot ReadDashboard(Client* client) {
   RangeOptions keys;
   keys.range_end = PrefixEnd("quorate/shards/");
   keys.keys_only = true;
-  absl::StatusOr<RangeResult> shard_keys = client->Range("quorate/shards/", keys);
+  absl::StatusOr<RangeResult> shard_keys =
+      client->Range("quorate/shards/", keys);
   if (shard_keys.ok()) {
     s.groups_read = true;
     for (const KeyRecord& k : shard_keys->kvs) {
@@ -125,7 +126,8 @@ DashboardSnapshot ReadDashboard(Client* client) {
   absl::StatusOr<RangeResult> card_kvs = client->Range(kDashboardPrefix, cards);
   if (card_kvs.ok()) {
     s.cards_read = true;
-    for (const KeyRecord& k : card_kvs->kvs) s.cards.push_back({k.key, k.value});
+    for (const KeyRecord& k : card_kvs->kvs)
+      s.cards.push_back({k.key, k.value});
   } else {
     errors.push_back(absl::StrCat("cards: ", card_kvs.status().message()));
   }
@@ -147,8 +149,8 @@ std::vector<TimelineEvent> DashboardDiff(const DashboardSnapshot& before,
       add("election", absl::StrCat("no leader (", old_leader.first,
                                    " led in term ", old_leader.second, ")"));
     } else {
-      add("election", absl::StrCat(new_leader.first, " leads in term ",
-                                   new_leader.second));
+      add("election",
+          absl::StrCat(new_leader.first, " leads in term ", new_leader.second));
     }
   }
   std::map<std::string, const ClusterMember*> was;
@@ -156,8 +158,8 @@ std::vector<TimelineEvent> DashboardDiff(const DashboardSnapshot& before,
   for (const ClusterMember& m : after.members) {
     auto it = was.find(m.id);
     if (it == was.end()) continue;
-    const std::string then = it->second->error.ok() ? it->second->mode
-                                                    : "unreachable";
+    const std::string then =
+        it->second->error.ok() ? it->second->mode : "unreachable";
     const std::string now = m.error.ok() ? m.mode : "unreachable";
     if (then == now) continue;
     if (now == "paused") {
@@ -185,10 +187,10 @@ std::vector<TimelineEvent> DashboardDiff(const DashboardSnapshot& before,
       if (sh.shard >= old_group->shards.size()) continue;
       const ShardInfo& o = old_group->shards[sh.shard];
       if (o.owner == sh.owner) continue;
-      add("shard", absl::StrCat(g.name, "/", sh.shard, ": ",
-                                Named(old_names, o.owner), " -> ",
-                                Named(old_names, sh.owner), " (epoch ",
-                                sh.epoch, ")"));
+      add("shard",
+          absl::StrCat(g.name, "/", sh.shard, ": ", Named(old_names, o.owner),
+                       " -> ", Named(old_names, sh.owner), " (epoch ", sh.epoch,
+                       ")"));
     }
   }
   std::map<std::string, const WorkloadState*> switches;
@@ -204,8 +206,8 @@ std::vector<TimelineEvent> DashboardDiff(const DashboardSnapshot& before,
   for (const auto& l : after.sessions) now_leases.insert(l.id);
   for (const auto& l : before.sessions) {
     if (now_leases.count(l.id) == 0) {
-      add("session", absl::StrCat("session ", Named(old_names, l.id),
-                                  " ended"));
+      add("session",
+          absl::StrCat("session ", Named(old_names, l.id), " ended"));
     }
   }
   return out;
@@ -215,11 +217,10 @@ std::string DashboardJson(const DashboardSnapshot& s,
                           const std::deque<TimelineEvent>& timeline,
                           const std::string& self,
                           const std::string& cluster_id, int64_t t_ms) {
-  std::string out = absl::StrCat("{\"self\": ", JsonQuote(self),
-                                 ", \"cluster_id\": ", JsonQuote(cluster_id),
-                                 ", \"generated_ms\": ", t_ms,
-                                 ", \"error\": ", JsonQuote(s.error),
-                                 ", \"members\": [");
+  std::string out = absl::StrCat(
+      "{\"self\": ", JsonQuote(self),
+      ", \"cluster_id\": ", JsonQuote(cluster_id), ", \"generated_ms\": ", t_ms,
+      ", \"error\": ", JsonQuote(s.error), ", \"members\": [");
   for (size_t i = 0; i < s.members.size(); ++i) {
     const ClusterMember& m = s.members[i];
     absl::StrAppend(&out, i ? ", " : "", "{\"id\": ", JsonQuote(m.id),
@@ -234,8 +235,8 @@ std::string DashboardJson(const DashboardSnapshot& s,
     for (size_t j = 0; j < m.links.size(); ++j) {
       const ClusterMember::Link& l = m.links[j];
       absl::StrAppend(&out, j ? ", " : "", "{\"id\": ", JsonQuote(l.id),
-                      ", \"zone\": ", JsonQuote(l.zone), ", \"reachable\": ",
-                      l.reachable ? "true" : "false",
+                      ", \"zone\": ", JsonQuote(l.zone),
+                      ", \"reachable\": ", l.reachable ? "true" : "false",
                       ", \"last_contact_ms\": ", l.last_contact_ms, "}");
     }
     absl::StrAppend(&out, "]}");
@@ -272,7 +273,8 @@ std::string DashboardJson(const DashboardSnapshot& s,
   }
   absl::StrAppend(&out, "], \"cards\": [");
   for (size_t i = 0; i < s.cards.size(); ++i) {
-    absl::StrAppend(&out, i ? ", " : "", "{\"key\": ", JsonQuote(s.cards[i].first),
+    absl::StrAppend(&out, i ? ", " : "",
+                    "{\"key\": ", JsonQuote(s.cards[i].first),
                     ", \"value\": ", JsonQuote(s.cards[i].second), "}");
   }
   absl::StrAppend(&out, "], \"timeline\": [");
@@ -336,8 +338,9 @@ void Dashboard::Run() {
       DashboardSnapshot now = ReadDashboard(client.get());
       const int64_t t_ms = absl::ToUnixMillis(absl::Now());
       if (!have_last) {
-        timeline.push_back({t_ms, "start",
-                            absl::StrCat(self_, " began watching the cluster")});
+        timeline.push_back(
+            {t_ms, "start",
+             absl::StrCat(self_, " began watching the cluster")});
       } else {
         for (TimelineEvent& e : DashboardDiff(last, now, t_ms)) {
           timeline.push_back(std::move(e));

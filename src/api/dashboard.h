@@ -57,8 +57,8 @@ struct DashboardSnapshot {
 };
 
 struct TimelineEvent {
-  int64_t t_ms = 0;   // wall clock, Unix milliseconds
-  std::string kind;   // election, mode, shard, workload, session
+  int64_t t_ms = 0;  // wall clock, Unix milliseconds
+  std::string kind;  // election, mode, shard, workload, session
   std::string text;
 };
 

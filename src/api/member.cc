@@ -259,18 +259,21 @@ class MemberImpl final : public Member {
       }
       co.timeout = absl::Seconds(1);
       co.tls = options_.tls;
-      dashboard_ = std::make_unique<api::Dashboard>(
-          std::move(co), options_.id, options_.cluster_id);
-      auto admin = admin::AdminServer::Start(options_.admin_address, [this] {
-        admin::MemberView v;
-        v.node = node_->GetStatus();
-        v.guard = guard_->Status();
-        v.now_ns = BootTimeNowNs();  // the guard's clock
-        v.watches = watch_hub_->stats();
-        v.revision = kv_.revision();
-        v.compacted_revision = kv_.compacted();
-        return v;
-      }, [this] { return dashboard_->State(); });
+      dashboard_ = std::make_unique<api::Dashboard>(std::move(co), options_.id,
+                                                    options_.cluster_id);
+      auto admin = admin::AdminServer::Start(
+          options_.admin_address,
+          [this] {
+            admin::MemberView v;
+            v.node = node_->GetStatus();
+            v.guard = guard_->Status();
+            v.now_ns = BootTimeNowNs();  // the guard's clock
+            v.watches = watch_hub_->stats();
+            v.revision = kv_.revision();
+            v.compacted_revision = kv_.compacted();
+            return v;
+          },
+          [this] { return dashboard_->State(); });
       if (!admin.ok()) {
         guard_->Stop();
         node_->Stop(false);

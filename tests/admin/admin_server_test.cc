@@ -84,3 +84,34 @@ TEST(AdminServerTest, SurvivesRunningOutOfFileDescriptors) {
 
 }  // namespace
 }  // namespace quorate::admin
+
+namespace quorate::admin {
+namespace {
+
+// /ui serves the self-contained page and /ui/state the source's document;
+// a server without a source serves neither.
+TEST(AdminServerTest, ServesTheDashboardWhenGivenItsState) {
+  auto server = AdminServer::Start(
+      "127.0.0.1:0", [] { return MemberView(); },
+      [] { return std::string("{\"self\": \"n1\"}"); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = Port((*server)->address());
+  const std::string page = testing::HttpGet(port, "/ui");
+  EXPECT_EQ(page.rfind("<!doctype html>", 0), 0u) << page.substr(0, 80);
+  EXPECT_NE(page.find("fetch(\"/ui/state\""), std::string::npos);
+  // Nothing fetched from elsewhere: no absolute URL in the page.
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  EXPECT_EQ(testing::HttpGet(port, "/ui/state"), "{\"self\": \"n1\"}");
+
+  auto bare = AdminServer::Start("127.0.0.1:0", [] { return MemberView(); });
+  ASSERT_TRUE(bare.ok());
+  const int bare_port = Port((*bare)->address());
+  EXPECT_EQ(testing::HttpGet(bare_port, "/ui").find("<!doctype"),
+            std::string::npos);
+  EXPECT_EQ(testing::HttpGet(bare_port, "/ui/state"),
+            "not found; try /healthz, /readyz, /status, /metrics or /ui\n");
+}
+
+}  // namespace
+}  // namespace quorate::admin

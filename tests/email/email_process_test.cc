@@ -4,6 +4,7 @@
 // report nothing missing and nothing processed twice.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cmd/node_processes.h"
+#include "util/browser.h"
 #include "util/pg_server.h"
 
 namespace quorate::testing {
@@ -390,6 +392,72 @@ TEST_P(EmailProcessTest, Front_Answers451OverItsBacklogBound) {
 
 INSTANTIATE_TEST_SUITE_P(Databases, EmailProcessTest,
                          ::testing::Values("sqlite", "postgres"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
+}  // namespace quorate::testing
+
+namespace quorate::testing {
+namespace {
+
+// The members' dashboard in headless Chromium: it loads from a member's
+// admin port and shows the members and the shard map; when a processor is
+// killed, the map shows its shards moving to the other one within 2 s of
+// the move (the page reads /ui/state every 500 ms, and the member reads
+// the cluster as often).
+class DashboardBrowserTest : public EmailProcessTest {};
+
+TEST_P(DashboardBrowserTest, ShowsMembersAndShardMoves) {
+  if (Browser::Binary().empty()) GTEST_SKIP() << "chromium is not installed";
+  StartSink();
+  StartFront("az-a");
+  StartProcessor("p1", "az-a");
+  StartProcessor("p2", "az-b");
+  ASSERT_TRUE(Await([&] { return Owners() == 2; }));
+  ASSERT_TRUE(Await([&] { return AdminPort("n1") != 0; }));
+  absl::StatusOr<std::unique_ptr<Browser>> browser = Browser::Open(
+      absl::StrCat("http://127.0.0.1:", AdminPort("n1"), "/ui"), 1280, 1400);
+  ASSERT_TRUE(browser.ok()) << browser.status();
+  // The members' ids, then every shard's owner as the page names it.
+  const std::string kRead = R"js(
+    [...document.querySelectorAll("#members tbody tr")]
+        .map(r => r.dataset.member).sort().join(",") + " " +
+    [...document.querySelectorAll("[data-group=mailboxes] .shard")]
+        .map(s => s.dataset.owner).join(","))js";
+  std::string shown;
+  auto owners_are = [&](const std::string& want) {
+    absl::StatusOr<std::string> v = (*browser)->Eval(kRead);
+    if (!v.ok()) return false;
+    shown = *v;
+    std::vector<std::string> parts = absl::StrSplit(shown, ' ');
+    if (parts.size() != 2 || parts[0] != "n1,n2,n3") return false;
+    std::vector<std::string> owners = absl::StrSplit(parts[1], ',');
+    if (owners.size() != 16) return false;
+    std::set<std::string> distinct(owners.begin(), owners.end());
+    return want == "both" ? distinct == std::set<std::string>{"p1", "p2"}
+                          : distinct == std::set<std::string>{want};
+  };
+  ASSERT_TRUE(Await([&] { return owners_are("both"); })) << shown;
+  if (const char* shot = std::getenv("QUORATE_DASHBOARD_SCREENSHOT")) {
+    EXPECT_TRUE((*browser)->Screenshot(shot).ok());
+  }
+  processes_["p1"]->Signal(SIGKILL);
+  ASSERT_TRUE(Await([&] { return Owners() == 1; }));
+  const absl::Time moved = absl::Now();  // the cluster has moved them
+  ASSERT_TRUE(Await([&] { return owners_are("p2"); }, absl::Seconds(10)))
+      << shown;
+  EXPECT_LE(absl::Now() - moved, absl::Seconds(2))
+      << "the page showed the move only after " << absl::Now() - moved;
+  absl::StatusOr<std::string> timeline =
+      (*browser)->Eval("document.querySelector('#timeline tbody').innerText");
+  ASSERT_TRUE(timeline.ok()) << timeline.status();
+  EXPECT_NE(timeline->find(": p1 -> p2 (epoch"), std::string::npos)
+      << *timeline;
+  EXPECT_NE(timeline->find("session p1 ended"), std::string::npos) << *timeline;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, DashboardBrowserTest,
+                         ::testing::Values("sqlite"),
                          [](const auto& p) { return p.param; });
 
 }  // namespace
