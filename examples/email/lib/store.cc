@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include <algorithm>
+#include <climits>
 #include <fstream>
 #include <map>
 #include <set>
@@ -351,6 +353,38 @@ std::string FormatAudit(const AuditReport& r) {
       "\nreplies_duplicated=", r.replies_duplicated,
       "\nreplies_lost=", r.replies_lost, "\nfence_refusals=", r.fence_refusals,
       "\nsink=", r.sink_read ? "read" : "none", "\n");
+}
+
+absl::StatusOr<LatencyReport> Latency(Db& db) {
+  absl::StatusOr<std::vector<Row>> rows = db.Query(
+      "SELECT i.accepted_mono_ns, c.processed_mono_ns FROM "
+      "conversation_messages c JOIN inbound i ON i.message_id = c.message_id");
+  if (!rows.ok()) return rows.status();
+  LatencyReport r;
+  std::vector<int64_t> ns;
+  int64_t first = INT64_MAX, last = INT64_MIN;
+  for (const Row& row : *rows) {
+    const int64_t accepted = AsInt(row[0]), processed = AsInt(row[1]);
+    ns.push_back(processed - accepted);
+    first = std::min(first, accepted);
+    last = std::max(last, processed);
+  }
+  if (ns.empty()) return r;
+  std::sort(ns.begin(), ns.end());
+  auto at = [&](double q) {
+    return static_cast<double>(ns[std::min(
+               ns.size() - 1, static_cast<size_t>(q * ns.size()))]) /
+           1e6;
+  };
+  r.messages = static_cast<int64_t>(ns.size());
+  r.p50_ms = at(0.50);
+  r.p99_ms = at(0.99);
+  r.max_ms = static_cast<double>(ns.back()) / 1e6;
+  if (last > first) {
+    r.per_second = static_cast<double>(ns.size()) /
+                   (static_cast<double>(last - first) / 1e9);
+  }
+  return r;
 }
 
 }  // namespace quorate_email

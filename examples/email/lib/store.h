@@ -124,6 +124,17 @@ absl::StatusOr<AuditReport> Audit(Db& db, const std::string& sink_file);
 // The report as name=value lines.
 std::string FormatAudit(const AuditReport& r);
 
+// How long messages took from the front's commit (accepted_mono_ns) to
+// their conversation row (processed_mono_ns), over every processed
+// message, and how many per second went through from the first accept to
+// the last conversation row.
+struct LatencyReport {
+  int64_t messages = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  double per_second = 0;
+};
+absl::StatusOr<LatencyReport> Latency(Db& db);
+
 }  // namespace quorate_email
 
 #endif  // QUORATE_EMAIL_STORE_H_
