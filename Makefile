@@ -1,8 +1,9 @@
 # The project's single entry point. Every target first makes sure the Debian
 # packages it needs are installed (scripts/install-deps.sh, idempotent).
 #
-#   make demo      dependencies, build, then a local 5-member cluster with a
-#                  live table (Ctrl-C stops it)
+#   make demo      dependencies, build, then the email example on loopback:
+#                  5 members in 3 zones, SMTP fronts, processors, a live
+#                  table and the dashboard (q quits and runs the audit)
 #   make test      dependencies, build, the whole suite: plain, ASan+UBSan, TSan
 #   make build     dependencies and the plain build
 #   make check     the plain build's suite only (fast loop while developing)
