@@ -47,6 +47,14 @@ procs=(pa1 pa2 pb1 pb2 pc1 pc2)
 pzones=(az-a az-a az-b az-b az-c az-c)
 dir=$(mktemp -d /tmp/quorate-demo-XXXXXX)
 db=${DEMO_DB:-$dir/mail.db}
+# A new cluster starts its shards' epochs afresh: a database that an
+# earlier run fenced with higher ones would refuse every transaction.
+if [[ -n ${DEMO_DB:-} ]] && "$email/email-audit" --db="$DEMO_DB" >/dev/null 2>&1; then
+  echo "demo: DEMO_DB already holds the example's tables (an earlier run's);" \
+       "give it an empty database" >&2
+  rm -rf "$dir"
+  exit 2
+fi
 sink_file=$dir/sink.jsonl
 
 # Ten free loopback ports in a row: the members' gRPC and admin ports
@@ -232,13 +240,8 @@ render() {
       "$(sed -n 's/.* sent=\([0-9]*\).*/\1/p' <<<"$status")" \
       "$(sed -n 's/.* refusals=\([0-9]*\).*/\1/p' <<<"$status")"
   done
-  audit=$("$email/email-audit" --db="$db" --sink="$sink_file" 2>/dev/null || true)
-  local processed=$(( $(audit_value processed_once || echo 0) + 0 ))
-  if ((SECONDS > last_time)); then
-    rate=$(( (processed - last_processed) / (SECONDS - last_time) ))
-    last_processed=$processed
-    last_time=$SECONDS
-  fi
+  local processed
+  processed=$(audit_value processed_once)
   echo
   echo "mail: accepted=$(audit_value accepted) processed=$processed (${rate}/s)" \
        "quarantined=$(audit_value quarantined) backlog=$(audit_value backlog)" \
@@ -302,6 +305,15 @@ last_progress=-1
 while true; do
   ((quit_requested)) && finish
   if ((interactive)); then
+    # The audit and the rate here, in this shell (render runs in a
+    # subshell, where assignments are lost).
+    audit=$("$email/email-audit" --db="$db" --sink="$sink_file" 2>/dev/null || true)
+    now_processed=$(( $(audit_value processed_once) + 0 ))
+    if ((SECONDS > last_time)); then
+      rate=$(( (now_processed - last_processed) / (SECONDS - last_time) ))
+      last_processed=$now_processed
+      last_time=$SECONDS
+    fi
     table=$(render)
     clear
     header
@@ -315,18 +327,21 @@ while true; do
     [[ -n $key ]] && press "$key"
   else
     elapsed=$((SECONDS - started))
-    if [[ -n ${actions[$elapsed]:-} ]]; then
-      for ((j = 0; j < ${#actions[$elapsed]}; j++)); do
-        press "${actions[$elapsed]:$j:1}"
+    # Every action due by now (a slow turn of this loop may skip a second).
+    for due in $(printf '%s\n' "${!actions[@]}" | sort -n); do
+      ((due <= elapsed)) || break
+      for ((j = 0; j < ${#actions[$due]}; j++)); do
+        press "${actions[$due]:$j:1}"
         echo "t=${elapsed}s: $note"
       done
-      unset "actions[$elapsed]"
-    fi
+      unset "actions[$due]"
+    done
     if ((elapsed != last_progress)); then
       progress "$elapsed"
       last_progress=$elapsed
     fi
     if ((elapsed >= ${DEMO_SECONDS:-20})); then
+      audit=$("$email/email-audit" --db="$db" --sink="$sink_file" 2>/dev/null || true)
       header
       render
       finish

@@ -79,12 +79,16 @@ class Front {
       m.raw = raw;
       copies.push_back(std::move(m));
     }
-    // One mailbox: stored under the message's id. Several: one copy per
-    // mailbox, each under "<id>/mailbox" (threading uses the header id).
+    // Each mailbox's copy under "<id>/mailbox": a message resent (its 250
+    // lost) is stored once, and the same Message-ID sent to another
+    // mailbox later, in a transaction of its own, is stored for that one.
     for (InboundMessage& m : copies) {
-      m.message_id = copies.size() == 1
-                         ? header_id
-                         : absl::StrCat(header_id, "/", m.mailbox);
+      m.message_id = absl::StrCat(header_id, "/", m.mailbox);
+    }
+    // Stored as text, so UTF-8 only (7-bit mail is): anything else is
+    // refused for good rather than deferred.
+    if (!ValidUtf8(raw) || raw.find('\0') != std::string::npos) {
+      return {554, "5.6.0 only UTF-8 text without NUL bytes is taken here"};
     }
     absl::StatusOr<bool> over = OverBacklog();
     if (!over.ok()) return Unavailable(over.status());
@@ -116,7 +120,8 @@ class Front {
   }
 
   // The backlog, read at most every 100 ms (a count over the pending
-  // index, bounded by max_backlog itself).
+  // index: it grows past max_backlog only by what the fronts take within
+  // those 100 ms).
   absl::StatusOr<bool> OverBacklog() {
     absl::MutexLock lock(&mu_);
     absl::Time now = absl::Now();

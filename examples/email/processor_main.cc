@@ -36,6 +36,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "lib/db.h"
+#include "lib/message.h"
 #include "lib/runtime.h"
 #include "lib/smtp_client.h"
 #include "lib/store.h"
@@ -100,7 +101,10 @@ class Worker {
       for (uint32_t shard : revoking_) {
         if (busy_[shard] == 0) idle.push_back(shard);
       }
-      for (uint32_t shard : idle) revoking_.erase(shard);
+      for (uint32_t shard : idle) {
+        revoking_.erase(shard);
+        released_.insert(shard);
+      }
     }
     for (uint32_t shard : idle) {
       Log(absl::StrCat("shard ", shard, " revoked while joining: released"));
@@ -125,6 +129,7 @@ class Worker {
     Log(absl::StrCat("owns shard ", shard, " at epoch ", epoch));
     std::lock_guard<std::mutex> lock(mu_);
     revoking_.erase(shard);
+    released_.erase(shard);
     wake_.notify_all();
   }
   void Revoked(uint32_t shard) {
@@ -134,7 +139,10 @@ class Worker {
       revoking_.insert(shard);
       // Before Start there is no group to release to: Start does it.
       release = group_ != nullptr && busy_[shard] == 0;
-      if (release) revoking_.erase(shard);
+      if (release) {
+        revoking_.erase(shard);
+        released_.insert(shard);
+      }
       wake_.notify_all();
     }
     Log(absl::StrCat("shard ", shard, " revoked",
@@ -159,8 +167,8 @@ class Worker {
   // under quorate/dashboard/email/ID; "lease" names its shards there).
   std::string Card(const std::string& zone) const {
     return absl::StrCat(
-        "{\"name\": \"", id_, "\", \"zone\": \"", zone, "\", \"lease\": \"",
-        absl::Hex(session_->lease()), "\", \"shards\": \"",
+        "{\"name\": \"", JsonEscape(id_), "\", \"zone\": \"", JsonEscape(zone),
+        "\", \"lease\": \"", absl::Hex(session_->lease()), "\", \"shards\": \"",
         absl::StrJoin(group_->Owned(), ","),
         "\", \"processed\": ", counters_->processed.load(),
         ", \"quarantined\": ", counters_->quarantined.load(),
@@ -182,7 +190,11 @@ class Worker {
   // releases it.
   bool Enter(uint32_t shard) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_ || revoking_.count(shard)) return false;
+    // Released (or being released): a thread that saw Owns() true just
+    // before must not start a turn on it.
+    if (stop_ || revoking_.count(shard) || released_.count(shard)) {
+      return false;
+    }
     ++busy_[shard];
     return true;
   }
@@ -191,6 +203,7 @@ class Worker {
     {
       std::lock_guard<std::mutex> lock(mu_);
       release = --busy_[shard] == 0 && revoking_.erase(shard) > 0;
+      if (release) released_.insert(shard);
     }
     if (release) {
       Log(absl::StrCat("shard ", shard, " finished: released"));
@@ -302,12 +315,20 @@ class Worker {
       }
       pending = std::move(*r);
     }  // the connection goes back before any SMTP
-    std::vector<std::string> sent;
+    std::vector<std::string> sent, failed;
     for (const OutboxMessage& m : pending) {
       uint64_t now_epoch = 0;
       if (!MayStart(shard, outbound_, &now_epoch) || now_epoch != epoch) break;
       absl::Status s = smtp->Send(m.mail_from, {m.rcpt}, m.body,
                                   absl::GetFlag(FLAGS_send_timeout));
+      if (absl::IsFailedPrecondition(s)) {
+        // Refused for good (5xx): marked failed, so that one bad reply
+        // does not hold up its shard's outbox (and then its inbound).
+        counters_->send_failures += 1;
+        Log(absl::StrCat("send ", m.message_id, " refused: ", s.ToString()));
+        failed.push_back(m.message_id);
+        continue;
+      }
       if (!s.ok()) {
         counters_->send_failures += 1;
         Log(absl::StrCat("send ", m.message_id, ": ", s.ToString()));
@@ -315,7 +336,7 @@ class Worker {
       }
       sent.push_back(m.message_id);
     }
-    if (sent.empty()) return false;
+    if (sent.empty() && failed.empty()) return false;
     // A crash here, between the sends and the mark, sends them again
     // later: at-least-once, with the same Message-ID.
     absl::StatusOr<DbPool::Lease> db = pool_->Acquire(absl::Seconds(5));
@@ -326,6 +347,9 @@ class Worker {
     turn.processor = id_;
     turn.skip_fence = absl::GetFlag(FLAGS_unsafe_skip_fence);
     absl::StatusOr<bool> marked = MarkSent(**db, turn, sent);
+    if (marked.ok() && *marked && !failed.empty()) {
+      marked = MarkSent(**db, turn, failed, "failed");
+    }
     if (!marked.ok()) {
       if (absl::IsUnavailable(marked.status())) db->Discard();
       Log(absl::StrCat("mark sent: ", marked.status().ToString()));
@@ -352,6 +376,7 @@ class Worker {
   std::condition_variable wake_;
   bool stop_ = false;
   std::set<uint32_t> revoking_;
+  std::set<uint32_t> released_;  // until assigned again
   std::map<uint32_t, int> busy_;
   std::vector<std::thread> threads_;
 };

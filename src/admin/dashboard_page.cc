@@ -60,7 +60,7 @@ constexpr char kPage[] = R"html(<!doctype html>
 <script>
 "use strict";
 const zoneColors = ["#1a73e8", "#e8710a", "#9334e6", "#0a7a32", "#c5221f", "#12b5cb"];
-const zoneColor = {};
+const zoneColor = Object.create(null);  // keys come from the cluster
 function colorOf(zone) {
   if (!zone) return "#999";
   if (!(zone in zoneColor)) zoneColor[zone] = zoneColors[Object.keys(zoneColor).length % zoneColors.length];
@@ -72,7 +72,7 @@ function esc(s) {
 }
 function rows(id, html) { document.querySelector("#" + id + " tbody").innerHTML = html.join(""); }
 function ms(v) { return v < 0 ? "-" : (v >= 10000 ? Math.round(v / 1000) + " s" : v + " ms"); }
-let lastOwners = {};
+let lastOwners = Object.create(null);
 
 function render(st) {
   document.getElementById("cluster").textContent = st.cluster_id || "";
@@ -88,7 +88,7 @@ function render(st) {
     if (typeof c.value !== "object" || c.value === null) c.value = {value: c.value};
   }
   // Names for leases, from application cards that carry one.
-  const names = {};
+  const names = Object.create(null);
   for (const c of st.cards) if (c.value && c.value.lease) names[c.value.lease] = c.value.name || c.key.split("/").pop();
 
   rows("members", st.members.map(m => {
@@ -121,7 +121,7 @@ function render(st) {
     `<tr><td>${esc(s.lease)}</td><td>${esc(names[s.lease] || "")}</td><td>${ms(s.remaining_ms)}</td><td>${ms(s.granted_ms)}</td><td>${s.keys}</td></tr>`));
 
   // Application cards: quorate/dashboard/APP/NAME, a flat JSON object each.
-  const apps = {};
+  const apps = Object.create(null);
   for (const c of st.cards) {
     const parts = c.key.split("/");
     (apps[parts[2]] = apps[parts[2]] || []).push(c);

@@ -65,8 +65,10 @@ std::pair<std::string, uint64_t> LeaderOf(const DashboardSnapshot& s) {
 
 }  // namespace
 
-DashboardSnapshot ReadDashboard(Client* client) {
+DashboardSnapshot ReadDashboard(Client* client,
+                                const std::function<bool()>& stopping) {
   DashboardSnapshot s;
+  auto stop = [&] { return stopping && stopping(); };
   std::vector<std::string> errors;
   absl::StatusOr<std::vector<ClusterMember>> members = client->Members();
   if (members.ok()) {
@@ -75,12 +77,20 @@ DashboardSnapshot ReadDashboard(Client* client) {
   } else {
     errors.push_back(absl::StrCat("members: ", members.status().message()));
   }
+  if (stop()) return s;
   absl::StatusOr<std::vector<uint64_t>> leases = client->Leases();
   if (leases.ok()) {
     s.sessions_read = true;
     for (size_t i = 0; i < leases->size() && i < kMaxSessions; ++i) {
+      if (stop()) return s;
       absl::StatusOr<LeaseStatus> st = client->LeaseTimeToLive((*leases)[i]);
-      if (!st.ok()) continue;  // ended meanwhile
+      if (absl::IsNotFound(st.status())) continue;  // ended meanwhile
+      if (!st.ok()) {
+        // Unknown, not ended: the sessions keep the last reading's.
+        s.sessions_read = false;
+        errors.push_back(absl::StrCat("sessions: ", st.status().message()));
+        break;
+      }
       s.sessions.push_back({st->id, absl::ToInt64Milliseconds(st->remaining),
                             absl::ToInt64Milliseconds(st->granted_ttl),
                             st->key_count});
@@ -88,6 +98,7 @@ DashboardSnapshot ReadDashboard(Client* client) {
   } else {
     errors.push_back(absl::StrCat("sessions: ", leases.status().message()));
   }
+  if (stop()) return s;
   // The groups: every ".../GROUP/config" key under quorate/shards/.
   RangeOptions keys;
   keys.range_end = PrefixEnd("quorate/shards/");
@@ -99,6 +110,7 @@ DashboardSnapshot ReadDashboard(Client* client) {
     for (const KeyRecord& k : shard_keys->kvs) {
       std::vector<std::string> parts = absl::StrSplit(k.key, '/');
       if (parts.size() != 4 || parts[3] != "config") continue;
+      if (stop()) return s;
       absl::StatusOr<std::vector<ShardInfo>> shards =
           ListShards(client, parts[2]);
       if (shards.ok()) {
@@ -113,6 +125,7 @@ DashboardSnapshot ReadDashboard(Client* client) {
     errors.push_back(
         absl::StrCat("shard groups: ", shard_keys.status().message()));
   }
+  if (stop()) return s;
   absl::StatusOr<std::vector<WorkloadState>> workloads = ListWorkloads(client);
   if (workloads.ok()) {
     s.workloads = *std::move(workloads);
@@ -120,6 +133,7 @@ DashboardSnapshot ReadDashboard(Client* client) {
   } else {
     errors.push_back(absl::StrCat("workloads: ", workloads.status().message()));
   }
+  if (stop()) return s;
   RangeOptions cards;
   cards.range_end = PrefixEnd(kDashboardPrefix);
   cards.limit = 1000;
@@ -335,18 +349,11 @@ void Dashboard::Run() {
       if (c.ok()) client = *std::move(c);
     }
     if (client != nullptr) {
-      DashboardSnapshot now = ReadDashboard(client.get());
+      DashboardSnapshot now = ReadDashboard(client.get(), [this] {
+        MutexLock lock(&mu_);
+        return stop_;
+      });
       const int64_t t_ms = absl::ToUnixMillis(absl::Now());
-      if (!have_last) {
-        timeline.push_back(
-            {t_ms, "start",
-             absl::StrCat(self_, " began watching the cluster")});
-      } else {
-        for (TimelineEvent& e : DashboardDiff(last, now, t_ms)) {
-          timeline.push_back(std::move(e));
-        }
-      }
-      while (timeline.size() > kTimelineLength) timeline.pop_front();
       // A reading that failed in part keeps what the last one had there
       // (and reports the failure in "error").
       if (have_last) {
@@ -358,6 +365,16 @@ void Dashboard::Run() {
         now.members_read = now.sessions_read = now.groups_read =
             now.workloads_read = now.cards_read = true;
       }
+      if (!have_last) {
+        timeline.push_back(
+            {t_ms, "start",
+             absl::StrCat(self_, " began watching the cluster")});
+      } else {
+        for (TimelineEvent& e : DashboardDiff(last, now, t_ms)) {
+          timeline.push_back(std::move(e));
+        }
+      }
+      while (timeline.size() > kTimelineLength) timeline.pop_front();
       std::string json = DashboardJson(now, timeline, self_, cluster_id_, t_ms);
       last = std::move(now);
       have_last = true;

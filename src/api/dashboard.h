@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -62,8 +63,11 @@ struct TimelineEvent {
   std::string text;
 };
 
-// Reads the cluster (up to 100 sessions).
-DashboardSnapshot ReadDashboard(Client* client);
+// Reads the cluster (up to 100 sessions). Returns early, with what it
+// has, once `stopping` (may be empty) says so: it is asked before each
+// call.
+DashboardSnapshot ReadDashboard(Client* client,
+                                const std::function<bool()>& stopping = {});
 // What changed from `before` to `after`.
 std::vector<TimelineEvent> DashboardDiff(const DashboardSnapshot& before,
                                          const DashboardSnapshot& after,

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "absl/strings/str_split.h"
+
 namespace quorate_email {
 namespace {
 
@@ -82,6 +84,33 @@ TEST(MessageTest, HeaderValueReadsLeniently) {
 
 TEST(MessageTest, JsonEscapeEscapesControlBytes) {
   EXPECT_EQ(JsonEscape("a\"b\\c\n\x01"), "a\\\"b\\\\c\\n\\u0001");
+}
+
+}  // namespace
+}  // namespace quorate_email
+
+namespace quorate_email {
+namespace {
+
+TEST(MessageTest, Utf8IsCheckedAndCutOnlyBetweenCharacters) {
+  EXPECT_TRUE(ValidUtf8("plain, \xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac"));
+  EXPECT_FALSE(ValidUtf8("\xff"));
+  EXPECT_FALSE(ValidUtf8("\xc3"));          // cut short
+  EXPECT_FALSE(ValidUtf8("\xc0\xaf"));      // overlong
+  EXPECT_FALSE(ValidUtf8("\xed\xa0\x80"));  // a surrogate
+  // Two 3-byte characters: 4 bytes hold only the first.
+  EXPECT_EQ(Utf8Prefix("\xe6\x97\xa5\xe6\x9c\xac", 4), "\xe6\x97\xa5");
+  EXPECT_EQ(Utf8Prefix("abc", 10), "abc");
+  // What is not UTF-8 becomes U+FFFD in JSON text.
+  EXPECT_EQ(JsonEscape("a\xffz"), "a\xef\xbf\xbdz");
+  // And a reply's subject stays one line, under the SMTP line limit.
+  std::string reply =
+      BuildReply("<r@x>", "a@x.test", "b@y.test",
+                 "evil\r\nBcc: c@z.test" + std::string(2000, 'x'), "<1@y>");
+  EXPECT_EQ(reply.find("\r\nBcc:"), std::string::npos);
+  for (absl::string_view line : absl::StrSplit(reply, "\r\n")) {
+    EXPECT_LE(line.size(), 998u);
+  }
 }
 
 }  // namespace

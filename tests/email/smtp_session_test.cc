@@ -142,6 +142,25 @@ TEST_F(SmtpSessionTest, AnOversizedMessageIsRefusedAndDiscarded) {
   EXPECT_EQ(delivered_.size(), 1u);
 }
 
+// The CR and the LF that end the overlong line arrive in two reads: the
+// next line's "." still ends the message (with 552, not a timeout).
+TEST_F(SmtpSessionTest, AnOversizedLineSplitBetweenItsCrAndLfStillEnds) {
+  SmtpLimits limits;
+  limits.max_message = 100;
+  Make(limits);
+  Send("EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+  EXPECT_TRUE(Send(std::string(300, 'a') + "\r").empty());
+  EXPECT_TRUE(Send("\n").empty());
+  EXPECT_EQ(Send(".\r\n"), std::vector<int>{552});
+  // And when the oversize shows first on a read ending in that CR.
+  Send("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nDATA\r\n");
+  EXPECT_TRUE(Send(std::string(50, 'a') + "\r\n").empty());
+  EXPECT_TRUE(Send(std::string(80, 'b') + "\r").empty());
+  EXPECT_TRUE(Send("\n").empty());
+  EXPECT_EQ(Send(".\r\n"), std::vector<int>{552});
+  EXPECT_TRUE(delivered_.empty());
+}
+
 TEST_F(SmtpSessionTest, AnOverlongCommandLineIsRefused) {
   SmtpLimits limits;
   limits.max_line = 64;

@@ -258,6 +258,63 @@ TEST_P(StoreTest, AStaleEpochIsRefusedAndRecorded) {
             2);
 }
 
+// A resend (the same key, in the same transaction or a later one) is
+// stored once, and does not spoil the transaction it is in (PostgreSQL
+// aborts a transaction on a caught constraint error).
+TEST_P(StoreTest, AResendIsStoredOnceWithoutSpoilingItsTransaction) {
+  InboundMessage m;
+  m.message_id = "<1@r.test>/a@x.test";
+  m.header_message_id = "<1@r.test>";
+  m.mailbox = "a@x.test";
+  m.mail_from = "s@r.test";
+  m.rcpt = "a@x.test";
+  m.front = "test";
+  m.raw = Headers("<1@r.test>") + "\r\nbody\r\n";
+  ASSERT_TRUE(db_->Begin().ok());
+  ASSERT_TRUE(StoreInbound(*db_, m).ok());
+  ASSERT_TRUE(StoreInbound(*db_, m).ok());
+  InboundMessage other = m;
+  other.message_id = "<1@r.test>/b@x.test";
+  other.mailbox = "b@x.test";
+  ASSERT_TRUE(StoreInbound(*db_, other).ok());
+  ASSERT_TRUE(db_->Commit().ok());
+  ASSERT_TRUE(StoreInbound(*db_, m).ok());
+  EXPECT_EQ(Count(*db_, "SELECT count(*) FROM inbound"), 2);
+}
+
+// A message the database refuses for good (here: a rule of the test's)
+// would fail its shard's every turn: it is quarantined alone, and the
+// others go on.
+TEST_P(StoreTest, AMessageTheDatabaseRefusesIsQuarantinedAlone) {
+  ASSERT_TRUE(db_->Exec(GetParam() == "postgres"
+                            ? "ALTER TABLE conversations ADD CONSTRAINT "
+                              "no_poison CHECK (subject <> 'poison')"
+                            : "CREATE TRIGGER no_poison BEFORE INSERT ON "
+                              "conversations WHEN NEW.subject = 'poison' "
+                              "BEGIN SELECT RAISE(ABORT, 'poison'); END")
+                  .ok());
+  Store("<1@r.test>", "a@x.test", Headers("<1@r.test>"));
+  Store("<2@r.test>", "a@x.test",
+        "From: <s@r.test>\r\nMessage-ID: <2@r.test>\r\nSubject: poison\r\n");
+  Store("<3@r.test>", "a@x.test", Headers("<3@r.test>"));
+  absl::StatusOr<TurnResult> r = ProcessInbound(*db_, Turn(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->quarantined, 1u);
+  EXPECT_EQ(r->processed, 0u);  // the batch was rolled back
+  r = ProcessInbound(*db_, Turn(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->processed, 2u);
+  AuditReport a = MustAudit();
+  EXPECT_EQ(a.quarantined, 1);
+  EXPECT_EQ(a.processed_once, 2);
+  EXPECT_EQ(a.missing, 0);
+  EXPECT_EQ(Count(*db_,
+                  "SELECT count(*) FROM quarantine WHERE message_id = "
+                  "'<2@r.test>' AND reason LIKE 'the database refused "
+                  "it%'"),
+            1);
+}
+
 // The stale owner read its messages; before it writes, the new owner takes
 // the same messages. With the fence the new owner waits for the old one's
 // transaction and finds the messages done; without it (the broken

@@ -337,6 +337,8 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& spec) {
   }
   auto out = std::make_unique<SqliteDb>(db);
   sqlite3_busy_timeout(db, 10000);
+  // SQLITE_CONSTRAINT_PRIMARYKEY and the like, not just SQLITE_CONSTRAINT.
+  sqlite3_extended_result_codes(db, 1);
   // WAL: readers never block the writer; FULL: a commit is on disk when
   // COMMIT returns (the front answers 250 only after that).
   absl::Status s =

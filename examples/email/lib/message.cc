@@ -61,9 +61,9 @@ absl::StatusOr<std::vector<Field>> SplitHeader(absl::string_view raw,
     }
     if (!name_ok) {
       if (!strict) continue;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "header line is not a field: \"",
-          JsonEscape(line.substr(0, std::min<size_t>(line.size(), 60))), "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("header line is not a field: \"",
+                       JsonEscape(Utf8Prefix(line, 60)), "\""));
     }
     fields.push_back(
         {absl::AsciiStrToLower(line.substr(0, colon)),
@@ -95,7 +95,7 @@ absl::StatusOr<std::vector<std::string>> ParseIds(absl::string_view value) {
     if (c != '<') {
       return absl::InvalidArgumentError(
           absl::StrCat("malformed message id list \"",
-                       JsonEscape(value.substr(0, 60)), "\""));
+                       JsonEscape(Utf8Prefix(value, 60)), "\""));
     }
     size_t close = value.find('>', i);
     if (close == absl::string_view::npos) {
@@ -107,8 +107,9 @@ absl::StatusOr<std::vector<std::string>> ParseIds(absl::string_view value) {
               at + 1 < inner.size() && inner.size() + 2 <= kMaxIdBytes;
     for (char ch : inner) ok = ok && ValidIdChar(ch);
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "malformed message id \"<", JsonEscape(inner.substr(0, 60)), ">\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed message id \"<",
+                       JsonEscape(Utf8Prefix(inner, 60)), ">\""));
     }
     ids.push_back(std::string(value.substr(i, close - i + 1)));
     i = close + 1;
@@ -128,7 +129,7 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::string_view raw) {
       if (!ids.ok() || ids->size() != 1) {
         return absl::InvalidArgumentError(
             absl::StrCat("malformed Message-ID \"",
-                         JsonEscape(f.value.substr(0, 60)), "\""));
+                         JsonEscape(Utf8Prefix(f.value, 60)), "\""));
       }
       m.message_id = (*ids)[0];
     } else if (f.name == "from" && !have_from) {
@@ -140,12 +141,12 @@ absl::StatusOr<ParsedMessage> ParseMessage(absl::string_view raw) {
       absl::StatusOr<std::string> a = NormalizeAddress(v);
       if (!a.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "malformed From \"", JsonEscape(f.value.substr(0, 60)), "\""));
+            "malformed From \"", JsonEscape(Utf8Prefix(f.value, 60)), "\""));
       }
       m.from = *a;
       have_from = true;
     } else if (f.name == "subject" && m.subject.empty()) {
-      m.subject = f.value.substr(0, 998);
+      m.subject = std::string(Utf8Prefix(f.value, 998));
     } else if (f.name == "in-reply-to" && m.in_reply_to.empty()) {
       absl::StatusOr<std::vector<std::string>> ids = ParseIds(f.value);
       if (!ids.ok()) {
@@ -253,6 +254,13 @@ std::string ReplyMessageId(absl::string_view message_id,
 std::string BuildReply(absl::string_view reply_id, absl::string_view from,
                        absl::string_view to, absl::string_view subject,
                        absl::string_view in_reply_to) {
+  // One header line: no CR or LF from the original's subject, and short
+  // enough for SMTP's 998-byte line limit.
+  std::string clean(Utf8Prefix(subject, 900));
+  for (char& c : clean) {
+    if (c == '\r' || c == '\n') c = ' ';
+  }
+  subject = clean;
   return absl::StrCat(
       "From: <", from, ">\r\nTo: <", to, ">\r\nSubject: Re: ", subject,
       "\r\nMessage-ID: ", reply_id, "\r\nIn-Reply-To: ", in_reply_to,
@@ -262,11 +270,64 @@ std::string BuildReply(absl::string_view reply_id, absl::string_view from,
       "Your message was received and filed in its conversation.\r\n");
 }
 
+namespace {
+
+// The length of the UTF-8 character at the start of `s`, or 0 if `s` does
+// not start with a well-formed one.
+size_t Utf8Length(absl::string_view s) {
+  const unsigned char c = static_cast<unsigned char>(s[0]);
+  size_t n = c < 0x80         ? 1
+             : (c >> 5) == 6  ? 2
+             : (c >> 4) == 14 ? 3
+             : (c >> 3) == 30 ? 4
+                              : 0;
+  if (n == 0 || n > s.size()) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80) return 0;
+  }
+  // Overlong forms and values past U+10FFFF or in the surrogates.
+  const unsigned char d = n > 1 ? static_cast<unsigned char>(s[1]) : 0;
+  if ((n == 2 && c < 0xc2) || (n == 3 && c == 0xe0 && d < 0xa0) ||
+      (n == 3 && c == 0xed && d >= 0xa0) || (n == 4 && c == 0xf0 && d < 0x90) ||
+      (n == 4 && (c > 0xf4 || (c == 0xf4 && d >= 0x90)))) {
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+bool ValidUtf8(absl::string_view s) {
+  while (!s.empty()) {
+    const size_t n = Utf8Length(s);
+    if (n == 0) return false;
+    s.remove_prefix(n);
+  }
+  return true;
+}
+
+absl::string_view Utf8Prefix(absl::string_view s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 std::string JsonEscape(absl::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      const size_t n = Utf8Length(s.substr(i));
+      if (n == 0) {
+        out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not UTF-8
+      } else {
+        out.append(s.data() + i, n);
+        i += n - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";

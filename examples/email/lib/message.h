@@ -72,8 +72,15 @@ std::string BuildReply(absl::string_view reply_id, absl::string_view from,
                        absl::string_view to, absl::string_view subject,
                        absl::string_view in_reply_to);
 
-// Escapes `s` as the body of a JSON string (no quotes added).
+// Escapes `s` as the body of a JSON string (no quotes added). Bytes that
+// are not UTF-8 become U+FFFD, so the result is always valid JSON text.
 std::string JsonEscape(absl::string_view s);
+
+// Whether `s` is well-formed UTF-8.
+bool ValidUtf8(absl::string_view s);
+// The longest prefix of `s` of at most `n` bytes that does not cut a
+// UTF-8 character in two.
+absl::string_view Utf8Prefix(absl::string_view s, size_t n);
 
 }  // namespace quorate_email
 

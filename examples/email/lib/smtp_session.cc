@@ -101,7 +101,10 @@ std::string SmtpSession::Feed(absl::string_view bytes, absl::Time now) {
     if (nl == absl::string_view::npos) {
       absl::string_view rest = bytes.substr(i);
       i = bytes.size();
-      if (discarding_) break;
+      if (discarding_) {
+        discard_cr_ = !rest.empty() && rest.back() == '\r';
+        break;
+      }
       pending_.append(rest.data(), rest.size());
       // A partial line may not grow without bound: a command line past
       // max_line is refused now; a data line counts against max_message.
@@ -112,6 +115,7 @@ std::string SmtpSession::Feed(absl::string_view bytes, absl::Time now) {
       } else if (state_ == State::kData &&
                  envelope_.data.size() + pending_.size() >
                      limits_.max_message) {
+        discard_cr_ = pending_.back() == '\r';
         pending_.clear();
         discarding_ = true;
         oversized_ = true;
@@ -122,10 +126,13 @@ std::string SmtpSession::Feed(absl::string_view bytes, absl::Time now) {
     absl::string_view piece = bytes.substr(i, nl - i);
     i = nl + 1;
     if (discarding_) {
-      // The end of an overlong line: already answered (or counted).
-      if (state_ != State::kData || (!piece.empty() && piece.back() == '\r')) {
+      // The end of an overlong line: already answered (or counted). In
+      // DATA only a CRLF ends it, its CR perhaps in an earlier read.
+      if (state_ != State::kData || (!piece.empty() && piece.back() == '\r') ||
+          (piece.empty() && discard_cr_)) {
         discarding_ = false;
       }
+      discard_cr_ = false;
       continue;
     }
     pending_.append(piece.data(), piece.size());
@@ -137,6 +144,7 @@ std::string SmtpSession::Feed(absl::string_view bytes, absl::Time now) {
         if (envelope_.data.size() + pending_.size() > limits_.max_message) {
           pending_.clear();
           discarding_ = true;
+          discard_cr_ = false;
           oversized_ = true;
           envelope_.data.clear();
         }

@@ -46,7 +46,9 @@ struct Envelope {
   std::string helo;
   std::string from;             // the reverse path, normalized; "" for <>
   std::vector<std::string> to;  // normalized
-  std::string data;             // dot-unstuffed, CRLF line ends
+  // Dot-unstuffed, with CRLF line ends; a bare CR or LF inside a line is
+  // kept as it came (it ends neither a line nor the message).
+  std::string data;
 };
 
 struct SmtpReply {
@@ -100,6 +102,7 @@ class SmtpSession {
   int errors_ = 0;
   std::string pending_;       // an incomplete line
   bool discarding_ = false;   // dropping the rest of an overlong line
+  bool discard_cr_ = false;   // and the last byte it dropped was a CR
   bool oversized_ = false;    // DATA over max_message: discard to the end
   absl::Time last_activity_;  // the last whole line (or data) received
   absl::Time data_started_;

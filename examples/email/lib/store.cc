@@ -165,17 +165,52 @@ absl::StatusOr<std::string> SinkMessageId(absl::string_view line) {
       absl::StrCat("sink line cut short: ", line.substr(0, 80)));
 }
 
+// Quarantines message `id` with `why` in a fenced transaction of its own.
+absl::StatusOr<TurnResult> QuarantineAlone(Db& db, const ShardTurn& turn,
+                                           const std::string& id,
+                                           const absl::Status& why) {
+  TurnResult result;
+  absl::Status s = BeginFenced(db, turn, "inbound", &result.refused);
+  if (!s.ok() || result.refused) {
+    if (!s.ok()) return s;
+    return result;
+  }
+  const std::string reason(Utf8Prefix(
+      absl::StrCat("the database refused it: ", JsonEscape(why.message())),
+      500));
+  const int64_t epoch = static_cast<int64_t>(turn.epoch);
+  s = db.Exec(
+      "INSERT INTO quarantine(message_id, shard, epoch, processor, reason, "
+      "quarantined_mono_ns) VALUES($1, $2, $3, $4, $5, $6)",
+      {id, static_cast<int64_t>(turn.shard), epoch, turn.processor, reason,
+       MonoNowNs()});
+  if (s.ok()) {
+    s = db.Exec(
+        "UPDATE inbound SET processed_by = $1, processed_epoch = $2, "
+        "quarantine_reason = $3 WHERE message_id = $4",
+        {turn.processor, epoch, reason, id});
+  }
+  if (s.ok()) s = db.Commit();
+  if (!s.ok()) {
+    db.Rollback();
+    return s;
+  }
+  result.quarantined = 1;
+  return result;
+}
+
 }  // namespace
 
 absl::Status StoreInbound(Db& db, const InboundMessage& m) {
-  absl::Status s = db.Exec(
+  // A key stored before is a resend: nothing to do. (DO NOTHING, not a
+  // caught constraint error, which would abort a PostgreSQL transaction.)
+  return db.Exec(
       "INSERT INTO inbound(message_id, mailbox, shard, accepted_mono_ns, "
       "header_message_id, mail_from, rcpt, front, raw) "
-      "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+      "ON CONFLICT (message_id) DO NOTHING",
       {m.message_id, m.mailbox, static_cast<int64_t>(m.shard), MonoNowNs(),
        m.header_message_id, m.mail_from, m.rcpt, m.front, m.raw});
-  if (absl::IsAlreadyExists(s)) return absl::OkStatus();
-  return s;
 }
 
 absl::StatusOr<int64_t> InboundBacklog(Db& db) {
@@ -219,7 +254,13 @@ absl::StatusOr<TurnResult> ProcessInbound(Db& db, const ShardTurn& turn) {
       break;
     }
     s = ProcessOne(db, turn, row, &result, &*pending);
-    if (!s.ok()) return fail(s);
+    if (absl::IsAborted(s) || absl::IsUnavailable(s)) return fail(s);
+    if (!s.ok()) {
+      // The database refuses this message for good: it would stop the
+      // shard on every turn. Quarantine it alone, and move on.
+      db.Rollback();
+      return QuarantineAlone(db, turn, *row[0], s);
+    }
   }
   s = db.Commit();
   if (!s.ok()) return fail(s);
@@ -244,7 +285,8 @@ absl::StatusOr<std::vector<OutboxMessage>> PendingReplies(Db& db,
 }
 
 absl::StatusOr<bool> MarkSent(Db& db, const ShardTurn& turn,
-                              const std::vector<std::string>& ids) {
+                              const std::vector<std::string>& ids,
+                              const std::string& state) {
   bool refused = false;
   absl::Status s = BeginFenced(db, turn, "outbound", &refused);
   if (!s.ok()) return s;
@@ -252,9 +294,9 @@ absl::StatusOr<bool> MarkSent(Db& db, const ShardTurn& turn,
   int64_t now = MonoNowNs();
   for (const std::string& id : ids) {
     s = db.Exec(
-        "UPDATE outbox SET state = 'sent', sent_mono_ns = $1, sent_by = $2, "
-        "sent_epoch = $3 WHERE message_id = $4 AND state = 'pending'",
-        {now, turn.processor, static_cast<int64_t>(turn.epoch), id});
+        "UPDATE outbox SET state = $1, sent_mono_ns = $2, sent_by = $3, "
+        "sent_epoch = $4 WHERE message_id = $5 AND state = 'pending'",
+        {state, now, turn.processor, static_cast<int64_t>(turn.epoch), id});
     if (!s.ok()) {
       db.Rollback();
       return s;
@@ -303,6 +345,7 @@ absl::StatusOr<AuditReport> Audit(Db& db, const std::string& sink_file) {
        "LIMIT 1) AS first_id FROM conversations c) t"},
       {&r.replies_queued, "SELECT count(*) FROM outbox"},
       {&r.replies_sent, "SELECT count(*) FROM outbox WHERE state = 'sent'"},
+      {&r.replies_failed, "SELECT count(*) FROM outbox WHERE state = 'failed'"},
       {&r.fence_refusals, "SELECT count(*) FROM fence_refusals"},
   };
   for (const Item& item : items) {

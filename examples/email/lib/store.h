@@ -22,7 +22,7 @@ inline constexpr uint32_t kShards = 16;
 
 // ---- the front ----
 struct InboundMessage {
-  std::string message_id;         // the row's key (see MessageKey)
+  std::string message_id;         // the row's key: "<id>/mailbox"
   std::string header_message_id;  // the Message-ID the message carries
   std::string mailbox;
   uint32_t shard = 0;
@@ -32,9 +32,9 @@ struct InboundMessage {
   std::string raw;
 };
 
-// Stores one recipient's copy. OK also when the same key was stored
-// before (a client that resends a message after a lost 250): the message
-// is then stored once. Commits before it returns.
+// Stores one recipient's copy, in the caller's transaction. A key stored
+// before (a client that resends a message after a lost 250) is left as it
+// is: OK, and the message is stored once.
 absl::Status StoreInbound(Db& db, const InboundMessage& m);
 // Messages accepted and not yet processed (or quarantined).
 absl::StatusOr<int64_t> InboundBacklog(Db& db);
@@ -71,8 +71,11 @@ struct TurnResult {
 // conversation (by In-Reply-To, then References, nearest first; else a new
 // one), queues its auto-reply in the outbox, and marks it processed; or
 // quarantines it with its reason. A refusal of the fence rolls everything
-// back and is recorded in fence_refusals. Database errors are returned
-// (after rolling back); ABORTED may be retried.
+// back and is recorded in fence_refusals. A message the database refuses
+// for good (any error but ABORTED and UNAVAILABLE) is quarantined alone in
+// a transaction of its own, after the batch is rolled back, so that it
+// cannot stop its shard. Other errors are returned after rolling back;
+// ABORTED may be retried.
 absl::StatusOr<TurnResult> ProcessInbound(Db& db, const ShardTurn& turn);
 
 struct OutboxMessage {
@@ -86,10 +89,13 @@ struct OutboxMessage {
 absl::StatusOr<std::vector<OutboxMessage>> PendingReplies(Db& db,
                                                           uint32_t shard,
                                                           size_t limit);
-// Marks `ids` sent, in one transaction fenced like ProcessInbound's. False
-// when the fence refused (nothing marked; the new owner sends them again).
+// Marks `ids` sent (or, with state "failed", refused for good by the
+// smarthost: not sent again), in one transaction fenced like
+// ProcessInbound's. False when the fence refused (nothing marked; the new
+// owner sends them again).
 absl::StatusOr<bool> MarkSent(Db& db, const ShardTurn& turn,
-                              const std::vector<std::string>& ids);
+                              const std::vector<std::string>& ids,
+                              const std::string& state = "sent");
 // Pending replies of one shard.
 absl::StatusOr<int64_t> PendingReplyCount(Db& db, uint32_t shard);
 
@@ -107,6 +113,7 @@ struct AuditReport {
                                          // that start with one message
   int64_t replies_queued = 0;            // outbox rows
   int64_t replies_sent = 0;              // marked sent
+  int64_t replies_failed = 0;            // refused for good (5xx)
   int64_t replies_delivered = 0;         // outbox ids the sink received
   int64_t replies_duplicated = 0;        // receptions past the first per id
   int64_t replies_lost = 0;              // marked sent, never received
