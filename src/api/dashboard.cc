@@ -27,7 +27,9 @@ std::string Hex(uint64_t v) { return absl::StrFormat("%x", v); }
 // Lease (hex) -> the name an application card gives it.
 std::map<std::string, std::string> LeaseNames(const DashboardSnapshot& s) {
   std::map<std::string, std::string> out;
-  for (const auto& [key, value] : s.cards) {
+  for (const auto& card : s.cards) {
+    const std::string& key = card.first;
+    const std::string& value = card.second;
     // A flat object: "lease": "HEX" and perhaps "name": "...".
     auto field = [&](absl::string_view name) -> std::string {
       const std::string k = absl::StrCat("\"", name, "\"");
