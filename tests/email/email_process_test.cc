@@ -438,9 +438,8 @@ TEST_P(EmailProcessTest, StalledSmarthost_FillsOutboxesThenHoldsInbound) {
 // A processor cut off from the cluster (through a CONNECT proxy, as make
 // demo does) goes into jeopardy and starts no new message; when the link
 // comes back before its session ends, it resumes by itself, in the same
-// session. (A 20 s session: jeopardy comes at about half of it, and the
-// renewals take 3 to 5 s to get through again after the heal; with 12 s
-// the session sometimes ended first.)
+// session. (A 20 s session, so that jeopardy, at about half of it, leaves
+// time to look before it ends.)
 TEST_P(EmailProcessTest, CutOffProcessor_StartsNothingInJeopardyThenResumes) {
   StartSink();
   std::string front = StartFront("az-a");
