@@ -35,6 +35,11 @@ ABSL_FLAG(int64_t, bad_every, 0,
           "every Nth message has a malformed header (0: none)");
 ABSL_FLAG(std::string, tag, "gen", "in every Message-ID, to tell runs apart");
 ABSL_FLAG(uint64_t, seed, 1, "random seed");
+ABSL_FLAG(absl::Duration, send_timeout, absl::Seconds(10),
+          "deadline of one send to a front");
+ABSL_FLAG(absl::Duration, front_penalty, absl::Seconds(5),
+          "a front that failed is tried again only after this (unless every "
+          "front failed)");
 ABSL_FLAG(absl::Duration, report_interval, absl::Seconds(1),
           "how often to print progress");
 
@@ -65,6 +70,16 @@ int Main() {
   std::map<int64_t, std::deque<std::string>> recent;  // per mailbox
   int64_t sent = 0, retries = 0;
   size_t front = 0;
+  // Fronts take turns, one message each; one that failed sits out a while,
+  // as a mail client moves to the next MX.
+  std::vector<absl::Time> down_until(clients.size(), absl::InfinitePast());
+  auto next_front = [&] {
+    for (size_t k = 1; k <= clients.size(); ++k) {
+      size_t f = (front + k) % clients.size();
+      if (down_until[f] <= absl::Now()) return f;
+    }
+    return (front + 1) % clients.size();
+  };
   absl::Time start = absl::Now();
   absl::Time next_report = start + absl::GetFlag(FLAGS_report_interval);
   while ((count == 0 || sent < count) && !StopRequested()) {
@@ -97,19 +112,21 @@ int Main() {
     // Until a front takes it: 4xx and unreachable fronts are tried again.
     absl::Duration backoff = absl::Milliseconds(20);
     while (!StopRequested()) {
-      absl::Status s =
-          clients[front]->Send(from, {to}, data, absl::Seconds(10));
+      absl::Status s = clients[front]->Send(from, {to}, data,
+                                            absl::GetFlag(FLAGS_send_timeout));
       if (s.ok()) break;
       if (absl::IsFailedPrecondition(s)) {
         Log(absl::StrCat("refused for good: ", s.ToString()));
         return 1;
       }
       ++retries;
-      front = (front + 1) % clients.size();
+      down_until[front] = absl::Now() + absl::GetFlag(FLAGS_front_penalty);
+      front = next_front();
       WaitForStop(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(1));
     }
     if (StopRequested()) break;
+    front = next_front();
     ++sent;
     r.push_back(id);
     if (r.size() > 4) r.pop_front();

@@ -61,6 +61,10 @@ ABSL_FLAG(absl::Duration, send_timeout, absl::Seconds(10),
           "deadline of one SMTP send");
 ABSL_FLAG(absl::Duration, status_interval, absl::Seconds(1),
           "how often to print a status line");
+ABSL_FLAG(std::string, event_log, "",
+          "append machine-readable events to this file (JSON lines: session, "
+          "jeopardy, safe, expired, assigned, revoked, released, refused, "
+          "send), for the incident replays");
 ABSL_FLAG(bool, unsafe_skip_fence, false,
           "tests only: write without the fence (the audit must catch it)");
 
@@ -127,6 +131,8 @@ class Worker {
   // The group's callbacks (on its thread).
   void Assigned(uint32_t shard, uint64_t epoch) {
     Log(absl::StrCat("owns shard ", shard, " at epoch ", epoch));
+    Event("assigned",
+          absl::StrCat("\"shard\": ", shard, ", \"epoch\": ", epoch));
     std::lock_guard<std::mutex> lock(mu_);
     revoking_.erase(shard);
     released_.erase(shard);
@@ -147,10 +153,12 @@ class Worker {
     }
     Log(absl::StrCat("shard ", shard, " revoked",
                      release ? ": idle, released" : ": finishing it first"));
+    Event("revoked", absl::StrCat("\"shard\": ", shard));
     if (release) Release(shard);
   }
   void Lost() {
     Log("session over: owns nothing");
+    Event("lost");
     std::lock_guard<std::mutex> lock(mu_);
     wake_.notify_all();
   }
@@ -181,6 +189,7 @@ class Worker {
 
  private:
   void Release(uint32_t shard) {
+    Event("released", absl::StrCat("\"shard\": ", shard));
     absl::Status s = group_->Release(shard);
     if (!s.ok()) Log(absl::StrCat("release ", shard, ": ", s.ToString()));
   }
@@ -276,6 +285,8 @@ class Worker {
       counters_->refusals += 1;
       Log(absl::StrCat("inbound shard ", shard, ": the fence refused epoch ",
                        epoch, "; rolled back"));
+      Event("refused", absl::StrCat("\"shard\": ", shard, ", \"epoch\": ",
+                                    epoch, ", \"what\": \"inbound\""));
     }
     if (r->outbox_full) counters_->outbox_full += 1;
     return r->processed + r->quarantined > 0;
@@ -317,10 +328,29 @@ class Worker {
     }  // the connection goes back before any SMTP
     std::vector<std::string> sent, failed;
     for (const OutboxMessage& m : pending) {
-      uint64_t now_epoch = 0;
-      if (!MayStart(shard, outbound_, &now_epoch) || now_epoch != epoch) break;
-      absl::Status s = smtp->Send(m.mail_from, {m.rcpt}, m.body,
-                                  absl::GetFlag(FLAGS_send_timeout));
+      auto still_mine = [&] {
+        uint64_t now_epoch = 0;
+        return MayStart(shard, outbound_, &now_epoch) && now_epoch == epoch;
+      };
+      if (!still_mine()) break;
+      // No connection is held across the SMTP wait (the pool's count for
+      // this thread goes in the event, for the replays to check).
+      const int held = DbPool::HeldByThisThread();
+      const absl::Time start = absl::Now();
+      absl::Status s =
+          smtp->Send(m.mail_from, {m.rcpt}, m.body,
+                     absl::GetFlag(FLAGS_send_timeout), still_mine);
+      Event("send",
+            absl::StrCat("\"shard\": ", shard, ", \"ms\": ",
+                         absl::ToInt64Milliseconds(absl::Now() - start),
+                         ", \"result\": \"",
+                         s.ok() ? "ok" : absl::StatusCodeToString(s.code()),
+                         "\", \"db_connections_held\": ", held));
+      if (absl::IsCancelled(s)) {
+        Log(absl::StrCat("send ", m.message_id,
+                         " stopped: paused, in jeopardy or shard moving"));
+        break;
+      }
       if (absl::IsFailedPrecondition(s)) {
         // Refused for good (5xx): marked failed, so that one bad reply
         // does not hold up its shard's outbox (and then its inbound).
@@ -359,6 +389,8 @@ class Worker {
       counters_->refusals += 1;
       Log(absl::StrCat("outbound shard ", shard, ": the fence refused epoch ",
                        epoch, "; its new owner sends them again"));
+      Event("refused", absl::StrCat("\"shard\": ", shard, ", \"epoch\": ",
+                                    epoch, ", \"what\": \"outbound\""));
       return false;
     }
     counters_->sent += static_cast<int64_t>(sent.size());
@@ -394,9 +426,18 @@ bool RunSession(const std::string& id, const std::string& zone,
                 quorate::Client* client, DbPool* pool, Counters* counters) {
   quorate::SessionOptions so;
   so.ttl = absl::GetFlag(FLAGS_session_ttl);
-  so.on_jeopardy = [] { Log("session in jeopardy: starting nothing new"); };
-  so.on_safe = [] { Log("session safe again: resuming"); };
-  so.on_expired = [] { Log("session expired"); };
+  so.on_jeopardy = [] {
+    Log("session in jeopardy: starting nothing new");
+    Event("jeopardy");
+  };
+  so.on_safe = [] {
+    Log("session safe again: resuming");
+    Event("safe");
+  };
+  so.on_expired = [] {
+    Log("session expired");
+    Event("expired");
+  };
   absl::StatusOr<std::unique_ptr<quorate::Session>> session =
       client->StartSession(so);
   if (!session.ok()) {
@@ -434,6 +475,8 @@ bool RunSession(const std::string& id, const std::string& zone,
   }
   Log(absl::StrCat("joined ", kGroup, " with session ",
                    absl::Hex((*session)->lease())));
+  Event("session",
+        absl::StrCat("\"lease\": \"", absl::Hex((*session)->lease()), "\""));
   worker.Start(group->get());
   std::shared_future<void> done = (*session)->Done();
   absl::Duration every = absl::GetFlag(FLAGS_status_interval);
@@ -485,6 +528,8 @@ int Main() {
     return 2;
   }
   SetLogName(id);
+  OpenEventLog(absl::GetFlag(FLAGS_event_log), id);
+  Event("start", absl::StrCat("\"zone\": \"", JsonEscape(zone), "\""));
   DbPool pool(absl::GetFlag(FLAGS_db), 4);
   while (!StopRequested()) {
     absl::StatusOr<DbPool::Lease> db = pool.Acquire(absl::Seconds(5));

@@ -6,9 +6,13 @@
 // 250, so every message a sender saw accepted is in the file.
 //
 // Told to stall: while the file --stall_file names exists, it holds its
-// answer to every DATA (the sender waits, and its deadline runs).
+// answer to every DATA (the sender waits, and its deadline runs); with
+// --stall_mode=silent it says nothing at all instead, no greeting and no
+// reply, on new connections and open ones alike: a smarthost that accepts
+// TCP and never answers (the outbound flood's replay).
 //
 //   email-sink --listen=HOST:PORT --out=FILE [--stall_file=PATH]
+//              [--stall_mode=data|silent]
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +34,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:0", "HOST:PORT to accept SMTP on");
 ABSL_FLAG(std::string, out, "", "the file to append one line per message to");
 ABSL_FLAG(std::string, stall_file, "",
           "while this file exists, hold every DATA's answer");
+ABSL_FLAG(std::string, stall_mode, "data",
+          "data: a stall holds DATA's answer; silent: it holds every answer, "
+          "the greeting too");
 
 namespace quorate_email {
 namespace {
@@ -57,9 +64,25 @@ int Main() {
   SmtpServerOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);
   o.hostname = "email-sink";
+  const std::string mode = absl::GetFlag(FLAGS_stall_mode);
+  if (mode != "data" && mode != "silent") {
+    std::fprintf(stderr, "email-sink: --stall_mode is data or silent\n");
+    return 2;
+  }
+  std::atomic<bool> said_silent{false};
+  if (mode == "silent") {
+    o.hold = [&] {
+      const bool hold = Exists(stall_file) && !StopRequested();
+      if (hold && !said_silent.exchange(true)) {
+        Log("stalled: silent until the stall file goes");
+      }
+      if (!hold) said_silent.store(false);
+      return hold;
+    };
+  }
   auto deliver = [&](const Envelope& e) -> SmtpReply {
     bool said = false;
-    while (Exists(stall_file) && !StopRequested()) {
+    while (mode == "data" && Exists(stall_file) && !StopRequested()) {
       if (!said) Log("stalled: holding a message until the stall file goes");
       said = true;
       WaitForStop(absl::Milliseconds(20));

@@ -128,7 +128,50 @@ absl::StatusOr<std::string> Runner::Inject(const Step& step) {
     if (absl::Status s = RestartGracefully(i, rate); !s.ok()) return s;
     return absl::StrCat(who, " restarted with its clock at ", rate, "x");
   }
-  if (k == "partition" || k == "partition-zone" || k == "partition-halves") {
+  if (k == "partition-zone" || k == "isolate-zone") {
+    // Every namespace of the run: the members, then the services that
+    // have one (in Setup's order).
+    std::vector<std::string> zone_of, name_of;
+    for (const Member& mem : m_) {
+      zone_of.push_back(mem.zone);
+      name_of.push_back(mem.id);
+    }
+    for (const ServiceProc& v : svc_) {
+      if (v.net_index < 0) continue;
+      zone_of.push_back(v.zone);
+      name_of.push_back(v.name);
+    }
+    std::string zone = a[0];
+    if (zone == "leader") {
+      absl::StatusOr<int> leader = Target("leader");
+      if (!leader.ok()) return leader.status();
+      zone = m_[*leader].zone;
+    }
+    std::set<int> side, rest;
+    for (int i = 0; i < static_cast<int>(zone_of.size()); ++i) {
+      if (zone_of[i] == zone) {
+        side.insert(i);
+      } else if (zone_of[i] != "*" || k == "isolate-zone") {
+        rest.insert(i);
+      }
+    }
+    if (side.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nothing is in zone '", a[0], "'"));
+    }
+    if (absl::Status s =
+            SetRules(Split(static_cast<int>(zone_of.size()), side, rest));
+        !s.ok()) {
+      return s;
+    }
+    auto names = [&](const std::set<int>& of) {
+      std::vector<std::string> out;
+      for (int i : of) out.push_back(name_of[i]);
+      return absl::StrJoin(out, ",");
+    };
+    return absl::StrCat(names(side), " | ", names(rest));
+  }
+  if (k == "partition" || k == "partition-halves") {
     std::set<int> side;
     if (k == "partition") {
       const std::vector<std::string> groups = absl::StrSplit(a[0], '|');
@@ -140,20 +183,6 @@ absl::StatusOr<std::string> Runner::Inject(const Step& step) {
         absl::StatusOr<int> t = Target(id);
         if (!t.ok()) return t.status();
         side.insert(*t);
-      }
-    } else if (k == "partition-zone") {
-      std::string zone = a[0];
-      if (zone == "leader") {
-        absl::StatusOr<int> leader = Target("leader");
-        if (!leader.ok()) return leader.status();
-        zone = m_[*leader].zone;
-      }
-      for (int i = 0; i < n; ++i) {
-        if (m_[i].zone == zone) side.insert(i);
-      }
-      if (side.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("no member is in zone '", a[0], "'"));
       }
     } else {
       std::vector<int> order(static_cast<size_t>(n));

@@ -1,4 +1,5 @@
-// chaos/network.h: a network namespace per member, joined by veth pairs to
+// chaos/network.h: a network namespace per member (and per service of a
+// schedule, numbered after the members), joined by veth pairs to
 // a bridge in a namespace of its own, and nftables rules inside each
 // member's namespace to cut or thin its links.
 //
@@ -33,6 +34,12 @@ class Network {
   // destructor does too) to remove them.
   static absl::StatusOr<std::unique_ptr<Network>> Create(const std::string& run,
                                                          int members);
+  // Without root: no namespaces, each member an address of its own on the
+  // loopback interface (127.A.B.(10+i); every 127/8 address is local), so
+  // that they can all use the same ports. No link can be cut: Apply() with
+  // any rule fails. Kills, pauses, skews, delays and duplicates still work.
+  static std::unique_ptr<Network> Loopback(int members);
+  bool loopback() const { return loopback_; }
   ~Network();
 
   const std::string& netns(int i) const { return member_ns_[i]; }
@@ -60,6 +67,7 @@ class Network {
   std::vector<std::string> addresses_;
   std::string host_address_;
   bool destroyed_ = false;
+  bool loopback_ = false;
 };
 
 }  // namespace quorate::chaos

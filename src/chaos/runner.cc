@@ -92,7 +92,28 @@ void Runner::Sleep(absl::Duration d) {
   }
 }
 
+void Runner::NoteStep(const Step& step, int64_t start_ns) {
+  absl::StrAppend(
+      &steps_jsonl_, "{\"step\": \"",
+      absl::StrReplaceAll(step.Describe(), {{"\\", "\\\\"}, {"\"", "\\\""}}),
+      "\", \"start_mono_ns\": ", start_ns,
+      ", \"end_mono_ns\": ", MonotonicNowNs(), "}\n");
+}
+
 void Runner::NoteExits() {
+  for (ServiceProc& v : svc_) {
+    int status = 0;
+    if (v.pid > 0 && Exited(v.pid, &status)) {
+      v.pid = -1;
+      if (v.stopped_by_plan || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        continue;
+      unexpected_exits_.push_back(absl::StrCat(
+          "service ", v.name, " ended at ", At(MonotonicNowNs(), t0_), " (",
+          WIFEXITED(status) ? absl::StrCat("exit ", WEXITSTATUS(status))
+                            : absl::StrCat("signal ", WTERMSIG(status)),
+          "; see ", v.log, ")"));
+    }
+  }
   for (Member& mem : m_) {
     int status = 0;
     if (mem.pid > 0 && Exited(mem.pid, &status)) {
@@ -112,10 +133,16 @@ absl::Status Runner::Setup() {
     if (!o_.quiet)
       printf("removed %s, left by an earlier run\n", stale.c_str());
   }
-  absl::StatusOr<std::unique_ptr<Network>> net =
-      Network::Create(absl::StrCat("qc", getpid()), s.members);
-  if (!net.ok()) return net.status();
-  net_ = *std::move(net);
+  int spaces = s.members;
+  for (const Service& v : s.services) spaces += v.netns() ? 1 : 0;
+  if (o_.loopback) {
+    net_ = Network::Loopback(spaces);
+  } else {
+    absl::StatusOr<std::unique_ptr<Network>> net =
+        Network::Create(absl::StrCat("qc", getpid()), spaces);
+    if (!net.ok()) return net.status();
+    net_ = *std::move(net);
+  }
   for (int i = 0; i < s.members; ++i) {
     Member mem;
     mem.id = s.Id(i);
@@ -127,6 +154,43 @@ absl::Status Runner::Setup() {
     mem.log = absl::StrCat(o_.out_dir, "/", mem.id, ".log");
     mem.events = absl::StrCat(o_.out_dir, "/", mem.id, ".events.jsonl");
     m_.push_back(std::move(mem));
+  }
+  int next = s.members;
+  for (const Service& spec : s.services) {
+    ServiceProc v;
+    v.name = spec.name;
+    v.zone = spec.zone;
+    v.log = absl::StrCat(o_.out_dir, "/", spec.name, ".log");
+    if (spec.netns()) {
+      v.net_index = next++;
+      v.address = net_->address(v.net_index);
+    } else {
+      v.address = net_->host_address();
+    }
+    svc_.push_back(std::move(v));
+  }
+  // Every command is checked before anything starts.
+  for (size_t j = 0; j < svc_.size(); ++j) {
+    for (const auto* words : {&s.services[j].command, &s.services[j].ready}) {
+      if (absl::StatusOr<std::vector<std::string>> e = Expand(*words, &svc_[j]);
+          !e.ok()) {
+        return e.status();
+      }
+    }
+  }
+  for (const Step& step : s.steps) {
+    if (!step.Action() || step.nemesis == "stop" || step.nemesis == "mark")
+      continue;
+    if (absl::StatusOr<std::vector<std::string>> e = Expand(step.args, nullptr);
+        !e.ok()) {
+      return e.status();
+    }
+  }
+  for (const auto& c : s.checks) {
+    if (absl::StatusOr<std::vector<std::string>> e = Expand(c, nullptr);
+        !e.ok()) {
+      return e.status();
+    }
   }
   t0_ = MonotonicNowNs();
   for (int i = 0; i < s.members; ++i) {
@@ -153,7 +217,193 @@ absl::Status Runner::Setup() {
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
+  return StartServices();
+}
+
+absl::StatusOr<std::vector<std::string>> Runner::Expand(
+    const std::vector<std::string>& words, const ServiceProc* self,
+    int depth) const {
+  std::vector<std::string> endpoints, admins;
+  for (const Member& mem : m_) {
+    endpoints.push_back(mem.listen);
+    admins.push_back(mem.admin);
+  }
+  auto lookup = [&](const std::string& key) -> absl::StatusOr<std::string> {
+    if (self != nullptr && key == "name") return self->name;
+    if (self != nullptr && key == "zone") return self->zone;
+    if (self != nullptr && key == "address") return self->address;
+    if (key == "out_dir") return o_.out_dir;
+    if (key == "endpoints") return absl::StrJoin(endpoints, ",");
+    if (key == "admins") return absl::StrJoin(admins, ",");
+    if (key.rfind("address:", 0) == 0) {
+      const std::string who = key.substr(8);
+      for (const Member& mem : m_) {
+        if (mem.id == who) return mem.address;
+      }
+      for (const ServiceProc& v : svc_) {
+        if (v.name == who) return v.address;
+      }
+    }
+    // A value may hold placeholders itself ({address:db} in a URL).
+    auto expand = [&](const std::string& value) -> absl::StatusOr<std::string> {
+      if (value.find('{') == std::string::npos) return value;
+      if (depth >= 8) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("placeholder {", key, "} refers to itself"));
+      }
+      absl::StatusOr<std::vector<std::string>> e =
+          Expand({value}, self, depth + 1);
+      if (!e.ok()) return e.status();
+      return (*e)[0];
+    };
+    if (auto it = o_.vars.find(key); it != o_.vars.end()) {
+      return expand(it->second);
+    }
+    for (const auto& [name, value] : o_.schedule.vars) {
+      if (name == key) return expand(value);
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown placeholder {", key, "}",
+        self != nullptr ? absl::StrCat(" in service ", self->name) : "",
+        " (set it with `set ", key, " VALUE` or ", key, "=VALUE)"));
+  };
+  std::vector<std::string> out;
+  for (const std::string& word : words) {
+    std::string w;
+    size_t at = 0;
+    while (at < word.size()) {
+      const size_t open = word.find('{', at);
+      const size_t close =
+          open == std::string::npos ? open : word.find('}', open);
+      if (close == std::string::npos) {
+        w += word.substr(at);
+        break;
+      }
+      w += word.substr(at, open - at);
+      absl::StatusOr<std::string> value =
+          lookup(word.substr(open + 1, close - open - 1));
+      if (!value.ok()) return value.status();
+      w += *value;
+      at = close + 1;
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+absl::Status Runner::StartServices() {
+  for (size_t j = 0; j < svc_.size(); ++j) {
+    const Service& spec = o_.schedule.services[j];
+    ServiceProc& v = svc_[j];
+    absl::StatusOr<std::vector<std::string>> argv = Expand(spec.command, &v);
+    if (!argv.ok()) return argv.status();
+    SpawnOptions so;
+    so.argv = *argv;
+    so.netns = v.net_index >= 0 ? net_->netns(v.net_index) : "";
+    so.log_path = v.log;
+    absl::StatusOr<pid_t> pid = Spawn(so);
+    if (!pid.ok()) {
+      return absl::Status(
+          pid.status().code(),
+          absl::StrCat("service ", v.name, ": ", pid.status().message()));
+    }
+    v.pid = *pid;
+    if (spec.ready.empty()) continue;
+    absl::StatusOr<std::vector<std::string>> probe = Expand(spec.ready, &v);
+    if (!probe.ok()) return probe.status();
+    const absl::Time give_up = absl::Now() + spec.ready_within;
+    absl::Status last;
+    while (!(last = RunCommand(*probe).status()).ok()) {
+      NoteExits();
+      if (v.pid < 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("service ", v.name, " ended before it was ready (",
+                         absl::StrJoin(unexpected_exits_, "; "), ")"));
+      }
+      if (absl::Now() > give_up || g_interrupted.load()) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "service ", v.name, " was not ready within ",
+            absl::FormatDuration(spec.ready_within),
+            " (last probe: ", last.message(), "; its log: ", v.log, ")"));
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
   return absl::OkStatus();
+}
+
+absl::Status Runner::Act(const Step& step, std::string* what) {
+  if (step.nemesis == "mark") {
+    *what = "marked";
+    return absl::OkStatus();
+  }
+  if (step.nemesis == "stop") {
+    std::vector<std::string> names = absl::StrSplit(step.args[0], ',');
+    for (ServiceProc& v : svc_) {
+      if (std::find(names.begin(), names.end(), v.name) != names.end()) {
+        StopService(v);
+      }
+    }
+    *what = "stopped";
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> argv = Expand(step.args, nullptr);
+  if (!argv.ok()) return argv.status();
+  if (step.nemesis == "run") {
+    absl::StatusOr<std::string> out = RunCommand(*argv);
+    if (!out.ok()) return out.status();
+    *what = "done";
+    return absl::OkStatus();
+  }
+  const absl::Time start = absl::Now();
+  const absl::Time give_up = start + step.duration;
+  absl::Status last;
+  while (!(last = RunCommand(*argv).status()).ok()) {
+    if (absl::Now() > give_up || g_interrupted.load()) {
+      failed_awaits_.push_back(absl::StrCat(
+          "'", step.Describe(), "' timed out; last: ", last.message()));
+      *what = "timed out";
+      return absl::OkStatus();
+    }
+    Sleep(absl::Milliseconds(500));
+  }
+  *what = absl::StrCat("held after ",
+                       absl::FormatDuration(absl::Trunc(
+                           absl::Now() - start, absl::Milliseconds(100))));
+  return absl::OkStatus();
+}
+
+void Runner::StopService(ServiceProc& v) {
+  if (v.pid <= 0) return;
+  v.stopped_by_plan = true;
+  kill(v.pid, SIGTERM);
+  const absl::Time until = absl::Now() + absl::Seconds(20);
+  int status = 0;
+  while (!Exited(v.pid, &status)) {
+    if (absl::Now() >= until) {
+      KillAndReap(v.pid);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  v.pid = -1;
+}
+
+std::vector<Verdict> Runner::RunChecks() {
+  std::vector<Verdict> out;
+  for (const auto& c : o_.schedule.checks) {
+    Verdict v{absl::StrCat("check ", absl::StrJoin(c, " ")), false, ""};
+    absl::StatusOr<std::vector<std::string>> argv = Expand(c, nullptr);
+    if (!argv.ok()) {
+      v.detail = std::string(argv.status().message());
+    } else {
+      absl::StatusOr<std::string> r = RunCommand(*argv);
+      v.ok = r.ok();
+      v.detail = r.ok() ? *r : std::string(r.status().message());
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 absl::Status Runner::StartMember(int i, double rate) {
@@ -250,7 +500,11 @@ RunResult Runner::Go() {
   };
   r.status = Setup();
   std::unique_ptr<Workload> workload;
-  if (r.status.ok()) {
+  if (r.status.ok() && !svc_.empty()) {
+    say(absl::StrCat(At(MonotonicNowNs(), t0_), "  ", svc_.size(),
+                     " services started"));
+  }
+  if (r.status.ok() && o_.schedule.clients > 0) {
     say(absl::StrCat(At(MonotonicNowNs(), t0_), "  ", m_.size(),
                      " members up, leader ",
                      m_[Leader() < 0 ? 0 : Leader()].id));
@@ -271,6 +525,18 @@ RunResult Runner::Go() {
     Sleep(o_.schedule.settle);
     for (const Step& step : o_.schedule.steps) {
       if (g_interrupted.load()) break;
+      if (step.Action()) {
+        const int64_t start = MonotonicNowNs();
+        std::string what;
+        if (absl::Status s = Act(step, &what); !s.ok()) {
+          r.status = absl::Status(
+              s.code(), absl::StrCat(step.Describe(), ": ", s.message()));
+          break;
+        }
+        say(absl::StrCat(At(start, t0_), "  ", step.Describe(), ": ", what));
+        NoteStep(step, start);
+        continue;
+      }
       absl::StatusOr<std::string> what = Inject(step);
       // The fault is in effect once Inject() returns (nftables rules go in
       // member by member, tens of milliseconds in all); periods start here.
@@ -287,6 +553,7 @@ RunResult Runner::Go() {
         r.status = s;
         break;
       }
+      NoteStep(step, start);
       if (step.nemesis != "quiet") {
         periods_.push_back(Period{start, MonotonicNowNs(),
                                   absl::StrCat(step.Describe(), ": ", *what),
@@ -308,6 +575,12 @@ RunResult Runner::Go() {
     history = workload->History();
   }
   NoteExits();
+  std::ofstream(o_.out_dir + "/steps.jsonl") << steps_jsonl_;
+  // The checks see the services as the steps left them (a database among
+  // them still up); then the services stop, last started first.
+  std::vector<Verdict> checks;
+  if (r.status.ok()) checks = RunChecks();
+  for (auto v = svc_.rbegin(); v != svc_.rend(); ++v) StopService(*v);
   const int64_t end_ns = MonotonicNowNs();
   for (int i = 0; i < static_cast<int>(m_.size()); ++i) KillMember(i);
   if (net_ != nullptr) net_->Destroy();
@@ -332,10 +605,12 @@ RunResult Runner::Go() {
     for (const Period& p : down_) {
       if (p.label == "kill") deaths[m_[p.member].id].push_back(p.start_ns);
     }
-    r.verdicts.push_back(CheckLinearizability(history));
-    absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
-                    (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
-    r.verdicts.push_back(CheckNoLostWrites(history));
+    if (o_.schedule.clients > 0) {
+      r.verdicts.push_back(CheckLinearizability(history));
+      absl::StrAppend(&r.verdicts.back().detail, " (checked in ",
+                      (MonotonicNowNs() - check_start) / 1'000'000, " ms)");
+      r.verdicts.push_back(CheckNoLostWrites(history));
+    }
     for (Verdict& v : CheckEvents(events, end_ns, deaths)) {
       r.verdicts.push_back(v);
     }
@@ -354,11 +629,26 @@ RunResult Runner::Go() {
           events, heals, ids,
           absl::ToInt64Nanoseconds(o_.schedule.resume_within), deaths));
     }
-    Verdict up{"members stayed up", unexpected_exits_.empty(), ""};
-    up.detail = up.ok ? "no member exited by itself"
+    Verdict up{
+        svc_.empty() ? "members stayed up" : "members and services stayed up",
+        unexpected_exits_.empty(), ""};
+    up.detail = up.ok ? "no member exited by itself, no service failed"
                       : absl::StrCat("VIOLATION: ",
                                      absl::StrJoin(unexpected_exits_, "; "));
     r.verdicts.push_back(up);
+    bool awaited = false;
+    for (const Step& step : o_.schedule.steps) {
+      awaited = awaited || step.nemesis == "await";
+    }
+    if (awaited) {
+      Verdict aw{"awaits held in time", failed_awaits_.empty(),
+                 failed_awaits_.empty()
+                     ? "every await's command succeeded before its timeout"
+                     : absl::StrCat("VIOLATION: ",
+                                    absl::StrJoin(failed_awaits_, "; "))};
+      r.verdicts.push_back(aw);
+    }
+    for (Verdict& v : checks) r.verdicts.push_back(std::move(v));
   }
   std::sort(events.begin(), events.end(),
             [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
@@ -403,6 +693,13 @@ std::string Runner::Report(const std::vector<Op>& history,
                     "\nNote: a clock is skewed by more than any drift bound a "
                     "member accepts (0.49): the partition guard's assumption "
                     "is broken on purpose, and the window check may fail.\n");
+  }
+  if (!svc_.empty()) {
+    absl::StrAppend(&out, "\nServices:\n");
+    for (const ServiceProc& v : svc_) {
+      absl::StrAppend(&out, "  ", v.name, "  ", v.zone, "  ", v.address,
+                      "  log ", v.log, "\n");
+    }
   }
   absl::StrAppend(&out, "\nInjected (time since the members started):\n");
   for (const std::string& line : log_) absl::StrAppend(&out, "  ", line, "\n");
@@ -495,7 +792,10 @@ std::vector<std::string> DefaultCommand(const std::string& node_binary) {
           "--segment_bytes=4194304"};
 }
 
-absl::Status CanRun() {
+absl::Status CanRun(const Schedule* schedule) {
+  if (geteuid() != 0 && schedule != nullptr && !schedule->CutsLinks()) {
+    return absl::OkStatus();  // on loopback addresses
+  }
   if (geteuid() != 0) {
     return absl::FailedPreconditionError(
         "quorate-chaos needs root (network namespaces and nftables)");

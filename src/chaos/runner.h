@@ -16,12 +16,20 @@
 // member runs it in its own network namespace; its output goes to
 // <out_dir>/<id>.log.
 //
+// A schedule's services (schedule.h) run beside the members, each in a
+// namespace of its own in its zone; their output goes to
+// <out_dir>/<name>.log. Every step's start and end goes to
+// <out_dir>/steps.jsonl ({"step", "start_mono_ns", "end_mono_ns"}, on
+// CLOCK_MONOTONIC, which every process of the machine shares), for tools
+// that measure a service's own logs against the faults.
+//
 // Namespaces, processes and links are removed when the run ends, fails or
 // is interrupted (Interrupt(), e.g. from a signal handler); a later run
 // removes what a killed one left.
 #ifndef QUORATE_CHAOS_RUNNER_H_
 #define QUORATE_CHAOS_RUNNER_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +48,11 @@ struct RunOptions {
   bool stale_reads = false;  // a deliberately broken workload
   uint64_t seed = 1;         // targets chosen at random
   bool quiet = false;        // no progress lines on stdout
+  // Placeholders for services and steps (over the schedule's `set`).
+  std::map<std::string, std::string> vars;
+  // No namespaces: every member and service on an address of its own on
+  // the loopback interface (Network::Loopback). For runs without root.
+  bool loopback = false;
 };
 
 struct RunResult {
@@ -57,8 +70,10 @@ struct RunResult {
 // docs/contracts.md.
 std::vector<std::string> DefaultCommand(const std::string& node_binary);
 
-// Why a run cannot happen here (not root, no ip or nft), or OK.
-absl::Status CanRun();
+// Why a run cannot happen here (not root, no ip or nft), or OK. Without
+// root, a schedule that cuts no link can still run on loopback addresses
+// (RunOptions::loopback); null: a random schedule, which may cut any.
+absl::Status CanRun(const Schedule* schedule);
 
 RunResult Run(const RunOptions& options);
 

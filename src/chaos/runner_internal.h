@@ -47,6 +47,14 @@ struct Member {
   double rate = 1.0;
 };
 
+// A service's process (Schedule::services).
+struct ServiceProc {
+  std::string name, zone, address, log;
+  int net_index = -1;  // in the Network; -1: the harness's namespace
+  pid_t pid = -1;
+  bool stopped_by_plan = false;
+};
+
 class Runner {
  public:
   explicit Runner(const RunOptions& o) : o_(o), rng_(o.seed) {}
@@ -55,6 +63,18 @@ class Runner {
 
  private:
   absl::Status Setup();
+  absl::Status StartServices();
+  // A command template's words with their placeholders filled (`self`: the
+  // service whose command it is, or null).
+  absl::StatusOr<std::vector<std::string>> Expand(
+      const std::vector<std::string>& words, const ServiceProc* self,
+      int depth = 0) const;
+  // Runs a step of the service's own (await, run, stop); `what` says what
+  // it did. A run that fails is an error; an await that times out is a
+  // violation, noted in failed_awaits_.
+  absl::Status Act(const Step& step, std::string* what);
+  void StopService(ServiceProc& v);
+  std::vector<Verdict> RunChecks();
   absl::Status StartMember(int i, double rate);
   void KillMember(int i);
   absl::Status RestartGracefully(int i, double rate);
@@ -66,6 +86,8 @@ class Runner {
   absl::Status WriteFaults(const std::string& text);
   void Sleep(absl::Duration d);
   void NoteExits();
+  // Appends a step's start and end (now) to steps.jsonl.
+  void NoteStep(const Step& step, int64_t start_ns);
   std::string Names(const std::set<int>& members) const;
   // The clock-drift bound the members are told: enough for every skew in
   // the schedule (at least 0.01, at most 0.49, what a member accepts).
@@ -85,6 +107,9 @@ class Runner {
   std::vector<Period> periods_;  // nemeses
   std::vector<Period> down_;     // per member: killed, stopped, skewed
   std::vector<std::string> unexpected_exits_;
+  std::vector<ServiceProc> svc_;
+  std::vector<std::string> failed_awaits_;
+  std::string steps_jsonl_;       // every step's start and end (steps.jsonl)
   std::vector<std::string> log_;  // what was injected, in order
 };
 

@@ -37,6 +37,40 @@
 //   delay MS D            every peer frame delayed by MS (±50 %)
 //   duplicate P D         P % of peer frames sent twice
 //   quiet D               nothing
+//   isolate-zone Z D      zone Z cut off from everything outside it,
+//                         including the services of zone `*`
+//
+// A service's own processes can join a run (docs/operations.md, "Replaying
+// an incident against your own service"):
+//   set NAME VALUE        a placeholder {NAME} (--set NAME=VALUE overrides)
+//   service NAME ZONE COMMAND...
+//                         a process started, in file order, once the
+//                         members have a leader. ZONE is a zone (cut with
+//                         it), `*` (a shared service every zone reaches,
+//                         such as a database: only isolate-zone cuts it
+//                         off) or `-` (runs in the harness's own namespace
+//                         and is never cut: a load generator standing for
+//                         clients in every zone). Exit status 0 is fine;
+//                         any other end is a violation.
+//   ready NAME TIMEOUT COMMAND...
+//                         after starting NAME, COMMAND is run until it
+//                         exits 0 (the run fails after TIMEOUT)
+//   check COMMAND...      after the last step, services still running: a
+//                         verdict, held if COMMAND exits 0; its output
+//                         goes in the report
+// and steps of their own (no heal; `run` and `stop` take no time):
+//   await TIMEOUT COMMAND...  COMMAND again every 500 ms until it exits 0
+//                         (a violation if TIMEOUT passes first)
+//   run COMMAND...        COMMAND once (the run fails if it does not exit 0)
+//   stop NAME[,NAME...]   SIGTERM, then SIGKILL after 20 s
+//   mark NAME             nothing: an instant named in steps.jsonl, for the
+//                         tools that read it (the email example's replays)
+// Commands are split at blanks (no quoting) and run in the harness's
+// namespace. Placeholders in services' and steps' commands: {NAME} of
+// `set`, {name} {zone} {address} of the service itself, {out_dir},
+// {endpoints} (every member's HOST:PORT for clients, comma-separated),
+// {admins} (their admin HOST:PORTs), {address:X} (member or service X's
+// address). An unknown placeholder fails the run before it starts.
 #ifndef QUORATE_CHAOS_SCHEDULE_H_
 #define QUORATE_CHAOS_SCHEDULE_H_
 
@@ -55,12 +89,23 @@ struct Step {
   absl::Duration duration;
 
   std::string Describe() const;
+  // A step of the service's own (await, run, stop): no fault to heal.
+  bool Action() const;
+};
+
+struct Service {
+  std::string name;
+  std::string zone;  // a members' zone, "*" or "-"
+  std::vector<std::string> command;
+  std::vector<std::string> ready;  // empty: none
+  absl::Duration ready_within = absl::ZeroDuration();
+  bool netns() const { return zone != "-"; }
 };
 
 struct Schedule {
   int members = 5;
   std::vector<std::string> zones;  // one per member
-  int clients = 4;
+  int clients = 4;  // 0: no register workload (a service brings its own)
   int keys = 5;
   double rate = 40;
   absl::Duration settle = absl::Seconds(2);
@@ -69,11 +114,16 @@ struct Schedule {
   // default member's resume dwell (500 ms) plus two heartbeats (50 ms).
   absl::Duration resume_within = absl::Milliseconds(600);
   std::vector<Step> steps;
+  std::vector<Service> services;
+  std::vector<std::pair<std::string, std::string>> vars;  // `set`, in order
+  std::vector<std::vector<std::string>> checks;
 
   std::string Id(int member) const { return "n" + std::to_string(member + 1); }
   absl::Duration Length() const;
   // The largest |rate - 1| of the skew steps (0 without any).
   double MaxSkew() const;
+  // Whether a step cuts or thins links (needs namespaces and nftables).
+  bool CutsLinks() const;
   std::string Describe() const;  // in the file's syntax
 };
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -77,7 +78,20 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& options) {
   // Everything the child needs is prepared before fork: after it, in a
   // process with threads, only async-signal-safe calls are allowed.
   std::vector<std::string> args = options.argv;
+  if (args[0].find('/') == std::string::npos) {
+    // A bare name is looked up in PATH, as a shell would (before fork).
+    const char* path = getenv("PATH");
+    for (absl::string_view dir :
+         absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
+      const std::string candidate = absl::StrCat(dir, "/", args[0]);
+      if (!dir.empty() && access(candidate.c_str(), X_OK) == 0) {
+        args[0] = candidate;
+        break;
+      }
+    }
+  }
   std::vector<char*> argv = Pointers(args);
+  static constexpr char kExecFailed[] = "quorate-chaos: cannot execute ";
   std::map<std::string, std::string> env_map;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;
@@ -116,6 +130,11 @@ absl::StatusOr<pid_t> Spawn(const SpawnOptions& options) {
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd >= 0) dup2(null_fd, 0);
     execve(argv[0], argv.data(), envp.data());
+    // Said in the process's log (write(2) is async-signal-safe).
+    if (write(2, kExecFailed, sizeof kExecFailed - 1) < 0 ||
+        write(2, argv[0], strlen(argv[0])) < 0 || write(2, "\n", 1) < 0) {
+      _exit(127);
+    }
     _exit(127);
   }
   if (ns_fd >= 0) close(ns_fd);

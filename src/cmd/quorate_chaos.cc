@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -25,7 +26,10 @@
 namespace {
 
 constexpr char kUsage[] = R"(usage:
-  quorate-chaos --schedule=FILE [flags]        one run of a schedule file
+  quorate-chaos --schedule=FILE [flags] [NAME=VALUE...]
+                                              one run of a schedule file;
+                                              NAME=VALUE fills {NAME} in its
+                                              services and steps
   quorate-chaos --random [--seed=N] [--duration=30m] [--run_length=60s]
                                               random runs until the duration
 
@@ -42,6 +46,9 @@ constexpr char kUsage[] = R"(usage:
                        exit 0 only if the verdict NAME failed (for testing
                        the checkers), e.g. linearizable
   --quiet              no progress lines
+  --loopback           no network namespaces: every member and service on
+                       an address of its own on 127/8 (the default without
+                       root; a schedule that cuts links then cannot run)
 
 Schedule files: see src/chaos/schedule.h or docs/operations.md.
 Exit: 0 all verdicts held, 1 a violation, 2 usage, 3 a run could not
@@ -82,11 +89,17 @@ int main(int argc, char** argv) {
       argc, argv,
       {"schedule", "out", "node_binary", "command", "break", "expect_violation",
        "seed", "duration", "run_length"},
-      {"random", "quiet"});
+      {"random", "quiet", "loopback"});
   if (!parsed.ok()) Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
-  if (!flags.positional.empty()) {
-    Usage(absl::StrCat("unexpected argument '", flags.positional[0], "'"));
+  std::map<std::string, std::string> vars;
+  for (const std::string& arg : flags.positional) {
+    const size_t eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      Usage(absl::StrCat("unexpected argument '", arg,
+                         "' (placeholders are given as NAME=VALUE)"));
+    }
+    vars[arg.substr(0, eq)] = arg.substr(eq + 1);
   }
   const bool random = flags.Bool("random");
   if (random == flags.Has("schedule")) {
@@ -94,6 +107,9 @@ int main(int argc, char** argv) {
   }
   quorate::chaos::RunOptions base;
   base.quiet = flags.Bool("quiet");
+  base.vars = vars;
+  // Without root, a schedule that cuts no link runs on loopback addresses.
+  base.loopback = flags.Bool("loopback") || geteuid() != 0;
   if (flags.Has("command")) {
     base.command = absl::StrSplit(flags.Get("command"), ' ', absl::SkipEmpty());
   } else {
@@ -135,7 +151,8 @@ int main(int argc, char** argv) {
     }
     schedules.push_back(*std::move(s));
   }
-  if (absl::Status s = quorate::chaos::CanRun(); !s.ok()) {
+  if (absl::Status s = quorate::chaos::CanRun(random ? nullptr : &schedules[0]);
+      !s.ok()) {
     printf("skipped: %s\n", std::string(s.message()).c_str());
     return 77;
   }

@@ -204,7 +204,7 @@ int Main(int argc, char** argv) {
     }
   }
   if (int rc = PermitCost(smoke); rc != 0) return rc;
-  if (absl::Status s = chaos::CanRun(); !s.ok()) {
+  if (absl::Status s = chaos::CanRun(nullptr); !s.ok()) {
     printf("partition runs skipped: %s\n", std::string(s.message()).c_str());
     return 0;
   }

@@ -382,6 +382,12 @@ int64_t MonoNowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+namespace {
+thread_local int t_held = 0;
+}  // namespace
+
+int DbPool::HeldByThisThread() { return t_held; }
+
 DbPool::DbPool(std::string spec, size_t max_connections)
     : spec_(std::move(spec)), max_(max_connections) {}
 
@@ -412,6 +418,7 @@ absl::StatusOr<DbPool::Lease> DbPool::Acquire(absl::Duration wait) {
   if (!idle_.empty()) {
     std::unique_ptr<Db> db = std::move(idle_.back());
     idle_.pop_back();
+    ++t_held;
     return Lease(this, std::move(db));
   }
   lock.unlock();
@@ -422,10 +429,12 @@ absl::StatusOr<DbPool::Lease> DbPool::Acquire(absl::Duration wait) {
     returned_.notify_one();
     return db.status();
   }
+  ++t_held;
   return Lease(this, std::move(*db));
 }
 
 void DbPool::Return(std::unique_ptr<Db> db, bool discard) {
+  --t_held;
   db->Rollback();
   std::lock_guard<std::mutex> lock(mu_);
   --in_use_;

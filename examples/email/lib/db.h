@@ -108,6 +108,9 @@ class DbPool {
   // for `wait`, or one cannot be opened.
   absl::StatusOr<Lease> Acquire(absl::Duration wait);
   const std::string& spec() const { return spec_; }
+  // Connections the calling thread holds now, from any pool (the
+  // processor logs it with every SMTP send: it must be 0).
+  static int HeldByThisThread();
 
  private:
   void Return(std::unique_ptr<Db> db, bool discard);

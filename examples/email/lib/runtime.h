@@ -23,6 +23,15 @@ bool WaitForStop(absl::Duration limit);
 void Log(absl::string_view text);
 void SetLogName(absl::string_view name);
 
+// Machine-readable events, one JSON object per line, appended to a file
+// (the incident replays read them: examples/email/replay/): each line is
+//   {"t_mono_ns": N, "who": "NAME", "event": "EVENT", <fields>}
+// with `fields` already JSON (`"shard": 3, "epoch": 7`, or empty). Opened
+// once (no path: events go nowhere); Event() is safe from any thread, and
+// each line reaches the file in one write.
+void OpenEventLog(const std::string& path, absl::string_view who);
+void Event(absl::string_view event, absl::string_view fields = "");
+
 }  // namespace quorate_email
 
 #endif  // QUORATE_EMAIL_RUNTIME_H_

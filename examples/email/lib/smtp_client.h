@@ -4,6 +4,7 @@
 #ifndef QUORATE_EMAIL_SMTP_CLIENT_H_
 #define QUORATE_EMAIL_SMTP_CLIENT_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,14 +34,23 @@ class SmtpClient {
   // answered 4xx (try again), or the deadline passed (the message may or
   // may not have been taken: a resend can make a duplicate);
   // FAILED_PRECONDITION when it refused with 5xx.
+  //
+  // `keep_going`, if given, is asked every 50 ms while the call waits; once
+  // it answers false the call ends at once with CANCELLED (the server may
+  // or may not have taken the message, as with a deadline). A processor
+  // passes "do I still own the shard and may outbound run": a pause or a
+  // lost shard stops its sends within that much, not at their deadline.
   absl::Status Send(const std::string& from, const std::vector<std::string>& to,
-                    const std::string& data, absl::Duration deadline);
+                    const std::string& data, absl::Duration deadline,
+                    const std::function<bool()>& keep_going = nullptr);
   // The server's last reply code (0 if none).
   long last_code() const { return last_code_; }
 
  private:
   std::string url_;
   CURL* curl_;
+  void* multi_;      // CURLM*: drives curl_ so that Send can be cut short
+  int socket_ = -1;  // the connection's, as curl opened it
   long last_code_ = 0;
 };
 

@@ -140,6 +140,12 @@ void SmtpServer::AcceptLoop() {
 void SmtpServer::Serve(int fd, uint64_t id) {
   SmtpSession session(options_.hostname, options_.limits, deliver_, accept_,
                       absl::Now());
+  auto held = [this] {
+    while (options_.hold && options_.hold() && !stopping_.load()) {
+      ::poll(nullptr, 0, 20);
+    }
+  };
+  held();
   bool ok = SendAll(fd, session.Greeting());
   char buf[16384];
   while (ok && !session.closed() && !stopping_.load()) {
@@ -159,7 +165,10 @@ void SmtpServer::Serve(int fd, uint64_t id) {
     if (n <= 0) break;
     std::string out = session.Feed(
         absl::string_view(buf, static_cast<size_t>(n)), absl::Now());
-    if (!out.empty()) ok = SendAll(fd, out);
+    if (!out.empty()) {
+      held();
+      ok = SendAll(fd, out);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   open_.erase(fd);

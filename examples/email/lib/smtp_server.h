@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,10 @@ struct SmtpServerOptions {
   SmtpLimits limits;
   // Past this many open connections, a new one is answered 421 and closed.
   size_t max_connections = 64;
+  // While this answers true, connections say nothing: no greeting, no
+  // reply (a server that accepts TCP and then hangs; email-sink's silent
+  // stall). Asked every 20 ms.
+  std::function<bool()> hold;
 };
 
 class SmtpServer {

@@ -1,0 +1,89 @@
+// The example's SMTP client against the example's SMTP server: a message
+// goes through; a server that says nothing ends a send at its deadline, or
+// as soon as the caller's keep_going says so (an operator's pause stops
+// sends in flight, not at their deadlines).
+#include "lib/smtp_client.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lib/smtp_server.h"
+
+namespace quorate_email {
+namespace {
+
+class SmtpClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { InitCurl(); }
+
+  void Start(bool silent) {
+    SmtpServerOptions o;
+    o.listen = "127.0.0.1:0";
+    if (silent) o.hold = [] { return true; };
+    absl::StatusOr<std::unique_ptr<SmtpServer>> s = SmtpServer::Start(
+        o,
+        [this](const Envelope& e) -> SmtpReply {
+          received_.push_back(e.data);
+          return {250, "2.0.0 taken"};
+        },
+        nullptr);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+  }
+
+  std::vector<std::string> received_;
+  std::unique_ptr<SmtpServer> server_;
+};
+
+constexpr char kMessage[] =
+    "From: <a@example.test>\r\nTo: <b@example.test>\r\nMessage-ID: "
+    "<m1@example.test>\r\n\r\nhello\r\n";
+
+TEST_F(SmtpClientTest, SendsAMessage) {
+  Start(/*silent=*/false);
+  SmtpClient client(server_->address(), "test");
+  ASSERT_TRUE(client
+                  .Send("a@example.test", {"b@example.test"}, kMessage,
+                        absl::Seconds(30))
+                  .ok());
+  ASSERT_EQ(received_.size(), 1u);
+  EXPECT_NE(received_[0].find("hello"), std::string::npos);
+  EXPECT_EQ(client.last_code(), 250);
+}
+
+TEST_F(SmtpClientTest, ASilentServerEndsTheSendAtItsDeadline) {
+  Start(/*silent=*/true);
+  SmtpClient client(server_->address(), "test");
+  absl::Status s = client.Send("a@example.test", {"b@example.test"}, kMessage,
+                               absl::Milliseconds(300));
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_TRUE(received_.empty());
+}
+
+TEST_F(SmtpClientTest, KeepGoingStopsASendInFlight) {
+  Start(/*silent=*/true);
+  SmtpClient client(server_->address(), "test");
+  // Asked while the send waits; the third answer says stop. Were it not
+  // asked while waiting, the send would end at its (distant) deadline as
+  // UNAVAILABLE instead.
+  int asked = 0;
+  absl::Status s = client.Send("a@example.test", {"b@example.test"}, kMessage,
+                               absl::Minutes(5), [&] { return ++asked < 3; });
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
+  EXPECT_EQ(asked, 3);
+  // The client is usable again afterwards.
+  server_.reset();
+  Start(/*silent=*/false);
+  SmtpClient again(server_->address(), "test");
+  EXPECT_TRUE(again
+                  .Send("a@example.test", {"b@example.test"}, kMessage,
+                        absl::Seconds(30), [] { return true; })
+                  .ok());
+}
+
+}  // namespace
+}  // namespace quorate_email
