@@ -860,12 +860,17 @@ class SessionImpl final : public Session {
         if (sent) backoff = absl::Milliseconds(20);
         continue;
       }
-      // Until the next renewal, a resend, jeopardy or the deadline.
+      // Until the next renewal, a resend, jeopardy (if still ahead: once
+      // in it, waking for it again at once would spin the loop until the
+      // next resend, a core's worth of CPU in every cut-off holder) or the
+      // deadline.
       int64_t next = holder_.NextRenewalAt();
       if (holder_.outstanding() > 0) {
         next = std::max(next, last_send + resend_now);
       }
-      next = std::min(next, holder_.deadline_ns() - holder_.window_ns() / 2);
+      const int64_t jeopardy_at =
+          holder_.deadline_ns() - holder_.window_ns() / 2;
+      if (jeopardy_at > now) next = std::min(next, jeopardy_at);
       next = std::min(next, holder_.deadline_ns());
       if (next > now)
         wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(next - now));

@@ -555,6 +555,55 @@ TEST_F(QuorateNodeTest, Quoratectl_WatchAndGetAtARevision) {
 // leader, is cut) sees its session's Valid() go false before its lease
 // ends on the cluster: its own record (the monotonic time it saw Valid()
 // false) against the members' event logs (the first "lease_ended").
+// A client that reaches the cluster only through `proxy`, which the test
+// cuts.
+absl::StatusOr<std::unique_ptr<Client>> ClientThrough(const TcpProxy& proxy) {
+  ClientOptions co;
+  co.endpoints = {proxy.address()};
+  co.timeout = absl::Seconds(5);
+  return Client::Create(co);
+}
+
+// A holder in jeopardy keeps renewing at its resend pace, and waits in
+// between: it once woke for the jeopardy it was already in, over and over,
+// and spun a core until its session ended (in the email example's zone-cut
+// replay, the cut-off processors starved the majority's on a 2-core
+// machine for 1.5 s). The process's CPU time over the jeopardy must be a
+// small part of it: spinning takes all of it.
+TEST_F(QuorateNodeTest, Session_InJeopardyWaitsBetweenRenewals) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  TcpProxy proxy(members_[leader].port->address());
+  ASSERT_TRUE(proxy.ok());
+  auto client = ClientThrough(proxy);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::atomic<bool> jeopardy{false};
+  SessionOptions so;
+  so.ttl = absl::Seconds(4);
+  so.on_jeopardy = [&jeopardy] { jeopardy = true; };
+  auto session = (*client)->StartSession(so);
+  ASSERT_TRUE(session.ok()) << session.status();
+  proxy.Blackhole();
+  ASSERT_TRUE(Await([&] { return jeopardy.load(); }, absl::Seconds(10)));
+  auto cpu_ns = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  };
+  const int64_t cpu0 = cpu_ns();
+  const int64_t wall0 = KernelMonotonicNowNs();
+  // Most of the jeopardy (about half the 4 s window) is still ahead.
+  absl::SleepFor(absl::Milliseconds(800));
+  const int64_t cpu = cpu_ns() - cpu0;
+  const int64_t wall = KernelMonotonicNowNs() - wall0;
+  EXPECT_TRUE((*session)->InJeopardy() || !(*session)->Valid());
+  EXPECT_LT(cpu, wall / 2) << "the process used " << cpu / 1'000'000
+                           << " ms of CPU in " << wall / 1'000'000
+                           << " ms of its session's jeopardy";
+}
+
 TEST_F(QuorateNodeTest, Session_CutOffClientGoesInvalidBeforeItsLeaseEnds) {
   Define(3);
   for (auto& [name, m] : members_) Start(name);
@@ -562,10 +611,7 @@ TEST_F(QuorateNodeTest, Session_CutOffClientGoesInvalidBeforeItsLeaseEnds) {
   ASSERT_FALSE(leader.empty());
   TcpProxy proxy(members_[leader].port->address());
   ASSERT_TRUE(proxy.ok());
-  ClientOptions co;
-  co.endpoints = {proxy.address()};
-  co.timeout = absl::Seconds(5);
-  auto client = Client::Create(co);
+  auto client = ClientThrough(proxy);
   ASSERT_TRUE(client.ok()) << client.status();
   std::atomic<bool> jeopardy{false};
   std::atomic<bool> expired{false};
@@ -631,10 +677,7 @@ TEST_F(QuorateNodeTest, Session_JeopardyEndsWhenRenewalsSucceedAgain) {
   ASSERT_FALSE(leader.empty());
   TcpProxy proxy(members_[leader].port->address());
   ASSERT_TRUE(proxy.ok());
-  ClientOptions co;
-  co.endpoints = {proxy.address()};
-  co.timeout = absl::Seconds(5);
-  auto client = Client::Create(co);
+  auto client = ClientThrough(proxy);
   ASSERT_TRUE(client.ok()) << client.status();
   std::atomic<int> jeopardy{0};
   std::atomic<int> safe{0};

@@ -81,6 +81,11 @@ void TcpProxy::AcceptLoop() {
       ::close(in);
       continue;
     }
+    if (blackhole_) {  // held open, never answered (closed at the end)
+      std::lock_guard<std::mutex> lock(mu_);
+      fds_.push_back(in);
+      continue;
+    }
     const int out = ::socket(AF_INET, SOCK_STREAM, 0);
     if (::connect(out, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
       ::close(in);
@@ -107,6 +112,7 @@ void TcpProxy::Pump(int a, int b) {
         ::shutdown(b, SHUT_RDWR);
         return;
       }
+      if (blackhole_) continue;  // dropped
       const int dst = i == 0 ? b : a;
       for (ssize_t off = 0; off < n;) {
         const ssize_t w =

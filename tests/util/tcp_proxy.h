@@ -26,6 +26,10 @@ class TcpProxy {
   void Cut();
   // Relays new connections again (those Cut() closed stay closed).
   void Heal();
+  // Drops every byte from now on, both ways, and holds new connections
+  // open without relaying them: a link that went silent (a network cut
+  // seen from both ends), where Cut() is one that was refused.
+  void Blackhole() { blackhole_ = true; }
 
  private:
   void AcceptLoop();
@@ -36,6 +40,7 @@ class TcpProxy {
   int port_ = 0;
   std::atomic<bool> cut_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> blackhole_{false};
   std::mutex mu_;
   std::vector<int> fds_;  // open connections, both sides
   std::vector<std::thread> pumps_;

@@ -407,7 +407,8 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   // The majority side: the longest any message waited on a shard that one
   // majority processor owned from the message's arrival to its processing.
   double wait_before = 0, wait_cut = 0, wait_after = 0;
-  int64_t counted = 0;
+  int64_t counted = 0, longest_at = 0;
+  std::string longest_by;
   for (const ProcessedMessage& m : in.processed) {
     if (minority(m.processor)) continue;
     bool held = false;
@@ -423,19 +424,26 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     if (m.accepted_ns < c0) {
       wait_before = std::max(wait_before, wait);
     } else if (m.accepted_ns <= c1) {
-      wait_cut = std::max(wait_cut, wait);
+      if (wait > wait_cut) {
+        wait_cut = wait;
+        longest_at = m.accepted_ns;
+        longest_by = absl::StrCat(m.processor, " shard ", m.shard);
+      }
       ++counted;
     } else {
       wait_after = std::max(wait_after, wait);
     }
   }
   r->Ms("majority_longest_wait_ms", wait_cut);
+  r->Ms("majority_longest_wait_from_ms",
+        counted > 0 ? Ms(longest_at - c0) : -1);
   r->Ms("majority_longest_wait_before_cut_ms", wait_before);
   r->notes.push_back(absl::StrCat(
       "majority_longest_wait_ms: over ", counted,
       " messages accepted during the cut on shards that one majority-side "
       "processor owned from their arrival to their processing; a shard with "
-      "waiting mail went without progress at most this long"));
+      "waiting mail went without progress at most this long (the longest: ",
+      longest_by, ", from majority_longest_wait_from_ms after the cut)"));
 
   // The cut zone: when its processors stopped starting work (jeopardy),
   // when their sessions lapsed, and their last commit.
