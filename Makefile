@@ -133,7 +133,7 @@ chaos: build
 # (2m), OUTBOX_LIMIT (256), SEND_TIMEOUT (10s), DBS, RUNS, OUT.
 REPLAY_SETTINGS := RUNS DBS OUT CUT VARIANTS RATE WARMUP AFTER BURST STALL \
   OUTBOX_LIMIT SEND_TIMEOUT
-REPLAY_ENV = $(foreach v,$(REPLAY_SETTINGS),$(if $($(v)),$(v)=$($(v))))
+REPLAY_ENV = $(foreach v,$(REPLAY_SETTINGS),$(if $($(v)),$(v)='$($(v))'))
 replay-zone-cut: build
 	env $(REPLAY_ENV) examples/email/replay/replay.sh zone-cut $(BUILD_DIR)
 

@@ -9,9 +9,9 @@
 //   email-audit --db=DB [--sink=FILE] [--latency]
 //
 // For the incident replays (examples/email/replay/, lib/replay.h):
-//   email-audit --db=DB --drained
+//   email-audit --db=DB --drained [--min_accepted=N]
 //       exit 0 when nothing waits (no inbound message unprocessed, no reply
-//       pending), 1 otherwise
+//       pending) and at least N messages were accepted, 1 otherwise
 //   email-audit --db=DB --samples=FILE [--sample_interval=250ms]
 //       appends a sample (backlog, outbox depths, PostgreSQL connections by
 //       state) every interval until SIGTERM
@@ -40,6 +40,9 @@ ABSL_FLAG(bool, latency, false,
           "messages_per_second (accept to conversation row)");
 ABSL_FLAG(bool, drained, false,
           "only say (exit status) whether nothing waits: 0 drained, 1 not");
+ABSL_FLAG(int64_t, min_accepted, 0,
+          "with --drained: not drained before this many messages were "
+          "accepted (a generator still sending)");
 ABSL_FLAG(std::string, samples, "",
           "append a sample to this file every --sample_interval until "
           "SIGTERM");
@@ -66,12 +69,18 @@ int Fail(const absl::Status& s) {
 int Drained(Db& db) {
   absl::StatusOr<std::vector<Row>> rows = db.Query(
       "SELECT (SELECT count(*) FROM inbound WHERE processed_by IS NULL), "
-      "(SELECT count(*) FROM outbox WHERE state = 'pending')");
+      "(SELECT count(*) FROM outbox WHERE state = 'pending'), "
+      "(SELECT count(*) FROM inbound)");
   if (!rows.ok()) return Fail(rows.status());
-  const int64_t inbound = AsInt((*rows)[0][0]), outbox = AsInt((*rows)[0][1]);
-  std::printf("backlog=%lld outbox_pending=%lld\n",
-              static_cast<long long>(inbound), static_cast<long long>(outbox));
-  return inbound == 0 && outbox == 0 ? 0 : 1;
+  const int64_t inbound = AsInt((*rows)[0][0]), outbox = AsInt((*rows)[0][1]),
+                accepted = AsInt((*rows)[0][2]);
+  std::printf("backlog=%lld outbox_pending=%lld accepted=%lld\n",
+              static_cast<long long>(inbound), static_cast<long long>(outbox),
+              static_cast<long long>(accepted));
+  return inbound == 0 && outbox == 0 &&
+                 accepted >= absl::GetFlag(FLAGS_min_accepted)
+             ? 0
+             : 1;
 }
 
 int Samples(Db& db, const std::string& path) {

@@ -870,8 +870,13 @@ class SessionImpl final : public Session {
       }
       const int64_t jeopardy_at =
           holder_.deadline_ns() - holder_.window_ns() / 2;
-      if (jeopardy_at > now) next = std::min(next, jeopardy_at);
-      next = std::min(next, holder_.deadline_ns());
+      if (!in_jeopardy_ && holder_.Valid(now)) {
+        next = std::min(next, std::max(jeopardy_at, now + 1));
+      }
+      // (An adopted lease's deadline is behind it until its first answer.)
+      if (holder_.deadline_ns() > now) {
+        next = std::min(next, holder_.deadline_ns());
+      }
       if (next > now)
         wake_.WaitWithTimeout(&mu_, absl::Nanoseconds(next - now));
     }

@@ -291,6 +291,20 @@ absl::StatusOr<std::vector<std::string>> Runner::Expand(
   return out;
 }
 
+namespace {
+
+// `argv` under coreutils' timeout: SIGTERM after `limit`, SIGKILL 5 s
+// later, so that a command that hangs cannot hold the run.
+std::vector<std::string> Bounded(std::vector<std::string> argv,
+                                 absl::Duration limit) {
+  const int64_t seconds = std::max<int64_t>(
+      1, absl::ToInt64Seconds(absl::Ceil(limit, absl::Seconds(1))));
+  argv.insert(argv.begin(), {"timeout", "-k", "5", absl::StrCat(seconds)});
+  return argv;
+}
+
+}  // namespace
+
 absl::Status Runner::StartServices() {
   for (size_t j = 0; j < svc_.size(); ++j) {
     const Service& spec = o_.schedule.services[j];
@@ -313,7 +327,8 @@ absl::Status Runner::StartServices() {
     if (!probe.ok()) return probe.status();
     const absl::Time give_up = absl::Now() + spec.ready_within;
     absl::Status last;
-    while (!(last = RunCommand(*probe).status()).ok()) {
+    while (!(last = RunCommand(Bounded(*probe, give_up - absl::Now())).status())
+                .ok()) {
       NoteExits();
       if (v.pid < 0) {
         return absl::FailedPreconditionError(
@@ -350,7 +365,8 @@ absl::Status Runner::Act(const Step& step, std::string* what) {
   absl::StatusOr<std::vector<std::string>> argv = Expand(step.args, nullptr);
   if (!argv.ok()) return argv.status();
   if (step.nemesis == "run") {
-    absl::StatusOr<std::string> out = RunCommand(*argv);
+    absl::StatusOr<std::string> out =
+        RunCommand(Bounded(*argv, absl::Minutes(10)));
     if (!out.ok()) return out.status();
     *what = "done";
     return absl::OkStatus();
@@ -358,7 +374,8 @@ absl::Status Runner::Act(const Step& step, std::string* what) {
   const absl::Time start = absl::Now();
   const absl::Time give_up = start + step.duration;
   absl::Status last;
-  while (!(last = RunCommand(*argv).status()).ok()) {
+  while (!(last = RunCommand(Bounded(*argv, give_up - absl::Now())).status())
+              .ok()) {
     if (absl::Now() > give_up || g_interrupted.load()) {
       failed_awaits_.push_back(absl::StrCat(
           "'", step.Describe(), "' timed out; last: ", last.message()));
@@ -376,7 +393,9 @@ absl::Status Runner::Act(const Step& step, std::string* what) {
 void Runner::StopService(ServiceProc& v) {
   if (v.pid <= 0) return;
   v.stopped_by_plan = true;
-  kill(v.pid, SIGTERM);
+  // The whole process group (Spawn made one per service): a service that
+  // is a wrapper (setpriv, a shell) passes nothing on by itself.
+  kill(-v.pid, SIGTERM);
   const absl::Time until = absl::Now() + absl::Seconds(20);
   int status = 0;
   while (!Exited(v.pid, &status)) {
@@ -386,6 +405,7 @@ void Runner::StopService(ServiceProc& v) {
     }
     absl::SleepFor(absl::Milliseconds(10));
   }
+  kill(-v.pid, SIGKILL);  // whatever of the group is left
   v.pid = -1;
 }
 
@@ -397,7 +417,8 @@ std::vector<Verdict> Runner::RunChecks() {
     if (!argv.ok()) {
       v.detail = std::string(argv.status().message());
     } else {
-      absl::StatusOr<std::string> r = RunCommand(*argv);
+      absl::StatusOr<std::string> r =
+          RunCommand(Bounded(*argv, absl::Minutes(10)));
       v.ok = r.ok();
       v.detail = r.ok() ? *r : std::string(r.status().message());
     }

@@ -60,7 +60,8 @@
 //                         goes in the report
 // and steps of their own (no heal; `run` and `stop` take no time):
 //   await TIMEOUT COMMAND...  COMMAND again every 500 ms until it exits 0
-//                         (a violation if TIMEOUT passes first)
+//                         (a violation if TIMEOUT passes first; a try
+//                         still running then is killed)
 //   run COMMAND...        COMMAND once (the run fails if it does not exit 0)
 //   stop NAME[,NAME...]   SIGTERM, then SIGKILL after 20 s
 //   mark NAME             nothing: an instant named in steps.jsonl, for the

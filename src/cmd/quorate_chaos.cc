@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
     }
     schedules.push_back(*std::move(s));
   }
+  if (flags.Bool("loopback") && (random || schedules[0].CutsLinks())) {
+    Usage("--loopback cannot cut links: this schedule cuts some");
+  }
   if (absl::Status s = quorate::chaos::CanRun(random ? nullptr : &schedules[0]);
       !s.ok()) {
     printf("skipped: %s\n", std::string(s.message()).c_str());

@@ -70,6 +70,58 @@ TEST(Schedule, ErrorsNameTheLine) {
   }
 }
 
+TEST(Schedule, PlacesServicesInZonesWithStepsOfTheirOwn) {
+  absl::StatusOr<Schedule> s = ParseSchedule(
+      "members 3\nzones az-a az-b az-c\nclients 0\n"
+      "set db postgresql://x@{address:db}/y\n"
+      "service db * /usr/bin/postgres -h {address}\n"
+      "ready db 30s pg_isready -h {address:db}\n"
+      "service worker az-c /bin/worker --db={db}\n"
+      "service load - /bin/load\n"
+      "isolate-zone az-c 5s\n"
+      "stop load\n"
+      "await 1m /bin/audit --drained\n"
+      "mark done\n"
+      "run touch {out_dir}/x\n"
+      "check /bin/audit --db={db}\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->clients, 0);
+  ASSERT_EQ(s->services.size(), 3u);
+  EXPECT_EQ(s->services[0].zone, "*");
+  EXPECT_EQ(s->services[0].ready_within, absl::Seconds(30));
+  EXPECT_FALSE(s->services[2].netns());  // zone -: the harness's namespace
+  ASSERT_EQ(s->steps.size(), 5u);
+  EXPECT_FALSE(s->steps[0].Action());
+  EXPECT_TRUE(s->steps[1].Action());
+  EXPECT_EQ(s->steps[2].Describe(), "await 1m /bin/audit --drained");
+  EXPECT_EQ(s->steps[3].duration, absl::ZeroDuration());
+  EXPECT_EQ(s->checks.size(), 1u);
+  EXPECT_TRUE(s->CutsLinks());
+  // The description reads back as the same schedule.
+  absl::StatusOr<Schedule> again = ParseSchedule(s->Describe());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->Describe(), s->Describe());
+}
+
+TEST(Schedule, ServiceErrorsSayWhatIsWrong) {
+  auto error = [](const std::string& text) {
+    absl::StatusOr<Schedule> s =
+        ParseSchedule("members 3\nzones az-a az-b az-c\n" + text);
+    return s.ok() ? std::string("ok") : std::string(s.status().message());
+  };
+  EXPECT_NE(error("service w az-x /bin/w\n").find("no member"),
+            std::string::npos);
+  EXPECT_NE(error("service w az-a /bin/w\nservice w az-b /bin/w\n")
+                .find("a second service"),
+            std::string::npos);
+  EXPECT_NE(error("ready nobody 5s /bin/true\n").find("a service named"),
+            std::string::npos);
+  EXPECT_NE(error("stop nobody\n").find("no service 'nobody'"),
+            std::string::npos);
+  EXPECT_NE(error("await soon /bin/true\n").find("timeout"), std::string::npos);
+  EXPECT_FALSE(ParseSchedule("members 3\nkill n1 2s\n")->CutsLinks());
+}
+
 TEST(Schedule, RandomIsReproducibleAndLongEnough) {
   const Schedule a = RandomSchedule(7, absl::Seconds(60));
   EXPECT_EQ(a.Describe(), RandomSchedule(7, absl::Seconds(60)).Describe());

@@ -599,7 +599,7 @@ TEST_F(QuorateNodeTest, Session_InJeopardyWaitsBetweenRenewals) {
   const int64_t cpu = cpu_ns() - cpu0;
   const int64_t wall = KernelMonotonicNowNs() - wall0;
   EXPECT_TRUE((*session)->InJeopardy() || !(*session)->Valid());
-  EXPECT_LT(cpu, wall / 2) << "the process used " << cpu / 1'000'000
+  EXPECT_LT(cpu, wall / 4) << "the process used " << cpu / 1'000'000
                            << " ms of CPU in " << wall / 1'000'000
                            << " ms of its session's jeopardy";
 }

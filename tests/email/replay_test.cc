@@ -86,7 +86,7 @@ TEST(ReplayTest, ZoneCut_MeasuresTheCut) {
   EXPECT_EQ(Value(r, "majority_longest_wait_ms"), "5000");
   EXPECT_EQ(Value(r, "minority_stopped_ms"), "2000");
   EXPECT_EQ(Value(r, "minority_sessions_lapsed_ms"), "5000");
-  EXPECT_EQ(Value(r, "minority_last_commit_ms"), "1000");
+  EXPECT_EQ(Value(r, "minority_last_processed_ms"), "1000");
   EXPECT_EQ(Value(r, "orphaned_shards"), "1");
   EXPECT_EQ(Value(r, "takeover_ms"), "7000");
   EXPECT_EQ(Value(r, "orphaned_longest_wait_ms"), "6500");
@@ -123,6 +123,10 @@ TEST(ReplayTest, ZoneCut_CatchesWhatGoesWrong) {
   ReplayInput no_cut = ZoneCut();
   no_cut.steps.erase(no_cut.steps.begin() + 1);
   EXPECT_TRUE(Has(AnalyzeReplay(no_cut), "no partition-zone"));
+
+  ReplayInput by_leader = ZoneCut();  // the zone not named: nobody in it
+  by_leader.steps[1].text = "partition-zone leader 1m0s";
+  EXPECT_TRUE(Has(AnalyzeReplay(by_leader), "in the cut zone 'leader'"));
 }
 
 // The smarthost stalls at 10 s until 70 s; outbound is paused at 50 s and
@@ -133,7 +137,8 @@ ReplayInput Flood() {
   in.outbox_limit = 100;
   in.send_timeout = absl::Seconds(10);
   in.steps = {{"mark stall", 10 * kS, 10 * kS},
-              {"mark pause", 50 * kS, 50 * kS},
+              {"mark pause", 50 * kS - kS / 10, 50 * kS - kS / 10},
+              {"run quoratectl pause", 50 * kS - kS / 10, 50 * kS},
               {"mark unstall", 70 * kS, 70 * kS},
               {"mark resume", 75 * kS, 75 * kS}};
   auto send = [](int64_t end, int64_t ms, const std::string& result) {
@@ -196,7 +201,7 @@ TEST(ReplayTest, Flood_CatchesWhatGoesWrong) {
   EXPECT_TRUE(Has(AnalyzeReplay(lapsed), "sessions lapsed"));
 
   ReplayInput paused = Flood();
-  paused.member_events.push_back({{"t_mono_ns", "1"},
+  paused.member_events.push_back({{"t_mono_ns", absl::StrCat(30 * kS)},
                                   {"id", "n1"},
                                   {"event", "mode"},
                                   {"mode", "paused"}});
@@ -210,6 +215,15 @@ TEST(ReplayTest, Flood_CatchesWhatGoesWrong) {
   ReplayInput lost = Flood();
   lost.audit.replies_lost = 1;
   EXPECT_TRUE(Has(AnalyzeReplay(lost), "replies lost"));
+
+  ReplayInput unsampled = Flood();
+  unsampled.samples.clear();
+  EXPECT_TRUE(Has(AnalyzeReplay(unsampled), "no samples"));
+
+  ReplayInput silent = Flood();  // no processor logged a send
+  std::erase_if(silent.events,
+                [](const Fields& e) { return e.at("event") == "send"; });
+  EXPECT_TRUE(Has(AnalyzeReplay(silent), "no send"));
 }
 
 TEST(ReplayTest, SummarizesMediansPerKindOfRun) {

@@ -402,6 +402,24 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   };
   r->Add("cut", cut->text);
   r->Add("cut_seconds", Number(Ms(c1 - c0) / 1000));
+  int in_zone = 0;
+  for (const auto& [who, z] : zone_of) in_zone += z == zone ? 1 : 0;
+  if (in_zone == 0 || in_zone == static_cast<int>(zone_of.size())) {
+    r->violations.push_back(absl::StrCat(
+        "the processors' event logs show ", in_zone, " of ", zone_of.size(),
+        " processors in the cut zone '", zone,
+        "' (a zone cut needs some on each side, and the zone by name)"));
+  }
+  // Who led when the cut came (a leader in the cut zone adds an election
+  // on the majority side).
+  std::string leader = "?";
+  for (const Fields& e : in.member_events) {
+    if (Str(e, "event") == "role" && Str(e, "role") == "leader" &&
+        Int(e, "t_mono_ns") <= c0) {
+      leader = Str(e, "id");
+    }
+  }
+  r->Add("leader_at_cut", leader);
   const std::vector<Tenure> tenures = Tenures(in.events);
 
   // The majority side: the longest any message waited on a shard that one
@@ -472,7 +490,7 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   }
   r->Ms("minority_stopped_ms", jeopardy);
   r->Ms("minority_sessions_lapsed_ms", lapse);
-  r->Ms("minority_last_commit_ms", last_commit);
+  r->Ms("minority_last_processed_ms", last_commit);
 
   // The shards the cut zone owned at the cut, and their new owners.
   std::set<int64_t> orphaned;
@@ -593,15 +611,26 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   };
   std::vector<Send> sends;
   int64_t expired = 0, jeopardy = 0;
+  // Sessions and members are judged from the first step on (not while the
+  // run starts or stops).
+  const int64_t from = in.steps.front().start_ns;
+  const int64_t until = in.steps.back().end_ns;
   for (const Fields& e : in.events) {
     const std::string ev = Str(e, "event");
+    const int64_t t = Int(e, "t_mono_ns");
     if (ev == "start") zone_of[Str(e, "who")] = Str(e, "zone");
-    if (ev == "expired") ++expired;
-    if (ev == "jeopardy") ++jeopardy;
+    if (ev == "expired" && t >= from && t <= until) ++expired;
+    if (ev == "jeopardy" && t >= from && t <= until) ++jeopardy;
     if (ev != "send") continue;
     const int64_t end = Int(e, "t_mono_ns");
     sends.push_back(Send{end - Int(e, "ms") * 1'000'000, end,
                          Int(e, "db_connections_held"), Str(e, "result")});
+  }
+  if (sends.empty()) {
+    r->violations.push_back("no send in the processors' event logs");
+  }
+  if (in.samples.empty()) {
+    r->violations.push_back("no samples (samples.jsonl) to check bounds on");
   }
   // Every SMTP call ends by its deadline (plus 1 s for the process).
   const double limit = Ms(absl::ToInt64Nanoseconds(in.send_timeout)) + 1000;
@@ -671,8 +700,11 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   // Sessions and members.
   int64_t paused_members = 0;
   for (const Fields& e : in.member_events) {
-    if (Str(e, "event") == "mode" && Str(e, "mode") != "active")
+    const int64_t t = Int(e, "t_mono_ns");
+    if (Str(e, "event") == "mode" && Str(e, "mode") != "active" && t >= from &&
+        t <= until) {
       ++paused_members;
+    }
   }
   r->Add("sessions_lapsed", absl::StrCat(expired));
   r->Add("sessions_in_jeopardy", absl::StrCat(jeopardy));
@@ -684,13 +716,18 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     r->violations.push_back(absl::StrCat(paused_members, " member pauses"));
   }
   // The operator's pause: every send in flight at it, or started after it
-  // (before the resume), ended within 1 s of it.
+  // (before the resume), ended within 1 s of it. It is in force once the
+  // step after `mark pause` (quoratectl pause) returned: committed.
+  int64_t paused_at = pause->end_ns;
+  for (size_t i = 0; i + 1 < in.steps.size(); ++i) {
+    if (&in.steps[i] == pause) paused_at = in.steps[i + 1].end_ns;
+  }
   double stopped = 0;
   int64_t started_after = 0;
   for (const Send& s : sends) {
-    if (s.end < pause->start_ns || s.start > resume->start_ns) continue;
-    stopped = std::max(stopped, Ms(s.end - pause->start_ns));
-    if (s.start > pause->start_ns) ++started_after;
+    if (s.end < paused_at || s.start > resume->start_ns) continue;
+    stopped = std::max(stopped, Ms(s.end - paused_at));
+    if (s.start > paused_at) ++started_after;
   }
   r->Ms("pause_every_sender_stopped_ms", stopped);
   r->Add("sends_started_while_paused", absl::StrCat(started_after));
@@ -813,6 +850,9 @@ absl::StatusOr<std::vector<Fields>> ReadJsonLines(const std::string& path) {
   int n = 0;
   while (std::getline(in, line)) {
     ++n;
+    // A last line without its newline is still being written (a sampler
+    // that runs on): not read yet.
+    if (in.eof()) break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     absl::StatusOr<Fields> f = ParseJsonObject(line);
     if (!f.ok()) {
@@ -935,6 +975,7 @@ absl::StatusOr<ReplayInput> LoadReplay(Db& db, const std::string& dir,
     return Int(a, "t_mono_ns") < Int(b, "t_mono_ns");
   };
   std::stable_sort(in.events.begin(), in.events.end(), by_time);
+  std::stable_sort(in.member_events.begin(), in.member_events.end(), by_time);
   absl::StatusOr<std::vector<Fields>> samples =
       ReadJsonLines(dir + "/samples.jsonl");
   if (samples.ok()) in.samples = *std::move(samples);

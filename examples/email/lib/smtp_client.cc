@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -28,6 +29,13 @@ size_t ReadBody(char* buffer, size_t size, size_t count, void* user) {
 int NoteSocket(void* user, curl_socket_t fd, curlsocktype) {
   *static_cast<int*>(user) = static_cast<int>(fd);
   return CURL_SOCKOPT_OK;
+}
+// ... and forgets it when curl closes it, so that a cancel never shuts
+// down a descriptor number the process has since reused.
+int CloseSocket(void* user, curl_socket_t fd) {
+  int* noted = static_cast<int*>(user);
+  if (*noted == static_cast<int>(fd)) *noted = -1;
+  return ::close(fd);
 }
 
 }  // namespace
@@ -69,6 +77,8 @@ absl::Status SmtpClient::Send(const std::string& from,
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_SOCKOPTFUNCTION, NoteSocket);
   curl_easy_setopt(curl_, CURLOPT_SOCKOPTDATA, &socket_);
+  curl_easy_setopt(curl_, CURLOPT_CLOSESOCKETFUNCTION, CloseSocket);
+  curl_easy_setopt(curl_, CURLOPT_CLOSESOCKETDATA, &socket_);
   // The multi interface, so that the wait can be checked on and cut short;
   // its connection cache keeps the connection open between messages.
   auto* multi = static_cast<CURLM*>(multi_);

@@ -140,13 +140,20 @@ void SmtpServer::AcceptLoop() {
 void SmtpServer::Serve(int fd, uint64_t id) {
   SmtpSession session(options_.hostname, options_.limits, deliver_, accept_,
                       absl::Now());
-  auto held = [this] {
+  // While held, a connection whose client gave up (its deadline) is
+  // closed, as a hung server's kernel would: it must not count against
+  // max_connections for ever. False if it is gone.
+  auto held = [this, fd] {
     while (options_.hold && options_.hold() && !stopping_.load()) {
-      ::poll(nullptr, 0, 20);
+      pollfd p{fd, POLLRDHUP, 0};
+      if (::poll(&p, 1, 20) > 0 &&
+          (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+        return false;
+      }
     }
+    return true;
   };
-  held();
-  bool ok = SendAll(fd, session.Greeting());
+  bool ok = held() && SendAll(fd, session.Greeting());
   char buf[16384];
   while (ok && !session.closed() && !stopping_.load()) {
     absl::Duration left = session.Deadline() - absl::Now();
@@ -165,10 +172,7 @@ void SmtpServer::Serve(int fd, uint64_t id) {
     if (n <= 0) break;
     std::string out = session.Feed(
         absl::string_view(buf, static_cast<size_t>(n)), absl::Now());
-    if (!out.empty()) {
-      held();
-      ok = SendAll(fd, out);
-    }
+    if (!out.empty()) ok = held() && SendAll(fd, out);
   }
   std::lock_guard<std::mutex> lock(mu_);
   open_.erase(fd);
