@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, summarize, "",
 ABSL_FLAG(int64_t, outbox_limit, 256, "the processors' --outbox_limit");
 ABSL_FLAG(absl::Duration, send_timeout, absl::Seconds(10),
           "the processors' --send_timeout");
+ABSL_FLAG(absl::Duration, max_wait, absl::Seconds(30),
+          "zone-cut: the longest a message may wait on a majority-side "
+          "shard");
 
 namespace quorate_email {
 namespace {
@@ -110,6 +113,7 @@ int Replay(Db& db, const std::string& dir) {
   in->audit = *audit;
   in->outbox_limit = absl::GetFlag(FLAGS_outbox_limit);
   in->send_timeout = absl::GetFlag(FLAGS_send_timeout);
+  in->max_wait = absl::GetFlag(FLAGS_max_wait);
   const ReplayResult r = AnalyzeReplay(*in);
   std::fputs(r.text.c_str(), stdout);
   std::ofstream(dir + "/replay.txt") << r.text;

@@ -120,6 +120,10 @@ TEST(ReplayTest, ZoneCut_CatchesWhatGoesWrong) {
   never_back.events.pop_back();
   EXPECT_TRUE(Has(AnalyzeReplay(never_back), "never owned a shard again"));
 
+  ReplayInput held_up = ZoneCut();  // m2 waited 40 s on p-a's shard 0
+  held_up.processed[1].processed_ns = 60 * kS;
+  EXPECT_TRUE(Has(AnalyzeReplay(held_up), "had mail waiting 40000 ms"));
+
   ReplayInput no_cut = ZoneCut();
   no_cut.steps.erase(no_cut.steps.begin() + 1);
   EXPECT_TRUE(Has(AnalyzeReplay(no_cut), "no partition-zone"));

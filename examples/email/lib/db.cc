@@ -322,6 +322,24 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& spec) {
       PQfinish(conn);
       return absl::UnavailableError(absl::StrCat("postgresql: ", msg));
     }
+    // A client cut off in the middle of a transaction leaves the server
+    // waiting on it, holding its locks, for as long as TCP takes to notice
+    // (hours, by default): a stale shard owner's open fenced transaction
+    // would hold its successor's first one (the fence row) and a front's
+    // uncommitted insert every other front's copy of the message. The
+    // zone-cut replay (variant b) showed a shard stuck for 100 s. None of
+    // ours waits between statements of a transaction (SMTP happens with no
+    // transaction open), so one idle that long is abandoned: the server
+    // ends it and its locks go.
+    PGresult* r =
+        PQexec(conn, "SET idle_in_transaction_session_timeout = 5000");
+    const bool set = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!set) {
+      std::string msg = PQerrorMessage(conn);
+      PQfinish(conn);
+      return absl::UnavailableError(absl::StrCat("postgresql: ", msg));
+    }
     return std::unique_ptr<Db>(new PostgresDb(conn));
   }
   sqlite3* db = nullptr;

@@ -453,6 +453,12 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     }
   }
   r->Ms("majority_longest_wait_ms", wait_cut);
+  if (wait_cut > Ms(absl::ToInt64Nanoseconds(in.max_wait))) {
+    r->violations.push_back(
+        absl::StrCat("a shard owned on the majority side had mail waiting ",
+                     Number(wait_cut), " ms (bound ",
+                     Number(Ms(absl::ToInt64Nanoseconds(in.max_wait))), ")"));
+  }
   r->Ms("majority_longest_wait_from_ms",
         counted > 0 ? Ms(longest_at - c0) : -1);
   r->Ms("majority_longest_wait_before_cut_ms", wait_before);

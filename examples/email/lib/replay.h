@@ -70,6 +70,9 @@ struct ReplayInput {
   AuditReport audit;
   int64_t outbox_limit = 256;
   absl::Duration send_timeout = absl::Seconds(10);
+  // zone-cut: a majority-side wait past this is a violation (a shard held
+  // up, not a slow one: the goal is a heartbeat or two).
+  absl::Duration max_wait = absl::Seconds(30);
 };
 
 struct ReplayResult {

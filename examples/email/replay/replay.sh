@@ -146,7 +146,7 @@ zone_cut_schedule() {
   [[ $variant == b ]] && nemesis=isolate-zone
   common "$db" "$dbspec" data ""
   cat <<EOF
-service loadgen - {email}/email-loadgen --smtp={address:front-a}:2525,{address:front-b}:2525,{address:front-c}:2525 --rate=$RATE --mailboxes=64 --tag=replay --send_timeout=3s --report_interval=10s
+service loadgen - {email}/email-loadgen --smtp={address:front-a}:2525,{address:front-b}:2525,{address:front-c}:2525 --rate=$RATE --mailboxes=64 --tag=replay --senders=16 --send_timeout=2s --report_interval=10s
 quiet $WARMUP
 $nemesis az-c $CUT
 quiet $AFTER
