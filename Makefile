@@ -7,7 +7,7 @@
 #   make test      dependencies, build, the whole suite: plain, ASan+UBSan, TSan
 #   make build     dependencies and the plain build
 #   make check     the plain build's suite only (fast loop while developing)
-#   make sanitize  ASan+UBSan build and its suite (with 30 s of each fuzz
+#   make sanitize  ASan+UBSan build and its suite (with 10 s of each fuzz
 #                  target)
 #   make fuzz      the libFuzzer targets (tests/fuzz/), FUZZ_SECONDS each
 #                  (default 600), or only FUZZ_TARGET (FUZZ_SECONDS=0:
@@ -63,11 +63,12 @@ ASAN_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SA
 
 # The simulator's own gtests (SimulatorTest, SimulatorCheckersTest) run in
 # the plain build only; under ASan each scenario they single out runs on a
-# few seeds instead (tests/sim/CMakeLists.txt says why).
+# few seeds instead (tests/sim/CMakeLists.txt says why). The lint tests
+# (format, layers) read sources, not binaries: the plain build runs them.
 sanitize: deps
 	$(call configure,$(ASAN_DIR),$(ASAN_FLAGS))
 	cmake --build $(ASAN_DIR) -j $(JOBS)
-	ctest --test-dir $(ASAN_DIR) $(CTEST_FLAGS) -E '^Simulator(Checkers)?Test\.'
+	ctest --test-dir $(ASAN_DIR) $(CTEST_FLAGS) -LE lint -E '^Simulator(Checkers)?Test\.'
 
 tsan: deps
 	$(call configure,$(TSAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DQUORATE_SANITIZE=thread -DQUORATE_BUILD_BENCHMARKS=OFF)
