@@ -74,9 +74,10 @@ ReplayInput ZoneCut() {
       {"m3", 1, 11 * kS, 17 * kS + kS / 2, "p-b"},  // orphaned: 6.5 s
       {"m4", 1, 11 * kS - kS / 2, 11 * kS, "p-c"},  // p-c's last, at +1 s
       {"m5", 0, 69 * kS, 74 * kS, "p-a"},           // drained 4 s after
+      {"m6", 0, 80 * kS, 80 * kS + kS / 4, "p-a"},  // after: 250 ms
   };
-  in.audit.accepted = 5;
-  in.audit.processed_once = 5;
+  in.audit.accepted = 6;
+  in.audit.processed_once = 6;
   return in;
 }
 
@@ -84,6 +85,8 @@ TEST(ReplayTest, ZoneCut_MeasuresTheCut) {
   const ReplayResult r = AnalyzeReplay(ZoneCut());
   EXPECT_TRUE(r.ok()) << r.text;
   EXPECT_EQ(Value(r, "majority_longest_wait_ms"), "5000");
+  EXPECT_EQ(Value(r, "majority_longest_wait_before_cut_ms"), "100");
+  EXPECT_EQ(Value(r, "majority_longest_wait_after_heal_ms"), "250");
   EXPECT_EQ(Value(r, "minority_stopped_ms"), "2000");
   EXPECT_EQ(Value(r, "minority_sessions_lapsed_ms"), "5000");
   EXPECT_EQ(Value(r, "minority_last_processed_ms"), "1000");
@@ -177,7 +180,9 @@ TEST(ReplayTest, Flood_MeasuresTheFlood) {
   EXPECT_EQ(Value(r, "outbox_max_per_shard"), "100");
   EXPECT_EQ(Value(r, "pause_every_sender_stopped_ms"), "50");
   EXPECT_EQ(Value(r, "processed_during_stall"), "2");
-  EXPECT_EQ(Value(r, "outbox_drained_after_resume_ms"), "5000");
+  // The last send that went through ended at 76 s (the samples, every
+  // 5 s, see the outbox empty only at 80 s).
+  EXPECT_EQ(Value(r, "outbox_drained_after_resume_ms"), "1000");
 }
 
 TEST(ReplayTest, Flood_CatchesWhatGoesWrong) {

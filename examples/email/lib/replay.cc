@@ -462,6 +462,7 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   r->Ms("majority_longest_wait_from_ms",
         counted > 0 ? Ms(longest_at - c0) : -1);
   r->Ms("majority_longest_wait_before_cut_ms", wait_before);
+  r->Ms("majority_longest_wait_after_heal_ms", wait_after);
   r->notes.push_back(absl::StrCat(
       "majority_longest_wait_ms: over ", counted,
       " messages accepted during the cut on shards that one majority-side "
@@ -741,16 +742,16 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     r->violations.push_back(absl::StrCat("a send went on ", Number(stopped),
                                          " ms after the pause (bound 1000)"));
   }
-  int64_t drained = -1;
-  for (const Fields& f : in.samples) {
-    const int64_t t = Int(f, "t_mono_ns");
-    if (t > resume->start_ns && Int(f, "outbox_pending") == 0) {
-      drained = t;
-      break;
+  // Drained: the check runs once the audit found nothing left to send, so
+  // the last send that went through after the resume emptied the outbox.
+  // (Not the samples: the sampler's next line may not be written yet.)
+  int64_t drained = resume->start_ns;
+  for (const Send& s : sends) {
+    if (s.result == "ok" && s.end > resume->start_ns) {
+      drained = std::max(drained, s.end);
     }
   }
-  r->Ms("outbox_drained_after_resume_ms",
-        drained < 0 ? -1 : Ms(drained - resume->start_ns));
+  r->Ms("outbox_drained_after_resume_ms", Ms(drained - resume->start_ns));
   RefusalRows(in, zone_of, r);
   r->notes.push_back(
       "replies_duplicated: a send cut short (its deadline, or the pause) "
