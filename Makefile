@@ -13,6 +13,9 @@
 #                  (default 600), or only FUZZ_TARGET (FUZZ_SECONDS=0:
 #                  until Ctrl-C)
 #   make tsan      TSan build and its suite
+#   make package   the Debian package (build/packages/quorate_VERSION_amd64.deb):
+#                  programs, library, headers, a systemd unit and its
+#                  configuration (docs/operations.md, "Installing the package")
 #   make bench     benchmarks (Release build), printing numbers
 #   make coverage  line coverage of src/ by the unit tests
 #   make soak      simulation seeds without end
@@ -42,7 +45,7 @@ define configure
 	fi
 endef
 
-.PHONY: all deps build demo check test sanitize tsan fuzz bench coverage soak chaos replay-zone-cut replay-outbound-flood format lint clean
+.PHONY: all deps build demo check test package sanitize tsan fuzz bench coverage soak chaos replay-zone-cut replay-outbound-flood format lint clean
 
 all: build
 
@@ -95,6 +98,10 @@ fuzz: deps
 	  tests/fuzz/run-fuzzer.sh fuzz $(ASAN_DIR)/tests/fuzz/$$t $(FUZZ_SECONDS) \
 	    tests/fuzz/corpus/$$t $(ASAN_DIR)/fuzz-corpus/$$t $(ASAN_DIR)/fuzz-crashes/$$t; \
 	done
+
+# The Debian package, from the plain build (cmake/QuoratePackage.cmake).
+package: build
+	cd $(BUILD_DIR) && cpack
 
 # The whole suite: the plain build first (fastest feedback), then both
 # sanitizer builds. Each part ends with CTest's summary.

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the build in BUILD_DIR into a fresh temporary prefix, then builds
-# and runs the consumer project against it twice: with
-# find_package(quorate CONFIG REQUIRED) and with pkg-config. Any mistake in
-# the export (a missing header, target, dependency or path) fails here.
-# Then it builds examples/minimal_member the same way and runs it: a member
+# Builds the Debian package from BUILD_DIR (`make package`: CPack), checks
+# what it holds (the programs, the systemd unit and its conffile, the
+# postinst, the --help texts), unpacks it with dpkg-deb -x into a scratch
+# root and runs quorate-node from there; then builds and runs the consumer
+# project against the unpacked /usr twice: with find_package(quorate
+# CONFIG REQUIRED) and with pkg-config. Any mistake in the package or the
+# export (a missing header, target, dependency or path) fails here. Then
+# it builds examples/minimal_member the same way and runs it: a member
 # started through the installed public API elects itself; and it builds
 # examples/email, the email example, as a user's project would.
 #   run.sh BUILD_DIR CONSUMER_SOURCE_DIR EXPECTED_VERSION [EXAMPLES_DIR]
@@ -14,13 +17,66 @@ version=$3
 examples=${4:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/quorate-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-prefix=$work/prefix
-
-echo "== install into $prefix"
-cmake --install "$build" --prefix "$prefix" >"$work/install.log" || {
-  cat "$work/install.log"
+root=$work/root
+prefix=$root/usr
+fail() {
+  echo "package: $*" >&2
   exit 1
 }
+
+echo "== cpack (make package)"
+cpack --config "$build/CPackConfig.cmake" -B "$work/pkg" >"$work/cpack.log" 2>&1 || {
+  cat "$work/cpack.log"
+  exit 1
+}
+deb=$(find "$work/pkg" -maxdepth 1 -name 'quorate_*.deb')
+[[ -f $deb ]] || fail "cpack made no quorate_*.deb"
+[[ $(dpkg-deb -f "$deb" Package) == quorate ]] || fail "not named quorate"
+[[ $(dpkg-deb -f "$deb" Version) == "$version" ]] ||
+  fail "version $(dpkg-deb -f "$deb" Version), expected $version"
+depends=$(dpkg-deb -f "$deb" Depends)
+for dep in adduser libgrpc++-dev libc6; do
+  [[ $depends == *"$dep"* ]] || fail "Depends lacks $dep: $depends"
+done
+mkdir -p "$work/control"
+dpkg-deb -e "$deb" "$work/control"
+grep -qx /etc/quorate/quorate-node.conf "$work/control/conffiles" ||
+  fail "the configuration file is not a conffile"
+grep -q "adduser --system" "$work/control/postinst" ||
+  fail "the postinst makes no user for the service"
+
+echo "== dpkg-deb -x"
+dpkg-deb -x "$deb" "$root"
+for f in usr/bin/quorate-node usr/bin/quoratectl usr/bin/quorate-chaos; do
+  [[ -x $root/$f ]] || fail "no /$f"
+done
+for f in quorate-node quoratectl quorate-chaos; do
+  [[ -s $root/usr/share/doc/quorate/$f.txt ]] || fail "no help text for $f"
+done
+unit=$root/lib/systemd/system/quorate-node.service
+conf=$root/etc/quorate/quorate-node.conf
+[[ -f $unit && -f $conf ]] || fail "no systemd unit or no configuration file"
+# The unit starts the packaged program with the configuration's flags.
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+[[ $exec_start == '/usr/bin/quorate-node $QUORATE_NODE_FLAGS' ]] ||
+  fail "ExecStart=$exec_start"
+grep -qx 'EnvironmentFile=/etc/quorate/quorate-node.conf' "$unit" ||
+  fail "the unit does not read /etc/quorate/quorate-node.conf"
+grep -qx 'RestartPreventExitStatus=2 3' "$unit" ||
+  fail "the unit would restart into a bad flag or a corrupt data directory"
+"$root/usr/bin/quorate-node" --help | grep -q -- "--data_dir" ||
+  fail "quorate-node --help from the package"
+[[ $("$root/usr/bin/quorate-node" --version) == "quorate-node $version" ]] ||
+  fail "quorate-node --version from the package"
+# As the unit runs it with the shipped configuration (no flags yet): a
+# usage error, exit 2, which the unit does not restart into.
+(
+  # shellcheck disable=SC1090
+  source "$conf"
+  # shellcheck disable=SC2086
+  "$root/usr/bin/quorate-node" $QUORATE_NODE_FLAGS >/dev/null 2>&1
+) && rc=0 || rc=$?
+[[ $rc == 2 ]] || fail "the shipped configuration: exit $rc, expected 2"
 
 echo "== find_package(quorate CONFIG REQUIRED)"
 cmake -S "$consumer" -B "$work/cmake-build" -G Ninja \
