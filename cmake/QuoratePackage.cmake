@@ -1,8 +1,9 @@
 # The Debian package (`make package`): CPack's DEB generator over the
 # install rules (cmake/QuorateInstall.cmake, src/CMakeLists.txt), plus
 # what only a system package has: the systemd unit, its configuration file
-# (a conffile), the service's user (postinst), and every program's --help
-# text under /usr/share/doc/quorate. tests/consumer/run.sh builds the
+# (a conffile), the service's user (postinst), stopping it on removal
+# (prerm, postrm), and every program's --help text under
+# /usr/share/doc/quorate. tests/consumer/run.sh builds the
 # package, unpacks it with dpkg-deb -x and builds against what it holds.
 
 # Each program's --help, written at build time by the program itself.
@@ -75,6 +76,8 @@ set(CPACK_DEBIAN_PACKAGE_DEPENDS
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libsqlite3-dev, libpq-dev")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
   "${PROJECT_SOURCE_DIR}/packaging/postinst"
+  "${PROJECT_SOURCE_DIR}/packaging/prerm"
+  "${PROJECT_SOURCE_DIR}/packaging/postrm"
   "${PROJECT_SOURCE_DIR}/packaging/conffiles")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 include(CPack)

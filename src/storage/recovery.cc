@@ -134,6 +134,28 @@ absl::Status Storage::RecordElectionTimeout(int64_t ns) {
   return WriteSmallFile("TIMING", data);
 }
 
+absl::StatusOr<SnapshotFile> ReadSnapshotFile(absl::string_view contents) {
+  std::string why;
+  Record rec;
+  SnapshotFile file;
+  if (ParseRecord(contents, 0, /*salt=*/0, &rec, &why) != Parse::kRecord ||
+      rec.type != RECORD_TYPE_SNAPSHOT_HEADER) {
+    if (why.empty()) why = "no snapshot header";
+  } else if (!file.header.ParseFromArray(
+                 rec.payload.data(), static_cast<int>(rec.payload.size()))) {
+    why = "unreadable snapshot header";
+  } else if (contents.size() - rec.next != file.header.data_size()) {
+    why = absl::StrCat("data is ", contents.size() - rec.next,
+                       " bytes, header says ", file.header.data_size());
+  } else if (Crc32c(contents.data() + rec.next, file.header.data_size()) !=
+             file.header.data_crc32c()) {
+    why = "data checksum mismatch";
+  }
+  if (!why.empty()) return absl::DataLossError(why);
+  file.data_offset = rec.next;
+  return file;
+}
+
 absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
   QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
                            fs_->ListDir(options_.dir));
@@ -149,39 +171,28 @@ absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
     const std::string path = JoinPath(options_.dir, name);
     auto contents = fs_->ReadFile(path);
     std::string why;
-    Record rec;
-    SnapshotHeader header;
+    absl::StatusOr<SnapshotFile> file = absl::UnknownError("unread");
     if (!contents.ok()) {
       why = std::string(contents.status().message());
-    } else if (ParseRecord(*contents, 0, /*salt=*/0, &rec, &why) !=
-                   Parse::kRecord ||
-               rec.type != RECORD_TYPE_SNAPSHOT_HEADER) {
-      if (why.empty()) why = "no snapshot header";
-    } else if (!header.ParseFromArray(rec.payload.data(),
-                                      static_cast<int>(rec.payload.size()))) {
-      why = "unreadable snapshot header";
-    } else if (contents->size() - rec.next != header.data_size()) {
-      why = absl::StrCat("data is ", contents->size() - rec.next,
-                         " bytes, header says ", header.data_size());
-    } else if (Crc32c(contents->data() + rec.next, header.data_size()) !=
-               header.data_crc32c()) {
-      why = "data checksum mismatch";
-    } else if (header.metadata().index() != index) {
+    } else if (file = ReadSnapshotFile(*contents); !file.ok()) {
+      why = std::string(file.status().message());
+    } else if (file->header.metadata().index() != index) {
       why = "file name and header disagree on the index";
     } else if (index > raft::kMaxIndex ||
-               header.metadata().term() > raft::kMaxTerm ||
-               (index > 0 && header.metadata().term() == 0)) {
+               file->header.metadata().term() > raft::kMaxTerm ||
+               (index > 0 && file->header.metadata().term() == 0)) {
       // A valid checksum over an index or term no writer produces (a bug,
       // or a hand-edited file): the log would continue past it into
       // indices the core refuses. (The core checks the rest of the
       // metadata when it starts.)
-      why = absl::StrCat("index ", index, " or term ", header.metadata().term(),
-                         " is out of range");
+      why = absl::StrCat("index ", index, " or term ",
+                         file->header.metadata().term(), " is out of range");
 
-    } else if (!options_.cluster_id.empty() && !header.cluster_id().empty() &&
-               header.cluster_id() != options_.cluster_id) {
+    } else if (!options_.cluster_id.empty() &&
+               !file->header.cluster_id().empty() &&
+               file->header.cluster_id() != options_.cluster_id) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "snapshot ", path, " belongs to cluster '", header.cluster_id(),
+          "snapshot ", path, " belongs to cluster '", file->header.cluster_id(),
           "', not '", options_.cluster_id, "'"));
     }
     if (!why.empty()) {
@@ -191,11 +202,11 @@ absl::Status Storage::LoadSnapshot(raft::RestoredState* restored) {
       }
       continue;
     }
-    restored->snapshot = header.metadata();
-    restored->snapshot_data =
-        std::make_shared<const std::string>(contents->substr(rec.next));
-    restored->applied = header.metadata().index();
-    snapshot_index_ = header.metadata().index();
+    restored->snapshot = file->header.metadata();
+    restored->snapshot_data = std::make_shared<const std::string>(
+        contents->substr(file->data_offset));
+    restored->applied = file->header.metadata().index();
+    snapshot_index_ = file->header.metadata().index();
     snapshot_path_ = path;
     return absl::OkStatus();
   }

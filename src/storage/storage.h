@@ -63,9 +63,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "raft/raft.h"
 #include "storage/file.h"
 #include "wire/raft.pb.h"
+#include "wire/storage.pb.h"
 
 namespace quorate::storage {
 
@@ -101,6 +103,16 @@ struct RecoveryInfo {
   uint64_t bytes = 0;
   bool truncated_torn_tail = false;
 };
+
+// A snapshot file read on its own, as `quoratectl snapshot status` reads
+// one: its header and where its data starts, once the header's frame
+// checksum, the data's size and the data's CRC32C hold. DATA_LOSS says
+// which did not.
+struct SnapshotFile {
+  SnapshotHeader header;
+  size_t data_offset = 0;
+};
+absl::StatusOr<SnapshotFile> ReadSnapshotFile(absl::string_view contents);
 
 class Storage {
  public:

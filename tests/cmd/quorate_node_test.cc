@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -872,6 +875,83 @@ TEST_F(QuorateNodeTest, RestartedProcess_CatchesUpFromASnapshot) {
                .out == "v29\n";
   }));
   EXPECT_GT(JsonInt(Status(follower), "snapshot_index"), before);
+}
+
+// `quoratectl snapshot status` reads a member's snapshot file on its own:
+// the revision it holds and the number of keys at that revision, which
+// the puts' own revisions tell; a damaged copy is "checksum=bad" (exit 1),
+// a missing file a usage error (exit 2).
+TEST_F(QuorateNodeTest, Quoratectl_SnapshotStatusReadsAMembersSnapshot) {
+  Define(1);
+  members_["n1"].extra_flags = {"--snapshot_entries=5"};
+  Start("n1");
+  ASSERT_FALSE(AwaitLeader().empty());
+  std::vector<uint64_t> put_revisions;  // key k<i> was created at [i]
+  for (int i = 0; i < 12; ++i) {
+    const Ctl c = Quoratectl(
+        {"--endpoints=" + Endpoints(), "put", absl::StrCat("k", i), "v"});
+    ASSERT_EQ(c.exit, 0) << c.out;
+    uint64_t rev = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(c.out), &rev))
+        << c.out;
+    put_revisions.push_back(rev);
+  }
+  ASSERT_TRUE(
+      Await([&] { return JsonInt(Status("n1"), "snapshot_index") > 0; }));
+  // The newest snapshot, copied: the member may replace its snapshots as
+  // it goes (it keeps two), so a listed one may be gone: list again.
+  const std::string copy = root_ + "/copy.snap";
+  bool copied = false;
+  for (int attempt = 0; attempt < 10 && !copied; ++attempt) {
+    std::string newest;
+    for (const auto& e : std::filesystem::directory_iterator(root_ + "/n1")) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with("snap-") && name.ends_with(".snap") &&
+          name > std::filesystem::path(newest).filename().string()) {
+        newest = e.path().string();
+      }
+    }
+    ASSERT_FALSE(newest.empty());
+    std::error_code ec;
+    copied = std::filesystem::copy_file(
+        newest, copy, std::filesystem::copy_options::overwrite_existing, ec);
+  }
+  ASSERT_TRUE(copied);
+  const uint64_t bytes = std::filesystem::file_size(copy);
+  Ctl c = Quoratectl({"snapshot", "status", copy});
+  ASSERT_EQ(c.exit, 0) << c.out;
+  uint64_t revision = 0;
+  int keys = -1;
+  ASSERT_EQ(
+      sscanf(c.out.c_str(), "revision=%" SCNu64 " keys=%d", &revision, &keys),
+      2)
+      << c.out;
+  int created = 0;
+  for (uint64_t r : put_revisions) created += r <= revision ? 1 : 0;
+  EXPECT_GT(revision, 0u) << c.out;
+  EXPECT_EQ(keys, created) << c.out;
+  EXPECT_NE(c.out.find(absl::StrCat(" bytes=", bytes, " checksum=ok\n")),
+            std::string::npos)
+      << c.out;
+  EXPECT_NE(c.out.find(" cluster_id=proc members=1\n"), std::string::npos)
+      << c.out;
+
+  {
+    std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    const char last = static_cast<char>(f.get());
+    f.seekp(-1, std::ios::end);
+    f.put(static_cast<char>(last ^ 1));
+  }
+  c = Quoratectl({"snapshot", "status", copy});
+  EXPECT_EQ(c.exit, 1) << c.out;
+  EXPECT_TRUE(c.out.starts_with(
+      absl::StrCat("revision=- keys=- bytes=", bytes, " checksum=bad\n")))
+      << c.out;
+  EXPECT_NE(c.out.find("data checksum mismatch"), std::string::npos) << c.out;
+  EXPECT_EQ(Quoratectl({"snapshot", "status", root_ + "/none.snap"}).exit, 2);
+  EXPECT_EQ(Quoratectl({"snapshot", "status", root_ + "/n1"}).exit, 2);
+  EXPECT_EQ(Quoratectl({"snapshot", "status"}).exit, 2);
 }
 
 // What a watcher delivered: each event's key and revision, in order.

@@ -44,6 +44,9 @@ grep -qx /etc/quorate/quorate-node.conf "$work/control/conffiles" ||
   fail "the configuration file is not a conffile"
 grep -q "adduser --system" "$work/control/postinst" ||
   fail "the postinst makes no user for the service"
+grep -q "systemctl stop quorate-node" "$work/control/prerm" ||
+  fail "the prerm does not stop the member on removal"
+[[ -x $work/control/postrm ]] || fail "no postrm"
 
 echo "== dpkg-deb -x"
 dpkg-deb -x "$deb" "$root"
@@ -62,10 +65,10 @@ exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
   fail "ExecStart=$exec_start"
 grep -qx 'EnvironmentFile=/etc/quorate/quorate-node.conf' "$unit" ||
   fail "the unit does not read /etc/quorate/quorate-node.conf"
-grep -qx 'RestartPreventExitStatus=2 3' "$unit" ||
-  fail "the unit would restart into a bad flag or a corrupt data directory"
-"$root/usr/bin/quorate-node" --help | grep -q -- "--data_dir" ||
-  fail "quorate-node --help from the package"
+grep -qx 'RestartPreventExitStatus=3' "$unit" ||
+  fail "the unit would restart into a corrupt data directory"
+help=$("$root/usr/bin/quorate-node" --help)
+[[ $help == *--data_dir* ]] || fail "quorate-node --help from the package"
 [[ $("$root/usr/bin/quorate-node" --version) == "quorate-node $version" ]] ||
   fail "quorate-node --version from the package"
 # As the unit runs it with the shipped configuration (no flags yet): a
@@ -77,6 +80,19 @@ grep -qx 'RestartPreventExitStatus=2 3' "$unit" ||
   "$root/usr/bin/quorate-node" $QUORATE_NODE_FLAGS >/dev/null 2>&1
 ) && rc=0 || rc=$?
 [[ $rc == 2 ]] || fail "the shipped configuration: exit $rc, expected 2"
+
+# `cmake --install --prefix` outside the package: the library and the
+# programs, but not the unit or its configuration (their paths are the
+# system's, so only the package has them).
+cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" 2>&1 || {
+  cat "$work/install.log"
+  exit 1
+}
+[[ -x $work/prefix/bin/quorate-node && -f $work/prefix/lib/pkgconfig/quorate.pc ]] ||
+  fail "cmake --install --prefix installed no program or no pkg-config file"
+if [[ -e $work/prefix/etc || -e $work/prefix/lib/systemd ]]; then
+  fail "cmake --install --prefix installed the unit or its configuration"
+fi
 
 echo "== find_package(quorate CONFIG REQUIRED)"
 cmake -S "$consumer" -B "$work/cmake-build" -G Ninja \

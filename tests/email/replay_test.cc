@@ -197,6 +197,13 @@ TEST(ReplayTest, Flood_CatchesWhatGoesWrong) {
   EXPECT_TRUE(Has(AnalyzeReplay(with_send({{"db_connections_held", "1"}})),
                   "holding a database connection"));
 
+  ReplayInput undrained = Flood();  // 2 replies still queued at the end
+  undrained.audit.replies_queued = 5;
+  undrained.audit.replies_sent = 3;
+  const ReplayResult never = AnalyzeReplay(undrained);
+  EXPECT_TRUE(Has(never, "never drained after the resume: 2 replies unsent"));
+  EXPECT_EQ(Value(never, "outbox_drained_after_resume_ms"), "-");
+
   ReplayInput late = Flood();  // a send going on 3 s after the pause
   late.events[3]["t_mono_ns"] = absl::StrCat(53 * kS);
   EXPECT_TRUE(Has(AnalyzeReplay(late), "after the pause"));

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "storage/mem_fs.h"
+#include "storage/record.h"
 #include "storage/writer.h"
 
 namespace quorate::storage {
@@ -314,6 +315,41 @@ TEST_F(StorageTest, Snapshot_NewestCorruptFallsBackToOlder) {
   ASSERT_FALSE(logs_.empty());
   EXPECT_NE(logs_.back().find("skipping invalid snapshot"), std::string::npos);
   EXPECT_EQ(Indexes(r), Seq(11, 40));
+}
+
+// A snapshot file read on its own (quoratectl snapshot status): the
+// header and the data back, and every kind of damage named.
+TEST_F(StorageTest, Snapshot_ReadOnItsOwnChecksBothChecksums) {
+  raft::RestoredState r;
+  {
+    auto s = OpenOk(&r);
+    Put(s.get(), Range(1, 10, 1));
+    raft::SnapshotMetadata md;
+    md.set_index(10);
+    md.set_term(1);
+    ASSERT_TRUE(s->SaveSnapshot(md, "the state at 10").ok());
+  }
+  const std::string good =
+      fs_.File("/data/snap-000000000000000a-0000000000000001.snap")->data;
+  absl::StatusOr<SnapshotFile> f = ReadSnapshotFile(good);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->header.metadata().index(), 10u);
+  EXPECT_EQ(good.substr(f->data_offset), "the state at 10");
+
+  std::string data_flipped = good;
+  data_flipped.back() ^= 1;
+  f = ReadSnapshotFile(data_flipped);
+  EXPECT_TRUE(absl::IsDataLoss(f.status()));
+  EXPECT_NE(f.status().message().find("data checksum"), std::string::npos);
+
+  std::string header_flipped = good;
+  header_flipped[internal::kFrameHeaderBytes + 2] ^= 1;
+  EXPECT_TRUE(absl::IsDataLoss(ReadSnapshotFile(header_flipped).status()));
+
+  f = ReadSnapshotFile(good.substr(0, good.size() - 1));
+  EXPECT_TRUE(absl::IsDataLoss(f.status()));
+  EXPECT_NE(f.status().message().find("header says"), std::string::npos);
+  EXPECT_TRUE(absl::IsDataLoss(ReadSnapshotFile("").status()));
 }
 
 TEST_F(StorageTest, Recovery_MissingSegmentIsDataLossNamingFiles) {

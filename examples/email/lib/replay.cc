@@ -742,16 +742,26 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     r->violations.push_back(absl::StrCat("a send went on ", Number(stopped),
                                          " ms after the pause (bound 1000)"));
   }
-  // Drained: the check runs once the audit found nothing left to send, so
-  // the last send that went through after the resume emptied the outbox.
-  // (Not the samples: the sampler's next line may not be written yet.)
+  // Drained: once the audit finds nothing left to send, the last send
+  // that went through after the resume emptied the outbox. (Not the
+  // samples: the sampler's next line may not be written yet.)
+  const bool emptied = in.audit.replies_queued <=
+                       in.audit.replies_sent + in.audit.replies_failed;
   int64_t drained = resume->start_ns;
   for (const Send& s : sends) {
     if (s.result == "ok" && s.end > resume->start_ns) {
       drained = std::max(drained, s.end);
     }
   }
-  r->Ms("outbox_drained_after_resume_ms", Ms(drained - resume->start_ns));
+  r->Ms("outbox_drained_after_resume_ms",
+        emptied ? Ms(drained - resume->start_ns) : -1);
+  if (!emptied) {
+    r->violations.push_back(
+        absl::StrCat("the outbox never drained after the resume: ",
+                     in.audit.replies_queued - in.audit.replies_sent -
+                         in.audit.replies_failed,
+                     " replies unsent"));
+  }
   RefusalRows(in, zone_of, r);
   r->notes.push_back(
       "replies_duplicated: a send cut short (its deadline, or the pause) "
