@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/smtp_server.h"
@@ -92,6 +95,31 @@ TEST_F(SmtpClientTest, KeepGoingStopsASendInFlight) {
                   .Send("a@example.test", {"b@example.test"}, kMessage,
                         absl::Seconds(30), [] { return true; })
                   .ok());
+  EXPECT_EQ(received().size(), 1u);
+}
+
+// Destroying a client whose connection is still open makes curl say QUIT
+// and wait for the answer, up to its own 120 s whatever the sends'
+// deadlines. When the smarthost has gone silent (or away: a zone cut), a
+// processor's worker waited that long to stop, and its zone's processors
+// rejoined two minutes after the heal. The connection is shut down first.
+// (30 s: far above what closing takes, far below curl's 120 s.)
+TEST_F(SmtpClientTest, DestroyingTheClientDoesNotWaitOnASilentServer) {
+  Start(/*silent=*/false);
+  auto client = std::make_unique<SmtpClient>(server_->address(), "test");
+  ASSERT_TRUE(client
+                  ->Send("a@example.test", {"b@example.test"}, kMessage,
+                         absl::Seconds(30))
+                  .ok());
+  silent_ = true;  // the connection stays open, cached; QUIT goes unanswered
+  std::promise<void> destroyed;
+  std::future<void> done = destroyed.get_future();
+  std::thread t([&] {
+    client.reset();
+    destroyed.set_value();
+  });
+  EXPECT_EQ(done.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  t.join();
   EXPECT_EQ(received().size(), 1u);
 }
 

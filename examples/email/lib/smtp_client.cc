@@ -48,6 +48,12 @@ SmtpClient::SmtpClient(std::string server, std::string helo)
       multi_(curl_multi_init()) {}
 
 SmtpClient::~SmtpClient() {
+  // curl says QUIT on a connection it still holds, and waits for the
+  // answer up to its own 120 s, whatever the sends' deadlines: a smarthost
+  // gone silent or unreachable (a zone cut) held a stopping processor's
+  // worker, and with it the processor's next session, that long. The
+  // connection is of no more use: shut it down, and the QUIT fails at once.
+  if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
   curl_easy_cleanup(curl_);
   curl_multi_cleanup(static_cast<CURLM*>(multi_));
 }
