@@ -72,7 +72,7 @@ help=$("$root/usr/bin/quorate-node" --help)
 [[ $("$root/usr/bin/quorate-node" --version) == "quorate-node $version" ]] ||
   fail "quorate-node --version from the package"
 # As the unit runs it with the shipped configuration (no flags yet): a
-# usage error, exit 2, which the unit does not restart into.
+# usage error, exit 2 (the unit tries 5 times a minute, then stays failed).
 (
   # shellcheck disable=SC1090
   source "$conf"
