@@ -61,11 +61,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -193,13 +191,13 @@ int SnapshotStatus(const std::string& path) {
     return Usage(absl::StrCat("snapshot file '", path,
                               "': ", ec ? ec.message() : "not a regular file"));
   }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream read;
-  if (in.is_open()) read << in.rdbuf();
-  if (!in.is_open() || in.bad()) {
-    return Usage(absl::StrCat("cannot read snapshot file '", path, "'"));
+  absl::StatusOr<std::string> read =
+      quorate::storage::PosixFileSystem()->ReadFile(path);
+  if (!read.ok()) {
+    return Usage(absl::StrCat("cannot read snapshot file '", path,
+                              "': ", read.status().message()));
   }
-  const std::string contents = read.str();
+  const std::string& contents = *read;
   absl::StatusOr<quorate::storage::SnapshotFile> file =
       quorate::storage::ReadSnapshotFile(contents);
   quorate::peer::NodeSnapshot node;

@@ -453,11 +453,11 @@ void ZoneCut(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     }
   }
   r->Ms("majority_longest_wait_ms", wait_cut);
-  if (wait_cut > Ms(absl::ToInt64Nanoseconds(in.max_wait))) {
+  const double max_wait = absl::ToDoubleMilliseconds(in.max_wait);
+  if (wait_cut > max_wait) {
     r->violations.push_back(
         absl::StrCat("a shard owned on the majority side had mail waiting ",
-                     Number(wait_cut), " ms (bound ",
-                     Number(Ms(absl::ToInt64Nanoseconds(in.max_wait))), ")"));
+                     Number(wait_cut), " ms (bound ", Number(max_wait), ")"));
   }
   r->Ms("majority_longest_wait_from_ms",
         counted > 0 ? Ms(longest_at - c0) : -1);
@@ -745,8 +745,8 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
   // Drained: once the audit finds nothing left to send, the last send
   // that went through after the resume emptied the outbox. (Not the
   // samples: the sampler's next line may not be written yet.)
-  const bool emptied = in.audit.replies_queued <=
-                       in.audit.replies_sent + in.audit.replies_failed;
+  const int64_t unsent =
+      in.audit.replies_queued - in.audit.replies_sent - in.audit.replies_failed;
   int64_t drained = resume->start_ns;
   for (const Send& s : sends) {
     if (s.result == "ok" && s.end > resume->start_ns) {
@@ -754,12 +754,10 @@ void Flood(const ReplayInput& in, Report* r, std::vector<Chart>* charts,
     }
   }
   r->Ms("outbox_drained_after_resume_ms",
-        emptied ? Ms(drained - resume->start_ns) : -1);
-  if (!emptied) {
+        unsent <= 0 ? Ms(drained - resume->start_ns) : -1);
+  if (unsent > 0) {
     r->violations.push_back(
-        absl::StrCat("the outbox never drained after the resume: ",
-                     in.audit.replies_queued - in.audit.replies_sent -
-                         in.audit.replies_failed,
+        absl::StrCat("the outbox never drained after the resume: ", unsent,
                      " replies unsent"));
   }
   RefusalRows(in, zone_of, r);
