@@ -184,8 +184,10 @@ struct ClusterMember {
   uint64_t term = 0;
   std::string leader_id;
   uint64_t commit_index = 0;
-  std::string mode;    // "active" or "paused" (the partition guard)
-  absl::Status error;  // why it did not answer
+  std::string mode;     // "active" or "paused" (the partition guard)
+  std::string version;  // the release it runs
+  bool voter = false;   // false: a learner
+  absl::Status error;   // why it did not answer
   // Its links to the other members, as it sees them.
   struct Link {
     std::string id;
@@ -194,6 +196,34 @@ struct ClusterMember {
     int64_t last_contact_ms = -1;  // since it heard from it; -1: never
   };
   std::vector<Link> links;
+};
+
+// The cluster's configuration (Client::MemberList).
+struct ConfigMember {
+  std::string id;
+  std::string zone;
+  std::string address;
+  bool voter = false;   // false: a learner
+  std::string version;  // its release; empty when not known
+  // As the leader sees it (zero and false when no leader answered): how
+  // far its log matches the leader's, and whether it is close enough to
+  // be promoted.
+  uint64_t match_index = 0;
+  bool caught_up = false;
+};
+struct Configuration {
+  std::string cluster_id;
+  std::string leader;         // empty when no leader is known
+  bool from_leader = false;   // the leader answered (match_index is set)
+  uint64_t commit_index = 0;  // the answering member's
+  std::vector<ConfigMember> members;  // by id
+};
+enum class MemberChange { kAdd, kAddLearner, kRemove, kPromote };
+
+// A backup written by Client::SaveSnapshot.
+struct SavedSnapshot {
+  uint64_t index = 0;  // the log index it was taken at
+  uint64_t bytes = 0;
 };
 
 // A lease the cluster granted.
@@ -359,6 +389,30 @@ class Client {
   virtual absl::StatusOr<TxnResult> Txn(const Transaction& txn) = 0;
   // Every member the cluster lists, each asked for its own view.
   virtual absl::StatusOr<std::vector<ClusterMember>> Members() = 0;
+
+  // Runtime membership (docs/operations.md, "Changing the membership").
+  // MemberList asks the leader when one is known (any member otherwise).
+  // ChangeMember is served by the leader, one change at a time; it
+  // returns the change's log index once committed. Refusals change
+  // nothing: ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION (the last
+  // voter, a learner not caught up, a change in flight, or a change after
+  // which the members the leader hears from could not form a quorum),
+  // INVALID_ARGUMENT; the message says what to do instead. Removing the
+  // leader moves leadership first (the call then completes at the new
+  // leader). UNKNOWN: the outcome is not known (MemberList tells).
+  virtual absl::StatusOr<Configuration> MemberList() = 0;
+  virtual absl::StatusOr<uint64_t> ChangeMember(
+      MemberChange change, absl::string_view id, absl::string_view zone = "",
+      absl::string_view address = "") = 0;
+  // Hands leadership to voter `to` (empty: the most up-to-date one) and
+  // returns the new leader once it leads.
+  virtual absl::StatusOr<std::string> TransferLeadership(
+      absl::string_view to = "") = 0;
+  // Streams a consistent snapshot from a member into the file `path`
+  // (written to PATH.tmp, synced, checked, then renamed): a backup that
+  // quorate-node --restore seeds a new cluster from.
+  virtual absl::StatusOr<SavedSnapshot> SaveSnapshot(
+      const std::string& path) = 0;
 
   // Leases. Grant: `id` 0 lets the cluster choose (ALREADY_EXISTS if a
   // chosen one is in use); INVALID_ARGUMENT for a TTL outside the members'

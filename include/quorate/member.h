@@ -110,6 +110,26 @@ struct MemberOptions {
   // like a voter, but never votes, campaigns or counts towards a quorum.
   // Every member must be given the same peers and learners.
   std::vector<PeerSpec> learners;
+  // Instead of peers: join a running cluster as a member already added
+  // with `quoratectl member add` (docs/operations.md, "Changing the
+  // membership"). Client addresses (HOST:PORT) of any of its members: the
+  // member list is read from them, this member must be on it with this
+  // listen address and cluster id, and the state comes from the leader's
+  // snapshot. Used only when data_dir is new.
+  std::vector<std::string> join;
+  // Seed a new cluster (peers and learners as usual) from a file written
+  // by `quoratectl snapshot save`; every initial member is started with
+  // the same file. The file's checksums must hold. The cluster id must
+  // differ from the one the file was saved in, unless
+  // restore_keeps_cluster_id is set: members of the old cluster are then
+  // not refused. Used only when data_dir is new.
+  std::string restore_file;
+  bool restore_keeps_cluster_id = false;
+  // Disaster recovery: start a one-member cluster from this member's
+  // data_dir, the other members removed from its configuration, its whole
+  // log committed. What only the others held is lost (docs/operations.md,
+  // "Disaster recovery").
+  bool force_new_cluster = false;
   std::string data_dir;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   // T, the minimum election timeout; the actual one is in [T, 2T).
@@ -195,6 +215,7 @@ struct PeerStatus {
   bool voter = false;
   bool reachable = false;        // this member's stream to it is up
   int64_t last_contact_ms = -1;  // since a message from it; -1: never
+  std::string version;           // its release; empty: not heard from yet
 };
 
 struct MemberStatus {

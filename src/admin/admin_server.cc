@@ -266,14 +266,16 @@ std::string StatusJson(const MemberView& view) {
         &peers, "{\"id\": ", Quote(p.name), ", \"zone\": ", Quote(p.zone),
         ", \"address\": ", Quote(p.address), ", \"voter\": ", Bool(p.voter),
         ", \"reachable\": ", Bool(p.reachable),
-        ", \"last_contact_ms\": ", p.last_contact_ms, "}");
+        ", \"last_contact_ms\": ", p.last_contact_ms,
+        ", \"version\": ", Quote(p.version), "}");
   }
   return absl::StrCat(
       "{\"id\": ", Quote(s.name), ", \"zone\": ", Quote(s.zone),
       ", \"cluster_id\": ", Quote(s.cluster_id),
       ", \"address\": ", Quote(s.listen_address),
       ", \"role\": ", Quote(raft::RoleName(s.role)), ", \"term\": ", s.term,
-      ", \"leader_id\": ", Quote(s.leader),
+      ", \"leader_id\": ", Quote(s.leader), ", \"version\": ", Quote(s.version),
+      ", \"voter\": ", Bool(s.voter),
       ", \"mode\": ", Quote(g.active ? "active" : "paused"),
       ", \"pause_reason\": ", Quote(g.pause_reason), ", \"active_for_ms\": ",
       g.active

@@ -2,9 +2,13 @@
 #include "quorate/client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <future>
 #include <map>
 #include <random>
@@ -18,6 +22,8 @@
 #include "coord/kv.h"
 #include "coord/lease_holder.h"
 #include "quorate/fence.h"
+#include "storage/file.h"
+#include "storage/storage.h"
 #include "transport/grpc_status.h"
 #include "transport/tls.h"
 #include "util/clock.h"
@@ -327,6 +333,90 @@ class ClientImpl final : public Client {
     return out;
   }
 
+  absl::StatusOr<Configuration> MemberList() override {
+    client::MemberListResponse r;
+    absl::Status s = Call(false, &client::Kv::Stub::MemberList,
+                          client::MemberListRequest(), &r);
+    if (!s.ok()) return s;
+    if (!r.leader().empty() && r.leader() != r.answered_by()) {
+      // The leader's view is the newest, and only it knows who caught up.
+      for (const client::MemberListResponse::Member& m : r.members()) {
+        if (m.id() != r.leader()) continue;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.timeout));
+        client::MemberListResponse from_leader;
+        if (Stub(m.address())
+                ->MemberList(&ctx, client::MemberListRequest(), &from_leader)
+                .ok()) {
+          r = std::move(from_leader);
+        }
+        break;
+      }
+    }
+    Configuration out;
+    out.cluster_id = r.cluster_id();
+    out.leader = r.leader();
+    out.from_leader = !r.leader().empty() && r.leader() == r.answered_by();
+    out.commit_index = r.commit_index();
+    for (const client::MemberListResponse::Member& m : r.members()) {
+      out.members.push_back({m.id(), m.zone(), m.address(), m.voter(),
+                             m.version(), m.match_index(), m.caught_up()});
+    }
+    return out;
+  }
+
+  absl::StatusOr<uint64_t> ChangeMember(MemberChange change,
+                                        absl::string_view id,
+                                        absl::string_view zone,
+                                        absl::string_view address) override {
+    client::MemberChangeRequest req;
+    switch (change) {
+      case MemberChange::kAdd:
+        req.set_type(client::MEMBER_CHANGE_TYPE_ADD);
+        break;
+      case MemberChange::kAddLearner:
+        req.set_type(client::MEMBER_CHANGE_TYPE_ADD_LEARNER);
+        break;
+      case MemberChange::kRemove:
+        req.set_type(client::MEMBER_CHANGE_TYPE_REMOVE);
+        break;
+      case MemberChange::kPromote:
+        req.set_type(client::MEMBER_CHANGE_TYPE_PROMOTE);
+        break;
+    }
+    req.set_id(std::string(id));
+    req.set_zone(std::string(zone));
+    req.set_address(std::string(address));
+    client::MemberChangeResponse r;
+    absl::Status s = Call(true, &client::Kv::Stub::MemberChange, req, &r);
+    if (!s.ok()) return s;
+    return r.index();
+  }
+
+  absl::StatusOr<std::string> TransferLeadership(
+      absl::string_view to) override {
+    client::TransferLeaderRequest req;
+    req.set_to(std::string(to));
+    client::TransferLeaderResponse r;
+    absl::Status s = Call(false, &client::Kv::Stub::TransferLeader, req, &r);
+    if (!s.ok()) return s;
+    return r.leader();
+  }
+
+  absl::StatusOr<SavedSnapshot> SaveSnapshot(const std::string& path) override {
+    std::string last_error = "no member answered";
+    for (const std::string& address : o_.endpoints) {
+      absl::StatusOr<SavedSnapshot> saved = SaveSnapshotFrom(address, path);
+      if (saved.ok() || absl::IsDataLoss(saved.status()) ||
+          absl::IsFailedPrecondition(saved.status())) {
+        return saved;
+      }
+      last_error = absl::StrCat(address, ": ", saved.status().message());
+    }
+    return absl::UnavailableError(
+        absl::StrCat("no member sent a snapshot. Last error: ", last_error));
+  }
+
   absl::StatusOr<std::vector<ClusterMember>> Members() override {
     client::MemberStatusResponse first;
     absl::Status s = Call(false, &client::Kv::Stub::MemberStatus,
@@ -351,6 +441,8 @@ class ClientImpl final : public Client {
         m.leader_id = r.leader_id();
         m.commit_index = r.commit_index();
         m.mode = r.mode();
+        m.version = r.version();
+        m.voter = r.voter();
         for (const client::MemberStatusResponse::Peer& p : r.peers()) {
           m.links.push_back(
               {p.id(), p.zone(), p.reachable(), p.last_contact_ms()});
@@ -627,6 +719,80 @@ class ClientImpl final : public Client {
     }
     return absl::UnavailableError(absl::StrCat(
         "no leader answered before the deadline. Last error: ", last_error));
+  }
+
+  // One member's snapshot into `path`. FAILED_PRECONDITION: the file
+  // cannot be written; DATA_LOSS: what arrived does not check out.
+  absl::StatusOr<SavedSnapshot> SaveSnapshotFrom(const std::string& address,
+                                                 const std::string& path) {
+    grpc::ClientContext ctx;
+    // A large state takes a while to send: the client's timeout (meant for
+    // one request) would cut it short.
+    ctx.set_deadline(
+        absl::ToChronoTime(absl::Now() + std::max(o_.timeout, absl::Hours(1))));
+    auto stream = Stub(address)->SnapshotSave(&ctx);
+    if (!stream->Write(client::SnapshotSaveRequest()) ||
+        !stream->WritesDone()) {
+      ctx.TryCancel();
+      (void)stream->Finish();
+      return absl::UnavailableError("cannot start the snapshot stream");
+    }
+    const std::string tmp = path + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) {
+      ctx.TryCancel();
+      (void)stream->Finish();
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+    }
+    client::SnapshotSaveChunk chunk;
+    uint64_t total = 0, written = 0, index = 0;
+    bool write_failed = false;
+    while (stream->Read(&chunk)) {
+      if (written == 0) {
+        total = chunk.total_size();
+        index = chunk.index();
+      }
+      if (std::fwrite(chunk.data().data(), 1, chunk.data().size(), f) !=
+          chunk.data().size()) {
+        write_failed = true;
+        ctx.TryCancel();
+        break;
+      }
+      written += chunk.data().size();
+    }
+    const grpc::Status gs = stream->Finish();
+    const bool synced = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+    std::fclose(f);
+    auto fail = [&](absl::Status s) {
+      std::remove(tmp.c_str());
+      return s;
+    };
+    if (write_failed || !synced) {
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno))));
+    }
+    if (!gs.ok()) return fail(FromGrpcStatus(gs));
+    if (written != total) {
+      return fail(
+          absl::DataLossError(absl::StrCat("the snapshot stream ended after ",
+                                           written, " of ", total, " bytes")));
+    }
+    absl::StatusOr<std::string> contents =
+        storage::PosixFileSystem()->ReadFile(tmp);
+    if (!contents.ok()) return fail(contents.status());
+    if (absl::StatusOr<storage::SnapshotFile> file =
+            storage::ReadSnapshotFile(*contents);
+        !file.ok()) {
+      return fail(absl::DataLossError(
+          absl::StrCat("the snapshot from ", address,
+                       " does not check out: ", file.status().message())));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      return fail(absl::FailedPreconditionError(absl::StrCat(
+          "cannot rename ", tmp, " to ", path, ": ", std::strerror(errno))));
+    }
+    return SavedSnapshot{index, written};
   }
 
   const ClientOptions o_;

@@ -2,9 +2,12 @@
 // front, a node::Node, its admin server and its event log.
 #include "quorate/member.h"
 
+#include <grpcpp/grpcpp.h>
 #include <stdio.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -17,11 +20,16 @@
 #include "coord/watch.h"
 #include "guard/partition_guard.h"
 #include "node/node.h"
+#include "quorate/version.h"
+#include "storage/file.h"
+#include "storage/storage.h"
 #include "transport/tls.h"
 #include "util/clock.h"
 #include "util/log_time.h"
 #include "util/mutex.h"
 #include "util/serial_executor.h"
+#include "wire/client.grpc.pb.h"
+#include "wire/peer.pb.h"
 
 namespace quorate {
 namespace {
@@ -126,6 +134,118 @@ bool Permit::Valid(FencingToken* token) const {
 
 namespace {
 
+// Whether `dir` holds no snapshot yet (missing, empty, or only what a
+// member that never started wrote).
+absl::StatusOr<bool> DataDirIsNew(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return true;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "snap-") || absl::StartsWith(name, "wal-")) {
+      return false;
+    }
+  }
+  if (ec) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot read the data directory ", dir, ": ", ec.message()));
+  }
+  return true;
+}
+
+// The members of the cluster `o.join` names, for a member added at
+// runtime: from the first endpoint that answers MemberList, after checking
+// that it is the right cluster and that this member was added as it is.
+absl::StatusOr<std::vector<node::MemberSpec>> JoinPeers(
+    const MemberOptions& o) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      transport::ChannelCredentials(
+          {o.tls.ca_file, o.tls.cert_file, o.tls.key_file});
+  if (!creds.ok()) return creds.status();
+  std::string errors;
+  for (const std::string& endpoint : o.join) {
+    auto stub = client::Kv::NewStub(grpc::CreateChannel(endpoint, *creds));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(3));
+    client::MemberListResponse list;
+    const grpc::Status st =
+        stub->MemberList(&ctx, client::MemberListRequest(), &list);
+    if (!st.ok()) {
+      absl::StrAppend(&errors, errors.empty() ? "" : "; ", endpoint, ": ",
+                      st.error_message());
+      continue;
+    }
+    if (list.cluster_id() != o.cluster_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--join: the member at ", endpoint, " belongs to cluster '",
+          list.cluster_id(), "', not '", o.cluster_id,
+          "'; give the cluster id it was created with"));
+    }
+    std::vector<node::MemberSpec> peers;
+    const client::MemberListResponse::Member* self = nullptr;
+    for (const client::MemberListResponse::Member& m : list.members()) {
+      if (m.id() == o.id) self = &m;
+      peers.push_back({m.id(), m.zone(), m.address(), m.voter()});
+    }
+    if (self == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--join: member '", o.id, "' is not in cluster '", o.cluster_id,
+          "' (as member '", list.answered_by(),
+          "' knows it). Add it first: quoratectl --endpoints=", endpoint,
+          " member add ", o.id, " ", o.zone, " ", o.listen_address,
+          " --learner"));
+    }
+    if (self->address() != o.listen_address) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--join: member '", o.id, "' was added with the address ",
+          self->address(), ", but listens on ", o.listen_address,
+          "; the others would not reach it. Start it with --listen=",
+          self->address(), ", or remove it and add it again"));
+    }
+    return peers;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("--join: no member of the cluster answered (", errors, ")"));
+}
+
+// The state machine's state from o.restore_file, once its checksums hold
+// and its cluster id may be reused.
+absl::StatusOr<std::shared_ptr<const std::string>> RestoredState(
+    const MemberOptions& o) {
+  absl::StatusOr<std::string> contents =
+      storage::PosixFileSystem()->ReadFile(o.restore_file);
+  if (!contents.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--restore: cannot read ", o.restore_file, ": ",
+                     contents.status().message()));
+  }
+  absl::StatusOr<storage::SnapshotFile> file =
+      storage::ReadSnapshotFile(*contents);
+  if (!file.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "--restore: ", o.restore_file, " is damaged (", file.status().message(),
+        "); nothing was written. Use another backup (quoratectl snapshot "
+        "status FILE checks one)"));
+  }
+  if (file->header.cluster_id() == o.cluster_id &&
+      !o.restore_keeps_cluster_id) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--restore: the backup was saved in cluster '", o.cluster_id,
+        "', and the restored cluster would have the same id: members of "
+        "the old one could still reach it. Give a new --cluster_id, or "
+        "--restore_keeps_cluster_id if the old cluster is gone for good"));
+  }
+  peer::NodeSnapshot snap;
+  if (!snap.ParseFromArray(
+          contents->data() + file->data_offset,
+          static_cast<int>(contents->size() - file->data_offset))) {
+    return absl::DataLossError(
+        absl::StrCat("--restore: ", o.restore_file,
+                     " was not written by quoratectl snapshot save"));
+  }
+  return std::make_shared<const std::string>(snap.state());
+}
+
 class MemberImpl final : public Member {
  public:
   ~MemberImpl() override { Stop(); }
@@ -155,6 +275,28 @@ class MemberImpl final : public Member {
       o.initial_members.push_back({p.id, p.zone, p.address, /*voter=*/false});
     }
     o.data_dir = options_.data_dir;
+    o.version = Version();
+    o.force_new_cluster = options_.force_new_cluster;
+    if (!options_.join.empty() || !options_.restore_file.empty()) {
+      absl::StatusOr<bool> fresh = DataDirIsNew(options_.data_dir);
+      if (!fresh.ok()) return fresh.status();
+      if (!*fresh) {
+        options_.log(absl::StrCat(
+            "the data directory ", options_.data_dir,
+            " is in use: ", !options_.join.empty() ? "--join" : "--restore",
+            " is ignored, and the member restarts from it"));
+      } else if (!options_.join.empty()) {
+        absl::StatusOr<std::vector<node::MemberSpec>> peers =
+            JoinPeers(options_);
+        if (!peers.ok()) return peers.status();
+        o.join_peers = *std::move(peers);
+      } else {
+        absl::StatusOr<std::shared_ptr<const std::string>> state =
+            RestoredState(options_);
+        if (!state.ok()) return state.status();
+        o.restore_state = *std::move(state);
+      }
+    }
     o.state_machine = &kv_;
     o.services = {&kv_service_};
     {
@@ -318,8 +460,8 @@ class MemberImpl final : public Member {
     s.last_log_index = n.last_log_index;
     s.error = n.error;
     for (const node::PeerStatus& p : n.peers) {
-      s.peers.push_back(
-          {p.name, p.zone, p.address, p.voter, p.reachable, p.last_contact_ms});
+      s.peers.push_back({p.name, p.zone, p.address, p.voter, p.reachable,
+                         p.last_contact_ms, p.version});
     }
     const guard::GuardStatus g = guard_->Status();
     s.active = g.active;
@@ -429,9 +571,32 @@ absl::Status ValidateMemberOptions(const MemberOptions& o) {
     }
   }
   if (o.data_dir.empty()) return bad("no data directory given");
+  if (!o.join.empty()) {
+    if (!o.peers.empty() || !o.learners.empty()) {
+      return bad(
+          "a joining member gets the members from the cluster: give --join "
+          "or --peers, not both");
+    }
+    if (!o.restore_file.empty() || o.force_new_cluster) {
+      return bad("a joining member cannot also restore or force a cluster");
+    }
+    for (const std::string& a : o.join) {
+      if (absl::Status s = CheckAddress("a --join address", a); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (!o.restore_file.empty() && o.force_new_cluster) {
+    return bad(
+        "--restore seeds a new cluster, --force_new_cluster recovers "
+        "an old one: give one of them");
+  }
   std::set<std::string> ids;
   if (o.peers.empty() && !o.learners.empty()) {
     return bad("learners were given without the voters (peers)");
+  }
+  if (!o.restore_file.empty() && o.peers.empty()) {
+    return bad("--restore needs the new cluster's members (--peers)");
   }
   bool self = o.peers.empty();
   std::vector<PeerSpec> members = o.peers;

@@ -75,6 +75,21 @@ constexpr char kUsage[] =
                                from PATH (operations.md)
   --learner                    this member is a learner: it must be listed
                                in --learners (and is refused otherwise)
+
+Changing a running cluster (docs/operations.md):
+  --join=HOST:PORT,...         instead of --peers: start as a member added
+                               with `quoratectl member add`; the members
+                               are read from these, the state comes from
+                               the leader. Used only when --data_dir is new
+  --restore=FILE               seed a new cluster (--peers as usual) from a
+                               `quoratectl snapshot save` file; start every
+                               initial member with the same file, and a new
+                               --cluster_id (or --restore_keeps_cluster_id)
+  --force_new_cluster          disaster recovery: start a one-member cluster
+                               from this --data_dir, the other members
+                               removed. Writes only the lost members held
+                               are gone; uncommitted entries of this member
+                               become committed. Then add members back
   --version, --help
 )";
 
@@ -123,39 +138,41 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<quorate::cmd::Flags> parsed =
-      quorate::cmd::ParseFlags(argc, argv,
-                               {"id",
-                                "zone",
-                                "listen",
-                                "admin",
-                                "peers",
-                                "learners",
-                                "data_dir",
-                                "cluster_id",
-                                "heartbeat_interval",
-                                "election_timeout",
-                                "max_clock_drift",
-                                "event_log",
-                                "tls_ca",
-                                "tls_cert",
-                                "tls_key",
-                                "segment_bytes",
-                                "snapshot_entries",
-                                "max_txn_ops",
-                                "max_txn_bytes",
-                                "max_lease_ttl",
-                                "max_leases_per_client",
-                                "max_keys_per_lease",
-                                "lease_checkpoint_interval",
-                                "watch_history",
-                                "watch_buffer_bytes",
-                                "max_watchers_per_stream",
-                                "watch_progress_interval",
-                                "resume_dwell",
-                                "window_margin",
-                                "faults_file"},
-                               {"learner"});
+  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
+      argc, argv,
+      {"id",
+       "zone",
+       "listen",
+       "admin",
+       "peers",
+       "learners",
+       "data_dir",
+       "cluster_id",
+       "heartbeat_interval",
+       "election_timeout",
+       "max_clock_drift",
+       "event_log",
+       "tls_ca",
+       "tls_cert",
+       "tls_key",
+       "segment_bytes",
+       "snapshot_entries",
+       "max_txn_ops",
+       "max_txn_bytes",
+       "max_lease_ttl",
+       "max_leases_per_client",
+       "max_keys_per_lease",
+       "lease_checkpoint_interval",
+       "watch_history",
+       "watch_buffer_bytes",
+       "max_watchers_per_stream",
+       "watch_progress_interval",
+       "resume_dwell",
+       "window_margin",
+       "faults_file",
+       "join",
+       "restore"},
+      {"learner", "force_new_cluster", "restore_keeps_cluster_id"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   if (!flags.positional.empty()) {
@@ -187,6 +204,23 @@ int main(int argc, char** argv) {
     UsageError(absl::StrCat("member '", o.id,
                             "' is listed in --learners: start it with "
                             "--learner"));
+  }
+  if (flags.Has("join")) {
+    o.join = absl::StrSplit(flags.Get("join"), ',', absl::SkipEmpty());
+    if (o.join.empty()) UsageError("--join needs HOST:PORT,...");
+  }
+  o.restore_file = flags.Get("restore");
+  o.restore_keeps_cluster_id = flags.Bool("restore_keeps_cluster_id");
+  o.force_new_cluster = flags.Bool("force_new_cluster");
+  if (o.force_new_cluster) {
+    fprintf(stderr,
+            "quorate-node %s: --force_new_cluster: this member becomes the "
+            "only member of its cluster. Writes that only the other members "
+            "held are lost, and entries this member never saw committed now "
+            "count as committed. Do this only when a quorum is gone for "
+            "good, and never while the other members may run "
+            "(docs/operations.md, \"Disaster recovery\").\n",
+            o.id.c_str());
   }
   o.data_dir = flags.Get("data_dir");
   absl::StatusOr<absl::Duration> d =

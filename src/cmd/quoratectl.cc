@@ -86,7 +86,8 @@ namespace {
 
 constexpr char kUsage[] =
     R"(usage: quoratectl --endpoints=HOST:PORT[,HOST:PORT...] [--timeout=2s] COMMAND
-  status                       one line per member: id zone role term leader mode commit
+  status                       one line per member: id zone role term leader
+                               mode commit version
   put KEY VALUE                prints the new revision
   get KEY [--stale]            prints the value; --stale reads local state
   get KEY --prefix [--limit=N] [--keys_only] [--stale]
@@ -149,6 +150,23 @@ constexpr char kUsage[] =
                                WorkloadSwitch of that name stops Running()
   resume WORKLOAD              turns it on again
   workloads                    one line per workload: "NAME running|paused REASON"
+  member list                  one line per member of the configuration:
+                               "ID ZONE ADDRESS voter|learner VERSION"
+                               (VERSION "-" when not known)
+  member add ID ZONE HOST:PORT [--learner]
+                               adds a member (start it with quorate-node
+                               --join); prints "added ID INDEX"
+  member remove ID             removes a member (the leader hands over
+                               first); prints "removed ID INDEX"
+  member promote ID            makes a caught-up learner a voter; prints
+                               "promoted ID INDEX"
+  transfer [ID]                hands leadership to voter ID (or the most
+                               up-to-date one); prints "LEADER ID"
+                               (member and transfer commands wait up to
+                               --timeout, 10s by default for them)
+  snapshot save FILE           a consistent snapshot from a member, written
+                               to FILE and checked; prints "saved FILE
+                               index=N bytes=N"
   snapshot status FILE         reads a snapshot file (a member's
                                DATA_DIR/snap-*.snap), no --endpoints:
                                "revision=N keys=N bytes=N checksum=ok|bad"
@@ -229,6 +247,46 @@ int SnapshotStatus(const std::string& path) {
          static_cast<unsigned long long>(file->header.metadata().index()),
          static_cast<unsigned long long>(file->header.metadata().term()),
          file->header.cluster_id().c_str(), node.members_size());
+  return 0;
+}
+
+// `member list|add|remove|promote` and `transfer`.
+int Membership(quorate::Client& c, const std::vector<std::string>& args,
+               const quorate::cmd::Flags& flags) {
+  if (args[0] == "transfer") {
+    absl::StatusOr<std::string> leader =
+        c.TransferLeadership(args.size() > 1 ? args[1] : "");
+    if (!leader.ok()) return Fail(leader.status());
+    printf("LEADER %s\n", leader->c_str());
+    return 0;
+  }
+  const std::string& sub = args[1];
+  if (sub == "list") {
+    absl::StatusOr<quorate::Configuration> conf = c.MemberList();
+    if (!conf.ok()) return Fail(conf.status());
+    for (const quorate::ConfigMember& m : conf->members) {
+      printf("%s %s %s %s %s\n", m.id.c_str(), m.zone.c_str(),
+             m.address.c_str(), m.voter ? "voter" : "learner",
+             m.version.empty() ? "-" : m.version.c_str());
+    }
+    return 0;
+  }
+  quorate::MemberChange change = quorate::MemberChange::kRemove;
+  const char* done = "removed";
+  if (sub == "add") {
+    change = flags.Bool("learner") ? quorate::MemberChange::kAddLearner
+                                   : quorate::MemberChange::kAdd;
+    done = "added";
+  } else if (sub == "promote") {
+    change = quorate::MemberChange::kPromote;
+    done = "promoted";
+  }
+  absl::StatusOr<uint64_t> index =
+      sub == "add" ? c.ChangeMember(change, args[2], args[3], args[4])
+                   : c.ChangeMember(change, args[2]);
+  if (!index.ok()) return Fail(index.status());
+  printf("%s %s %llu\n", done, args[2].c_str(),
+         static_cast<unsigned long long>(*index));
   return 0;
 }
 
@@ -731,18 +789,18 @@ int Main(int argc, char** argv) {
       {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit",
        "lease", "rev", "ttl", "reason", "max_processors", "max_in_motion",
        "drain", "zone", "weight"},
-      {"stale", "prefix", "keys_only", "keys", "prev", "observe"});
+      {"stale", "prefix", "keys_only", "keys", "prev", "observe", "learner"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
   // Read from a file, not from the cluster.
   if (!args.empty() && args[0] == "snapshot") {
-    if (args.size() != 3 || args[1] != "status") {
-      return Usage(absl::StrCat("bad command or arguments: '",
-                                absl::StrJoin(args, " "),
-                                "' (snapshot status FILE)"));
+    if (args.size() != 3 || (args[1] != "status" && args[1] != "save")) {
+      return Usage(
+          absl::StrCat("bad command or arguments: '", absl::StrJoin(args, " "),
+                       "' (snapshot status FILE, snapshot save FILE)"));
     }
-    return SnapshotStatus(args[2]);
+    if (args[1] == "status") return SnapshotStatus(args[2]);
   }
   if (!flags.Has("endpoints") || flags.Get("endpoints").empty()) {
     return Usage("--endpoints is required");
@@ -750,8 +808,10 @@ int Main(int argc, char** argv) {
   if (args.empty()) return Usage("no command given");
   quorate::ClientOptions o;
   o.endpoints = absl::StrSplit(flags.Get("endpoints"), ',', absl::SkipEmpty());
+  // Membership changes and transfers wait for an election or two.
+  const bool slow = args[0] == "member" || args[0] == "transfer";
   absl::StatusOr<absl::Duration> timeout =
-      flags.Duration("timeout", absl::Seconds(2));
+      flags.Duration("timeout", slow ? absl::Seconds(10) : absl::Seconds(2));
   if (!timeout.ok()) return Usage(std::string(timeout.status().message()));
   o.timeout = *timeout;
   o.tls = {flags.Get("tls_ca"), flags.Get("tls_cert"), flags.Get("tls_key")};
@@ -769,6 +829,11 @@ int Main(int argc, char** argv) {
                              (want(2) && args[1] == "join"))) ||
         (cmd == "lock" && flags.before_dash_dash == 2 &&
          (!flags.dash_dash || args.size() > 2)) ||
+        (cmd == "member" && args.size() >= 2 &&
+         ((args[1] == "list" && want(1)) || (args[1] == "add" && want(4)) ||
+          ((args[1] == "remove" || args[1] == "promote") && want(2)))) ||
+        (cmd == "transfer" && (want(0) || want(1))) ||
+        (cmd == "snapshot" && want(2)) ||
         (cmd == "lease" && want(2) &&
          (args[1] == "grant" || args[1] == "revoke" || args[1] == "ttl" ||
           args[1] == "keepalive")))) {
@@ -795,6 +860,9 @@ int Main(int argc, char** argv) {
   }
   if (flags.Bool("prev") && cmd != "watch") {
     return Usage("--prev goes with watch");
+  }
+  if (flags.Bool("learner") && !(cmd == "member" && args[1] == "add")) {
+    return Usage("--learner goes with member add");
   }
   if (flags.Bool("observe") && cmd != "elect") {
     return Usage("--observe goes with elect");
@@ -846,6 +914,15 @@ int Main(int argc, char** argv) {
   quorate::Client& c = **client;
 
   if (cmd == "lease") return Lease(c, args, flags);
+  if (cmd == "member" || cmd == "transfer") return Membership(c, args, flags);
+  if (cmd == "snapshot") {
+    absl::StatusOr<quorate::SavedSnapshot> saved = c.SaveSnapshot(args[2]);
+    if (!saved.ok()) return Fail(saved.status());
+    printf("saved %s index=%llu bytes=%llu\n", args[2].c_str(),
+           static_cast<unsigned long long>(saved->index),
+           static_cast<unsigned long long>(saved->bytes));
+    return 0;
+  }
   if (cmd == "pause" || cmd == "resume") {
     const absl::Status s =
         cmd == "pause"
@@ -877,14 +954,15 @@ int Main(int argc, char** argv) {
     if (!members.ok()) return Fail(members.status());
     for (const quorate::ClusterMember& m : *members) {
       if (!m.error.ok()) {
-        printf("%s - unreachable - - - -\n", m.id.c_str());
+        printf("%s - unreachable - - - - -\n", m.id.c_str());
         continue;
       }
-      printf("%s %s %s %llu %s %s %llu\n", m.id.c_str(), m.zone.c_str(),
+      printf("%s %s %s %llu %s %s %llu %s\n", m.id.c_str(), m.zone.c_str(),
              m.role.c_str(), static_cast<unsigned long long>(m.term),
              m.leader_id.empty() ? "-" : m.leader_id.c_str(),
              m.mode.empty() ? "-" : m.mode.c_str(),
-             static_cast<unsigned long long>(m.commit_index));
+             static_cast<unsigned long long>(m.commit_index),
+             m.version.empty() ? "-" : m.version.c_str());
     }
     return 0;
   }

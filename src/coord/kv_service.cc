@@ -287,6 +287,93 @@ class KvService::BidiCall : public transport::CqHandler {
   transport::CqTag finished_{this, kFinished};
 };
 
+// One SnapshotSave stream: the member captures a snapshot when the call
+// arrives (node::Node::SaveSnapshot); its file's bytes go out in chunks of
+// kChunkBytes, one write at a time, then the call finishes. The call lives
+// until the snapshot's callback has run.
+class KvService::SnapshotStream final
+    : public BidiCall<SnapshotStream, client::SnapshotSaveRequest,
+                      client::SnapshotSaveChunk> {
+ public:
+  static constexpr size_t kChunkBytes = 1 << 20;
+
+  explicit SnapshotStream(KvService* service) : BidiCall(service) {}
+
+  void Started() override {
+    node::Node* node = service_->node_.load();
+    if (node == nullptr) {
+      MutexLock lock(&mu_);
+      Finish(ToGrpcStatus(absl::UnavailableError("the member is starting")));
+      return;
+    }
+    {
+      MutexLock lock(&mu_);
+      capturing_ = true;
+    }
+    node->SaveSnapshot([this](absl::StatusOr<node::SnapshotFileBytes> file) {
+      {
+        MutexLock lock(&mu_);
+        capturing_ = false;
+        if (!file.ok()) {
+          Finish(ToGrpcStatus(file.status()));
+        } else {
+          file_ = *std::move(file);
+          PumpLocked();
+        }
+      }
+      MaybeDelete();
+    });
+  }
+  void Received(client::SnapshotSaveRequest) override {}
+  void ReadClosedLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  void WrittenLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sent_ < Total()) {
+      PumpLocked();
+    } else {
+      Finish(grpc::Status::OK);
+    }
+  }
+  bool NextLocked(client::SnapshotSaveChunk* message) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (file_.data == nullptr || sent_ >= Total()) return false;
+    if (sent_ == 0) {
+      message->set_total_size(Total());
+      message->set_index(file_.index);
+    }
+    // The header, then the data, in chunks.
+    std::string* out = message->mutable_data();
+    while (out->size() < kChunkBytes && sent_ < Total()) {
+      const size_t header = file_.header.size();
+      const size_t want = kChunkBytes - out->size();
+      if (sent_ < header) {
+        const size_t n = std::min(want, header - sent_);
+        out->append(file_.header, sent_, n);
+        sent_ += n;
+      } else {
+        const size_t at = sent_ - header;
+        const size_t n = std::min(want, file_.data->size() - at);
+        out->append(*file_.data, at, n);
+        sent_ += n;
+      }
+    }
+    return true;
+  }
+  bool IdleLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !capturing_;
+  }
+  void BeforeDelete() override {}
+
+ private:
+  size_t Total() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return file_.header.size() +
+           (file_.data != nullptr ? file_.data->size() : 0);
+  }
+
+  bool capturing_ ABSL_GUARDED_BY(mu_) = false;
+  node::SnapshotFileBytes file_ ABSL_GUARDED_BY(mu_);
+  size_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // One KeepAlive stream: each request's renewals go to the keeper at once;
 // answers are written in the order they come, and all those that came
 // while a write was in flight go out together in the next (a quorum round
@@ -510,6 +597,13 @@ void KvService::Start(transport::CallQueue* queue) {
                    &KvService::Shard);
   FenceCall::Await(this, &client::Kv::AsyncService::RequestCheckFence,
                    &KvService::CheckFence);
+  MemberListCall::Await(this, &client::Kv::AsyncService::RequestMemberList,
+                        &KvService::MemberList);
+  MemberChangeCall::Await(this, &client::Kv::AsyncService::RequestMemberChange,
+                          &KvService::MemberChange);
+  TransferCall::Await(this, &client::Kv::AsyncService::RequestTransferLeader,
+                      &KvService::TransferLeader);
+  SnapshotStream::Await(this, &client::Kv::AsyncService::RequestSnapshotSave);
   KeepAliveStream::Await(this,
                          &client::Kv::AsyncService::RequestLeaseKeepAlive);
   WatchCall::Await(this, &client::Kv::AsyncService::RequestWatch);
@@ -843,6 +937,125 @@ void KvService::Get(GetCall* call) {
   Read(call, call->request.stale(), answer);
 }
 
+namespace {
+
+void FillMembers(const node::MembersView& view, const node::NodeStatus& self,
+                 client::MemberListResponse* out) {
+  out->set_cluster_id(self.cluster_id);
+  out->set_answered_by(self.name);
+  out->set_leader(view.leader);
+  out->set_commit_index(view.commit_index);
+  for (const node::MemberView& m : view.members) {
+    client::MemberListResponse::Member* r = out->add_members();
+    r->set_id(m.name);
+    r->set_zone(m.zone);
+    r->set_address(m.address);
+    r->set_voter(m.voter);
+    r->set_version(m.version);
+    r->set_match_index(m.match_index);
+    r->set_caught_up(m.caught_up);
+  }
+}
+
+}  // namespace
+
+void KvService::MemberList(MemberListCall* call) {
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
+  }
+  node->ListMembers([call, node](absl::StatusOr<node::MembersView> view) {
+    if (!view.ok()) {
+      call->Finish(ToGrpcStatus(view.status()));
+      return;
+    }
+    FillMembers(*view, node->GetStatus(), &call->response);
+    call->Finish(grpc::Status::OK);
+  });
+}
+
+void KvService::MemberChange(MemberChangeCall* call) {
+  if (RefuseIfExpired(call)) return;
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
+  }
+  const client::MemberChangeRequest& request = call->request;
+  node::MembershipChange change;
+  switch (request.type()) {
+    case client::MEMBER_CHANGE_TYPE_ADD:
+      change.kind = node::MembershipChange::Kind::kAddVoter;
+      break;
+    case client::MEMBER_CHANGE_TYPE_ADD_LEARNER:
+      change.kind = node::MembershipChange::Kind::kAddLearner;
+      break;
+    case client::MEMBER_CHANGE_TYPE_REMOVE:
+      change.kind = node::MembershipChange::Kind::kRemove;
+      break;
+    case client::MEMBER_CHANGE_TYPE_PROMOTE:
+      change.kind = node::MembershipChange::Kind::kPromote;
+      break;
+    default:
+      call->Finish(ToGrpcStatus(
+          absl::InvalidArgumentError("unknown membership change type")));
+      return;
+  }
+  change.name = request.id();
+  change.zone = request.zone();
+  change.address = request.address();
+  node->ChangeMembership(
+      std::move(change), Timeout(call->context),
+      [this, call, node](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          if (index.status().code() == absl::StatusCode::kUnavailable) {
+            NotLeader(call, index.status());
+          } else {
+            call->Finish(ToGrpcStatus(index.status()));
+          }
+          return;
+        }
+        call->response.set_index(*index);
+        // The configuration including the change (this answer runs on the
+        // loop thread: ListMembers' answer comes after it).
+        node->ListMembers([call, node](absl::StatusOr<node::MembersView> view) {
+          if (view.ok()) {
+            FillMembers(*view, node->GetStatus(),
+                        call->response.mutable_members());
+          }
+          call->Finish(grpc::Status::OK);
+        });
+      });
+}
+
+void KvService::TransferLeader(TransferCall* call) {
+  if (RefuseIfExpired(call)) return;
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    call->Finish(
+        ToGrpcStatus(absl::UnavailableError("the member is starting")));
+    return;
+  }
+  node->TransferLeadership(
+      call->request.to(), Timeout(call->context),
+      [this, call, node](absl::StatusOr<std::string> leader) {
+        if (!leader.ok()) {
+          if (leader.status().code() == absl::StatusCode::kUnavailable) {
+            NotLeader(call, leader.status());
+          } else {
+            call->Finish(ToGrpcStatus(leader.status()));
+          }
+          return;
+        }
+        call->response.set_leader(*leader);
+        call->response.set_term(node->GetStatus().term);
+        call->Finish(grpc::Status::OK);
+      });
+}
+
 void KvService::MemberStatus(StatusCall* call) {
   node::Node* node = node_.load();
   if (node == nullptr) {
@@ -859,6 +1072,8 @@ void KvService::MemberStatus(StatusCall* call) {
   response.set_leader_id(s.leader);
   response.set_leader_address(s.leader_address);
   response.set_commit_index(s.commit_index);
+  response.set_version(s.version);
+  response.set_voter(s.voter);
   if (mode_) response.set_mode(mode_());
   response.add_member_ids(s.name);
   response.add_member_addresses(s.listen_address);
@@ -870,6 +1085,8 @@ void KvService::MemberStatus(StatusCall* call) {
     peer->set_zone(p.zone);
     peer->set_reachable(p.reachable);
     peer->set_last_contact_ms(p.last_contact_ms);
+    peer->set_version(p.version);
+    peer->set_voter(p.voter);
   }
   call->Finish(grpc::Status::OK);
 }

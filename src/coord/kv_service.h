@@ -85,11 +85,18 @@ class KvService final : public transport::AsyncService {
       Call<client::LeaseLeasesRequest, client::LeaseLeasesResponse>;
   using ShardCall = Call<client::ShardRequest, client::ShardResponse>;
   using FenceCall = Call<client::CheckFenceRequest, client::CheckFenceResponse>;
+  using MemberListCall =
+      Call<client::MemberListRequest, client::MemberListResponse>;
+  using MemberChangeCall =
+      Call<client::MemberChangeRequest, client::MemberChangeResponse>;
+  using TransferCall =
+      Call<client::TransferLeaderRequest, client::TransferLeaderResponse>;
   // A bidirectional stream, and its two kinds (kv_service.cc).
   template <class Derived, class Request, class Response>
   class BidiCall;
   class KeepAliveStream;
   class WatchCall;
+  class SnapshotStream;
 
   void Put(PutCall* call);
   void Get(GetCall* call);
@@ -104,6 +111,9 @@ class KvService final : public transport::AsyncService {
   void LeaseLeases(LeasesCall* call);
   void Shard(ShardCall* call);
   void CheckFence(FenceCall* call);
+  void MemberList(MemberListCall* call);
+  void MemberChange(MemberChangeCall* call);
+  void TransferLeader(TransferCall* call);
   // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
   // any thread.
   void KeepAlive(const client::LeaseRenewal& request,

@@ -10,6 +10,18 @@
 
 namespace quorate::node {
 
+void SetMetadataMembers(const peer::NodeSnapshot& snap,
+                        raft::SnapshotMetadata* md) {
+  md->clear_members();
+  for (const peer::MemberInfo& m : snap.members()) {
+    raft::MemberInfo* r = md->add_members();
+    r->set_id(m.id());
+    r->set_name(m.name());
+    r->set_zone(m.zone());
+    r->set_address(m.address());
+  }
+}
+
 Bootstrap MakeBootstrap(const std::vector<peer::MemberInfo>& voters,
                         const std::vector<peer::MemberInfo>& learners) {
   peer::NodeSnapshot snap;
@@ -22,6 +34,7 @@ Bootstrap MakeBootstrap(const std::vector<peer::MemberInfo>& voters,
     *snap.add_members() = m;
     b.metadata.mutable_conf_state()->add_learners(m.id());
   }
+  SetMetadataMembers(snap, &b.metadata);
   b.data = std::make_shared<const std::string>(snap.SerializeAsString());
   return b;
 }
@@ -54,7 +67,69 @@ absl::StatusOr<std::unique_ptr<Driver>> Driver::Create(
       raft::Raft::Create(config, std::move(restored), env->Now());
   if (!r.ok()) return r.status();
   d->raft_ = *std::move(r);
+  // Configuration entries after the snapshot name members it may not.
+  const raft::RaftLog& log = d->raft_->log();
+  std::vector<raft::EntryPtr> conf;
+  for (uint64_t i = log.first_index(); i <= log.last_index(); ++i) {
+    if (log.At(i).type() == raft::ENTRY_TYPE_CONF_CHANGE) {
+      conf.push_back(std::make_shared<const raft::Entry>(log.At(i)));
+    }
+  }
+  d->NoteConfEntries(conf);
+  d->SyncMembers(/*names_changed=*/true);
   return d;
+}
+
+bool Driver::NoteConfEntries(const std::vector<raft::EntryPtr>& entries) {
+  bool noted = false;
+  for (const raft::EntryPtr& e : entries) {
+    if (e->type() != raft::ENTRY_TYPE_CONF_CHANGE) continue;
+    raft::ConfChange change;
+    if (!change.ParseFromString(e->data()) ||
+        (change.has_member() && change.member().id() != change.member_id())) {
+      continue;
+    }
+    if (change.member_id() == raft_->id()) {
+      removed_self_ = change.type() == raft::CONF_CHANGE_TYPE_REMOVE;
+    }
+    if (!change.has_member()) continue;
+    peer::MemberInfo& m = known_[change.member_id()];
+    m.set_id(change.member_id());
+    m.set_name(change.member().name());
+    m.set_zone(change.member().zone());
+    m.set_address(change.member().address());
+    noted = true;
+  }
+  return noted;
+}
+
+void Driver::SyncMembers(bool names_changed) {
+  const raft::Membership& now = raft_->membership();
+  if (!names_changed && now == synced_membership_) return;
+  std::map<uint64_t, peer::MemberInfo> next;
+  for (const std::vector<uint64_t>* ids : {&now.voters(), &now.learners()}) {
+    for (uint64_t id : *ids) {
+      auto it = known_.find(id);
+      if (it != known_.end()) {
+        next[id] = it->second;
+      } else {
+        // Named by no snapshot or entry this member holds (a change
+        // proposed without its member's address): known by id only.
+        next[id].set_id(id);
+        next[id].set_name(absl::StrCat(id));
+      }
+    }
+  }
+  bool same = now == synced_membership_ && next.size() == members_.size();
+  for (auto a = next.begin(), b = members_.begin(); same && a != next.end();
+       ++a, ++b) {
+    same = a->first == b->first &&
+           a->second.SerializeAsString() == b->second.SerializeAsString();
+  }
+  if (same) return;
+  synced_membership_ = now;
+  members_ = std::move(next);
+  ++members_generation_;
 }
 
 absl::Status Driver::LoadSnapshot(const std::string& data) {
@@ -63,9 +138,7 @@ absl::Status Driver::LoadSnapshot(const std::string& data) {
     return absl::FailedPreconditionError(
         "the newest snapshot was not written by a quorate member");
   }
-  members_.clear();
-  for (const peer::MemberInfo& m : snap.members()) members_[m.id()] = m;
-  ++members_generation_;
+  for (const peer::MemberInfo& m : snap.members()) known_[m.id()] = m;
   if (options_.state_machine != nullptr) {
     return options_.state_machine->Restore(snap.state());
   }
@@ -89,6 +162,21 @@ void Driver::Drive() {
     while (!failed_ && !closed_ && !write_in_flight_ && raft_->HasReady()) {
       if (observer_ != nullptr) observer_->OnStep(*raft_);
       raft::Ready rd = raft_->GetReady();
+      // The core applies a configuration when its entry is appended (or a
+      // snapshot brings one): the transport must know a new member now.
+      bool named = NoteConfEntries(rd.entries);
+      if (rd.snapshot.has_value()) {
+        // Before it is applied: the transport must know its members now.
+        for (const raft::MemberInfo& m : rd.snapshot->metadata.members()) {
+          peer::MemberInfo& k = known_[m.id()];
+          k.set_id(m.id());
+          k.set_name(m.name());
+          k.set_zone(m.zone());
+          k.set_address(m.address());
+        }
+        named = true;
+      }
+      SyncMembers(named);
       if (rd.soft_state.has_value()) {
         soft_ = *rd.soft_state;
         // No longer the leader: what waits before the log is refused now
@@ -301,6 +389,7 @@ void Driver::ApplySnapshot(const raft::Snapshot& snapshot) {
     return;
   }
   applied_ = snapshot.metadata.index();
+  SyncMembers(/*names_changed=*/true);
   // Proposals at or below it were replaced or applied elsewhere: the
   // outcome is not known here.
   for (auto it = proposals_.begin();
@@ -413,6 +502,50 @@ void Driver::FinishBatch(uint64_t id, const ReadBatch& batch) {
 // ---------------------------------------------------------------------------
 // Snapshots.
 
+void Driver::CaptureSnapshot(
+    std::function<void(absl::StatusOr<CapturedSnapshot>)> done) {
+  if (failed_ || closed_) {
+    done(absl::UnavailableError("the member stopped"));
+    return;
+  }
+  if (!raft_->Configured()) {
+    done(absl::UnavailableError(
+        "this member has not received its first snapshot yet"));
+    return;
+  }
+  raft::SnapshotMetadata md = raft_->SnapshotMetadataAt(applied_);
+  auto snap = std::make_shared<peer::NodeSnapshot>(MembersAt(md));
+  SetMetadataMembers(*snap, &md);
+  absl::AnyInvocable<std::string()> state;
+  if (options_.state_machine != nullptr) {
+    state = options_.state_machine->Snapshot();
+  }
+  env_->RunInBackground([md, snap, state = std::move(state),
+                         done = std::move(done)]() mutable {
+    if (state) snap->set_state(state());
+    done(CapturedSnapshot{
+        md, std::make_shared<const std::string>(snap->SerializeAsString())});
+  });
+}
+
+peer::NodeSnapshot Driver::MembersAt(const raft::SnapshotMetadata& md) const {
+  peer::NodeSnapshot snap;
+  for (const auto* ids :
+       {&md.conf_state().voters(), &md.conf_state().learners()}) {
+    for (uint64_t id : *ids) {
+      auto it = known_.find(id);
+      peer::MemberInfo& m = *snap.add_members();
+      if (it != known_.end()) {
+        m = it->second;
+      } else {
+        m.set_id(id);
+        m.set_name(absl::StrCat(id));
+      }
+    }
+  }
+  return snap;
+}
+
 uint64_t Driver::NextSnapshotAt() const {
   // Each member takes its snapshots at its own phase of the interval:
   // member i of n at the indexes k * E + i * E / n. Members that snapshot
@@ -444,13 +577,13 @@ void Driver::MaybeSnapshot() {
   // Captured here, cheaply; serialized in the background, where a large
   // state may take a while without delaying the loop (heartbeats, the
   // partition guard's renewals) or the writer (fsyncs).
-  auto snap = std::make_shared<peer::NodeSnapshot>();
-  for (const auto& [id, m] : members_) *snap->add_members() = m;
+  raft::SnapshotMetadata md = raft_->SnapshotMetadataAt(index);
+  auto snap = std::make_shared<peer::NodeSnapshot>(MembersAt(md));
+  SetMetadataMembers(*snap, &md);
   absl::AnyInvocable<std::string()> state;
   if (options_.state_machine != nullptr) {
     state = options_.state_machine->Snapshot();
   }
-  const raft::SnapshotMetadata md = raft_->SnapshotMetadataAt(index);
   snapshot_in_flight_ = true;
   env_->RunInBackground([this, md, snap, state = std::move(state)]() mutable {
     if (state) snap->set_state(state());
@@ -606,18 +739,40 @@ void Driver::ProposeNow(Queued q) {
     q.done(index.status());
     return;
   }
+  TrackProposal(*index, q.deadline_ns, now, std::move(q.done));
+}
+
+void Driver::TrackProposal(uint64_t index, int64_t deadline_ns, int64_t now,
+                           std::function<void(absl::StatusOr<Applied>)> done) {
   // A proposal of an earlier term may still wait at this index: a new
   // leader overwrote its entry, and this member leads again. It was not
   // applied.
-  if (auto old = proposals_.find(*index); old != proposals_.end()) {
+  if (auto old = proposals_.find(index); old != proposals_.end()) {
     auto old_done = std::move(old->second.done);
     proposals_.erase(old);
     old_done(absl::AbortedError(
         "leadership changed and another entry took the proposal's place; "
         "it was not applied"));
   }
-  proposals_[*index] =
-      Proposal{raft_->term(), q.deadline_ns, std::move(q.done), now};
+  proposals_[index] =
+      Proposal{raft_->term(), deadline_ns, std::move(done), now};
+}
+
+void Driver::ProposeConfChange(
+    const raft::ConfChange& change, int64_t deadline_ns,
+    std::function<void(absl::StatusOr<Applied>)> done) {
+  if (failed_ || closed_) {
+    done(absl::UnavailableError("the member stopped"));
+    return;
+  }
+  const int64_t now = env_->Now();
+  absl::StatusOr<uint64_t> index = raft_->ProposeConfChange(change, now);
+  if (!index.ok()) {
+    done(index.status());
+    return;
+  }
+  TrackProposal(*index, deadline_ns, now, std::move(done));
+  Drive();
 }
 
 void Driver::Read(int64_t deadline_ns,

@@ -235,6 +235,11 @@ struct Bootstrap {
   raft::SnapshotMetadata metadata;
   std::shared_ptr<const std::string> data;
 };
+// Copies the members `snap` names into the metadata (SnapshotMetadata's
+// members), so that a member installing the snapshot knows them before it
+// parses the data.
+void SetMetadataMembers(const peer::NodeSnapshot& snap,
+                        raft::SnapshotMetadata* md);
 Bootstrap MakeBootstrap(const std::vector<peer::MemberInfo>& voters,
                         const std::vector<peer::MemberInfo>& learners);
 
@@ -287,6 +292,13 @@ class Driver {
   void Propose(std::string command, int64_t deadline_ns,
                std::function<void(absl::StatusOr<Applied>)> done);
 
+  // Proposes one membership change (the core's ProposeConfChange: leader
+  // only, one at a time). `change.member()` names, zones and addresses a
+  // member being added. `done` as for Propose, once the change is
+  // committed; the core's refusals (UNAVAILABLE, INVALID_ARGUMENT) at once.
+  void ProposeConfChange(const raft::ConfChange& change, int64_t deadline_ns,
+                         std::function<void(absl::StatusOr<Applied>)> done);
+
   // A linearizable read point: `done` runs once the state machine has
   // applied everything committed before the call (the index is passed).
   // UNAVAILABLE without a leader, DEADLINE_EXCEEDED at the deadline,
@@ -310,6 +322,16 @@ class Driver {
   void Confirm(int64_t deadline_ns,
                std::function<void(absl::StatusOr<Confirmation>)> done);
 
+  // A snapshot of the state at the applied index (a backup: nothing is
+  // saved or compacted). Captured now, serialized by RunInBackground();
+  // `done` runs there.
+  struct CapturedSnapshot {
+    raft::SnapshotMetadata metadata;
+    std::shared_ptr<const std::string> data;  // a peer::NodeSnapshot
+  };
+  void CaptureSnapshot(
+      std::function<void(absl::StatusOr<CapturedSnapshot>)> done);
+
   // Fails every waiting proposal and read whose deadline is at or before
   // `now_ns`.
   void ExpireWaiting(int64_t now_ns);
@@ -328,12 +350,17 @@ class Driver {
   size_t proposals_queued() const { return to_propose_.size(); }
   size_t proposals_in_log() const { return proposals_.size(); }
   bool failed() const { return failed_; }
-  // Every member's name, zone and address, by id, as of the newest
-  // snapshot; `members_generation()` changes whenever it does.
+  // The name, zone and address of every member of the core's current
+  // configuration (raft().membership(): as of the newest entry in the
+  // log, committed or not), by id; `members_generation()` changes
+  // whenever the configuration or these do.
   const std::map<uint64_t, peer::MemberInfo>& members() const {
     return members_;
   }
   uint64_t members_generation() const { return members_generation_; }
+  // A configuration entry this member holds removes it (and none after it
+  // adds it back).
+  bool removed_self() const { return removed_self_; }
 
  private:
   struct Proposal {
@@ -374,6 +401,15 @@ class Driver {
          DriverObserver* observer);
 
   absl::Status LoadSnapshot(const std::string& data);
+  // Learns the members that configuration entries name (`entries`, new in
+  // the log); true if there were any.
+  bool NoteConfEntries(const std::vector<raft::EntryPtr>& entries);
+  // Rebuilds members() if the configuration changed, or (`names_changed`)
+  // what is known of its members may have.
+  void SyncMembers(bool names_changed);
+  // Tracks a proposal the core took at `index`.
+  void TrackProposal(uint64_t index, int64_t deadline_ns, int64_t now,
+                     std::function<void(absl::StatusOr<Applied>)> done);
   // UNAVAILABLE once stopped; RESOURCE_EXHAUSTED when `waiting` of `what`
   // (proposals, reads) are waiting already.
   absl::Status Admit(size_t waiting, absl::string_view what) const;
@@ -413,6 +449,9 @@ class Driver {
   void FailReads(const std::vector<uint64_t>& ids);
   void ServeReads();
   void MaybeSnapshot();
+  // The member list a snapshot with metadata `md` carries: its
+  // configuration's members.
+  peer::NodeSnapshot MembersAt(const raft::SnapshotMetadata& md) const;
   // The applied index at which the next snapshot is taken.
   uint64_t NextSnapshotAt() const;
   void Fail(const absl::Status& status);
@@ -429,6 +468,12 @@ class Driver {
 
   std::map<uint64_t, peer::MemberInfo> members_;  // by raft id
   uint64_t members_generation_ = 0;
+  // Every member any snapshot or configuration entry this member has seen
+  // named (a configuration entry may be truncated, and a removed member
+  // may come back): members_ is the current configuration's part of it.
+  std::map<uint64_t, peer::MemberInfo> known_;
+  raft::Membership synced_membership_;
+  bool removed_self_ = false;
   raft::SoftState soft_;
   bool role_reported_ = false;
   raft::Role reported_role_ = raft::Role::kFollower;

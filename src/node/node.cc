@@ -51,6 +51,17 @@ class OsSeededRandom final : public raft::Random {
   raft::SeededRandom inner_;
 };
 
+// Whether the leader may promote a learner whose progress is `pr`: it
+// answered within T, the leader is replicating to it entry by entry (it
+// acknowledged what it has: not a member still being probed or sent a
+// snapshot), and its log is within kMaxPromoteLag of the commit index.
+bool CaughtUp(const raft::Progress& pr, uint64_t commit, int64_t now_ns,
+              int64_t t_ns) {
+  return pr.state == raft::Progress::State::kReplicate && pr.match > 0 &&
+         pr.match + kMaxPromoteLag >= commit &&
+         now_ns - pr.last_heard_ns <= t_ns;
+}
+
 std::chrono::steady_clock::time_point AtMonotonic(int64_t ns) {
   // steady_clock is CLOCK_MONOTONIC on Linux, as MonotonicNowNs() is.
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
@@ -107,6 +118,14 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   NodeStatus GetStatus() const;
   void Stop(bool graceful);
   std::string listen_address() const { return transport_->listen_address(); }
+  void ListMembers(std::function<void(absl::StatusOr<MembersView>)> done);
+  void ChangeMembership(MembershipChange change, absl::Duration timeout,
+                        std::function<void(absl::StatusOr<uint64_t>)> done);
+  void TransferLeadership(
+      std::string to, absl::Duration timeout,
+      std::function<void(absl::StatusOr<std::string>)> done);
+  void BackupSnapshot(
+      std::function<void(absl::StatusOr<SnapshotFileBytes>)> done);
 
   // DriverEnv.
   int64_t Now() override { return MonotonicNowNs(); }
@@ -199,6 +218,25 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   void OnFatal(const absl::Status& status);
   void PublishStatus();
   void BeginTransfer();
+  // The most up-to-date voter other than this member whose stream is up;
+  // 0 if none (loop thread, leader).
+  uint64_t BestTransferTarget() const;
+  // Loop thread: the name of member `id`, or its id in decimal.
+  std::string NameOf(uint64_t id) const;
+  // Checks a change against the configuration and this leader's view of
+  // its members; OK if it may be proposed.
+  absl::Status CheckChange(const MembershipChange& change,
+                           raft::ConfChange* out) const;
+  // Whether the voters of `next` that this leader heard from within T
+  // (itself included) form a quorum of `next`.
+  bool QuorumReachable(const raft::Membership& next) const;
+  // Polls `ready` on the loop every few milliseconds until it returns
+  // true or `deadline_ns` passes, then runs `then(ready_now)`.
+  void WaitOnLoop(std::function<bool()> ready, int64_t deadline_ns,
+                  std::function<void(bool)> then);
+  // The transport's peers: the configuration's members, and while this
+  // member waits for its first snapshot, the ones it joined through.
+  void SyncPeers();
 
   const NodeOptions options_;
   const uint64_t self_;
@@ -222,7 +260,9 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // completions call into the driver until the writer's thread is joined.
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   uint64_t published_members_ = ~uint64_t{0};  // generation in status_
-  bool closing_ = false;  // Stop() began: handlers answer and return
+  bool said_removed_ = false;  // logged that this member was removed
+  bool was_member_ = false;    // in the configuration at some point
+  bool closing_ = false;       // Stop() began: handlers answer and return
 
   Mutex urgent_mu_;
   std::vector<absl::AnyInvocable<void()>> urgent_ ABSL_GUARDED_BY(urgent_mu_);
@@ -259,7 +299,15 @@ absl::Status Node::Impl::Init() {
   if (!st.ok()) return st.status();
   storage_ = *std::move(st);
 
-  if (restored.snapshot.index() == 0 && !restored.snapshot.has_conf_state()) {
+  const bool joining = restored.snapshot.index() == 0 &&
+                       !restored.snapshot.has_conf_state() &&
+                       !options_.join_peers.empty();
+  if (joining) {
+    Log(absl::StrCat("member '", options_.name,
+                     "' joins a running cluster: waiting for the leader's "
+                     "snapshot"));
+  } else if (restored.snapshot.index() == 0 &&
+             !restored.snapshot.has_conf_state()) {
     // A new member: the initial configuration is a snapshot at index 0.
     if (options_.initial_members.empty()) {
       return absl::InvalidArgumentError(
@@ -281,12 +329,27 @@ absl::Status Node::Impl::Init() {
       return absl::InvalidArgumentError(absl::StrCat(
           "member '", options_.name, "' is not among the initial members"));
     }
-    const Bootstrap b = MakeBootstrap(voters, learners);
+    Bootstrap b = MakeBootstrap(voters, learners);
+    if (options_.restore_state != nullptr) {
+      peer::NodeSnapshot snap;
+      QUORATE_CHECK(snap.ParseFromString(*b.data));
+      snap.set_state(*options_.restore_state);
+      b.data = std::make_shared<const std::string>(snap.SerializeAsString());
+      Log(absl::StrCat("seeding a new cluster from a restored snapshot (",
+                       options_.restore_state->size(), " bytes of state)"));
+    }
     if (absl::Status s = storage_->SaveSnapshot(b.metadata, *b.data); !s.ok()) {
       return s;
     }
     restored.snapshot = b.metadata;
     restored.snapshot_data = b.data;
+  }
+
+  if (options_.force_new_cluster) {
+    absl::StatusOr<std::string> forced =
+        ForceNewCluster(*storage_, &restored, self_);
+    if (!forced.ok()) return forced.status();
+    Log(*forced);
   }
 
   raft::Config c;
@@ -329,7 +392,8 @@ absl::Status Node::Impl::Init() {
         absl::StrCat(options_.data_dir, ": ", driver.status().message()));
   }
   driver_ = *std::move(driver);
-  if (driver_->members().count(self_) == 0) {
+  if (!joining && driver_->raft().Configured() &&
+      driver_->members().count(self_) == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("the data directory ", options_.data_dir,
                      " does not list member '", options_.name, "'"));
@@ -380,9 +444,15 @@ absl::Status Node::Impl::Init() {
       if (!closing_) driver_->ReportUnreachable(peer);
     });
   };
+  to.version = options_.version;
   std::vector<transport::PeerAddress> peers;
   for (const auto& [id, m] : driver_->members()) {
     peers.push_back({id, m.name(), m.address()});
+  }
+  if (!driver_->raft().Configured()) {
+    for (const MemberSpec& m : options_.join_peers) {
+      peers.push_back({MemberId(m.name), m.name, m.address});
+    }
   }
   absl::StatusOr<std::unique_ptr<transport::Transport>> t =
       transport::Transport::Start(to, peers);
@@ -395,7 +465,10 @@ absl::Status Node::Impl::Init() {
     status_.zone = options_.zone;
     status_.cluster_id = options_.cluster_id;
     status_.listen_address = transport_->listen_address();
+    status_.version = options_.version;
   }
+  // The peers as the transport got them; PublishStatus() follows changes.
+  published_members_ = driver_->members_generation();
   Log(absl::StrCat("member '", options_.name, "' of cluster '",
                    options_.cluster_id, "' serving on ",
                    transport_->listen_address(), "; recovered ", info.records,
@@ -545,12 +618,14 @@ void Node::Impl::PublishStatus() {
     status_.proposals_shed =
         driver_->overload().refused + driver_->overload().expired;
     status_.proposal_latency_us = driver_->overload().log_latency_ns / 1000;
-    // The member list changes only with a snapshot: rebuild it then, not
-    // after every Ready.
-    if (published_members_ != driver_->members_generation()) {
-      published_members_ = driver_->members_generation();
+    const raft::Membership& ms = raft.membership();
+    status_.voter = ms.IsVoter(self_);
+    status_.in_configuration = ms.Contains(self_);
+    // The member list changes only with the configuration: rebuild it
+    // then, not after every Ready.
+    if (published_members_ != driver_->members_generation() ||
+        status_.peers.empty()) {
       status_.peers.clear();
-      const raft::Membership& ms = raft.membership();
       for (const auto& [id, m] : members) {
         if (id == self_) continue;
         PeerStatus p;
@@ -562,7 +637,35 @@ void Node::Impl::PublishStatus() {
       }
     }
   }
+  if (published_members_ != driver_->members_generation()) {
+    published_members_ = driver_->members_generation();
+    SyncPeers();
+  }
   status_changed_.SignalAll();
+}
+
+void Node::Impl::SyncPeers() {
+  const raft::Raft& raft = driver_->raft();
+  if (!raft.Configured()) return;  // the join peers stay until it is
+  std::vector<transport::PeerAddress> peers;
+  for (const auto& [id, m] : driver_->members()) {
+    // Known by id only until a snapshot or entry names it.
+    if (!m.address().empty()) peers.push_back({id, m.name(), m.address()});
+  }
+  transport_->SetPeers(peers);
+  const bool member = raft.membership().Contains(self_);
+  was_member_ |= member;
+  if (!member && (was_member_ || driver_->removed_self()) && !said_removed_) {
+    said_removed_ = true;
+    Log(absl::StrCat(
+        "this member ('", options_.name,
+        "') was removed from the cluster's configuration: it no longer "
+        "votes, campaigns or serves, and the other members refuse it. Stop "
+        "it, and clear its data directory before it joins again "
+        "(docs/operations.md, \"Changing the membership\")"));
+  } else if (member) {
+    said_removed_ = false;
+  }
 }
 
 NodeStatus Node::Impl::GetStatus() const {
@@ -581,6 +684,7 @@ NodeStatus Node::Impl::GetStatus() const {
     p.messages_received = it->second.received;
     p.messages_dropped = it->second.dropped;
     p.messages_refused = it->second.refused;
+    p.version = it->second.version;
     if (it->second.last_received_ns != 0) {
       p.last_contact_ms = (now - it->second.last_received_ns) / 1'000'000;
     }
@@ -664,19 +768,7 @@ void Node::Impl::BeginTransfer() {
     status_changed_.SignalAll();
     return;
   }
-  const std::map<uint64_t, transport::PeerState> states = transport_->Peers();
-  uint64_t best = 0;
-  uint64_t best_match = 0;
-  for (uint64_t id : raft.membership().voters()) {
-    if (id == self_) continue;
-    const raft::Progress* pr = raft.progress(id);
-    auto st = states.find(id);
-    if (pr == nullptr || st == states.end() || !st->second.connected) continue;
-    if (best == 0 || pr->match > best_match) {
-      best = id;
-      best_match = pr->match;
-    }
-  }
+  const uint64_t best = BestTransferTarget();
   if (best == 0) {
     Log("stopping as leader: no reachable peer to hand leadership to");
     {
@@ -686,12 +778,359 @@ void Node::Impl::BeginTransfer() {
     status_changed_.SignalAll();
     return;
   }
-  auto target = driver_->members().find(best);
-  Log(absl::StrCat(
-      "stopping: handing leadership to '",
-      target != driver_->members().end() ? target->second.name() : "?", "'"));
+  Log(absl::StrCat("stopping: handing leadership to '", NameOf(best), "'"));
   (void)driver_->TransferLeadership(best);
   PublishStatus();
+}
+
+uint64_t Node::Impl::BestTransferTarget() const {
+  const raft::Raft& raft = driver_->raft();
+  uint64_t best = 0;
+  uint64_t best_match = 0;
+  for (uint64_t id : raft.membership().voters()) {
+    if (id == self_) continue;
+    const raft::Progress* pr = raft.progress(id);
+    if (pr == nullptr || !transport_->Connected(id)) continue;
+    if (best == 0 || pr->match > best_match) {
+      best = id;
+      best_match = pr->match;
+    }
+  }
+  return best;
+}
+
+std::string Node::Impl::NameOf(uint64_t id) const {
+  auto it = driver_->members().find(id);
+  return it != driver_->members().end() ? it->second.name() : absl::StrCat(id);
+}
+
+void Node::Impl::WaitOnLoop(std::function<bool()> ready, int64_t deadline_ns,
+                            std::function<void(bool)> then) {
+  if (closing_ || ready() || MonotonicNowNs() >= deadline_ns) {
+    then(!closing_ && ready());
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  timer->expires_after(std::chrono::milliseconds(5));
+  timer->async_wait(
+      [this, timer, ready = std::move(ready), deadline_ns,
+       then = std::move(then)](const boost::system::error_code&) mutable {
+        WaitOnLoop(std::move(ready), deadline_ns, std::move(then));
+      });
+}
+
+void Node::Impl::ListMembers(
+    std::function<void(absl::StatusOr<MembersView>)> done) {
+  OnLoop(std::move(done), [this](auto answer) {
+    const raft::Raft& raft = driver_->raft();
+    const std::map<uint64_t, transport::PeerState> states = transport_->Peers();
+    const bool leader = raft.role() == raft::Role::kLeader;
+    const int64_t now = MonotonicNowNs();
+    const int64_t t = absl::ToInt64Nanoseconds(options_.election_timeout);
+    MembersView view;
+    view.commit_index = raft.commit();
+    if (raft.leader() != 0) view.leader = NameOf(raft.leader());
+    for (const auto& [id, m] : driver_->members()) {
+      MemberView v;
+      v.name = m.name();
+      v.zone = m.zone();
+      v.address = m.address();
+      v.voter = raft.membership().IsVoter(id);
+      if (id == self_) {
+        v.version = options_.version;
+      } else if (auto st = states.find(id); st != states.end()) {
+        v.version = st->second.version;
+      }
+      if (leader) {
+        if (id == self_) {
+          v.match_index = raft.log().last_index();
+          v.caught_up = true;
+        } else if (const raft::Progress* pr = raft.progress(id)) {
+          v.match_index = pr->match;
+          v.caught_up = CaughtUp(*pr, raft.commit(), now, t);
+        }
+      }
+      view.members.push_back(std::move(v));
+    }
+    std::sort(view.members.begin(), view.members.end(),
+              [](const MemberView& a, const MemberView& b) {
+                return a.name < b.name;
+              });
+    answer(std::move(view));
+  });
+}
+
+bool Node::Impl::QuorumReachable(const raft::Membership& next) const {
+  const raft::Raft& raft = driver_->raft();
+  const int64_t now = MonotonicNowNs();
+  const int64_t t = absl::ToInt64Nanoseconds(options_.election_timeout);
+  size_t heard = 0;
+  for (uint64_t id : next.voters()) {
+    if (id == self_) {
+      ++heard;
+      continue;
+    }
+    const raft::Progress* pr = raft.progress(id);
+    if (pr != nullptr && now - pr->last_heard_ns <= t &&
+        transport_->Connected(id)) {
+      ++heard;
+    }
+  }
+  return heard >= next.Quorum();
+}
+
+absl::Status Node::Impl::CheckChange(const MembershipChange& change,
+                                     raft::ConfChange* out) const {
+  using Kind = MembershipChange::Kind;
+  const raft::Raft& raft = driver_->raft();
+  const raft::Membership& ms = raft.membership();
+  const uint64_t id = MemberId(change.name);
+  const bool add =
+      change.kind == Kind::kAddVoter || change.kind == Kind::kAddLearner;
+  if (change.name.empty()) {
+    return absl::InvalidArgumentError("no member id given");
+  }
+  if (add) {
+    if (ms.Contains(id)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "member '", change.name, "' is already a ",
+          ms.IsVoter(id) ? "voter" : "learner",
+          " of the cluster; choose another id, or remove it first"));
+    }
+    if (change.address.empty() || change.zone.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "adding member '", change.name, "' needs its zone and address"));
+    }
+    for (const auto& [other, m] : driver_->members()) {
+      if (m.address() == change.address) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("member '", m.name(), "' already uses the address ",
+                         change.address, "; each member needs its own"));
+      }
+    }
+  } else if (!ms.Contains(id)) {
+    return absl::NotFoundError(absl::StrCat(
+        "member '", change.name,
+        "' is not in the cluster (quoratectl member list shows who is)"));
+  }
+  raft::ConfChange cc;
+  cc.set_member_id(id);
+  raft::Membership next = ms;
+  switch (change.kind) {
+    case Kind::kAddVoter:
+      cc.set_type(raft::CONF_CHANGE_TYPE_ADD_VOTER);
+      break;
+    case Kind::kAddLearner:
+      cc.set_type(raft::CONF_CHANGE_TYPE_ADD_LEARNER);
+      break;
+    case Kind::kRemove:
+      cc.set_type(raft::CONF_CHANGE_TYPE_REMOVE);
+      if (ms.IsVoter(id) && ms.voters().size() == 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "member '", change.name,
+            "' is the last voter; a cluster needs one. Add and promote "
+            "another member first"));
+      }
+      break;
+    case Kind::kPromote: {
+      cc.set_type(raft::CONF_CHANGE_TYPE_PROMOTE_LEARNER);
+      if (!ms.IsLearner(id)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("member '", change.name, "' is a voter already"));
+      }
+      const raft::Progress* pr = raft.progress(id);
+      const int64_t t = absl::ToInt64Nanoseconds(options_.election_timeout);
+      if (pr == nullptr || !CaughtUp(*pr, raft.commit(), MonotonicNowNs(), t)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "learner '", change.name,
+            "' has not caught up: its log matches "
+            "the leader's to index ",
+            pr != nullptr ? pr->match : 0, " of ", raft.commit(),
+            " committed. Start it (quorate-node --join) if it is not "
+            "running, wait until `quoratectl member list --output=json` "
+            "shows it caught up, then promote it"));
+      }
+      break;
+    }
+  }
+  if (add) {
+    raft::MemberInfo* m = cc.mutable_member();
+    m->set_id(id);
+    m->set_name(change.name);
+    m->set_zone(change.zone);
+    m->set_address(change.address);
+  }
+  if (!next.Apply(cc)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the change does not apply to the current configuration"));
+  }
+  // A change that leaves the cluster without a quorum it can reach now
+  // would stop every write until members come back: refuse it (etcd's
+  // strict reconfiguration check).
+  if (!QuorumReachable(next)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "after this change the cluster would have ", next.voters().size(),
+        " voters, and the leader has heard within the election timeout "
+        "from fewer than the ",
+        next.Quorum(), " a quorum needs; bring the missing members back first",
+        change.kind == Kind::kAddVoter
+            ? " (or add the member as a learner, and promote it once it "
+              "has caught up)"
+            : ""));
+  }
+  *out = std::move(cc);
+  return absl::OkStatus();
+}
+
+void Node::Impl::ChangeMembership(
+    MembershipChange change, absl::Duration timeout,
+    std::function<void(absl::StatusOr<uint64_t>)> done) {
+  const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
+  OnLoop(std::move(done), [this, change = std::move(change),
+                           deadline](auto answer) mutable {
+    const raft::Raft& raft = driver_->raft();
+    if (raft.role() != raft::Role::kLeader) {
+      answer(absl::UnavailableError("not the leader"));
+      return;
+    }
+    if (change.kind == MembershipChange::Kind::kRemove &&
+        MemberId(change.name) == self_) {
+      // Removing the leader: hand over first, then the caller retries at
+      // the new leader. No window of this member outlives the handover
+      // (the transfer waits for them to lapse: raft.h).
+      const uint64_t target = BestTransferTarget();
+      if (target == 0) {
+        answer(absl::FailedPreconditionError(
+            "this member leads, and no other voter is reachable to hand "
+            "leadership to before its removal"));
+        return;
+      }
+      Log(absl::StrCat("handing leadership to '", NameOf(target),
+                       "' before this member is removed"));
+      if (absl::Status s = driver_->TransferLeadership(target); !s.ok()) {
+        answer(s);
+        return;
+      }
+      WaitOnLoop(
+          [this] {
+            return driver_->raft().role() != raft::Role::kLeader &&
+                   driver_->raft().leader() != 0;
+          },
+          deadline,
+          [this, answer = std::move(answer)](bool moved) mutable {
+            answer(absl::UnavailableError(
+                moved ? absl::StrCat("leadership moved to '",
+                                     NameOf(driver_->raft().leader()),
+                                     "' so that this member can be removed; "
+                                     "ask it")
+                      : std::string("leadership is moving so that this "
+                                    "member can be removed; retry")));
+          });
+      return;
+    }
+    raft::ConfChange cc;
+    if (absl::Status s = CheckChange(change, &cc); !s.ok()) {
+      answer(s);
+      return;
+    }
+    Log(absl::StrCat(
+        "proposing a membership change: ", raft::ConfChangeType_Name(cc.type()),
+        " of '", change.name, "'"));
+    driver_->ProposeConfChange(
+        cc, deadline,
+        [this, name = change.name,
+         answer = std::move(answer)](absl::StatusOr<Applied> a) mutable {
+          if (!a.ok()) {
+            absl::Status s = a.status();
+            // The core's "one change at a time" and "no entry committed
+            // in this term yet" are conditions to wait out, not outages.
+            if (s.code() == absl::StatusCode::kUnavailable &&
+                driver_->raft().role() == raft::Role::kLeader) {
+              s = absl::FailedPreconditionError(
+                  absl::StrCat(s.message(), "; retry once it has committed"));
+            }
+            answer(s);
+            return;
+          }
+          Log(absl::StrCat("membership change of '", name,
+                           "' committed at index ", a->index));
+          answer(a->index);
+        });
+  });
+}
+
+void Node::Impl::TransferLeadership(
+    std::string to, absl::Duration timeout,
+    std::function<void(absl::StatusOr<std::string>)> done) {
+  const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
+  OnLoop(std::move(done),
+         [this, to = std::move(to), deadline](auto answer) mutable {
+           const raft::Raft& raft = driver_->raft();
+           if (raft.role() != raft::Role::kLeader) {
+             answer(absl::UnavailableError("not the leader"));
+             return;
+           }
+           uint64_t target = 0;
+           if (to.empty()) {
+             target = BestTransferTarget();
+             if (target == 0) {
+               answer(absl::FailedPreconditionError(
+                   "no other voter is reachable to hand leadership to"));
+               return;
+             }
+           } else {
+             target = MemberId(to);
+             if (target == self_) {
+               answer(to);
+               return;
+             }
+             if (!raft.membership().IsVoter(target)) {
+               answer(absl::FailedPreconditionError(absl::StrCat(
+                   "member '", to, "' is not a voter; only a voter can lead")));
+               return;
+             }
+           }
+           if (absl::Status s = driver_->TransferLeadership(target); !s.ok()) {
+             answer(s);
+             return;
+           }
+           Log(absl::StrCat("handing leadership to '", NameOf(target), "'"));
+           WaitOnLoop(
+               [this] {
+                 return driver_->raft().role() != raft::Role::kLeader &&
+                        driver_->raft().leader() != 0;
+               },
+               deadline,
+               [this, answer = std::move(answer)](bool moved) mutable {
+                 if (!moved) {
+                   answer(absl::DeadlineExceededError(
+                       "no other member leads yet; the transfer may still "
+                       "complete (it is abandoned after an election timeout)"));
+                   return;
+                 }
+                 answer(NameOf(driver_->raft().leader()));
+               });
+         });
+}
+
+void Node::Impl::BackupSnapshot(
+    std::function<void(absl::StatusOr<SnapshotFileBytes>)> done) {
+  OnLoop(std::move(done), [this](auto answer) mutable {
+    driver_->CaptureSnapshot(
+        [this, answer = std::move(answer)](
+            absl::StatusOr<Driver::CapturedSnapshot> c) mutable {
+          if (!c.ok()) {
+            answer(c.status());
+            return;
+          }
+          SnapshotFileBytes out;
+          out.index = c->metadata.index();
+          out.data = std::move(c->data);
+          out.header = storage::SnapshotFileHeader(options_.cluster_id,
+                                                   c->metadata, *out.data);
+          answer(std::move(out));
+        });
+  });
 }
 
 void Node::Impl::Stop(bool graceful) {
@@ -777,6 +1216,23 @@ void Node::Read(absl::Duration timeout,
   impl_->Read(timeout, std::move(done));
 }
 NodeStatus Node::GetStatus() const { return impl_->GetStatus(); }
+void Node::ListMembers(std::function<void(absl::StatusOr<MembersView>)> done) {
+  impl_->ListMembers(std::move(done));
+}
+void Node::ChangeMembership(
+    MembershipChange change, absl::Duration timeout,
+    std::function<void(absl::StatusOr<uint64_t>)> done) {
+  impl_->ChangeMembership(std::move(change), timeout, std::move(done));
+}
+void Node::TransferLeadership(
+    std::string to, absl::Duration timeout,
+    std::function<void(absl::StatusOr<std::string>)> done) {
+  impl_->TransferLeadership(std::move(to), timeout, std::move(done));
+}
+void Node::SaveSnapshot(
+    std::function<void(absl::StatusOr<SnapshotFileBytes>)> done) {
+  impl_->BackupSnapshot(std::move(done));
+}
 void Node::Stop(bool graceful) { impl_->Stop(graceful); }
 std::string Node::listen_address() const { return impl_->listen_address(); }
 

@@ -66,7 +66,24 @@ struct NodeOptions {
   // when the data directory is new; afterwards the directory remembers
   // them.
   std::vector<MemberSpec> initial_members;
+  // A member added at runtime (quoratectl member add, then quorate-node
+  // --join): the data directory is new, and the configuration and state
+  // come from the leader's snapshot. These are the cluster's members as a
+  // member list named them, so that their streams are accepted before the
+  // snapshot arrives. Used only when the data directory is new.
+  std::vector<MemberSpec> join_peers;
+  // A new cluster seeded from a backup (quorate-node --restore): the state
+  // machine's state from a snapshot file, for the snapshot at index 0
+  // that also lists `initial_members`. Every initial member must be given
+  // the same. Used only when the data directory is new.
+  std::shared_ptr<const std::string> restore_state;
+  // Disaster recovery (quorate-node --force_new_cluster): this member
+  // becomes the only voter of the cluster its data directory holds
+  // (node/startup.h, ForceNewCluster).
+  bool force_new_cluster = false;
   std::string data_dir;
+  // This member's release, sent to its peers in Hello.
+  std::string version;
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration election_timeout = absl::Milliseconds(500);
   // ρ, the clock-drift bound of the partition guard. The node does not use
@@ -119,6 +136,7 @@ struct PeerStatus {
   uint64_t messages_received = 0;
   uint64_t messages_dropped = 0;  // not sent: queue full or link down
   uint64_t messages_refused = 0;  // received, malformed or refused
+  std::string version;            // from its Hello; empty: not heard yet
 };
 
 struct NodeStatus {
@@ -142,6 +160,50 @@ struct NodeStatus {
   int64_t proposal_latency_us = 0;
   std::vector<PeerStatus> peers;
   absl::Status error;  // why the member stopped working, if it did
+  bool voter = false;  // in the current configuration, as a voter
+  // False while a member added at runtime waits for its first snapshot,
+  // and after this member was removed from the configuration.
+  bool in_configuration = false;
+  std::string version;
+};
+
+// One member of the configuration, as ListMembers() reports it.
+struct MemberView {
+  std::string name;
+  std::string zone;
+  std::string address;
+  std::string version;  // empty: not heard from (or this member's own)
+  bool voter = false;
+  // Answered by the leader only: how far the member's log matches the
+  // leader's, and whether it is close enough to be promoted.
+  uint64_t match_index = 0;
+  bool caught_up = false;
+};
+
+struct MembersView {
+  std::string leader;  // name; empty when no leader is known
+  uint64_t commit_index = 0;
+  std::vector<MemberView> members;  // by name
+};
+
+// A runtime membership change (ChangeMembership).
+struct MembershipChange {
+  enum class Kind { kAddVoter, kAddLearner, kRemove, kPromote };
+  Kind kind = Kind::kAddLearner;
+  std::string name;
+  std::string zone;     // adds only
+  std::string address;  // adds only
+};
+
+// A learner may be promoted once its log matches the leader's to within
+// this many entries of the commit index, and it answered within T.
+inline constexpr uint64_t kMaxPromoteLag = 1000;
+
+// A snapshot file (storage/storage.h, ReadSnapshotFile), for a backup.
+struct SnapshotFileBytes {
+  std::string header;
+  std::shared_ptr<const std::string> data;
+  uint64_t index = 0;
 };
 
 class Node {
@@ -181,6 +243,42 @@ class Node {
             std::function<void(absl::StatusOr<uint64_t>)> done);
 
   NodeStatus GetStatus() const;
+
+  // The configuration as this member knows it. `done` runs on the loop
+  // thread.
+  void ListMembers(std::function<void(absl::StatusOr<MembersView>)> done);
+
+  // Changes the membership: leader only, one change at a time. `done`
+  // runs on the loop thread with the change's log index once it is
+  // committed. Refused, with nothing changed:
+  //  - UNAVAILABLE: not the leader (retry at the leader), or removing this
+  //    member, the leader: it hands leadership to the most up-to-date
+  //    reachable voter first and answers once another member leads, so
+  //    that the caller retries there;
+  //  - ALREADY_EXISTS: adding a member that exists, or an address in use;
+  //  - NOT_FOUND: removing or promoting a member that does not exist;
+  //  - FAILED_PRECONDITION: a change in flight (one at a time), removing
+  //    the last voter, promoting a voter or a learner not caught up
+  //    (kMaxPromoteLag), or a change after which the voters this leader
+  //    heard from within T could not form a quorum of the new
+  //    configuration;
+  //  - INVALID_ARGUMENT: a bad name or address.
+  void ChangeMembership(MembershipChange change, absl::Duration timeout,
+                        std::function<void(absl::StatusOr<uint64_t>)> done);
+
+  // Leader only: hands leadership to voter `to` (empty: the most
+  // up-to-date reachable voter) and answers with the new leader's name
+  // once it leads; DEADLINE_EXCEEDED if none does by then.
+  void TransferLeadership(
+      std::string to, absl::Duration timeout,
+      std::function<void(absl::StatusOr<std::string>)> done);
+
+  // A consistent snapshot of the state machine at its applied index, with
+  // the configuration as of that index, as a snapshot file's bytes.
+  // Captured on the loop, serialized on a thread of its own; `done` runs
+  // there.
+  void SaveSnapshot(
+      std::function<void(absl::StatusOr<SnapshotFileBytes>)> done);
 
   // Stops the member. `graceful`: a leader first hands leadership to an
   // up-to-date reachable peer and waits, at most two election timeouts,

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "raft/raft.h"
 #include "storage/storage.h"
 
 namespace quorate::node {
@@ -39,6 +40,19 @@ struct StartupLease {
 // least as long, records the new one at once (durably) before returning.
 absl::StatusOr<StartupLease> PrepareStartupLease(storage::Storage& storage,
                                                  int64_t election_timeout_ns);
+
+// Disaster recovery (quorate-node --force_new_cluster): makes `self` the
+// only voter of the configuration `storage` holds, so that it can lead
+// alone. Appends, in a new term, one configuration entry per other member
+// (a promotion first, if `self` is a learner), and a hard state that
+// commits the whole log: entries this member holds that were never
+// committed are kept, and whatever only the lost members held is gone.
+// Written and synced before the core starts; `restored` gets them too.
+// Returns what it did, in a sentence for the log. FAILED_PRECONDITION if
+// the directory holds no configuration or does not list `self`.
+absl::StatusOr<std::string> ForceNewCluster(storage::Storage& storage,
+                                            raft::RestoredState* restored,
+                                            uint64_t self);
 
 }  // namespace quorate::node
 

@@ -152,7 +152,9 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
       std::max({restored.hard_state.commit(), snap.index(), restored.applied});
   r->next_apply_ = std::max(restored.applied, snap.index()) + 1;
   r->snapshot_membership_ = Membership(snap.conf_state());
-  if (snap.index() > 0 && restored.snapshot_data != nullptr) {
+  // At index 0 too: a member added at runtime gets the initial
+  // configuration from it (HandleAppendResponse).
+  if (restored.snapshot_data != nullptr && snap.has_conf_state()) {
     r->latest_snapshot_ = std::make_shared<const Snapshot>(
         Snapshot{snap, std::move(restored.snapshot_data)});
   }
@@ -664,6 +666,17 @@ void Raft::HandleAppend(Message& m) {
   Message resp;
   resp.set_type(MESSAGE_TYPE_APPEND_RESPONSE);
   resp.set_to(m.from());
+  if (!Configured()) {
+    // A member added at runtime, with no configuration yet: entries from
+    // the leader's log would be applied to none. A rejection at index 0,
+    // which every configured log matches, asks for the leader's snapshot.
+    resp.set_index(0);
+    resp.set_reject(true);
+    resp.set_reject_hint_index(0);
+    resp.set_reject_hint_term(0);
+    Send(std::move(resp));
+    return;
+  }
   if (m.index() < commit_) {
     // Everything up to our commit index matches the leader already.
     resp.set_index(commit_);
@@ -738,7 +751,7 @@ void Raft::HandleSnapshot(const Message& m) {
     resp.mutable_snapshot()->set_last(done);
     Send(std::move(resp));
   };
-  if (md.index() <= commit_) {
+  if (md.index() <= commit_ && Configured()) {
     // We already have everything it covers.
     incoming_snapshot_.reset();
     ack(chunk.total_size(), true);
@@ -789,7 +802,7 @@ void Raft::HandleSnapshot(const Message& m) {
   }
   IncomingSnapshot snap = std::move(*incoming_snapshot_);
   incoming_snapshot_.reset();
-  if (log_.MatchTerm(md.index(), md.term())) {
+  if (log_.MatchTerm(md.index(), md.term()) && Configured()) {
     // Our log already holds the snapshot's last entry: keep the log.
     CommitTo(md.index());
   } else {
@@ -988,6 +1001,15 @@ void Raft::BroadcastAppend() {
 }
 
 void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
+  if (m.reject() && m.index() == 0 && latest_snapshot_ != nullptr &&
+      pr.state != Progress::State::kSnapshot) {
+    // Index 0 matches every configured log: the member has no
+    // configuration yet (added at runtime) and needs the snapshot, even
+    // one at index 0 (the initial configuration).
+    pr.BecomeSnapshot(latest_snapshot_->metadata.index());
+    SendSnapshotChunk(pr);
+    return;
+  }
   if (m.reject()) {
     uint64_t hint = m.reject_hint_index();
     if (m.reject_hint_term() > 0) {

@@ -310,6 +310,10 @@ class Raft {
   uint64_t commit() const { return commit_; }
   const RaftLog& log() const { return log_; }
   const Membership& membership() const { return membership_; }
+  // False only for a member added at runtime that has not yet received
+  // its leader's snapshot: it has no configuration, and takes no entries
+  // until it has one (a configuration always has a voter).
+  bool Configured() const { return !snapshot_membership_.voters().empty(); }
   Status GetStatus() const;
   // The leader's progress for `peer`; nullptr if not leader or no such peer.
   const Progress* progress(uint64_t peer) const;

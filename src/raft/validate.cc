@@ -66,7 +66,14 @@ absl::Status ValidateEntries(const Message& m) {
 absl::Status ValidateSnapshotChunk(const Message& m) {
   const SnapshotChunk& chunk = m.snapshot();
   const SnapshotMetadata& md = chunk.metadata();
-  if (md.index() == 0) return Refuse(m, "snapshot at index 0");
+  // At index 0 only a cluster's initial configuration, which a member
+  // added at runtime gets from its leader (raft.cc, HandleAppendResponse).
+  if (md.index() == 0 &&
+      (md.conf_state().voters_size() == 0 || md.term() != 0)) {
+    return Refuse(m,
+                  "snapshot at index 0 without a configuration or with a "
+                  "term");
+  }
   if (md.term() > m.term()) {
     return Refuse(m, absl::StrCat("snapshot term ", md.term(),
                                   " is after the message's term ", m.term()));

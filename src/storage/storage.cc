@@ -212,23 +212,31 @@ absl::Status Storage::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status Storage::SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
-                                       const std::string& data) {
+std::string SnapshotFileHeader(absl::string_view cluster_id,
+                               const raft::SnapshotMetadata& metadata,
+                               absl::string_view data) {
   SnapshotHeader header;
   header.set_format_version(kFormatVersion);
-  header.set_cluster_id(options_.cluster_id);
+  header.set_cluster_id(std::string(cluster_id));
   *header.mutable_metadata() = metadata;
   header.set_data_size(data.size());
   header.set_data_crc32c(Crc32c(data.data(), data.size()));
+  std::string head;
+  internal::AppendFrame(&head, RECORD_TYPE_SNAPSHOT_HEADER, header,
+                        /*salt=*/0);
+  return head;
+}
+
+absl::Status Storage::SaveSnapshotFile(const raft::SnapshotMetadata& metadata,
+                                       const std::string& data) {
   const std::string name = SnapshotName(metadata.index(), metadata.term());
   const std::string path = JoinPath(options_.dir, name);
   const std::string tmp = path + ".tmp";
   QUORATE_RETURN_IF_ERROR(fs_->Remove(tmp));
   QUORATE_ASSIGN_OR_RETURN(auto file,
                            fs_->OpenWritable(tmp, /*create=*/true, 0));
-  std::string head;
-  internal::AppendFrame(&head, RECORD_TYPE_SNAPSHOT_HEADER, header,
-                        /*salt=*/0);
+  const std::string head =
+      SnapshotFileHeader(options_.cluster_id, metadata, data);
   QUORATE_RETURN_IF_ERROR(file->WriteAt(0, head));
   QUORATE_RETURN_IF_ERROR(file->WriteAt(head.size(), data));
   QUORATE_RETURN_IF_ERROR(file->Sync());

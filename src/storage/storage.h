@@ -113,6 +113,11 @@ struct SnapshotFile {
   size_t data_offset = 0;
 };
 absl::StatusOr<SnapshotFile> ReadSnapshotFile(absl::string_view contents);
+// The header a snapshot file starts with, `data` following it: what a
+// member saves, and what `quoratectl snapshot save` writes.
+std::string SnapshotFileHeader(absl::string_view cluster_id,
+                               const raft::SnapshotMetadata& metadata,
+                               absl::string_view data);
 
 class Storage {
  public:

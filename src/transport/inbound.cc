@@ -2,6 +2,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -54,7 +55,7 @@ void InStream::OnEvent(int kind, bool ok) {
         }
         greeted_ = true;
         from_ = frame_.hello().from();
-        owner_->GreetedStream(this, from_);
+        owner_->GreetedStream(this, frame_.hello());
         next([this] { rw_.Write(ack_, &wrote_); });
         return;
       }
@@ -113,7 +114,16 @@ grpc::Status TransportImpl::CheckHello(
   const Options& o = options_;
   const peer::Hello& hello = frame.hello();
   std::string why;
-  auto name = peer_names_.find(hello.from());
+  std::optional<std::string> name;
+  {
+    MutexLock lock(&peers_mu_);
+    auto it = peer_names_.find(hello.from());
+    if (it != peer_names_.end()) name = it->second;
+  }
+  // A member from before versions were exchanged speaks protocol 1 only.
+  const uint32_t their_max = std::max<uint32_t>(hello.protocol(), 1);
+  const uint32_t their_min =
+      hello.min_protocol() == 0 ? their_max : hello.min_protocol();
   const TimingSettings theirs{
       static_cast<int64_t>(hello.election_timeout_ms()),
       static_cast<int64_t>(hello.max_clock_drift_ppm())};
@@ -122,14 +132,16 @@ grpc::Status TransportImpl::CheckHello(
   } else if (hello.cluster_id() != o.cluster_id) {
     why = absl::StrCat("it belongs to cluster '", hello.cluster_id(),
                        "', this member to cluster '", o.cluster_id, "'");
-  } else if (name == peer_names_.end()) {
-    why = "it is not a member of this cluster";
+  } else if (!name.has_value()) {
+    why =
+        "it is not a member of this cluster (it was removed, or not added "
+        "yet: quoratectl member list)";
   } else if (hello.to() != o.self.id) {
     why = "it meant to reach another member";
   } else if (o.tls.enabled() &&
-             !HasMemberIdentity(*context.auth_context(), name->second)) {
-    why = absl::StrCat("its certificate does not name member '", name->second,
-                       "' (no URI SAN ", MemberUri(name->second),
+             !HasMemberIdentity(*context.auth_context(), *name)) {
+    why = absl::StrCat("its certificate does not name member '", *name,
+                       "' (no URI SAN ", MemberUri(*name),
                        "): a client's certificate, or another member's");
   } else if (theirs != o.timing) {
     why = absl::StrCat(
@@ -139,6 +151,13 @@ grpc::Status TransportImpl::CheckHello(
         o.timing.max_clock_drift_ppm,
         " ppm. Members must agree (docs/operations.md, \"Changing the "
         "election timeout\")");
+  } else if (their_min > kPeerProtocol || their_max < kMinPeerProtocol) {
+    why = absl::StrCat(
+        "it runs release ", hello.version().empty() ? "?" : hello.version(),
+        " speaking peer protocols ", their_min, " to ", their_max,
+        "; this member speaks ", kMinPeerProtocol, " to ", kPeerProtocol,
+        ". Upgrade through a release that speaks both (docs/operations.md, "
+        "\"Rolling upgrades\")");
   }
   if (why.empty()) return grpc::Status::OK;
   Log(absl::StrCat("refused a peer stream from ", context.peer(),
@@ -154,7 +173,12 @@ bool TransportImpl::RegisterStream(InStream* in) {
   return true;
 }
 
-void TransportImpl::GreetedStream(InStream* in, uint64_t from) {
+void TransportImpl::GreetedStream(InStream* in, const peer::Hello& hello) {
+  const uint64_t from = hello.from();
+  {
+    MutexLock lock(&mu_);
+    versions_[from] = hello.version();
+  }
   MutexLock lock(&streams_mu_);
   // A member keeps one stream to each peer: a new one replaces the old,
   // which may be dead without either side knowing yet (a black-holed link
@@ -172,6 +196,12 @@ void TransportImpl::UnregisterStream(InStream* in) {
 }
 
 void TransportImpl::Refuse(uint64_t peer, const std::string& why) {
+  std::string name = std::to_string(peer);
+  {
+    MutexLock lock(&peers_mu_);
+    auto it = peer_names_.find(peer);
+    if (it != peer_names_.end()) name = it->second;
+  }
   std::string line;
   {
     MutexLock lock(&streams_mu_);
@@ -185,11 +215,8 @@ void TransportImpl::Refuse(uint64_t peer, const std::string& why) {
       ++log.held_back;
       return;
     }
-    auto name = peer_names_.find(peer);
-    line = absl::StrCat(
-        "refused a message from member '",
-        name == peer_names_.end() ? std::to_string(peer) : name->second,
-        "' and ended its stream: ", why);
+    line = absl::StrCat("refused a message from member '", name,
+                        "' and ended its stream: ", why);
     if (log.held_back > 0) {
       absl::StrAppend(&line, " (", log.held_back,
                       " more refused since the last such line)");

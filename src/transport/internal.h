@@ -168,6 +168,8 @@ class PeerSender final : public CqHandler {
 
   void Enqueue(std::vector<raft::Message> messages);
   PeerState State() const;
+  const std::string& name() const { return peer_.name; }
+  const std::string& address() const { return peer_.address; }
   bool connected() const {
     MutexLock lock(&mu_);
     return connected_;
@@ -267,18 +269,26 @@ class TransportImpl final : public Transport {
     for (raft::Message& m : messages) {
       by_peer[m.to()].push_back(std::move(m));
     }
+    MutexLock lock(&peers_mu_);
     for (auto& [to, batch] : by_peer) {
       auto it = senders_.find(to);
-      if (it == senders_.end()) continue;  // not a peer (a bug upstream)
+      // Not a peer: one just removed (the core may still address it for a
+      // moment), or a bug upstream.
+      if (it == senders_.end()) continue;
       it->second->Enqueue(std::move(batch));
     }
   }
+
+  void SetPeers(const std::vector<PeerAddress>& peers) override;
 
   std::string listen_address() const override { return listen_address_; }
 
   std::map<uint64_t, PeerState> Peers() const override {
     std::map<uint64_t, PeerState> out;
-    for (const auto& [id, sender] : senders_) out[id] = sender->State();
+    {
+      MutexLock peers(&peers_mu_);
+      for (const auto& [id, sender] : senders_) out[id] = sender->State();
+    }
     MutexLock lock(&mu_);
     {
       MutexLock streams(&streams_mu_);
@@ -292,11 +302,14 @@ class TransportImpl final : public Transport {
       if (it != last_received_.end()) state.last_received_ns = it->second;
       auto n = received_.find(id);
       if (n != received_.end()) state.received = n->second;
+      auto v = versions_.find(id);
+      if (v != versions_.end()) state.version = v->second;
     }
     return out;
   }
 
   bool Connected(uint64_t peer) const override {
+    MutexLock lock(&peers_mu_);
     auto it = senders_.find(peer);
     return it != senders_.end() && it->second->connected();
   }
@@ -305,7 +318,15 @@ class TransportImpl final : public Transport {
     if (stopped_.exchange(true)) return;
     // Senders first: their streams' last operations complete on the io
     // thread, which still runs.
-    for (auto& [id, sender] : senders_) sender->Stop();
+    // Stopped outside peers_mu_: a sender's last operations complete on
+    // the io thread, which takes peers_mu_ to check a Hello. The senders
+    // stay in the map until the transport is destroyed.
+    std::vector<PeerSender*> senders;
+    {
+      MutexLock lock(&peers_mu_);
+      for (auto& [id, sender] : senders_) senders.push_back(sender.get());
+    }
+    for (PeerSender* sender : senders) sender->Stop();
     accepting_.store(false);
     {
       MutexLock lock(&streams_mu_);
@@ -347,7 +368,7 @@ class TransportImpl final : public Transport {
   // The registry of streams peers opened (any thread).
   // False if `max_inbound_streams` are open already.
   bool RegisterStream(InStream* in);
-  void GreetedStream(InStream* in, uint64_t from);
+  void GreetedStream(InStream* in, const peer::Hello& hello);
   void UnregisterStream(InStream* in);
 
   // Refuses (counts, logs at most every 10 s per peer) and ends `peer`'s
@@ -407,8 +428,16 @@ class TransportImpl final : public Transport {
   // Cancels streams whose Hello is overdue; ends at Stop().
   void SweepHellos();
 
-  // Fixed before the server starts: streams may arrive at once.
-  std::map<uint64_t, std::string> peer_names_;
+  // A new sender for `p` (Init, SetPeers).
+  std::unique_ptr<PeerSender> MakeSender(const PeerAddress& p);
+
+  // The peers (SetPeers): set before the server starts, since streams may
+  // arrive at once. The senders lock themselves.
+  mutable Mutex peers_mu_;
+  std::map<uint64_t, std::string> peer_names_ ABSL_GUARDED_BY(peers_mu_);
+  std::map<uint64_t, std::unique_ptr<PeerSender>> senders_
+      ABSL_GUARDED_BY(peers_mu_);
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds_;
   struct InStreamInfo {
     int64_t accepted_ns = 0;
     uint64_t from = 0;  // 0 until its Hello is accepted
@@ -424,9 +453,8 @@ class TransportImpl final : public Transport {
   std::map<uint64_t, RefusalLog> refusal_log_ ABSL_GUARDED_BY(streams_mu_);
   bool sweeping_ ABSL_GUARDED_BY(streams_mu_) = true;
   std::thread sweeper_;
-  // Fixed after Init(); the senders lock themselves.
-  std::map<uint64_t, std::unique_ptr<PeerSender>> senders_;
   mutable Mutex mu_;
+  std::map<uint64_t, std::string> versions_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, int64_t> last_received_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> received_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};

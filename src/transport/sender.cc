@@ -134,6 +134,9 @@ void PeerSender::OnEvent(int kind, bool ok) {
           static_cast<uint64_t>(o.timing.election_timeout_ms));
       hello.mutable_hello()->set_max_clock_drift_ppm(
           static_cast<uint64_t>(o.timing.max_clock_drift_ppm));
+      hello.mutable_hello()->set_version(o.version);
+      hello.mutable_hello()->set_protocol(kPeerProtocol);
+      hello.mutable_hello()->set_min_protocol(kMinPeerProtocol);
       s->phase = Stream::Phase::kHello;
       BeginLocked(s);
       s->rw->Write(hello, &wrote_);
@@ -301,7 +304,9 @@ bool PeerSender::Connect() {
                            MemberUri(peer_.name), "; retrying"));
     } else if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       LogOnce(absl::StrCat("member '", peer_.name, "' at ", peer_.address,
-                           " refused this member (its log says why)"));
+                           " refused this member: its log says why (this "
+                           "member may have been removed from the cluster, "
+                           "or its cluster id, timing or release differ)"));
     } else {
       LogOnce(absl::StrCat("stream to member '", peer_.name, "' at ",
                            peer_.address, " failed: ", status.error_message()));

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "transport/grpc_status.h"
 #include "transport/internal.h"
@@ -57,8 +59,11 @@ void QueueThread::Shutdown() {
 }
 
 absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
-  for (const PeerAddress& p : peers) {
-    if (p.id != options_.self.id) peer_names_[p.id] = p.name;
+  {
+    MutexLock lock(&peers_mu_);
+    for (const PeerAddress& p : peers) {
+      if (p.id != options_.self.id) peer_names_[p.id] = p.name;
+    }
   }
   WarnIfPlaintextOnNetwork(options_);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server =
@@ -68,7 +73,7 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
       ChannelCredentials(options_.tls);
   if (!channel.ok()) return channel.status();
   std::shared_ptr<grpc::ServerCredentials> server_creds = *std::move(server);
-  std::shared_ptr<grpc::ChannelCredentials> channel_creds = *std::move(channel);
+  channel_creds_ = *std::move(channel);
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -126,36 +131,93 @@ absl::Status TransportImpl::Init(const std::vector<PeerAddress>& peers) {
   peer_queue_->Run("q-io");
   client_queue_->Run("q-client");
 
-  for (const PeerAddress& p : peers) {
-    if (p.id == options_.self.id) continue;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options_.max_message_bytes);
-    args.SetMaxSendMessageSize(options_.max_message_bytes);
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Ms(options_.keepalive_time));
-    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Ms(options_.keepalive_timeout));
-    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS,
-                Ms(options_.keepalive_time));
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                Ms(options_.initial_backoff));
-    // gRPC gives each connection attempt at least this long. A TLS
-    // handshake on a loaded machine takes longer than a TCP connect: cut
-    // short at 100 ms, every attempt would fail while the load lasts.
-    args.SetInt(
-        GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-        Ms(options_.tls.enabled() ? std::max(options_.min_connect_timeout,
-                                             options_.min_tls_connect_timeout)
-                                  : options_.min_connect_timeout));
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
-    // A channel of its own per peer, not shared through gRPC's pool.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    senders_[p.id] = std::make_unique<PeerSender>(
-        this, p, cq(), [address = p.address, channel_creds, args] {
-          return grpc::CreateCustomChannel(address, channel_creds, args);
-        });
+  {
+    MutexLock lock(&peers_mu_);
+    for (const PeerAddress& p : peers) {
+      if (p.id != options_.self.id) senders_[p.id] = MakeSender(p);
+    }
   }
   return absl::OkStatus();
+}
+
+std::unique_ptr<PeerSender> TransportImpl::MakeSender(const PeerAddress& p) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  args.SetMaxSendMessageSize(options_.max_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Ms(options_.keepalive_time));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Ms(options_.keepalive_timeout));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS,
+              Ms(options_.keepalive_time));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              Ms(options_.initial_backoff));
+  // gRPC gives each connection attempt at least this long. A TLS
+  // handshake on a loaded machine takes longer than a TCP connect: cut
+  // short at 100 ms, every attempt would fail while the load lasts.
+  args.SetInt(
+      GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+      Ms(options_.tls.enabled() ? std::max(options_.min_connect_timeout,
+                                           options_.min_tls_connect_timeout)
+                                : options_.min_connect_timeout));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, Ms(options_.max_backoff));
+  // A channel of its own per peer, not shared through gRPC's pool.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return std::make_unique<PeerSender>(
+      this, p, cq(), [address = p.address, creds = channel_creds_, args] {
+        return grpc::CreateCustomChannel(address, creds, args);
+      });
+}
+
+void TransportImpl::SetPeers(const std::vector<PeerAddress>& peers) {
+  std::vector<std::unique_ptr<PeerSender>> dropped;
+  std::vector<std::string> added;
+  std::set<uint64_t> kept;
+  {
+    MutexLock lock(&peers_mu_);
+    if (stopped_.load()) return;
+    std::map<uint64_t, const PeerAddress*> wanted;
+    for (const PeerAddress& p : peers) {
+      if (p.id != options_.self.id) wanted[p.id] = &p;
+    }
+    for (auto it = senders_.begin(); it != senders_.end();) {
+      auto w = wanted.find(it->first);
+      if (w != wanted.end() && w->second->address == it->second->address()) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(std::move(it->second));
+      it = senders_.erase(it);
+    }
+    peer_names_.clear();
+    for (const auto& [id, p] : wanted) {
+      peer_names_[id] = p->name;
+      kept.insert(id);
+      if (senders_.count(id) > 0) continue;
+      senders_[id] = MakeSender(*p);
+      added.push_back(absl::StrCat(p->name, " at ", p->address));
+    }
+  }
+  {
+    // Streams from peers no longer listed end now; they come back, if they
+    // try, to a refusal.
+    MutexLock lock(&streams_mu_);
+    for (auto& [in, info] : in_streams_) {
+      if (info.from != 0 && kept.count(info.from) == 0) in->Cancel();
+    }
+  }
+  for (const std::unique_ptr<PeerSender>& sender : dropped) sender->Stop();
+  if (!dropped.empty() || !added.empty()) {
+    std::vector<std::string> names;
+    for (const std::unique_ptr<PeerSender>& sender : dropped) {
+      names.push_back(sender->name());
+    }
+    Log(absl::StrCat("peers changed: ", added.empty() ? "" : "added ",
+                     absl::StrJoin(added, ", "),
+                     !added.empty() && !names.empty() ? "; " : "",
+                     names.empty() ? "" : "dropped or moved ",
+                     absl::StrJoin(names, ", ")));
+  }
 }
 
 }  // namespace internal

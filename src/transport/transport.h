@@ -79,6 +79,15 @@ struct PeerAddress {
   std::string address;  // HOST:PORT
 };
 
+// The peer protocol this release speaks, and the oldest it still speaks.
+// Each Hello carries both; two members whose ranges do not overlap refuse
+// each other, naming both ranges in the log. Raise kPeerProtocol with any
+// change to the peer wire format that an older member cannot read, and
+// kMinPeerProtocol only when this release can no longer work beside
+// members that speak less (docs/operations.md, "Rolling upgrades").
+inline constexpr uint32_t kPeerProtocol = 1;
+inline constexpr uint32_t kMinPeerProtocol = 1;
+
 // What members must agree on (docs/design.md, "Members agree on T and ρ").
 struct TimingSettings {
   int64_t election_timeout_ms = 0;  // T
@@ -96,6 +105,8 @@ struct PeerState {
   uint64_t sent = 0;      // messages written to its stream
   uint64_t received = 0;  // messages received from it
   uint64_t refused = 0;   // messages refused (malformed, or by the core)
+  // The release it runs, from its last accepted Hello; empty until then.
+  std::string version;
 };
 
 class Transport {
@@ -143,6 +154,8 @@ class Transport {
     static constexpr int kMaxSendMessageBytes = 16 << 20;
     // Must agree with every peer's (above).
     TimingSettings timing;
+    // This member's release, sent in its Hello (quorate::Version()).
+    std::string version;
     absl::Duration hello_timeout = absl::Seconds(2);
     size_t max_inbound_streams = 64;
     // Per HTTP/2 connection, for peers and clients alike.
@@ -168,10 +181,17 @@ class Transport {
   };
 
   // Binds `listen` and starts serving; then connects to `peers` lazily.
+  // Only `peers` may open streams to this member (SetPeers changes them).
   static absl::StatusOr<std::unique_ptr<Transport>> Start(
       Options options, const std::vector<PeerAddress>& peers);
   virtual ~Transport() = default;
 
+  // Replaces the peers: new ones are connected to (lazily) and may open
+  // streams to this member; streams to and from the ones left out end,
+  // and their Hellos are refused from now on ("not a member of this
+  // cluster"). A peer whose address changed is reconnected. Any thread;
+  // it waits for the dropped peers' connecting threads to end.
+  virtual void SetPeers(const std::vector<PeerAddress>& peers) = 0;
   // Queues messages for their peers. Never blocks; drops (and counts) what
   // does not fit or has nowhere to go.
   virtual void Send(std::vector<raft::Message> messages) = 0;

@@ -1178,6 +1178,10 @@ TEST_F(RaftTest, Membership_AddVoterReplicatesAndVotes_Sec4_1) {
   EXPECT_TRUE(c.raft(4).membership().IsVoter(4));
   EXPECT_EQ(c.raft(4).log().last_index(), c.raft(1).log().last_index());
   EXPECT_EQ(c.raft(1).membership().Quorum(), 3u);
+  // The new member knows the whole configuration, the initial voters
+  // (the snapshot at index 0) included, not only what the log added.
+  EXPECT_EQ(c.raft(4).membership(), c.raft(1).membership());
+  EXPECT_TRUE(c.raft(4).membership().IsVoter(2));
 }
 
 TEST_F(RaftTest, Membership_OneChangeAtATime_Sec4_1) {

@@ -174,6 +174,12 @@ TEST_F(ValidateTest, BadSnapshotConfigurationsAreRefused) {
                   c.mutable_metadata()->set_term(term_ + 1);
                 }),
                 "snapshot term");
+  ExpectRefused(snapshot([](SnapshotChunk& c) {
+                  c.mutable_metadata()->set_index(0);
+                  c.mutable_metadata()->set_term(0);
+                  c.mutable_metadata()->clear_conf_state();
+                }),
+                "index 0 without a configuration");
   Message none = Msg(MESSAGE_TYPE_SNAPSHOT, 1, 2, term_);
   ExpectRefused(none, "no snapshot chunk");
 }
