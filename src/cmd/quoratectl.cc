@@ -74,6 +74,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cmd/flags.h"
+#include "cmd/json_line.h"
 #include "quorate/client.h"
 #include "quorate/election.h"
 #include "quorate/shards.h"
@@ -175,8 +176,16 @@ constexpr char kUsage[] =
                                checksum is bad or the data is not a
                                member's snapshot
 flags: --tls_ca, --tls_cert, --tls_key for mutual TLS
+       --output=json: every line of output is a JSON object instead (keys
+       and values that are not UTF-8 as NAME_base64); errors also as
+       {"error": {"code": ..., "message": ...}}
 exit: 0 ok, 1 refused, 2 usage, 3 unavailable
 )";
+
+using quorate::cmd::JsonLine;
+
+// --output=json: every line of output is a JSON object instead.
+bool json = false;
 
 int Usage(const std::string& message) {
   fprintf(stderr, "quoratectl: %s\n(--help shows the usage)\n",
@@ -184,11 +193,20 @@ int Usage(const std::string& message) {
   return 2;
 }
 
-// Prints the error and maps it to the contract's exit code.
+// Prints the error and maps it to the contract's exit code. With
+// --output=json, also {"error": {"code": ..., "message": ...}} on standard
+// output.
 int Fail(const absl::Status& s) {
   fprintf(stderr, "quoratectl: %s: %s\n",
           std::string(absl::StatusCodeToString(s.code())).c_str(),
           std::string(s.message()).c_str());
+  if (json) {
+    JsonLine()
+        .Object("error", JsonLine()
+                             .Str("code", absl::StatusCodeToString(s.code()))
+                             .Str("message", s.message()))
+        .Print();
+  }
   switch (s.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
@@ -221,6 +239,14 @@ int SnapshotStatus(const std::string& path) {
   quorate::peer::NodeSnapshot node;
   quorate::client::KvSnapshot kv;
   if (!file.ok()) {
+    if (json) {
+      JsonLine()
+          .Unsigned("bytes", contents.size())
+          .Str("checksum", "bad")
+          .Str("error", file.status().message())
+          .Print();
+      return 1;
+    }
     printf("revision=- keys=- bytes=%zu checksum=bad\n", contents.size());
     fflush(stdout);  // the line first, then why
     fprintf(stderr, "quoratectl: snapshot '%s': %s\n", path.c_str(),
@@ -231,6 +257,14 @@ int SnapshotStatus(const std::string& path) {
           contents.data() + file->data_offset,
           static_cast<int>(contents.size() - file->data_offset)) ||
       !kv.ParseFromString(node.state())) {
+    if (json) {
+      JsonLine()
+          .Unsigned("bytes", contents.size())
+          .Str("checksum", "ok")
+          .Str("error", "not a member's snapshot")
+          .Print();
+      return 1;
+    }
     printf("revision=- keys=- bytes=%zu checksum=ok\n", contents.size());
     fflush(stdout);
     fprintf(stderr,
@@ -238,6 +272,19 @@ int SnapshotStatus(const std::string& path) {
             "not a member's snapshot\n",
             path.c_str());
     return 1;
+  }
+  if (json) {
+    JsonLine()
+        .Unsigned("revision", kv.revision())
+        .Num("keys", kv.entries_size())
+        .Unsigned("bytes", contents.size())
+        .Str("checksum", "ok")
+        .Unsigned("index", file->header.metadata().index())
+        .Unsigned("term", file->header.metadata().term())
+        .Str("cluster_id", file->header.cluster_id())
+        .Num("members", node.members_size())
+        .Print();
+    return 0;
   }
   printf("revision=%llu keys=%d bytes=%zu checksum=ok\n",
          static_cast<unsigned long long>(kv.revision()), kv.entries_size(),
@@ -257,7 +304,11 @@ int Membership(quorate::Client& c, const std::vector<std::string>& args,
     absl::StatusOr<std::string> leader =
         c.TransferLeadership(args.size() > 1 ? args[1] : "");
     if (!leader.ok()) return Fail(leader.status());
-    printf("LEADER %s\n", leader->c_str());
+    if (json) {
+      JsonLine().Str("leader", *leader).Print();
+    } else {
+      printf("LEADER %s\n", leader->c_str());
+    }
     return 0;
   }
   const std::string& sub = args[1];
@@ -265,6 +316,22 @@ int Membership(quorate::Client& c, const std::vector<std::string>& args,
     absl::StatusOr<quorate::Configuration> conf = c.MemberList();
     if (!conf.ok()) return Fail(conf.status());
     for (const quorate::ConfigMember& m : conf->members) {
+      if (json) {
+        JsonLine line;
+        line.Str("id", m.id)
+            .Str("zone", m.zone)
+            .Str("address", m.address)
+            .Str("role", m.voter ? "voter" : "learner")
+            .Str("version", m.version)
+            .Bool("leader", m.id == conf->leader);
+        // What only the leader knows.
+        if (conf->from_leader) {
+          line.Unsigned("match_index", m.match_index)
+              .Bool("caught_up", m.caught_up);
+        }
+        line.Print();
+        continue;
+      }
       printf("%s %s %s %s %s\n", m.id.c_str(), m.zone.c_str(),
              m.address.c_str(), m.voter ? "voter" : "learner",
              m.version.empty() ? "-" : m.version.c_str());
@@ -285,6 +352,10 @@ int Membership(quorate::Client& c, const std::vector<std::string>& args,
       sub == "add" ? c.ChangeMember(change, args[2], args[3], args[4])
                    : c.ChangeMember(change, args[2]);
   if (!index.ok()) return Fail(index.status());
+  if (json) {
+    JsonLine().Str(done, args[2]).Unsigned("index", *index).Print();
+    return 0;
+  }
   printf("%s %s %llu\n", done, args[2].c_str(),
          static_cast<unsigned long long>(*index));
   return 0;
@@ -402,6 +473,13 @@ absl::StatusOr<quorate::Transaction> ParseTxn(std::istream& in) {
 
 void PrintKeys(const std::vector<quorate::KeyRecord>& kvs, bool keys_only) {
   for (const quorate::KeyRecord& kv : kvs) {
+    if (json) {
+      JsonLine line;
+      line.Str("key", kv.key);
+      if (!keys_only) line.Str("value", kv.value);
+      line.Unsigned("mod_revision", kv.mod_revision).Print();
+      continue;
+    }
     fwrite(kv.key.data(), 1, kv.key.size(), stdout);
     fputc('\n', stdout);
     if (keys_only) continue;
@@ -438,6 +516,13 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
     }
     absl::StatusOr<quorate::LeaseGrant> g = c.GrantLease(ttl);
     if (!g.ok()) return Fail(g.status());
+    if (json) {
+      JsonLine()
+          .Str("lease", absl::StrFormat("%x", g->id))
+          .Num("ttl_ms", absl::ToInt64Milliseconds(g->ttl))
+          .Print();
+      return 0;
+    }
     printf("%s\n", absl::StrFormat("%x", g->id).c_str());
     return 0;
   }
@@ -448,12 +533,22 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
   }
   if (sub == "revoke") {
     absl::Status s = c.RevokeLease(id);
+    if (s.ok() && json) JsonLine().Str("revoked", args[2]).Print();
     return s.ok() ? 0 : Fail(s);
   }
   if (sub == "ttl") {
     absl::StatusOr<quorate::LeaseStatus> t =
         c.LeaseTimeToLive(id, flags.Bool("keys"));
     if (!t.ok()) return Fail(t.status());
+    if (json) {
+      JsonLine line;
+      line.Str("lease", args[2])
+          .Num("remaining_ms", absl::ToInt64Milliseconds(t->remaining))
+          .Num("granted_ms", absl::ToInt64Milliseconds(t->granted_ttl));
+      if (flags.Bool("keys")) line.Strs("keys", t->keys);
+      line.Print();
+      return 0;
+    }
     printf("remaining_ms=%lld granted_ms=%lld\n",
            static_cast<long long>(absl::ToInt64Milliseconds(t->remaining)),
            static_cast<long long>(absl::ToInt64Milliseconds(t->granted_ttl)));
@@ -467,6 +562,13 @@ int Lease(quorate::Client& c, const std::vector<std::string>& args,
   quorate::SessionOptions so;
   const std::string hex = args[2];
   so.on_renewed = [hex](absl::Duration left) {
+    if (json) {
+      JsonLine()
+          .Str("lease", hex)
+          .Num("remaining_ms", absl::ToInt64Milliseconds(left))
+          .Print();
+      return;
+    }
     printf("%s remaining_ms=%lld\n", hex.c_str(),
            static_cast<long long>(absl::ToInt64Milliseconds(left)));
     fflush(stdout);
@@ -503,6 +605,14 @@ int Watch(quorate::Client& c, const std::string& key, bool prefix, uint64_t rev,
   w.start_revision = rev;
   w.prev_kv = prev;
   auto print = [](const char* kind, const quorate::KeyRecord& kv, bool value) {
+    if (json) {
+      JsonLine line;
+      line.Str("type", kind).Str("key", kv.key);
+      line.Unsigned("mod_revision", kv.mod_revision);
+      if (value) line.Str("value", kv.value);
+      line.Print();
+      return;
+    }
     printf("%s ", kind);
     fwrite(kv.key.data(), 1, kv.key.size(), stdout);
     printf(" %llu", static_cast<unsigned long long>(kv.mod_revision));
@@ -559,6 +669,14 @@ int UntilWon(quorate::Session& session,
 }
 
 void PrintLeader(const std::string& name, const quorate::LeaderInfo& l) {
+  if (json) {
+    JsonLine()
+        .Str("election", name)
+        .Str("value", l.value)
+        .Unsigned("token", l.token)
+        .Print();
+    return;
+  }
   printf("LEADER %s %s %llu\n", name.c_str(), l.value.c_str(),
          static_cast<unsigned long long>(l.token));
   fflush(stdout);
@@ -633,9 +751,13 @@ int LockCommand(quorate::Client& c, const std::string& name,
   }
   uint64_t token = 0;
   (*lock)->Held(&token);
-  printf("LOCKED %s %llu\n", name.c_str(),
-         static_cast<unsigned long long>(token));
-  fflush(stdout);
+  if (json) {
+    JsonLine().Str("locked", name).Unsigned("token", token).Print();
+  } else {
+    printf("LOCKED %s %llu\n", name.c_str(),
+           static_cast<unsigned long long>(token));
+    fflush(stdout);
+  }
   int status = 0;
   bool lost = false;
   if (command.empty()) {
@@ -703,12 +825,20 @@ int ShardJoin(quorate::Client& c, const std::string& group,
   std::atomic<quorate::ShardGroup*> self{nullptr};
   std::atomic<bool> lost{false};
   o.on_assigned = [](uint32_t shard, uint64_t epoch) {
+    if (json) {
+      JsonLine().Unsigned("assigned", shard).Unsigned("epoch", epoch).Print();
+      return;
+    }
     printf("ASSIGNED %u %llu\n", shard, static_cast<unsigned long long>(epoch));
     fflush(stdout);
   };
   o.on_revoke = [&self](uint32_t shard) {
-    printf("REVOKED %u\n", shard);
-    fflush(stdout);
+    if (json) {
+      JsonLine().Unsigned("revoked", shard).Print();
+    } else {
+      printf("REVOKED %u\n", shard);
+      fflush(stdout);
+    }
     if (quorate::ShardGroup* g = self.load()) (void)g->Release(shard);
   };
   o.on_lost = [&lost] { lost = true; };
@@ -760,6 +890,9 @@ int Shards(quorate::Client& c, const std::vector<std::string>& args,
     const absl::Status s =
         quorate::CreateShardGroup(&c, args[2], count, limits);
     if (absl::IsInvalidArgument(s)) return Usage(std::string(s.message()));
+    if (s.ok() && json) {
+      JsonLine().Str("created", args[2]).Unsigned("shards", count).Print();
+    }
     return s.ok() ? 0 : Fail(s);
   }
   absl::StatusOr<std::vector<quorate::ShardInfo>> shards =
@@ -769,6 +902,16 @@ int Shards(quorate::Client& c, const std::vector<std::string>& args,
   }
   if (!shards.ok()) return Fail(shards.status());
   for (const quorate::ShardInfo& s : *shards) {
+    if (json) {
+      JsonLine()
+          .Unsigned("shard", s.shard)
+          .Str("owner", s.owner == 0 ? "" : absl::StrFormat("%x", s.owner))
+          .Str("zone", s.zone)
+          .Unsigned("epoch", s.epoch)
+          .Str("state", s.state)
+          .Print();
+      continue;
+    }
     printf("%u %s %s %llu %s\n", s.shard,
            s.owner == 0 ? "-" : absl::StrFormat("%x", s.owner).c_str(),
            s.zone.empty() ? "-" : s.zone.c_str(),
@@ -788,11 +931,18 @@ int Main(int argc, char** argv) {
       argc, argv,
       {"endpoints", "timeout", "tls_ca", "tls_cert", "tls_key", "limit",
        "lease", "rev", "ttl", "reason", "max_processors", "max_in_motion",
-       "drain", "zone", "weight"},
+       "drain", "zone", "weight", "output"},
       {"stale", "prefix", "keys_only", "keys", "prev", "observe", "learner"});
   if (!parsed.ok()) return Usage(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   const std::vector<std::string>& args = flags.positional;
+  if (flags.Has("output")) {
+    const std::string out = flags.Get("output");
+    if (out != "json" && out != "text") {
+      return Usage(absl::StrCat("--output='", out, "': json or text"));
+    }
+    json = out == "json";
+  }
   // Read from a file, not from the cluster.
   if (!args.empty() && args[0] == "snapshot") {
     if (args.size() != 3 || (args[1] != "status" && args[1] != "save")) {
@@ -918,6 +1068,14 @@ int Main(int argc, char** argv) {
   if (cmd == "snapshot") {
     absl::StatusOr<quorate::SavedSnapshot> saved = c.SaveSnapshot(args[2]);
     if (!saved.ok()) return Fail(saved.status());
+    if (json) {
+      JsonLine()
+          .Str("saved", args[2])
+          .Unsigned("index", saved->index)
+          .Unsigned("bytes", saved->bytes)
+          .Print();
+      return 0;
+    }
     printf("saved %s index=%llu bytes=%llu\n", args[2].c_str(),
            static_cast<unsigned long long>(saved->index),
            static_cast<unsigned long long>(saved->bytes));
@@ -929,6 +1087,12 @@ int Main(int argc, char** argv) {
             ? quorate::PauseWorkload(&c, args[1], flags.Get("reason"))
             : quorate::ResumeWorkload(&c, args[1]);
     if (absl::IsInvalidArgument(s)) return Usage(std::string(s.message()));
+    if (s.ok() && json) {
+      JsonLine()
+          .Str("workload", args[1])
+          .Bool("running", cmd == "resume")
+          .Print();
+    }
     return s.ok() ? 0 : Fail(s);
   }
   if (cmd == "workloads") {
@@ -936,6 +1100,14 @@ int Main(int argc, char** argv) {
         quorate::ListWorkloads(&c);
     if (!all.ok()) return Fail(all.status());
     for (const quorate::WorkloadState& w : *all) {
+      if (json) {
+        JsonLine()
+            .Str("name", w.name)
+            .Bool("running", w.running)
+            .Str("reason", w.reason)
+            .Print();
+        continue;
+      }
       printf("%s %s%s%s\n", w.name.c_str(), w.running ? "running" : "paused",
              w.reason.empty() ? "" : " ", w.reason.c_str());
     }
@@ -953,6 +1125,25 @@ int Main(int argc, char** argv) {
     absl::StatusOr<std::vector<quorate::ClusterMember>> members = c.Members();
     if (!members.ok()) return Fail(members.status());
     for (const quorate::ClusterMember& m : *members) {
+      if (json) {
+        JsonLine line;
+        line.Str("id", m.id).Str("address", m.address);
+        if (!m.error.ok()) {
+          line.Bool("reachable", false).Str("error", m.error.message());
+        } else {
+          line.Bool("reachable", true)
+              .Str("zone", m.zone)
+              .Str("role", m.role)
+              .Unsigned("term", m.term)
+              .Str("leader", m.leader_id)
+              .Str("mode", m.mode)
+              .Unsigned("commit", m.commit_index)
+              .Str("version", m.version)
+              .Bool("voter", m.voter);
+        }
+        line.Print();
+        continue;
+      }
       if (!m.error.ok()) {
         printf("%s - unreachable - - - - -\n", m.id.c_str());
         continue;
@@ -981,6 +1172,10 @@ int Main(int argc, char** argv) {
       return Fail(absl::NotFoundError(
           rev == 0 ? std::string("the key does not exist")
                    : absl::StrCat("the key did not exist at revision ", rev)));
+    }
+    if (json) {
+      PrintKeys({r->kvs[0]}, range.keys_only);
+      return 0;
     }
     const std::string& out = range.keys_only ? r->kvs[0].key : r->kvs[0].value;
     fwrite(out.data(), 1, out.size(), stdout);
@@ -1012,16 +1207,28 @@ int Main(int argc, char** argv) {
   if (cmd == "txn") {
     absl::StatusOr<quorate::TxnResult> r = c.Txn(txn);
     if (!r.ok()) return Fail(r.status());
-    printf("%s\n", r->succeeded ? "SUCCESS" : "FAILURE");
+    if (json) {
+      JsonLine().Bool("succeeded", r->succeeded).Print();
+    } else {
+      printf("%s\n", r->succeeded ? "SUCCESS" : "FAILURE");
+    }
     const std::vector<quorate::TxnOp>& ran =
         r->succeeded ? txn.success : txn.failure;
     for (size_t i = 0; i < r->results.size() && i < ran.size(); ++i) {
       switch (ran[i].kind) {
         case quorate::TxnOp::Kind::kPut:
+          if (json) {
+            JsonLine().Unsigned("revision", r->results[i].revision).Print();
+            break;
+          }
           printf("%llu\n",
                  static_cast<unsigned long long>(r->results[i].revision));
           break;
         case quorate::TxnOp::Kind::kDelete:
+          if (json) {
+            JsonLine().Unsigned("deleted", r->results[i].deleted).Print();
+            break;
+          }
           printf("deleted %llu\n",
                  static_cast<unsigned long long>(r->results[i].deleted));
           break;
@@ -1036,6 +1243,14 @@ int Main(int argc, char** argv) {
   if (cmd == "get") {
     absl::StatusOr<quorate::KeyValue> kv = c.Get(args[1], flags.Bool("stale"));
     if (!kv.ok()) return Fail(kv.status());
+    if (json) {
+      JsonLine()
+          .Str("key", args[1])
+          .Str("value", kv->value)
+          .Unsigned("mod_revision", kv->revision)
+          .Print();
+      return 0;
+    }
     fwrite(kv->value.data(), 1, kv->value.size(), stdout);
     fputc('\n', stdout);
     return 0;
@@ -1049,6 +1264,10 @@ int Main(int argc, char** argv) {
     revision = c.CompareAndSet(args[1], expected, args[3]);
   }
   if (!revision.ok()) return Fail(revision.status());
+  if (json) {
+    JsonLine().Unsigned("revision", *revision).Print();
+    return 0;
+  }
   printf("%llu\n", static_cast<unsigned long long>(*revision));
   return 0;
 }

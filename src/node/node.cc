@@ -993,6 +993,11 @@ void Node::Impl::ChangeMembership(
       answer(absl::UnavailableError("not the leader"));
       return;
     }
+    raft::ConfChange cc;
+    if (absl::Status s = CheckChange(change, &cc); !s.ok()) {
+      answer(s);
+      return;
+    }
     if (change.kind == MembershipChange::Kind::kRemove &&
         MemberId(change.name) == self_) {
       // Removing the leader: hand over first, then the caller retries at
@@ -1026,11 +1031,6 @@ void Node::Impl::ChangeMembership(
                       : std::string("leadership is moving so that this "
                                     "member can be removed; retry")));
           });
-      return;
-    }
-    raft::ConfChange cc;
-    if (absl::Status s = CheckChange(change, &cc); !s.ok()) {
-      answer(s);
       return;
     }
     Log(absl::StrCat(

@@ -152,11 +152,16 @@ absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config,
       std::max({restored.hard_state.commit(), snap.index(), restored.applied});
   r->next_apply_ = std::max(restored.applied, snap.index()) + 1;
   r->snapshot_membership_ = Membership(snap.conf_state());
-  // At index 0 too: a member added at runtime gets the initial
-  // configuration from it (HandleAppendResponse).
-  if (restored.snapshot_data != nullptr && snap.has_conf_state()) {
+  if (snap.index() > 0 && restored.snapshot_data != nullptr) {
     r->latest_snapshot_ = std::make_shared<const Snapshot>(
         Snapshot{snap, std::move(restored.snapshot_data)});
+  } else if (snap.index() == 0 && snap.has_conf_state()) {
+    // The initial configuration: a member added at runtime gets it from
+    // this (HandleAppendResponse).
+    r->latest_snapshot_ = std::make_shared<const Snapshot>(
+        Snapshot{snap, restored.snapshot_data != nullptr
+                           ? std::move(restored.snapshot_data)
+                           : std::make_shared<const std::string>()});
   }
   r->RebuildMembership();
   r->persisted_hard_state_ = r->CurrentHardState();
@@ -666,7 +671,7 @@ void Raft::HandleAppend(Message& m) {
   Message resp;
   resp.set_type(MESSAGE_TYPE_APPEND_RESPONSE);
   resp.set_to(m.from());
-  if (!Configured()) {
+  if (!Configured() && !config_.unsafe.join_without_snapshot) {
     // A member added at runtime, with no configuration yet: entries from
     // the leader's log would be applied to none. A rejection at index 0,
     // which every configured log matches, asks for the leader's snapshot.

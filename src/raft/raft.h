@@ -127,6 +127,9 @@ struct Config {
     // Commit entries of earlier terms by counting replicas (the bug that
     // Raft §5.4.2 and Figure 8 rule out).
     bool commit_previous_terms = false;
+    // A member added at runtime takes entries before it has a
+    // configuration (the bug Configured() rules out).
+    bool join_without_snapshot = false;
   } unsafe;
 
   absl::Status Validate() const;

@@ -160,9 +160,28 @@ grpc::Status TransportImpl::CheckHello(
         "\"Rolling upgrades\")");
   }
   if (why.empty()) return grpc::Status::OK;
+  // A refused member (one removed, say, and still running) retries every
+  // second: one line per claimed member every 10 s, with the count held
+  // back.
+  uint64_t held_back = 0;
+  {
+    MutexLock lock(&streams_mu_);
+    RefusalLog& log = hello_refusals_[hello.from()];
+    const int64_t now = MonotonicNowNs();
+    if (log.logged_ns != 0 && now - log.logged_ns < 10'000'000'000) {
+      ++log.held_back;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "refused");
+    }
+    held_back = log.held_back;
+    log = RefusalLog{now, 0};
+  }
   Log(absl::StrCat("refused a peer stream from ", context.peer(),
                    " claiming to be member '", hello.from_name(), "' (id ",
-                   hello.from(), "): ", why));
+                   hello.from(), "): ", why,
+                   held_back > 0 ? absl::StrCat(" (", held_back,
+                                                " more refused since the "
+                                                "last such line)")
+                                 : ""));
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "refused");
 }
 

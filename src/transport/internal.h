@@ -451,6 +451,9 @@ class TransportImpl final : public Transport {
   std::map<InStream*, InStreamInfo> in_streams_ ABSL_GUARDED_BY(streams_mu_);
   std::map<uint64_t, uint64_t> refused_ ABSL_GUARDED_BY(streams_mu_);
   std::map<uint64_t, RefusalLog> refusal_log_ ABSL_GUARDED_BY(streams_mu_);
+  // Refused Hellos, by the member they claimed to be (CheckHello).
+  mutable std::map<uint64_t, RefusalLog> hello_refusals_
+      ABSL_GUARDED_BY(streams_mu_);
   bool sweeping_ ABSL_GUARDED_BY(streams_mu_) = true;
   std::thread sweeper_;
   mutable Mutex mu_;

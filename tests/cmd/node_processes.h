@@ -55,6 +55,10 @@ class QuorateNodeTest : public ::testing::Test {
     std::string zone;
     std::string cluster_id = "proc";
     bool learner = false;
+    // Started with --join (a member added at runtime) instead of --peers.
+    bool join = false;
+    // Removed from the configuration: not counted by AgreedLeader().
+    bool removed = false;
     std::vector<std::string> extra_flags;
     std::unique_ptr<Process> process;
   };
@@ -82,34 +86,50 @@ class QuorateNodeTest : public ::testing::Test {
   std::string Peers(bool learners = false) const {
     std::vector<std::string> out;
     for (const auto& [name, m] : members_) {
-      if (m.learner != learners) continue;
+      if (m.learner != learners || m.join) continue;
       out.push_back(absl::StrCat(name, "@", m.zone, "=", m.port->address()));
     }
     return absl::StrJoin(out, ",");
   }
 
+  // Adds a member to be added at runtime and started with --join (after
+  // Define()).
+  void DefineJoiner(const std::string& name, const std::string& zone) {
+    Member& m = members_[name];
+    m.port = std::make_unique<PortReservation>();
+    m.zone = zone;
+    m.join = true;
+  }
+
   std::vector<std::string> Args(const std::string& name) {
     Member& m = members_[name];
-    return {QUORATE_NODE_BINARY,
-            "--id=" + name,
-            "--zone=" + m.zone,
-            "--listen=" + m.port->address(),
-            "--admin=127.0.0.1:0",
-            "--peers=" + Peers(),
-            "--data_dir=" + root_ + "/" + name,
-            "--cluster_id=" + m.cluster_id,
-            "--heartbeat_interval=20ms",
-            "--election_timeout=" + election_timeout_,
-            "--segment_bytes=1048576",
-            "--event_log=" + root_ + "/" + name + ".events"};
+    std::vector<std::string> others;
+    for (const auto& [other, o] : members_) {
+      if (other != name && !o.removed) others.push_back(o.port->address());
+    }
+    return {
+        QUORATE_NODE_BINARY,
+        "--id=" + name,
+        "--zone=" + m.zone,
+        "--listen=" + m.port->address(),
+        "--admin=127.0.0.1:0",
+        m.join ? "--join=" + absl::StrJoin(others, ",") : "--peers=" + Peers(),
+        "--data_dir=" + root_ + "/" + name,
+        "--cluster_id=" + m.cluster_id,
+        "--heartbeat_interval=20ms",
+        "--election_timeout=" + election_timeout_,
+        "--segment_bytes=1048576",
+        "--event_log=" + root_ + "/" + name + ".events"};
   }
 
   std::vector<std::string> FullArgs(const std::string& name) {
     std::vector<std::string> args = Args(name);
-    if (!Peers(/*learners=*/true).empty()) {
+    if (!Peers(/*learners=*/true).empty() && !members_[name].join) {
       args.push_back("--learners=" + Peers(/*learners=*/true));
     }
-    if (members_[name].learner) args.push_back("--learner");
+    if (members_[name].learner && !members_[name].join) {
+      args.push_back("--learner");
+    }
     for (const std::string& f : members_[name].extra_flags) args.push_back(f);
     return args;
   }
@@ -190,7 +210,7 @@ class QuorateNodeTest : public ::testing::Test {
   std::string AgreedLeader() {
     std::string leader;
     for (auto& [name, m] : members_) {
-      if (m.process == nullptr) continue;
+      if (m.process == nullptr || m.removed) continue;
       const std::string s = Status(name);
       const std::string l = JsonString(s, "leader_id");
       if (l.empty() || (!leader.empty() && l != leader)) return "";

@@ -178,6 +178,9 @@ class NodeClusterTest : public ::testing::Test {
     storage::FileSystem* fs = nullptr;
     transport::TlsFiles tls;
     bool learner = false;  // in the initial configuration
+    // Added at runtime: started with join_peers (the others) instead of
+    // initial members.
+    bool join = false;
   };
 
   // Whether member `who` logged a line containing `what` (and `also`).
@@ -213,9 +216,29 @@ class NodeClusterTest : public ::testing::Test {
   std::vector<MemberSpec> Specs() const {
     std::vector<MemberSpec> out;
     for (const auto& [name, m] : members_) {
-      out.push_back({name, m.zone, m.port->address(), !m.learner});
+      if (!m.join) out.push_back({name, m.zone, m.port->address(), !m.learner});
     }
     return out;
+  }
+
+  // Changes the membership through `at` and waits for the outcome.
+  absl::StatusOr<uint64_t> ChangeAndWait(const std::string& at,
+                                         MembershipChange change) {
+    Mutex mu;
+    std::optional<absl::StatusOr<uint64_t>> result;
+    members_[at].node->ChangeMembership(std::move(change), absl::Seconds(5),
+                                        [&](absl::StatusOr<uint64_t> r) {
+                                          MutexLock lock(&mu);
+                                          result = r;
+                                          events_.Notify();
+                                        });
+    Await([&] {
+      MutexLock lock(&mu);
+      return result.has_value();
+    });
+    MutexLock lock(&mu);
+    if (!result.has_value()) return absl::DeadlineExceededError("no answer");
+    return *result;
   }
 
   absl::Status StartMember(const std::string& name,
@@ -227,7 +250,12 @@ class NodeClusterTest : public ::testing::Test {
     o.zone = m.zone;
     o.cluster_id = m.cluster_id;
     o.listen = m.port->address();
-    o.initial_members = Specs();
+    if (m.join) {
+      o.join_peers = Specs();
+    } else {
+      o.initial_members = Specs();
+    }
+    o.version = "test-" + name;
     o.data_dir = root_ + "/" + name;
     o.heartbeat_interval = absl::Milliseconds(20);
     o.election_timeout = absl::Milliseconds(200);
@@ -575,6 +603,75 @@ TEST_F(NodeClusterTest, UnknownMember_IsRefusedEvenInTheSameCluster) {
     return logged("claiming to be member 'n4'") &&
            logged("it is not a member of this cluster");
   }));
+}
+
+// A member added at runtime starts with no configuration: it must get the
+// leader's snapshot (here the one at index 0, the log never compacted)
+// rather than replay the log onto nothing, and its peers must learn its
+// address from the configuration entry.
+TEST_F(NodeClusterTest, Membership_AddedLearnerJoinsCatchesUpAndIsPromoted) {
+  Define(3);
+  StartAll();
+  ProposeMany("before-", 20);
+  std::string leader = AwaitLeader();
+  members_["n4"].port = std::make_unique<PortReservation>();
+  members_["n4"].zone = "az-d";
+  members_["n4"].join = true;
+  MembershipChange add{MembershipChange::Kind::kAddLearner, "n4", "az-d",
+                       members_["n4"].port->address()};
+  // Promoting it before it ever answered is refused.
+  absl::StatusOr<uint64_t> r = ChangeAndWait(leader, add);
+  ASSERT_TRUE(r.ok()) << r.status();
+  r = ChangeAndWait(leader, {MembershipChange::Kind::kPromote, "n4", "", ""});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition)
+      << r.status();
+  ASSERT_TRUE(StartMember("n4").ok());
+  ProposeMany("after-", 20);
+  std::vector<std::string> all = Expected("before-", 20);
+  for (const std::string& c : Expected("after-", 20)) all.push_back(c);
+  EXPECT_TRUE(Await([&] { return AllApplied(all); }));
+  EXPECT_TRUE(Await([&] {
+    leader = AgreedLeader();
+    return !leader.empty() &&
+           ChangeAndWait(leader,
+                         {MembershipChange::Kind::kPromote, "n4", "", ""})
+               .ok();
+  }));
+  // n4 knows the whole configuration (the initial voters included), votes,
+  // and its peers know its release from its Hello.
+  EXPECT_TRUE(Await([&] {
+    NodeStatus s = members_["n4"].node->GetStatus();
+    return s.voter && s.peers.size() == 3;
+  }));
+  EXPECT_TRUE(Await([&] {
+    for (const PeerStatus& p : members_["n1"].node->GetStatus().peers) {
+      if (p.name == "n4") return p.version == "test-n4" && p.voter;
+    }
+    return false;
+  }));
+}
+
+TEST_F(NodeClusterTest, Membership_RemovedMemberIsRefusedByTheOthers) {
+  Define(3);
+  StartAll();
+  const std::string leader = AwaitLeader();
+  ASSERT_FALSE(leader.empty());
+  const std::string gone = leader == "n3" ? "n2" : "n3";
+  absl::StatusOr<uint64_t> r =
+      ChangeAndWait(leader, {MembershipChange::Kind::kRemove, gone, "", ""});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(Await([&] {
+    return Logged(leader, "claiming to be member '" + gone + "'",
+                  "it is not a member of this cluster");
+  }));
+  EXPECT_TRUE(Await([&] { return Logged(gone, "refused this member"); }));
+  // The rest commit without it.
+  absl::StatusOr<uint64_t> after = ProposeAndWait(leader, "after");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(members_[leader].node->GetStatus().peers.size(), 1u);
+  // Removing it again is refused.
+  r = ChangeAndWait(leader, {MembershipChange::Kind::kRemove, gone, "", ""});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
 }
 
 TEST_F(NodeClusterTest, Stop_AnswersProposalsStillWaiting) {

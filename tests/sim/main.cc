@@ -35,7 +35,8 @@ namespace {
 int Usage(const std::string& why) {
   std::cerr << "quorate-sim: " << why << "\n"
             << "usage: quorate-sim --seed=N --runs=K [--members=3|5] "
-               "[--scenario=NAME|random] [--trace] [--check_determinism]\n";
+               "[--scenario=NAME|random] [--trace] [--check_determinism] "
+               "[--snapshot_every=N]\n";
   return 2;
 }
 
@@ -96,6 +97,11 @@ int main(int argc, char** argv) {
       base.delay_max_ns = hi * 1000;
       base.delay_tail =
           colon != std::string::npos && value.substr(colon + 1) == "tail";
+    } else if (name == "--snapshot_every") {
+      if (!absl::SimpleAtoi(value, &base.snapshot_every) ||
+          base.snapshot_every == 0) {
+        return Usage("bad --snapshot_every");
+      }
     } else if (name == "--drift_beyond_rho") {
       base.drift_beyond_rho = true;
     } else if (name == "--unsafe") {
@@ -137,6 +143,8 @@ int main(int argc, char** argv) {
         base.unsafe_shard_keep_epoch = true;
       } else if (value == "shard-ignore-session-end") {
         base.unsafe_shard_ignore_session_end = true;
+      } else if (value == "join-without-snapshot") {
+        base.unsafe_join_without_snapshot = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -158,6 +166,7 @@ int main(int argc, char** argv) {
   uint64_t lock_checked = 0;
   uint64_t observed = 0;
   uint64_t refused = 0, shed = 0;
+  uint64_t added = 0, promoted = 0, removed = 0;
   double simulated_s = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t k = 0; runs == 0 || k < runs; ++k) {
@@ -183,6 +192,9 @@ int main(int argc, char** argv) {
     lock_checked += r.lock_liveness_checked;
     refused += r.writes_refused;
     shed += r.writes_shed;
+    added += r.members_added;
+    promoted += r.members_promoted;
+    removed += r.members_removed;
     for (const std::string& f : r.faults) ++faults[f];
     std::string problem;
     if (!r.safety_ok) problem = "SAFETY: " + r.safety_violation;
@@ -242,7 +254,12 @@ int main(int argc, char** argv) {
           << (o.unsafe_shard_ignore_session_end
                   ? " --unsafe=shard-ignore-session-end"
                   : "")
+          << (o.unsafe_join_without_snapshot ? " --unsafe=join-without-snapshot"
+                                             : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
+          << (o.snapshot_every != SimOptions().snapshot_every
+                  ? absl::StrCat(" --snapshot_every=", o.snapshot_every)
+                  : "")
           << " --delay=" << o.delay_min_ns / 1000 << "-"
           << o.delay_max_ns / 1000 << (o.delay_tail ? ":tail" : "")
           << " --trace\n";
@@ -278,7 +295,9 @@ int main(int argc, char** argv) {
             << " leaders reported by observers\n"
             << "shards: " << shard_tenures << " tenures, " << shard_releases
             << " releases, " << shard_leaves << " leaves; every shard owned "
-            << "at the end of " << shard_checked << " quiet runs\n";
+            << "at the end of " << shard_checked << " quiet runs\n"
+            << "membership: " << added << " members added, " << promoted
+            << " promoted, " << removed << " removed\n";
   std::cout << passed << " passed, " << failed << " failed\n";
   return failed == 0 ? 0 : 1;
 }

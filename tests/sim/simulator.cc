@@ -72,6 +72,8 @@ const char* FaultName(Fault fault) {
       return "timeout-change";
     case Fault::kLeaderChurn:
       return "leader-churn";
+    case Fault::kMembership:
+      return "membership";
   }
   return "unknown";
 }
@@ -80,7 +82,20 @@ bool ParseScenario(const std::string& name, std::vector<Fault>* faults) {
   faults->clear();
   for (int i = 0; i < kFaultCount; ++i) {
     const auto f = static_cast<Fault>(i);
-    if (name == "random" || name == FaultName(f)) faults->push_back(f);
+    if ((name == "random" && f != Fault::kMembership) ||
+        (name == "membership" && f != Fault::kMembership)) {
+      faults->push_back(f);
+    }
+  }
+  if (name == "membership") {
+    // As often as all the others together.
+    faults->insert(faults->end(), faults->size(), Fault::kMembership);
+  }
+  if (faults->empty()) {
+    for (int i = 0; i < kFaultCount; ++i) {
+      const auto f = static_cast<Fault>(i);
+      if (name == FaultName(f)) faults->push_back(f);
+    }
   }
   return !faults->empty();
 }
@@ -106,7 +121,8 @@ constexpr int64_t kTailNs = 3 * kT;
 constexpr int kClients = 3;
 constexpr int kWriteAttempts = 3;
 constexpr int64_t kAttemptTimeout = 3 * kT;
-constexpr uint64_t kSnapshotEvery = 64;
+// SimOptions::snapshot_every's default: snapshots (and their install on a
+// lagging member) happen many times per run.
 // Few, so that floods (below) are shed by time (node/driver.h, SHEDDING BY
 // TIME); the node's default is 1,024.
 constexpr size_t kMaxProposalsInLog = 8;
@@ -116,6 +132,8 @@ constexpr int64_t kFloodEveryNs = 8 * kT;
 constexpr uint64_t kFloodClient = 3000;
 // Sessions: simulated processes holding leases.
 constexpr int kHolders = 3;
+// Members a membership fault may add over a run.
+constexpr int kSpares = 3;
 constexpr int64_t kLeaseTtlMs = 5 * kT / kMs;
 constexpr int64_t kCheckpointNs = kT / 2;  // C
 constexpr int64_t kLessorTickNs = 10 * kMs;
@@ -259,6 +277,13 @@ struct Member {
   uint64_t id = 0;
   int zone = 0;
   bool up = true;
+  // In the cluster: false for a spare not added yet (kMembership), and
+  // for a member removed and stopped (never started again).
+  bool present = true;
+  // Added at runtime: it starts with no configuration, and gets one from
+  // its leader's snapshot. A spare until it is added.
+  bool joiner = false;
+  bool spare = false;
   // Its election timeout T (a rolling change moves it); the next boot
   // uses it.
   int64_t t_ns = 0;
@@ -550,7 +575,8 @@ class Simulator {
   void CloseWindow(Member& m, int64_t end);
   // The last opt_.learners members (ids from 1) are learners.
   bool IsLearner(uint64_t id) const {
-    return id > static_cast<uint64_t>(opt_.members - opt_.learners);
+    return id > static_cast<uint64_t>(opt_.members - opt_.learners) &&
+           id <= static_cast<uint64_t>(opt_.members);
   }
   void CheckWindows();
 
@@ -637,10 +663,28 @@ class Simulator {
       for (uint64_t y : b) CutBoth(x, y);
     }
   }
+  // The members in the cluster (not spares, not removed ones).
   std::vector<uint64_t> Ids() const {
     std::vector<uint64_t> ids;
-    for (const Member& m : members_) ids.push_back(m.id);
+    for (const Member& m : members_) {
+      if (m.present) ids.push_back(m.id);
+    }
     return ids;
+  }
+  // Runtime membership (Fault::kMembership).
+  void MembershipStep();
+  // Proposes `type` of member `id` at `leader`; `done` runs if it is
+  // applied there.
+  void ProposeMembership(Member& leader, raft::ConfChangeType type, uint64_t id,
+                         std::function<void()> done = nullptr);
+  Member* Leader() {
+    for (Member& m : members_) {
+      if (m.up && !m.suspended &&
+          m.driver->raft().role() == raft::Role::kLeader) {
+        return &m;
+      }
+    }
+    return nullptr;
   }
 
   const SimOptions opt_;
@@ -684,6 +728,18 @@ class Simulator {
   // restart with it.
   int64_t cluster_t_ = kT;
   std::vector<uint64_t> roll_todo_;
+  // A membership change in progress: a spare being added (`grow`: added
+  // as a learner, booted, promoted once caught up) or a voter removed
+  // (phase 0: proposing, the leader handing over first if it is the
+  // target; 1: committed; 2: it runs on until stop_at, then stops).
+  struct MembershipPlan {
+    bool grow = false;
+    uint64_t target = 0;  // 0: nothing to do
+    int phase = 0;
+    int64_t deadline = 0;
+    int64_t stop_at = 0;
+  };
+  MembershipPlan plan_;
   // During a crash fault: crash the next member that makes a new vote
   // durable, right after the write (a targeted fault for vote durability).
   bool crash_after_vote_ = false;
@@ -871,6 +927,7 @@ void Simulator::Boot(Member& m) {
   c.commit_notify_delay_ns = kMs;  // as the node runs it
   c.snapshot_chunk_bytes = 256;
   c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
+  c.unsafe.join_without_snapshot = opt_.unsafe_join_without_snapshot;
   storage::StorageOptions so;
   so.dir = "/data";
   so.fs = m.fs.get();
@@ -885,9 +942,11 @@ void Simulator::Boot(Member& m) {
   auto st = storage::Storage::Open(so, &restored);
   QUORATE_CHECK(st.ok()) << "member " << m.id << ": " << st.status();
   m.storage = *std::move(st);
-  if (restored.snapshot.index() == 0 && !restored.snapshot.has_conf_state()) {
+  if (restored.snapshot.index() == 0 && !restored.snapshot.has_conf_state() &&
+      !m.joiner) {
     // A new member: the initial configuration is a snapshot at index 0,
-    // as the node writes it.
+    // as the node writes it. (One added at runtime gets it from its
+    // leader, as quorate-node --join does.)
     const node::Bootstrap b =
         node::MakeBootstrap(initial_voters_, initial_learners_);
     QUORATE_CHECK(m.storage->SaveSnapshot(b.metadata, *b.data).ok());
@@ -921,7 +980,7 @@ void Simulator::Boot(Member& m) {
   }
   StartLessor(m);
   node::DriverOptions d;
-  d.snapshot_every = kSnapshotEvery;
+  d.snapshot_every = opt_.snapshot_every;
   d.state_machine = m.kv.get();
   // Fresh ids for each incarnation, as the node draws them.
   d.first_read_id = (rng_.Next() >> 2) | 1;
@@ -1090,13 +1149,25 @@ void Simulator::Send(Message msg) {
 
 void Simulator::Deliver(Member& m, Message msg) {
   if (!m.up) return;
+  // The transport accepts streams only from the members of the
+  // configuration its member knows (a member still waiting for its
+  // first snapshot: from those it joined through, here anyone).
+  const raft::Raft& r = m.driver->raft();
+  if (r.Configured() && !r.membership().Contains(msg.from())) return;
   if (opt_.trace) {
     Trace(absl::StrCat("deliver ", raft::testing::Describe(msg)));
   }
   std::vector<Message> batch;
   batch.push_back(std::move(msg));
   const absl::Status s = m.driver->Step(std::move(batch));
-  QUORATE_CHECK(s.ok()) << s;
+  // The core refuses a message that contradicts its state (a second leader
+  // in its term, an acknowledgement of entries it never sent): the sender
+  // broke an invariant.
+  if (!s.ok() && result_.safety_ok) {
+    result_.safety_ok = false;
+    result_.safety_violation =
+        absl::StrCat("member ", m.id, " refused a message: ", s.message());
+  }
 }
 
 void Simulator::Crash(Member& m) {
@@ -1133,7 +1204,7 @@ void Simulator::Crash(Member& m) {
 }
 
 void Simulator::Restart(Member& m) {
-  if (m.up) return;
+  if (m.up || !m.present) return;
   Trace(absl::StrCat("restart ", m.id));
   Boot(m);
   invariants_.OnRestart(m.id, m.driver->raft());
@@ -2067,6 +2138,12 @@ void Simulator::HolderSend(int h, HolderMsg msg) {
   msg.holder = h;
   if (x.hint == 0 || hrng_.Chance(100'000)) {
     x.hint = 1 + hrng_.Uniform(static_cast<uint64_t>(opt_.members));
+    // Members come and go (kMembership): any in the cluster, drawn from
+    // the same generator as before when none did.
+    if (!member(x.hint).present) {
+      const std::vector<uint64_t> ids = Ids();
+      if (!ids.empty()) x.hint = ids[hrng_.Uniform(ids.size())];
+    }
   }
   msg.member = x.hint;
   if (!Reaches(x.home, msg.member)) return;
@@ -2687,8 +2764,9 @@ void Simulator::StartFault() {
     case Fault::kIsolateZone: {
       const int zone = static_cast<int>(rng_.Uniform(3));
       std::vector<uint64_t> in, out;
-      for (const Member& m : members_)
-        (m.zone == zone ? in : out).push_back(m.id);
+      for (const Member& m : members_) {
+        if (m.present) (m.zone == zone ? in : out).push_back(m.id);
+      }
       Split(in, out);
       break;
     }
@@ -2779,6 +2857,33 @@ void Simulator::StartFault() {
       Suspend(*target, rng_.Range(kT / 2, 6 * kT));
       break;
     }
+    case Fault::kMembership: {
+      plan_ = MembershipPlan{};
+      plan_.deadline = now_ + 40 * kT;
+      Member* leader = Leader();
+      if (leader != nullptr) {
+        const raft::Membership& ms = leader->driver->raft().membership();
+        const size_t voters = ms.voters().size();
+        uint64_t spare = 0;
+        for (const Member& m : members_) {
+          if (m.spare) {
+            spare = m.id;
+            break;
+          }
+        }
+        if (spare != 0 && voters <= 4 &&
+            (voters <= 3 || rng_.Chance(500'000))) {
+          plan_.grow = true;
+          plan_.target = spare;
+        } else if (voters >= 3) {
+          plan_.target = ms.voters()[rng_.Uniform(voters)];
+        }
+      }
+      Trace(absl::StrCat("membership ", plan_.grow ? "add " : "remove ",
+                         plan_.target));
+      Schedule(now_ + rng_.Range(kMs, kT / 4), Event{EventKind::kNemesisStep});
+      return;  // StepFault() ends it
+    }
     case Fault::kTimeoutChange:
       // Between T and 2T: every other roll shortens it.
       cluster_t_ = cluster_t_ == kT ? 2 * kT : kT;
@@ -2790,7 +2895,108 @@ void Simulator::StartFault() {
            Event{EventKind::kNemesisStop});
 }
 
+void Simulator::ProposeMembership(Member& leader, raft::ConfChangeType type,
+                                  uint64_t id, std::function<void()> done) {
+  raft::ConfChange cc;
+  cc.set_type(type);
+  cc.set_member_id(id);
+  if (type == raft::CONF_CHANGE_TYPE_ADD_LEARNER) {
+    raft::MemberInfo* info = cc.mutable_member();
+    info->set_id(id);
+    info->set_name(absl::StrCat("m", id));
+    info->set_zone(absl::StrCat("az-", member(id).zone));
+  }
+  Trace(absl::StrCat("propose ", raft::ConfChangeType_Name(type), " of ", id,
+                     " at ", leader.id));
+  leader.driver->ProposeConfChange(
+      cc, LocalNow(leader) + 10 * kT,
+      [done = std::move(done)](absl::StatusOr<node::Applied> a) {
+        if (a.ok() && done) done();
+      });
+}
+
+void Simulator::MembershipStep() {
+  auto again = [this] {
+    Schedule(now_ + rng_.Range(kT / 8, kT / 2), Event{EventKind::kNemesisStep});
+  };
+  if (plan_.target == 0 || now_ >= plan_.deadline || now_ >= kChaosNs) {
+    StopFault();
+    return;
+  }
+  Member& t = member(plan_.target);
+  Member* leader = Leader();
+  if (plan_.grow) {
+    if (leader == nullptr) return again();
+    const raft::Raft& r = leader->driver->raft();
+    if (!r.membership().Contains(t.id)) {
+      // (Again, if a new leader dropped the entry.)
+      ProposeMembership(*leader, raft::CONF_CHANGE_TYPE_ADD_LEARNER, t.id);
+      if (t.spare) {
+        // Started by its operator right after the add, with an empty
+        // directory: it has no configuration until the snapshot comes.
+        t.spare = false;
+        t.present = true;
+        t.t_ns = cluster_t_;
+        ++result_.members_added;
+        Boot(t);
+        invariants_.OnRestart(t.id, t.driver->raft());
+        t.driver->Drive();
+      }
+      return again();
+    }
+    if (r.membership().IsLearner(t.id)) {
+      // Promoted once caught up, as quoratectl member promote insists.
+      const raft::Progress* pr = r.progress(t.id);
+      if (pr != nullptr && pr->state == raft::Progress::State::kReplicate &&
+          pr->match + 100 >= r.commit()) {
+        ProposeMembership(*leader, raft::CONF_CHANGE_TYPE_PROMOTE_LEARNER,
+                          t.id);
+      }
+      return again();
+    }
+    ++result_.members_promoted;
+    StopFault();
+    return;
+  }
+  switch (plan_.phase) {
+    case 0:
+      if (leader == nullptr) return again();
+      if (leader->id == t.id) {
+        // Removing the leader: it hands over first.
+        (void)leader->driver->TransferLeadership(0);
+        return again();
+      }
+      if (leader->driver->raft().membership().Contains(t.id)) {
+        ProposeMembership(*leader, raft::CONF_CHANGE_TYPE_REMOVE, t.id,
+                          [this, id = t.id] {
+                            if (fault_ == Fault::kMembership &&
+                                plan_.target == id && plan_.phase == 0) {
+                              plan_.phase = 1;
+                            }
+                          });
+      }
+      return again();
+    case 1:
+      ++result_.members_removed;
+      // The removed member runs on a while (no operator is that quick):
+      // the others refuse it, and it must disturb nothing.
+      plan_.stop_at = now_ + rng_.Range(0, 3 * kT);
+      plan_.phase = 2;
+      return again();
+    default:
+      if (now_ < plan_.stop_at || t.suspended) return again();
+      Crash(t);
+      t.present = false;
+      StopFault();
+      return;
+  }
+}
+
 void Simulator::StepFault() {
+  if (fault_ == Fault::kMembership) {
+    MembershipStep();
+    return;
+  }
   if (fault_ == Fault::kTimeoutChange) {
     // One member at a time is stopped (killed: the worst case) and started
     // again soon with the new T, on the same disk.
@@ -2867,7 +3073,7 @@ void Simulator::HealAll() {
     }
     if (std::abs(m.rate - 1) > opt_.rho)
       SetRate(m, 1 + opt_.rho * rng_.Signed());
-    if (!m.up) Restart(m);
+    if (!m.up && m.present) Restart(m);
     if (m.stall_until > now_) {
       m.stall_until = 0;
       if (!m.disk.empty()) StartDiskOp(m);  // the stalled one, sooner
@@ -2886,7 +3092,23 @@ SimResult Simulator::Run() {
   QUORATE_CHECK(opt_.members >= 1) << "need members";
   QUORATE_CHECK(opt_.learners >= 0 && opt_.learners < opt_.members)
       << "need a voter";
-  members_.resize(static_cast<size_t>(opt_.members));
+  // Spares that a membership fault may add (fresh ids; a removed member
+  // never comes back).
+  const bool membership = std::find(scenario_.begin(), scenario_.end(),
+                                    Fault::kMembership) != scenario_.end();
+  const int spares = membership ? kSpares : 0;
+  members_.resize(static_cast<size_t>(opt_.members + spares));
+  for (int i = opt_.members; i < opt_.members + spares; ++i) {
+    Member& m = members_[static_cast<size_t>(i)];
+    m.id = static_cast<uint64_t>(i + 1);
+    m.t_ns = kT;
+    m.zone = i % 3;
+    m.rate = 1 + opt_.rho * rng_.Signed();
+    m.up = false;
+    m.present = false;
+    m.joiner = true;
+    m.spare = true;
+  }
   static const int kZones5[] = {0, 0, 1, 1, 2};
   for (int i = 0; i < opt_.members; ++i) {
     Member& m = members_[static_cast<size_t>(i)];
@@ -2905,10 +3127,13 @@ SimResult Simulator::Run() {
   }
   for (Member& m : members_) {
     m.fs = std::make_unique<storage::testing::MemFileSystem>();
+    if (!m.present) continue;
     Boot(m);
     invariants_.OnRestart(m.id, m.driver->raft());
   }
-  for (Member& m : members_) m.driver->Drive();
+  for (Member& m : members_) {
+    if (m.up) m.driver->Drive();
+  }
   hrng_ = Rng(opt_.seed * 0xbf58476d1ce4e5b9ULL + 7);
   holders_.resize(kHolders);
   for (int h = 0; h < kHolders; ++h) {
@@ -2983,7 +3208,7 @@ SimResult Simulator::Run() {
       case EventKind::kNemesisStop:
         // Swizzles and rolling changes end by themselves.
         if (fault_.has_value() && *fault_ != Fault::kSwizzleClog &&
-            *fault_ != Fault::kTimeoutChange) {
+            *fault_ != Fault::kTimeoutChange && *fault_ != Fault::kMembership) {
           StopFault();
         }
         break;

@@ -64,9 +64,16 @@ enum class Fault {
                         // (members on different T cannot talk)
   kLeaderChurn,         // leadership moves every few T for a long while
                         // (leases of dead holders must still expire)
+  kMembership,          // a member added at runtime (a learner, joining
+                        // from its leader's snapshot, then promoted), or
+                        // a voter removed (the leader hands over first;
+                        // the removed member runs on a while, then stops)
 };
-inline constexpr int kFaultCount = 16;
+inline constexpr int kFaultCount = 17;
 const char* FaultName(Fault fault);
+// "random": every fault but kMembership (its seeds predate it, and
+// regressions.txt replays them); "membership": every fault, kMembership
+// the most often; otherwise one fault by name.
 bool ParseScenario(const std::string& name, std::vector<Fault>* faults);
 
 struct SimOptions {
@@ -89,6 +96,11 @@ struct SimOptions {
   int64_t delay_max_ns = 2'000'000;
   bool delay_tail = false;
   uint64_t delay_tail_ppm = 10'000;
+  // Each member snapshots (and compacts its log) every this many applied
+  // entries. Large: logs are never compacted, and a member added at
+  // runtime gets the initial configuration's snapshot (index 0) and then
+  // the whole log.
+  uint64_t snapshot_every = 64;
   // Deliberately broken variants, for showing that checkers can fail.
   bool unsafe_commit_previous_terms = false;   // the core counts old terms
   bool unsafe_forget_vote_on_restart = false;  // storage loses the vote
@@ -134,6 +146,10 @@ struct SimOptions {
   // A processor's session end moves none of its shards: a dead holder's
   // shards have no live owner (the liveness check's broken variant).
   bool unsafe_shard_ignore_session_end = false;
+  // A member added at runtime takes entries before it has a configuration
+  // (raft::Config::Unsafe::join_without_snapshot): it replays the log onto
+  // none, and believes itself alone once promoted.
+  bool unsafe_join_without_snapshot = false;
 };
 
 struct SimResult {
@@ -170,6 +186,9 @@ struct SimResult {
   uint64_t shard_leaves = 0;       // processors that left and came back
   uint64_t shard_liveness_checked = 0;  // runs quiet long enough to check
   uint64_t lock_liveness_checked = 0;   // the same, for the lock
+  uint64_t members_added = 0;           // learners added at runtime
+  uint64_t members_promoted = 0;        // of them, promoted to voters
+  uint64_t members_removed = 0;         // removals committed
   std::set<std::string> faults;         // fault kinds injected
 };
 
