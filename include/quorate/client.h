@@ -399,7 +399,10 @@ class Client {
   // which the members the leader hears from could not form a quorum),
   // INVALID_ARGUMENT; the message says what to do instead. Removing the
   // leader moves leadership first (the call then completes at the new
-  // leader). UNKNOWN: the outcome is not known (MemberList tells).
+  // leader). A call whose first attempt may have been applied is not
+  // retried (a retry would be refused if it was): the configuration is
+  // read instead, and if the change is in place the call succeeds with
+  // index 0; otherwise UNKNOWN (it may still be applied).
   virtual absl::StatusOr<Configuration> MemberList() = 0;
   virtual absl::StatusOr<uint64_t> ChangeMember(
       MemberChange change, absl::string_view id, absl::string_view zone = "",

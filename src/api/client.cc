@@ -388,9 +388,29 @@ class ClientImpl final : public Client {
     req.set_zone(std::string(zone));
     req.set_address(std::string(address));
     client::MemberChangeResponse r;
-    absl::Status s = Call(true, &client::Kv::Stub::MemberChange, req, &r);
-    if (!s.ok()) return s;
-    return r.index();
+    absl::Status s = Call(true, &client::Kv::Stub::MemberChange, req, &r,
+                          /*retry_maybe_applied=*/false);
+    if (s.ok()) return r.index();
+    if (!absl::IsUnknown(s)) return s;
+    // Perhaps applied: a retry would be refused (ALREADY_EXISTS, say) if
+    // it was. The configuration says whether it is in place.
+    absl::StatusOr<Configuration> conf = MemberList();
+    if (conf.ok()) {
+      const ConfigMember* m = nullptr;
+      for (const ConfigMember& x : conf->members) {
+        if (x.id == id) m = &x;
+      }
+      const bool in_place =
+          change == MemberChange::kRemove
+              ? m == nullptr
+              : m != nullptr &&
+                    (change == MemberChange::kAddLearner ? !m->voter
+                                                         : m->voter) &&
+                    (change == MemberChange::kPromote || m->address == address);
+      if (in_place) return uint64_t{0};
+    }
+    return absl::UnknownError(absl::StrCat(
+        s.message(), ". `quoratectl member list` shows whether it was"));
   }
 
   absl::StatusOr<std::string> TransferLeadership(
@@ -649,7 +669,11 @@ class ClientImpl final : public Client {
   // Calls `rpc` until it succeeds, is refused for good, or the deadline
   // passes. A write's retries carry the same operation id.
   template <typename Rpc, typename Req, typename Resp>
-  absl::Status Call(bool write, Rpc rpc, const Req& req, Resp* resp) {
+  // `retry_maybe_applied` false: a write without an operation id (which
+  // a retry would apply again, or be refused for) stops at the first
+  // attempt that may have been applied, with UNKNOWN.
+  absl::Status Call(bool write, Rpc rpc, const Req& req, Resp* resp,
+                    bool retry_maybe_applied = true) {
     if (in_flight_.fetch_add(1) >= o_.max_in_flight) {
       in_flight_.fetch_sub(1);
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -693,6 +717,11 @@ class ClientImpl final : public Client {
       if (write && !absl::IsAborted(s) &&
           Metadata(ctx, "quorate-refused").empty()) {
         maybe_applied = true;
+        if (!retry_maybe_applied) {
+          return absl::UnknownError(absl::StrCat(
+              "the outcome is not known (it may have been applied): ",
+              last_error));
+        }
       }
       // Follow a hint at once, but not round and round between members
       // whose views are stale.

@@ -141,7 +141,7 @@ absl::StatusOr<bool> DataDirIsNew(const std::string& dir) {
   if (!std::filesystem::exists(dir, ec)) return true;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (absl::StartsWith(name, "snap-") || absl::StartsWith(name, "wal-")) {
+    if (absl::StartsWith(name, "snap-") || absl::EndsWith(name, ".wal")) {
       return false;
     }
   }
@@ -280,11 +280,17 @@ class MemberImpl final : public Member {
     if (!options_.join.empty() || !options_.restore_file.empty()) {
       absl::StatusOr<bool> fresh = DataDirIsNew(options_.data_dir);
       if (!fresh.ok()) return fresh.status();
-      if (!*fresh) {
-        options_.log(absl::StrCat(
-            "the data directory ", options_.data_dir,
-            " is in use: ", !options_.join.empty() ? "--join" : "--restore",
-            " is ignored, and the member restarts from it"));
+      if (!*fresh && !options_.join.empty()) {
+        // A restart: the directory says who the members are. The join
+        // endpoints still help a member that restarted before it caught
+        // up to its own addition (node.h, join_peers).
+        absl::StatusOr<std::vector<node::MemberSpec>> peers =
+            JoinPeers(options_);
+        if (peers.ok()) o.join_peers = *std::move(peers);
+      } else if (!*fresh) {
+        options_.log(absl::StrCat("the data directory ", options_.data_dir,
+                                  " is in use: --restore is ignored, and the "
+                                  "member restarts from it"));
       } else if (!options_.join.empty()) {
         absl::StatusOr<std::vector<node::MemberSpec>> peers =
             JoinPeers(options_);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -105,10 +106,25 @@ bool Driver::NoteConfEntries(const std::vector<raft::EntryPtr>& entries) {
 
 void Driver::SyncMembers(bool names_changed) {
   const raft::Membership& now = raft_->membership();
-  if (!names_changed && now == synced_membership_) return;
+  const raft::Membership committed = raft_->committed_membership();
+  const uint64_t leader = raft_->leader();
+  if (!names_changed && now == synced_membership_ &&
+      committed == synced_committed_ && leader == synced_leader_) {
+    return;
+  }
+  // A member this one must keep talking to: one of the configuration, or
+  // of the committed one (a removal not committed yet may still be
+  // replaced by a leader it names), or the leader (a new member's first
+  // snapshot may predate the leader's own addition).
+  std::set<uint64_t> wanted;
+  for (const raft::Membership* m : {&now, &committed}) {
+    wanted.insert(m->voters().begin(), m->voters().end());
+    wanted.insert(m->learners().begin(), m->learners().end());
+  }
+  if (leader != 0) wanted.insert(leader);
   std::map<uint64_t, peer::MemberInfo> next;
-  for (const std::vector<uint64_t>* ids : {&now.voters(), &now.learners()}) {
-    for (uint64_t id : *ids) {
+  {
+    for (uint64_t id : wanted) {
       auto it = known_.find(id);
       if (it != known_.end()) {
         next[id] = it->second;
@@ -126,6 +142,8 @@ void Driver::SyncMembers(bool names_changed) {
     same = a->first == b->first &&
            a->second.SerializeAsString() == b->second.SerializeAsString();
   }
+  synced_committed_ = committed;
+  synced_leader_ = leader;
   if (same) return;
   synced_membership_ = now;
   members_ = std::move(next);
@@ -561,7 +579,10 @@ uint64_t Driver::NextSnapshotAt() const {
   }
   const uint64_t n = std::max<uint64_t>(members_.size(), 1);
   const uint64_t phase = std::min(rank, n - 1) * (e / n);
-  const uint64_t after = raft_->log().snapshot_index() + e / 2;
+  // The newest snapshot taken, whether or not the core compacted its log
+  // to it yet (it keeps the log while a member receives an older one).
+  const uint64_t after =
+      std::max(raft_->log().snapshot_index(), last_snapshot_) + e / 2;
   if (after < phase) return phase;
   return ((after - phase) / e + 1) * e + phase;
 }
@@ -596,6 +617,7 @@ void Driver::MaybeSnapshot() {
           Fail(s);
           return;
         }
+        last_snapshot_ = std::max(last_snapshot_, md.index());
         // The log is compacted only now that the snapshot is durable.
         if (md.index() > raft_->log().snapshot_index()) {
           const absl::Status c = raft_->Compact(md, data);

@@ -350,10 +350,11 @@ class Driver {
   size_t proposals_queued() const { return to_propose_.size(); }
   size_t proposals_in_log() const { return proposals_.size(); }
   bool failed() const { return failed_; }
-  // The name, zone and address of every member of the core's current
-  // configuration (raft().membership(): as of the newest entry in the
-  // log, committed or not), by id; `members_generation()` changes
-  // whenever the configuration or these do.
+  // The name, zone and address, by id, of every member this one must talk
+  // to: those of the core's current configuration (raft().membership(): as
+  // of the newest entry in the log, committed or not), of the committed
+  // one, and the leader. `members_generation()` changes whenever the set
+  // or what is known of them does.
   const std::map<uint64_t, peer::MemberInfo>& members() const {
     return members_;
   }
@@ -473,6 +474,8 @@ class Driver {
   // may come back): members_ is the current configuration's part of it.
   std::map<uint64_t, peer::MemberInfo> known_;
   raft::Membership synced_membership_;
+  raft::Membership synced_committed_;
+  uint64_t synced_leader_ = 0;
   bool removed_self_ = false;
   raft::SoftState soft_;
   bool role_reported_ = false;
@@ -486,6 +489,7 @@ class Driver {
   // the next Ready that has some (step 3 above).
   std::optional<raft::HardState> unwritten_hard_state_;
   bool snapshot_in_flight_ = false;
+  uint64_t last_snapshot_ = 0;  // index of the newest snapshot saved
   bool failed_ = false;
   bool closed_ = false;
   uint64_t applied_ = 0;

@@ -13,6 +13,8 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "node/startup.h"
 #include "storage/storage.h"
@@ -60,6 +62,32 @@ bool CaughtUp(const raft::Progress& pr, uint64_t commit, int64_t now_ns,
   return pr.state == raft::Progress::State::kReplicate && pr.match > 0 &&
          pr.match + kMaxPromoteLag >= commit &&
          now_ns - pr.last_heard_ns <= t_ns;
+}
+
+// Member ids and zones: [a-z0-9-]{1,32}, as quorate-node takes them.
+bool ValidName(absl::string_view s) {
+  if (s.empty() || s.size() > 32) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// HOST:PORT (a bracketed IPv6 host too), the port 1 to 65535.
+bool ValidAddress(absl::string_view s) {
+  const size_t colon = s.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) return false;
+  int port = 0;
+  if (!absl::SimpleAtoi(s.substr(colon + 1), &port) || port < 1 ||
+      port > 65535) {
+    return false;
+  }
+  for (char c : s.substr(0, colon)) {
+    if (c == ' ' || c == '/' || c == ',' || c == '@' || c == '=') return false;
+  }
+  return true;
 }
 
 std::chrono::steady_clock::time_point AtMonotonic(int64_t ns) {
@@ -237,6 +265,7 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // The transport's peers: the configuration's members, and while this
   // member waits for its first snapshot, the ones it joined through.
   void SyncPeers();
+  void AddJoinPeers(std::vector<transport::PeerAddress>* peers);
 
   const NodeOptions options_;
   const uint64_t self_;
@@ -260,6 +289,8 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // completions call into the driver until the writer's thread is joined.
   std::unique_ptr<storage::GroupCommitWriter> writer_;
   uint64_t published_members_ = ~uint64_t{0};  // generation in status_
+  // Timers of WaitOnLoop() callers still waiting (loop thread).
+  std::set<std::shared_ptr<asio::steady_timer>> waiters_;
   bool said_removed_ = false;  // logged that this member was removed
   bool was_member_ = false;    // in the configuration at some point
   bool closing_ = false;       // Stop() began: handlers answer and return
@@ -310,9 +341,11 @@ absl::Status Node::Impl::Init() {
              !restored.snapshot.has_conf_state()) {
     // A new member: the initial configuration is a snapshot at index 0.
     if (options_.initial_members.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the data directory ", options_.data_dir,
-                       " is new, and no initial members (--peers) were given"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the data directory ", options_.data_dir,
+          " holds no configuration yet: give the initial members (--peers), "
+          "or, for a member added at runtime that has not received its "
+          "first snapshot, --join again"));
     }
     std::vector<peer::MemberInfo> voters, learners;
     bool self_listed = false;
@@ -392,11 +425,26 @@ absl::Status Node::Impl::Init() {
         absl::StrCat(options_.data_dir, ": ", driver.status().message()));
   }
   driver_ = *std::move(driver);
-  if (!joining && driver_->raft().Configured() &&
-      driver_->members().count(self_) == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the data directory ", options_.data_dir,
-                     " does not list member '", options_.name, "'"));
+  if (driver_->raft().Configured() &&
+      !driver_->raft().membership().Contains(self_)) {
+    if (driver_->removed_self()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the data directory ", options_.data_dir, " says member '",
+          options_.name,
+          "' was removed from the cluster; clear it, and add the member "
+          "again (quoratectl member add) to rejoin"));
+    }
+    // A member added at runtime that restarted while it caught up: its
+    // snapshot may predate its own addition. It goes on with the members
+    // its --join endpoints name; without them, this may be another
+    // member's directory.
+    if (options_.join_peers.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the data directory ", options_.data_dir, " does not list member '",
+          options_.name,
+          "' (a member added at runtime that restarted before it caught "
+          "up: start it with --join again)"));
+    }
   }
 
   transport::Transport::Options to;
@@ -449,11 +497,7 @@ absl::Status Node::Impl::Init() {
   for (const auto& [id, m] : driver_->members()) {
     peers.push_back({id, m.name(), m.address()});
   }
-  if (!driver_->raft().Configured()) {
-    for (const MemberSpec& m : options_.join_peers) {
-      peers.push_back({MemberId(m.name), m.name, m.address});
-    }
-  }
+  AddJoinPeers(&peers);
   absl::StatusOr<std::unique_ptr<transport::Transport>> t =
       transport::Transport::Start(to, peers);
   if (!t.ok()) return t.status();
@@ -644,14 +688,31 @@ void Node::Impl::PublishStatus() {
   status_changed_.SignalAll();
 }
 
+void Node::Impl::AddJoinPeers(std::vector<transport::PeerAddress>* peers) {
+  // Until this member is in the configuration it holds (a member added
+  // at runtime: before its first snapshot, or while it catches up from a
+  // snapshot older than its addition), the members its join endpoints
+  // named are its peers too: the leader may be one it knows of no other
+  // way yet.
+  if (driver_->raft().membership().Contains(self_)) return;
+  std::set<uint64_t> have;
+  for (const transport::PeerAddress& p : *peers) have.insert(p.id);
+  for (const MemberSpec& m : options_.join_peers) {
+    const uint64_t id = MemberId(m.name);
+    if (id != self_ && have.insert(id).second) {
+      peers->push_back({id, m.name, m.address});
+    }
+  }
+}
+
 void Node::Impl::SyncPeers() {
   const raft::Raft& raft = driver_->raft();
-  if (!raft.Configured()) return;  // the join peers stay until it is
   std::vector<transport::PeerAddress> peers;
   for (const auto& [id, m] : driver_->members()) {
     // Known by id only until a snapshot or entry names it.
     if (!m.address().empty()) peers.push_back({id, m.name(), m.address()});
   }
+  AddJoinPeers(&peers);
   transport_->SetPeers(peers);
   const bool member = raft.membership().Contains(self_);
   was_member_ |= member;
@@ -811,10 +872,14 @@ void Node::Impl::WaitOnLoop(std::function<bool()> ready, int64_t deadline_ns,
     return;
   }
   auto timer = std::make_shared<asio::steady_timer>(io_);
+  waiters_.insert(timer);
   timer->expires_after(std::chrono::milliseconds(5));
+  // Stop() cancels it: the handler then runs at once, sees closing_, and
+  // answers.
   timer->async_wait(
       [this, timer, ready = std::move(ready), deadline_ns,
        then = std::move(then)](const boost::system::error_code&) mutable {
+        waiters_.erase(timer);
         WaitOnLoop(std::move(ready), deadline_ns, std::move(then));
       });
 }
@@ -831,6 +896,9 @@ void Node::Impl::ListMembers(
     view.commit_index = raft.commit();
     if (raft.leader() != 0) view.leader = NameOf(raft.leader());
     for (const auto& [id, m] : driver_->members()) {
+      // Only the configuration (members() also holds the committed one,
+      // and the leader).
+      if (!raft.membership().Contains(id)) continue;
       MemberView v;
       v.name = m.name();
       v.zone = m.zone();
@@ -887,8 +955,19 @@ absl::Status Node::Impl::CheckChange(const MembershipChange& change,
   const uint64_t id = MemberId(change.name);
   const bool add =
       change.kind == Kind::kAddVoter || change.kind == Kind::kAddLearner;
-  if (change.name.empty()) {
-    return absl::InvalidArgumentError("no member id given");
+  if (!ValidName(change.name)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("member id '", change.name,
+                     "' must be 1 to 32 characters of a-z, 0-9 and '-'"));
+  }
+  if (add && !ValidName(change.zone)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("zone '", change.zone,
+                     "' must be 1 to 32 characters of a-z, 0-9 and '-'"));
+  }
+  if (add && !ValidAddress(change.address)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("address '", change.address, "' is not HOST:PORT"));
   }
   if (add) {
     if (ms.Contains(id)) {
@@ -1023,6 +1102,10 @@ void Node::Impl::ChangeMembership(
           },
           deadline,
           [this, answer = std::move(answer)](bool moved) mutable {
+            if (closing_) {
+              answer(absl::UnavailableError("the member is stopping"));
+              return;
+            }
             answer(absl::UnavailableError(
                 moved ? absl::StrCat("leadership moved to '",
                                      NameOf(driver_->raft().leader()),
@@ -1043,9 +1126,12 @@ void Node::Impl::ChangeMembership(
           if (!a.ok()) {
             absl::Status s = a.status();
             // The core's "one change at a time" and "no entry committed
-            // in this term yet" are conditions to wait out, not outages.
+            // in this term yet" are conditions to wait out, not outages (a
+            // transfer in progress is one: the caller retries at the new
+            // leader).
             if (s.code() == absl::StatusCode::kUnavailable &&
-                driver_->raft().role() == raft::Role::kLeader) {
+                driver_->raft().role() == raft::Role::kLeader &&
+                !absl::StrContains(s.message(), "transferred")) {
               s = absl::FailedPreconditionError(
                   absl::StrCat(s.message(), "; retry once it has committed"));
             }
@@ -1102,6 +1188,10 @@ void Node::Impl::TransferLeadership(
                },
                deadline,
                [this, answer = std::move(answer)](bool moved) mutable {
+                 if (closing_) {
+                   answer(absl::UnavailableError("the member is stopping"));
+                   return;
+                 }
                  if (!moved) {
                    answer(absl::DeadlineExceededError(
                        "no other member leads yet; the transfer may still "
@@ -1115,21 +1205,34 @@ void Node::Impl::TransferLeadership(
 
 void Node::Impl::BackupSnapshot(
     std::function<void(absl::StatusOr<SnapshotFileBytes>)> done) {
-  OnLoop(std::move(done), [this](auto answer) mutable {
-    driver_->CaptureSnapshot(
-        [this, answer = std::move(answer)](
-            absl::StatusOr<Driver::CapturedSnapshot> c) mutable {
-          if (!c.ok()) {
-            answer(c.status());
-            return;
-          }
-          SnapshotFileBytes out;
-          out.index = c->metadata.index();
-          out.data = std::move(c->data);
-          out.header = storage::SnapshotFileHeader(options_.cluster_id,
-                                                   c->metadata, *out.data);
-          answer(std::move(out));
-        });
+  const int64_t deadline =
+      MonotonicNowNs() + absl::ToInt64Nanoseconds(absl::Seconds(10));
+  OnLoop(std::move(done), [this, deadline](auto answer) mutable {
+    // A read point first: a lagging member (or one removed and still
+    // running) must not hand out a backup that misses acknowledged writes.
+    driver_->Read(deadline, [this, answer](absl::StatusOr<uint64_t> r) {
+      if (!r.ok()) {
+        answer(absl::Status(
+            r.status().code(),
+            absl::StrCat("no consistent snapshot without a leader's read "
+                         "point: ",
+                         r.status().message())));
+        return;
+      }
+      driver_->CaptureSnapshot(
+          [this, answer](absl::StatusOr<Driver::CapturedSnapshot> c) {
+            if (!c.ok()) {
+              answer(c.status());
+              return;
+            }
+            SnapshotFileBytes out;
+            out.index = c->metadata.index();
+            out.data = std::move(c->data);
+            out.header = storage::SnapshotFileHeader(options_.cluster_id,
+                                                     c->metadata, *out.data);
+            answer(std::move(out));
+          });
+    });
   });
 }
 
@@ -1160,6 +1263,7 @@ void Node::Impl::Stop(bool graceful) {
       closing_ = true;
       raft_timer_.cancel();
       timing_timer_.cancel();
+      for (const auto& timer : waiters_) timer->cancel();
       driver_->Close("the member stopped");
       {
         MutexLock lock(&mu_);

@@ -37,6 +37,19 @@ absl::StatusOr<std::string> ForceNewCluster(storage::Storage& storage,
         "--force_new_cluster: the data directory holds no configuration "
         "(a new directory, or a member that never received one)");
   }
+  // Once only: a flag left in a service's configuration must not remove,
+  // at its next restart, the members added back since (they would go on
+  // as a quorum of their own).
+  absl::StatusOr<uint64_t> forced = storage.ForcedTerm();
+  if (!forced.ok()) return forced.status();
+  if (*forced != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--force_new_cluster: this data directory was already made a "
+        "cluster of its own (in term ",
+        *forced,
+        "); start it without the flag. To force it again (a second "
+        "disaster), remove the FORCED file from the data directory first"));
+  }
   raft::Membership ms(restored->snapshot.conf_state());
   uint64_t last_index = restored->snapshot.index();
   uint64_t last_term = restored->snapshot.term();
@@ -88,6 +101,7 @@ absl::StatusOr<std::string> ForceNewCluster(storage::Storage& storage,
     return s;
   }
   if (absl::Status s = storage.Sync(); !s.ok()) return s;
+  if (absl::Status s = storage.RecordForcedTerm(term); !s.ok()) return s;
   for (const raft::EntryPtr& e : entries) restored->entries.push_back(*e);
   restored->hard_state = hs;
   return absl::StrCat(

@@ -48,8 +48,10 @@ absl::StatusOr<StartupLease> PrepareStartupLease(storage::Storage& storage,
 // commits the whole log: entries this member holds that were never
 // committed are kept, and whatever only the lost members held is gone.
 // Written and synced before the core starts; `restored` gets them too.
-// Returns what it did, in a sentence for the log. FAILED_PRECONDITION if
-// the directory holds no configuration or does not list `self`.
+// Records the term in the directory (Storage::RecordForcedTerm): it runs
+// once. Returns what it did, in a sentence for the log.
+// FAILED_PRECONDITION if the directory holds no configuration, does not
+// list `self`, or was forced already.
 absl::StatusOr<std::string> ForceNewCluster(storage::Storage& storage,
                                             raft::RestoredState* restored,
                                             uint64_t self);

@@ -323,6 +323,7 @@ void Raft::Reset(uint64_t term) {
   leader_ = 0;
   votes_.clear();
   progress_.clear();
+  sending_.clear();
   transfer_target_ = 0;
   timeout_now_sent_ = false;
   FailPendingReads();
@@ -973,10 +974,18 @@ void Raft::SendAppend(Progress& pr, bool allow_empty) {
 
 void Raft::SendSnapshotChunk(Progress& pr) {
   QUORATE_CHECK(latest_snapshot_ != nullptr) << "no snapshot to send";
-  if (latest_snapshot_->metadata.index() != pr.snapshot_index) {
-    pr.BecomeSnapshot(latest_snapshot_->metadata.index());
+  // A transfer under way goes on with its snapshot, even once a newer one
+  // exists: restarting it with each new snapshot, a large state under
+  // writes would never arrive (the simulator's membership runs found new
+  // members stuck so).
+  std::shared_ptr<const Snapshot>& snap = sending_[pr.id];
+  if (snap == nullptr || snap->metadata.index() != pr.snapshot_index) {
+    snap = latest_snapshot_;
+    if (snap->metadata.index() != pr.snapshot_index) {
+      pr.BecomeSnapshot(snap->metadata.index());
+    }
   }
-  const std::string& data = *latest_snapshot_->data;
+  const std::string& data = *snap->data;
   const uint64_t offset = std::min<uint64_t>(pr.snapshot_offset, data.size());
   const uint64_t n =
       std::min<uint64_t>(config_.snapshot_chunk_bytes, data.size() - offset);
@@ -984,7 +993,7 @@ void Raft::SendSnapshotChunk(Progress& pr) {
   m.set_type(MESSAGE_TYPE_SNAPSHOT);
   m.set_to(pr.id);
   SnapshotChunk* chunk = m.mutable_snapshot();
-  *chunk->mutable_metadata() = latest_snapshot_->metadata;
+  *chunk->mutable_metadata() = snap->metadata;
   chunk->set_offset(offset);
   chunk->set_data(data.substr(offset, n));
   chunk->set_last(offset + n == data.size());
@@ -1118,6 +1127,7 @@ void Raft::HandleSnapshotResponse(const Message& m, Progress& pr) {
   }
   if (m.snapshot().last()) {
     pr.match = std::max(pr.match, pr.snapshot_index);
+    sending_.erase(pr.id);
     pr.BecomeProbe();
     SendAppend(pr, /*allow_empty=*/true);
     return;
@@ -1435,12 +1445,23 @@ absl::Status Raft::Compact(const SnapshotMetadata& metadata,
         "snapshot configuration does not match the log at index ", index));
   }
   if (data == nullptr) return absl::InvalidArgumentError("no snapshot data");
+  latest_snapshot_ =
+      std::make_shared<const Snapshot>(Snapshot{metadata, std::move(data)});
+  // A member receiving an older snapshot continues from the log after
+  // it: the log is kept while a transfer is under way (one heard from
+  // within 2T; a member gone silent does not hold it), and compacted at
+  // the next snapshot after it.
+  for (const Progress& pr : progress_) {
+    if (role_ == Role::kLeader && pr.state == Progress::State::kSnapshot &&
+        pr.snapshot_index < index &&
+        now_ns_ - pr.last_heard_ns <= 2 * config_.election_timeout_ns) {
+      return absl::OkStatus();
+    }
+  }
   log_.Compact(index);
   snapshot_membership_ = at_index;
   std::erase_if(membership_history_,
                 [&](const auto& h) { return h.first <= index; });
-  latest_snapshot_ =
-      std::make_shared<const Snapshot>(Snapshot{metadata, std::move(data)});
   return absl::OkStatus();
 }
 

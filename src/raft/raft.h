@@ -48,6 +48,9 @@
 // Compaction: after the state machine wrote a snapshot covering applied
 // index i, the driver calls Compact(metadata of i, data). The core then
 // forgets entries <= i and sends that snapshot to followers that need it.
+// A leader sending a member an older snapshot (a transfer under way, heard
+// from within 2T) keeps its log until a later Compact(): that member goes
+// on from the log after the snapshot it receives.
 //
 // Time rules (the partition guard builds on these; see docs/design.md):
 //  - A voter that heard from a leader within the minimum election timeout T,
@@ -313,6 +316,9 @@ class Raft {
   uint64_t commit() const { return commit_; }
   const RaftLog& log() const { return log_; }
   const Membership& membership() const { return membership_; }
+  // The configuration as of the commit index: membership() without the
+  // change (if any) not committed yet.
+  Membership committed_membership() const { return MembershipAt(commit_); }
   // False only for a member added at runtime that has not yet received
   // its leader's snapshot: it has no configuration, and takes no entries
   // until it has one (a configuration always has a voter).
@@ -427,6 +433,9 @@ class Raft {
   std::vector<std::pair<uint64_t, Membership>> membership_history_;
   Membership membership_;
   std::shared_ptr<const Snapshot> latest_snapshot_;
+  // Leader: the snapshot each member in the kSnapshot state is being sent
+  // (it may be older than latest_snapshot_), by member id.
+  std::map<uint64_t, std::shared_ptr<const Snapshot>> sending_;
 
   // Timers, in now_ns units.
   int64_t election_deadline_ns_ = 0;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -104,34 +105,58 @@ absl::Status Storage::WriteSmallFile(const std::string& name,
   return fs_->SyncDir(options_.dir);
 }
 
-// TIMING: the election timeout in nanoseconds (8 bytes, little-endian as
-// PutU32 writes them, low word first) and a CRC-32C of those 8 bytes.
-absl::StatusOr<int64_t> Storage::RecordedElectionTimeout() {
+// TIMING and FORCED: a uint64 (8 bytes, little-endian as PutU32 writes
+// them, low word first) and a CRC-32C of those 8 bytes. nullopt when the
+// file does not exist; DATA_LOSS, saying `damaged`, when it does not check.
+absl::StatusOr<std::optional<uint64_t>> Storage::ReadU64File(
+    const std::string& name, absl::string_view damaged) {
   QUORATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
                            fs_->ListDir(options_.dir));
-  if (std::find(names.begin(), names.end(), "TIMING") == names.end()) {
-    return 0;
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    return std::nullopt;
   }
-  const std::string path = JoinPath(options_.dir, "TIMING");
+  const std::string path = JoinPath(options_.dir, name);
   QUORATE_ASSIGN_OR_RETURN(std::string data, fs_->ReadFile(path));
   if (data.size() != 12 || GetU32(data.data() + 8) != Crc32c(data.data(), 8)) {
-    return absl::DataLossError(
-        absl::StrCat(path,
-                     " is damaged: it records the election timeout this member "
-                     "last ran under; if it ran under no longer one than now, "
-                     "remove the file"));
+    return absl::DataLossError(absl::StrCat(path, " is damaged: ", damaged));
   }
-  return static_cast<int64_t>(uint64_t{GetU32(data.data())} |
-                              uint64_t{GetU32(data.data() + 4)} << 32);
+  return uint64_t{GetU32(data.data())} | uint64_t{GetU32(data.data() + 4)}
+                                             << 32;
 }
 
-absl::Status Storage::RecordElectionTimeout(int64_t ns) {
+absl::Status Storage::WriteU64File(const std::string& name, uint64_t v) {
   std::string data;
-  const auto v = static_cast<uint64_t>(ns);
   PutU32(&data, static_cast<uint32_t>(v));
   PutU32(&data, static_cast<uint32_t>(v >> 32));
   PutU32(&data, Crc32c(data.data(), 8));
-  return WriteSmallFile("TIMING", data);
+  return WriteSmallFile(name, data);
+}
+
+absl::StatusOr<int64_t> Storage::RecordedElectionTimeout() {
+  QUORATE_ASSIGN_OR_RETURN(
+      std::optional<uint64_t> v,
+      ReadU64File("TIMING",
+                  "it records the election timeout this member last ran "
+                  "under; if it ran under no longer one than now, remove the "
+                  "file"));
+  return static_cast<int64_t>(v.value_or(0));
+}
+
+absl::Status Storage::RecordElectionTimeout(int64_t ns) {
+  return WriteU64File("TIMING", static_cast<uint64_t>(ns));
+}
+
+absl::StatusOr<uint64_t> Storage::ForcedTerm() {
+  QUORATE_ASSIGN_OR_RETURN(
+      std::optional<uint64_t> v,
+      ReadU64File("FORCED",
+                  "it records that --force_new_cluster made this member a "
+                  "cluster of its own; remove it only to force again"));
+  return v.value_or(0);
+}
+
+absl::Status Storage::RecordForcedTerm(uint64_t term) {
+  return WriteU64File("FORCED", term);
 }
 
 absl::StatusOr<SnapshotFile> ReadSnapshotFile(absl::string_view contents) {

@@ -159,6 +159,10 @@ class Storage {
   // Records it durably (temporary file, fsync, rename, fsync of the
   // directory).
   absl::Status RecordElectionTimeout(int64_t ns);
+  // The term in which --force_new_cluster made this member a cluster of its
+  // own (the FORCED file), 0 if it never did; and recording it, durably.
+  absl::StatusOr<uint64_t> ForcedTerm();
+  absl::Status RecordForcedTerm(uint64_t term);
 
   // The first error that stopped this storage; OK while it works.
   const absl::Status& error() const { return error_; }
@@ -184,6 +188,10 @@ class Storage {
   absl::Status LoadSecret();
   // Replaces the small file `name` in the directory with `data`, durably.
   absl::Status WriteSmallFile(const std::string& name, const std::string& data);
+  // A small file holding one uint64 and its checksum (TIMING, FORCED).
+  absl::StatusOr<std::optional<uint64_t>> ReadU64File(
+      const std::string& name, absl::string_view damaged);
+  absl::Status WriteU64File(const std::string& name, uint64_t v);
   // The checksum salt of segment `seq`'s records.
   uint32_t SegmentSalt(uint64_t seq) const;
   // Starts a new segment whose next entry is `first_index`.

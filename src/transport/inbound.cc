@@ -166,6 +166,11 @@ grpc::Status TransportImpl::CheckHello(
   uint64_t held_back = 0;
   {
     MutexLock lock(&streams_mu_);
+    // Keyed by a claim anyone can make: bounded.
+    if (hello_refusals_.size() >= 1024 &&
+        hello_refusals_.count(hello.from()) == 0) {
+      hello_refusals_.clear();
+    }
     RefusalLog& log = hello_refusals_[hello.from()];
     const int64_t now = MonotonicNowNs();
     if (log.logged_ns != 0 && now - log.logged_ns < 10'000'000'000) {
@@ -198,6 +203,22 @@ void TransportImpl::GreetedStream(InStream* in, const peer::Hello& hello) {
     MutexLock lock(&mu_);
     versions_[from] = hello.version();
   }
+  RegisterGreeted(in, from);
+  // SetPeers may have dropped the peer since CheckHello: it updates the
+  // names before it cancels streams, and this stream's `from` is set
+  // before the names are read again, so one of the two sees the other.
+  bool still_a_peer;
+  {
+    MutexLock lock(&peers_mu_);
+    still_a_peer = peer_names_.count(from) > 0;
+  }
+  if (!still_a_peer) {
+    MutexLock lock(&streams_mu_);
+    if (in_streams_.count(in) > 0) in->Cancel();
+  }
+}
+
+void TransportImpl::RegisterGreeted(InStream* in, uint64_t from) {
   MutexLock lock(&streams_mu_);
   // A member keeps one stream to each peer: a new one replaces the old,
   // which may be dead without either side knowing yet (a black-holed link

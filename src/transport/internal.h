@@ -322,11 +322,15 @@ class TransportImpl final : public Transport {
     // the io thread, which takes peers_mu_ to check a Hello. The senders
     // stay in the map until the transport is destroyed.
     std::vector<PeerSender*> senders;
+    std::vector<std::thread> reapers;
     {
       MutexLock lock(&peers_mu_);
       for (auto& [id, sender] : senders_) senders.push_back(sender.get());
+      reapers.swap(reapers_);
     }
     for (PeerSender* sender : senders) sender->Stop();
+    // Senders SetPeers dropped: their streams end on the io thread too.
+    for (std::thread& t : reapers) t.join();
     accepting_.store(false);
     {
       MutexLock lock(&streams_mu_);
@@ -369,6 +373,8 @@ class TransportImpl final : public Transport {
   // False if `max_inbound_streams` are open already.
   bool RegisterStream(InStream* in);
   void GreetedStream(InStream* in, const peer::Hello& hello);
+  // Records which member a greeted stream speaks for.
+  void RegisterGreeted(InStream* in, uint64_t from);
   void UnregisterStream(InStream* in);
 
   // Refuses (counts, logs at most every 10 s per peer) and ends `peer`'s
@@ -438,6 +444,9 @@ class TransportImpl final : public Transport {
   std::map<uint64_t, std::unique_ptr<PeerSender>> senders_
       ABSL_GUARDED_BY(peers_mu_);
   std::shared_ptr<grpc::ChannelCredentials> channel_creds_;
+  // Threads stopping the senders SetPeers dropped (joining a sender's
+  // thread may take a moment: not on the caller's thread, the node loop).
+  std::vector<std::thread> reapers_ ABSL_GUARDED_BY(peers_mu_);
   struct InStreamInfo {
     int64_t accepted_ns = 0;
     uint64_t from = 0;  // 0 until its Hello is accepted

@@ -170,22 +170,26 @@ std::unique_ptr<PeerSender> TransportImpl::MakeSender(const PeerAddress& p) {
 }
 
 void TransportImpl::SetPeers(const std::vector<PeerAddress>& peers) {
-  std::vector<std::unique_ptr<PeerSender>> dropped;
   std::vector<std::string> added;
+  std::vector<std::string> names;  // of those dropped
   std::set<uint64_t> kept;
   {
     MutexLock lock(&peers_mu_);
+    // Stop() sets stopped_ before it takes peers_mu_ to collect the
+    // senders and the reapers: nothing is added after that.
     if (stopped_.load()) return;
     std::map<uint64_t, const PeerAddress*> wanted;
     for (const PeerAddress& p : peers) {
       if (p.id != options_.self.id) wanted[p.id] = &p;
     }
+    std::vector<std::unique_ptr<PeerSender>> dropped;
     for (auto it = senders_.begin(); it != senders_.end();) {
       auto w = wanted.find(it->first);
       if (w != wanted.end() && w->second->address == it->second->address()) {
         ++it;
         continue;
       }
+      names.push_back(it->second->name());
       dropped.push_back(std::move(it->second));
       it = senders_.erase(it);
     }
@@ -197,6 +201,15 @@ void TransportImpl::SetPeers(const std::vector<PeerAddress>& peers) {
       senders_[id] = MakeSender(*p);
       added.push_back(absl::StrCat(p->name, " at ", p->address));
     }
+    if (!dropped.empty()) {
+      // Stopped on a thread of their own: joining a sender's thread may
+      // take a moment, and the caller is the node's loop. Stop() joins it.
+      reapers_.emplace_back([dropped = std::move(dropped)] {
+        for (const std::unique_ptr<PeerSender>& sender : dropped) {
+          sender->Stop();
+        }
+      });
+    }
   }
   {
     // Streams from peers no longer listed end now; they come back, if they
@@ -206,12 +219,7 @@ void TransportImpl::SetPeers(const std::vector<PeerAddress>& peers) {
       if (info.from != 0 && kept.count(info.from) == 0) in->Cancel();
     }
   }
-  for (const std::unique_ptr<PeerSender>& sender : dropped) sender->Stop();
-  if (!dropped.empty() || !added.empty()) {
-    std::vector<std::string> names;
-    for (const std::unique_ptr<PeerSender>& sender : dropped) {
-      names.push_back(sender->name());
-    }
+  if (!names.empty() || !added.empty()) {
     Log(absl::StrCat("peers changed: ", added.empty() ? "" : "added ",
                      absl::StrJoin(added, ", "),
                      !added.empty() && !names.empty() ? "; " : "",

@@ -221,6 +221,15 @@ TEST_F(MembershipTest, GrowThreeToFive_UnderWriteLoad_LosesNothing) {
   // joined (the leader's snapshot) and after.
   ExpectAllRead(members_["n5"].port->address(), acked);
   CheckEventLogs();
+  // A member that joined restarts like any other (its directory knows
+  // the cluster now).
+  members_["n4"].process.reset();
+  Start("n4");
+  ASSERT_TRUE(Await([&] {
+    return JsonString(Status("n4"), "role") == "follower" &&
+           testing::JsonInt(Status("n4"), "applied_index") > 0;
+  }));
+  ExpectAllRead(members_["n4"].port->address(), acked);
   // /status names each peer's version.
   const std::string s = Status("n4");
   EXPECT_EQ(JsonString(s, "version"), Version());
@@ -363,6 +372,9 @@ TEST_F(MembershipTest, BadRequestsAreRefused_AndChangeNothing) {
   refused({"member", "add", "n9", "az-b", members_["n1"].port->address()},
           "already uses the address");
   refused({"member", "remove", "n9"}, "not in the cluster");
+  refused({"member", "add", "N_9", "az-b", "127.0.0.1:1"},
+          "must be 1 to 32 characters");
+  refused({"member", "add", "n9", "az-b", "nowhere"}, "is not HOST:PORT");
   refused({"member", "promote", "n2"}, "a voter already");
   DefineJoiner("n4", "az-d");
   const struct Ctl add = Run({"member", "add", "n4", "az-d",
@@ -551,6 +563,18 @@ TEST_F(MembershipTest, ForceNewCluster_FromOneSurvivor_ThenGrow) {
   if (HasFatalFailure()) return;
   EXPECT_EQ(MemberList().size(), 2u);
   ExpectAllRead(members_["n4"].port->address(), acked);
+  // The flag runs once: left in n1's flags, a restart must not remove n4
+  // again (they would be two clusters); it refuses to start.
+  members_["n1"].extra_flags = {"--force_new_cluster"};
+  members_["n1"].process.reset();
+  Start("n1");
+  EXPECT_EQ(members_["n1"].process->Wait(absl::Seconds(20)), 2);
+  EXPECT_TRUE(absl::StrContains(ReadAll(Log("n1")),
+                                "already made a cluster of its own"));
+  members_["n1"].extra_flags.clear();
+  Start("n1");
+  ASSERT_FALSE(AwaitLeader().empty());
+  EXPECT_EQ(MemberList().size(), 2u);
 }
 
 }  // namespace

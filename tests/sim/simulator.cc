@@ -224,6 +224,7 @@ enum class EventKind {
   kHolderAnswer,  // a member's answer reaches a holder (holder_msgs_)
   kWatchTick,     // the watchers read what their members' hubs queued
   kFlood,         // a burst of writes with short deadlines on one member
+  kCatchUpMark,   // membership runs: what every member must apply by the end
 };
 
 struct Event {
@@ -740,6 +741,10 @@ class Simulator {
     int64_t stop_at = 0;
   };
   MembershipPlan plan_;
+  // Membership runs: the highest commit index at heal + the liveness
+  // bound; every member of the configuration must have applied it by the
+  // end (a member added at runtime included: it must not stay stuck).
+  int64_t catchup_target_ = -1;
   // During a crash fault: crash the next member that makes a new vote
   // durable, right after the write (a targeted fault for vote durability).
   bool crash_after_vote_ = false;
@@ -1149,11 +1154,18 @@ void Simulator::Send(Message msg) {
 
 void Simulator::Deliver(Member& m, Message msg) {
   if (!m.up) return;
-  // The transport accepts streams only from the members of the
-  // configuration its member knows (a member still waiting for its
-  // first snapshot: from those it joined through, here anyone).
+  // The transport accepts streams only from the members its member must
+  // talk to (node::Driver::members()): those of its configuration, of the
+  // committed one, and its leader; and, until it is in its configuration
+  // itself (a member added at runtime), those it joined through: here
+  // anyone.
   const raft::Raft& r = m.driver->raft();
-  if (r.Configured() && !r.membership().Contains(msg.from())) return;
+  if (r.Configured() && r.membership().Contains(m.id) &&
+      !r.membership().Contains(msg.from()) &&
+      !r.committed_membership().Contains(msg.from()) &&
+      msg.from() != r.leader()) {
+    return;
+  }
   if (opt_.trace) {
     Trace(absl::StrCat("deliver ", raft::testing::Describe(msg)));
   }
@@ -3079,6 +3091,20 @@ void Simulator::HealAll() {
       if (!m.disk.empty()) StartDiskOp(m);  // the stalled one, sooner
     }
   }
+  // A membership change cut short: a member whose removal is committed is
+  // stopped, as its operator would (it ran on, removed, until now).
+  plan_ = MembershipPlan{};
+  if (const Member* best = MostAdvanced();
+      best != nullptr && Ids().size() < members_.size()) {
+    const raft::Membership committed =
+        best->driver->raft().committed_membership();
+    for (Member& m : members_) {
+      if (m.present && !committed.Contains(m.id)) {
+        Crash(m);
+        m.present = false;
+      }
+    }
+  }
   // A dedicated client must get one write through within the bound.
   Client probe;
   probe.liveness = true;
@@ -3157,6 +3183,9 @@ SimResult Simulator::Run() {
   }
   Schedule(rng_.Range(kT, 3 * kT), Event{EventKind::kNemesisStart});
   Schedule(kChaosNs, Event{EventKind::kHeal});
+  if (spares > 0) {
+    Schedule(kChaosNs + kLivenessBoundNs / 2, Event{EventKind::kCatchUpMark});
+  }
   Schedule(kChaosNs + kLivenessBoundNs + kTailNs, Event{EventKind::kEnd});
 
   bool done = false;
@@ -3217,6 +3246,16 @@ SimResult Simulator::Run() {
         break;
       case EventKind::kEnd:
         done = true;
+        break;
+      case EventKind::kCatchUpMark:
+        catchup_target_ = 0;
+        for (const Member& mm : members_) {
+          if (mm.up) {
+            catchup_target_ =
+                std::max(catchup_target_,
+                         static_cast<int64_t>(mm.driver->raft().commit()));
+          }
+        }
         break;
       case EventKind::kRenew:
         if (m->up && e.gen == m->guard_gen) Renew(*m);
@@ -3369,6 +3408,24 @@ SimResult Simulator::Run() {
           return std::string("none");
         }(),
         ")");
+  }
+  if (result_.liveness_ok && catchup_target_ >= 0) {
+    const Member* best = MostAdvanced();
+    for (const Member& mm : members_) {
+      if (best == nullptr || !mm.present || !mm.up ||
+          !best->driver->raft().membership().Contains(mm.id)) {
+        continue;
+      }
+      if (static_cast<int64_t>(mm.driver->applied()) < catchup_target_) {
+        result_.liveness_ok = false;
+        result_.liveness_violation = absl::StrCat(
+            "member ", mm.id, " applied only ", mm.driver->applied(),
+            " by the end, short of ", catchup_target_,
+            ", the commit index at heal + ", kLivenessBoundNs / 2 / kMs, "ms",
+            mm.joiner ? " (a member added at runtime)" : "");
+        break;
+      }
+    }
   }
   Hash(result_.events);
   result_.trace_hash = hash_;
