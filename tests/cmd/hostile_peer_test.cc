@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "cmd/node_processes.h"
 #include "node/node.h"
+#include "quorate/version.h"
 #include "transport/tls.h"
 #include "transport/transport.h"
 #include "util/certs.h"
@@ -348,6 +349,40 @@ TEST_F(HostilePeerTest, MismatchedElectionTimeout_IsRefused) {
             grpc::StatusCode::PERMISSION_DENIED);
   hello.set_election_timeout_ms(200);
   EXPECT_TRUE(Speak("n1", grpc::InsecureChannelCredentials(), hello).ok());
+}
+
+// Versions on the wire: a member whose peer-protocol range does not meet
+// this release's is refused, and the refusing member says why; an older
+// member that names no range (protocol 1) and a newer one that still
+// speaks this release's protocol are accepted.
+TEST_F(HostilePeerTest, PeerProtocolRanges_ThatDoNotOverlapAreRefused) {
+  Define(3);
+  for (auto& [name, m] : members_) Start(name);
+  ASSERT_FALSE(AwaitLeader().empty());
+  auto creds = grpc::InsecureChannelCredentials();
+  peer::Hello hello = HelloAs("n3", "n1");
+  // From before versions were exchanged: no version, no range.
+  EXPECT_TRUE(Speak("n1", creds, hello).ok());
+  // A newer release that still speaks ours.
+  hello.set_version("9.0.0");
+  hello.set_protocol(transport::kPeerProtocol + 5);
+  hello.set_min_protocol(transport::kPeerProtocol);
+  EXPECT_TRUE(Speak("n1", creds, hello).ok());
+  // One that speaks only newer protocols.
+  hello.set_min_protocol(transport::kPeerProtocol + 1);
+  EXPECT_EQ(Speak("n1", creds, hello).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Await([&] {
+    return ReadAll(Log("n1")).find(
+               absl::StrCat("it runs release 9.0.0 speaking peer protocols ",
+                            transport::kPeerProtocol + 1, " to ",
+                            transport::kPeerProtocol + 5)) != std::string::npos;
+  }));
+  // The members' own Hellos name their release: /status shows it.
+  const std::string s = Status("n1");
+  EXPECT_NE(s.find(absl::StrCat("\"version\": \"", Version(), "\"")),
+            std::string::npos)
+      << s;
 }
 
 // The peak resident memory of process `pid` (VmHWM), in KiB; -1 if unknown.
