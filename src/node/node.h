@@ -67,10 +67,11 @@ struct NodeOptions {
   // them.
   std::vector<MemberSpec> initial_members;
   // A member added at runtime (quoratectl member add, then quorate-node
-  // --join): the data directory is new, and the configuration and state
-  // come from the leader's snapshot. These are the cluster's members as a
-  // member list named them, so that their streams are accepted before the
-  // snapshot arrives. Used only when the data directory is new.
+  // --join): the configuration and state come from the leader's snapshot.
+  // These are the cluster's members as a member list named them: peers of
+  // this member as long as it is not in the configuration it holds (before
+  // the snapshot arrives, and while it catches up from one older than its
+  // addition, a restart included).
   std::vector<MemberSpec> join_peers;
   // A new cluster seeded from a backup (quorate-node --restore): the state
   // machine's state from a snapshot file, for the snapshot at index 0
@@ -195,8 +196,9 @@ struct MembershipChange {
   std::string address;  // adds only
 };
 
-// A learner may be promoted once its log matches the leader's to within
-// this many entries of the commit index, and it answered within T.
+// A learner may be promoted once the leader replicates to it entry by
+// entry, its log matches the leader's to within this many entries of the
+// commit index, and it answered within T.
 inline constexpr uint64_t kMaxPromoteLag = 1000;
 
 // A snapshot file (storage/storage.h, ReadSnapshotFile), for a backup.
@@ -273,10 +275,11 @@ class Node {
       std::string to, absl::Duration timeout,
       std::function<void(absl::StatusOr<std::string>)> done);
 
-  // A consistent snapshot of the state machine at its applied index, with
-  // the configuration as of that index, as a snapshot file's bytes.
-  // Captured on the loop, serialized on a thread of its own; `done` runs
-  // there.
+  // A consistent snapshot of the state machine, with the configuration as
+  // of its index, as a snapshot file's bytes: after a read point from the
+  // leader is applied (every write acknowledged before the call is in it;
+  // UNAVAILABLE or DEADLINE_EXCEEDED without a leader), captured on the
+  // loop, serialized on a thread of its own; `done` runs there.
   void SaveSnapshot(
       std::function<void(absl::StatusOr<SnapshotFileBytes>)> done);
 
