@@ -960,12 +960,8 @@ void FillMembers(const node::MembersView& view, const node::NodeStatus& self,
 }  // namespace
 
 void KvService::MemberList(MemberListCall* call) {
-  node::Node* node = node_.load();
-  if (node == nullptr) {
-    call->Finish(
-        ToGrpcStatus(absl::UnavailableError("the member is starting")));
-    return;
-  }
+  node::Node* node = NodeForRead(call);
+  if (node == nullptr) return;
   node->ListMembers([call, node](absl::StatusOr<node::MembersView> view) {
     if (!view.ok()) {
       call->Finish(ToGrpcStatus(view.status()));
@@ -977,13 +973,8 @@ void KvService::MemberList(MemberListCall* call) {
 }
 
 void KvService::MemberChange(MemberChangeCall* call) {
-  if (RefuseIfExpired(call)) return;
-  node::Node* node = node_.load();
-  if (node == nullptr) {
-    call->Finish(
-        ToGrpcStatus(absl::UnavailableError("the member is starting")));
-    return;
-  }
+  node::Node* node = NodeForRead(call);  // (a write, refused alike)
+  if (node == nullptr) return;
   const client::MemberChangeRequest& request = call->request;
   node::MembershipChange change;
   switch (request.type()) {
@@ -1032,13 +1023,8 @@ void KvService::MemberChange(MemberChangeCall* call) {
 }
 
 void KvService::TransferLeader(TransferCall* call) {
-  if (RefuseIfExpired(call)) return;
-  node::Node* node = node_.load();
-  if (node == nullptr) {
-    call->Finish(
-        ToGrpcStatus(absl::UnavailableError("the member is starting")));
-    return;
-  }
+  node::Node* node = NodeForRead(call);
+  if (node == nullptr) return;
   node->TransferLeadership(
       call->request.to(), Timeout(call->context),
       [this, call, node](absl::StatusOr<std::string> leader) {

@@ -262,6 +262,9 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   // true or `deadline_ns` passes, then runs `then(ready_now)`.
   void WaitOnLoop(std::function<bool()> ready, int64_t deadline_ns,
                   std::function<void(bool)> then);
+  // WaitOnLoop() until this member no longer leads and knows who does.
+  void WaitForAnotherLeader(int64_t deadline_ns,
+                            std::function<void(bool)> then);
   // The transport's peers: the configuration's members, and while this
   // member waits for its first snapshot, the ones it joined through.
   void SyncPeers();
@@ -884,6 +887,16 @@ void Node::Impl::WaitOnLoop(std::function<bool()> ready, int64_t deadline_ns,
       });
 }
 
+void Node::Impl::WaitForAnotherLeader(int64_t deadline_ns,
+                                      std::function<void(bool)> then) {
+  WaitOnLoop(
+      [this] {
+        return driver_->raft().role() != raft::Role::kLeader &&
+               driver_->raft().leader() != 0;
+      },
+      deadline_ns, std::move(then));
+}
+
 void Node::Impl::ListMembers(
     std::function<void(absl::StatusOr<MembersView>)> done) {
   OnLoop(std::move(done), [this](auto answer) {
@@ -1095,13 +1108,8 @@ void Node::Impl::ChangeMembership(
         answer(s);
         return;
       }
-      WaitOnLoop(
-          [this] {
-            return driver_->raft().role() != raft::Role::kLeader &&
-                   driver_->raft().leader() != 0;
-          },
-          deadline,
-          [this, answer = std::move(answer)](bool moved) mutable {
+      WaitForAnotherLeader(
+          deadline, [this, answer = std::move(answer)](bool moved) mutable {
             if (closing_) {
               answer(absl::UnavailableError("the member is stopping"));
               return;
@@ -1149,58 +1157,53 @@ void Node::Impl::TransferLeadership(
     std::string to, absl::Duration timeout,
     std::function<void(absl::StatusOr<std::string>)> done) {
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
-  OnLoop(std::move(done),
-         [this, to = std::move(to), deadline](auto answer) mutable {
-           const raft::Raft& raft = driver_->raft();
-           if (raft.role() != raft::Role::kLeader) {
-             answer(absl::UnavailableError("not the leader"));
-             return;
-           }
-           uint64_t target = 0;
-           if (to.empty()) {
-             target = BestTransferTarget();
-             if (target == 0) {
-               answer(absl::FailedPreconditionError(
-                   "no other voter is reachable to hand leadership to"));
-               return;
-             }
-           } else {
-             target = MemberId(to);
-             if (target == self_) {
-               answer(to);
-               return;
-             }
-             if (!raft.membership().IsVoter(target)) {
-               answer(absl::FailedPreconditionError(absl::StrCat(
-                   "member '", to, "' is not a voter; only a voter can lead")));
-               return;
-             }
-           }
-           if (absl::Status s = driver_->TransferLeadership(target); !s.ok()) {
-             answer(s);
-             return;
-           }
-           Log(absl::StrCat("handing leadership to '", NameOf(target), "'"));
-           WaitOnLoop(
-               [this] {
-                 return driver_->raft().role() != raft::Role::kLeader &&
-                        driver_->raft().leader() != 0;
-               },
-               deadline,
-               [this, answer = std::move(answer)](bool moved) mutable {
-                 if (closing_) {
-                   answer(absl::UnavailableError("the member is stopping"));
-                   return;
-                 }
-                 if (!moved) {
-                   answer(absl::DeadlineExceededError(
-                       "no other member leads yet; the transfer may still "
-                       "complete (it is abandoned after an election timeout)"));
-                   return;
-                 }
-                 answer(NameOf(driver_->raft().leader()));
-               });
-         });
+  OnLoop(std::move(done), [this, to = std::move(to),
+                           deadline](auto answer) mutable {
+    const raft::Raft& raft = driver_->raft();
+    if (raft.role() != raft::Role::kLeader) {
+      answer(absl::UnavailableError("not the leader"));
+      return;
+    }
+    uint64_t target = 0;
+    if (to.empty()) {
+      target = BestTransferTarget();
+      if (target == 0) {
+        answer(absl::FailedPreconditionError(
+            "no other voter is reachable to hand leadership to"));
+        return;
+      }
+    } else {
+      target = MemberId(to);
+      if (target == self_) {
+        answer(to);
+        return;
+      }
+      if (!raft.membership().IsVoter(target)) {
+        answer(absl::FailedPreconditionError(absl::StrCat(
+            "member '", to, "' is not a voter; only a voter can lead")));
+        return;
+      }
+    }
+    if (absl::Status s = driver_->TransferLeadership(target); !s.ok()) {
+      answer(s);
+      return;
+    }
+    Log(absl::StrCat("handing leadership to '", NameOf(target), "'"));
+    WaitForAnotherLeader(
+        deadline, [this, answer = std::move(answer)](bool moved) mutable {
+          if (closing_) {
+            answer(absl::UnavailableError("the member is stopping"));
+            return;
+          }
+          if (!moved) {
+            answer(absl::DeadlineExceededError(
+                "no other member leads yet; the transfer may still "
+                "complete (it is abandoned after an election timeout)"));
+            return;
+          }
+          answer(NameOf(driver_->raft().leader()));
+        });
+  });
 }
 
 void Node::Impl::BackupSnapshot(
