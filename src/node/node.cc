@@ -1133,13 +1133,15 @@ void Node::Impl::ChangeMembership(
          answer = std::move(answer)](absl::StatusOr<Applied> a) mutable {
           if (!a.ok()) {
             absl::Status s = a.status();
-            // The core's "one change at a time" and "no entry committed
-            // in this term yet" are conditions to wait out, not outages (a
-            // transfer in progress is one: the caller retries at the new
-            // leader).
+            // The core's "one change at a time" is a refusal to report
+            // (the operator waits for the change in flight). Its other
+            // UNAVAILABLEs pass within moments and the client retries
+            // them: a new leader's first entry not committed yet (a
+            // removal retried at the leader that just took over), a
+            // transfer in progress.
             if (s.code() == absl::StatusCode::kUnavailable &&
                 driver_->raft().role() == raft::Role::kLeader &&
-                !absl::StrContains(s.message(), "transferred")) {
+                absl::StrContains(s.message(), "one change at a time")) {
               s = absl::FailedPreconditionError(
                   absl::StrCat(s.message(), "; retry once it has committed"));
             }
