@@ -149,6 +149,9 @@ class Node::Impl final : public DriverEnv, public DriverWriter {
   void ListMembers(std::function<void(absl::StatusOr<MembersView>)> done);
   void ChangeMembership(MembershipChange change, absl::Duration timeout,
                         std::function<void(absl::StatusOr<uint64_t>)> done);
+  void ChangeMembershipOnLoop(
+      MembershipChange change, int64_t deadline,
+      std::function<void(absl::StatusOr<uint64_t>)> answer);
   void TransferLeadership(
       std::string to, absl::Duration timeout,
       std::function<void(absl::StatusOr<std::string>)> done);
@@ -1080,9 +1083,44 @@ void Node::Impl::ChangeMembership(
   const int64_t deadline = MonotonicNowNs() + absl::ToInt64Nanoseconds(timeout);
   OnLoop(std::move(done), [this, change = std::move(change),
                            deadline](auto answer) mutable {
+    ChangeMembershipOnLoop(std::move(change), deadline, std::move(answer));
+  });
+}
+
+void Node::Impl::ChangeMembershipOnLoop(
+    MembershipChange change, int64_t deadline,
+    std::function<void(absl::StatusOr<uint64_t>)> answer) {
+  {
     const raft::Raft& raft = driver_->raft();
     if (raft.role() != raft::Role::kLeader) {
       answer(absl::UnavailableError("not the leader"));
+      return;
+    }
+    if (!raft.committed_in_term() && !closing_) {
+      // A leader just elected takes a change only once its first entry is
+      // committed (the single-server errata): moments. Wait for it here
+      // rather than send the caller round.
+      WaitOnLoop(
+          [this] {
+            return driver_->raft().role() != raft::Role::kLeader ||
+                   driver_->raft().committed_in_term();
+          },
+          deadline,
+          [this, change = std::move(change), deadline,
+           answer = std::move(answer)](bool) mutable {
+            if (closing_) {
+              answer(absl::UnavailableError("the member is stopping"));
+              return;
+            }
+            if (driver_->raft().role() == raft::Role::kLeader &&
+                !driver_->raft().committed_in_term()) {
+              answer(absl::UnavailableError(
+                  "the leader has not committed an entry in its term yet"));
+              return;
+            }
+            ChangeMembershipOnLoop(std::move(change), deadline,
+                                   std::move(answer));
+          });
       return;
     }
     raft::ConfChange cc;
@@ -1152,7 +1190,7 @@ void Node::Impl::ChangeMembership(
                            "' committed at index ", a->index));
           answer(a->index);
         });
-  });
+  }
 }
 
 void Node::Impl::TransferLeadership(

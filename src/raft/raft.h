@@ -316,6 +316,9 @@ class Raft {
   uint64_t commit() const { return commit_; }
   const RaftLog& log() const { return log_; }
   const Membership& membership() const { return membership_; }
+  // Leader: whether an entry of its term is committed (it takes no
+  // membership change before).
+  bool committed_in_term() const { return committed_in_term_; }
   // The configuration as of the commit index: membership() without the
   // change (if any) not committed yet.
   Membership committed_membership() const { return MembershipAt(commit_); }
