@@ -171,6 +171,11 @@ struct MemberOptions {
   size_t watch_buffer_bytes = size_t{4} << 20;
   size_t max_watchers_per_stream = 10000;
   absl::Duration watch_progress_interval = absl::Seconds(1);
+  // Serve etcd's v3 gRPC API (KV, Watch, Lease, Cluster, Maintenance,
+  // Election, Lock) on listen_address beside Quorate's own, so that
+  // etcdctl and etcd's client libraries work unchanged
+  // (docs/etcd-compatibility.md).
+  bool etcd_api = true;
   // If set, one JSON object per line for every role change (see
   // docs/contracts.md), appended and flushed as it happens.
   std::string event_log_path;

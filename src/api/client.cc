@@ -553,6 +553,54 @@ class ClientImpl final : public Client {
     return Call(true, &client::Kv::Stub::Shard, req, resp);
   }
 
+  template <class Req, class Resp>
+  absl::Status WireCall(bool write, api::WireMethod<Req, Resp> rpc, Req req,
+                        Resp* resp) {
+    if constexpr (requires { req.mutable_op(); }) {
+      if (write) SetOp(req.mutable_op());
+    }
+    return Call(write, rpc, req, resp);
+  }
+
+  absl::StatusOr<client::LeaseRenewalAnswer> WireRenew(uint64_t id) {
+    const absl::Time deadline = absl::Now() + o_.timeout;
+    std::string last_error = "no member answered";
+    absl::Duration backoff = absl::Milliseconds(10);
+    while (absl::Now() < deadline) {
+      const std::string address = Pick();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(deadline));
+      auto stream = Stub(address)->LeaseKeepAlive(&ctx);
+      client::LeaseKeepAliveRequest req;
+      req.add_renewals()->set_id(id);
+      client::LeaseKeepAliveResponse resp;
+      const bool answered = stream->Write(req) && stream->WritesDone() &&
+                            stream->Read(&resp) && resp.answers_size() > 0;
+      if (!answered) ctx.TryCancel();
+      const grpc::Status gs = stream->Finish();
+      if (answered) {
+        const client::LeaseRenewalAnswer& a = resp.answers(0);
+        if (a.code() != static_cast<int>(absl::StatusCode::kUnavailable)) {
+          SetLeader(address);
+          return a;
+        }
+        last_error = absl::StrCat(address, ": ", a.message());
+        if (!a.leader_address().empty() && a.leader_address() != address) {
+          SetLeader(a.leader_address());
+          continue;
+        }
+      } else {
+        last_error = absl::StrCat(address, ": ", gs.error_message());
+      }
+      Forget(address);
+      BackOff(address, std::min(backoff, deadline - absl::Now()));
+      backoff = std::min(backoff * 2, absl::Milliseconds(200));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "no leader renewed the lease before the deadline. Last error: ",
+        last_error));
+  }
+
   // For sessions.
   client::Kv::Stub* Stub(const std::string& address) {
     MutexLock lock(&mu_);
@@ -1195,6 +1243,50 @@ absl::Status WireShard(Client* c, client::ShardRequest req,
   absl::StatusOr<ClientImpl*> impl = ImplOf(c);
   if (!impl.ok()) return impl.status();
   return (*impl)->WireShard(std::move(req), resp);
+}
+
+template <class Req, class Resp>
+absl::Status WireCall(Client* c, bool write, WireMethod<Req, Resp> rpc, Req req,
+                      Resp* resp) {
+  absl::StatusOr<ClientImpl*> impl = ImplOf(c);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->WireCall(write, rpc, std::move(req), resp);
+}
+
+template absl::Status WireCall(
+    Client*, bool, WireMethod<client::RangeRequest, client::RangeResponse>,
+    client::RangeRequest, client::RangeResponse*);
+template absl::Status WireCall(
+    Client*, bool, WireMethod<client::CompactRequest, client::CompactResponse>,
+    client::CompactRequest, client::CompactResponse*);
+template absl::Status WireCall(
+    Client*, bool,
+    WireMethod<client::LeaseGrantRequest, client::LeaseGrantResponse>,
+    client::LeaseGrantRequest, client::LeaseGrantResponse*);
+template absl::Status WireCall(
+    Client*, bool,
+    WireMethod<client::LeaseRevokeRequest, client::LeaseRevokeResponse>,
+    client::LeaseRevokeRequest, client::LeaseRevokeResponse*);
+template absl::Status WireCall(
+    Client*, bool,
+    WireMethod<client::LeaseTimeToLiveRequest, client::LeaseTimeToLiveResponse>,
+    client::LeaseTimeToLiveRequest, client::LeaseTimeToLiveResponse*);
+template absl::Status WireCall(
+    Client*, bool,
+    WireMethod<client::LeaseLeasesRequest, client::LeaseLeasesResponse>,
+    client::LeaseLeasesRequest, client::LeaseLeasesResponse*);
+
+absl::StatusOr<client::LeaseRenewalAnswer> WireRenew(Client* c, uint64_t id) {
+  absl::StatusOr<ClientImpl*> impl = ImplOf(c);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->WireRenew(id);
+}
+
+absl::StatusOr<client::Kv::Stub*> WireStub(Client* c,
+                                           const std::string& address) {
+  absl::StatusOr<ClientImpl*> impl = ImplOf(c);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->Stub(address);
 }
 
 absl::StatusOr<RangeResult> RangeAll(Client* c, absl::string_view key,

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "admin/admin_server.h"
 #include "api/dashboard.h"
+#include "api/etcd_gateway.h"
 #include "coord/kv.h"
 #include "coord/kv_service.h"
 #include "coord/watch.h"
@@ -23,6 +24,7 @@
 #include "quorate/version.h"
 #include "storage/file.h"
 #include "storage/storage.h"
+#include "transport/cq.h"
 #include "transport/tls.h"
 #include "util/clock.h"
 #include "util/log_time.h"
@@ -305,6 +307,34 @@ class MemberImpl final : public Member {
     }
     o.state_machine = &kv_;
     o.services = {&kv_service_};
+    if (options_.etcd_api) {
+      api::EtcdGatewayOptions eo;
+      eo.cluster_id = options_.cluster_id;
+      eo.member_id = options_.id;
+      eo.min_lease_ttl_ms =
+          2 * absl::ToInt64Milliseconds(options_.election_timeout);
+      eo.tls = !options_.tls.cert_file.empty();
+      eo.local = [this] {
+        api::EtcdLocalView v;
+        node::Node* n = node_raw_.load();
+        if (n == nullptr) return v;
+        const node::NodeStatus s = n->GetStatus();
+        v.term = s.term;
+        v.leader_id = s.leader;
+        v.commit_index = s.commit_index;
+        v.applied_index = s.applied_index;
+        v.learner = s.role == raft::Role::kLearner;
+        v.version = Version();
+        v.revision = kv_.revision();
+        return v;
+      };
+      etcd_ = std::make_unique<api::EtcdGateway>(std::move(eo));
+      for (grpc::Service* service : etcd_->services()) {
+        etcd_services_.push_back(
+            std::make_unique<transport::SyncService>(service));
+        o.services.push_back(etcd_services_.back().get());
+      }
+    }
     {
       coord::LeaseKeeperOptions ko;
       ko.lessor.checkpoint_interval_ns =
@@ -382,6 +412,7 @@ class MemberImpl final : public Member {
         node::Node::Start(std::move(o));
     if (!n.ok()) return n.status();
     node_ = *std::move(n);
+    node_raw_.store(node_.get());
     kv_service_.SetNode(node_.get());
     lease_keeper_->Start(node_.get());
 
@@ -398,6 +429,24 @@ class MemberImpl final : public Member {
     }
     guard_ = *std::move(g);
     guard_raw_.store(guard_.get());
+    if (etcd_ != nullptr) {
+      // The gateway's calls: this member first (reads are served where
+      // they arrive when it can), then the others.
+      ClientOptions co;
+      co.endpoints.push_back(node_->GetStatus().listen_address);
+      for (const PeerSpec& p : options_.peers) {
+        if (p.id != options_.id) co.endpoints.push_back(p.address);
+      }
+      co.timeout = absl::Seconds(5);
+      co.max_in_flight = 1 << 20;
+      co.tls = options_.tls;
+      absl::StatusOr<std::unique_ptr<Client>> c = Client::Create(co);
+      if (!c.ok()) {
+        node_->Stop(false);
+        return c.status();
+      }
+      etcd_->Start(*std::move(c), node_->GetStatus().listen_address);
+    }
     if (!options_.admin_address.empty()) {
       // The /ui page reads the cluster as any client would.
       ClientOptions co;
@@ -492,7 +541,12 @@ class MemberImpl final : public Member {
   // Outlives the service and the node: their streams hold its streams.
   std::unique_ptr<coord::WatchHub> watch_hub_;
   coord::KvService kv_service_{&kv_};
+  // etcd's API (api/etcd_gateway.h), served by the node's listener beside
+  // kv_service_: it outlives the node.
+  std::unique_ptr<api::EtcdGateway> etcd_;
+  std::vector<std::unique_ptr<transport::SyncService>> etcd_services_;
   std::unique_ptr<node::Node> node_;
+  std::atomic<node::Node*> node_raw_{nullptr};  // for the gateway's view
   std::unique_ptr<api::Dashboard> dashboard_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::atomic<bool> stopped_{false};

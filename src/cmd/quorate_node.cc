@@ -69,6 +69,8 @@ constexpr char kUsage[] =
                                behind is cut off (RESOURCE_EXHAUSTED)
   --max_watchers_per_stream=10000  watchers on one Watch stream
   --watch_progress_interval=1s progress notifications, to watchers that ask
+  --no_etcd_api                do not serve etcd's v3 API on --listen
+                               (docs/etcd-compatibility.md)
   --tls_ca=PEM --tls_cert=PEM --tls_key=PEM   mutual TLS between members
   --faults_file=PATH           chaos tests and make demo: delays,
                                duplicates and drops of peer frames, read
@@ -138,41 +140,42 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<quorate::cmd::Flags> parsed = quorate::cmd::ParseFlags(
-      argc, argv,
-      {"id",
-       "zone",
-       "listen",
-       "admin",
-       "peers",
-       "learners",
-       "data_dir",
-       "cluster_id",
-       "heartbeat_interval",
-       "election_timeout",
-       "max_clock_drift",
-       "event_log",
-       "tls_ca",
-       "tls_cert",
-       "tls_key",
-       "segment_bytes",
-       "snapshot_entries",
-       "max_txn_ops",
-       "max_txn_bytes",
-       "max_lease_ttl",
-       "max_leases_per_client",
-       "max_keys_per_lease",
-       "lease_checkpoint_interval",
-       "watch_history",
-       "watch_buffer_bytes",
-       "max_watchers_per_stream",
-       "watch_progress_interval",
-       "resume_dwell",
-       "window_margin",
-       "faults_file",
-       "join",
-       "restore"},
-      {"learner", "force_new_cluster", "restore_keeps_cluster_id"});
+  absl::StatusOr<quorate::cmd::Flags> parsed =
+      quorate::cmd::ParseFlags(argc, argv,
+                               {"id",
+                                "zone",
+                                "listen",
+                                "admin",
+                                "peers",
+                                "learners",
+                                "data_dir",
+                                "cluster_id",
+                                "heartbeat_interval",
+                                "election_timeout",
+                                "max_clock_drift",
+                                "event_log",
+                                "tls_ca",
+                                "tls_cert",
+                                "tls_key",
+                                "segment_bytes",
+                                "snapshot_entries",
+                                "max_txn_ops",
+                                "max_txn_bytes",
+                                "max_lease_ttl",
+                                "max_leases_per_client",
+                                "max_keys_per_lease",
+                                "lease_checkpoint_interval",
+                                "watch_history",
+                                "watch_buffer_bytes",
+                                "max_watchers_per_stream",
+                                "watch_progress_interval",
+                                "resume_dwell",
+                                "window_margin",
+                                "faults_file",
+                                "join",
+                                "restore"},
+                               {"learner", "force_new_cluster",
+                                "restore_keeps_cluster_id", "no_etcd_api"});
   if (!parsed.ok()) UsageError(std::string(parsed.status().message()));
   const quorate::cmd::Flags& flags = *parsed;
   if (!flags.positional.empty()) {
@@ -212,6 +215,7 @@ int main(int argc, char** argv) {
   o.restore_file = flags.Get("restore");
   o.restore_keeps_cluster_id = flags.Bool("restore_keeps_cluster_id");
   o.force_new_cluster = flags.Bool("force_new_cluster");
+  o.etcd_api = !flags.Bool("no_etcd_api");
   if (o.force_new_cluster) {
     fprintf(stderr,
             "quorate-node %s: --force_new_cluster: this member becomes the "

@@ -12,6 +12,18 @@
 #include "absl/strings/str_cat.h"
 
 namespace quorate::coord {
+
+namespace {
+
+void Fill(client::KeyValue& kv, const KvStore::Value& v) {
+  kv.set_create_revision(v.create_revision);
+  kv.set_mod_revision(v.revision);
+  kv.set_version(v.version);
+  kv.set_lease(v.lease);
+}
+
+}  // namespace
+
 client::KvResult KvStore::Result(absl::StatusCode code, uint64_t revision,
                                  std::string message) {
   client::KvResult r;
@@ -93,93 +105,27 @@ bool KeyInRange(absl::string_view key, absl::string_view start,
 
 namespace {
 
-absl::Status CheckOps(
-    const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
-    const char* branch) {
+// How deep transactions may nest (etcd sets no bound of its own; the
+// operation and byte limits bound it too).
+constexpr int kMaxTxnDepth = 16;
+
+// The writes of one branch, for the one-write-per-key rule.
+struct BranchWrites {
   std::vector<absl::string_view> puts;
   std::vector<std::pair<absl::string_view, absl::string_view>> deletes;
-  for (const client::RequestOp& op : ops) {
-    switch (op.request_case()) {
-      case client::RequestOp::kRange:
-        if (absl::Status s =
-                CheckRange(op.range().key(), op.range().range_end());
-            !s.ok()) {
-          return s;
-        }
-        if (op.range().revision() != 0) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "a range of the ", branch,
-              " branch names a revision; a transaction reads the current "
-              "state (read past revisions with Range)"));
-        }
-        break;
-      case client::RequestOp::kPut:
-        if (absl::Status s = CheckKeyValue(op.put().key(), op.put().value());
-            !s.ok()) {
-          return s;
-        }
-        if (absl::Status s = CheckWritable(op.put().key(), ""); !s.ok()) {
-          return s;
-        }
-        puts.push_back(op.put().key());
-        break;
-      case client::RequestOp::kDeleteRange:
-        if (absl::Status s = CheckRange(op.delete_range().key(),
-                                        op.delete_range().range_end());
-            !s.ok()) {
-          return s;
-        }
-        if (absl::Status s = CheckWritable(op.delete_range().key(),
-                                           op.delete_range().range_end());
-            !s.ok()) {
-          return s;
-        }
-        deletes.emplace_back(op.delete_range().key(),
-                             op.delete_range().range_end());
-        break;
-      case client::RequestOp::REQUEST_NOT_SET:
-        return absl::InvalidArgumentError(
-            absl::StrCat("an operation of the ", branch,
-                         " branch is neither a put, a delete nor a range"));
+};
+
+size_t CountOps(const client::TxnRequest& txn) {
+  size_t n = static_cast<size_t>(txn.compare_size());
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const client::RequestOp& op : *branch) {
+      n += 1 + (op.has_txn() ? CountOps(op.txn()) : 0);
     }
   }
-  // One write per key and branch (as etcd): otherwise the order of two
-  // writes to one key would be the only thing deciding the outcome.
-  std::sort(puts.begin(), puts.end());
-  for (size_t i = 1; i < puts.size(); ++i) {
-    if (puts[i] == puts[i - 1]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the ", branch, " branch puts key '", puts[i], "' twice"));
-    }
-  }
-  for (absl::string_view key : puts) {
-    for (const auto& [start, end] : deletes) {
-      if (KeyInRange(key, start, end)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "the ", branch, " branch puts key '", key, "' and deletes it"));
-      }
-    }
-  }
-  return absl::OkStatus();
+  return n;
 }
 
-}  // namespace
-
-absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits) {
-  const size_t ops = static_cast<size_t>(txn.compare_size()) +
-                     static_cast<size_t>(txn.success_size()) +
-                     static_cast<size_t>(txn.failure_size());
-  if (ops > limits.max_ops) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the transaction has ", ops, " compares and operations; the limit is ",
-        limits.max_ops));
-  }
-  const size_t bytes = txn.ByteSizeLong();
-  if (bytes > limits.max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("the transaction is ", bytes,
-                                                   " bytes; the limit is ",
-                                                   limits.max_bytes));
-  }
+absl::Status CheckCompares(const client::TxnRequest& txn) {
   for (const client::Compare& c : txn.compare()) {
     if (absl::Status s = CheckRange(c.key(), c.range_end()); !s.ok()) {
       return s;
@@ -210,14 +156,159 @@ absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits) {
       return absl::InvalidArgumentError("a compare has an unknown operator");
     }
   }
-  if (absl::Status s = CheckOps(txn.success(), "success"); !s.ok()) return s;
-  return CheckOps(txn.failure(), "failure");
+  return absl::OkStatus();
+}
+
+absl::Status CheckNested(const client::TxnRequest& txn, int depth,
+                         BranchWrites* writes);
+
+// Checks one branch's operations, and adds the keys it writes to `out`.
+absl::Status CheckOps(
+    const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+    const char* branch, int depth, BranchWrites* out) {
+  BranchWrites own;
+  for (const client::RequestOp& op : ops) {
+    switch (op.request_case()) {
+      case client::RequestOp::kRange:
+        if (absl::Status s =
+                CheckRange(op.range().key(), op.range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        if (op.range().revision() != 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "a range of the ", branch,
+              " branch names a revision; a transaction reads the current "
+              "state (read past revisions with Range)"));
+        }
+        break;
+      case client::RequestOp::kPut: {
+        const client::PutRequest& p = op.put();
+        if (absl::Status s = CheckKeyValue(p.key(), p.value()); !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = CheckWritable(p.key(), ""); !s.ok()) return s;
+        if (p.ignore_value() && !p.value().empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "the put of key '", p.key(),
+              "' keeps the key's value (ignore_value) and gives one too"));
+        }
+        if (p.ignore_lease() && p.lease() != 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "the put of key '", p.key(),
+              "' keeps the key's lease (ignore_lease) and names one too"));
+        }
+        own.puts.push_back(p.key());
+        break;
+      }
+      case client::RequestOp::kDeleteRange:
+        if (absl::Status s = CheckRange(op.delete_range().key(),
+                                        op.delete_range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        if (absl::Status s = CheckWritable(op.delete_range().key(),
+                                           op.delete_range().range_end());
+            !s.ok()) {
+          return s;
+        }
+        own.deletes.emplace_back(op.delete_range().key(),
+                                 op.delete_range().range_end());
+        break;
+      case client::RequestOp::kTxn:
+        if (depth >= kMaxTxnDepth) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("transactions nest more than ", kMaxTxnDepth,
+                           " deep in the ", branch, " branch"));
+        }
+        if (absl::Status s = CheckNested(op.txn(), depth + 1, &own); !s.ok()) {
+          return s;
+        }
+        break;
+      case client::RequestOp::REQUEST_NOT_SET:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "an operation of the ", branch,
+            " branch is neither a put, a delete, a range nor a transaction"));
+    }
+  }
+  // One write per key and branch (as etcd): otherwise the order of two
+  // writes to one key would be the only thing deciding the outcome.
+  std::sort(own.puts.begin(), own.puts.end());
+  for (size_t i = 1; i < own.puts.size(); ++i) {
+    if (own.puts[i] == own.puts[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the ", branch, " branch puts key '", own.puts[i], "' twice"));
+    }
+  }
+  for (absl::string_view key : own.puts) {
+    for (const auto& [start, end] : own.deletes) {
+      if (KeyInRange(key, start, end)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the ", branch, " branch puts key '", key, "' and deletes it"));
+      }
+    }
+  }
+  out->puts.insert(out->puts.end(), own.puts.begin(), own.puts.end());
+  out->deletes.insert(out->deletes.end(), own.deletes.begin(),
+                      own.deletes.end());
+  return absl::OkStatus();
+}
+
+// A nested transaction: its branches are checked alone, and its writes
+// (either branch, a key written in both once) count as the enclosing
+// branch's.
+absl::Status CheckNested(const client::TxnRequest& txn, int depth,
+                         BranchWrites* writes) {
+  if (absl::Status s = CheckCompares(txn); !s.ok()) return s;
+  BranchWrites success, failure;
+  if (absl::Status s = CheckOps(txn.success(), "success", depth, &success);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckOps(txn.failure(), "failure", depth, &failure);
+      !s.ok()) {
+    return s;
+  }
+  std::sort(success.puts.begin(), success.puts.end());
+  for (absl::string_view key : failure.puts) {
+    if (!std::binary_search(success.puts.begin(), success.puts.end(), key)) {
+      success.puts.push_back(key);
+    }
+  }
+  writes->puts.insert(writes->puts.end(), success.puts.begin(),
+                      success.puts.end());
+  for (const auto* d : {&success.deletes, &failure.deletes}) {
+    writes->deletes.insert(writes->deletes.end(), d->begin(), d->end());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits) {
+  const size_t ops = CountOps(txn);
+  if (ops > limits.max_ops) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the transaction has ", ops, " compares and operations; the limit is ",
+        limits.max_ops));
+  }
+  const size_t bytes = txn.ByteSizeLong();
+  if (bytes > limits.max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the transaction is ", bytes,
+                                                   " bytes; the limit is ",
+                                                   limits.max_bytes));
+  }
+  BranchWrites ignored;
+  return CheckNested(txn, 0, &ignored);
 }
 
 bool IsReadOnly(const client::TxnRequest& txn) {
   for (const auto* branch : {&txn.success(), &txn.failure()}) {
     for (const client::RequestOp& op : *branch) {
-      if (op.request_case() != client::RequestOp::kRange) return false;
+      if (op.has_txn() ? !IsReadOnly(op.txn())
+                       : op.request_case() != client::RequestOp::kRange) {
+        return false;
+      }
     }
   }
   return true;
@@ -296,6 +387,28 @@ void KvStore::TrimHistory() {
   }
 }
 
+namespace {
+
+// What a retry of a transaction learns: `t`'s outcome without what its
+// ranges read (previous values of puts and deletes are kept).
+void KeepOutcome(const client::TxnResponse& t, client::TxnResponse* kept) {
+  kept->set_succeeded(t.succeeded());
+  kept->set_revision(t.revision());
+  kept->set_replayed(true);
+  for (const client::ResponseOp& r : t.responses()) {
+    client::ResponseOp* o = kept->add_responses();
+    if (r.has_range()) {
+      o->mutable_range();  // present, empty
+    } else if (r.has_txn()) {
+      KeepOutcome(r.txn(), o->mutable_txn());
+    } else {
+      *o = r;
+    }
+  }
+}
+
+}  // namespace
+
 std::string KvStore::ApplyLocked(uint64_t index, const client::KvCommand& cmd) {
   const client::OpId& op = cmd.op();
   if (op.client() != 0) {
@@ -327,18 +440,7 @@ std::string KvStore::ApplyLocked(uint64_t index, const client::KvCommand& cmd) {
       client::KvResult kept =
           Result(static_cast<absl::StatusCode>(result.code()),
                  result.revision(), result.message());
-      client::TxnResponse& t = *kept.mutable_txn();
-      t.set_succeeded(result.txn().succeeded());
-      t.set_revision(result.txn().revision());
-      t.set_replayed(true);
-      for (const client::ResponseOp& r : result.txn().responses()) {
-        client::ResponseOp* o = t.add_responses();
-        if (r.has_range()) {
-          o->mutable_range();  // present, empty
-        } else {
-          *o = r;
-        }
-      }
+      KeepOutcome(result.txn(), kept.mutable_txn());
       Remember(index, op, kept);
     } else {
       Remember(index, op, result);
@@ -357,6 +459,11 @@ client::KvResult KvStore::Execute(uint64_t index,
     case client::KvCommand::kPut: {
       const client::PutRequest& p = cmd.put();
       absl::Status s = CheckKeyValue(p.key(), p.value());
+      if (s.ok() && (p.prev_kv() || p.ignore_value() || p.ignore_lease())) {
+        s = absl::InvalidArgumentError(
+            "prev_kv, ignore_value and ignore_lease are served in "
+            "transactions only");
+      }
       if (s.ok()) s = CheckWritable(p.key(), "");
       if (s.ok()) s = CheckLeasedPut(p.key(), p.lease(), 1, cmd.limits());
       if (!s.ok()) {
@@ -410,14 +517,29 @@ client::KvResult KvStore::Execute(uint64_t index,
         return Result(s.code(), revision_, std::string(s.message()));
       }
       const client::TxnRequest& txn = cmd.txn();
-      if (absl::Status s = CheckLeasedPuts(
-              (unsafe_.txn_ignores_compares || AllHold(txn)) ? txn.success()
-                                                             : txn.failure(),
-              cmd.limits());
-          !s.ok()) {
+      // Every compare, nested ones too, is evaluated against the state
+      // before the transaction: the path it takes is known before it
+      // changes anything, and so are the puts it will run.
+      std::vector<bool> path;
+      DecidePath(txn, &path);
+      std::vector<const client::PutRequest*> puts;
+      size_t pos = 0;
+      CollectPuts(txn, path, &pos, &puts);
+      absl::Status s = CheckLeasedPuts(puts, cmd.limits());
+      for (size_t i = 0; s.ok() && i < puts.size(); ++i) {
+        const client::PutRequest& p = *puts[i];
+        if ((p.ignore_value() || p.ignore_lease()) &&
+            Find(p.key()) == nullptr) {
+          s = absl::NotFoundError(
+              absl::StrCat("key '", p.key(),
+                           "' does not exist: ignore_value and ignore_lease "
+                           "keep what an existing key has"));
+        }
+      }
+      if (!s.ok()) {
         return Result(s.code(), revision_, std::string(s.message()));
       }
-      client::TxnResponse response = ExecuteTxn(txn);
+      client::TxnResponse response = ExecuteTxn(txn, path);
       client::KvResult r = Result(absl::StatusCode::kOk, revision_);
       *r.mutable_txn() = std::move(response);
       return r;
@@ -429,6 +551,27 @@ client::KvResult KvStore::Execute(uint64_t index,
       return ExecuteLease(index, cmd);
     case client::KvCommand::kShard:
       return ExecuteShard(cmd.shard());
+    case client::KvCommand::kCompact: {
+      const uint64_t at = cmd.compact().revision();
+      if (at > revision_) {
+        return Result(
+            absl::StatusCode::kOutOfRange, revision_,
+            absl::StrCat("revision ", at,
+                         " is in the future: the current one is ", revision_));
+      }
+      if (at <= compacted_) {
+        return Result(absl::StatusCode::kOutOfRange, revision_,
+                      absl::StrCat("revision ", at,
+                                   " is compacted already: the oldest "
+                                   "readable is ",
+                                   compacted_));
+      }
+      while (!history_.empty() && history_.front()->revision() <= at) {
+        history_.pop_front();
+      }
+      compacted_ = at;
+      return Result(absl::StatusCode::kOk, revision_);
+    }
     case client::KvCommand::KIND_NOT_SET:
       break;
   }
@@ -464,18 +607,16 @@ absl::Status KvStore::CheckLeasedPut(
 }
 
 absl::Status KvStore::CheckLeasedPuts(
-    const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+    const std::vector<const client::PutRequest*>& puts,
     const client::CommandLimits& limits) const {
-  // Keys a branch attaches, per lease: each lease's limit counts them all.
+  // Keys a transaction attaches, per lease: each lease's limit counts them
+  // all.
   absl::flat_hash_map<uint64_t, size_t> adding;
-  for (const client::RequestOp& op : ops) {
-    if (op.request_case() == client::RequestOp::kPut && op.put().lease() != 0) {
-      ++adding[op.put().lease()];
-    }
+  for (const client::PutRequest* p : puts) {
+    if (p->lease() != 0) ++adding[p->lease()];
   }
-  for (const client::RequestOp& op : ops) {
-    if (op.request_case() != client::RequestOp::kPut) continue;
-    const client::PutRequest& p = op.put();
+  for (const client::PutRequest* put : puts) {
+    const client::PutRequest& p = *put;
     if (absl::Status s = CheckLeasedPut(
             p.key(), p.lease(), p.lease() == 0 ? 0 : adding[p.lease()], limits);
         !s.ok()) {
@@ -604,56 +745,139 @@ client::KvResult KvStore::ExecuteLease(uint64_t index,
                 "not a lease command");
 }
 
-client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn) {
-  client::TxnResponse response;
+void KvStore::DecidePath(const client::TxnRequest& txn,
+                         std::vector<bool>* path) const {
   const bool holds = unsafe_.txn_ignores_compares || AllHold(txn);
-  response.set_succeeded(holds);
+  path->push_back(holds);
+  for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
+    if (op.has_txn()) DecidePath(op.txn(), path);
+  }
+}
+
+void KvStore::CollectPuts(const client::TxnRequest& txn,
+                          const std::vector<bool>& path, size_t* pos,
+                          std::vector<const client::PutRequest*>* puts) {
+  for (const client::RequestOp& op :
+       path[(*pos)++] ? txn.success() : txn.failure()) {
+    if (op.has_put()) puts->push_back(&op.put());
+    if (op.has_txn()) CollectPuts(op.txn(), path, pos, puts);
+  }
+}
+
+namespace {
+
+void SetRevision(client::TxnResponse& t, uint64_t revision) {
+  t.set_revision(revision);
+  for (client::ResponseOp& r : *t.mutable_responses()) {
+    if (r.has_txn()) SetRevision(*r.mutable_txn(), revision);
+  }
+}
+
+}  // namespace
+
+client::TxnResponse KvStore::ExecuteTxn(const client::TxnRequest& txn,
+                                        const std::vector<bool>& path) {
   // Every write of the transaction takes the next revision, which becomes
   // the cluster's if anything changed.
-  const uint64_t next = revision_ + 1;
+  size_t pos = 0;
   bool changed = false;
+  client::TxnResponse response = RunTxn(txn, path, &pos, &changed);
+  if (changed) ++revision_;
+  SetRevision(response, revision_);
+  return response;
+}
+
+client::TxnResponse KvStore::RunTxn(const client::TxnRequest& txn,
+                                    const std::vector<bool>& path, size_t* pos,
+                                    bool* changed) {
+  const uint64_t next = revision_ + 1;
+  client::TxnResponse response;
+  const bool holds = path[(*pos)++];
+  response.set_succeeded(holds);
   for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
     client::ResponseOp* out = response.add_responses();
     switch (op.request_case()) {
       case client::RequestOp::kRange: {
         // It sees the writes before it, at the revision they make.
         *out->mutable_range() =
-            RangeLocked(op.range(), changed ? next : revision_);
+            RangeLocked(op.range(), *changed ? next : revision_);
         break;
       }
-      case client::RequestOp::kPut:
-        PutLocked(op.put().key(), op.put().value(), next, op.put().lease());
-        changed = true;
-        out->mutable_put()->set_revision(next);
+      case client::RequestOp::kPut: {
+        const client::PutRequest& p = op.put();
+        const Value* before = Find(p.key());
+        client::PutResponse* put = out->mutable_put();
+        if (p.prev_kv() && before != nullptr) {
+          client::KeyValue& prev = *put->mutable_prev_kv();
+          prev.set_key(p.key());
+          Fill(prev, *before);
+          prev.set_value(before->value);
+        }
+        // (The caller checked that a key kept from exists.)
+        const uint64_t lease = p.ignore_lease() ? before->lease : p.lease();
+        if (p.ignore_value()) {
+          const std::string kept = before->value;  // PutLocked moves it
+          PutLocked(p.key(), kept, next, lease);
+        } else {
+          PutLocked(p.key(), p.value(), next, lease);
+        }
+        *changed = true;
+        put->set_revision(next);
         break;
+      }
       case client::RequestOp::kDeleteRange: {
-        const uint64_t n = DeleteLocked(op.delete_range().key(),
-                                        op.delete_range().range_end());
-        changed = changed || n > 0;
-        out->mutable_delete_range()->set_deleted(n);
+        const client::DeleteRangeRequest& d = op.delete_range();
+        client::DeleteRangeResponse* del = out->mutable_delete_range();
+        if (d.prev_kv()) {
+          ForEachIn(d.key(), d.range_end(),
+                    [&](const std::string& key, const Value& v) {
+                      client::KeyValue* prev = del->add_prev_kvs();
+                      prev->set_key(key);
+                      Fill(*prev, v);
+                      prev->set_value(v.value);
+                      return true;
+                    });
+        }
+        const uint64_t n = DeleteLocked(d.key(), d.range_end());
+        *changed = *changed || n > 0;
+        del->set_deleted(n);
         break;
       }
+      case client::RequestOp::kTxn:
+        *out->mutable_txn() = RunTxn(op.txn(), path, pos, changed);
+        break;
       case client::RequestOp::REQUEST_NOT_SET:
         break;  // refused by CheckTxn
     }
   }
-  if (changed) revision_ = next;
-  response.set_revision(revision_);
   return response;
 }
 
 client::TxnResponse KvStore::ReadTxn(const client::TxnRequest& txn) const {
   MutexLock lock(&mu_);
+  std::vector<bool> path;
+  DecidePath(txn, &path);
+  size_t pos = 0;
+  client::TxnResponse response = ReadBranch(txn, path, &pos);
+  SetRevision(response, revision_);
+  return response;
+}
+
+client::TxnResponse KvStore::ReadBranch(const client::TxnRequest& txn,
+                                        const std::vector<bool>& path,
+                                        size_t* pos) const {
   client::TxnResponse response;
-  const bool holds = AllHold(txn);
+  const bool holds = path[(*pos)++];
   response.set_succeeded(holds);
   for (const client::RequestOp& op : holds ? txn.success() : txn.failure()) {
-    if (op.request_case() == client::RequestOp::kRange) {
+    if (op.has_range()) {
       *response.add_responses()->mutable_range() =
           RangeLocked(op.range(), revision_);
+    } else if (op.has_txn()) {
+      *response.add_responses()->mutable_txn() =
+          ReadBranch(op.txn(), path, pos);
     }
   }
-  response.set_revision(revision_);
   return response;
 }
 
@@ -748,6 +972,21 @@ bool KeyOrder(const client::RangeRequest& r) {
          r.sort_order() != client::RangeRequest::DESCEND;
 }
 
+bool HasFilters(const client::RangeRequest& r) {
+  return r.min_mod_revision() != 0 || r.max_mod_revision() != 0 ||
+         r.min_create_revision() != 0 || r.max_create_revision() != 0;
+}
+
+// Whether `v` passes the request's revision filters.
+bool Passes(const client::RangeRequest& r, const KvStore::Value& v) {
+  auto within = [](uint64_t x, uint64_t min, uint64_t max) {
+    return x >= min && (max == 0 || x <= max);
+  };
+  return within(v.revision, r.min_mod_revision(), r.max_mod_revision()) &&
+         within(v.create_revision, r.min_create_revision(),
+                r.max_create_revision());
+}
+
 // The answer to `r` from the keys in its range (`count` of them; `items`
 // in key order, all of them or, in key order, the first `limit`).
 client::RangeResponse Answer(const client::RangeRequest& r,
@@ -759,6 +998,14 @@ client::RangeResponse Answer(const client::RangeRequest& r,
   if (r.count_only()) {
     response.set_more(false);
     return response;
+  }
+  // The keys that may be returned: every key in the range, or those that
+  // pass the filters (then `items` holds every key in the range).
+  uint64_t eligible = count;
+  if (HasFilters(r)) {
+    std::erase_if(items,
+                  [&r](const RangeItem& i) { return !Passes(r, *i.second); });
+    eligible = items.size();
   }
   using Item = RangeItem;
   if (!KeyOrder(r)) {
@@ -801,7 +1048,7 @@ client::RangeResponse Answer(const client::RangeRequest& r,
     kv->set_lease(i.second->lease);
     if (!r.keys_only()) kv->set_value(i.second->value);
   }
-  response.set_more(static_cast<uint64_t>(response.kvs_size()) < count);
+  response.set_more(static_cast<uint64_t>(response.kvs_size()) < eligible);
   return response;
 }
 
@@ -811,9 +1058,9 @@ client::RangeResponse KvStore::RangeLocked(const client::RangeRequest& r,
                                            uint64_t revision) const {
   std::vector<RangeItem> items;
   uint64_t count = 0;
-  // In key order, ascending, a limit stops the walk early: it only counts
-  // the rest.
-  const bool key_order = KeyOrder(r);
+  // In key order, ascending, and without filters, a limit stops the walk
+  // early: it only counts the rest.
+  const bool key_order = KeyOrder(r) && !HasFilters(r);
   ForEachIn(r.key(), r.range_end(),
             [&](const std::string& key, const Value& v) {
               ++count;
@@ -872,17 +1119,6 @@ client::RangeResponse KvStore::RangeInHistory(
   const uint64_t count = items.size();
   return Answer(r, std::move(items), count, r.revision());
 }
-
-namespace {
-
-void Fill(client::KeyValue& kv, const KvStore::Value& v) {
-  kv.set_create_revision(v.create_revision);
-  kv.set_mod_revision(v.revision);
-  kv.set_version(v.version);
-  kv.set_lease(v.lease);
-}
-
-}  // namespace
 
 void KvStore::PutLocked(absl::string_view key, absl::string_view value,
                         uint64_t revision, uint64_t lease) {

@@ -291,10 +291,10 @@ class KvStore final : public node::StateMachine {
   // caller takes the new revision.
   bool EndShardSessions(const std::vector<uint64_t>& leases)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // NOT_FOUND or RESOURCE_EXHAUSTED if the puts among `ops` (those that
-  // name a lease) cannot all be attached; OK otherwise.
+  // NOT_FOUND or RESOURCE_EXHAUSTED if `puts` (those that name a lease)
+  // cannot all be attached; OK otherwise.
   absl::Status CheckLeasedPuts(
-      const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
+      const std::vector<const client::PutRequest*>& puts,
       const client::CommandLimits& limits) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CheckLeasedPut(absl::string_view key, uint64_t lease,
@@ -304,9 +304,29 @@ class KvStore final : public node::StateMachine {
   // Ends a lease and deletes its keys; true if it had any. The caller
   // takes the new revision (and calls EndShardSessions).
   bool EndLease(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs a transaction that passed CheckTxn against the kMax ceilings.
-  client::TxnResponse ExecuteTxn(const client::TxnRequest& txn)
+  // The branch each transaction takes (`txn`, then its nested ones along
+  // the branches taken, in order), decided against the current state.
+  void DecidePath(const client::TxnRequest& txn, std::vector<bool>* path) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The puts `txn` runs along `path`, from path[*pos] on.
+  static void CollectPuts(const client::TxnRequest& txn,
+                          const std::vector<bool>& path, size_t* pos,
+                          std::vector<const client::PutRequest*>* puts);
+  // Runs a transaction that passed CheckTxn against the kMax ceilings,
+  // along `path` (DecidePath).
+  client::TxnResponse ExecuteTxn(const client::TxnRequest& txn,
+                                 const std::vector<bool>& path)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One (nested) transaction of ExecuteTxn: its branch is path[*pos].
+  // `changed`: whether a write ran before, and after.
+  client::TxnResponse RunTxn(const client::TxnRequest& txn,
+                             const std::vector<bool>& path, size_t* pos,
+                             bool* changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RunTxn's reading half, for transactions without writes.
+  client::TxnResponse ReadBranch(const client::TxnRequest& txn,
+                                 const std::vector<bool>& path,
+                                 size_t* pos) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool Holds(const client::Compare& compare) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool AllHold(const client::TxnRequest& txn) const

@@ -603,6 +603,8 @@ void KvService::Start(transport::CallQueue* queue) {
                           &KvService::MemberChange);
   TransferCall::Await(this, &client::Kv::AsyncService::RequestTransferLeader,
                       &KvService::TransferLeader);
+  CompactCall::Await(this, &client::Kv::AsyncService::RequestCompact,
+                     &KvService::Compact);
   SnapshotStream::Await(this, &client::Kv::AsyncService::RequestSnapshotSave);
   KeepAliveStream::Await(this,
                          &client::Kv::AsyncService::RequestLeaseKeepAlive);
@@ -861,6 +863,13 @@ void KvService::Cas(CasCall* call) {
   *cmd.mutable_op() = request.op();
   *cmd.mutable_cas() = request;
   cmd.mutable_cas()->clear_op();
+  Write(call, cmd);
+}
+
+void KvService::Compact(CompactCall* call) {
+  client::KvCommand cmd;
+  *cmd.mutable_op() = call->request.op();
+  cmd.mutable_compact()->set_revision(call->request.revision());
   Write(call, cmd);
 }
 

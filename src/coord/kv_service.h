@@ -91,6 +91,7 @@ class KvService final : public transport::AsyncService {
       Call<client::MemberChangeRequest, client::MemberChangeResponse>;
   using TransferCall =
       Call<client::TransferLeaderRequest, client::TransferLeaderResponse>;
+  using CompactCall = Call<client::CompactRequest, client::CompactResponse>;
   // A bidirectional stream, and its two kinds (kv_service.cc).
   template <class Derived, class Request, class Response>
   class BidiCall;
@@ -114,6 +115,7 @@ class KvService final : public transport::AsyncService {
   void MemberList(MemberListCall* call);
   void MemberChange(MemberChangeCall* call);
   void TransferLeader(TransferCall* call);
+  void Compact(CompactCall* call);
   // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
   // any thread.
   void KeepAlive(const client::LeaseRenewal& request,

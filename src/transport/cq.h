@@ -101,6 +101,18 @@ class AsyncService {
   virtual void Start(CallQueue* queue) = 0;
 };
 
+// A service with synchronous methods (gRPC's own thread pool runs them),
+// served by the transport's listener beside the asynchronous ones.
+class SyncService final : public AsyncService {
+ public:
+  explicit SyncService(grpc::Service* service) : service_(service) {}
+  grpc::Service* grpc_service() override { return service_; }
+  void Start(CallQueue*) override {}
+
+ private:
+  grpc::Service* const service_;
+};
+
 }  // namespace quorate::transport
 
 #endif  // QUORATE_TRANSPORT_CQ_H_
