@@ -89,8 +89,7 @@ grpc::Status ToEtcdStatus(const absl::Status& s) {
       break;
   }
   // No etcd text of its own: Quorate's, under etcd's prefix.
-  return ToGrpcStatus(
-      absl::Status(s.code(), absl::StrCat("etcdserver: ", m)));
+  return ToGrpcStatus(absl::Status(s.code(), absl::StrCat("etcdserver: ", m)));
 }
 
 // A range, every page of it: answers are cut at 3 MiB (coord/kv.h); in
@@ -338,13 +337,15 @@ void FromNative(const Impl& g, const client::TxnResponse& in,
     switch (r.response_case()) {
       case client::ResponseOp::kRange: {
         epb::RangeResponse* range = o->mutable_response_range();
-        g.Fill(range->mutable_header(), r.range().revision());
+        // (etcd's operations inside a transaction have a revision only.)
+        range->mutable_header()->set_revision(
+            etcd::StoreRev(r.range().revision()));
         FromNative(r.range(), false, range);
         break;
       }
       case client::ResponseOp::kPut: {
         epb::PutResponse* put = o->mutable_response_put();
-        g.Fill(put->mutable_header(), in.revision());
+        put->mutable_header()->set_revision(etcd::StoreRev(in.revision()));
         if (r.put().has_prev_kv()) {
           ToEtcd(r.put().prev_kv(), put->mutable_prev_kv());
         }
@@ -352,7 +353,7 @@ void FromNative(const Impl& g, const client::TxnResponse& in,
       }
       case client::ResponseOp::kDeleteRange: {
         epb::DeleteRangeResponse* del = o->mutable_response_delete_range();
-        g.Fill(del->mutable_header(), in.revision());
+        del->mutable_header()->set_revision(etcd::StoreRev(in.revision()));
         del->set_deleted(static_cast<int64_t>(r.delete_range().deleted()));
         for (const client::KeyValue& kv : r.delete_range().prev_kvs()) {
           ToEtcd(kv, del->add_prev_kvs());
