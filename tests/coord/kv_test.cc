@@ -682,5 +682,221 @@ TEST_F(KvStoreTest, Snapshot_DataModelRoundTripsAndOldSnapshotsRestore) {
   EXPECT_EQ(other.Get("k")->version, 1u);
 }
 
+// --- What etcd's API needs of the store (api/etcd_gateway.h). ---
+
+client::RequestOp PutOp(const std::string& key, const std::string& value) {
+  client::RequestOp op;
+  op.mutable_put()->set_key(key);
+  op.mutable_put()->set_value(value);
+  return op;
+}
+
+client::Compare ValueIs(const std::string& key, const std::string& value) {
+  client::Compare c;
+  c.set_key(key);
+  c.set_target(client::Compare::VALUE);
+  c.set_result(client::Compare::EQUAL);
+  c.set_value(value);
+  return c;
+}
+
+TEST_F(KvStoreTest, Txn_NestedCompareAgainstTheStateBeforeTheOuterOne) {
+  Run(Put("a", "1"));
+  client::TxnRequest t;
+  *t.add_success() = PutOp("a", "2");
+  // Evaluated before the outer put: "a" is still 1 for the nested compare.
+  client::TxnRequest& inner = *t.add_success()->mutable_txn();
+  *inner.add_compare() = ValueIs("a", "1");
+  *inner.add_success() = PutOp("b", "inner-success");
+  *inner.add_failure() = PutOp("b", "inner-failure");
+  inner.add_success()->mutable_range()->set_key("a");
+  ASSERT_TRUE(CheckTxn(t, TxnLimits{}).ok());
+  const client::TxnResponse r = RunTxn(t);
+  EXPECT_TRUE(r.succeeded());
+  ASSERT_EQ(r.responses_size(), 2);
+  const client::TxnResponse& nested = r.responses(1).txn();
+  EXPECT_TRUE(nested.succeeded());
+  EXPECT_EQ(nested.revision(), 2u);
+  ASSERT_EQ(nested.responses_size(), 2);
+  // The nested range sees the outer put, at the transaction's revision.
+  EXPECT_EQ(nested.responses(1).range().kvs(0).value(), "2");
+  EXPECT_EQ(store_.Get("b")->value, "inner-success");
+  EXPECT_EQ(store_.revision(), 2u);  // one revision for all of it
+}
+
+TEST_F(KvStoreTest, Txn_NestedWritesCountAsTheirBranchs) {
+  client::TxnRequest t;
+  *t.add_success() = PutOp("k", "outer");
+  client::TxnRequest& inner = *t.add_success()->mutable_txn();
+  *inner.add_failure() = PutOp("k", "inner");
+  const absl::Status s = CheckTxn(t, TxnLimits{});
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  // The same key in both branches of one nested transaction is fine.
+  client::TxnRequest ok;
+  client::TxnRequest& both = *ok.add_success()->mutable_txn();
+  *both.add_success() = PutOp("k", "1");
+  *both.add_failure() = PutOp("k", "2");
+  EXPECT_TRUE(CheckTxn(ok, TxnLimits{}).ok());
+  // Too deep.
+  client::TxnRequest deep;
+  client::TxnRequest* at = &deep;
+  for (int i = 0; i < 20; ++i) at = at->add_success()->mutable_txn();
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckTxn(deep, TxnLimits{})));
+  EXPECT_FALSE(IsReadOnly(ok));
+  client::TxnRequest reads;
+  reads.add_success()->mutable_txn()->add_success()->mutable_range()->set_key(
+      "k");
+  EXPECT_TRUE(IsReadOnly(reads));
+  Run(Put("k", "v"));
+  const client::TxnResponse r = store_.ReadTxn(reads);
+  EXPECT_EQ(r.responses(0).txn().responses(0).range().kvs(0).value(), "v");
+}
+
+TEST_F(KvStoreTest, Txn_PrevKvIgnoreValueAndIgnoreLease) {
+  client::KvCommand grant;
+  grant.mutable_lease_grant()->set_ttl_ms(60000);
+  const uint64_t lease = Run(grant).lease_id();
+  ASSERT_NE(lease, 0u);
+  client::TxnRequest first;
+  *first.add_success() = PutOp("k", "v1");
+  first.mutable_success(0)->mutable_put()->set_lease(lease);
+  first.mutable_success(0)->mutable_put()->set_prev_kv(true);
+  const client::TxnResponse r1 = RunTxn(first);
+  EXPECT_FALSE(r1.responses(0).put().has_prev_kv());  // it did not exist
+
+  // Keep the value, drop the lease, and say what was there.
+  client::TxnRequest keep;
+  client::PutRequest* p = keep.add_success()->mutable_put();
+  p->set_key("k");
+  p->set_ignore_value(true);
+  p->set_prev_kv(true);
+  const client::TxnResponse r2 = RunTxn(keep);
+  EXPECT_EQ(r2.responses(0).put().prev_kv().value(), "v1");
+  EXPECT_EQ(r2.responses(0).put().prev_kv().lease(), lease);
+  EXPECT_EQ(store_.Get("k")->value, "v1");
+  EXPECT_EQ(store_.Get("k")->lease, 0u);
+  EXPECT_EQ(store_.Get("k")->version, 2u);
+
+  // Keep the lease, change the value.
+  client::TxnRequest attach;
+  *attach.add_success() = PutOp("k", "v2");
+  attach.mutable_success(0)->mutable_put()->set_lease(lease);
+  RunTxn(attach);
+  client::TxnRequest keep_lease;
+  *keep_lease.add_success() = PutOp("k", "v3");
+  keep_lease.mutable_success(0)->mutable_put()->set_ignore_lease(true);
+  RunTxn(keep_lease);
+  EXPECT_EQ(store_.Get("k")->value, "v3");
+  EXPECT_EQ(store_.Get("k")->lease, lease);
+
+  // A key to keep from must exist: refused, nothing applied.
+  const uint64_t before = store_.revision();
+  client::TxnRequest missing;
+  *missing.add_success() = PutOp("other", "x");
+  client::PutRequest* m = missing.add_success()->mutable_put();
+  m->set_key("none");
+  m->set_ignore_value(true);
+  const client::KvResult refused = Run(TxnCmd(missing));
+  EXPECT_EQ(refused.code(), static_cast<int>(absl::StatusCode::kNotFound));
+  EXPECT_FALSE(store_.Get("other").has_value());
+  EXPECT_EQ(store_.revision(), before);
+  // Both a value and ignore_value: refused before it is proposed.
+  client::TxnRequest both;
+  client::PutRequest* b = both.add_success()->mutable_put();
+  b->set_key("k");
+  b->set_value("x");
+  b->set_ignore_value(true);
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckTxn(both, TxnLimits{})));
+  // The plain Put command does not take them.
+  client::KvCommand put = Put("k", "");
+  put.mutable_put()->set_ignore_value(true);
+  EXPECT_EQ(Run(put).code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(KvStoreTest, Txn_DeleteRangeAnswersWithTheKeysItDeleted) {
+  Run(Put("a1", "x"));
+  Run(Put("a2", "y"));
+  Run(Put("b", "z"));
+  client::TxnRequest t;
+  client::DeleteRangeRequest* d = t.add_success()->mutable_delete_range();
+  d->set_key("a");
+  d->set_range_end(PrefixEnd("a"));
+  d->set_prev_kv(true);
+  const client::TxnResponse r = RunTxn(t);
+  const client::DeleteRangeResponse& del = r.responses(0).delete_range();
+  EXPECT_EQ(del.deleted(), 2u);
+  ASSERT_EQ(del.prev_kvs_size(), 2);
+  EXPECT_EQ(del.prev_kvs(0).key(), "a1");
+  EXPECT_EQ(del.prev_kvs(0).value(), "x");
+  EXPECT_EQ(del.prev_kvs(1).mod_revision(), 2u);
+  EXPECT_TRUE(store_.Get("b").has_value());
+}
+
+TEST_F(KvStoreTest, Range_RevisionFiltersKeepTheCountAndTheLimitsMore) {
+  for (const char* k : {"p1", "p2", "p3", "p4"}) Run(Put(k, "v"));  // 1..4
+  Run(Put("p1", "again"));                                          // 5
+  client::RangeRequest r;
+  r.set_key("p");
+  r.set_range_end(PrefixEnd("p"));
+  r.set_min_create_revision(2);
+  r.set_max_create_revision(3);
+  client::RangeResponse got = *store_.Range(r);
+  EXPECT_EQ(Keys(got), (std::vector<std::string>{"p2", "p3"}));
+  EXPECT_EQ(got.count(), 4u);  // every key in the range
+  EXPECT_FALSE(got.more());
+  r.set_limit(1);
+  got = *store_.Range(r);
+  EXPECT_EQ(Keys(got), (std::vector<std::string>{"p2"}));
+  EXPECT_TRUE(got.more());  // p3 passed too
+  // Mod revisions; newest first, as etcd's locks ask for the one just
+  // before their own.
+  client::RangeRequest m;
+  m.set_key("p");
+  m.set_range_end(PrefixEnd("p"));
+  m.set_min_mod_revision(4);
+  EXPECT_EQ(Keys(*store_.Range(m)), (std::vector<std::string>{"p1", "p4"}));
+  client::RangeRequest last;
+  last.set_key("p");
+  last.set_range_end(PrefixEnd("p"));
+  last.set_max_create_revision(3);
+  last.set_sort_target(client::RangeRequest::CREATE);
+  last.set_sort_order(client::RangeRequest::DESCEND);
+  last.set_limit(1);
+  EXPECT_EQ(Keys(*store_.Range(last)), (std::vector<std::string>{"p3"}));
+  // At a past revision too.
+  last.set_revision(2);
+  EXPECT_EQ(Keys(*store_.Range(last)), (std::vector<std::string>{"p2"}));
+}
+
+TEST_F(KvStoreTest, Compact_DropsTheHistoryBeforeARevision) {
+  for (int i = 1; i <= 5; ++i) Run(Put("c", absl::StrCat(i)));
+  client::KvCommand compact;
+  compact.mutable_compact()->set_revision(3);
+  const client::KvResult r = Run(compact);
+  EXPECT_EQ(r.code(), 0) << r.message();
+  EXPECT_EQ(r.revision(), 5u);
+  EXPECT_EQ(store_.compacted(), 3u);
+  EXPECT_EQ(store_.revision(), 5u);  // no new revision
+  client::RangeRequest at;
+  at.set_key("c");
+  at.set_revision(3);
+  EXPECT_EQ(store_.Range(at)->kvs(0).value(), "3");  // still readable
+  at.set_revision(2);
+  EXPECT_TRUE(absl::IsOutOfRange(store_.Range(at).status()));
+  EXPECT_TRUE(store_.ChangesFrom(3, 10).changes.empty());
+  EXPECT_EQ(store_.ChangesFrom(4, 10).changes.size(), 2u);
+  // Already compacted, or in the future: refused.
+  EXPECT_EQ(Run(compact).code(),
+            static_cast<int>(absl::StatusCode::kOutOfRange));
+  compact.mutable_compact()->set_revision(6);
+  EXPECT_EQ(Run(compact).code(),
+            static_cast<int>(absl::StatusCode::kOutOfRange));
+  // A snapshot keeps the compaction.
+  KvStore copy;
+  ASSERT_TRUE(copy.Restore(store_.Snapshot()()).ok());
+  EXPECT_EQ(copy.compacted(), 3u);
+}
+
 }  // namespace
 }  // namespace quorate::coord
