@@ -49,7 +49,7 @@ client::Compare CreatedAt(const std::string& key, uint64_t revision) {
 
 // Enters: creates `key` with `value` on `lease` unless it exists. Returns
 // its create revision (ours) and its value then.
-absl::StatusOr<std::pair<uint64_t, std::string>> Enter(Client* c,
+absl::StatusOr<std::pair<uint64_t, std::string>> Enter(const Impl* g,
                                                        const std::string& key,
                                                        const std::string& value,
                                                        int64_t lease) {
@@ -61,7 +61,7 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Enter(Client* c,
   put->set_lease(static_cast<uint64_t>(lease));
   t.add_failure()->mutable_range()->set_key(key);
   client::TxnResponse resp;
-  if (absl::Status s = WireTxn(c, t, &resp); !s.ok()) return s;
+  if (absl::Status s = g->Txn(t, &resp); !s.ok()) return s;
   if (resp.succeeded()) return std::make_pair(resp.revision(), value);
   if (resp.responses_size() == 0 || resp.responses(0).range().kvs_size() == 0) {
     // A replayed entry (its read is not kept), or the key went since:
@@ -69,8 +69,7 @@ absl::StatusOr<std::pair<uint64_t, std::string>> Enter(Client* c,
     client::RangeRequest r;
     r.set_key(key);
     client::RangeResponse now;
-    if (absl::Status s = WireCall(c, false, &client::Kv::Stub::Range, r, &now);
-        !s.ok()) {
+    if (absl::Status s = g->Range(r, &now); !s.ok()) {
       return s;
     }
     if (now.kvs_size() == 0) {
@@ -124,7 +123,6 @@ absl::Status AwaitDelete(const Impl* g, grpc::ServerContext* ctx,
 absl::Status WaitForTurn(const Impl* g, grpc::ServerContext* ctx,
                          const std::string& prefix, const std::string& key,
                          uint64_t mine) {
-  Client* c = g->client();
   while (mine > 1) {
     client::RangeRequest r;
     r.set_key(prefix);
@@ -135,9 +133,7 @@ absl::Status WaitForTurn(const Impl* g, grpc::ServerContext* ctx,
     r.set_max_create_revision(mine - 1);
     r.set_keys_only(true);
     client::RangeResponse before;
-    if (absl::Status s =
-            WireCall(c, false, &client::Kv::Stub::Range, r, &before);
-        !s.ok()) {
+    if (absl::Status s = g->Range(r, &before); !s.ok()) {
       return s;
     }
     if (before.kvs_size() == 0) break;
@@ -151,8 +147,7 @@ absl::Status WaitForTurn(const Impl* g, grpc::ServerContext* ctx,
   r.set_key(key);
   r.set_keys_only(true);
   client::RangeResponse own;
-  if (absl::Status s = WireCall(c, false, &client::Kv::Stub::Range, r, &own);
-      !s.ok()) {
+  if (absl::Status s = g->Range(r, &own); !s.ok()) {
     return s;
   }
   if (own.kvs_size() == 0 || own.kvs(0).create_revision() != mine) {
@@ -164,16 +159,16 @@ absl::Status WaitForTurn(const Impl* g, grpc::ServerContext* ctx,
 }
 
 // Deletes `key` if it was created at `revision`.
-absl::Status Leave(Client* c, const std::string& key, uint64_t revision) {
+absl::Status Leave(const Impl* g, const std::string& key, uint64_t revision) {
   client::TxnRequest t;
   *t.add_compare() = CreatedAt(key, revision);
   t.add_success()->mutable_delete_range()->set_key(key);
   client::TxnResponse resp;
-  return WireTxn(c, t, &resp);
+  return g->Txn(t, &resp);
 }
 
 // The first candidate under `prefix`, if any.
-absl::StatusOr<std::optional<client::KeyValue>> First(Client* c,
+absl::StatusOr<std::optional<client::KeyValue>> First(const Impl* g,
                                                       const std::string& prefix,
                                                       uint64_t* revision) {
   client::RangeRequest r;
@@ -183,8 +178,7 @@ absl::StatusOr<std::optional<client::KeyValue>> First(Client* c,
   r.set_sort_order(client::RangeRequest::ASCEND);
   r.set_limit(1);
   client::RangeResponse resp;
-  if (absl::Status s = WireCall(c, false, &client::Kv::Stub::Range, r, &resp);
-      !s.ok()) {
+  if (absl::Status s = g->Range(r, &resp); !s.ok()) {
     return s;
   }
   if (revision != nullptr) *revision = resp.revision();
@@ -210,19 +204,19 @@ class ElectionImpl final : public elpb::Election::Service {
                           "etcdserver: an election needs a name");
     }
     const std::string key = KeyOf(req->name(), req->lease());
-    auto entered = Enter(c, key, req->value(), req->lease());
+    auto entered = Enter(g_, key, req->value(), req->lease());
     if (!entered.ok()) return ToEtcdStatus(entered.status());
     const uint64_t mine = entered->first;
     if (entered->second != req->value()) {
       // Entered before with another value: the new one stands.
-      if (grpc::Status s = Put(c, key, mine, req->lease(), req->value());
+      if (grpc::Status s = Put(g_, key, mine, req->lease(), req->value());
           !s.ok()) {
         return s;
       }
     }
     if (absl::Status s = WaitForTurn(g_, ctx, Prefix(req->name()), key, mine);
         !s.ok()) {
-      (void)Leave(c, key, mine);  // as etcd: a campaign given up leaves
+      (void)Leave(g_, key, mine);  // as etcd: a campaign given up leaves
       return ToEtcdStatus(s);
     }
     g_->FillNow(resp->mutable_header());
@@ -240,7 +234,7 @@ class ElectionImpl final : public elpb::Election::Service {
     if (c == nullptr) return Impl::NotStarted();
     const elpb::LeaderKey& l = req->leader();
     if (grpc::Status s =
-            Put(c, l.key(), NativeRev(l.rev()), l.lease(), req->value());
+            Put(g_, l.key(), NativeRev(l.rev()), l.lease(), req->value());
         !s.ok()) {
       return s;
     }
@@ -253,7 +247,7 @@ class ElectionImpl final : public elpb::Election::Service {
     Client* c = g_->client();
     if (c == nullptr) return Impl::NotStarted();
     uint64_t revision = 0;
-    auto first = First(c, Prefix(req->name()), &revision);
+    auto first = First(g_, Prefix(req->name()), &revision);
     if (!first.ok()) return ToEtcdStatus(first.status());
     if (!first->has_value()) return NoLeader();
     g_->Fill(resp->mutable_header(), revision);
@@ -275,7 +269,7 @@ class ElectionImpl final : public elpb::Election::Service {
     r.set_key(prefix);
     r.set_range_end(coord::PrefixEnd(prefix));
     client::RangeResponse all;
-    if (absl::Status s = RangeWhole(c, r, &all); !s.ok()) {
+    if (absl::Status s = RangeWhole(*g_, r, &all); !s.ok()) {
       return ToEtcdStatus(s);
     }
     coord::LeaderWatch leaders;
@@ -325,7 +319,7 @@ class ElectionImpl final : public elpb::Election::Service {
     Client* c = g_->client();
     if (c == nullptr) return Impl::NotStarted();
     if (absl::Status s =
-            Leave(c, req->leader().key(), NativeRev(req->leader().rev()));
+            Leave(g_, req->leader().key(), NativeRev(req->leader().rev()));
         !s.ok()) {
       return ToEtcdStatus(s);
     }
@@ -336,8 +330,9 @@ class ElectionImpl final : public elpb::Election::Service {
  private:
   // Sets the leader's value if `key` is still the one created at
   // `revision`.
-  static grpc::Status Put(Client* c, const std::string& key, uint64_t revision,
-                          int64_t lease, const std::string& value) {
+  static grpc::Status Put(const Impl* g, const std::string& key,
+                          uint64_t revision, int64_t lease,
+                          const std::string& value) {
     client::TxnRequest t;
     *t.add_compare() = CreatedAt(key, revision);
     client::PutRequest* put = t.add_success()->mutable_put();
@@ -345,7 +340,7 @@ class ElectionImpl final : public elpb::Election::Service {
     put->set_value(value);
     put->set_lease(static_cast<uint64_t>(lease));
     client::TxnResponse resp;
-    if (absl::Status s = WireTxn(c, t, &resp); !s.ok()) {
+    if (absl::Status s = g->Txn(t, &resp); !s.ok()) {
       return ToEtcdStatus(s);
     }
     if (!resp.succeeded()) {
@@ -388,12 +383,12 @@ class LockImpl final : public lkpb::Lock::Service {
                           "etcdserver: a lock needs a name");
     }
     const std::string key = KeyOf(req->name(), req->lease());
-    auto entered = Enter(c, key, "", req->lease());
+    auto entered = Enter(g_, key, "", req->lease());
     if (!entered.ok()) return ToEtcdStatus(entered.status());
     const uint64_t mine = entered->first;
     if (absl::Status s = WaitForTurn(g_, ctx, Prefix(req->name()), key, mine);
         !s.ok()) {
-      (void)Leave(c, key, mine);
+      (void)Leave(g_, key, mine);
       return ToEtcdStatus(s);
     }
     g_->FillNow(resp->mutable_header());
@@ -408,7 +403,7 @@ class LockImpl final : public lkpb::Lock::Service {
     client::TxnRequest t;
     t.add_success()->mutable_delete_range()->set_key(req->key());
     client::TxnResponse native;
-    if (absl::Status s = WireTxn(c, t, &native); !s.ok()) {
+    if (absl::Status s = g_->Txn(t, &native); !s.ok()) {
       return ToEtcdStatus(s);
     }
     g_->Fill(resp->mutable_header(), native.revision());

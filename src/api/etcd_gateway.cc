@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,11 +15,17 @@
 #include "absl/strings/str_cat.h"
 #include "api/client_internal.h"
 #include "api/etcd_internal.h"
+#include "coord/kv_service.h"
 #include "transport/grpc_status.h"
 
 namespace quorate::api {
 
 namespace epb = ::etcdserverpb;
+
+namespace {
+// A call served here waits this long at most (as the client's timeout).
+constexpr absl::Duration kLocalTimeout = absl::Seconds(5);
+}  // namespace
 
 uint64_t EtcdId(std::string_view name) {
   uint64_t h = 14695981039346656037ull;
@@ -95,10 +102,9 @@ grpc::Status ToEtcdStatus(const absl::Status& s) {
 // A range, every page of it: answers are cut at 3 MiB (coord/kv.h); in
 // key order the rest is read from the same revision, as etcd answers
 // whole.
-absl::Status RangeWhole(Client* c, client::RangeRequest r,
+absl::Status RangeWhole(const EtcdGateway::Impl& g, client::RangeRequest r,
                         client::RangeResponse* out) {
-  if (absl::Status s = WireCall(c, false, &client::Kv::Stub::Range, r, out);
-      !s.ok()) {
+  if (absl::Status s = g.Range(r, out); !s.ok()) {
     return s;
   }
   const bool key_order = r.sort_target() == client::RangeRequest::KEY &&
@@ -110,8 +116,7 @@ absl::Status RangeWhole(Client* c, client::RangeRequest r,
     r.set_revision(out->revision());
     if (limit > 0) r.set_limit(limit - static_cast<uint64_t>(out->kvs_size()));
     client::RangeResponse page;
-    if (absl::Status s = WireCall(c, false, &client::Kv::Stub::Range, r, &page);
-        !s.ok()) {
+    if (absl::Status s = g.Range(r, &page); !s.ok()) {
       return s;
     }
     for (client::KeyValue& kv : *page.mutable_kvs()) {
@@ -135,6 +140,44 @@ void EtcdGateway::Impl::Fill(epb::ResponseHeader* header,
   header->set_member_id(member_id);
   header->set_revision(etcd::StoreRev(revision));
   header->set_raft_term(options.local ? options.local().term : 0);
+}
+
+absl::Status EtcdGateway::Impl::Txn(client::TxnRequest t,
+                                    client::TxnResponse* out) const {
+  if (options.kv_service != nullptr) {
+    std::promise<std::pair<absl::StatusOr<client::TxnResponse>, bool>> answer;
+    options.kv_service->LocalTxn(
+        t, kLocalTimeout,
+        [&answer](absl::StatusOr<client::TxnResponse> r, bool refused) {
+          answer.set_value({std::move(r), refused});
+        });
+    auto [r, refused] = answer.get_future().get();
+    if (!refused) {
+      if (!r.ok()) return r.status();
+      *out = *std::move(r);
+      return absl::OkStatus();
+    }
+  }
+  return WireTxn(client(), std::move(t), out);
+}
+
+absl::Status EtcdGateway::Impl::Range(const client::RangeRequest& r,
+                                      client::RangeResponse* out) const {
+  if (options.kv_service != nullptr) {
+    std::promise<absl::StatusOr<client::RangeResponse>> answer;
+    options.kv_service->LocalRange(
+        r, kLocalTimeout, [&answer](absl::StatusOr<client::RangeResponse> a) {
+          answer.set_value(std::move(a));
+        });
+    absl::StatusOr<client::RangeResponse> a = answer.get_future().get();
+    // Without a leader here, the client looks for one.
+    if (!absl::IsUnavailable(a.status())) {
+      if (!a.ok()) return a.status();
+      *out = *std::move(a);
+      return absl::OkStatus();
+    }
+  }
+  return WireCall(client(), false, &client::Kv::Stub::Range, r, out);
 }
 
 void EtcdGateway::Impl::FillNow(epb::ResponseHeader* header) const {
@@ -386,7 +429,7 @@ class KvImpl final : public epb::KV::Service {
     }
     r.set_revision(NativeRev(req->revision()));
     client::RangeResponse native;
-    if (absl::Status s = RangeWhole(c, r, &native); !s.ok()) {
+    if (absl::Status s = RangeWhole(*g_, r, &native); !s.ok()) {
       return ToEtcdStatus(s);
     }
     g_->Fill(resp->mutable_header(), native.revision());
@@ -425,7 +468,7 @@ class KvImpl final : public epb::KV::Service {
       return ToEtcdStatus(s);
     }
     client::TxnResponse native;
-    if (absl::Status s = WireTxn(c, std::move(t), &native); !s.ok()) {
+    if (absl::Status s = g_->Txn(std::move(t), &native); !s.ok()) {
       return ToEtcdStatus(s);
     }
     FromNative(*g_, native, resp);

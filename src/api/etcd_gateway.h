@@ -36,6 +36,9 @@
 namespace grpc {
 class Service;
 }
+namespace quorate::coord {
+class KvService;
+}
 
 namespace quorate::api {
 
@@ -60,6 +63,10 @@ struct EtcdGatewayOptions {
   // Whether client addresses are shown as https:// (TLS on).
   bool tls = false;
   std::function<EtcdLocalView()> local;
+  // The member's own client API, to serve a call here without a call over
+  // the network when this member can (reads; writes at the leader). Null:
+  // every call goes through the client.
+  coord::KvService* kv_service = nullptr;
 };
 
 // The etcd-style numeric id of a Quorate member or cluster name: the

@@ -48,12 +48,6 @@ inline constexpr char kErrEmptyKey[] = "etcdserver: key is not provided";
 // A status of the client API as etcd would answer it.
 grpc::Status ToEtcdStatus(const absl::Status& status);
 
-// A range through `c`, every page of it: answers are cut at 3 MiB
-// (coord/kv.h); in key order the rest is read from the same revision, as
-// etcd answers whole. (In other orders the first 3 MiB.)
-absl::Status RangeWhole(Client* c, client::RangeRequest r,
-                        client::RangeResponse* out);
-
 }  // namespace quorate::api::etcd
 
 namespace quorate::api {
@@ -76,6 +70,12 @@ struct EtcdGateway::Impl {
   // At the member's own current revision.
   void FillNow(etcdserverpb::ResponseHeader* header) const;
 
+  // A transaction and a range of the client API: served here when this
+  // member can (options.kv_service), otherwise through the client.
+  absl::Status Txn(client::TxnRequest t, client::TxnResponse* out) const;
+  absl::Status Range(const client::RangeRequest& r,
+                     client::RangeResponse* out) const;
+
   const EtcdGatewayOptions options;
   const uint64_t cluster_id;
   const uint64_t member_id;
@@ -88,6 +88,12 @@ struct EtcdGateway::Impl {
 };
 
 namespace etcd {
+// A range through the gateway, every page of it: answers are cut at 3 MiB
+// (coord/kv.h); in key order the rest is read from the same revision, as
+// etcd answers whole. (In other orders the first 3 MiB.)
+absl::Status RangeWhole(const EtcdGateway::Impl& g, client::RangeRequest r,
+                        client::RangeResponse* out);
+
 // The services (each in its file), over `gateway`.
 std::unique_ptr<grpc::Service> NewWatchService(EtcdGateway::Impl* gateway);
 std::unique_ptr<grpc::Service> NewElectionService(EtcdGateway::Impl* gateway);

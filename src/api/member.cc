@@ -314,6 +314,7 @@ class MemberImpl final : public Member {
       eo.min_lease_ttl_ms =
           2 * absl::ToInt64Milliseconds(options_.election_timeout);
       eo.tls = !options_.tls.cert_file.empty();
+      eo.kv_service = &kv_service_;
       eo.local = [this] {
         api::EtcdLocalView v;
         node::Node* n = node_raw_.load();

@@ -926,6 +926,86 @@ void KvService::Txn(TxnCall* call) {
   Write(call, cmd);
 }
 
+void KvService::LocalTxn(
+    client::TxnRequest request, absl::Duration timeout,
+    std::function<void(absl::StatusOr<client::TxnResponse>, bool refused)>
+        done) {
+  if (absl::Status s = CheckTxn(request, limits_); !s.ok()) {
+    done(s, false);
+    return;
+  }
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    done(absl::UnavailableError("the member is starting"), true);
+    return;
+  }
+  if (IsReadOnly(request)) {
+    const KvStore* store = store_;
+    auto txn = std::make_shared<client::TxnRequest>(std::move(request));
+    node->Read(timeout, [store, txn, done](absl::StatusOr<uint64_t> at) {
+      if (!at.ok()) {
+        done(at.status(), false);
+      } else {
+        done(store->ReadTxn(*txn), false);
+      }
+    });
+    return;
+  }
+  client::KvCommand cmd;
+  *cmd.mutable_op() = request.op();
+  *cmd.mutable_txn() = std::move(request);
+  cmd.mutable_txn()->clear_op();
+  *cmd.mutable_limits() = CommandLimits();
+  node->Propose(cmd.SerializeAsString(), timeout,
+                [done](absl::StatusOr<node::Applied> applied) {
+                  if (!applied.ok()) {
+                    // UNAVAILABLE: refused before proposing.
+                    done(applied.status(),
+                         absl::IsUnavailable(applied.status()));
+                    return;
+                  }
+                  client::KvResult result;
+                  if (!result.ParseFromString(applied->result)) {
+                    done(absl::InternalError("unreadable result"), false);
+                    return;
+                  }
+                  const absl::Status s = ResultStatus(result);
+                  if (!s.ok()) {
+                    done(s, false);
+                  } else {
+                    done(std::move(*result.mutable_txn()), false);
+                  }
+                });
+}
+
+void KvService::LocalRange(
+    client::RangeRequest request, absl::Duration timeout,
+    std::function<void(absl::StatusOr<client::RangeResponse>)> done) {
+  if (absl::Status s = CheckRange(request.key(), request.range_end());
+      !s.ok()) {
+    done(s);
+    return;
+  }
+  const KvStore* store = store_;
+  if (request.serializable()) {
+    done(store->Range(request));
+    return;
+  }
+  node::Node* node = node_.load();
+  if (node == nullptr) {
+    done(absl::UnavailableError("the member is starting"));
+    return;
+  }
+  auto r = std::make_shared<client::RangeRequest>(std::move(request));
+  node->Read(timeout, [store, r, done](absl::StatusOr<uint64_t> at) {
+    if (!at.ok()) {
+      done(at.status());
+    } else {
+      done(store->Range(*r));
+    }
+  });
+}
+
 void KvService::Get(GetCall* call) {
   if (absl::Status s = CheckKeyValue(call->request.key(), ""); !s.ok()) {
     call->Finish(ToGrpcStatus(s));

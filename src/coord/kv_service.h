@@ -60,6 +60,19 @@ class KvService final : public transport::AsyncService {
     mode_ = std::move(mode);
   }
 
+  // Txn and Range for a caller in this process (the etcd gateway,
+  // api/etcd_gateway.h), without a gRPC call, with the same rules:
+  // `done` gets the answer or the error, once, on any thread. A write is
+  // proposed here only; `refused` says that it was not (this member is
+  // not the leader, or is starting): send it to the leader instead.
+  void LocalTxn(
+      client::TxnRequest request, absl::Duration timeout,
+      std::function<void(absl::StatusOr<client::TxnResponse>, bool refused)>
+          done);
+  void LocalRange(
+      client::RangeRequest request, absl::Duration timeout,
+      std::function<void(absl::StatusOr<client::RangeResponse>)> done);
+
   grpc::Service* grpc_service() override { return &service_; }
   void Start(transport::CallQueue* queue) override;
 
