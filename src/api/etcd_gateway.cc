@@ -371,9 +371,14 @@ absl::Status ToNative(const epb::RequestOp& in, client::RequestOp* out,
       "etcdserver: an operation of the transaction is empty");
 }
 
+// `nested`: a transaction inside one, whose header etcd leaves empty.
 void FromNative(const Impl& g, const client::TxnResponse& in,
-                epb::TxnResponse* out) {
-  g.Fill(out->mutable_header(), in.revision());
+                epb::TxnResponse* out, bool nested = false) {
+  if (nested) {
+    out->mutable_header();
+  } else {
+    g.Fill(out->mutable_header(), in.revision());
+  }
   out->set_succeeded(in.succeeded());
   for (const client::ResponseOp& r : in.responses()) {
     epb::ResponseOp* o = out->add_responses();
@@ -404,7 +409,7 @@ void FromNative(const Impl& g, const client::TxnResponse& in,
         break;
       }
       case client::ResponseOp::kTxn:
-        FromNative(g, r.txn(), o->mutable_response_txn());
+        FromNative(g, r.txn(), o->mutable_response_txn(), /*nested=*/true);
         break;
       case client::ResponseOp::RESPONSE_NOT_SET:
         break;
