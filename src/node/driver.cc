@@ -106,7 +106,11 @@ bool Driver::NoteConfEntries(const std::vector<raft::EntryPtr>& entries) {
 
 void Driver::SyncMembers(bool names_changed) {
   const raft::Membership& now = raft_->membership();
-  const raft::Membership committed = raft_->committed_membership();
+  // Built only while a change is not committed: this runs after every
+  // Ready.
+  std::optional<raft::Membership> pending;
+  if (!raft_->membership_committed()) pending = raft_->committed_membership();
+  const raft::Membership& committed = pending.has_value() ? *pending : now;
   const uint64_t leader = raft_->leader();
   if (!names_changed && now == synced_membership_ &&
       committed == synced_committed_ && leader == synced_leader_) {

@@ -979,6 +979,7 @@ void Raft::SendSnapshotChunk(Progress& pr) {
   // writes would never arrive (the simulator's membership runs found new
   // members stuck so).
   std::shared_ptr<const Snapshot>& snap = sending_[pr.id];
+  if (config_.unsafe.restart_snapshot_transfers) snap = nullptr;
   if (snap == nullptr || snap->metadata.index() != pr.snapshot_index) {
     snap = latest_snapshot_;
     if (snap->metadata.index() != pr.snapshot_index) {
@@ -1454,6 +1455,7 @@ absl::Status Raft::Compact(const SnapshotMetadata& metadata,
   for (const Progress& pr : progress_) {
     if (role_ == Role::kLeader && pr.state == Progress::State::kSnapshot &&
         pr.snapshot_index < index &&
+        !config_.unsafe.restart_snapshot_transfers &&
         now_ns_ - pr.last_heard_ns <= 2 * config_.election_timeout_ns) {
       return absl::OkStatus();
     }

@@ -133,6 +133,10 @@ struct Config {
     // A member added at runtime takes entries before it has a
     // configuration (the bug Configured() rules out).
     bool join_without_snapshot = false;
+    // Each new snapshot restarts the transfers under way, and compaction
+    // does not wait for them (the bug sending_ rules out: a state that
+    // takes longer to send than the snapshot interval never arrives).
+    bool restart_snapshot_transfers = false;
   } unsafe;
 
   absl::Status Validate() const;
@@ -322,6 +326,12 @@ class Raft {
   // The configuration as of the commit index: membership() without the
   // change (if any) not committed yet.
   Membership committed_membership() const { return MembershipAt(commit_); }
+  // Whether membership() is committed: then committed_membership() is
+  // the same, and the caller need not build it (a copy).
+  bool membership_committed() const {
+    return membership_history_.empty() ||
+           membership_history_.back().first <= commit_;
+  }
   // False only for a member added at runtime that has not yet received
   // its leader's snapshot: it has no configuration, and takes no entries
   // until it has one (a configuration always has a voter).

@@ -8,7 +8,7 @@
 // 10,000 reads (then writes) in flight.
 //
 // The same C++ load generator drives both, over gRPC, through one client
-// code path: etcd's KV service (tests/bench/etcd_kv.proto), which Quorate
+// code path: etcd's KV service (proto/wire/etcd/rpc.proto), which Quorate
 // serves too (api/etcd_gateway.h). Quorate's own Kv service is measured
 // beside it, in the same round, as a third column. Every request
 // goes to the leader (etcd's followers would forward; Quorate's would
@@ -37,8 +37,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/clusters.h"
-#include "etcd_kv.grpc.pb.h"
 #include "wire/client.grpc.pb.h"
+#include "wire/etcd/rpc.grpc.pb.h"
 
 namespace quorate {
 namespace {

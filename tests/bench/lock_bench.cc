@@ -3,7 +3,7 @@
 // fsync on. Quorate through its library (quorate::Lock, which campaigns
 // from the client: a transaction to enter, a watch to wait, a transaction
 // to leave); etcd through its own lock service (v3lockpb.Lock, declared in
-// tests/bench/etcd_lock.proto), one lease per contender. Measured:
+// proto/wire/etcd/lock.proto), one lease per contender. Measured:
 //  - lock cycles per second (acquire, then release) with 1 contender, and
 //    the acquire latency p50 and p99 (call to held, uncontended);
 //  - lock cycles per second with 64 contenders on one lock, each with a
@@ -19,10 +19,10 @@
 //  - elections: 4 candidates (a session each) campaign, lead and resign in
 //    turn on one election while one observer watches it (Quorate:
 //    quorate::Election and ObserveElection; etcd: v3electionpb.Election's
-//    Campaign, Resign and Observe, declared in etcd_election.proto). The
-//    changes of leader the observer was told of per second, and what
-//    share of the leaderships it was told of (each leader proclaims a
-//    value of its own, so a skipped leader shows).
+//    Campaign, Resign and Observe, declared in proto/wire/etcd/election.proto).
+//    The changes of leader the observer was told of per second, and what share
+//    of the leaderships it was told of (each leader proclaims a value of its
+//    own, so a skipped leader shows).
 // Each round runs both systems (alternating which goes first); the table
 // shows medians over rounds.
 //
@@ -42,11 +42,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/clusters.h"
-#include "etcd_election.grpc.pb.h"
-#include "etcd_kv.grpc.pb.h"
-#include "etcd_lock.grpc.pb.h"
 #include "quorate/client.h"
 #include "quorate/election.h"
+#include "wire/etcd/election.grpc.pb.h"
+#include "wire/etcd/lock.grpc.pb.h"
+#include "wire/etcd/rpc.grpc.pb.h"
 
 namespace quorate {
 namespace {

@@ -45,8 +45,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/clusters.h"
-#include "etcd_kv.grpc.pb.h"
 #include "wire/client.grpc.pb.h"
+#include "wire/etcd/rpc.grpc.pb.h"
 
 namespace quorate {
 namespace {

@@ -222,16 +222,18 @@ class NodeClusterTest : public ::testing::Test {
   }
 
   // Changes the membership through `at` and waits for the outcome.
-  absl::StatusOr<uint64_t> ChangeAndWait(const std::string& at,
-                                         MembershipChange change) {
+  // Calls `start` with a callback and waits (up to Await's limit) for
+  // the result it is given.
+  absl::StatusOr<uint64_t> CallAndWait(
+      const std::function<void(std::function<void(absl::StatusOr<uint64_t>)>)>&
+          start) {
     Mutex mu;
     std::optional<absl::StatusOr<uint64_t>> result;
-    members_[at].node->ChangeMembership(std::move(change), absl::Seconds(5),
-                                        [&](absl::StatusOr<uint64_t> r) {
-                                          MutexLock lock(&mu);
-                                          result = r;
-                                          events_.Notify();
-                                        });
+    start([&](absl::StatusOr<uint64_t> r) {
+      MutexLock lock(&mu);
+      result = std::move(r);
+      events_.Notify();
+    });
     Await([&] {
       MutexLock lock(&mu);
       return result.has_value();
@@ -239,6 +241,14 @@ class NodeClusterTest : public ::testing::Test {
     MutexLock lock(&mu);
     if (!result.has_value()) return absl::DeadlineExceededError("no answer");
     return *result;
+  }
+
+  absl::StatusOr<uint64_t> ChangeAndWait(const std::string& at,
+                                         MembershipChange change) {
+    return CallAndWait([&](std::function<void(absl::StatusOr<uint64_t>)> done) {
+      members_[at].node->ChangeMembership(std::move(change), absl::Seconds(5),
+                                          std::move(done));
+    });
   }
 
   absl::Status StartMember(const std::string& name,
@@ -330,28 +340,19 @@ class NodeClusterTest : public ::testing::Test {
   // Proposes at `name` and waits for the outcome.
   absl::StatusOr<uint64_t> ProposeAndWait(const std::string& name,
                                           const std::string& command) {
-    Mutex mu;
-    std::optional<absl::StatusOr<uint64_t>> result;
-    members_[name].node->Propose(command, absl::Seconds(5),
-                                 [&, command](absl::StatusOr<Applied> r) {
-                                   MutexLock lock(&mu);
-                                   if (r.ok()) {
+    return CallAndWait([&](std::function<void(absl::StatusOr<uint64_t>)> done) {
+      members_[name].node->Propose(command, absl::Seconds(5),
+                                   [command, done](absl::StatusOr<Applied> r) {
+                                     if (!r.ok()) {
+                                       done(r.status());
+                                       return;
+                                     }
                                      // The state machine's result comes back
                                      // with the index.
                                      EXPECT_EQ(r->result, "applied " + command);
-                                     result = r->index;
-                                   } else {
-                                     result = r.status();
-                                   }
-                                   events_.Notify();
-                                 });
-    Await([&] {
-      MutexLock lock(&mu);
-      return result.has_value();
+                                     done(r->index);
+                                   });
     });
-    MutexLock lock(&mu);
-    if (!result.has_value()) return absl::DeadlineExceededError("no answer");
-    return *result;
   }
 
   // Proposes `count` commands "<prefix><i>" through the current leader.

@@ -145,6 +145,8 @@ int main(int argc, char** argv) {
         base.unsafe_shard_ignore_session_end = true;
       } else if (value == "join-without-snapshot") {
         base.unsafe_join_without_snapshot = true;
+      } else if (value == "restart-snapshot-transfers") {
+        base.unsafe_restart_snapshot_transfers = true;
       } else {
         return Usage("unknown --unsafe variant '" + value + "'");
       }
@@ -256,6 +258,9 @@ int main(int argc, char** argv) {
                   : "")
           << (o.unsafe_join_without_snapshot ? " --unsafe=join-without-snapshot"
                                              : "")
+          << (o.unsafe_restart_snapshot_transfers
+                  ? " --unsafe=restart-snapshot-transfers"
+                  : "")
           << (o.drift_beyond_rho ? " --drift_beyond_rho" : "")
           << (o.snapshot_every != SimOptions().snapshot_every
                   ? absl::StrCat(" --snapshot_every=", o.snapshot_every)

@@ -933,6 +933,7 @@ void Simulator::Boot(Member& m) {
   c.snapshot_chunk_bytes = 256;
   c.unsafe.commit_previous_terms = opt_.unsafe_commit_previous_terms;
   c.unsafe.join_without_snapshot = opt_.unsafe_join_without_snapshot;
+  c.unsafe.restart_snapshot_transfers = opt_.unsafe_restart_snapshot_transfers;
   storage::StorageOptions so;
   so.dir = "/data";
   so.fs = m.fs.get();
@@ -2588,8 +2589,12 @@ void Simulator::Submit(int c) {
     cmd.mutable_op()->set_client(static_cast<uint64_t>(c) + 1);
     cmd.mutable_op()->set_seq(cl.seq);
     if (cl.op.is_cas) {
-      // if value(key) = expected (version 0 for the absent ""), put.
-      client::Compare* cmp = cmd.mutable_txn()->add_compare();
+      // if value(key) = expected (version 0 for the absent ""), put. Every
+      // other one is nested in a transaction of its own (etcd's API
+      // allows that; the outcome is the inner one's).
+      client::TxnRequest* txn = cmd.mutable_txn();
+      if (cl.seq % 2 == 0) txn = txn->add_success()->mutable_txn();
+      client::Compare* cmp = txn->add_compare();
       cmp->set_key(cl.op.key);
       if (cl.op.expected.empty()) {
         cmp->set_target(client::Compare::VERSION);
@@ -2598,7 +2603,7 @@ void Simulator::Submit(int c) {
         cmp->set_target(client::Compare::VALUE);
         cmp->set_value(cl.op.expected);
       }
-      client::PutRequest* put = cmd.mutable_txn()->add_success()->mutable_put();
+      client::PutRequest* put = txn->add_success()->mutable_put();
       put->set_key(cl.op.key);
       put->set_value(cl.op.value);
     } else {
@@ -2625,7 +2630,12 @@ void Simulator::Submit(int c) {
                          if (now_cl.op.is_cas) {
                            client::KvResult r;
                            QUORATE_CHECK(r.ParseFromString(a->result));
-                           clients_[c].op.cas_succeeded = r.txn().succeeded();
+                           const client::TxnResponse& t =
+                               r.txn().responses_size() == 1 &&
+                                       r.txn().responses(0).has_txn()
+                                   ? r.txn().responses(0).txn()
+                                   : r.txn();
+                           clients_[c].op.cas_succeeded = t.succeeded();
                          }
                          if (now_cl.liveness && liveness_acked_at_ < 0) {
                            liveness_acked_at_ = now_;

@@ -150,6 +150,10 @@ struct SimOptions {
   // (raft::Config::Unsafe::join_without_snapshot): it replays the log onto
   // none, and believes itself alone once promoted.
   bool unsafe_join_without_snapshot = false;
+  // Each new snapshot restarts the snapshot transfers under way
+  // (raft::Config::Unsafe::restart_snapshot_transfers): a new member with
+  // a state larger than a snapshot interval's worth never catches up.
+  bool unsafe_restart_snapshot_transfers = false;
 };
 
 struct SimResult {
