@@ -186,6 +186,16 @@ absl::StatusOr<std::optional<client::KeyValue>> First(const Impl* g,
   return resp.kvs(0);
 }
 
+// etcd's server grants a lease of its own for a campaign or lock without
+// one, and keeps it alive for as long as the server runs: a key that
+// outlives its holder that way is not copied here.
+grpc::Status NoLease() {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "etcdserver: give a lease (LeaseGrant, kept alive by "
+                      "the caller): a key without one would outlive its "
+                      "holder");
+}
+
 grpc::Status NoLeader() {
   return grpc::Status(grpc::StatusCode::UNKNOWN, "election: no leader");
 }
@@ -203,6 +213,7 @@ class ElectionImpl final : public elpb::Election::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "etcdserver: an election needs a name");
     }
+    if (req->lease() <= 0) return NoLease();
     const std::string key = KeyOf(req->name(), req->lease());
     auto entered = Enter(g_, key, req->value(), req->lease());
     if (!entered.ok()) return ToEtcdStatus(entered.status());
@@ -382,6 +393,7 @@ class LockImpl final : public lkpb::Lock::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "etcdserver: a lock needs a name");
     }
+    if (req->lease() <= 0) return NoLease();
     const std::string key = KeyOf(req->name(), req->lease());
     auto entered = Enter(g_, key, "", req->lease());
     if (!entered.ok()) return ToEtcdStatus(entered.status());

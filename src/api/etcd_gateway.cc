@@ -6,8 +6,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <deque>
 #include <future>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -15,8 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "api/client_internal.h"
 #include "api/etcd_internal.h"
+#include "coord/kv.h"
 #include "coord/kv_service.h"
 #include "transport/grpc_status.h"
+#include "util/mutex.h"
 
 namespace quorate::api {
 
@@ -95,7 +99,8 @@ grpc::Status ToEtcdStatus(const absl::Status& s) {
     default:
       break;
   }
-  // No etcd text of its own: Quorate's, under etcd's prefix.
+  // No etcd text of its own: Quorate's, under etcd's prefix (once).
+  if (absl::StartsWith(m, "etcdserver: ")) return ToGrpcStatus(s);
   return ToGrpcStatus(absl::Status(s.code(), absl::StrCat("etcdserver: ", m)));
 }
 
@@ -110,8 +115,12 @@ absl::Status RangeWhole(const EtcdGateway::Impl& g, client::RangeRequest r,
   const bool key_order = r.sort_target() == client::RangeRequest::KEY &&
                          r.sort_order() != client::RangeRequest::DESCEND;
   const uint64_t limit = r.limit();
+  // The listener sends at most 16 MiB in one message: past 12 MiB the
+  // answer stops, with `more`.
+  constexpr size_t kMaxAnswerBytes = size_t{12} << 20;
   while (out->more() && key_order && !r.count_only() && out->kvs_size() > 0 &&
-         (limit == 0 || static_cast<uint64_t>(out->kvs_size()) < limit)) {
+         (limit == 0 || static_cast<uint64_t>(out->kvs_size()) < limit) &&
+         out->ByteSizeLong() < kMaxAnswerBytes) {
     r.set_key(out->kvs(out->kvs_size() - 1).key() + std::string(1, '\0'));
     r.set_revision(out->revision());
     if (limit > 0) r.set_limit(limit - static_cast<uint64_t>(out->kvs_size()));
@@ -145,6 +154,13 @@ void EtcdGateway::Impl::Fill(epb::ResponseHeader* header,
 absl::Status EtcdGateway::Impl::Txn(client::TxnRequest t,
                                     client::TxnResponse* out) const {
   if (options.kv_service != nullptr) {
+    // Also before a write goes to the leader: an older leader would take
+    // a command its older members apply differently.
+    if (absl::Status s =
+            options.kv_service->CheckPeersSpeak(coord::ProtocolOf(t));
+        !s.ok()) {
+      return s;
+    }
     std::promise<std::pair<absl::StatusOr<client::TxnResponse>, bool>> answer;
     options.kv_service->LocalTxn(
         t, kLocalTimeout,
@@ -152,6 +168,10 @@ absl::Status EtcdGateway::Impl::Txn(client::TxnRequest t,
           answer.set_value({std::move(r), refused});
         });
     auto [r, refused] = answer.get_future().get();
+    // A read with no leader here: the client looks for one.
+    if (absl::IsUnavailable(r.status()) && coord::IsReadOnly(t)) {
+      refused = true;
+    }
     if (!refused) {
       if (!r.ok()) return r.status();
       *out = *std::move(r);
@@ -289,19 +309,20 @@ absl::Status ToNative(const epb::RangeRequest& in, client::RangeRequest* out) {
   out->set_max_mod_revision(NativeRev(in.max_mod_revision()));
   out->set_min_create_revision(NativeRev(in.min_create_revision()));
   out->set_max_create_revision(NativeRev(in.max_create_revision()));
+  // A bound of at most 1 (not 0, "none") rules out every key: no key has
+  // etcd revision 1 or less. Ours cannot say "at most 0"; a lower bound
+  // no key reaches says it.
+  if (in.max_mod_revision() != 0 && in.max_mod_revision() <= 1) {
+    out->set_min_mod_revision(UINT64_MAX);
+  }
+  if (in.max_create_revision() != 0 && in.max_create_revision() <= 1) {
+    out->set_min_create_revision(UINT64_MAX);
+  }
   return absl::OkStatus();
 }
 
-// Whether an etcd filter bound of 1 rules out every key (no key has etcd
-// revision 1 or less, and ours cannot say "at most 0").
-bool FiltersExcludeAll(const epb::RangeRequest& in) {
-  return in.max_mod_revision() == 1 || in.max_create_revision() == 1;
-}
-
-void FromNative(const client::RangeResponse& in, bool exclude_all,
-                epb::RangeResponse* out) {
+void FromNative(const client::RangeResponse& in, epb::RangeResponse* out) {
   out->set_count(static_cast<int64_t>(in.count()));
-  if (exclude_all) return;
   out->set_more(in.more());
   for (const client::KeyValue& kv : in.kvs()) ToEtcd(kv, out->add_kvs());
 }
@@ -371,6 +392,14 @@ absl::Status ToNative(const epb::RequestOp& in, client::RequestOp* out,
       "etcdserver: an operation of the transaction is empty");
 }
 
+// Whether `t` (or a transaction nested in it) answered a range.
+bool HasRange(const client::TxnResponse& t) {
+  for (const client::ResponseOp& r : t.responses()) {
+    if (r.has_range() || (r.has_txn() && HasRange(r.txn()))) return true;
+  }
+  return false;
+}
+
 // `nested`: a transaction inside one, whose header etcd leaves empty.
 void FromNative(const Impl& g, const client::TxnResponse& in,
                 epb::TxnResponse* out, bool nested = false) {
@@ -388,7 +417,7 @@ void FromNative(const Impl& g, const client::TxnResponse& in,
         // (etcd's operations inside a transaction have a revision only.)
         range->mutable_header()->set_revision(
             etcd::StoreRev(r.range().revision()));
-        FromNative(r.range(), false, range);
+        FromNative(r.range(), range);
         break;
       }
       case client::ResponseOp::kPut: {
@@ -429,7 +458,7 @@ class KvImpl final : public epb::KV::Service {
     if (absl::Status s = ToNative(*req, &r); !s.ok()) return ToEtcdStatus(s);
     if (req->revision() == 1) {
       // etcd's first revision: the empty store.
-      g_->Fill(resp->mutable_header(), 0);
+      g_->FillNow(resp->mutable_header());
       return grpc::Status::OK;
     }
     r.set_revision(NativeRev(req->revision()));
@@ -437,8 +466,11 @@ class KvImpl final : public epb::KV::Service {
     if (absl::Status s = RangeWhole(*g_, r, &native); !s.ok()) {
       return ToEtcdStatus(s);
     }
-    g_->Fill(resp->mutable_header(), native.revision());
-    FromNative(native, FiltersExcludeAll(*req), resp);
+    // etcd's header shows the store's current revision, also for a read
+    // of a past one.
+    const uint64_t now = g_->options.local ? g_->options.local().revision : 0;
+    g_->Fill(resp->mutable_header(), std::max(now, native.revision()));
+    FromNative(native, resp);
     return grpc::Status::OK;
   }
 
@@ -476,6 +508,15 @@ class KvImpl final : public epb::KV::Service {
     if (absl::Status s = g_->Txn(std::move(t), &native); !s.ok()) {
       return ToEtcdStatus(s);
     }
+    if (native.replayed() && HasRange(native)) {
+      // A retry of a transaction applied by an earlier attempt: the store
+      // kept its outcome, not what its ranges read. Say so rather than
+      // answer with empty reads.
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "etcdserver: request timed out, possibly due to "
+                          "previous leader failure (the transaction was "
+                          "applied; read again for what it read)");
+    }
     FromNative(*g_, native, resp);
     return grpc::Status::OK;
   }
@@ -484,6 +525,12 @@ class KvImpl final : public epb::KV::Service {
                        epb::CompactionResponse* resp) override {
     Client* c = g_->client();
     if (c == nullptr) return Impl::NotStarted();
+    if (g_->options.kv_service != nullptr) {
+      if (absl::Status s = g_->options.kv_service->CheckPeersSpeak(2);
+          !s.ok()) {
+        return ToEtcdStatus(s);
+      }
+    }
     client::CompactRequest r;
     r.set_revision(NativeRev(req->revision()));
     client::CompactResponse native;
@@ -513,6 +560,24 @@ class KvImpl final : public epb::KV::Service {
 
 // --- Lease ---
 
+// The renewals of one KeepAlive stream, from the keeper's callbacks (any
+// thread) to the stream's writer. Shared with the callbacks, which may
+// come after the stream ended.
+struct RenewalQueue {
+  struct Item {
+    int64_t id = 0;
+    bool forward = false;  // not renewed here: send it to the leader
+    client::LeaseRenewalAnswer answer;
+  };
+  Mutex mu;
+  CondVar cv;
+  std::deque<Item> ready ABSL_GUARDED_BY(mu);
+  int in_flight ABSL_GUARDED_BY(mu) = 0;  // read, not yet written
+  bool reading_done ABSL_GUARDED_BY(mu) = false;
+  bool failed ABSL_GUARDED_BY(mu) = false;
+  grpc::Status status ABSL_GUARDED_BY(mu);
+};
+
 int64_t Seconds(int64_t ms) { return (ms + 999) / 1000; }
 
 class LeaseImpl final : public epb::Lease::Service {
@@ -529,10 +594,12 @@ class LeaseImpl final : public epb::Lease::Service {
                           "etcdserver: a lease id must not be negative");
     }
     client::LeaseGrantRequest r;
-    // etcd raises a TTL below its minimum to it; so does the gateway.
+    // etcd raises a TTL below its minimum to it; so does the gateway, in
+    // whole seconds (the TTL it answers is the lease's own).
+    const int64_t floor_s = Seconds(g_->options.min_lease_ttl_ms);
     r.set_ttl_ms(
-        std::max(std::min<int64_t>(req->ttl(), INT64_MAX / 1000) * 1000,
-                 g_->options.min_lease_ttl_ms));
+        std::max(std::min<int64_t>(req->ttl(), INT64_MAX / 1000), floor_s) *
+        1000);
     r.set_id(static_cast<uint64_t>(req->id()));
     client::LeaseGrantResponse native;
     if (absl::Status s =
@@ -563,31 +630,37 @@ class LeaseImpl final : public epb::Lease::Service {
     return grpc::Status::OK;
   }
 
+  // Renewals are answered as they are decided, not one after another:
+  // this thread reads them and hands each to the member's lease keeper
+  // (KvService::KeepAlive, in the process: the leader renews at once, in
+  // its next round); a writer thread writes the answers in the order they
+  // come. A renewal this member cannot make (it does not lead) goes to the
+  // leader through the client, on the writer's thread.
   grpc::Status LeaseKeepAlive(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<epb::LeaseKeepAliveResponse,
                                epb::LeaseKeepAliveRequest>* stream) override {
     Client* c = g_->client();
     if (c == nullptr) return Impl::NotStarted();
+    auto q = std::make_shared<RenewalQueue>();
+    std::thread writer([&] { WriteAnswers(c, ctx, stream, q.get()); });
     epb::LeaseKeepAliveRequest req;
     while (stream->Read(&req)) {
-      absl::StatusOr<client::LeaseRenewalAnswer> a =
-          WireRenew(c, static_cast<uint64_t>(req.id()));
-      if (ctx->IsCancelled()) break;
-      if (!a.ok()) return ToEtcdStatus(a.status());
-      epb::LeaseKeepAliveResponse resp;
-      g_->FillNow(resp.mutable_header());
-      resp.set_id(req.id());
-      if (a->code() == 0) {
-        resp.set_ttl(Seconds(a->ttl_ms()));
-      } else if (a->code() != static_cast<int>(absl::StatusCode::kNotFound)) {
-        return ToEtcdStatus(absl::Status(
-            static_cast<absl::StatusCode>(a->code()), a->message()));
+      {
+        MutexLock lock(&q->mu);
+        if (q->failed) break;
+        ++q->in_flight;
       }
-      // (Gone: TTL 0, as etcd answers.)
-      if (!stream->Write(resp)) break;
+      Renew(req.id(), q);
     }
-    return grpc::Status::OK;
+    {
+      MutexLock lock(&q->mu);
+      q->reading_done = true;
+      q->cv.SignalAll();
+    }
+    writer.join();
+    MutexLock lock(&q->mu);
+    return q->status;
   }
 
   grpc::Status LeaseTimeToLive(grpc::ServerContext*,
@@ -632,6 +705,79 @@ class LeaseImpl final : public epb::Lease::Service {
   }
 
  private:
+  // Hands renewal `id` to the member's keeper; its answer goes into `q`.
+  void Renew(int64_t id, const std::shared_ptr<RenewalQueue>& q) {
+    auto push = [q, id](client::LeaseRenewalAnswer a, bool forward) {
+      MutexLock lock(&q->mu);
+      q->ready.push_back({id, forward, std::move(a)});
+      q->cv.SignalAll();
+    };
+    if (g_->options.kv_service == nullptr) {
+      push({}, true);
+      return;
+    }
+    client::LeaseRenewal r;
+    r.set_id(static_cast<uint64_t>(id));
+    g_->options.kv_service->KeepAlive(r, [push](client::LeaseRenewalAnswer a) {
+      const bool forward =
+          a.code() == static_cast<int>(absl::StatusCode::kUnavailable);
+      push(std::move(a), forward);
+    });
+  }
+
+  // Writes the answers of `q` until every renewal read is answered and the
+  // client is done, or the stream fails.
+  void WriteAnswers(
+      Client* c, grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<epb::LeaseKeepAliveResponse,
+                               epb::LeaseKeepAliveRequest>* stream,
+      RenewalQueue* q) {
+    auto fail = [&](grpc::Status s) {
+      MutexLock lock(&q->mu);
+      q->failed = true;
+      q->status = std::move(s);
+      ctx->TryCancel();  // the reader's Read returns
+    };
+    while (true) {
+      RenewalQueue::Item item;
+      {
+        MutexLock lock(&q->mu);
+        while (q->ready.empty() && !(q->reading_done && q->in_flight == 0)) {
+          q->cv.Wait(&q->mu);
+        }
+        if (q->ready.empty()) return;
+        item = std::move(q->ready.front());
+        q->ready.pop_front();
+        --q->in_flight;
+      }
+      if (item.forward) {
+        absl::StatusOr<client::LeaseRenewalAnswer> a =
+            WireRenew(c, static_cast<uint64_t>(item.id));
+        if (!a.ok()) {
+          fail(ToEtcdStatus(a.status()));
+          return;
+        }
+        item.answer = *std::move(a);
+      }
+      epb::LeaseKeepAliveResponse resp;
+      g_->FillNow(resp.mutable_header());
+      resp.set_id(item.id);
+      const client::LeaseRenewalAnswer& a = item.answer;
+      if (a.code() == 0) {
+        resp.set_ttl(Seconds(a.ttl_ms()));
+      } else if (a.code() != static_cast<int>(absl::StatusCode::kNotFound)) {
+        fail(ToEtcdStatus(absl::Status(static_cast<absl::StatusCode>(a.code()),
+                                       a.message())));
+        return;
+      }
+      // (Gone: TTL 0, as etcd answers.)
+      if (!stream->Write(resp)) {
+        fail(grpc::Status::OK);
+        return;
+      }
+    }
+  }
+
   Impl* const g_;
 };
 
@@ -857,6 +1003,11 @@ class MaintenanceImpl final : public epb::Maintenance::Service {
       if (EtcdId(m.id) != req->targetid()) continue;
       absl::StatusOr<std::string> led = c->TransferLeadership(m.id);
       if (!led.ok()) return ToEtcdStatus(led.status());
+      if (*led != m.id) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("etcdserver: leadership went to ",
+                                         *led, ", not ", m.id));
+      }
       g_->FillNow(resp->mutable_header());
       return grpc::Status::OK;
     }

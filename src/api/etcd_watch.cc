@@ -53,7 +53,10 @@ class WatchSession {
     std::thread reader([this] { ReadNative(); });
     epb::WatchRequest req;
     while (stream_->Read(&req)) Handle(req);
-    native_ctx_->TryCancel();
+    // A client that only half-closed still gets its events, as etcd's do,
+    // until its call ends (the member's stream ends with it: its context
+    // is this call's).
+    if (ctx_->IsCancelled()) native_ctx_->TryCancel();
     reader.join();
     const grpc::Status s = native_->Finish();
     MutexLock lock(&mu_);
@@ -179,20 +182,26 @@ class WatchSession {
     const auto code = static_cast<absl::StatusCode>(r.code());
     if (r.canceled()) {
       if (!r.created() && code == absl::StatusCode::kResourceExhausted) {
-        // Cut off for falling behind: created again from where it
-        // stopped; the client does not see it.
+        // Cut off for falling behind: created again from the first
+        // revision not delivered whole (a revision cut off between its
+        // parts comes again from its first part); the client does not
+        // see it.
         client::WatchRequest& req = again->emplace_back();
         *req.mutable_create() = w.create;
-        req.mutable_create()->set_start_revision(r.revision() + 1);
+        if (w.create.start_revision() == 0) {
+          req.mutable_create()->set_start_revision(r.revision() + 1);
+        }
         w.joined.clear();
         return;
       }
-      if (r.created()) response().set_created(true);
+      if (r.created() && !w.announced) response().set_created(true);
       epb::WatchResponse& e = response();
       e.set_canceled(true);
       if (code == absl::StatusCode::kOutOfRange) {
-        // Compacted: etcd says so with the revision alone.
-        e.set_compact_revision(StoreRev(r.compact_revision()));
+        // Compacted: etcd says so with the revision alone, the first one a
+        // watch can start from (ours: the history starts after
+        // compact_revision), so that the client may restart there.
+        e.set_compact_revision(StoreRev(r.compact_revision()) + 1);
       } else if (code != absl::StatusCode::kOk) {
         e.set_cancel_reason(absl::StrCat("etcdserver: ", r.message()));
       }
@@ -200,6 +209,11 @@ class WatchSession {
       return;
     }
     if (r.created()) {
+      // Events from the revision after r.revision() on: the resume point
+      // of a watcher created "from now".
+      if (w.create.start_revision() == 0) {
+        w.create.set_start_revision(r.revision() + 1);
+      }
       // (Created again after a cut-off: the client knows it already.)
       if (!w.announced) response().set_created(true);
       w.announced = true;
@@ -214,8 +228,9 @@ class WatchSession {
       ToEtcd(ev.kv(), e.mutable_kv());
       if (ev.has_prev_kv()) ToEtcd(ev.prev_kv(), e.mutable_prev_kv());
     }
-    // Later revisions start where this one ends (resumed, if cut off).
-    w.create.set_start_revision(r.revision() + 1);
+    // Every revision up to this one delivered whole: a resume starts
+    // after it. (Not after a part of one.)
+    if (!r.fragment()) w.create.set_start_revision(r.revision() + 1);
     if (!w.fragments && (r.fragment() || !w.joined.empty())) {
       for (mvccpb::Event& e : events) w.joined.push_back(std::move(e));
       if (r.fragment()) return;  // more parts to come

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -166,8 +167,14 @@ absl::Status CheckNested(const client::TxnRequest& txn, int depth,
 absl::Status CheckOps(
     const google::protobuf::RepeatedPtrField<client::RequestOp>& ops,
     const char* branch, int depth, BranchWrites* out) {
-  BranchWrites own;
+  // Each write with the operation it belongs to: a nested transaction's
+  // writes (either of its branches) are one operation's, and may overlap
+  // each other (only one branch runs).
+  std::vector<std::pair<absl::string_view, int>> puts;
+  std::vector<std::tuple<absl::string_view, absl::string_view, int>> deletes;
+  int index = 0;
   for (const client::RequestOp& op : ops) {
+    ++index;
     switch (op.request_case()) {
       case client::RequestOp::kRange:
         if (absl::Status s =
@@ -198,7 +205,7 @@ absl::Status CheckOps(
               "the put of key '", p.key(),
               "' keeps the key's lease (ignore_lease) and names one too"));
         }
-        own.puts.push_back(p.key());
+        puts.emplace_back(p.key(), index);
         break;
       }
       case client::RequestOp::kDeleteRange:
@@ -212,19 +219,26 @@ absl::Status CheckOps(
             !s.ok()) {
           return s;
         }
-        own.deletes.emplace_back(op.delete_range().key(),
-                                 op.delete_range().range_end());
+        deletes.emplace_back(op.delete_range().key(),
+                             op.delete_range().range_end(), index);
         break;
-      case client::RequestOp::kTxn:
+      case client::RequestOp::kTxn: {
         if (depth >= kMaxTxnDepth) {
           return absl::InvalidArgumentError(
               absl::StrCat("transactions nest more than ", kMaxTxnDepth,
                            " deep in the ", branch, " branch"));
         }
-        if (absl::Status s = CheckNested(op.txn(), depth + 1, &own); !s.ok()) {
+        BranchWrites nested;
+        if (absl::Status s = CheckNested(op.txn(), depth + 1, &nested);
+            !s.ok()) {
           return s;
         }
+        for (absl::string_view k : nested.puts) puts.emplace_back(k, index);
+        for (const auto& [k, e] : nested.deletes) {
+          deletes.emplace_back(k, e, index);
+        }
         break;
+      }
       case client::RequestOp::REQUEST_NOT_SET:
         return absl::InvalidArgumentError(absl::StrCat(
             "an operation of the ", branch,
@@ -233,54 +247,39 @@ absl::Status CheckOps(
   }
   // One write per key and branch (as etcd): otherwise the order of two
   // writes to one key would be the only thing deciding the outcome.
-  std::sort(own.puts.begin(), own.puts.end());
-  for (size_t i = 1; i < own.puts.size(); ++i) {
-    if (own.puts[i] == own.puts[i - 1]) {
+  std::sort(puts.begin(), puts.end());
+  for (size_t i = 1; i < puts.size(); ++i) {
+    if (puts[i].first == puts[i - 1].first &&
+        puts[i].second != puts[i - 1].second) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "the ", branch, " branch puts key '", own.puts[i], "' twice"));
+          "the ", branch, " branch puts key '", puts[i].first, "' twice"));
     }
   }
-  for (absl::string_view key : own.puts) {
-    for (const auto& [start, end] : own.deletes) {
-      if (KeyInRange(key, start, end)) {
+  for (const auto& [key, from] : puts) {
+    for (const auto& [start, end, by] : deletes) {
+      if (from != by && KeyInRange(key, start, end)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "the ", branch, " branch puts key '", key, "' and deletes it"));
       }
     }
   }
-  out->puts.insert(out->puts.end(), own.puts.begin(), own.puts.end());
-  out->deletes.insert(out->deletes.end(), own.deletes.begin(),
-                      own.deletes.end());
+  for (const auto& [key, from] : puts) out->puts.push_back(key);
+  for (const auto& [start, end, by] : deletes) {
+    out->deletes.emplace_back(start, end);
+  }
   return absl::OkStatus();
 }
 
 // A nested transaction: its branches are checked alone, and its writes
-// (either branch, a key written in both once) count as the enclosing
-// branch's.
+// (both branches') are reported as the enclosing operation's.
 absl::Status CheckNested(const client::TxnRequest& txn, int depth,
                          BranchWrites* writes) {
   if (absl::Status s = CheckCompares(txn); !s.ok()) return s;
-  BranchWrites success, failure;
-  if (absl::Status s = CheckOps(txn.success(), "success", depth, &success);
+  if (absl::Status s = CheckOps(txn.success(), "success", depth, writes);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckOps(txn.failure(), "failure", depth, &failure);
-      !s.ok()) {
-    return s;
-  }
-  std::sort(success.puts.begin(), success.puts.end());
-  for (absl::string_view key : failure.puts) {
-    if (!std::binary_search(success.puts.begin(), success.puts.end(), key)) {
-      success.puts.push_back(key);
-    }
-  }
-  writes->puts.insert(writes->puts.end(), success.puts.begin(),
-                      success.puts.end());
-  for (const auto* d : {&success.deletes, &failure.deletes}) {
-    writes->deletes.insert(writes->deletes.end(), d->begin(), d->end());
-  }
-  return absl::OkStatus();
+  return CheckOps(txn.failure(), "failure", depth, writes);
 }
 
 }  // namespace
@@ -312,6 +311,18 @@ bool IsReadOnly(const client::TxnRequest& txn) {
     }
   }
   return true;
+}
+
+uint32_t ProtocolOf(const client::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const client::RequestOp& op : *branch) {
+      if (op.has_txn() || (op.has_put() && (op.put().ignore_value() ||
+                                            op.put().ignore_lease()))) {
+        return 2;
+      }
+    }
+  }
+  return 1;
 }
 
 std::string PrefixEnd(absl::string_view prefix) {
@@ -559,17 +570,22 @@ client::KvResult KvStore::Execute(uint64_t index,
             absl::StrCat("revision ", at,
                          " is in the future: the current one is ", revision_));
       }
-      if (at <= compacted_) {
+      // Decided on replicated state only (not on compacted_, which
+      // depends on this member's --watch_history): every member answers
+      // the same.
+      if (at <= compact_floor_) {
         return Result(absl::StatusCode::kOutOfRange, revision_,
                       absl::StrCat("revision ", at,
-                                   " is compacted already: the oldest "
-                                   "readable is ",
-                                   compacted_));
+                                   " is compacted already: the last "
+                                   "compaction was at ",
+                                   compact_floor_));
       }
-      while (!history_.empty() && history_.front()->revision() <= at) {
+      compact_floor_ = at;
+      // The change at `at` stays: a watch may start there, as in etcd.
+      while (!history_.empty() && history_.front()->revision() < at) {
         history_.pop_front();
       }
-      compacted_ = at;
+      compacted_ = std::max(compacted_, at - 1);
       return Result(absl::StatusCode::kOk, revision_);
     }
     case client::KvCommand::KIND_NOT_SET:
@@ -1204,6 +1220,7 @@ void KvStore::Remember(uint64_t index, const client::OpId& op,
 
 struct KvStore::Frozen {
   uint64_t revision = 0;
+  uint64_t compact_floor = 0;
   std::vector<Change> history;
   std::vector<client::KvLease> leases;  // by id
   std::vector<Cow<Shard>::Pin> shards;
@@ -1214,6 +1231,7 @@ struct KvStore::Frozen {
   std::string Serialize() const {
     client::KvSnapshot snap;
     snap.set_revision(revision);
+    snap.set_compact_revision(compact_floor);
     std::vector<const std::pair<const std::string, Value>*> sorted;
     size_t keys = 0;
     for (const Cow<Shard>::Pin& shard : shards) keys += shard->size();
@@ -1281,6 +1299,7 @@ absl::AnyInvocable<std::string()> KvStore::Snapshot() {
   auto frozen = std::make_unique<Frozen>();
   MutexLock lock(&mu_);
   frozen->revision = revision_;
+  frozen->compact_floor = compact_floor_;
   frozen->shards.reserve(shards_.size());
   for (const Cow<Shard>& shard : shards_) frozen->shards.push_back(shard.pin());
   frozen->sessions.reserve(sessions_.size());
@@ -1307,6 +1326,11 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
   client::KvSnapshot snap;
   if (!snap.ParseFromString(snapshot)) {
     return absl::DataLossError("the key-value snapshot is unreadable");
+  }
+  if (snap.compact_revision() > snap.revision()) {
+    return absl::DataLossError(absl::StrCat(
+        "the key-value snapshot was compacted at revision ",
+        snap.compact_revision(), ", after its own ", snap.revision()));
   }
   // Checked whole before anything changes: a refused snapshot leaves the
   // store as it was. Every key was written at a revision the store has
@@ -1414,6 +1438,7 @@ absl::Status KvStore::Restore(const std::string& snapshot) {
       history_.push_back(std::make_shared<const client::KvChange>(c));
     }
     compacted_ = snap.revision() - history_.size();
+    compact_floor_ = snap.compact_revision();
     TrimHistory();
     pending_.Clear();
     // New shards: a pinned one keeps its old contents for its reader.
@@ -1494,6 +1519,13 @@ absl::StatusOr<client::RangeResponse> KvStore::Range(
   if (at > revision_) {
     return absl::OutOfRangeError(absl::StrCat(
         "revision ", at, " is in the future: this member's is ", revision_));
+  }
+  if (at < compact_floor_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("revision ", at,
+                     " is compacted: the oldest revision "
+                     "readable is ",
+                     compact_floor_, " (Compact)"));
   }
   if (at < compacted_) {
     return absl::OutOfRangeError(absl::StrCat(

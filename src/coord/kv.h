@@ -133,6 +133,10 @@ absl::Status CheckTxn(const client::TxnRequest& txn, const TxnLimits& limits);
 // Whether neither branch writes: such a transaction is served at a read
 // point instead of being proposed.
 bool IsReadOnly(const client::TxnRequest& txn);
+// The oldest peer protocol (transport/transport.h, kPeerProtocol) whose
+// members apply `txn` as this release does: 2 if it nests a transaction
+// or keeps a key's value or lease, 1 otherwise.
+uint32_t ProtocolOf(const client::TxnRequest& txn);
 // The range_end that makes [prefix, range_end) every key starting with
 // `prefix`.
 std::string PrefixEnd(absl::string_view prefix);
@@ -392,6 +396,10 @@ class KvStore final : public node::StateMachine {
   size_t history_window_ = kMinWatchHistory;
   std::deque<Change> history_ ABSL_GUARDED_BY(mu_);
   uint64_t compacted_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last Compact's revision (0: none): reads before it are refused.
+  // Replicated, unlike compacted_, which also follows this member's
+  // history window.
+  uint64_t compact_floor_ ABSL_GUARDED_BY(mu_) = 0;
   client::KvChange pending_ ABSL_GUARDED_BY(mu_);  // the command's events
   ChangeListener change_listener_;                 // applying thread only
 };

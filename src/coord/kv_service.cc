@@ -866,7 +866,30 @@ void KvService::Cas(CasCall* call) {
   Write(call, cmd);
 }
 
+absl::Status KvService::CheckPeersSpeak(uint32_t protocol) const {
+  if (protocol <= 1) return absl::OkStatus();
+  node::Node* node = node_.load();
+  if (node == nullptr) return absl::UnavailableError("the member is starting");
+  for (const node::PeerStatus& p : node->GetStatus().peers) {
+    if (p.protocol >= protocol) continue;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "member ", p.name,
+        p.protocol == 0 ? " has not been heard from since this member started"
+                        : absl::StrCat(" runs release ", p.version,
+                                       ", which would apply this command "
+                                       "differently"),
+        ": upgrade every member first (docs/operations.md, \"Rolling "
+        "upgrades\")"));
+  }
+  return absl::OkStatus();
+}
+
 void KvService::Compact(CompactCall* call) {
+  if (absl::Status s = CheckPeersSpeak(2); !s.ok()) {
+    call->context.AddTrailingMetadata("quorate-final", "1");
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
   client::KvCommand cmd;
   *cmd.mutable_op() = call->request.op();
   cmd.mutable_compact()->set_revision(call->request.revision());
@@ -909,6 +932,11 @@ void KvService::Txn(TxnCall* call) {
     call->Finish(ToGrpcStatus(s));
     return;
   }
+  if (absl::Status s = CheckPeersSpeak(ProtocolOf(request)); !s.ok()) {
+    call->context.AddTrailingMetadata("quorate-final", "1");
+    call->Finish(ToGrpcStatus(s));
+    return;
+  }
   if (IsReadOnly(request)) {
     // Nothing to write: a read point is enough, as for Range.
     const KvStore* store = store_;
@@ -931,6 +959,10 @@ void KvService::LocalTxn(
     std::function<void(absl::StatusOr<client::TxnResponse>, bool refused)>
         done) {
   if (absl::Status s = CheckTxn(request, limits_); !s.ok()) {
+    done(s, false);
+    return;
+  }
+  if (absl::Status s = CheckPeersSpeak(ProtocolOf(request)); !s.ok()) {
     done(s, false);
     return;
   }

@@ -73,6 +73,18 @@ class KvService final : public transport::AsyncService {
       client::RangeRequest request, absl::Duration timeout,
       std::function<void(absl::StatusOr<client::RangeResponse>)> done);
 
+  // A renewal, from a KeepAlive stream or a caller in this process (the
+  // etcd gateway); `reply` gets its answer, once, on any thread
+  // (UNAVAILABLE naming the leader if this member does not lead).
+  void KeepAlive(const client::LeaseRenewal& request,
+                 std::function<void(client::LeaseRenewalAnswer)> reply);
+
+  // OK if every other member is heard to speak peer protocol `protocol`
+  // or newer (transport/transport.h): a command that needs it is applied
+  // the same way everywhere. FAILED_PRECONDITION naming the member that
+  // does not (or has not been heard from) otherwise.
+  absl::Status CheckPeersSpeak(uint32_t protocol) const;
+
   grpc::Service* grpc_service() override { return &service_; }
   void Start(transport::CallQueue* queue) override;
 
@@ -129,10 +141,6 @@ class KvService final : public transport::AsyncService {
   void MemberChange(MemberChangeCall* call);
   void TransferLeader(TransferCall* call);
   void Compact(CompactCall* call);
-  // A renewal from a KeepAlive stream; `reply` gets its answer, once, on
-  // any thread.
-  void KeepAlive(const client::LeaseRenewal& request,
-                 std::function<void(client::LeaseRenewalAnswer)> reply);
   // The limits the state machine applies to this member's commands.
   client::CommandLimits CommandLimits() const;
   // Refuses `call` UNAVAILABLE, naming the leader (as a follower's writes).

@@ -752,6 +752,7 @@ NodeStatus Node::Impl::GetStatus() const {
     p.messages_dropped = it->second.dropped;
     p.messages_refused = it->second.refused;
     p.version = it->second.version;
+    p.protocol = it->second.protocol;
     if (it->second.last_received_ns != 0) {
       p.last_contact_ms = (now - it->second.last_received_ns) / 1'000'000;
     }

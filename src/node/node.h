@@ -138,6 +138,7 @@ struct PeerStatus {
   uint64_t messages_dropped = 0;  // not sent: queue full or link down
   uint64_t messages_refused = 0;  // received, malformed or refused
   std::string version;            // from its Hello; empty: not heard yet
+  uint32_t protocol = 0;          // newest peer protocol; 0: not heard yet
 };
 
 struct NodeStatus {

@@ -202,6 +202,8 @@ void TransportImpl::GreetedStream(InStream* in, const peer::Hello& hello) {
   {
     MutexLock lock(&mu_);
     versions_[from] = hello.version();
+    // A member from before versions were exchanged speaks protocol 1.
+    protocols_[from] = std::max<uint32_t>(hello.protocol(), 1);
   }
   RegisterGreeted(in, from);
   // SetPeers may have dropped the peer since CheckHello: it updates the

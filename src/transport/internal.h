@@ -304,6 +304,8 @@ class TransportImpl final : public Transport {
       if (n != received_.end()) state.received = n->second;
       auto v = versions_.find(id);
       if (v != versions_.end()) state.version = v->second;
+      auto p = protocols_.find(id);
+      if (p != protocols_.end()) state.protocol = p->second;
     }
     return out;
   }
@@ -467,6 +469,7 @@ class TransportImpl final : public Transport {
   std::thread sweeper_;
   mutable Mutex mu_;
   std::map<uint64_t, std::string> versions_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, uint32_t> protocols_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, int64_t> last_received_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, uint64_t> received_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> stopped_{false};

@@ -85,7 +85,12 @@ struct PeerAddress {
 // change to the peer wire format that an older member cannot read, and
 // kMinPeerProtocol only when this release can no longer work beside
 // members that speak less (docs/operations.md, "Rolling upgrades").
-inline constexpr uint32_t kPeerProtocol = 1;
+//   1: the first.
+//   2: the state machine's commands of etcd's API (nested transactions,
+//      puts keeping a key's value or lease, Compact). A member that
+//      speaks 1 applies them differently: the client API refuses them
+//      until every member is heard to speak 2 (PeerState::protocol).
+inline constexpr uint32_t kPeerProtocol = 2;
 inline constexpr uint32_t kMinPeerProtocol = 1;
 
 // What members must agree on (docs/design.md, "Members agree on T and ρ").
@@ -105,8 +110,10 @@ struct PeerState {
   uint64_t sent = 0;      // messages written to its stream
   uint64_t received = 0;  // messages received from it
   uint64_t refused = 0;   // messages refused (malformed, or by the core)
-  // The release it runs, from its last accepted Hello; empty until then.
+  // The release it runs, and the newest peer protocol it speaks, from its
+  // last accepted Hello; empty and 0 until then.
   std::string version;
+  uint32_t protocol = 0;
 };
 
 class Transport {

@@ -731,12 +731,27 @@ TEST_F(KvStoreTest, Txn_NestedWritesCountAsTheirBranchs) {
   *inner.add_failure() = PutOp("k", "inner");
   const absl::Status s = CheckTxn(t, TxnLimits{});
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
-  // The same key in both branches of one nested transaction is fine.
+  // The same key in both branches of one nested transaction is fine, and
+  // so is a delete in one and a put in the other: only one branch runs.
   client::TxnRequest ok;
   client::TxnRequest& both = *ok.add_success()->mutable_txn();
   *both.add_success() = PutOp("k", "1");
   *both.add_failure() = PutOp("k", "2");
   EXPECT_TRUE(CheckTxn(ok, TxnLimits{}).ok());
+  client::TxnRequest exclusive;
+  client::TxnRequest& either = *exclusive.add_success()->mutable_txn();
+  either.add_success()->mutable_delete_range()->set_key("k");
+  *either.add_failure() = PutOp("k", "2");
+  EXPECT_TRUE(CheckTxn(exclusive, TxnLimits{}).ok());
+  // But not beside a write of that key in the enclosing branch.
+  *exclusive.add_success() = PutOp("k", "3");
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckTxn(exclusive, TxnLimits{})));
+  EXPECT_EQ(ProtocolOf(ok), 2u);
+  client::TxnRequest plain;
+  *plain.add_success() = PutOp("k", "1");
+  EXPECT_EQ(ProtocolOf(plain), 1u);
+  plain.mutable_success(0)->mutable_put()->set_ignore_lease(true);
+  EXPECT_EQ(ProtocolOf(plain), 2u);
   // Too deep.
   client::TxnRequest deep;
   client::TxnRequest* at = &deep;
@@ -876,7 +891,6 @@ TEST_F(KvStoreTest, Compact_DropsTheHistoryBeforeARevision) {
   const client::KvResult r = Run(compact);
   EXPECT_EQ(r.code(), 0) << r.message();
   EXPECT_EQ(r.revision(), 5u);
-  EXPECT_EQ(store_.compacted(), 3u);
   EXPECT_EQ(store_.revision(), 5u);  // no new revision
   client::RangeRequest at;
   at.set_key("c");
@@ -884,9 +898,16 @@ TEST_F(KvStoreTest, Compact_DropsTheHistoryBeforeARevision) {
   EXPECT_EQ(store_.Range(at)->kvs(0).value(), "3");  // still readable
   at.set_revision(2);
   EXPECT_TRUE(absl::IsOutOfRange(store_.Range(at).status()));
-  EXPECT_TRUE(store_.ChangesFrom(3, 10).changes.empty());
-  EXPECT_EQ(store_.ChangesFrom(4, 10).changes.size(), 2u);
-  // Already compacted, or in the future: refused.
+  // A watch may start at the compaction's revision (its change stays), as
+  // in etcd, not before.
+  EXPECT_EQ(store_.compacted(), 2u);
+  EXPECT_EQ(store_.ChangesFrom(3, 10).changes.size(), 3u);
+  EXPECT_TRUE(store_.ChangesFrom(2, 10).changes.empty());
+  // Not after the last compaction, or in the future: refused, whatever
+  // the history window (every member answers the same).
+  EXPECT_EQ(Run(compact).code(),
+            static_cast<int>(absl::StatusCode::kOutOfRange));
+  compact.mutable_compact()->set_revision(2);
   EXPECT_EQ(Run(compact).code(),
             static_cast<int>(absl::StatusCode::kOutOfRange));
   compact.mutable_compact()->set_revision(6);
@@ -895,7 +916,39 @@ TEST_F(KvStoreTest, Compact_DropsTheHistoryBeforeARevision) {
   // A snapshot keeps the compaction.
   KvStore copy;
   ASSERT_TRUE(copy.Restore(store_.Snapshot()()).ok());
-  EXPECT_EQ(copy.compacted(), 3u);
+  EXPECT_EQ(copy.compacted(), 2u);
+  EXPECT_TRUE(absl::IsOutOfRange(copy.Range(at).status()));
+  at.set_revision(3);
+  EXPECT_TRUE(copy.Range(at).ok());
+}
+
+// A member with a shorter history (--watch_history) answers a Compact the
+// same as one with a longer one.
+TEST(KvCompactTest, TheAnswerDoesNotDependOnTheHistoryWindow) {
+  KvStore small, large;
+  small.SetHistoryWindow(2);
+  large.SetHistoryWindow(100);
+  uint64_t index = 0;
+  auto both = [&](const client::KvCommand& c) {
+    ++index;
+    const std::string a = small.Apply(index, c.SerializeAsString());
+    const std::string b = large.Apply(index, c.SerializeAsString());
+    EXPECT_EQ(a, b);
+    return a;
+  };
+  for (int i = 0; i < 10; ++i) {
+    client::KvCommand put;
+    put.mutable_put()->set_key("k");
+    put.mutable_put()->set_value(absl::StrCat(i));
+    both(put);
+  }
+  client::KvCommand compact;
+  compact.mutable_compact()->set_revision(4);
+  client::KvResult r;
+  ASSERT_TRUE(r.ParseFromString(both(compact)));
+  EXPECT_EQ(r.code(), 0);
+  EXPECT_EQ(small.compacted(), 8u);  // its window, not the compaction
+  EXPECT_EQ(large.compacted(), 3u);
 }
 
 }  // namespace
